@@ -1,0 +1,1 @@
+"""The compute-node half of alignkit: train, evaluate, merge, data. Imports torch and friends."""

@@ -1,0 +1,89 @@
+"""Run one job of a sweep, given only its directory: `python -m jobs.entry <sweep>/jobs/<id>`.
+
+The directory holds `config.json` (the resolved config, see docs/contract.md); the stage module
+writes its results there. A failure leaves `error.json` with a one-line reason for `alignkit
+status`; success leaves `DONE`, written last. `stop` is polled by long stages (training) at step
+boundaries: when it is set they save a resumable checkpoint and raise `Preempted`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
+from jobs.errors import JobFailure, Preempted
+
+STAGE_MODULES = {"train": "jobs.train", "eval": "jobs.evaluate", "merge": "jobs.merge", "judge": "jobs.judge"}
+
+
+def _offline_env() -> None:
+    # Compute nodes often have no internet: everything was prefetched on the login node.
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[-1] if text else ""
+    name = type(exc).__name__
+    if "out of memory" in str(exc).lower() and "cuda" in str(exc).lower():
+        return f"CUDA out of memory: {msg}"
+    return msg if isinstance(exc, JobFailure) else f"{name}: {msg}"
+
+
+def run_job(job_dir: str | os.PathLike, stop: threading.Event | None = None) -> str:
+    """Run the job in `job_dir`; return "done" or "skipped" (already done). Raises on failure."""
+    job_dir = Path(job_dir).resolve()
+    if (job_dir / "DONE").exists():
+        return "skipped"
+    _offline_env()
+    config = read_json(job_dir / "config.json")
+    stage = config["stage"]
+    module = importlib.import_module(STAGE_MODULES[stage])
+    stop = stop or threading.Event()
+    (job_dir / "error.json").unlink(missing_ok=True)
+    try:
+        module.run(job_dir, config, stop)
+    except Preempted:
+        raise
+    except BaseException as exc:  # record why, then let the scheduler see the failure
+        if _is_main_rank():
+            atomic_write_json(job_dir / "error.json", {
+                "reason": _one_line(exc), "type": type(exc).__name__,
+                "time": time.time(), "traceback": traceback.format_exc(limit=20),
+            })
+        raise
+    if _is_main_rank():
+        atomic_write_text(job_dir / "DONE", f"{time.time()}\n")
+    return "done"
+
+
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m jobs.entry <sweep_dir>/jobs/<job-id>", file=sys.stderr)
+        return 2
+    try:
+        print(run_job(argv[0]))
+    except Preempted:
+        print("preempted: checkpoint saved; run again to resume", file=sys.stderr)
+        return 3
+    except BaseException as exc:
+        print(f"job failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
