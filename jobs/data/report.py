@@ -1,0 +1,51 @@
+"""The drop report: how many rows each part of a preference dataset had, kept and dropped, and why.
+
+Users with the real data compare it with the paper's counts (HH-RLHF: 43,810 helpful and 42,507
+harmless training pairs; BeaverTails: 297,394 helpful and 46,625 harmless).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PartReport:
+    """One loaded part: a preference read from one source (and data_dir)."""
+
+    preference: str
+    source: str
+    rows: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+
+    def as_dict(self) -> dict:
+        return {"preference": self.preference, "source": self.source, "rows": self.rows,
+                "kept": self.kept, "dropped": dict(sorted(self.dropped.items()))}
+
+
+@dataclass
+class DropReport:
+    parts: list[PartReport] = field(default_factory=list)
+    total: int = 0  # rows in the returned dataset, after mixing and the sample limit
+
+    def dropped(self) -> dict[str, int]:
+        out: Counter = Counter()
+        for p in self.parts:
+            out.update(p.dropped)
+        return dict(sorted(out.items()))
+
+    def as_dict(self) -> dict:
+        return {"parts": [p.as_dict() for p in self.parts], "dropped": self.dropped(), "total": self.total}
+
+    def summary(self) -> str:
+        """One line for logs, e.g. "helpful: 240 rows, 231 kept (dropped: identical=9); total 200"."""
+        parts = []
+        for p in self.parts:
+            why = ", ".join(f"{k}={v}" for k, v in sorted(p.dropped.items()))
+            parts.append(f"{p.preference}: {p.rows} rows, {p.kept} kept" + (f" (dropped: {why})" if why else ""))
+        return "; ".join(parts) + f"; total {self.total}"

@@ -1,0 +1,97 @@
+"""Read a raw dataset with `datasets.load_dataset`, from a local file, a local folder or the hub.
+
+Hub ids are resolved to their snapshot in the Hugging Face cache first (compute nodes run with
+HF_HUB_OFFLINE=1; `alignkit prefetch` fills the cache at the pinned revision), then loaded
+from that folder like any local folder, so README configs and data_dir layouts behave as on
+the hub. Also the field checks every adapter shares: they raise JobFailure naming the file, the
+row (1-based) and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import JobFailure
+
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def is_local(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or os.path.exists(source)
+
+
+def builder_for(path: Path) -> str:
+    suffixes = [s for s in path.suffixes if s not in (".gz", ".bz2", ".xz", ".zst")]
+    builder = FILE_BUILDERS.get(suffixes[-1] if suffixes else "")
+    if builder is None:
+        raise JobFailure(f"dataset file {path}: unknown format (expected .json, .jsonl, .parquet or .csv, "
+                         f"optionally compressed)")
+    return builder
+
+
+def hub_snapshot(repo_id: str, revision: str | None, name: str) -> Path:
+    """The cached snapshot folder of a hub dataset (downloads only when the hub is online)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
+        raise JobFailure(f"dataset {name}: {repo_id}@{revision or 'main'} is not in the Hugging Face cache and "
+                         f"the hub cannot be reached ({type(exc).__name__}); run `alignkit prefetch` on "
+                         f"the login node") from None
+
+
+def load_split(dataset: dict, data_dir: str | None) -> tuple[Any, str]:
+    """Load one split; return (datasets.Dataset, label naming the file or folder for errors)."""
+    import datasets
+
+    source = str(dataset["source"])
+    split = dataset.get("split") or "train"
+    name = dataset.get("name", source)
+    path = Path(source).expanduser()
+    if path.is_file():
+        # a single file is the split: datasets names it "train" whatever the spec's split is
+        label, kwargs = str(path), {"path": builder_for(path), "data_files": str(path), "split": "train"}
+    elif path.is_dir():
+        label = f"{path / data_dir if data_dir else path} ({split})"
+        kwargs = {"path": str(path), "data_dir": data_dir, "split": split}
+    elif is_local(source):
+        raise JobFailure(f"dataset {name}: local source {source} does not exist")
+    else:
+        snap = hub_snapshot(source, dataset.get("revision"), name)
+        label = f"{source}@{dataset.get('revision') or 'main'}{'/' + data_dir if data_dir else ''} ({split})"
+        kwargs = {"path": str(snap), "data_dir": data_dir, "split": split}
+    try:
+        ds = datasets.load_dataset(**kwargs)
+    except JobFailure:
+        raise
+    except Exception as exc:  # pyarrow / datasets errors: keep the first line, which names the row
+        first = next((ln for ln in str(exc).strip().splitlines() if ln.strip()), type(exc).__name__)
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and str(cause).strip():
+            first += " | " + str(cause).strip().splitlines()[0]
+        raise JobFailure(f"dataset {name}: cannot read {label}: {first}") from None
+    return ds, label
+
+
+def require_columns(ds: Any, columns: tuple[str, ...], label: str) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise JobFailure(f"{label}: field {missing[0]!r} missing (the data has fields: "
+                         f"{', '.join(ds.column_names) or 'none'})")
+
+
+def field(row: dict, key: str, types: type | tuple[type, ...], label: str, i: int) -> Any:
+    """row[key], checked present and of the expected type; `i` is the 0-based row index."""
+    value = row.get(key)
+    if value is None:
+        raise JobFailure(f"{label} row {i + 1}: field {key!r} missing")
+    allowed = types if isinstance(types, tuple) else (types,)
+    # bool is an int subclass: a label 0/1 given as true/false is a wrong type, not a silent cast
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        want = " or ".join(t.__name__ for t in allowed)
+        raise JobFailure(f"{label} row {i + 1}: field {key!r} should be {want}, got {type(value).__name__}")
+    return value
