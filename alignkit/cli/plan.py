@@ -1,0 +1,41 @@
+"""`alignkit plan SPEC [--json]`: what a spec would submit, without submitting anything."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from alignkit.compile import load_plan
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="show the jobs, arrays and GPU-hours a sweep spec compiles to",
+                       description="Validate and compile a sweep spec; print a summary (or the full job graph "
+                                   "with --json: docs/cli.md documents its fields).")
+    p.add_argument("spec", help="sweep spec YAML file")
+    p.add_argument("--profile", help="cluster profile name (slurm/profiles/NAME.yaml) or path")
+    p.add_argument("--json", action="store_true", help="print the full plan as JSON for scripts")
+    p.add_argument("-o", "--output-dir", help="sweep directory (default: the spec's output_dir or runs/NAME)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = load_plan(args.spec, args.profile, args.output_dir)
+    if args.json:
+        json.dump(plan.to_json(), sys.stdout, indent=1, sort_keys=False)
+        sys.stdout.write("\n")
+        return 0
+    s = plan.summary()
+    out = [f"sweep {plan.sweep}: {s['jobs']} jobs -> {plan.output_dir}  (profile: {plan.profile.name})",
+           "  " + ", ".join(f"{n} {stage}" for stage, n in s["jobs_per_stage"].items())
+           + f"  ({s['training_runs']} training runs, {s['mixture_runs']} on preference mixtures)",
+           f"  {len(s['arrays'])} arrays (one per stage and resource class):"]
+    for a in s["arrays"]:
+        part = f" partition={a['partition']}" if a["partition"] else ""
+        out.append(f"    {a['stage']:<6} {a['jobs']:>5} jobs  gpus={a['gpus']} cpus={a['cpus']} mem={a['mem_gb']}G "
+                   f"time={a['time_min']}min throttle=%{a['array_parallelism']}{part}")
+    hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
+    out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
+    print("\n".join(out))
+    return 0

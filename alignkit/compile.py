@@ -1,0 +1,362 @@
+"""Spec → plan: expand the grid into train, eval, judge and merge jobs with dependencies.
+
+Each job carries a fully resolved config and a content-hash id: the sha256 of the canonical
+JSON of what affects its result (labels such as names and axes, and resources, are left out).
+The same resolved config gives the same id whatever the YAML's key order, formatting or axis
+order; a change to anything that affects a result gives a new id, and since a job names its
+inputs by id, its dependents' ids change too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from alignkit.errors import SpecError
+from alignkit.profiles import Profile, load_profile
+from alignkit.schema import join
+from alignkit.spec import AXES, BenchmarkSpec, MergeSpec, Spec, load_spec, parse_time
+
+ID_LEN = 12
+
+# Used where neither the profile nor the spec says otherwise (docs/spec.md lists them).
+BUILTIN_RESOURCES: dict[str, dict[str, Any]] = {
+    "train": {"gpus": 1, "cpus": 8, "mem_gb": 64, "time": "04:00:00", "nodes": 1, "array_parallelism": 64},
+    "eval": {"gpus": 1, "cpus": 8, "mem_gb": 64, "time": "04:00:00", "nodes": 1, "array_parallelism": 64},
+    "merge": {"gpus": 0, "cpus": 8, "mem_gb": 64, "time": "01:00:00", "nodes": 1, "array_parallelism": 16},
+    "judge": {"gpus": 0, "cpus": 2, "mem_gb": 8, "time": "02:00:00", "nodes": 1, "array_parallelism": 8},
+}
+_RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time", "nodes", "partition", "array_parallelism", "estimate")
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: int
+    cpus: int
+    mem_gb: int
+    time_min: int
+    nodes: int
+    partition: str | None
+    array_parallelism: int
+    estimate_min: float
+
+    def key(self) -> tuple:
+        """The resource class: jobs of one stage with the same key are submitted as one array."""
+        return (self.gpus, self.cpus, self.mem_gb, self.time_min, self.nodes, self.partition,
+                self.array_parallelism)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    name: str
+    stage: str
+    depends_on: tuple[str, ...]
+    config: dict
+    resources: Resources
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "stage": self.stage, "depends_on": list(self.depends_on),
+                "config": self.config, "resources": self.resources.to_json()}
+
+
+@dataclass
+class Plan:
+    sweep: str
+    spec_path: Path
+    spec_text: str
+    output_dir: Path
+    jobs: list[Job]
+    profile: Profile
+
+    def by_id(self) -> dict[str, Job]:
+        return {j.id: j for j in self.jobs}
+
+    def summary(self) -> dict[str, Any]:
+        stages: dict[str, int] = {}
+        arrays: dict[tuple, dict[str, Any]] = {}
+        gpu_hours: dict[str, float] = {}
+        for job in self.jobs:
+            stages[job.stage] = stages.get(job.stage, 0) + 1
+            r = job.resources
+            arr = arrays.setdefault((job.stage, r.key()), {"stage": job.stage, "jobs": 0, **{
+                k: getattr(r, k) for k in ("gpus", "cpus", "mem_gb", "time_min", "nodes", "partition",
+                                           "array_parallelism")}})
+            arr["jobs"] += 1
+            gpu_hours[job.stage] = gpu_hours.get(job.stage, 0.0) + r.gpus * r.nodes * r.estimate_min / 60
+        train = [j for j in self.jobs if j.stage == "train"]
+        return {
+            "jobs": len(self.jobs),
+            "jobs_per_stage": stages,
+            "training_runs": len(train),
+            "mixture_runs": sum(1 for j in train if len(j.config["preference"]) > 1),
+            "arrays": list(arrays.values()),
+            "gpu_hours": {k: round(v, 2) for k, v in gpu_hours.items()},
+            "gpu_hours_total": round(sum(gpu_hours.values()), 2),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": 1, "sweep": self.sweep, "spec": str(self.spec_path), "output_dir": str(self.output_dir),
+                "profile": self.profile.name, "jobs": [j.to_json() for j in self.jobs], "summary": self.summary()}
+
+
+def _identity(value: Any) -> Any:
+    """The part of a config that affects the result: labels (names, axes) are dropped."""
+    if isinstance(value, dict):
+        return {k: _identity(v) for k, v in value.items() if k not in ("name", "axes", "input_axes", "paper_name")}
+    if isinstance(value, (list, tuple)):
+        return [_identity(v) for v in value]
+    return value
+
+
+def job_id(config: dict) -> str:
+    canonical = json.dumps(_identity(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:ID_LEN]
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses/tuples → JSON-ready dicts/lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _local_path(spec: Spec, source: str) -> str:
+    """Local paths become absolute (relative ones are relative to the spec file); hub ids stay."""
+    if source.startswith(("/", "./", "../", "~")):
+        return str((spec.path.parent / os.path.expanduser(source)).resolve())
+    candidate = spec.path.parent / source
+    if candidate.exists():
+        return str(candidate.resolve())
+    return source
+
+
+def _norm_pref(value: str) -> str:
+    return "+".join(sorted(str(value).split("+")))
+
+
+class _Compiler:
+    def __init__(self, spec: Spec, profile: Profile):
+        self.spec = spec
+        self.profile = profile
+        self.problems = spec.problems()
+
+    # ---- grid -------------------------------------------------------------------------------
+    def points(self) -> list[dict[str, Any]]:
+        spec = self.spec
+        blocks: list[list[dict[str, Any]]] = []
+        for axis in AXES:  # canonical axis order, whatever the YAML's order
+            if axis in spec.grid:
+                blocks.append([{axis: v} for v in spec.grid[axis]])
+        for group in spec.zip:
+            n = len(next(iter(group.values())))
+            blocks.append([{a: group[a][i] for a in group} for i in range(n)])
+        base = [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*blocks)]
+        values = {axis: list(dict.fromkeys(p[axis] for p in base)) for axis in AXES}
+        extra = []
+        for entry in spec.include:  # sub-grids; unnamed axes take every value of the main grid
+            axes = [[{a: v} for v in (entry[a] if isinstance(entry[a], (list, tuple)) else [entry[a]])]
+                    if a in entry else [{a: v} for v in values[a]] for a in AXES]
+            extra += [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*axes)]
+        points, seen = [], set()
+        for p in base + extra:
+            key = tuple(p[a] for a in AXES)
+            if key not in seen and not any(_matches(p, ex) for ex in spec.exclude):
+                seen.add(key)
+                points.append(p)
+        if not points:
+            self.problems.add("grid", "the grid expands to no training runs (check exclude)")
+        return points
+
+    @staticmethod
+    def _norm(point: dict[str, Any]) -> dict[str, Any]:
+        point["preference"] = _norm_pref(point["preference"])
+        return point
+
+    # ---- configs ------------------------------------------------------------------------------
+    def model_config(self, name: str) -> dict[str, Any]:
+        m = self.spec.models[name]
+        cfg = {"name": name, **_plain(m)}
+        cfg["source"] = _local_path(self.spec, m.source)
+        return cfg
+
+    def train_config(self, p: dict[str, Any]) -> dict[str, Any]:
+        spec = self.spec
+        ds = spec.datasets[p["dataset"]]
+        method = spec.methods[p["method"]]
+        method_cfg = {"name": p["method"], **_plain(method)}
+        if method.type == "dpo" and method.beta is None:
+            method_cfg["beta"] = 0.1  # TRL's long-standing default; the paper does not state it
+        if method.type == "sft":
+            method_cfg.pop("beta")
+        return {
+            "stage": "train",
+            "axes": dict(p),
+            "model": self.model_config(p["model"]),
+            "dataset": {"name": p["dataset"], **_plain(ds), "source": _local_path(spec, ds.source)},
+            "preference": p["preference"].split("+"),
+            "method": method_cfg,
+            "peft": {"name": p["peft"], **_plain(spec.peft[p["peft"]])},
+            "training": _plain(spec.training),
+            "seed": p["seed"],
+        }
+
+    def checkpoints(self) -> list[Any]:
+        steps = sorted({c for c in self.spec.evals.checkpoints
+                        if c != "final" and c != self.spec.training.max_steps})
+        has_final = any(c in ("final", self.spec.training.max_steps) for c in self.spec.evals.checkpoints)
+        return steps + (["final"] if has_final else [])
+
+    def benchmark_config(self, b: BenchmarkSpec, template: str, with_judge: bool) -> dict[str, Any]:
+        cfg = _plain(b)
+        if cfg["chat_template"] is None:
+            cfg["chat_template"] = self.spec.evals.chat_template.get(template, template != "plain")
+        for key in ("include_path", "source", "classifier"):
+            if cfg[key]:
+                cfg[key] = _local_path(self.spec, cfg[key])
+        judge = cfg.pop("judge")
+        if with_judge and judge:
+            cfg["judge"] = {"name": judge, **_plain(self.spec.evals.judges[judge])}
+            if cfg["judge"].get("source"):
+                cfg["judge"]["source"] = _local_path(self.spec, cfg["judge"]["source"])
+        return cfg
+
+    def eval_jobs(self, target: Job, kind: str, checkpoints: list[Any]) -> list[Job]:
+        benchmarks = self.spec.evals.benchmarks
+        if not benchmarks:
+            return []
+        model = target.config["model"]
+        cfg = {"stage": "eval", "axes": target.config["axes"], "model": model,
+               "target": {"job": target.id, "kind": kind}, "checkpoints": checkpoints,
+               "benchmarks": {n: self.benchmark_config(b, model["template"], False) for n, b in benchmarks.items()}}
+        ev = self._job(f"{target.name}/eval", "eval", (target.id,), cfg)
+        jobs = [ev]
+        judged = {n: b for n, b in benchmarks.items() if b.judge}
+        if judged:
+            jcfg = {"stage": "judge", "axes": target.config["axes"], "target": {"job": ev.id},
+                    "benchmarks": {n: self.benchmark_config(b, model["template"], True) for n, b in judged.items()}}
+            jobs.append(self._job(f"{target.name}/judge", "judge", (ev.id,), jcfg))
+        return jobs
+
+    def merge_jobs(self, index: int, m: MergeSpec, trains: list[Job]) -> list[Job]:
+        combine_axes = [a for a in AXES if a in m.combine]
+        combine_vals = {a: [_norm_pref(v) if a == "preference" else v for v in m.combine[a]] for a in combine_axes}
+        groups: dict[tuple, dict[tuple, Job]] = {}
+        for t in trains:
+            axes = t.config["axes"]
+            if not _matches(axes, m.where) or any(axes[a] not in combine_vals[a] for a in combine_axes):
+                continue
+            gkey = tuple((a, axes[a]) for a in AXES if a not in m.combine)
+            groups.setdefault(gkey, {})[tuple(axes[a] for a in combine_axes)] = t
+        jobs = []
+        for gkey, members in groups.items():
+            combos = list(itertools.product(*(combine_vals[a] for a in combine_axes)))
+            if not all(c in members for c in combos):
+                continue  # some input of this group is not trained in this study
+            inputs = [members[c] for c in combos]
+            axes = dict(gkey)
+            for a in combine_axes:
+                axes[a] = "{" + ",".join(map(str, combine_vals[a])) + "}"
+            axes["merge"] = m.name
+            cfg = {"stage": "merge", "axes": axes, "model": inputs[0].config["model"],
+                   "merge": {"name": m.name, "method": m.method, "parameters": _plain(m.parameters)},
+                   "inputs": [t.id for t in inputs], "input_axes": [t.config["axes"] for t in inputs]}
+            name = f"{m.name}:" + "/".join(_label(a, axes[a]) for a in AXES)
+            merged = self._job(name, "merge", tuple(t.id for t in inputs), cfg)
+            jobs.append(merged)
+            if m.evaluate:
+                jobs += self.eval_jobs(merged, "merged", ["final"])
+        if not jobs:
+            self.problems.add(join("merges", index), f"merge '{m.name}' finds no trained runs to combine "
+                                                     f"(every input must be in the grid)")
+        return jobs
+
+    # ---- jobs and resources ---------------------------------------------------------------------
+    def _job(self, name: str, stage: str, deps: tuple[str, ...], config: dict) -> Job:
+        return Job(id=job_id(config), name=name, stage=stage, depends_on=deps, config=config,
+                   resources=self.resources(stage, config["axes"]))
+
+    def resources(self, stage: str, axes: dict[str, Any]) -> Resources:
+        merged = dict(BUILTIN_RESOURCES[stage], partition=self.profile.partition, estimate=None)
+        layers: list[Any] = [self.profile.defaults.get(stage), getattr(self.spec.resources, stage)]
+        layers += [o for o in self.spec.resources.overrides if o.stage == stage and _matches(axes, o.where)]
+        for layer in layers:
+            if layer is None:
+                continue
+            for key in _RESOURCE_KEYS:
+                value = getattr(layer, key, None)
+                if value is not None:
+                    merged[key] = value
+        time_min = parse_time(merged["time"])
+        estimate = parse_time(merged["estimate"]) if merged["estimate"] is not None else time_min
+        return Resources(gpus=merged["gpus"], cpus=merged["cpus"], mem_gb=merged["mem_gb"], time_min=time_min,
+                         nodes=merged["nodes"], partition=merged["partition"],
+                         array_parallelism=merged["array_parallelism"], estimate_min=float(estimate))
+
+    def compile(self) -> list[Job]:
+        points = self.points()
+        self.problems.raise_if_any()
+        trains, by_id = [], {}
+        for p in points:
+            job = self._job("/".join(_label(a, p[a]) for a in AXES), "train", (), self.train_config(p))
+            if job.id in by_id:
+                self.problems.add("grid", f"runs '{by_id[job.id].name}' and '{job.name}' resolve to the same "
+                                          f"config (duplicate run; do two names point to the same thing?)")
+                continue
+            by_id[job.id] = job
+            trains.append(job)
+        jobs = list(trains)
+        for t in trains:
+            jobs += self.eval_jobs(t, "adapter", self.checkpoints())
+        for i, m in enumerate(self.spec.merges):
+            jobs += self.merge_jobs(i, m, trains)
+        self.problems.raise_if_any()
+        return jobs
+
+
+def _label(axis: str, value: Any) -> str:
+    return f"s{value}" if axis == "seed" else str(value)
+
+
+def _matches(axes: dict[str, Any], where: dict[str, Any]) -> bool:
+    for axis, want in where.items():
+        values = list(want) if isinstance(want, (list, tuple)) else [want]
+        if axis == "preference":
+            values = [_norm_pref(v) for v in values]
+        if axes.get(axis) not in values:
+            return False
+    return True
+
+
+def compile_spec(spec: Spec, profile: Profile) -> list[Job]:
+    return _Compiler(spec, profile).compile()
+
+
+def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str | Path | None = None) -> Plan:
+    """Load, validate and compile a spec. Raises SpecError / UserError with one line per problem."""
+    spec = load_spec(spec_path)
+    prof = load_profile(profile or spec.profile)
+    jobs = compile_spec(spec, prof)
+    out = Path(output_dir or spec.output_dir or f"runs/{spec.name}").expanduser().resolve()
+    return Plan(sweep=spec.name, spec_path=spec.path, spec_text=spec.text, output_dir=out, jobs=jobs, profile=prof)
+
+
+def stages_in_order(jobs: Iterable[Job]) -> list[str]:
+    order = ["train", "eval", "judge", "merge"]
+    return [s for s in order if any(j.stage == s for j in jobs)]
+
+
+__all__ = ["Job", "Plan", "Resources", "SpecError", "compile_spec", "job_id", "load_plan"]

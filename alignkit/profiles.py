@@ -1,0 +1,84 @@
+"""Cluster profiles: where and how jobs run (slurm/profiles/*.yaml; docs/slurm.md).
+
+A profile holds what differs between clusters — partition, account, QoS, constraint, setup
+lines (module loads, venv activation), the preemption signal delay, extra sbatch options —
+and default resources per stage. Precedence for a job's resources: built-in defaults <
+profile defaults < the spec's resources < the spec's resource overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from alignkit.errors import SpecError, UserError
+from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
+
+
+@dataclass(frozen=True)
+class StageDefaults:
+    gpus: Optional[int] = None
+    cpus: Optional[int] = None
+    mem_gb: Optional[int] = None
+    time: Optional[Union[str, int]] = None
+    array_parallelism: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    executor: Literal["slurm", "local"] = "slurm"
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    setup: tuple[str, ...] = ()
+    signal_delay_s: int = 120
+    max_parallel_local: int = 2
+    defaults: dict[str, StageDefaults] = field(default_factory=dict)
+    sbatch: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    path: Optional[Path] = field(default=None, compare=False)
+
+
+BUILTIN_LOCAL = Profile(name="local", executor="local", signal_delay_s=30,
+                        description="built-in: run on this machine through submitit's local executor")
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str | None) -> Profile:
+    """A profile by name (slurm/profiles/<name>.yaml) or path; None gives the local profile."""
+    if name_or_path is None:
+        name_or_path = "local"
+    path = Path(name_or_path)
+    if not (name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path):
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            if name_or_path == "local":
+                return BUILTIN_LOCAL
+            known = ", ".join(available_profiles()) or "none"
+            raise UserError(f"unknown profile '{name_or_path}' (known: {known}; or give a path to a YAML file)")
+    data, lines, _ = read_yaml(path)
+    problems = Problems(str(path), lines)
+    if isinstance(data, dict) and "name" not in data:
+        data = {**data, "name": path.stem}
+    profile = from_dict(Profile, data, "", problems)
+    if not is_missing(profile):
+        for stage, d in profile.defaults.items():
+            if stage not in ("train", "eval", "merge", "judge"):
+                problems.add(join("defaults", stage), f"unknown stage '{stage}' (known: train, eval, merge, judge)")
+        if profile.signal_delay_s < 0:
+            problems.add("signal_delay_s", "must be zero or more")
+        if profile.max_parallel_local <= 0:
+            problems.add("max_parallel_local", "must be positive")
+    problems.raise_if_any()
+    if is_missing(profile):  # pragma: no cover - problems were raised above
+        raise SpecError([f"{path}: invalid profile"])
+    object.__setattr__(profile, "path", path.resolve())
+    return profile

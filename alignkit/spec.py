@@ -1,0 +1,529 @@
+"""The sweep spec: one YAML file describes a whole study (docs/spec.md is the reference).
+
+Strict nested frozen dataclasses: a typo, a wrong type or a dangling reference fails loudly with
+one line per problem naming the file, line and YAML path. Defaults are explicit here and in the
+reference; `load_spec` returns a validated `Spec` or raises `SpecError`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
+
+AXES = ("model", "dataset", "preference", "method", "peft", "seed")
+PREFERENCES = ("helpful", "harmless")
+STAGES = ("train", "eval", "merge", "judge")
+MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
+Scalar = Union[str, int]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    source: str  # hub id or local path (relative paths are relative to the spec file)
+    revision: str = "main"
+    template: Literal["vicuna", "mistral", "chat_template", "plain"] = "chat_template"
+    kind: Literal["pretrained", "instruct"] = "instruct"
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    paper_name: Optional[str] = None  # the name the paper's tables use, for side-by-side tables
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    format: Literal["hh_rlhf", "beavertails", "normalized"]
+    source: str
+    revision: str = "main"
+    split: str = "train"
+    subsets: Optional[dict[str, str]] = None  # preference -> data_dir (HH-RLHF: helpful-base, ...)
+    limit: Optional[int] = None  # rows kept after filtering and seeded shuffling; null = all
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int
+    alpha: int
+    dropout: float
+    target_modules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    type: Literal["sft", "dpo"]
+    learning_rate: float
+    lora: LoraSpec
+    lr_scheduler: Literal["constant", "cosine", "linear", "constant_with_warmup"] = "constant"
+    warmup_ratio: float = 0.0
+    batch_size: int = 16  # global: per_device_batch_size x grad accumulation x world size
+    per_device_batch_size: int = 4
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    optimizer: Literal["paged_adamw_32bit", "paged_adamw_8bit", "adamw_torch"] = "paged_adamw_32bit"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_length: int = 512
+    max_prompt_length: int = 128
+    beta: Optional[float] = None  # DPO only; null means 0.1 for DPO
+    completion_only_loss: bool = True  # SFT: loss on the response tokens only
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    bits: Literal[4] = 4
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    storage_dtype: Literal["bfloat16", "float16", "float32", "uint8"] = "bfloat16"
+
+
+@dataclass(frozen=True)
+class PeftSpec:
+    quantization: Optional[QuantSpec] = None  # null = LoRA on the base in its dtype
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    max_steps: int = 700
+    save_steps: int = 100
+    deepspeed_stage: Literal[0, 1, 2, 3] = 0
+    gradient_checkpointing: bool = True
+    packing: bool = False
+    precompute_ref_log_probs: bool = False
+    liger: Literal["auto", "on", "off"] = "auto"
+    logging_steps: int = 10
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    type: Literal["openai", "hf"]
+    base_url: Optional[str] = None
+    model: Optional[str] = None
+    api_key_env: Optional[str] = None  # the variable's name; the key itself is never written
+    source: Optional[str] = None  # hf judges: hub id or local path
+    max_retries: int = 5
+    timeout_s: float = 60.0
+    requests_per_minute: int = 60
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    type: Literal["lm_eval", "realtoxicity", "red_instruct", "alpaca_eval"]
+    task: Optional[str] = None  # lm_eval: a task or group name
+    include_path: Optional[str] = None  # lm_eval: a directory of local task YAMLs (TaskManager include_path)
+    filter: Optional[str] = None  # lm_eval: which filter's score to report (default: 'none' or the only one)
+    num_fewshot: Optional[int] = None
+    metric: Optional[str] = None
+    limit: Optional[int] = None  # examples per task (null = all)
+    chat_template: Optional[bool] = None  # null = the model family's policy (evals.chat_template)
+    source: Optional[str] = None  # dataset file/dir or hub id for the safety/generation evals
+    num_prompts: Optional[int] = None
+    max_new_tokens: int = 64
+    classifier: Optional[str] = None  # realtoxicity: sequence classifier (hub id or path)
+    judge: Optional[str] = None  # red_instruct / alpaca_eval: a name in evals.judges
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    checkpoints: tuple[Scalar, ...] = ("final",)  # steps (multiples of save_steps) and/or "final"
+    benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
+    judges: dict[str, JudgeSpec] = field(default_factory=dict)
+    # chat-template policy per template family (base and instruct models score differently)
+    chat_template: dict[str, bool] = field(
+        default_factory=lambda: {"plain": False, "vicuna": True, "mistral": True, "chat_template": True})
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    name: str
+    method: str  # slerp | dare_ties | dare_linear | ties | linear (checked with a clear message)
+    combine: dict[str, tuple[Scalar, ...]]  # axes that vary between inputs, e.g. preference: [harmless, helpful]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    where: dict[str, Any] = field(default_factory=dict)  # only runs with these axis values
+    evaluate: bool = True
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    gpus: Optional[int] = None
+    cpus: Optional[int] = None
+    mem_gb: Optional[int] = None
+    time: Optional[Union[str, int]] = None  # "HH:MM:SS", "D-HH:MM:SS", "MM:SS" or minutes
+    nodes: Optional[int] = None
+    partition: Optional[str] = None
+    array_parallelism: Optional[int] = None  # SLURM array throttle (%N)
+    estimate: Optional[Union[str, int]] = None  # expected run time, for GPU-hour estimates
+
+
+@dataclass(frozen=True)
+class ResourceOverride:
+    stage: Literal["train", "eval", "merge", "judge"]
+    where: dict[str, Any] = field(default_factory=dict)
+    gpus: Optional[int] = None
+    cpus: Optional[int] = None
+    mem_gb: Optional[int] = None
+    time: Optional[Union[str, int]] = None
+    nodes: Optional[int] = None
+    partition: Optional[str] = None
+    array_parallelism: Optional[int] = None
+    estimate: Optional[Union[str, int]] = None
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    train: ResourceSpec = ResourceSpec()
+    eval: ResourceSpec = ResourceSpec()
+    merge: ResourceSpec = ResourceSpec()
+    judge: ResourceSpec = ResourceSpec()
+    overrides: tuple[ResourceOverride, ...] = ()
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    models: dict[str, ModelSpec]
+    datasets: dict[str, DatasetSpec]
+    methods: dict[str, MethodSpec]
+    grid: dict[str, tuple[Scalar, ...]]
+    peft: dict[str, PeftSpec] = field(default_factory=lambda: {"lora": PeftSpec()})
+    training: TrainingSpec = TrainingSpec()
+    zip: tuple[dict[str, tuple[Scalar, ...]], ...] = ()  # paired axes, advanced together
+    include: tuple[dict[str, Any], ...] = ()  # extra sub-grids (e.g. mixture runs)
+    exclude: tuple[dict[str, Any], ...] = ()  # drop grid points matching every key
+    evals: EvalSpec = EvalSpec()
+    merges: tuple[MergeSpec, ...] = ()
+    resources: ResourcesSpec = ResourcesSpec()
+    output_dir: Optional[str] = None  # default runs/<name>, relative to the current directory
+    profile: Optional[str] = None  # cluster profile used when --profile is not given
+    description: str = ""
+    # filled by load_spec, not by the YAML:
+    path: Path = field(default=Path("."), compare=False)
+    text: str = field(default="", compare=False)
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def problems(self) -> Problems:
+        return Problems(str(self.path), self.lines)
+
+
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def parse_time(value: Union[str, int]) -> int:
+    """SLURM time formats → minutes (rounded up). Raises ValueError on a malformed value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+    m = _TIME.match(str(value).strip())
+    if not m:
+        raise ValueError(f"malformed time {value!r} (use HH:MM:SS, D-HH:MM:SS or minutes)")
+    days, a, b, c = m.groups()
+    parts = [int(x) for x in (a, b, c) if x is not None]
+    if any(p >= 60 for p in parts[1:]):
+        raise ValueError(f"malformed time {value!r}: minutes and seconds must be below 60")
+    if days is not None:  # D-HH[:MM[:SS]]
+        h, mi, s = parts + [0] * (3 - len(parts))
+        seconds = int(days) * 86400 + h * 3600 + mi * 60 + s
+    elif len(parts) == 3:  # HH:MM:SS
+        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    elif len(parts) == 2:  # MM:SS, as SLURM reads it
+        seconds = parts[0] * 60 + parts[1]
+    else:  # MM
+        seconds = parts[0] * 60
+    if seconds <= 0:
+        raise ValueError(f"time {value!r} must be positive")
+    return -(-seconds // 60)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read, type-check and cross-check a sweep spec. Raises SpecError with every problem."""
+    path = Path(path)
+    data, lines, text = read_yaml(path)
+    problems = Problems(str(path), lines)
+    if data is None:
+        problems.add("", "the spec is empty")
+        problems.raise_if_any()
+    spec = from_dict(Spec, data, "", problems)
+    if is_missing(spec):
+        problems.raise_if_any()
+    object.__setattr__(spec, "path", path.resolve())
+    object.__setattr__(spec, "text", text)
+    object.__setattr__(spec, "lines", lines)
+    check(spec, problems)
+    problems.raise_if_any()
+    return spec
+
+
+def axis_values(spec: Spec) -> dict[str, list[Scalar]]:
+    """The names each axis may take: the keys of models/datasets/methods/peft, preferences, ints."""
+    return {"model": list(spec.models), "dataset": list(spec.datasets), "method": list(spec.methods),
+            "peft": list(spec.peft)}
+
+
+def check_axis_value(spec: Spec, axis: str, value: Any, path: str, problems: Problems) -> bool:
+    if axis not in AXES:
+        problems.add(path, f"unknown axis '{axis}' (known: {', '.join(AXES)})")
+        return False
+    if axis == "seed":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.add(path, f"seed must be a non-negative integer, got {value!r}")
+            return False
+        return True
+    if axis == "preference":
+        parts = str(value).split("+")
+        bad = [p for p in parts if p not in PREFERENCES]
+        if bad or len(set(parts)) != len(parts) or not isinstance(value, str):
+            problems.add(path, f"unknown preference {value!r} (known: helpful, harmless, or a "
+                               f"mixture such as harmless+helpful)")
+            return False
+        return True
+    known = axis_values(spec)[axis]
+    if value not in known:
+        problems.add(path, f"unknown {axis} {value!r} (known: {', '.join(map(str, known)) or 'none defined'})")
+        return False
+    return True
+
+
+def _values_of(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def check(spec: Spec, problems: Problems) -> None:
+    """Cross-field checks that the types alone cannot express."""
+    if not spec.name.strip() or not re.match(r"^[A-Za-z0-9_.\-]+$", spec.name):
+        problems.add("name", f"sweep name {spec.name!r} must be letters, digits, '.', '_' or '-'")
+    for section in ("models", "datasets", "methods", "peft"):
+        mapping = getattr(spec, section)
+        if not mapping:
+            problems.add(section, f"'{section}' must define at least one entry")
+        for key in mapping:
+            if not re.match(r"^[A-Za-z0-9_.\-]+$", key):
+                problems.add(join(section, key), f"name {key!r} must be letters, digits, '.', '_' or '-'")
+    for name, ds in spec.datasets.items():
+        p = join("datasets", name)
+        if ds.limit is not None and ds.limit <= 0:
+            problems.add(join(p, "limit"), f"must be positive, got {ds.limit}")
+        if ds.subsets is not None:
+            for pref in ds.subsets:
+                if pref not in PREFERENCES:
+                    problems.add(join(join(p, "subsets"), pref), f"unknown preference '{pref}' (known: helpful, harmless)")
+    for name, m in spec.methods.items():
+        p = join("methods", name)
+        _check_method(m, p, problems)
+    t = spec.training
+    for key in ("max_steps", "save_steps", "logging_steps"):
+        if getattr(t, key) <= 0:
+            problems.add(join("training", key), f"must be positive, got {getattr(t, key)}")
+    _check_grid(spec, problems)
+    _check_evals(spec, problems)
+    _check_merges(spec, problems)
+    _check_resources(spec, problems)
+
+
+def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:
+    if m.learning_rate <= 0:
+        problems.add(join(p, "learning_rate"), f"must be positive, got {m.learning_rate}")
+    for key in ("batch_size", "per_device_batch_size", "max_length", "max_prompt_length"):
+        if getattr(m, key) <= 0:
+            problems.add(join(p, key), f"must be positive, got {getattr(m, key)}")
+    if m.batch_size % m.per_device_batch_size:
+        problems.add(join(p, "batch_size"), f"{m.batch_size} is not a multiple of per_device_batch_size "
+                                            f"{m.per_device_batch_size}")
+    if m.max_prompt_length >= m.max_length:
+        problems.add(join(p, "max_prompt_length"), f"{m.max_prompt_length} must be below max_length {m.max_length}")
+    if not 0 <= m.warmup_ratio < 1:
+        problems.add(join(p, "warmup_ratio"), f"must be in [0, 1), got {m.warmup_ratio}")
+    if m.type == "sft" and m.beta is not None:
+        problems.add(join(p, "beta"), "beta is a DPO setting; remove it from an SFT method")
+    if m.beta is not None and m.beta <= 0:
+        problems.add(join(p, "beta"), f"must be positive, got {m.beta}")
+    lp = join(p, "lora")
+    if m.lora.r <= 0:
+        problems.add(join(lp, "r"), f"must be positive, got {m.lora.r}")
+    if m.lora.alpha <= 0:
+        problems.add(join(lp, "alpha"), f"must be positive, got {m.lora.alpha}")
+    if not 0 <= m.lora.dropout < 1:
+        problems.add(join(lp, "dropout"), f"must be in [0, 1), got {m.lora.dropout}")
+    if not m.lora.target_modules:
+        problems.add(join(lp, "target_modules"), "must name at least one module")
+
+
+def _check_axis_list(spec: Spec, axis: str, values: tuple, path: str, problems: Problems) -> None:
+    if axis not in AXES:
+        problems.add(path, f"unknown axis '{axis}' (known: {', '.join(AXES)})")
+        return
+    if not values:
+        problems.add(path, "axis has no values")
+    seen = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            problems.add(join(path, i), f"duplicate value {v!r}")
+        seen.add(v)
+        check_axis_value(spec, axis, v, join(path, i), problems)
+
+
+def _check_grid(spec: Spec, problems: Problems) -> None:
+    for axis, values in spec.grid.items():
+        _check_axis_list(spec, axis, values, join("grid", axis), problems)
+    zipped: set[str] = set()
+    for gi, group in enumerate(spec.zip):
+        gp = join("zip", gi)
+        lengths = {len(v) for v in group.values()}
+        if len(lengths) > 1:
+            sizes = ", ".join(f"{a}: {len(v)}" for a, v in group.items())
+            problems.add(gp, f"paired axes must have equal lengths ({sizes})")
+        for axis, values in group.items():
+            if axis in spec.grid or axis in zipped:
+                problems.add(join(gp, axis), f"axis '{axis}' is given twice (in grid and zip, or in two zips)")
+            zipped.add(axis)
+            _check_axis_list(spec, axis, values, join(gp, axis), problems)
+    for axis in AXES:
+        if axis not in spec.grid and axis not in zipped:
+            problems.add("grid", f"axis '{axis}' has no values (give it in grid or zip)")
+    for section in ("include", "exclude"):
+        for i, entry in enumerate(getattr(spec, section)):
+            ep = join(section, i)
+            if not isinstance(entry, dict) or not entry:
+                problems.add(ep, "expected a non-empty mapping of axis: value or [values]")
+                continue
+            for axis, value in entry.items():
+                vals = _values_of(value)
+                if not vals:
+                    problems.add(join(ep, axis), "empty list of values")
+                for j, v in enumerate(vals):
+                    vp = join(join(ep, axis), j) if isinstance(value, list) else join(ep, axis)
+                    check_axis_value(spec, axis, v, vp, problems)
+
+
+def _check_evals(spec: Spec, problems: Problems) -> None:
+    ev = spec.evals
+    for i, c in enumerate(ev.checkpoints):
+        cp = join(join("evals", "checkpoints"), i)
+        if c == "final":
+            continue
+        if not isinstance(c, int) or c <= 0:
+            problems.add(cp, f"a checkpoint is a positive step or 'final', got {c!r}")
+        elif c > spec.training.max_steps:
+            problems.add(cp, f"step {c} is beyond training.max_steps {spec.training.max_steps}")
+        elif c % spec.training.save_steps and c != spec.training.max_steps:
+            problems.add(cp, f"step {c} is not a multiple of training.save_steps {spec.training.save_steps}, "
+                             f"so no adapter is saved there")
+    if len(set(ev.checkpoints)) != len(ev.checkpoints):
+        problems.add(join("evals", "checkpoints"), "duplicate checkpoints")
+    for fam in ev.chat_template:
+        if fam not in ("plain", "vicuna", "mistral", "chat_template"):
+            problems.add(join(join("evals", "chat_template"), fam),
+                         f"unknown template family '{fam}' (known: plain, vicuna, mistral, chat_template)")
+    for name, j in ev.judges.items():
+        jp = join(join("evals", "judges"), name)
+        if j.type == "openai":
+            for key in ("base_url", "model", "api_key_env"):
+                if not getattr(j, key):
+                    problems.add(join(jp, key), f"an openai judge needs '{key}'")
+        elif not j.source:
+            problems.add(join(jp, "source"), "an hf judge needs 'source' (hub id or local path)")
+    for name, b in ev.benchmarks.items():
+        bp = join(join("evals", "benchmarks"), name)
+        if b.type == "lm_eval" and not b.task:
+            problems.add(join(bp, "task"), "an lm_eval benchmark needs 'task' (an lm-eval task or group name)")
+        if b.type == "lm_eval" and not b.metric:
+            problems.add(join(bp, "metric"), "an lm_eval benchmark needs 'metric' (e.g. acc, exact_match)")
+        if b.type in ("red_instruct", "alpaca_eval"):
+            if not b.judge:
+                problems.add(join(bp, "judge"), f"a {b.type} benchmark needs 'judge' (a name in evals.judges)")
+            elif b.judge not in ev.judges:
+                problems.add(join(bp, "judge"), f"unknown judge '{b.judge}' (known: {', '.join(ev.judges) or 'none defined'})")
+        if b.type in ("realtoxicity", "red_instruct", "alpaca_eval") and not b.source:
+            problems.add(join(bp, "source"), f"a {b.type} benchmark needs 'source' (its data file or hub id)")
+        for key in ("num_fewshot", "limit", "num_prompts"):
+            v = getattr(b, key)
+            if v is not None and (v < 0 or (v == 0 and key != "num_fewshot")):
+                problems.add(join(bp, key), f"must be positive, got {v}")
+        if b.max_new_tokens <= 0:
+            problems.add(join(bp, "max_new_tokens"), f"must be positive, got {b.max_new_tokens}")
+
+
+_MERGE_PARAMS = {
+    "slerp": {"t"},
+    "dare_ties": {"density", "weights", "lambda"},
+    "dare_linear": {"density", "weights", "lambda"},
+    "ties": {"density", "weights", "lambda"},
+    "linear": {"weights"},
+}
+
+
+def _check_merges(spec: Spec, problems: Problems) -> None:
+    names = set()
+    for i, m in enumerate(spec.merges):
+        mp = join("merges", i)
+        if m.name in names:
+            problems.add(join(mp, "name"), f"duplicate merge name '{m.name}'")
+        names.add(m.name)
+        if m.method not in MERGE_METHODS:
+            problems.add(join(mp, "method"), f"unknown merge method '{m.method}' (known: {', '.join(MERGE_METHODS)})")
+            continue
+        if not m.combine:
+            problems.add(join(mp, "combine"), "name the axes whose values are merged, e.g. preference: [harmless, helpful]")
+        n_inputs = 1
+        for axis, values in m.combine.items():
+            ap = join(join(mp, "combine"), axis)
+            if axis == "model":
+                problems.add(ap, "cannot combine across 'model': merged runs must share a base model")
+                continue
+            if len(values) < 2:
+                problems.add(ap, "combine at least two values")
+            _check_axis_list(spec, axis, values, ap, problems)
+            n_inputs *= len(values)
+        for axis, value in m.where.items():
+            vals = _values_of(value)
+            for j, v in enumerate(vals):
+                vp = join(join(join(mp, "where"), axis), j) if isinstance(value, list) else join(join(mp, "where"), axis)
+                check_axis_value(spec, axis, v, vp, problems)
+            if axis in m.combine:
+                problems.add(join(join(mp, "where"), axis), f"axis '{axis}' is both combined and filtered")
+        allowed = _MERGE_PARAMS[m.method]
+        for key, value in m.parameters.items():
+            pp = join(join(mp, "parameters"), key)
+            if key not in allowed:
+                problems.add(pp, f"unknown parameter '{key}' for {m.method} (known: {', '.join(sorted(allowed))})")
+            elif key == "weights":
+                if not isinstance(value, list) or len(value) != n_inputs or not all(
+                        isinstance(w, (int, float)) and not isinstance(w, bool) for w in value):
+                    problems.add(pp, f"weights must be a list of {n_inputs} numbers, one per input")
+            elif not isinstance(value, (int, float)) or isinstance(value, bool):
+                problems.add(pp, f"expected a number, got {value!r}")
+            elif key in ("t", "density") and not (0 <= value <= 1 and (key == "t" or value > 0)):
+                problems.add(pp, f"{key} must be in {'[0, 1]' if key == 't' else '(0, 1]'}, got {value}")
+        if m.method == "slerp":
+            if n_inputs != 2:
+                problems.add(join(mp, "combine"), f"slerp merges exactly two models, this combines {n_inputs}")
+            if "t" not in m.parameters:
+                problems.add(join(mp, "parameters"), "slerp needs parameter 't' in [0, 1]")
+        elif m.method != "linear" and "density" not in m.parameters:
+            problems.add(join(mp, "parameters"), f"{m.method} needs parameter 'density' in (0, 1]")
+
+
+def _check_resource_fields(r: Union[ResourceSpec, ResourceOverride], rp: str, problems: Problems) -> None:
+    for key in ("gpus", "cpus", "mem_gb", "nodes", "array_parallelism"):
+        v = getattr(r, key)
+        if v is not None and (v < 0 or (v == 0 and key != "gpus")):
+            problems.add(join(rp, key), f"must be {'zero or more' if key == 'gpus' else 'positive'}, got {v}")
+    for key in ("time", "estimate"):
+        v = getattr(r, key)
+        if v is not None:
+            try:
+                parse_time(v)
+            except ValueError as exc:
+                problems.add(join(rp, key), str(exc))
+
+
+def _check_resources(spec: Spec, problems: Problems) -> None:
+    for stage in STAGES:
+        _check_resource_fields(getattr(spec.resources, stage), join("resources", stage), problems)
+    for i, o in enumerate(spec.resources.overrides):
+        op = join(join("resources", "overrides"), i)
+        _check_resource_fields(o, op, problems)
+        for axis, value in o.where.items():
+            for v in _values_of(value):
+                check_axis_value(spec, axis, v, join(join(op, "where"), axis), problems)
