@@ -220,10 +220,10 @@ class _Compiler:
         has_final = any(c in ("final", self.spec.training.max_steps) for c in self.spec.evals.checkpoints)
         return steps + (["final"] if has_final else [])
 
-    def benchmark_config(self, b: BenchmarkSpec, template: str, with_judge: bool) -> dict[str, Any]:
+    def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool) -> dict[str, Any]:
         cfg = _plain(b)
         if cfg["chat_template"] is None:
-            cfg["chat_template"] = self.spec.evals.chat_template.get(template, template != "plain")
+            cfg["chat_template"] = self.spec.evals.chat_template.get(model["template"], model["kind"] == "instruct")
         for key in ("include_path", "source", "classifier"):
             if cfg[key]:
                 cfg[key] = _local_path(self.spec, cfg[key])
@@ -241,13 +241,13 @@ class _Compiler:
         model = target.config["model"]
         cfg = {"stage": "eval", "axes": target.config["axes"], "model": model,
                "target": {"job": target.id, "kind": kind}, "checkpoints": checkpoints,
-               "benchmarks": {n: self.benchmark_config(b, model["template"], False) for n, b in benchmarks.items()}}
+               "benchmarks": {n: self.benchmark_config(b, model, False) for n, b in benchmarks.items()}}
         ev = self._job(f"{target.name}/eval", "eval", (target.id,), cfg)
         jobs = [ev]
         judged = {n: b for n, b in benchmarks.items() if b.judge}
         if judged:
             jcfg = {"stage": "judge", "axes": target.config["axes"], "target": {"job": ev.id},
-                    "benchmarks": {n: self.benchmark_config(b, model["template"], True) for n, b in judged.items()}}
+                    "benchmarks": {n: self.benchmark_config(b, model, True) for n, b in judged.items()}}
             jobs.append(self._job(f"{target.name}/judge", "judge", (ev.id,), jcfg))
         return jobs
 

@@ -150,7 +150,7 @@ def convert(tp: Any, value: Any, path: str, problems: Problems) -> Any:
             problems.add(path, f"expected {_type_name(tp)}, got {_describe(value)}")
             return _MISSING
         items = [convert(item_tp, v, join(path, i), problems) for i, v in enumerate(value)]
-        return tuple(items)
+        return _MISSING if any(i is _MISSING for i in items) else tuple(items)
     if origin is dict:
         _key_tp, val_tp = typing.get_args(tp)
         if not isinstance(value, dict):
@@ -162,7 +162,7 @@ def convert(tp: Any, value: Any, path: str, problems: Problems) -> Any:
                 problems.add(join(path, k), f"keys must be strings, got {_describe(k)}")
                 continue
             out[k] = convert(val_tp, v, join(path, k), problems)
-        return out
+        return _MISSING if any(v is _MISSING for v in out.values()) else out
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path, problems)
     if tp is bool:

@@ -129,9 +129,9 @@ class EvalSpec:
     checkpoints: tuple[Scalar, ...] = ("final",)  # steps (multiples of save_steps) and/or "final"
     benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
     judges: dict[str, JudgeSpec] = field(default_factory=dict)
-    # chat-template policy per template family (base and instruct models score differently)
-    chat_template: dict[str, bool] = field(
-        default_factory=lambda: {"plain": False, "vicuna": True, "mistral": True, "chat_template": True})
+    # chat-template policy per template family (base and instruct models score differently);
+    # a family not listed uses the chat template for instruction-tuned models only
+    chat_template: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
