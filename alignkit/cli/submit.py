@@ -1,0 +1,67 @@
+"""`alignkit submit SPEC`: create the sweep directory and queue every job that is not done or queued."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+from alignkit.compile import load_plan
+from alignkit.errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="queue a sweep on SLURM (or run it locally); idempotent",
+                       description="Write the sweep directory (manifest, code snapshot, job dirs) and queue one "
+                                   "array per stage and resource class. Re-running skips completed, pending and "
+                                   "running jobs and resubmits failed, timed-out, cancelled or new ones.")
+    p.add_argument("spec", help="sweep spec YAML file")
+    p.add_argument("--profile", help="cluster profile name (slurm/profiles/NAME.yaml) or path")
+    p.add_argument("--executor", choices=("slurm", "local"), help="override the profile's executor")
+    p.add_argument("-o", "--output-dir", help="sweep directory (default: the spec's output_dir or runs/NAME)")
+    p.add_argument("--dry-run", action="store_true", help="write and print the sbatch scripts; queue nothing")
+    p.add_argument("--hold", action="store_true", help="queue everything held (alignkit release starts it)")
+    p.add_argument("--skip-preflight", action="store_true",
+                   help="do not check that models and datasets are available offline first")
+    p.set_defaults(run=run)
+
+
+def preflight(plan) -> None:
+    from alignkit.preflight import missing_assets
+    models = list({repr(j.config["model"]): j.config["model"] for j in plan.jobs if "model" in j.config}.values())
+    datasets = list({repr(j.config["dataset"]): j.config["dataset"]
+                     for j in plan.jobs if "dataset" in j.config}.values())
+    missing = missing_assets(models, datasets)
+    if missing:
+        raise UserError("\n".join([f"{len(missing)} model/dataset(s) are not available offline "
+                                   f"(run `alignkit prefetch {plan.spec_path}` or pass --skip-preflight):",
+                                   *[f"  missing: {m}" for m in missing]]))
+
+
+def run(args: argparse.Namespace) -> int:
+    from alignkit.launch import submit
+    plan = load_plan(args.spec, args.profile, args.output_dir)
+    if not (args.skip_preflight or args.dry_run):
+        preflight(plan)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = submit(plan, executor=args.executor, dry_run=args.dry_run, hold=args.hold)
+    for w in caught:
+        if "alignkit" in str(w.filename) or "SLURM" in str(w.message):
+            print(f"alignkit submit: warning: {w.message}")
+    if res.dry_run:
+        for path, g in zip(res.scripts, res.groups):
+            print(f"# ---- {path}  ({g.stage}: {len(g.jobs)} jobs"
+                  + (f", dependency {g.dependency}" if g.dependency else "") + ")")
+            print(g.script)
+        print(f"dry run: {len(res.scripts)} sbatch script(s) written to {res.sweep_dir / 'dry-run'}; nothing queued")
+        return 0
+    queued = sum(len(g.jobs) for g in res.groups)
+    skipped = ", ".join(f"{n} {s}" for s, n in sorted(res.skipped.items())) or "none"
+    print(f"sweep {plan.sweep} -> {res.sweep_dir}  ({res.executor}{', held' if res.hold else ''})")
+    for g in res.groups:
+        where = f"array {g.array_job_id}" if g.array_job_id else "local"
+        print(f"  {g.stage:<6} {len(g.jobs):>5} jobs  {where}" + (f"  after {g.dependency}" if g.dependency else ""))
+    print(f"queued {queued} job(s) in {res.sbatch_calls} sbatch call(s); left alone: {skipped}")
+    if res.hold:
+        print(f"held: start them with `alignkit release {res.sweep_dir}`")
+    return 0

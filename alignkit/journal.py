@@ -1,0 +1,141 @@
+"""The sweep's journal.jsonl: append-only records of what was queued, and reading them back.
+
+Record types (one JSON object per line, every one has "type" and "time"):
+  intent       written *before* sbatch: token, stage, sbatch job name, job ids in array order.
+               An intent without a matching submission means a submit was killed mid-way; the
+               next submit looks the job name up in squeue/sacct (launch.reconcile).
+  submission   an array (or one job) is queued: token, stage, executor, array_job_id (null for
+               the local executor), jobs {job id: array index or null}, waits_on {job id:
+               [[array id, index or null], ...]} (what each element waits for), dependency (the
+               sbatch string), hold, code (snapshot folder), folder (submitit's log folder).
+  recovered    a submission found by reconciling an intent (same fields as submission).
+  rollback     a submit failed part-way; its tokens' arrays were cancelled: tokens, reason.
+  abandoned    an intent whose sbatch never queued anything: token.
+  blocked      a job whose dependency can never be satisfied was cancelled: job, token, reason.
+  cancel       the user cancelled: jobs [job ids], slurm_ids.
+  release      the user released held jobs: slurm_ids / tokens.
+  local_start / local_end   the local driver started / finished a job: job, token, local_id,
+               state (COMPLETED, FAILED, CANCELLED, BLOCKED), reason.
+Appends are single write() calls on an O_APPEND descriptor; a torn last line (a writer killed
+mid-write) is skipped by SweepDir.read_journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from alignkit.sweepdir import SweepDir
+
+
+def append(sd: SweepDir, record: dict[str, Any]) -> dict[str, Any]:
+    record = {"time": time.time(), **record}
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
+    sd.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(sd.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return record
+
+
+@dataclass
+class Attempt:
+    """One queued attempt of a job (a requeue by SLURM stays the same attempt)."""
+    job_id: str
+    token: str
+    stage: str
+    executor: str
+    array_job_id: str | None
+    index: int | None
+    time: float
+    hold: bool
+    folder: str
+    waits_on: list[tuple[str, int | None]] = field(default_factory=list)
+    local_id: str | None = None
+
+    @property
+    def slurm_id(self) -> str | None:
+        if self.array_job_id is None:
+            return None
+        return self.array_job_id if self.index is None else f"{self.array_job_id}_{self.index}"
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        return (self.array_job_id or f"local:{self.token}:{self.job_id}", self.index)
+
+    @property
+    def submitit_id(self) -> str | None:
+        """The id submitit names the log files after (array: A_i, local: controller pid)."""
+        return self.local_id if self.executor == "local" else self.slurm_id
+
+
+@dataclass
+class Journal:
+    records: list[dict[str, Any]]
+    attempts: dict[str, list[Attempt]]           # job id -> attempts, oldest first
+    blocked: dict[tuple[str, int | None], str]   # attempt key -> reason
+    cancelled: set[tuple[str, int | None]]       # attempt keys the user cancelled
+    local_end: dict[tuple[str, int | None], dict[str, Any]]
+    pending_intents: list[dict[str, Any]]        # intents with no submission/abandon/rollback
+
+    def latest(self, job_id: str) -> Attempt | None:
+        a = self.attempts.get(job_id)
+        return a[-1] if a else None
+
+    def by_key(self) -> dict[tuple[str, int | None], Attempt]:
+        return {a.key: a for atts in self.attempts.values() for a in atts}
+
+    def array_ids(self) -> set[str]:
+        return {a.array_job_id for atts in self.attempts.values() for a in atts if a.array_job_id}
+
+
+def load(sd: SweepDir) -> Journal:
+    records = sd.read_journal()
+    rolled_back = {t for r in records if r.get("type") == "rollback" for t in r.get("tokens", [])}
+    settled = rolled_back | {r["token"] for r in records
+                             if r.get("type") in ("submission", "recovered", "abandoned")}
+    attempts: dict[str, list[Attempt]] = {}
+    blocked: dict[tuple[str, int | None], str] = {}
+    cancelled: set[tuple[str, int | None]] = set()
+    local_end: dict[tuple[str, int | None], dict[str, Any]] = {}
+    local_ids: dict[tuple[str, str], str] = {}
+    for r in records:
+        kind = r.get("type")
+        if kind in ("submission", "recovered") and r["token"] not in rolled_back:
+            for job_id, index in r["jobs"].items():
+                waits = [tuple(w) for w in r.get("waits_on", {}).get(job_id, [])]
+                attempts.setdefault(job_id, []).append(Attempt(
+                    job_id=job_id, token=r["token"], stage=r.get("stage", ""), executor=r["executor"],
+                    array_job_id=r.get("array_job_id"), index=index, time=r["time"],
+                    hold=bool(r.get("hold")), folder=r.get("folder", ""), waits_on=waits))  # type: ignore[arg-type]
+        elif kind == "local_start":
+            local_ids[(r["token"], r["job"])] = str(r["local_id"])
+        elif kind == "local_end":
+            local_end[(f"local:{r['token']}:{r['job']}", None)] = r
+    for atts in attempts.values():
+        for a in atts:
+            if a.executor == "local":
+                a.local_id = local_ids.get((a.token, a.job_id))
+    by_slurm = {a.slurm_id: a for atts in attempts.values() for a in atts if a.slurm_id}
+    for r in records:
+        kind = r.get("type")
+        if kind == "blocked":
+            for sid in r.get("slurm_ids", []):
+                if sid in by_slurm:
+                    blocked[by_slurm[sid].key] = r.get("reason", "dependency failed")
+        elif kind == "cancel":
+            for sid in r.get("slurm_ids", []):
+                if sid in by_slurm:
+                    cancelled.add(by_slurm[sid].key)
+            for job_id in r.get("local_jobs", []):
+                for a in attempts.get(job_id, []):
+                    if a.executor == "local":
+                        cancelled.add(a.key)
+    pending = [r for r in records if r.get("type") == "intent" and r["token"] not in settled]
+    return Journal(records, attempts, blocked, cancelled, local_end, pending)
