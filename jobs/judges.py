@@ -1,0 +1,219 @@
+"""Pluggable judges for the judged benchmarks (Red-Instruct harmfulness, AlpacaEval preference).
+
+A judge answers `ask(system, user) -> reply text`. Two kinds, picked by the spec:
+  {"type": "openai", "base_url": "https://api.openai.com/v1", "model": "gpt-4",
+   "api_key_env": "OPENAI_API_KEY" | null, "max_retries": 5, "timeout_s": 60,
+   "requests_per_minute": 60, "backoff_s": 2.0, "max_tokens": 512}
+      any OpenAI-compatible chat-completions endpoint (OpenAI, Azure-compatible proxies, vLLM's
+      server, ...). The key is read from the named environment variable when a request is made;
+      it is never written to disk, into results, or into an error message.
+  {"type": "hf", "source": "hub id or local path", "max_new_tokens": 256}
+      a local Hugging Face causal LM, greedy, prompted through its tokenizer's chat template.
+
+Every reply is cached on disk under `<cache_dir>/<judge key>/<prompt hash>.json`, so a rerun (or a
+requeued judge job) pays for no prompt twice. The judge key hashes what decides the verdict (kind,
+endpoint, model, generation settings), not retries, timeouts or the key's variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Protocol
+
+from alignkit.fsio import atomic_write_json
+from jobs.errors import JobFailure
+
+RETRIABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class Judge(Protocol):
+    name: str
+    key: str
+    requests_made: int
+
+    def ask(self, system: str, user: str) -> str: ...
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class VerdictCache:
+    """Replies on disk, one small file each, written atomically (safe with concurrent judge jobs)."""
+
+    def __init__(self, root: Path, judge_key: str) -> None:
+        self.dir = Path(root) / judge_key
+
+    def _path(self, system: str, user: str) -> Path:
+        h = _sha([system, user])
+        return self.dir / h[:2] / f"{h}.json"
+
+    def get(self, system: str, user: str) -> str | None:
+        path = self._path(system, user)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["reply"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return None
+
+    def put(self, system: str, user: str, reply: str) -> None:
+        atomic_write_json(self._path(system, user), {"reply": reply}, indent=None)
+
+
+class _Cached:
+    """Wraps a judge's `_request` with the disk cache."""
+
+    cache: VerdictCache
+    requests_made: int = 0
+
+    def ask(self, system: str, user: str) -> str:
+        hit = self.cache.get(system, user)
+        if hit is not None:
+            return hit
+        reply = self._request(system, user)
+        self.cache.put(system, user, reply)
+        return reply
+
+    def _request(self, system: str, user: str) -> str:
+        raise NotImplementedError
+
+
+class OpenAIJudge(_Cached):
+    def __init__(self, cfg: dict, cache_dir: Path, where: str = "judge") -> None:
+        for field in ("base_url", "model"):
+            if not cfg.get(field):
+                raise JobFailure(f"{where}: an openai judge needs '{field}'")
+        self.where = where
+        self.url = cfg["base_url"].rstrip("/") + "/chat/completions"
+        self.model = cfg["model"]
+        self.api_key_env = cfg.get("api_key_env")
+        self.max_retries = int(cfg.get("max_retries", 5))
+        self.timeout_s = float(cfg.get("timeout_s", 60))
+        self.backoff_s = float(cfg.get("backoff_s", 2.0))
+        self.max_tokens = int(cfg.get("max_tokens", 512))
+        rpm = cfg.get("requests_per_minute")
+        self.min_interval = 60.0 / float(rpm) if rpm else 0.0
+        self._last_request = 0.0
+        self.requests_made = 0
+        self.name = f"openai:{self.model}"
+        self.key = _sha({"type": "openai", "url": self.url, "model": self.model,
+                         "max_tokens": self.max_tokens, "temperature": 0})[:16]
+        self.cache = VerdictCache(cache_dir, self.key)
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise JobFailure(f"{self.where}: environment variable {self.api_key_env} (api_key_env) is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _wait_for_rate_limit(self) -> None:
+        wait = self._last_request + self.min_interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last_request = time.monotonic()
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:  # seconds form; the HTTP-date form falls through to exponential backoff
+                return min(float(retry_after), 300.0)
+            except ValueError:
+                pass
+        return min(self.backoff_s * (2 ** attempt), 120.0) * (0.5 + random.random() / 2)
+
+    def _request(self, system: str, user: str) -> str:
+        body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
+                           "messages": [{"role": "system", "content": system},
+                                        {"role": "user", "content": user}]}).encode()
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            self._wait_for_rate_limit()
+            req = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
+            retry_after = None
+            self.requests_made += 1
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                    raw = resp.read()
+                try:
+                    content = json.loads(raw)["choices"][0]["message"]["content"]
+                    if not isinstance(content, str):
+                        raise TypeError("content is not a string")
+                    return content
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    last = f"malformed reply ({type(exc).__name__}: {exc}): {raw[:120]!r}"
+            except urllib.error.HTTPError as exc:
+                detail = exc.read()[:200].decode("utf-8", "replace")
+                if exc.code not in RETRIABLE_STATUS:
+                    raise JobFailure(f"{self.where}: {self.url} answered HTTP {exc.code}: {detail.strip()}") from None
+                retry_after = exc.headers.get("Retry-After")
+                last = f"HTTP {exc.code}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                last = f"{type(reason).__name__}: {reason}"
+            if attempt < self.max_retries:
+                time.sleep(self._backoff(attempt, retry_after))
+        raise JobFailure(f"{self.where}: {self.url} failed after {self.max_retries + 1} attempts; last: {last}")
+
+
+class HFJudge(_Cached):
+    """A local causal LM as judge (loaded once, on CPU unless CUDA is there)."""
+
+    def __init__(self, cfg: dict, cache_dir: Path, where: str = "judge") -> None:
+        if not cfg.get("source"):
+            raise JobFailure(f"{where}: an hf judge needs 'source'")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.source = cfg["source"]
+        self.max_new_tokens = int(cfg.get("max_new_tokens", 256))
+        self.requests_made = 0
+        self.name = f"hf:{self.source}"
+        self.key = _sha({"type": "hf", "source": self.source, "revision": cfg.get("revision"),
+                         "max_new_tokens": self.max_new_tokens})[:16]
+        self.cache = VerdictCache(cache_dir, self.key)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            self.tok = AutoTokenizer.from_pretrained(self.source, revision=cfg.get("revision"))
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.source, revision=cfg.get("revision"), dtype="auto").to(self.device).eval()
+        except OSError as exc:
+            raise JobFailure(f"{where}: cannot load hf judge {self.source}: {str(exc).splitlines()[0]}") from None
+        if not self.tok.chat_template:
+            raise JobFailure(f"{where}: hf judge {self.source} has no chat template")
+
+    def _request(self, system: str, user: str) -> str:
+        import torch
+
+        self.requests_made += 1
+        msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        try:
+            text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        except Exception:  # templates that reject a system turn: fold it into the user turn
+            text = self.tok.apply_chat_template([{"role": "user", "content": f"{system}\n\n{user}"}],
+                                                tokenize=False, add_generation_prompt=True)
+        bos = self.tok.bos_token
+        enc = self.tok(text, return_tensors="pt", add_special_tokens=not (bos and text.startswith(bos)))
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with torch.no_grad():
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)
+        return self.tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def make_judge(cfg: dict | None, cache_dir: Path, where: str = "judge") -> Judge:
+    if not isinstance(cfg, dict):
+        raise JobFailure(f"{where}: missing judge config (expected type openai or hf)")
+    kind = cfg.get("type")
+    if kind == "openai":
+        return OpenAIJudge(cfg, cache_dir, where)
+    if kind == "hf":
+        return HFJudge(cfg, cache_dir, where)
+    raise JobFailure(f"{where}.type: unknown judge type {kind!r} (expected openai or hf)")
