@@ -153,6 +153,12 @@ class _Compiler:
         self.spec = spec
         self.profile = profile
         self.problems = spec.problems()
+        self._cache: dict[tuple, Any] = {}  # resolved sub-configs, shared (read-only) between jobs
+
+    def _cached(self, key: tuple, make: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     # ---- grid -------------------------------------------------------------------------------
     def points(self) -> list[dict[str, Any]]:
@@ -189,30 +195,34 @@ class _Compiler:
     # ---- configs ------------------------------------------------------------------------------
     def model_config(self, name: str) -> dict[str, Any]:
         m = self.spec.models[name]
-        cfg = {"name": name, **_plain(m)}
-        cfg["source"] = _local_path(self.spec, m.source)
-        return cfg
+        return self._cached(("model", name), lambda: {**_plain(m), "name": name,
+                                                      "source": _local_path(self.spec, m.source)})
 
     def train_config(self, p: dict[str, Any]) -> dict[str, Any]:
         spec = self.spec
         ds = spec.datasets[p["dataset"]]
-        method = spec.methods[p["method"]]
-        method_cfg = {"name": p["method"], **_plain(method)}
-        if method.type == "dpo" and method.beta is None:
-            method_cfg["beta"] = 0.1  # TRL's long-standing default; the paper does not state it
-        if method.type == "sft":
-            method_cfg.pop("beta")
+        method_cfg = self._cached(("method", p["method"]), lambda: self._method_config(p["method"]))
         return {
             "stage": "train",
             "axes": dict(p),
             "model": self.model_config(p["model"]),
-            "dataset": {"name": p["dataset"], **_plain(ds), "source": _local_path(spec, ds.source)},
+            "dataset": self._cached(("dataset", p["dataset"]), lambda: {
+                "name": p["dataset"], **_plain(ds), "source": _local_path(spec, ds.source)}),
             "preference": p["preference"].split("+"),
             "method": method_cfg,
-            "peft": {"name": p["peft"], **_plain(spec.peft[p["peft"]])},
-            "training": _plain(spec.training),
+            "peft": self._cached(("peft", p["peft"]), lambda: {"name": p["peft"], **_plain(spec.peft[p["peft"]])}),
+            "training": self._cached(("training",), lambda: _plain(spec.training)),
             "seed": p["seed"],
         }
+
+    def _method_config(self, name: str) -> dict[str, Any]:
+        method = self.spec.methods[name]
+        cfg = {"name": name, **_plain(method)}
+        if method.type == "dpo" and method.beta is None:
+            cfg["beta"] = 0.1  # TRL's long-standing default; the paper does not state it
+        if method.type == "sft":
+            cfg.pop("beta")
+        return cfg
 
     def checkpoints(self) -> list[Any]:
         steps = sorted({c for c in self.spec.evals.checkpoints
@@ -221,6 +231,10 @@ class _Compiler:
         return steps + (["final"] if has_final else [])
 
     def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool) -> dict[str, Any]:
+        return self._cached(("benchmark", id(b), model["name"], with_judge),
+                            lambda: self._benchmark_config(b, model, with_judge))
+
+    def _benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool) -> dict[str, Any]:
         cfg = _plain(b)
         if cfg["chat_template"] is None:
             cfg["chat_template"] = self.spec.evals.chat_template.get(model["template"], model["kind"] == "instruct")

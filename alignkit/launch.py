@@ -242,6 +242,12 @@ def _wire(group: Group, queued: dict[str, tuple[str, int | None]], arrays: dict[
     group.waits_on = {j.id: [where[d] for d in deps[j.id]] for j in group.jobs}
 
 
+def watchdog_s(plan: Plan) -> float:
+    """How long a stage that does not poll `stop` (eval, merge) may run on after the signal
+    before it is requeued anyway: well inside the signal delay (docs/preemption.md)."""
+    return float(min(30, max(5, plan.profile.signal_delay_s // 4)))
+
+
 # ---------------------------------------------------------------------- sbatch text ----
 def setup_lines(plan: Plan, code: Path) -> list[str]:
     return [f"export PYTHONPATH={shlex.quote(str(code))}${{PYTHONPATH:+:$PYTHONPATH}}",
@@ -349,7 +355,7 @@ def _queue_slurm(plan: Plan, sd: SweepDir, code: Path, groups: list[Group],
                                 "jobs": [j.id for j in g.jobs]})
             calls += 1
             with ex.batch():
-                sjobs = [ex.submit(StageRunner(), str(sd.job(j.id))) for j in g.jobs]
+                sjobs = [ex.submit(StageRunner(watchdog_s(plan)), str(sd.job(j.id))) for j in g.jobs]
             g.array_job_id = sjobs[0].job_id.split("_")[0]
             idx = {j.id: (int(s.job_id.split("_")[1]) if "_" in s.job_id else None) for j, s in zip(g.jobs, sjobs)}
             done_groups.append(g)
@@ -445,6 +451,7 @@ def _submit_local(plan: Plan, sd: SweepDir, code: Path, todo: list[Job], skipped
               "hold": hold, "code": str(code), "folder": str(sd.root / "local" / "%j"),
               "max_parallel": plan.profile.max_parallel_local,
               "setup": setup_lines(plan, code), "signal_delay_s": plan.profile.signal_delay_s,
+              "watchdog_s": watchdog_s(plan),
               "timeout_min": {j.id: j.resources.time_min for j in todo},
               "gpus": {j.id: j.resources.gpus for j in todo}}
     if hold:

@@ -70,7 +70,7 @@ def drive(sd: SweepDir, token: str, poll_s: float = 0.5) -> int:
             ex.update_parameters(timeout_min=int(record["timeout_min"][job_id]),
                                  signal_delay_s=int(record["signal_delay_s"]),
                                  gpus_per_node=int(record["gpus"].get(job_id, 0)), setup=record["setup"])
-            job = ex.submit(StageRunner(), str(sd.job(job_id)))
+            job = ex.submit(StageRunner(float(record.get("watchdog_s", 15))), str(sd.job(job_id)))
             running[job_id] = job
             journal.append(sd, {"type": "local_start", "job": job_id, "token": token, "local_id": job.job_id})
         time.sleep(poll_s)

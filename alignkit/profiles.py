@@ -70,7 +70,7 @@ def load_profile(name_or_path: str | None) -> Profile:
         data = {**data, "name": path.stem}
     profile = from_dict(Profile, data, "", problems)
     if not is_missing(profile):
-        for stage, d in profile.defaults.items():
+        for stage in profile.defaults:
             if stage not in ("train", "eval", "merge", "judge"):
                 problems.add(join("defaults", stage), f"unknown stage '{stage}' (known: train, eval, merge, judge)")
         if profile.signal_delay_s < 0:

@@ -23,8 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if args.json:
-        json.dump(plan.to_json(), sys.stdout, indent=1, sort_keys=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(plan.to_json()) + "\n")
         return 0
     s = plan.summary()
     out = [f"sweep {plan.sweep}: {s['jobs']} jobs -> {plan.output_dir}  (profile: {plan.profile.name})",

@@ -76,7 +76,8 @@ def test_include_exclude_and_zip(tmp_path):
     assert len(mixtures) == 2 * 2 * 2  # methods x peft x seeds, for m1/bt
     assert all(j.config["preference"] == ["harmless", "helpful"] for j in mixtures)
     d = base()
-    d["grid"].pop("model"); d["grid"].pop("dataset")
+    d["grid"].pop("model")
+    d["grid"].pop("dataset")
     d["zip"] = [{"model": ["m1", "m2"], "dataset": ["hh", "bt"]}]
     trains = [j for j in load_plan(write(tmp_path, d)).jobs if j.stage == "train"]
     assert {(j.config["axes"]["model"], j.config["axes"]["dataset"]) for j in trains} == {("m1", "hh"), ("m2", "bt")}
