@@ -1,0 +1,368 @@
+"""The training stage, top to bottom: config -> data -> tokenizer/template -> model (LoRA or
+QLoRA) -> TRL trainer -> train with checkpoints -> save.
+
+`run(job_dir, config, stop)` is called by jobs.entry in every process of the job (one per GPU,
+or per CPU rank in tests). The config is the resolved "train" config of docs/contract.md; the
+hyperparameters are used exactly as given. Where the machine cannot honour one (no CUDA for a
+paged optimizer or bf16), the job uses the nearest thing and records the substitution in
+train_metrics.json. What the job writes is described in docs/training.md.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import resource
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignkit.fsio import atomic_write_json
+from jobs import checkpoints, distributed
+from jobs.deepspeed_config import quant_storage_dtype, zero_config
+from jobs.errors import JobFailure, Preempted
+
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed",
+            "liger-kernel")
+# Optimizers that exist only with CUDA (bitsandbytes' paged and 8-bit states).
+CUDA_ONLY_OPTIMIZERS = ("paged_", "8bit", "bnb")
+
+
+@dataclass
+class Plan:
+    """The config's values turned into run-time choices, plus what had to be substituted."""
+
+    kind: str  # sft | dpo
+    grad_accum: int
+    optimizer: str
+    model_dtype: str
+    bf16: bool
+    liger: bool
+    quantization: dict | None
+    substitutions: list[dict] = field(default_factory=list)
+
+
+def _substitute(plan_subs: list[dict], key: str, configured: Any, used: Any, reason: str) -> Any:
+    plan_subs.append({"key": key, "configured": configured, "used": used, "reason": reason})
+    return used
+
+
+def resolve(config: dict, *, cuda: bool, world_size: int) -> Plan:
+    """Check the config and decide what this machine runs; no heavy imports, unit-testable."""
+    method, training, peft = config["method"], config["training"], config["peft"]
+    kind = method.get("type")
+    if kind not in ("sft", "dpo"):
+        raise JobFailure(f"method.type: {kind!r} is not sft or dpo")
+    subs: list[dict] = []
+
+    # Global batch = per-device batch x accumulation x world size, exactly.
+    per_step = int(method["per_device_batch_size"]) * world_size
+    if int(method["batch_size"]) % per_step:
+        raise JobFailure(f"method.batch_size {method['batch_size']} is not a multiple of per_device_batch_size "
+                         f"{method['per_device_batch_size']} x world size {world_size}")
+    grad_accum = int(method["batch_size"]) // per_step
+
+    optimizer = method["optimizer"]
+    if not cuda and any(tag in optimizer for tag in CUDA_ONLY_OPTIMIZERS):
+        optimizer = _substitute(subs, "method.optimizer", optimizer, "adamw_torch",
+                                "bitsandbytes paged/8-bit optimizers need CUDA")
+
+    def dtype_here(key: str, value: str | None) -> str | None:
+        if value in ("bfloat16", "float16") and not cuda:
+            return _substitute(subs, key, value, "float32", "half-precision training on CPU is slow and "
+                               "unsupported by the trainer here; float32 instead")
+        if value == "float16":
+            raise JobFailure(f"{key}: float16 training is not supported (use bfloat16)")
+        return value
+
+    model_dtype = dtype_here("model.dtype", config["model"].get("dtype") or "float32")
+    quant = peft.get("quantization")
+    if quant is not None:
+        if int(quant.get("bits", 4)) != 4:
+            raise JobFailure(f"peft.quantization.bits: {quant['bits']} is not supported (QLoRA is 4-bit)")
+        compute = dtype_here("peft.quantization.compute_dtype", quant.get("compute_dtype", "bfloat16"))
+        storage = dtype_here("peft.quantization.storage_dtype", quant.get("storage_dtype", "uint8"))
+        stage = int(training["deepspeed_stage"])
+        if quant_storage_dtype(stage, storage, model_dtype) != storage:
+            storage = _substitute(subs, "peft.quantization.storage_dtype", storage, model_dtype,
+                                  "ZeRO-3 shards all parameters with one dtype: 4-bit storage = model dtype")
+        quant = {**quant, "compute_dtype": compute, "storage_dtype": storage}
+
+    liger = training.get("liger", "auto")
+    liger_ok = cuda and _importable("liger_kernel")
+    if liger == "on" and not liger_ok:
+        raise JobFailure("training.liger: 'on' needs a GPU and the liger-kernel package (use 'auto' or 'off')")
+    if training.get("packing") and kind == "dpo":
+        _substitute(subs, "training.packing", True, False, "TRL's DPOTrainer does not pack")
+    bf16 = cuda and "bfloat16" in (model_dtype, (quant or {}).get("compute_dtype"))
+    return Plan(kind=kind, grad_accum=grad_accum, optimizer=optimizer, model_dtype=model_dtype, bf16=bf16,
+                liger=liger != "off" and liger_ok, quantization=quant, substitutions=subs)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
+    import torch
+
+    job_dir = Path(job_dir)
+    started = time.time()
+    method, training = config["method"], config["training"]
+
+    # 1. Where we run. The distributed variables and the CPU process group must exist before the
+    #    trainer arguments, and those before the model (ZeRO-3 shards it while loading).
+    cuda = torch.cuda.is_available()
+    dist = distributed.read_env()
+    stage = int(training["deepspeed_stage"])
+    extra = distributed.setup(dist, cuda=cuda, deepspeed=stage > 0)
+    plan = resolve(config, cuda=cuda, world_size=dist.world_size)
+    clean_exit = False
+    try:
+        # 2. Resume from the newest complete checkpoint, if a previous attempt left one.
+        resume = checkpoints.latest_complete(job_dir)
+        if dist.is_main:
+            checkpoints.drop_partial(job_dir)
+        distributed.barrier()
+
+        # 3. Trainer arguments, in the config's terms (jobs.trl_adapter maps them onto TRL's).
+        from jobs import trl_adapter
+
+        args = trl_adapter.make_args(plan.kind, method, training, config["seed"], trl_adapter.Runtime(
+            output_dir=str(checkpoints.resume_dir(job_dir)), grad_accum=plan.grad_accum,
+            optimizer=plan.optimizer, bf16=plan.bf16, deepspeed=zero_config(stage, bf16=plan.bf16),
+            liger=plan.liger, ddp_backend=None if cuda else "gloo", extra=extra))
+
+        # 4. Data: normalized preference pairs; SFT trains on prompt + chosen.
+        rows = load_rows(config, plan.kind)
+
+        # 5. Tokenizer and prompt template.
+        tokenizer = load_tokenizer(config["model"])
+
+        # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT.
+        model = load_model(config["model"], plan, stage, device=args.device)
+        lora = lora_config(method["lora"])
+
+        # 7. The TRL trainer with our callbacks: progress + stop requests + NaN, checkpoints.
+        from jobs.progress import ProgressCallback
+
+        progress = ProgressCallback(job_dir, stop, every=int(training.get("logging_steps", 10)),
+                                    is_main=dist.is_main)
+        saver = checkpoints.CheckpointCallback(job_dir, int(training["save_steps"]), dist.is_main,
+                                               prior=checkpoints.run_state(resume))
+        trainer = trl_adapter.make_trainer(
+            plan.kind, model=model, tokenizer=tokenizer, dataset=rows, peft_config=lora, args=args,
+            callbacks=[progress, saver], max_prompt_length=method.get("max_prompt_length"))
+        if len(trainer.train_dataset) == 0:
+            raise JobFailure(f"dataset {config['dataset'].get('name')}: no rows left after tokenizing and "
+                             f"truncating to max_length {method['max_length']}")
+
+        # 8. Train (from the resume point, with the same data order: the Trainer skips the batches
+        #    it already consumed and restores the RNG states).
+        train_started = time.time()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if progress.stopped_at is not None:
+            clean_exit = True
+            raise Preempted(f"stop requested: checkpoint saved at step {progress.stopped_at}")
+
+        # 9. Save: the final adapter, the metrics, then drop the optimizer states.
+        step = trainer.state.global_step
+        if dist.is_main:
+            checkpoints.export_adapter(checkpoints.resume_dir(job_dir) / f"checkpoint-{step}",
+                                       job_dir / "adapter")
+            atomic_write_json(job_dir / "train_metrics.json", metrics(
+                job_dir, config, plan, trainer, dist.world_size, stage, saver.wall_s(), saver.attempts,
+                train_wall_s=time.time() - train_started, setup_s=train_started - started,
+                tokens_at_start=progress.tokens_at_start, step_at_start=progress.step_at_start))
+        distributed.barrier()
+        if dist.is_main:
+            checkpoints.finish(job_dir)
+        clean_exit = True
+    except torch.cuda.OutOfMemoryError as exc:
+        raise JobFailure(f"CUDA out of memory (per_device_batch_size {method['per_device_batch_size']}, "
+                         f"max_length {method['max_length']}, gradient_checkpointing "
+                         f"{training['gradient_checkpointing']}): lower the batch or length, or turn on "
+                         f"gradient checkpointing") from exc
+    finally:
+        distributed.teardown(clean=clean_exit)
+
+
+def load_rows(config: dict, kind: str):
+    from jobs.data import load_preferences, sft_rows
+
+    rows = load_preferences(config["dataset"], config["preference"], config["seed"])
+    if kind == "sft":
+        rows = sft_rows(rows)
+    if len(rows) == 0:
+        raise JobFailure(f"dataset {config['dataset'].get('name')}: zero rows after filtering "
+                         f"(preference {config['preference']})")
+    return rows
+
+
+def load_tokenizer(model_cfg: dict):
+    from transformers import AutoTokenizer
+
+    from jobs.templates import apply_template
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_cfg["source"], revision=model_cfg.get("revision"))
+    except Exception as exc:
+        raise JobFailure(f"model {model_cfg.get('name')}: cannot load the tokenizer from {model_cfg['source']}: "
+                         f"{_first_line(exc)}") from exc
+    apply_template(tokenizer, model_cfg)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model_cfg: dict, plan: Plan, stage: int, device):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {"revision": model_cfg.get("revision"), "dtype": getattr(torch, plan.model_dtype)}
+    q = plan.quantization
+    if q is not None:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=q.get("quant_type", "nf4"),
+            bnb_4bit_use_double_quant=bool(q.get("double_quant", True)),
+            bnb_4bit_compute_dtype=getattr(torch, q["compute_dtype"]),
+            bnb_4bit_quant_storage=getattr(torch, q["storage_dtype"]))
+        if stage != 3:  # ZeRO-3 places (shards) the weights itself and refuses a device_map
+            kwargs["device_map"] = {"": device}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_cfg["source"], **kwargs)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:
+        raise JobFailure(f"model {model_cfg.get('name')}: cannot load {model_cfg['source']} "
+                         f"(revision {model_cfg.get('revision')}): {_first_line(exc)}") from exc
+    model.config.use_cache = False  # no KV cache while training (and it conflicts with checkpointing)
+    if q is not None:
+        import bitsandbytes as bnb
+
+        if device.type == "cpu":
+            # bitsandbytes on AVX512-BF16 CPUs repacks 4-bit weights for an inference kernel on the
+            # first eval-mode forward; backward through them is then silently wrong. Must precede
+            # any forward (ml-stack README, gotcha 2).
+            for mod in model.modules():
+                if isinstance(mod, bnb.nn.Linear4bit):
+                    mod.support_avx512bf16_for_cpu = False
+        if stage != 3:  # it upcasts norms/embeddings to fp32, which ZeRO-3's one-dtype sharding refuses
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model
+
+
+def lora_config(lora: dict):
+    from peft import LoraConfig
+
+    return LoraConfig(r=int(lora["r"]), lora_alpha=int(lora["alpha"]), lora_dropout=float(lora["dropout"]),
+                      target_modules=list(lora["target_modules"]), bias="none", task_type="CAUSAL_LM")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [s for s in str(exc).strip().splitlines() if s.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+# ---- what train_metrics.json holds (fields documented in docs/training.md) ----
+
+def loss_curve(rows: list[dict], every: int) -> list[dict]:
+    """Per-step log rows averaged over windows of `every` steps ending at multiples of `every`
+    (and the last step), like HF's own logging but independent of where a run was interrupted."""
+    curve, window = [], []
+    for i, row in enumerate(rows):
+        window.append(row)
+        if row["step"] % every == 0 or i == len(rows) - 1:
+            point: dict[str, Any] = {"step": row["step"]}
+            for key in row:
+                if key in ("step", "tokens_seen", "learning_rate"):
+                    continue
+                vals = [r[key] for r in window if key in r]
+                point[key] = sum(vals) / len(vals)
+            point["learning_rate"] = row.get("learning_rate")
+            curve.append(point)
+            window = []
+    return curve
+
+
+def metrics(job_dir: Path, config: dict, plan: Plan, trainer, world_size: int, stage: int, wall_s: float,
+            attempts: int, *, train_wall_s: float, setup_s: float, tokens_at_start: int,
+            step_at_start: int) -> dict:
+    import torch
+
+    from jobs import trl_adapter
+
+    method, training = config["method"], config["training"]
+    rows = trl_adapter.rows_of_history(trainer.state.log_history)
+    curve = loss_curve(rows, max(1, int(training.get("logging_steps", 10))))
+    steps_here = trainer.state.global_step - step_at_start
+    tokens_here = trainer.state.num_input_tokens_seen - tokens_at_start
+    last = curve[-1] if curve else {}
+    cuda = torch.cuda.is_available()
+    return {
+        "method": plan.kind,
+        "peft": config["peft"].get("name"),
+        "steps": trainer.state.global_step,
+        "max_steps": int(training["max_steps"]),
+        "loss_curve": curve,
+        "first_loss": curve[0]["loss"] if curve else None,
+        "final_loss": last.get("loss"),
+        "dpo": None if plan.kind != "dpo" else {
+            "reward_accuracy": last.get("reward_accuracy"), "reward_margin": last.get("reward_margin"),
+            "first_reward_accuracy": curve[0].get("reward_accuracy") if curve else None},
+        "checkpoints": checkpoints.saved_steps(job_dir),
+        "train_rows": len(trainer.train_dataset),
+        "global_batch_size": int(method["batch_size"]),
+        "per_device_batch_size": int(method["per_device_batch_size"]),
+        "grad_accum": plan.grad_accum,
+        "world_size": world_size,
+        "deepspeed_stage": stage,
+        "optimizer": plan.optimizer,
+        "precision": "bf16" if plan.bf16 else "fp32",
+        "substitutions": plan.substitutions,
+        "liger": plan.liger,
+        "tokens_seen": trainer.state.num_input_tokens_seen,
+        # Throughput of this attempt's steps (a resumed run measures only what it ran).
+        "tokens_per_s": tokens_here / train_wall_s if train_wall_s > 0 else None,
+        "samples_per_s": steps_here * int(method["batch_size"]) / train_wall_s if train_wall_s > 0 else None,
+        "train_wall_s": train_wall_s,
+        "setup_s": setup_s,
+        "wall_s": wall_s,
+        "attempts": attempts,
+        "peak_memory_bytes": (torch.cuda.max_memory_allocated() if cuda
+                              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
+        "peak_memory_kind": "cuda_max_allocated" if cuda else "cpu_max_rss",
+        "device": "cuda" if cuda else "cpu",
+        "gpu_type": torch.cuda.get_device_name(0) if cuda else None,
+        "packages": _versions(),
+        "code_commit": code_commit(job_dir),
+    }
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def code_commit(job_dir: Path) -> str | None:
+    """The commit of the code snapshot the job ran: <sweep>/code/COMMIT, else git, else None."""
+    snap = Path(job_dir).parent.parent / "code" / "COMMIT"
+    if snap.is_file():
+        return snap.read_text().strip() or None
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,148 @@
+"""The one place that knows TRL's (1.16) argument and metric names.
+
+TRL renames and removes arguments between minor versions (DPOConfig lost `max_prompt_length`;
+`warmup_ratio` became a fractional `warmup_steps` in transformers 5). The training recipe speaks in
+the resolved config's terms; this module maps them onto SFTConfig/DPOConfig and SFTTrainer/
+DPOTrainer, and maps TRL's logged metric names back onto ours.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+# TRL log key -> the name train_metrics.json uses.
+METRIC_NAMES = {
+    "loss": "loss",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "mean_token_accuracy": "token_accuracy",
+    "rewards/accuracies": "reward_accuracy",
+    "rewards/margins": "reward_margin",
+    "rewards/chosen": "reward_chosen",
+    "rewards/rejected": "reward_rejected",
+}
+
+
+@dataclass
+class Runtime:
+    """What the job decided at run time (device, world size), beside the config's values."""
+
+    output_dir: str
+    grad_accum: int
+    optimizer: str
+    bf16: bool
+    deepspeed: dict | None
+    liger: bool
+    ddp_backend: str | None
+    sft_loss_on: str = "assistant"  # "assistant" (messages rows) | "completion" (prompt/completion rows)
+    extra: dict[str, Any] = field(default_factory=dict)  # from jobs.distributed.setup
+
+
+def make_args(kind: str, method: dict, training: dict, seed: int, rt: Runtime) -> SFTConfig | DPOConfig:
+    common: dict[str, Any] = dict(
+        output_dir=rt.output_dir,
+        max_steps=int(training["max_steps"]),
+        per_device_train_batch_size=int(method["per_device_batch_size"]),
+        gradient_accumulation_steps=rt.grad_accum,
+        learning_rate=float(method["learning_rate"]),
+        lr_scheduler_type=method["lr_scheduler"],
+        warmup_steps=float(method["warmup_ratio"]),  # a float < 1 is a ratio of max_steps
+        max_grad_norm=float(method["max_grad_norm"]),
+        weight_decay=float(method["weight_decay"]),
+        optim=rt.optimizer,
+        adam_beta1=float(method["adam_beta1"]),
+        adam_beta2=float(method["adam_beta2"]),
+        max_length=int(method["max_length"]),
+        seed=int(seed),
+        bf16=rt.bf16,
+        fp16=False,  # TRL defaults bf16=True; fp32 unless the job chose bf16 (GPU)
+        gradient_checkpointing=bool(training["gradient_checkpointing"]),
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        deepspeed=rt.deepspeed,
+        ddp_backend=rt.ddp_backend,
+        ddp_find_unused_parameters=False,
+        use_liger_kernel=rt.liger,
+        # Every step is logged: the loss curve is then exact across a preemption (HF averages the
+        # loss since the last log, which a resume would cut in two); we window it ourselves.
+        logging_steps=1,
+        logging_nan_inf_filter=False,  # a NaN must reach our check, not be papered over
+        include_num_input_tokens_seen="non_padding",  # restored from checkpoints, unlike TRL's count
+        save_strategy="steps",
+        save_steps=int(training["save_steps"]),
+        save_total_limit=2,  # resumable states only; adapters are exported to checkpoints/step-N
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **rt.extra,
+    )
+    if kind == "sft":
+        return SFTConfig(
+            **common,
+            packing=bool(training.get("packing", False)),
+            packing_strategy="bfd",  # best-fit packing; implies padding-free batches
+            assistant_only_loss=bool(method["completion_only_loss"]) and rt.sft_loss_on == "assistant",
+            completion_only_loss=bool(method["completion_only_loss"]) and rt.sft_loss_on == "completion",
+        )
+    if kind == "dpo":
+        return DPOConfig(
+            **common,
+            beta=float(method["beta"]),
+            loss_type=["sigmoid"],
+            precompute_ref_log_probs=bool(training.get("precompute_ref_log_probs", False)),
+        )
+    raise ValueError(f"unknown method type {kind!r}")
+
+
+class _DPOTrainer(DPOTrainer):
+    """DPOTrainer plus `max_prompt_length`, which TRL 1.x dropped: prompts longer than it keep
+    their last tokens (the turn being answered), as TRL 0.x did, before `max_length` applies."""
+
+    def __init__(self, *args, max_prompt_length: int | None = None, **kwargs):
+        self.max_prompt_length = max_prompt_length  # read by _prepare_dataset inside __init__
+        super().__init__(*args, **kwargs)
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if self.max_prompt_length is None:
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        # Tokenize without TRL's "prompt fills max_length" filter, truncate the prompts, then filter.
+        untruncated = copy.copy(args)
+        untruncated.max_length = None
+        dataset = super()._prepare_dataset(dataset, processing_class, untruncated, dataset_name)
+        keep = self.max_prompt_length
+        dataset = dataset.map(lambda ex: {"prompt_ids": ex["prompt_ids"][-keep:]},
+                              desc=f"Truncating prompts of {dataset_name} dataset")
+        if args.max_length is not None:
+            dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < args.max_length)
+        return dataset
+
+
+def make_trainer(kind: str, *, model, tokenizer, dataset, peft_config, args, callbacks,
+                 max_prompt_length: int | None):
+    if kind == "sft":
+        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=peft_config, callbacks=callbacks)
+    # ref_model=None with a PEFT model: the reference is the base with the adapter disabled, so
+    # there is no second copy of the model in memory.
+    return _DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
+                       processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+                       max_prompt_length=max_prompt_length)
+
+
+def rows_of_history(log_history: list[dict]) -> list[dict]:
+    """Per-step training log entries from `trainer.state.log_history`, in our names."""
+    rows = []
+    for entry in log_history:
+        if "loss" not in entry or "step" not in entry:
+            continue  # the final summary ("train_loss", "train_runtime") and eval entries
+        row = {"step": int(entry["step"])}
+        for trl_name, ours in METRIC_NAMES.items():
+            if trl_name in entry and entry[trl_name] is not None:
+                row[ours] = float(entry[trl_name])
+        if "num_input_tokens_seen" in entry:
+            row["tokens_seen"] = int(entry["num_input_tokens_seen"])
+        rows.append(row)
+    return rows
