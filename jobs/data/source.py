@@ -9,17 +9,13 @@ row (1-based) and the field.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from alignkit.preflight import is_local
 from jobs.errors import JobFailure
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-def is_local(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~")) or os.path.exists(source)
 
 
 def builder_for(path: Path) -> str:
@@ -31,13 +27,22 @@ def builder_for(path: Path) -> str:
     return builder
 
 
-def hub_snapshot(repo_id: str, revision: str | None, name: str) -> Path:
+def hub_snapshot(dataset: dict) -> Path:
     """The cached snapshot folder of a hub dataset (downloads only when the hub is online)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.errors import (HfHubHTTPError, IncompleteSnapshotError, LocalEntryNotFoundError,
+                                       OfflineModeIsEnabled)
 
+    from alignkit.preflight import dataset_allow_patterns
+
+    repo_id, revision, name = dataset["source"], dataset.get("revision"), dataset.get("name", dataset["source"])
     try:
-        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+        # the same file patterns as `alignkit prefetch`, so a subset-only download counts as complete
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
+                                      allow_patterns=dataset_allow_patterns(dataset)))
+    except IncompleteSnapshotError:
+        raise JobFailure(f"dataset {name}: {repo_id}@{revision or 'main'} is only partly in the Hugging Face "
+                         f"cache (an interrupted download?); run `alignkit prefetch` again") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
         raise JobFailure(f"dataset {name}: {repo_id}@{revision or 'main'} is not in the Hugging Face cache and "
                          f"the hub cannot be reached ({type(exc).__name__}); run `alignkit prefetch` on "
@@ -61,7 +66,7 @@ def load_split(dataset: dict, data_dir: str | None) -> tuple[Any, str]:
     elif is_local(source):
         raise JobFailure(f"dataset {name}: local source {source} does not exist")
     else:
-        snap = hub_snapshot(source, dataset.get("revision"), name)
+        snap = hub_snapshot(dataset)
         label = f"{source}@{dataset.get('revision') or 'main'}{'/' + data_dir if data_dir else ''} ({split})"
         kwargs = {"path": str(snap), "data_dir": data_dir, "split": split}
     try:

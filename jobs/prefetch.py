@@ -1,0 +1,63 @@
+"""Download what a study needs into the Hugging Face cache, at the pinned revisions.
+
+Runs on a machine with internet (the login node: `alignkit prefetch SPEC` calls `prefetch`
+lazily) so that compute nodes, which run with HF_HUB_OFFLINE=1, find everything in the cache.
+Models: the whole repo except formats transformers does not load (original checkpoints, other
+frameworks' weights, and *.bin when the repo has *.safetensors). Datasets: the subsets' folders
+only when the dataset names subsets (alignkit.preflight.dataset_allow_patterns, the same
+patterns the offline check and the job-side loader use), else the whole repo.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable
+
+from alignkit.preflight import dataset_allow_patterns, is_local, missing_assets
+
+MODEL_IGNORE = ["*.pth", "*.pt", "consolidated*", "original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx",
+                "*.gguf", "*.tflite", "*.mlmodel", "coreml/*", "onnx/*"]
+
+
+def model_ignore_patterns(files: list[str]) -> list[str]:
+    """Weights transformers would not read: PyTorch *.bin when the repo also has safetensors."""
+    ignore = list(MODEL_IGNORE)
+    if any(f.endswith(".safetensors") for f in files if not any(fnmatch.fnmatch(f, p) for p in ignore)):
+        ignore.append("*.bin")
+    return ignore
+
+
+def prefetch(models: list[dict], datasets: list[dict], progress: Callable[[str], None] = print) -> list[str]:
+    """Download every hub model and dataset not already cached; return their local snapshot folders.
+
+    Raises RuntimeError with a one-line reason naming the model or dataset that failed.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    api = HfApi()
+    missing = set(missing_assets(models, datasets))
+    folders = []
+    for kind, items in (("model", models), ("dataset", datasets)):
+        for item in items:
+            source, revision = str(item["source"]), item.get("revision") or "main"
+            name = item.get("name", source)
+            if is_local(source):
+                progress(f"{kind} {name}: local path {source}, nothing to download")
+                continue
+            kwargs: dict = {"repo_type": kind, "revision": revision}
+            if kind == "dataset":
+                kwargs["allow_patterns"] = dataset_allow_patterns(item)
+            try:
+                if kind == "model":
+                    files = api.list_repo_files(source, revision=revision)
+                    kwargs["ignore_patterns"] = model_ignore_patterns(files)
+                already = not any(line.startswith(f"{kind} {name}:") for line in missing)
+                progress(f"{kind} {name}: {source}@{revision} " + ("(cached, verifying)" if already else "downloading"))
+                folder = snapshot_download(source, **kwargs)
+            except Exception as exc:  # network, auth, unknown repo or revision: one line, naming it
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise RuntimeError(f"{kind} {name}: cannot download {source}@{revision}: "
+                                   f"{type(exc).__name__}: {first}") from None
+            progress(f"{kind} {name}: {source}@{revision} -> {folder}")
+            folders.append(folder)
+    return folders
