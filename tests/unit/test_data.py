@@ -205,3 +205,12 @@ def test_smoke_data_loads_limit_samples_and_sft_rows():
     # harmless keeps exactly the harmful requests answered once safely, and the refusal wins
     assert len(bt) == 120 and report.dropped() == {"both_safe": 120, "both_unsafe": 120}
     assert all(r["chosen"][0]["content"] == R for r in bt)
+
+
+def test_smoke_data_generator_reproduces_committed_files(tmp_path):
+    from jobs.smoke_data import build
+
+    files = build(tmp_path)
+    assert sorted(files) == sorted(str(p.relative_to(SMOKE)) for p in SMOKE.rglob("*") if p.is_file())
+    for rel in files:
+        assert (tmp_path / rel).read_bytes() == (SMOKE / rel).read_bytes(), rel
