@@ -1,0 +1,86 @@
+"""`alignkit collect [SWEEP_DIR]`: results on disk → tables, summaries, plots, report, checkpoint index.
+
+With `--prune`, instead lists (or with `--yes` deletes) optimizer states and intermediate
+checkpoints that no eval uses, and reports the bytes freed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from alignkit.errors import UserError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "collect", help="gather a study's results: tidy table, summaries vs the paper, plots, report, index",
+        description="Read a sweep directory (manifest, result files, journal, sacct if present) and write a tidy "
+                    "long table (CSV/Parquet), mean ± std summaries beside the paper's numbers (Markdown/HTML), "
+                    "plots (PNG), report.html and a checkpoint index. Corrupt result files are listed, not fatal.")
+    p.add_argument("sweep_dir", nargs="?", default=".", metavar="SWEEP_DIR",
+                   help="the sweep's output directory (holds manifest.json); default: the current directory")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: SWEEP_DIR/collect)")
+    p.add_argument("--format", default="csv,parquet,md,html,png", metavar="LIST",
+                   help="comma-separated subset of csv,parquet,md,html,png (default: all)")
+    p.add_argument("--json", action="store_true", help="print a JSON digest (files, counts, problems, best) on stdout")
+    p.add_argument("--metric", metavar="NAME",
+                   help="pick the best checkpoint per run by BENCHMARK[/METRIC][:min], e.g. mmlu/acc or "
+                        "red_instruct/asr:min (default: higher is better)")
+    p.add_argument("--no-sacct", action="store_true", help="do not query SLURM accounting (wall time then comes "
+                                                           "from the result files)")
+    p.add_argument("--prune", action="store_true",
+                   help="list optimizer states and intermediate checkpoints no eval uses (finished runs only)")
+    p.add_argument("--yes", action="store_true", help="with --prune: delete them")
+    p.set_defaults(run=run)
+    return p
+
+
+def _prune(args) -> int:
+    from alignkit.collect import prune
+    from alignkit.collect.study import load_study
+
+    study = load_study(args.sweep_dir, accounting=False)
+    cands = prune.candidates(study)
+    total = sum(c.bytes for c in cands)
+    freed, failed = (prune.apply(cands) if args.yes else (0, []))
+    if args.json:
+        print(json.dumps({"dry_run": not args.yes, "candidates": [c.__dict__ for c in cands], "bytes": total,
+                          "freed_bytes": freed, "failed": failed}, indent=1))
+    else:
+        for c in cands:
+            print(f"{'removed' if args.yes else 'would remove'}  {prune.human(c.bytes):>10}  {c.path}  ({c.reason})")
+        for f in failed:
+            print(f"could not remove {f}", file=sys.stderr)
+        if args.yes:
+            print(f"freed {prune.human(freed)} in {len(cands) - len(failed)} paths")
+        else:
+            print(f"{len(cands)} paths, {prune.human(total)} can be freed; run again with --yes to delete them")
+    return 1 if failed else 0
+
+
+def run(args) -> int:
+    from alignkit.collect import collect, parse_formats
+
+    if args.yes and not args.prune:
+        raise UserError("--yes only goes with --prune")
+    if args.prune:
+        return _prune(args)
+    digest = collect(args.sweep_dir, out=args.out, formats=parse_formats(args.format), metric=args.metric,
+                     accounting=not args.no_sacct)
+    if args.json:
+        print(json.dumps(digest, indent=1))
+        return 0
+    print(f"{digest['sweep']}: {digest['rows']} result rows ({digest['rows_with_value']} with a value) "
+          f"from {sum(sum(s.values()) for s in digest['jobs'].values())} jobs in {digest['seconds']:.2f} s")
+    for stage, states in sorted(digest["jobs"].items()):
+        print(f"  {stage:6s} " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    print(f"  accounting: {digest['accounting']}")
+    if digest["best"] is not None:
+        print(f"  best checkpoint per run by {digest['metric']}: {len(digest['best'])} runs (best_checkpoints.csv)")
+    for p in digest["problems"]:
+        print(f"  skipped {p['path']}: {p['reason']}")
+    print(f"wrote {len(digest['files'])} files to {digest['out']}"
+          + (f"; open {digest['out']}/report.html" if any(f.endswith('report.html') for f in digest['files']) else ""))
+    return 0

@@ -1,0 +1,116 @@
+"""`alignkit collect`: a study's results on disk → tidy tables, summaries, plots, report, checkpoint index.
+
+Reads only the shared filesystem (manifest, each job's result files, the journal) plus one
+optional sacct call. Login-side: stdlib only at import; pyarrow and matplotlib are imported
+when Parquet or PNG output is asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+from alignkit.collect import index as index_mod
+from alignkit.collect import summary, tidy
+from alignkit.collect.study import Study, load_study
+from alignkit.errors import UserError
+from alignkit.fsio import atomic_write_json, atomic_write_text
+
+FORMATS = ("csv", "parquet", "md", "html", "png")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    out = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    bad = [f for f in out if f not in FORMATS]
+    if bad or not out:
+        raise UserError(f"--format {text!r}: choose from {','.join(FORMATS)} (comma-separated)")
+    return out
+
+
+def _configured_metrics(study: Study) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for job in study.jobs.values():
+        if job.stage in ("eval", "judge"):
+            for name, b in (job.config.get("benchmarks") or {}).items():
+                if isinstance(b, dict) and isinstance(b.get("metric"), str):
+                    out.setdefault(name, b["metric"])
+    return out
+
+
+def _write_dict_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+    atomic_write_text(path, buf.getvalue())
+
+
+def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple[str, ...] = FORMATS,
+            metric: str | None = None, accounting: bool = True) -> dict[str, Any]:
+    """Write the study's tables, summaries, plots, report and index under `out`; return a JSON-ready digest."""
+    t0 = time.perf_counter()
+    choice = index_mod.MetricChoice.parse(metric) if metric else None
+    study = load_study(sweep_dir, accounting=accounting)
+    out = Path(out) if out else study.root / "collect"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = tidy.build_rows(study)
+    primary = summary.primary_metrics(_configured_metrics(study), rows)
+    stats = summary.aggregate(rows)
+    tables = summary.all_tables(stats, primary)
+    idx = index_mod.build_index(study)
+    best = None
+    metric_name = None
+    if choice:
+        metric_name = index_mod.attach_metric(idx, rows, choice, primary)
+        best = index_mod.best_per_run(idx, choice)
+    files: list[Path] = []
+    if "csv" in formats:
+        files.append(tidy.write_csv(rows, out / "results.csv"))
+        _write_dict_csv(out / "summary.csv", summary.long_rows(stats),
+                        [*summary.GROUP_KEYS, "mean", "std", "n_seeds", "n_missing", "seeds"])
+        _write_dict_csv(out / "checkpoints.csv", idx, index_mod.INDEX_COLUMNS)
+        files += [out / "summary.csv", out / "checkpoints.csv"]
+        if best is not None:
+            _write_dict_csv(out / "best_checkpoints.csv", best, index_mod.INDEX_COLUMNS)
+            files.append(out / "best_checkpoints.csv")
+    if "parquet" in formats:
+        files.append(tidy.write_parquet(rows, out / "results.parquet"))
+    title = f"{study.name}: summary"
+    if "md" in formats:
+        atomic_write_text(out / "summary.md", summary.markdown(tables, title))
+        files.append(out / "summary.md")
+    plots: list[Path] = []
+    if "png" in formats:
+        from alignkit.collect import plots as plots_mod
+
+        plots = plots_mod.all_plots(stats, primary, summary.final_cells(stats, primary), out / "plots")
+        files += plots
+    if "html" in formats:
+        from alignkit.collect.report import write_report
+
+        atomic_write_text(out / "summary.html", summary.html_page(tables, title))
+        files.append(out / "summary.html")
+        names = [str(f.relative_to(out)) for f in files] + ["report.html", "collect.json"]
+        files.append(write_report(out / "report.html", study, tables, plots, best, metric_name,
+                                  sum(e["bytes"] for e in idx), len(idx), names))
+    states: dict[str, dict[str, int]] = {}
+    for j in study.jobs.values():
+        states.setdefault(j.stage, {}).setdefault(j.state, 0)
+        states[j.stage][j.state] += 1
+    digest = {
+        "sweep": study.name, "sweep_dir": str(study.root), "out": str(out),
+        "files": [str(f) for f in files] + [str(out / "collect.json")],
+        "rows": len(rows), "rows_with_value": sum(1 for r in rows if r["value"] is not None),
+        "jobs": states, "accounting": study.accounting, "primary_metrics": primary,
+        "problems": [{"path": p.path, "reason": p.reason} for p in study.problems],
+        "checkpoints": {"count": len(idx), "bytes": sum(e["bytes"] for e in idx)},
+        "best": [{k: b.get(k) for k in ("job_id", "name", "checkpoint", "step", "value", "path")} for b in best]
+        if best is not None else None, "metric": metric_name,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    atomic_write_json(out / "collect.json", digest)
+    return digest

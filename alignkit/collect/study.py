@@ -1,0 +1,190 @@
+"""Read a sweep directory back: the manifest, each job's result files, the journal, accounting.
+
+Everything here is defensive: a study may be half-run, a job may have been killed while a
+writer was mid-way (fsio makes that unlikely, but files copied by hand or by an older version
+can still be torn), and SLURM may be absent. Unreadable or malformed files become `Problem`s
+naming the path; they never stop the collection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignkit.errors import UserError
+from alignkit.sweepdir import SweepDir
+
+RESULT_FILES = ("train_metrics.json", "eval.json", "judge.json", "merge.json", "error.json")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    reason: str
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    stage: str
+    depends_on: list[str]
+    config: dict[str, Any]
+    resources: dict[str, Any]
+    dir: Path
+    state: str = "missing"          # done | failed | running | pending | missing
+    results: dict[str, Any] = field(default_factory=dict)   # file name -> parsed JSON
+    slurm_id: str | None = None
+    slurm_state: str | None = None
+    elapsed_s: float | None = None  # from sacct (all attempts' last row)
+
+    @property
+    def axes(self) -> dict[str, Any]:
+        return self.config.get("axes") or {}
+
+    @property
+    def gpu_hours(self) -> float | None:
+        if self.elapsed_s is None:
+            return None
+        gpus = (self.resources.get("gpus") or 0) * (self.resources.get("nodes") or 1)
+        return self.elapsed_s * gpus / 3600.0
+
+
+@dataclass
+class Study:
+    root: Path
+    name: str
+    jobs: dict[str, JobRecord]
+    problems: list[Problem]
+    accounting: str  # "sacct", or why there is none
+
+    def of_stage(self, stage: str) -> list[JobRecord]:
+        return [j for j in self.jobs.values() if j.stage == stage]
+
+
+def _read_json(path: Path, problems: list[Problem]) -> Any | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        problems.append(Problem(str(path), f"not valid JSON (half-written or corrupt): {exc.msg} "
+                                           f"at line {exc.lineno} column {exc.colno}; skipped"))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(str(path), f"unreadable: {exc}; skipped"))
+    return None
+
+
+def _shape_ok(name: str, obj: Any) -> str | None:
+    """Why a result file's top-level shape is unusable, or None when it is fine."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    if name in ("eval.json", "judge.json"):
+        ck = obj.get("checkpoints")
+        if not isinstance(ck, dict):
+            return "key 'checkpoints' is missing or not an object"
+        for step, benches in ck.items():
+            if not isinstance(benches, dict):
+                return f"key 'checkpoints.{step}' is not an object"
+    return None
+
+
+def load_manifest(sd: SweepDir) -> dict[str, Any]:
+    if not sd.manifest.exists():
+        raise UserError(f"{sd.manifest}: not found; is {sd.root} a sweep directory (alignkit submit writes it)?")
+    try:
+        manifest = sd.load_manifest()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{sd.manifest}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("jobs"), list):
+        raise UserError(f"{sd.manifest}: key 'jobs' is missing or not a list")
+    return manifest
+
+
+def load_study(root: str | os.PathLike, accounting: bool = True) -> Study:
+    sd = SweepDir.of(root)
+    manifest = load_manifest(sd)
+    problems: list[Problem] = []
+    jobs: dict[str, JobRecord] = {}
+    for i, entry in enumerate(manifest["jobs"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) \
+                or not isinstance(entry.get("config"), dict):
+            problems.append(Problem(str(sd.manifest), f"jobs[{i}]: no 'id' or 'config'; skipped"))
+            continue
+        config = entry["config"]
+        rec = JobRecord(id=entry["id"], name=str(entry.get("name", entry["id"])),
+                        stage=str(entry.get("stage", config.get("stage", "?"))),
+                        depends_on=list(entry.get("depends_on") or []), config=config,
+                        resources=entry.get("resources") or {}, dir=sd.job(entry["id"]))
+        _read_job(rec, problems)
+        jobs[rec.id] = rec
+    how = _attach_accounting(sd, jobs, problems) if accounting else "not asked (--no-sacct)"
+    return Study(sd.root, str(manifest.get("sweep", sd.root.name)), jobs, problems, how)
+
+
+def _read_job(rec: JobRecord, problems: list[Problem]) -> None:
+    try:
+        names = {e.name for e in os.scandir(rec.dir)}
+    except FileNotFoundError:
+        return  # never started: state "missing"
+    except OSError as exc:
+        problems.append(Problem(str(rec.dir), f"unreadable: {exc}"))
+        return
+    for name in RESULT_FILES:
+        if name in names:
+            obj = _read_json(rec.dir / name, problems)
+            if obj is None:
+                continue
+            why = _shape_ok(name, obj)
+            if why:
+                problems.append(Problem(str(rec.dir / name), f"{why}; skipped"))
+                continue
+            rec.results[name] = obj
+    if "DONE" in names:
+        rec.state = "done"
+    elif "error.json" in names:
+        rec.state = "failed"
+    elif "progress.json" in names or "logs" in names:
+        rec.state = "running"
+    else:
+        rec.state = "pending"
+
+
+def _attach_accounting(sd: SweepDir, jobs: dict[str, JobRecord], problems: list[Problem]) -> str:
+    """SLURM ids from the journal, elapsed time and state from one sacct call (when available)."""
+    try:
+        from alignkit import journal as journal_mod
+        journal = journal_mod.load(sd)
+    except ImportError:
+        return "no journal reader (alignkit.journal missing)"
+    except Exception as exc:  # a journal record this reader does not understand must not stop collect
+        problems.append(Problem(str(sd.journal), f"journal not understood ({type(exc).__name__}: {exc})"))
+        return "journal unreadable"
+    keys: dict[tuple[str, int | None], JobRecord] = {}
+    for job_id, rec in jobs.items():
+        att = journal.latest(job_id)
+        if att is None:
+            continue
+        rec.slurm_id = att.slurm_id or (f"local:{att.local_id}" if att.local_id else None)
+        if att.array_job_id:
+            keys[(str(att.array_job_id), att.index)] = rec
+    if not keys:
+        return "no SLURM submissions in the journal"
+    try:
+        from alignkit import sacct
+    except ImportError:
+        return "no sacct reader (alignkit.sacct missing)"
+    if not sacct.available():
+        return "sacct not found on this machine"
+    try:
+        records = sacct.query({k[0] for k in keys})
+    except Exception as exc:  # SacctError and anything else: accounting is optional
+        return f"sacct failed: {exc}"
+    for key, rec in keys.items():
+        r = records.get(key)
+        if r is not None:
+            rec.slurm_state = r.state
+            rec.elapsed_s = float(r.elapsed_s)
+    return "sacct"

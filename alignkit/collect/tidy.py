@@ -1,0 +1,238 @@
+"""The tidy long table: one row per job × checkpoint × benchmark × metric.
+
+Every axis is a column, so any slice is a filter and any summary a group-by. Eval and judge
+results give the benchmark rows; a train job's own numeric metrics (loss, tokens/s) give rows
+with benchmark "train". An eval that has not produced a result yet still gives rows, with an
+empty value and its state, so a partial study shows its holes instead of hiding them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from alignkit.collect.study import JobRecord, Study
+from alignkit.fsio import atomic_write_bytes, atomic_write_text
+
+AXIS_COLUMNS = ("model", "paper_model", "dataset", "preference", "method", "peft", "seed", "merge", "merge_method")
+COLUMNS = (
+    "job_id", "stage", "target_job", "target_kind", *AXIS_COLUMNS, "checkpoint", "step", "benchmark", "metric",
+    "value", "stderr", "n", "state", "slurm_id", "target_state", "target_slurm_id", "wall_s", "gpu_hours",
+    "wall_source", "eval_wall_s", "eval_gpu_hours", "tokens_per_s", "peak_mem_gb", "versions",
+    "dataset_revision", "code_commit", "name",
+)
+FLOAT_COLUMNS = frozenset({"value", "stderr", "wall_s", "gpu_hours", "eval_wall_s", "eval_gpu_hours",
+                           "tokens_per_s", "peak_mem_gb"})
+INT_COLUMNS = frozenset({"seed", "step", "n"})
+# Known names of the same quantity in result files written by different versions of the jobs.
+_WALL_KEYS = ("wall_s", "train_runtime", "runtime_s", "total_s", "elapsed_s")
+_TOKS_KEYS = ("tokens_per_s", "tokens_per_second", "train_tokens_per_second")
+_MEM_KEYS = ("peak_mem_gb", "peak_memory_gb", "peak_gpu_memory_gb", "max_memory_allocated_gb")
+_NOT_METRICS = frozenset(_WALL_KEYS) | {"n", "global_step", "step", "max_steps", "epoch"}
+
+
+def pref_label(value: Any) -> str | None:
+    """Preference axis as one string: a mixture list becomes "harmless+helpful"."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return "+".join(sorted(str(v) for v in value))
+    return str(value)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _find(obj: Any, keys: Iterable[str]) -> Any:
+    """First of `keys` at the top of a result or in its usual sub-objects."""
+    if not isinstance(obj, dict):
+        return None
+    for where in (obj, obj.get("metrics"), obj.get("provenance"), obj.get("timings"), obj.get("performance")):
+        if isinstance(where, dict):
+            for k in keys:
+                if where.get(k) is not None:
+                    return where[k]
+    return None
+
+
+def _versions(*results: Any) -> str | None:
+    for res in results:
+        v = _find(res, ("versions", "packages"))
+        if isinstance(v, dict) and v:
+            return " ".join(f"{k}={v[k]}" for k in sorted(v))
+    return None
+
+
+def _final_step(target: JobRecord | None) -> int | None:
+    if target is None:
+        return None
+    step = _int(((target.config.get("training") or {}).get("max_steps")))
+    return step if step is not None else _int(_find(target.results.get("train_metrics.json"), ("global_step",)))
+
+
+def _axes_columns(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
+    axes = job.axes or (target.axes if target else {})
+    model = job.config.get("model") or (target.config.get("model") if target else None) or {}
+    merge_cfg = (target.config.get("merge") if target and target.stage == "merge" else job.config.get("merge")) or {}
+    seed = axes.get("seed")
+    return {"model": axes.get("model") or model.get("name"), "paper_model": model.get("paper_name"),
+            "dataset": axes.get("dataset"), "preference": pref_label(axes.get("preference")),
+            "method": axes.get("method"), "peft": axes.get("peft"),
+            "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            "merge": axes.get("merge"), "merge_method": merge_cfg.get("method") if axes.get("merge") else None}
+
+
+def _provenance(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
+    tm = target.results.get("train_metrics.json") if target else None
+    mj = target.results.get("merge.json") if target else None
+    wall, source = None, None
+    if target is not None and target.elapsed_s is not None:
+        wall, source = target.elapsed_s, "sacct"
+    elif _num(_find(tm or mj, _WALL_KEYS)) is not None:
+        wall, source = _num(_find(tm or mj, _WALL_KEYS)), "result file"
+    gpus = ((target.resources.get("gpus") or 0) * (target.resources.get("nodes") or 1)) if target else 0
+    ds_rev = _find(tm, ("dataset_revision",))
+    if ds_rev is None and target is not None:
+        ds_rev = (target.config.get("dataset") or {}).get("revision")
+    own = job.results.get("eval.json") or job.results.get("judge.json")
+    return {
+        "state": job.state, "slurm_id": job.slurm_id,
+        "target_state": target.state if target else None, "target_slurm_id": target.slurm_id if target else None,
+        "wall_s": wall, "gpu_hours": wall * gpus / 3600.0 if wall is not None else None, "wall_source": source,
+        "eval_wall_s": job.elapsed_s if job.elapsed_s is not None else _num(_find(own, _WALL_KEYS)),
+        "eval_gpu_hours": job.gpu_hours,
+        "tokens_per_s": _num(_find(tm, _TOKS_KEYS)), "peak_mem_gb": _num(_find(tm, _MEM_KEYS)),
+        "versions": _versions(own, tm, mj), "dataset_revision": ds_rev,
+        "code_commit": _find(own, ("code_commit",)) or _find(tm or mj, ("code_commit",)),
+    }
+
+
+def _target_of(study: Study, job: JobRecord) -> tuple[JobRecord | None, str | None]:
+    """The trained or merged model an eval/judge job measured, and its kind."""
+    target = (job.config.get("target") or {})
+    tid = target.get("job")
+    if job.stage == "judge":
+        ev = study.jobs.get(tid)
+        if ev is None:
+            return None, None
+        target = ev.config.get("target") or {}
+        tid = target.get("job")
+    return study.jobs.get(tid), target.get("kind")
+
+
+def _metric_rows(values: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    out = []
+    for key, val in values.items():
+        if key.endswith("_stderr") or key in _NOT_METRICS:
+            continue
+        if _num(val) is None and val is not None:
+            continue  # strings, lists: not a metric value
+        out.append((key, _num(val), _num(values.get(f"{key}_stderr"))))
+    return out
+
+
+def build_rows(study: Study) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for job in study.jobs.values():
+        if job.stage in ("eval", "judge"):
+            rows.extend(_eval_rows(study, job))
+        elif job.stage == "train" and "train_metrics.json" in job.results:
+            rows.extend(_train_rows(job))
+    return rows
+
+
+def _base_row(job: JobRecord, target: JobRecord | None, kind: str | None) -> dict[str, Any]:
+    return {"job_id": job.id, "stage": job.stage, "target_job": target.id if target else None,
+            "target_kind": kind, **_axes_columns(job, target), **_provenance(job, target), "name": job.name}
+
+
+def _eval_rows(study: Study, job: JobRecord) -> list[dict[str, Any]]:
+    target, kind = _target_of(study, job)
+    base = _base_row(job, target, kind)
+    final = _final_step(target) if target is not None and target.stage == "train" else None
+    result = job.results.get("eval.json" if job.stage == "eval" else "judge.json")
+    got = result["checkpoints"] if result else {}
+    benches = job.config.get("benchmarks") or {}
+    expected = [str(c) for c in job.config.get("checkpoints") or ["final"]]
+    rows = []
+    for ck in list(dict.fromkeys(expected + list(got))):
+        step = final if ck == "final" else _int(ck)
+        results = got.get(ck) or {}
+        for bench in list(dict.fromkeys(list(benches) + list(results))):
+            values = results.get(bench)
+            metrics = _metric_rows(values) if isinstance(values, dict) else []
+            n = _int(values.get("n")) if isinstance(values, dict) else None
+            if not metrics:  # not produced (yet): one empty row keeps the hole visible
+                metric = (benches.get(bench) or {}).get("metric") if isinstance(benches.get(bench), dict) else None
+                metrics = [(metric or "", None, None)]
+            for metric, value, stderr in metrics:
+                rows.append({**base, "checkpoint": ck, "step": step, "benchmark": bench, "metric": metric,
+                             "value": value, "stderr": stderr, "n": n})
+    return rows
+
+
+def _train_rows(job: JobRecord) -> list[dict[str, Any]]:
+    tm = job.results["train_metrics.json"]
+    base = _base_row(job, job, "adapter")
+    values = dict(tm.get("metrics") if isinstance(tm.get("metrics"), dict) else {})
+    values.update({k: v for k, v in tm.items() if _num(v) is not None})
+    return [{**base, "checkpoint": "final", "step": _final_step(job), "benchmark": "train", "metric": m,
+             "value": v, "stderr": s, "n": None} for m, v, s in _metric_rows(values)]
+
+
+# ---------------------------------------------------------------- writing
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow([_cell(r.get(c)) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    atomic_write_text(path, to_csv(rows))
+    return path
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Parquet with an explicit schema, so an all-empty column still has its type."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {c: pa.float64() if c in FLOAT_COLUMNS else pa.int64() if c in INT_COLUMNS else pa.string()
+             for c in COLUMNS}
+    cols = {}
+    for c in COLUMNS:
+        vals = [r.get(c) for r in rows]
+        if c not in FLOAT_COLUMNS and c not in INT_COLUMNS:
+            vals = [None if v is None else str(v) for v in vals]
+        cols[c] = pa.array(vals, type=types[c])
+    buf = io.BytesIO()
+    pq.write_table(pa.table(cols), buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def to_jsonable(rows: list[dict[str, Any]]) -> str:
+    return json.dumps([{c: r.get(c) for c in COLUMNS} for r in rows])
