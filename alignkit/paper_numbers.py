@@ -82,7 +82,7 @@ def _table3() -> list[PaperCell]:
             ("Mistral-7b-Ins", "mmlu"), ("Mistral-7b-Ins", "alpaca_eval"), ("Mistral-7b-Ins", "realtoxicity")]
     for line in text.strip().splitlines():
         pref, method, merge, *vals = line.split()
-        for (model, bench), v in zip(cols, vals):
+        for (model, bench), v in zip(cols, vals, strict=True):
             cells.append(PaperCell("table3", model, "beavertails", "qlora", pref, method,
                                    None if merge == "-" else merge, bench, _f(v)))
     return cells
@@ -99,7 +99,7 @@ def _table45(table: str, dataset: str, peft: str, text: str) -> list[PaperCell]:
     for line in text.strip().splitlines():
         label, *vals = line.split()
         model, _, pref = label.rpartition("-")
-        for (bench, method), v in zip(_T45_BENCH, vals):
+        for (bench, method), v in zip(_T45_BENCH, vals, strict=True):
             cells.append(PaperCell(table, _T45_MODELS[model], dataset, peft, pref.lower(), method, None, bench, _f(v)))
     return cells
 

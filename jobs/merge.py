@@ -222,7 +222,7 @@ def run(job_dir: Path, config: dict[str, Any], stop: threading.Event) -> None:
         "parameters": spec.resolved_parameters(),
         "seed": seed,
         "inputs": [{"job": x["id"], "axes": x["axes"], "peft": x["peft"], "adapter": str(x["adapter"]),
-                    "adapter_sha256": c} for x, c in zip(inputs, checksums)],
+                    "adapter_sha256": c} for x, c in zip(inputs, checksums, strict=True)],
         "base": {"source": config["model"]["source"], "revision": config["model"].get("revision"),
                  "how": base_how, "quantization": quant, "task_vector_base": spec.uses_base},
         "dtype": dtype_name,

@@ -55,7 +55,7 @@ def _grid(n: int, plt, w: float = 5.0, h: float = 3.6):
 
 def _rows(stats: dict[tuple, Stat], primary: dict[str, str]):
     for k, st in stats.items():
-        r = dict(zip(GROUP_KEYS, k))
+        r = dict(zip(GROUP_KEYS, k, strict=True))
         if primary.get(r["benchmark"]) == r["metric"] and st.mean is not None:
             yield r, st
 
@@ -73,7 +73,7 @@ def sft_vs_dpo(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> 
     for bench in _order(data, BENCH_ORDER):
         panels = data[bench]
         fig, axes = _grid(len(panels), plt)
-        for ax, panel in zip(axes, _order(panels)):
+        for ax, panel in zip(axes, _order(panels), strict=True):
             groups = _order(panels[panel])
             methods = _order({m for g in groups for m in panels[panel][g]}, METHOD_ORDER)
             width = 0.8 / max(len(methods), 1)
@@ -109,7 +109,7 @@ def steps(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> list[
         if max(len(pts) for lines in models.values() for pts in lines.values()) < 2:
             continue  # only final checkpoints: nothing to draw against steps
         fig, axes = _grid(len(models), plt, 5.5, 3.8)
-        for ax, model in zip(axes, _order(models)):
+        for ax, model in zip(axes, _order(models), strict=True):
             for i, line in enumerate(_order(models[model])):
                 pts = sorted(models[model][line], key=lambda p: p[0])
                 xs = [p[0] for p in pts]
@@ -118,7 +118,7 @@ def steps(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> list[
                 c = _COLORS[i % len(_COLORS)]
                 style = "-" if line[3] == "dpo" else "--"
                 ax.plot(xs, ys, style, marker="o", ms=3, color=c, label="/".join(str(x) for x in line))
-                ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], color=c,
+                ax.fill_between(xs, [y - s for y, s in zip(ys, sd, strict=True)], [y + s for y, s in zip(ys, sd, strict=True)], color=c,
                                 alpha=0.15, lw=0)
             ax.set_title(str(model), fontsize=10)
             ax.set_xlabel("training step")
@@ -138,7 +138,7 @@ def merges(cells: Cells, out: Path) -> list[Path]:
     paths = []
     for bench in benches:
         fig, axes = _grid(len(groups), plt, 6.0, 3.8)
-        for ax, g in zip(axes, groups):
+        for ax, g in zip(axes, groups, strict=True):
             items: list[tuple[str, Stat, bool]] = []
             for k, st in cells.stats.items():
                 if k[:3] != g or k[6] != bench or st.mean is None:

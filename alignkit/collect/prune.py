@@ -22,7 +22,9 @@ from alignkit.collect.study import Study
 
 OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin", "optimizer.safetensors", "scheduler.pt", "scaler.pt",
                    "rng_state.pth", "rng_state_*.pth", "*optim_states.pt")
-OPTIMIZER_DIRS = ("global_step*",)   # DeepSpeed ZeRO checkpoint shards
+# DeepSpeed ZeRO shards; `.resume/` (jobs/checkpoints.py: the Trainer's own resume checkpoints,
+# normally removed when a run completes) if a finished run left one behind.
+OPTIMIZER_DIRS = ("global_step*", ".resume")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def candidates(study: Study) -> list[Candidate]:
             for d in list(dirs):
                 if any(fnmatch.fnmatch(d, p) for p in OPTIMIZER_DIRS):
                     path = os.path.join(root, d)
-                    out.append(Candidate(path, dir_bytes(Path(path)), "DeepSpeed optimizer shards"))
+                    out.append(Candidate(path, dir_bytes(Path(path)), "optimizer/resume state"))
                     dirs.remove(d)
                 elif os.path.join(root, d) in dropped:
                     dirs.remove(d)

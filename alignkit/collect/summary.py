@@ -76,7 +76,7 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> dict[tuple, Stat]:
 
 def long_rows(stats: dict[tuple, Stat]) -> list[dict[str, Any]]:
     """summary.csv: one row per cell (every axis but seed), with mean, std and counts."""
-    return [{**dict(zip(GROUP_KEYS, k)), "mean": s.mean, "std": s.std, "n_seeds": s.n, "n_missing": s.missing,
+    return [{**dict(zip(GROUP_KEYS, k, strict=True)), "mean": s.mean, "std": s.std, "n_seeds": s.n, "n_missing": s.missing,
              "seeds": " ".join(str(x) for x in s.seeds)} for k, s in stats.items()]
 
 
@@ -122,7 +122,7 @@ def final_cells(stats: dict[tuple, Stat], primary: dict[str, str]) -> Cells:
     out: dict[tuple, Stat] = {}
     names: dict[str, str] = {}
     for k, st in stats.items():
-        r = dict(zip(GROUP_KEYS, k))
+        r = dict(zip(GROUP_KEYS, k, strict=True))
         if r["checkpoint"] != "final" or primary.get(r["benchmark"]) != r["metric"]:
             continue
         model = r["paper_model"] or paper.MODEL_NAMES.get(r["model"], r["model"])
@@ -172,7 +172,7 @@ def overview_table(stats: dict[tuple, Stat], primary: dict[str, str]) -> Table:
     rows: dict[tuple, dict[str, Stat]] = {}
     benches = set()
     for k, st in stats.items():
-        r = dict(zip(GROUP_KEYS, k))
+        r = dict(zip(GROUP_KEYS, k, strict=True))
         if r["checkpoint"] != "final" or primary.get(r["benchmark"]) != r["metric"]:
             continue
         key = tuple(r[c] for c in ("model", "dataset", "peft", "preference", "method", "merge"))

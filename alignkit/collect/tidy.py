@@ -31,6 +31,9 @@ INT_COLUMNS = frozenset({"seed", "step", "n"})
 _WALL_KEYS = ("wall_s", "train_runtime", "runtime_s", "total_s", "elapsed_s")
 _TOKS_KEYS = ("tokens_per_s", "tokens_per_second", "train_tokens_per_second")
 _MEM_KEYS = ("peak_mem_gb", "peak_memory_gb", "peak_gpu_memory_gb", "max_memory_allocated_gb")
+# train_metrics.json numbers that become rows (benchmark "train"); counts and settings do not.
+TRAIN_METRICS = ("final_loss", "first_loss", "train_loss", "tokens_per_s", "samples_per_s", "train_wall_s",
+                 "tokens_seen")
 _NOT_METRICS = frozenset(_WALL_KEYS) | {"n", "global_step", "step", "max_steps", "epoch"}
 
 
@@ -72,11 +75,23 @@ def _find(obj: Any, keys: Iterable[str]) -> Any:
 
 
 def _versions(*results: Any) -> str | None:
+    """Package versions as "name=version ...": from a dict ("versions"/"packages") or from
+    "<name>_version" keys (the eval job's provenance); the first result that has any wins."""
     for res in results:
         v = _find(res, ("versions", "packages"))
+        if not (isinstance(v, dict) and v) and isinstance(res, dict):
+            prov = res.get("provenance") if isinstance(res.get("provenance"), dict) else res
+            v = {k[: -len("_version")]: x for k, x in prov.items() if k.endswith("_version") and isinstance(x, str)}
         if isinstance(v, dict) and v:
-            return " ".join(f"{k}={v[k]}" for k in sorted(v))
+            return " ".join(f"{k}={v[k]}" for k in sorted(v) if v[k] is not None)
     return None
+
+
+def _peak_gb(tm: Any) -> float | None:
+    gb = _num(_find(tm, _MEM_KEYS))
+    if gb is None and _num(_find(tm, ("peak_memory_bytes",))) is not None:
+        gb = _num(_find(tm, ("peak_memory_bytes",))) / 2**30
+    return gb
 
 
 def _final_step(target: JobRecord | None) -> int | None:
@@ -117,7 +132,7 @@ def _provenance(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
         "wall_s": wall, "gpu_hours": wall * gpus / 3600.0 if wall is not None else None, "wall_source": source,
         "eval_wall_s": job.elapsed_s if job.elapsed_s is not None else _num(_find(own, _WALL_KEYS)),
         "eval_gpu_hours": job.gpu_hours,
-        "tokens_per_s": _num(_find(tm, _TOKS_KEYS)), "peak_mem_gb": _num(_find(tm, _MEM_KEYS)),
+        "tokens_per_s": _num(_find(tm, _TOKS_KEYS)), "peak_mem_gb": _peak_gb(tm),
         "versions": _versions(own, tm, mj), "dataset_revision": ds_rev,
         "code_commit": _find(own, ("code_commit",)) or _find(tm or mj, ("code_commit",)),
     }
@@ -190,8 +205,11 @@ def _eval_rows(study: Study, job: JobRecord) -> list[dict[str, Any]]:
 def _train_rows(job: JobRecord) -> list[dict[str, Any]]:
     tm = job.results["train_metrics.json"]
     base = _base_row(job, job, "adapter")
-    values = dict(tm.get("metrics") if isinstance(tm.get("metrics"), dict) else {})
-    values.update({k: v for k, v in tm.items() if _num(v) is not None})
+    values = {k: tm[k] for k in TRAIN_METRICS if _num(tm.get(k)) is not None}
+    for sub in ("metrics", "dpo"):  # nested blocks: every number in them
+        if isinstance(tm.get(sub), dict):
+            values.update({(k if sub == "metrics" else f"{sub}_{k}"): v for k, v in tm[sub].items()
+                           if _num(v) is not None})
     return [{**base, "checkpoint": "final", "step": _final_step(job), "benchmark": "train", "metric": m,
              "value": v, "stderr": s, "n": None} for m, v, s in _metric_rows(values)]
 

@@ -185,7 +185,7 @@ def test_linear_weights_one_zero_is_first_input(study):
 def test_task_arithmetic_three_inputs(study):
     w = [0.5, 1.0, -0.25]
     d = _merge(study["jobs"], "ta", study["model"], study["ids"], "task_arithmetic", {"weights": w})
-    _assert_close(_state(d / "model"), _full(study["base"], *zip(w, study["d"])))
+    _assert_close(_state(d / "model"), _full(study["base"], *zip(w, study["d"], strict=True)))
 
 
 @pytest.mark.slow
