@@ -83,6 +83,7 @@ class Journal:
     cancelled: set[tuple[str, int | None]]       # attempt keys the user cancelled
     local_end: dict[tuple[str, int | None], dict[str, Any]]
     pending_intents: list[dict[str, Any]]        # intents with no submission/abandon/rollback
+    released: set[str] = field(default_factory=set)  # slurm ids released by `alignkit release`
 
     def latest(self, job_id: str) -> Attempt | None:
         a = self.attempts.get(job_id)
@@ -138,4 +139,5 @@ def load(sd: SweepDir) -> Journal:
                     if a.executor == "local":
                         cancelled.add(a.key)
     pending = [r for r in records if r.get("type") == "intent" and r["token"] not in settled]
-    return Journal(records, attempts, blocked, cancelled, local_end, pending)
+    released = {sid for r in records if r.get("type") == "release" for sid in r.get("slurm_ids", [])}
+    return Journal(records, attempts, blocked, cancelled, local_end, pending, released)

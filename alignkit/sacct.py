@@ -34,6 +34,8 @@ class Record:
     exit_code: str         # "rc:signal"
     reason: str | None     # pending reason (Dependency, JobHeldUser, DependencyNeverSatisfied, ...)
     name: str = ""
+    exact: bool = True     # False: from a pending-range row (123_[1-9]), which sacct keeps stale
+                           # for tasks released or started since (their own row comes later)
 
 
 Key = tuple[str, "int | None"]  # (array or plain job id, array index or None for a plain job)
@@ -73,12 +75,21 @@ def parse(output: str) -> dict[Key, Record]:
     """Parse `sacct -n -P -X -D -o <FIELDS>` output. With -D a task appears once per attempt,
     oldest first; the last row wins and the earlier ones count as restarts."""
     rows: dict[Key, list[list[str]]] = {}
+    ranged: dict[Key, list[str]] = {}
     for line in output.splitlines():
         cols = line.split("|")
         if len(cols) < len(FIELDS):
             continue
-        for key in parse_job_id(cols[0]):
+        keys = parse_job_id(cols[0])
+        if "[" in cols[0]:  # a task's own row wins over the range row that still lists it
+            for key in keys:
+                ranged[key] = cols
+            continue
+        for key in keys:
             rows.setdefault(key, []).append(cols)
+    for key, cols in ranged.items():
+        if key not in rows:
+            rows[key] = [cols + ["range"]]
     out: dict[Key, Record] = {}
     for key, attempts in rows.items():
         cols = attempts[-1]
@@ -87,7 +98,8 @@ def parse(output: str) -> dict[Key, Record]:
         out[key] = Record(state=state, elapsed_s=_int(cols[4]), node=(cols[5].strip() or None)
                           if cols[5].strip() not in ("None assigned", "") else None,
                           restarts=len(attempts) - 1, exit_code=cols[3].strip(),
-                          reason=None if reason == "None" else reason, name=cols[1])
+                          reason=None if reason == "None" else reason, name=cols[1],
+                          exact=cols[-1] != "range")
     return out
 
 

@@ -197,12 +197,17 @@ def _slurm_state(att: Attempt, rec: sacct.Record | None, jr: Journal) -> tuple[s
             return "PENDING", "queued (not in accounting yet)"
         return "UNKNOWN", "not found in sacct"
     state = rec.state
+    paths = log_paths(att)
+    if not rec.exact and paths and paths[0].exists():
+        return "RUNNING", "started (accounting lags)"  # the range row is stale for this task
+    if not rec.exact and att.slurm_id in jr.released and att.key not in jr.cancelled:
+        return "PENDING", "released (accounting lags)"
+    if state == "COMPLETED":  # a job that succeeded wrote DONE before exiting (checked by the caller)
+        return "FAILED", "ended without writing DONE"
     if state == "PENDING":
         if rec.reason in ("JobHeldUser", "JobHeldAdmin"):
             return "PENDING", "held (alignkit release)"
-        if rec.reason == "DependencyNeverSatisfied":
-            return "BLOCKED", "a dependency failed"
-        return "PENDING", rec.reason
+        return "PENDING", rec.reason  # DependencyNeverSatisfied: BLOCKED, decided in refresh
     return state, None
 
 
@@ -233,7 +238,8 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
             if att.executor == "local":
                 st, why, _ = _local_state(sd, jr, att, sd.job(job_id))
             else:
-                rec = recs.get(att.key) or recs.get((att.array_job_id or "", None))
+                # a task's row only: sacct may briefly show a raw array id for *some* task
+                rec = recs.get(att.key)
                 st, why = _slurm_state(att, rec, jr) if sacct_ok else ("UNKNOWN", "sacct unavailable")
             if done and att is atts[-1]:
                 st, why = "COMPLETED", None
@@ -258,11 +264,11 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
                     newly[job_id] = why
                     changed = True
                     break
-        # a DependencyNeverSatisfied reported by SLURM also needs cancelling
-        for job_id, atts in jr.attempts.items():
-            if raw[atts[-1].key] == ("BLOCKED", "a dependency failed") and job_id not in newly \
-                    and atts[-1].key not in jr.blocked:
-                newly[job_id] = "a dependency failed"
+    # SLURM's own verdict (a dependency we could not see fail, e.g. a lagging sacct row)
+    for job_id, atts in jr.attempts.items():
+        if raw[atts[-1].key] == ("PENDING", "DependencyNeverSatisfied"):
+            raw[atts[-1].key] = ("BLOCKED", "a dependency failed")
+            newly[job_id] = "a dependency failed"
     if cancel_blocked and newly:
         _cancel_blocked(sd, jr, newly)
 

@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+_OK = ("COMPLETED", "PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING")
+
+
 def _fmt_elapsed(s: int | None) -> str:
     if s is None:
         return "-"
@@ -32,7 +35,7 @@ def _fmt_elapsed(s: int | None) -> str:
 def render(st: StudyStatus, failed_only: bool) -> str:
     rows = []
     for j in st.jobs:
-        if failed_only and j.state in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED"):
+        if failed_only and j.state in _OK:
             continue
         prog = ""
         if j.progress and j.progress.get("max_steps"):
@@ -53,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
     sd = open_sweep(args.sweep_dir)
     while True:
         st = refresh(sd, stage=args.stage)
-        if args.failed:
-            st.jobs = [j for j in st.jobs if j.state not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED")]
         if args.json:
-            json.dump(st.to_json(), sys.stdout, indent=1)
+            out = st.to_json()  # the summary always counts every job; --failed filters the rows
+            if args.failed:
+                out["jobs"] = [j for j in out["jobs"] if j["state"] not in _OK]
+            json.dump(out, sys.stdout, indent=1)
             sys.stdout.write("\n")
         else:
             print(render(st, args.failed))

@@ -31,13 +31,18 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         if not (job_dir.parent / dep / "DONE").exists():
             raise JobFailure(f"input {dep} is not done: dependency not honoured")
     ckpt = job_dir / "ckpt.json"
-    start = read_json(ckpt)["step"] if ckpt.exists() else 0
+    if fake.get("poll", True):
+        start = read_json(ckpt)["step"] if ckpt.exists() else 0
+    else:  # like eval: per-step results on disk are the checkpoint (never polls `stop`)
+        start = len(list(job_dir.glob("result-*")))
     restart = os.environ.get("SLURM_RESTART_COUNT", "0")
-    _log(job_dir, f"start step={start} restart={restart}")
+    _log(job_dir, f"start step={start} restart={restart} t={time.time():.2f}")
     steps = int(fake.get("steps", 1))
     for step in range(start + 1, steps + 1):
         time.sleep(float(fake.get("sleep_s", 0.1)))
         _log(job_dir, f"step {step}")
+        if not fake.get("poll", True):
+            atomic_write_json(job_dir / f"result-{step}", {"step": step})
         atomic_write_json(job_dir / "progress.json", {"step": step, "max_steps": steps, "loss": 1.0 / step,
                                                       "updated_at": time.time()})
         if fake.get("fail_at") == step:
@@ -46,4 +51,4 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             atomic_write_json(ckpt, {"step": step})
             _log(job_dir, f"saved step={step}")
             raise Preempted(f"stopped at step {step}")
-    atomic_write_json(job_dir / "fake.json", {"steps": steps})
+    atomic_write_json(job_dir / "fake.json", {"steps": steps, "end": time.time()})
