@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import tempfile
@@ -141,13 +142,13 @@ def pretrain(model, tok, texts: list[str], steps: int, seed: int, batch_size: in
             mask[i, :len(b)] = 1
         # cosine decay to 10% keeps the end of training calm, so the result is stable
         for g in opt.param_groups:
-            g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + __import__("math").cos(3.141592653589793 * step / steps)))
+            g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return losses
 

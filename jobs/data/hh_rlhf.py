@@ -37,7 +37,7 @@ def parse_transcript(text: str) -> list[dict]:
     if pieces[0].strip() or len(pieces) < 3:
         raise Malformed("malformed_transcript")
     messages = []
-    for name, content in zip(pieces[1::2], pieces[2::2]):
+    for name, content in zip(pieces[1::2], pieces[2::2], strict=True):
         content = content.strip()
         if not content:
             raise Malformed("empty_turn")

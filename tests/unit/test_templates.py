@@ -74,8 +74,8 @@ def test_assistant_mask_covers_responses_and_eos(tiny_tokenizer, family):
     assert (tok.chat_template == own) == (family == "chat_template")
     out = tok.apply_chat_template(MULTI, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = out["input_ids"], out["assistant_masks"]
-    masked = tok.decode([i for i, m in zip(ids, mask) if m])
-    unmasked = tok.decode([i for i, m in zip(ids, mask) if not m])
+    masked = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
+    unmasked = tok.decode([i for i, m in zip(ids, mask, strict=True) if not m])
     assert ids[0] == tok.bos_token_id
     assert masked.replace(" ", "") == "Hello.<|im_end|>4.<|im_end|>"  # responses and their EOS only
     assert "Hi." in unmasked and "What is 2 plus 2?" in unmasked and "4." not in unmasked
