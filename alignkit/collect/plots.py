@@ -37,6 +37,7 @@ def _slug(text: str) -> str:
 
 
 def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
@@ -72,7 +73,7 @@ def sft_vs_dpo(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> 
     paths = []
     for bench in _order(data, BENCH_ORDER):
         panels = data[bench]
-        fig, axes = _grid(len(panels), plt)
+        fig, axes = _grid(len(panels), plt, 5.5, 4.6)
         for ax, panel in zip(axes, _order(panels), strict=True):
             groups = _order(panels[panel])
             methods = _order({m for g in groups for m in panels[panel][g]}, METHOD_ORDER)
@@ -83,9 +84,7 @@ def sft_vs_dpo(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> 
                 ax.bar(xs, [s.mean if s else 0 for s in sts], width, yerr=[(s.std or 0) if s else 0 for s in sts],
                        capsize=3, color=_COLORS[i % len(_COLORS)], label=m.upper())
             ax.set_xticks(range(len(groups)))
-            long = len(groups) > 4 or any(len(str(g[0])) > 12 for g in groups)
-            ax.set_xticklabels([f"{g[0]}\n{g[1]}" for g in groups], fontsize=8, rotation=25 if long else 0,
-                               ha="right" if long else "center")
+            ax.set_xticklabels([f"{g[0]} / {g[1]}" for g in groups], fontsize=8, rotation=35, ha="right")
             ax.set_title(f"{panel[0]} / {panel[1]}", fontsize=10)
             ax.set_ylabel(f"{bench} {primary[bench]}")
             ax.axhline(0, color="#888", lw=0.5)

@@ -32,9 +32,12 @@ def _write(path: Path, obj: Any) -> None:
 def write_study(root: str | os.PathLike, models=("mistral-7b", "mistral-7b-instruct"),
                 datasets=("beavertails",), preferences=("harmless", "helpful"), methods=("sft", "dpo"),
                 pefts=("qlora",), seeds=(0, 1), steps=(100, 200), benchmarks=tuple(BENCH_METRICS),
-                merges: bool = True, max_steps: int = 300, checkpoint_files: bool = True,
+                merges: bool = True, merge_models: tuple[str, ...] | None = None,
+                merge_datasets: tuple[str, ...] | None = None, max_steps: int = 300, checkpoint_files: bool = True,
                 paper_names: bool = True) -> dict[str, Any]:
-    """Returns the manifest written. Eval checkpoints are `steps` + "final" (= `max_steps`)."""
+    """Returns the manifest written. Eval checkpoints are `steps` + "final" (= `max_steps`). Merges (the
+    paper's: Slerp and DARE of harmless+helpful per method, DARE of all four) for `merge_models` ×
+    `merge_datasets` (default: all)."""
     root = Path(root)
     jobs: list[dict[str, Any]] = []
     paper = {"mistral-7b": "Mistral-7b", "mistral-7b-instruct": "Mistral-7b-Ins", "llama-7b": "LLaMA-1",
@@ -61,7 +64,8 @@ def write_study(root: str | os.PathLike, models=("mistral-7b", "mistral-7b-instr
         jobs.append({"id": _id(ecfg), "name": jobs[-1]["name"] + "/eval", "stage": "eval", "depends_on": [tid],
                      "config": ecfg, "resources": {"gpus": 1, "nodes": 1}})
     if merges:
-        for model, dataset, peft, seed in itertools.product(models, datasets, pefts, seeds):
+        for model, dataset, peft, seed in itertools.product(merge_models or models, merge_datasets or datasets,
+                                                            pefts, seeds):
             for name, method, combine in (("slerp", "slerp", ("sft",)), ("slerp", "slerp", ("dpo",)),
                                           ("dare", "dare_ties", ("sft",)), ("dare", "dare_ties", ("dpo",)),
                                           ("dare-sft+dpo", "dare_ties", ("sft", "dpo"))):

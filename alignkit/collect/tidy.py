@@ -215,16 +215,11 @@ def _train_rows(job: JobRecord) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- writing
-def _cell(value: Any) -> Any:
-    return "" if value is None else value
-
-
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv.writer(buf, lineterminator="\n")  # csv writes None as an empty field
     w.writerow(COLUMNS)
-    for r in rows:
-        w.writerow([_cell(r.get(c)) for c in COLUMNS])
+    w.writerows([r.get(c) for c in COLUMNS] for r in rows)
     return buf.getvalue()
 
 
