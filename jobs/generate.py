@@ -46,8 +46,12 @@ class HFGenerator:
 
         out: list[str] = []
         i = 0
-        old_side = self.tok.padding_side
-        self.tok.padding_side = "left"  # decoder-only batched generation pads on the left
+        old_side, old_trunc = self.tok.padding_side, self.tok.truncation_side
+        # Decoder-only batched generation pads on the left; over-long prompts (CoU prompts on
+        # short-context models) lose their beginning, not the question at their end.
+        self.tok.padding_side = self.tok.truncation_side = "left"
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        max_prompt = max(8, limit - max_new_tokens) if limit else None
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         bos = self.tok.bos_token
         try:
@@ -58,7 +62,8 @@ class HFGenerator:
                 idx = order[i:i + self.batch_size]
                 batch = [prompts[k] for k in idx]
                 special = not (bos and all(p.startswith(bos) for p in batch))
-                enc = self.tok(batch, return_tensors="pt", padding=True, add_special_tokens=special).to(self.device)
+                enc = self.tok(batch, return_tensors="pt", padding=True, add_special_tokens=special,
+                               truncation=max_prompt is not None, max_length=max_prompt).to(self.device)
                 try:
                     with torch.no_grad():
                         gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
@@ -74,7 +79,7 @@ class HFGenerator:
                 i += len(idx)
             out = [results[k] for k in range(len(prompts))]
         finally:
-            self.tok.padding_side = old_side
+            self.tok.padding_side, self.tok.truncation_side = old_side, old_trunc
         return out
 
 

@@ -14,6 +14,7 @@ A benchmark config (docs/contract.md, eval):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from jobs.errors import JobFailure
@@ -49,13 +50,20 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def task_manager(include_path: str | None, cache: dict) -> Any:
-    """One TaskManager per task folder per job: indexing lm-eval's task tree takes seconds."""
+def task_manager(include_path: str | None, task: str, cache: dict) -> Any:
+    """A TaskManager that knows `task`, built once per job: indexing lm-eval's whole task tree
+    takes seconds, so a task found in the local folder alone is served without it."""
     from lm_eval.tasks import TaskManager
 
-    if include_path not in cache:
-        cache[include_path] = TaskManager(include_path=include_path) if include_path else TaskManager()
-    return cache[include_path]
+    key = (include_path, task)
+    if key not in cache:
+        tm = None
+        if include_path:
+            tm = TaskManager(include_path=include_path, include_defaults=False)
+            if task not in tm.task_index:
+                tm = None
+        cache[key] = tm or TaskManager(include_path=include_path)
+    return cache[key]
 
 
 def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: str,
@@ -78,18 +86,19 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: s
     # lm-eval's "auto" probes the largest batch that fits the GPU; on CPU that probe costs more than it saves.
     batch = cfg.get("batch_size") or ("auto" if device.startswith("cuda") else 8)
 
+    if include and not Path(include).is_dir():
+        raise JobFailure(f"benchmarks.{name}.include_path: {include} is not a directory")
+    tm = task_manager(include, task, task_managers if task_managers is not None else {})
+    if task not in tm.task_index:
+        raise JobFailure(f"benchmarks.{name}.task: lm-eval knows no task or group {task!r}"
+                         f"{' (built-in tasks or ' + str(include) + ')' if include else ''}")
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch, max_batch_size=64, device=device)
-    try:
-        tm = task_manager(include, task_managers if task_managers is not None else {})
-        out = lm_eval.simple_evaluate(
-            model=lm, tasks=[task], task_manager=tm, num_fewshot=cfg.get("num_fewshot"),
-            limit=cfg.get("limit"), apply_chat_template=chat,
-            fewshot_as_multiturn=bool(cfg.get("fewshot_as_multiturn", chat)),
-            bootstrap_iters=int(cfg.get("bootstrap_iters", 1000)), log_samples=False,
-            confirm_run_unsafe_code=False)
-    except KeyError as exc:  # lm-eval raises KeyError for an unknown task name
-        raise JobFailure(f"benchmarks.{name}: lm-eval does not know task {task!r}"
-                         f"{' (include_path ' + str(include) + ')' if include else ''}: {exc}") from None
+    out = lm_eval.simple_evaluate(
+        model=lm, tasks=[task], task_manager=tm, num_fewshot=cfg.get("num_fewshot"),
+        limit=cfg.get("limit"), apply_chat_template=chat,
+        fewshot_as_multiturn=bool(cfg.get("fewshot_as_multiturn", chat)),
+        bootstrap_iters=int(cfg.get("bootstrap_iters", 1000)), log_samples=False,
+        confirm_run_unsafe_code=False)
     results = out["results"]
     if task not in results:
         raise JobFailure(f"benchmarks.{name}: lm-eval returned no result for task {task!r}")

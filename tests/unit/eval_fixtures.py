@@ -14,20 +14,23 @@ MODEL = {"name": "tiny-llama", "source": str(TINY), "revision": "main", "templat
 
 
 def make_adapter(out: Path, seed: int, applied: bool = True, target_modules=("q_proj", "v_proj")) -> Path:
-    """A LoRA adapter on the tiny model. applied=False leaves B at zero (PEFT's default init): a no-op."""
+    """A LoRA adapter on the tiny model, saved as training saves one (PEFT's default init: B = 0).
+
+    applied=True then fills B with random values large enough to move greedy generations;
+    applied=False leaves B at zero, an adapter that changes nothing.
+    """
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(TINY)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=list(target_modules),
-                                            init_lora_weights=not applied))
-    if applied:  # make the change large enough to move greedy generations
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=list(target_modules)))
+    if applied:
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if "lora_B" in n:
-                    p.mul_(20)
+                    p.normal_(0, 0.5)
     model.save_pretrained(out)
     return out
 
