@@ -117,7 +117,6 @@ def last_exception_line(stderr: Path) -> str | None:
 
 
 def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: sacct.Record | None) -> str | None:
-    err = job_dir / "error.json"
     if state == "TIMEOUT":
         return "time limit reached" + (" (requeued too many times)" if rec and rec.restarts else "")
     if state == "OUT_OF_MEMORY":
@@ -126,6 +125,7 @@ def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: sacct.Record |
         return "node failure"
     if state == "CANCELLED":
         return "cancelled"
+    err = job_dir / "error.json"
     if err.exists():
         try:
             return str(read_json(err).get("reason") or "") or None
@@ -146,6 +146,17 @@ def _progress(job_dir: Path) -> dict[str, Any] | None:
         return {k: p.get(k) for k in ("step", "max_steps", "loss", "updated_at")}
     except (OSError, ValueError):
         return None
+
+
+def _job_files(sd: SweepDir, job_ids: list[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    base = str(sd.jobs)
+    for job_id in job_ids:
+        try:
+            out[job_id] = set(os.listdir(f"{base}/{job_id}"))
+        except OSError:
+            out[job_id] = set()
+    return out
 
 
 def _pid_alive(pid: str | None) -> bool:
@@ -197,8 +208,8 @@ def _slurm_state(att: Attempt, rec: sacct.Record | None, jr: Journal) -> tuple[s
             return "PENDING", "queued (not in accounting yet)"
         return "UNKNOWN", "not found in sacct"
     state = rec.state
-    paths = log_paths(att)
-    if not rec.exact and paths and paths[0].exists():
+    sid = att.submitit_id
+    if not rec.exact and sid and os.path.exists(f"{att.folder.replace('%j', sid)}/{sid}_0_log.out"):
         return "RUNNING", "started (accounting lags)"  # the range row is stale for this task
     if not rec.exact and att.slurm_id in jr.released and att.key not in jr.cancelled:
         return "PENDING", "released (accounting lags)"
@@ -229,11 +240,12 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
     sacct_s = time.perf_counter() - t0
     name_of = {j["id"]: j["name"] for j in manifest["jobs"]}
     by_key = jr.by_key()
+    files = _job_files(sd, [j["id"] for j in manifest["jobs"]])  # one listdir per job, no stat storm
 
     # raw state of every attempt (dependencies may point at attempts that are no longer latest)
     raw: dict[tuple[str, int | None], tuple[str, str | None]] = {}
     for job_id, atts in jr.attempts.items():
-        done = (sd.job(job_id) / "DONE").exists()
+        done = "DONE" in files.get(job_id, ())
         for att in atts:
             if att.executor == "local":
                 st, why, _ = _local_state(sd, jr, att, sd.job(job_id))
@@ -279,16 +291,18 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         job_dir = sd.job(j["id"])
         atts = jr.attempts.get(j["id"], [])
         att = atts[-1] if atts else None
+        present = files.get(j["id"], ())
         s = JobStatus(id=j["id"], name=j["name"], stage=j["stage"], state="UNSUBMITTED",
-                      attempts=len(atts), attempt=att, progress=_progress(job_dir))
+                      attempts=len(atts), attempt=att,
+                      progress=_progress(job_dir) if "progress.json" in present else None)
         if att is None:
-            if (job_dir / "DONE").exists():
+            if "DONE" in present:
                 s.state = "COMPLETED"
             jobs.append(s)
             continue
         s.executor, s.slurm_id = att.executor, att.slurm_id or (f"local:{att.local_id}" if att.local_id else None)
-        paths = log_paths(att)
-        s.log = str(paths[1]) if paths else None
+        sid = att.submitit_id
+        s.log = f"{att.folder.replace('%j', sid)}/{sid}_0_log.err" if sid and att.folder else None
         s.state, s.reason = raw[att.key]
         if att.executor == "local":
             _, _, s.elapsed_s = _local_state(sd, jr, att, job_dir)

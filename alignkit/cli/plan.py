@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from alignkit.compile import load_plan
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show the jobs, arrays and GPU-hours a sweep spec compiles to",
@@ -21,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if args.json:
         sys.stdout.write(json.dumps(plan.to_json()) + "\n")

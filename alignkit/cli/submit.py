@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from alignkit.compile import load_plan
 from alignkit.errors import UserError
 
 
@@ -38,6 +37,7 @@ def preflight(plan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alignkit.compile import load_plan  # lazily: `alignkit status` must start fast
     from alignkit.launch import submit
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if not (args.skip_preflight or args.dry_run):

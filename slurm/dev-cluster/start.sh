@@ -17,6 +17,8 @@
 #   SLURM_NODE_CPUS      CPUs advertised by the node (default: 8). May be
 #                        larger than nproc: SlurmdParameters=config_overrides
 #                        makes slurmd accept it, so more small jobs run at once.
+#   SLURM_NODE_MEM_MB    memory advertised when SLURM_NODE_CPUS > nproc (default 256 GiB;
+#                        otherwise 90 % of RAM). Not enforced: no cgroups.
 #   SLURM_FAKE_GPUS      fake gres/gpu count on the node, 0 = none (default: 4)
 #   SLURM_CRED_EXPIRE    seconds a requeued job waits before it may run again
 #                        (default 120 in SLURM; here: 10)
@@ -165,6 +167,9 @@ NPROC=$(nproc)
 OVERRIDE=""
 if [ "$NCPUS" -gt "$NPROC" ]; then
   OVERRIDE="SlurmdParameters=config_overrides"; TOPO="CPUs=$NCPUS"
+  # with config_overrides the node may also advertise more memory than it has (nothing is
+  # enforced without cgroups): real studies ask 64-96 GB per job and must queue here too
+  MEM_MB=${SLURM_NODE_MEM_MB:-262144}
 else
   # the real topology, as slurmd detects it (else slurmd logs a mismatch)
   TOPO=$(slurmd -C | head -1 | grep -o 'CPUs=.* ThreadsPerCore=[0-9]*')
