@@ -34,7 +34,7 @@ _MEM_KEYS = ("peak_mem_gb", "peak_memory_gb", "peak_gpu_memory_gb", "max_memory_
 # train_metrics.json numbers that become rows (benchmark "train"); counts and settings do not.
 TRAIN_METRICS = ("final_loss", "first_loss", "train_loss", "tokens_per_s", "samples_per_s", "train_wall_s",
                  "tokens_seen")
-_NOT_METRICS = frozenset(_WALL_KEYS) | {"n", "global_step", "step", "max_steps", "epoch"}
+_NOT_METRICS = frozenset(_WALL_KEYS) | {"n", "global_step", "step", "max_steps", "epoch", "min_prompt_toxicity"}
 
 
 def pref_label(value: Any) -> str | None:
@@ -152,14 +152,16 @@ def _target_of(study: Study, job: JobRecord) -> tuple[JobRecord | None, str | No
 
 
 def _metric_rows(values: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
-    out = []
-    for key, val in values.items():
-        if key.endswith("_stderr") or key in _NOT_METRICS:
-            continue
-        if _num(val) is None and val is not None:
-            continue  # strings, lists: not a metric value
-        out.append((key, _num(val), _num(values.get(f"{key}_stderr"))))
-    return out
+    """The metrics of one benchmark entry. Entries also carry settings (num_fewshot, limit,
+    max_new_tokens, min_prompt_toxicity, ...), so a metric is: the key the entry names in
+    "metric", or a key with a "<key>_stderr" sibling; only when neither exists, every float."""
+    named = values.get("metric") if isinstance(values.get("metric"), str) else None
+    keys = [k for k in values if k == named or f"{k}_stderr" in values]
+    if not keys:
+        keys = [k for k, v in values.items() if isinstance(v, float) and not k.endswith("_stderr")
+                and k not in _NOT_METRICS]
+    return [(k, _num(values.get(k)), _num(values.get(f"{k}_stderr"))) for k in keys
+            if _num(values.get(k)) is not None or k == named]
 
 
 def build_rows(study: Study) -> list[dict[str, Any]]:
@@ -193,6 +195,8 @@ def _eval_rows(study: Study, job: JobRecord) -> list[dict[str, Any]]:
             values = results.get(bench)
             metrics = _metric_rows(values) if isinstance(values, dict) else []
             n = _int(values.get("n")) if isinstance(values, dict) else None
+            if not metrics and isinstance(values, dict):
+                continue  # produced, but its numbers come from the judge stage (judge.json rows)
             if not metrics:  # not produced (yet): one empty row keeps the hole visible
                 metric = (benches.get(bench) or {}).get("metric") if isinstance(benches.get(bench), dict) else None
                 metrics = [(metric or "", None, None)]
@@ -211,7 +215,7 @@ def _train_rows(job: JobRecord) -> list[dict[str, Any]]:
             values.update({(k if sub == "metrics" else f"{sub}_{k}"): v for k, v in tm[sub].items()
                            if _num(v) is not None})
     return [{**base, "checkpoint": "final", "step": _final_step(job), "benchmark": "train", "metric": m,
-             "value": v, "stderr": s, "n": None} for m, v, s in _metric_rows(values)]
+             "value": _num(v), "stderr": None, "n": None} for m, v in values.items()]
 
 
 # ---------------------------------------------------------------- writing
