@@ -130,10 +130,11 @@ def steps(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> list[
 
 def merges(cells: Cells, out: Path) -> list[Path]:
     plt = _plt()
-    groups = sorted({k[:3] for k in cells.stats if k[3] == "merged"}, key=str)
+    have = [k for k, st in cells.stats.items() if k[3] == "merged" and st.mean is not None]
+    groups = sorted({k[:3] for k in have}, key=str)
     if not groups:
         return []
-    benches = _order({k[6] for k in cells.stats if k[3] == "merged"}, BENCH_ORDER)
+    benches = _order({k[6] for k in have}, BENCH_ORDER)
     paths = []
     for bench in benches:
         fig, axes = _grid(len(groups), plt, 6.0, 3.8)
