@@ -198,6 +198,10 @@ def _local_state(sd: SweepDir, jr: Journal, att: Attempt, job_dir: Path) -> tupl
     return "CANCELLED", "the local driver stopped before this job finished", elapsed
 
 
+def _held(att: Attempt, jr: Journal) -> bool:
+    return att.hold and att.slurm_id not in jr.released and att.array_job_id not in jr.released
+
+
 def _slurm_state(att: Attempt, rec: sacct.Record | None, jr: Journal) -> tuple[str, str | None]:
     if att.key in jr.blocked:
         return "BLOCKED", jr.blocked[att.key]
@@ -205,7 +209,7 @@ def _slurm_state(att: Attempt, rec: sacct.Record | None, jr: Journal) -> tuple[s
         if att.key in jr.cancelled:
             return "CANCELLED", "cancelled"
         if time.time() - att.time < FRESH_S:
-            return "PENDING", "queued (not in accounting yet)"
+            return "PENDING", ("held (alignkit release)" if _held(att, jr) else "queued (not in accounting yet)")
         return "UNKNOWN", "not found in sacct"
     state = rec.state
     sid = att.submitit_id
@@ -216,8 +220,8 @@ def _slurm_state(att: Attempt, rec: sacct.Record | None, jr: Journal) -> tuple[s
     if state == "COMPLETED":  # a job that succeeded wrote DONE before exiting (checked by the caller)
         return "FAILED", "ended without writing DONE"
     if state == "PENDING":
-        if rec.reason in ("JobHeldUser", "JobHeldAdmin"):
-            return "PENDING", "held (alignkit release)"
+        if rec.reason in ("JobHeldUser", "JobHeldAdmin") or (rec.reason is None and _held(att, jr)):
+            return "PENDING", "held (alignkit release)"  # sacct fills Reason in a while later
         return "PENDING", rec.reason  # DependencyNeverSatisfied: BLOCKED, decided in refresh
     return state, None
 
