@@ -357,7 +357,7 @@ def _queue_slurm(plan: Plan, sd: SweepDir, code: Path, groups: list[Group],
             with ex.batch():
                 sjobs = [ex.submit(StageRunner(watchdog_s(plan)), str(sd.job(j.id))) for j in g.jobs]
             g.array_job_id = sjobs[0].job_id.split("_")[0]
-            idx = {j.id: (int(s.job_id.split("_")[1]) if "_" in s.job_id else None) for j, s in zip(g.jobs, sjobs)}
+            idx = {j.id: (int(s.job_id.split("_")[1]) if "_" in s.job_id else None) for j, s in zip(g.jobs, sjobs, strict=True)}
             done_groups.append(g)
             journal.append(sd, _submission_record(g, idx, "slurm", hold, code, folder))
             for j in g.jobs:
@@ -433,7 +433,7 @@ def _dry_run(plan: Plan, sd: SweepDir, executor: str, hold: bool, notes: list[st
         arrays[placeholder] = [j.id for j in g.jobs]
     atomic_write_json(out / "jobs.json", [{"script": str(p), "stage": g.stage, "jobs": [j.id for j in g.jobs],
                                            "names": [j.name for j in g.jobs], "dependency": g.dependency}
-                                          for p, g in zip(scripts, groups)])
+                                          for p, g in zip(scripts, groups, strict=True)])
     return SubmitResult(sd.root, executor, groups, {}, 0, True, hold, notes, scripts)
 
 

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     paths = log_paths(job.attempt)
     if paths is None:
         raise UserError(f"job {job.id} ({job.name}) has not started yet: no logs")
-    wanted = [p for p, flag in zip(paths, (args.stdout or not args.stderr, args.stderr or not args.stdout)) if flag]
+    wanted = [p for p, flag in zip(paths, (args.stdout or not args.stderr, args.stderr or not args.stdout), strict=True) if flag]
     offsets = {p: 0 for p in wanted}
     for p in wanted:
         if not p.exists():

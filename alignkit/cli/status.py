@@ -46,7 +46,7 @@ def render(st: StudyStatus, failed_only: bool) -> str:
                      j.slurm_id or "-", prog, j.name, j.reason or ""))
     head = ("ID", "STAGE", "STATE", "ELAPSED", "NODE", "RESTARTS", "SLURM_ID", "PROGRESS", "NAME", "REASON")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + ("  " + r[-1] if r[-1] else "")
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + ("  " + r[-1] if r[-1] else "")
              for r in [head, *rows]]
     lines += [f"{len(st.jobs)} jobs  {st.summary_line()}"] + [f"warning: {w}" for w in st.warnings]
     return "\n".join(lines)

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         if "alignkit" in str(w.filename) or "SLURM" in str(w.message):
             print(f"alignkit submit: warning: {w.message}")
     if res.dry_run:
-        for path, g in zip(res.scripts, res.groups):
+        for path, g in zip(res.scripts, res.groups, strict=True):
             print(f"# ---- {path}  ({g.stage}: {len(g.jobs)} jobs"
                   + (f", dependency {g.dependency}" if g.dependency else "") + ")")
             print(g.script)
