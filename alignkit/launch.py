@@ -183,10 +183,21 @@ def write_sweep(plan: Plan, sd: SweepDir) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- groups ----
-def _topo_groups(todo: list[Job], stage_of: dict[str, str]) -> list[tuple[str, tuple, list[Job]]]:
+def _lineage(job_id: str, by_id: dict[str, Job], memo: dict[str, tuple]) -> tuple:
+    """The chain of stages above a job (train-eval-judge vs merge-eval-judge): jobs of different
+    lineages go in different arrays, so each array lines up with the one it depends on (aftercorr)."""
+    if job_id not in memo:
+        job = by_id[job_id]
+        up = job.depends_on[0] if job.depends_on and job.depends_on[0] in by_id else None
+        memo[job_id] = (_lineage(up, by_id, memo) if up else ()) + (job.stage,)
+    return memo[job_id]
+
+
+def _topo_groups(todo: list[Job], by_id: dict[str, Job]) -> list[tuple[str, tuple, list[Job]]]:
     groups: dict[tuple[str, tuple], list[Job]] = {}
+    memo: dict[str, tuple] = {}
     for job in todo:
-        groups.setdefault((job.stage, job.resources.key()), []).append(job)
+        groups.setdefault((job.stage, (job.resources.key(), _lineage(job.id, by_id, memo))), []).append(job)
     keys = list(groups)
     where = {j.id: k for k, js in groups.items() for j in js}
     ordered: list[tuple[str, tuple]] = []
@@ -327,9 +338,8 @@ def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold:
 
 
 def _make_groups(plan: Plan, todo: list[Job]) -> list[Group]:
-    stage_of = {j.id: j.stage for j in plan.jobs}
     groups = []
-    for stage, _key, jobs in _topo_groups(todo, stage_of):
+    for stage, _key, jobs in _topo_groups(todo, plan.by_id()):
         token = uuid.uuid4().hex[:10]
         groups.append(Group(stage=stage, jobs=jobs, token=token, name=f"ak.{plan.sweep}.{stage}.{token}"))
     return groups
@@ -359,6 +369,7 @@ def _queue_slurm(plan: Plan, sd: SweepDir, code: Path, groups: list[Group],
             g.array_job_id = sjobs[0].job_id.split("_")[0]
             idx = {j.id: (int(s.job_id.split("_")[1]) if "_" in s.job_id else None) for j, s in zip(g.jobs, sjobs, strict=True)}
             done_groups.append(g)
+            _narrow_dependencies(g, idx)
             journal.append(sd, _submission_record(g, idx, "slurm", hold, code, folder))
             for j in g.jobs:
                 queued[j.id] = (g.array_job_id, idx[j.id])
@@ -373,6 +384,27 @@ def _queue_slurm(plan: Plan, sd: SweepDir, code: Path, groups: list[Group],
         raise UserError(f"sbatch failed ({reason}); cancelled the {len(ids)} array(s) this submit had queued: "
                         f"{', '.join(ids) or 'none'}") from exc
     return calls
+
+
+def _narrow_dependencies(g: Group, idx: dict[str, int | None]) -> None:
+    """One sbatch gives every element of an array the same dependency: the union of what its
+    elements wait on (a merge array waits on every input of every merge). That is safe but too
+    broad: one failed input would block every merge. Narrow each element to its own inputs with
+    `scontrol update` (a pending array task can be updated on its own); until then the union
+    holds it, so no element can start early."""
+    if not (g.dependency or "").startswith("afterok:") or len(g.jobs) < 2:
+        return
+    own = {j.id: sorted(set(map(tuple, g.waits_on.get(j.id, [])))) for j in g.jobs}
+    if len({tuple(v) for v in own.values()}) == 1:
+        return  # every element waits on the same jobs: the union is exact
+    for job in g.jobs:
+        deps = ":".join(f"{a}_{i}" if i is not None else a for a, i in own[job.id])
+        target = f"{g.array_job_id}_{idx[job.id]}" if idx[job.id] is not None else g.array_job_id
+        proc = subprocess.run(["scontrol", "update", f"JobId={target}", f"Dependency=afterok:{deps}"],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode:
+            raise RuntimeError(f"scontrol update JobId={target} Dependency=afterok:{deps}: "
+                               f"{(proc.stderr or proc.stdout).strip()}")
 
 
 def _submission_record(g: Group, idx: dict[str, int | None], executor: str, hold: bool, code: Path,

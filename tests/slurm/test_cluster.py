@@ -151,3 +151,18 @@ def test_failed_sbatch_rolls_back_the_arrays_of_the_call(cluster, sweep):
     wait_for(lambda: any("CANCELLED" in r for r in sacct_rows([arr])), 30, "rolled-back array cancelled")
     out = subprocess.run(["squeue", "-h", "-j", arr], capture_output=True, text=True).stdout
     assert "PD" not in out and " R " not in out
+
+
+def test_merges_wait_only_on_their_own_inputs(cluster, sweep):
+    """One array of merges, each needing two different trains: a failed train blocks only the merge
+    that uses it (each element's dependency is narrowed to its own inputs)."""
+    trains = [fp.job(f"in{i}", steps=1, sleep_s=0.3, fail_at=1 if i == 0 else None) for i in range(4)]
+    merges = [fp.job("mA", stage="merge", deps=(trains[0].id, trains[1].id), steps=1),
+              fp.job("mB", stage="merge", deps=(trains[2].id, trains[3].id), steps=1)]
+    res = submit(fp.plan(sweep, trains + merges))
+    assert res.sbatch_calls == 2
+    st = settle(SweepDir.of(sweep))
+    by = {j.name: j for j in st.jobs}
+    assert by["in0"].state == "FAILED"
+    assert by["mA"].state == "BLOCKED" and "in0 FAILED" in by["mA"].reason
+    assert by["mB"].state == "COMPLETED"
