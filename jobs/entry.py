@@ -52,8 +52,8 @@ def run_job(job_dir: str | os.PathLike, stop: threading.Event | None = None) -> 
     (job_dir / "error.json").unlink(missing_ok=True)
     try:
         module.run(job_dir, config, stop)
-    except Preempted:
-        raise
+    except (Preempted, SystemExit, KeyboardInterrupt):
+        raise  # requeued or stopped: not a failure of the job
     except BaseException as exc:  # record why, then let the scheduler see the failure
         if _is_main_rank():
             atomic_write_json(job_dir / "error.json", {

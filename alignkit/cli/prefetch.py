@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from alignkit.compile import load_plan
 from alignkit.errors import UserError
 
 
@@ -23,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alignkit.compile import load_plan
     from alignkit.preflight import missing_assets, spec_assets
 
     plan = load_plan(args.spec)
