@@ -78,7 +78,10 @@ def setup(dist: DistEnv, *, cuda: bool, deepspeed: bool) -> dict:
 
     Call before any TrainingArguments (TRL config) is built and before the model is loaded.
     """
-    port = dist.master_port or (_free_port() if deepspeed else 29500)
+    if not dist.multi_process and not deepspeed:
+        _set_threads(dist, cuda)
+        return {}  # nothing to export: accelerate would otherwise start a needless world-1 group
+    port = dist.master_port or _free_port()
     local_rank = dist.local_rank
     if cuda:
         import torch

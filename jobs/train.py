@@ -135,7 +135,7 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         args = trl_adapter.make_args(plan.kind, method, training, config["seed"], trl_adapter.Runtime(
             output_dir=str(checkpoints.resume_dir(job_dir)), grad_accum=plan.grad_accum,
             optimizer=plan.optimizer, bf16=plan.bf16, deepspeed=zero_config(stage, bf16=plan.bf16),
-            liger=plan.liger, ddp_backend=None if cuda else "gloo", extra=extra))
+            liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra))
 
         # 4. Data: normalized preference pairs; SFT trains on prompt + chosen.
         rows = load_rows(config, plan.kind)
@@ -156,7 +156,8 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
                                                prior=checkpoints.run_state(resume))
         trainer = trl_adapter.make_trainer(
             plan.kind, model=model, tokenizer=tokenizer, dataset=rows, peft_config=lora, args=args,
-            callbacks=[progress, saver], max_prompt_length=method.get("max_prompt_length"))
+            callbacks=[progress, saver], max_prompt_length=method.get("max_prompt_length"),
+            fp32_adapters=plan.quantization is not None and stage != 3)
         if len(trainer.train_dataset) == 0:
             raise JobFailure(f"dataset {config['dataset'].get('name')}: no rows left after tokenizing and "
                              f"truncating to max_length {method['max_length']}")
@@ -323,6 +324,7 @@ def metrics(job_dir: Path, config: dict, plan: Plan, trainer, world_size: int, s
         "grad_accum": plan.grad_accum,
         "world_size": world_size,
         "deepspeed_stage": stage,
+        "engine": type(trainer.model_wrapped).__name__,  # DeepSpeedEngine, DistributedDataParallel, PeftModel...
         "optimizer": plan.optimizer,
         "precision": "bf16" if plan.bf16 else "fp32",
         "substitutions": plan.substitutions,

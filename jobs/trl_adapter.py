@@ -121,15 +121,25 @@ class _DPOTrainer(DPOTrainer):
 
 
 def make_trainer(kind: str, *, model, tokenizer, dataset, peft_config, args, callbacks,
-                 max_prompt_length: int | None):
+                 max_prompt_length: int | None, fp32_adapters: bool = False):
     if kind == "sft":
-        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                          peft_config=peft_config, callbacks=callbacks)
-    # ref_model=None with a PEFT model: the reference is the base with the adapter disabled, so
-    # there is no second copy of the model in memory.
-    return _DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
-                       processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
-                       max_prompt_length=max_prompt_length)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=callbacks)
+    else:
+        # ref_model=None with a PEFT model: the reference is the base with the adapter disabled, so
+        # there is no second copy of the model in memory.
+        trainer = _DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
+                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+                              max_prompt_length=max_prompt_length)
+    if fp32_adapters:
+        # TRL casts QLoRA adapter weights to bf16, but PEFT reloads a checkpoint's adapter in fp32
+        # (autocast_adapter_dtype), so a resumed run would train in another precision than an
+        # uninterrupted one. Keep fp32 from the start (PEFT's own default; the optimizer is built
+        # later, in train()). Not under ZeRO-3, which needs one dtype for all parameters.
+        for param in trainer.model.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
+    return trainer
 
 
 def rows_of_history(log_history: list[dict]) -> list[dict]:
