@@ -131,7 +131,7 @@ class AdapterSlot:
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise JobFailure(f"cannot load adapter {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         self.active = name
-        self.model.eval()
+        self.model.eval().requires_grad_(False)  # inference only: no autograd bookkeeping anywhere
         return self.model
 
 
