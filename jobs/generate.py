@@ -75,7 +75,7 @@ class HFGenerator:
                     torch.cuda.empty_cache()
                     continue
                 texts = self.tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-                results.update(zip(idx, texts))
+                results.update(zip(idx, texts, strict=True))
                 i += len(idx)
             out = [results[k] for k in range(len(prompts))]
         finally:

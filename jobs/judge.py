@@ -65,7 +65,7 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
 
     result: dict = {"checkpoints": {}, "provenance": {
         "eval_job": target, "judges": {n: {"name": j.name, "key": j.key, "config_name": (b.get("judge") or {}).get("name")}
-                                       for (n, j), b in zip(judges.items(), benchmarks.values())},
+                                       for (n, j), b in zip(judges.items(), benchmarks.values(), strict=True)},
         "cache_dir": str(cache_dir(job_dir)), "requests_made": 0}}
     for ckpt, entries in evaluation["checkpoints"].items():
         if stop.is_set():

@@ -8,7 +8,9 @@ A judge answers `ask(system, user) -> reply text`. Two kinds, picked by the spec
       server, ...). The key is read from the named environment variable when a request is made;
       it is never written to disk, into results, or into an error message.
   {"type": "hf", "source": "hub id or local path", "max_new_tokens": 256}
-      a local Hugging Face causal LM, greedy, prompted through its tokenizer's chat template.
+      a local Hugging Face causal LM prompted through its tokenizer's chat template; where the
+      caller names the verdict tags it picks the most likely tag (constrained choice), otherwise
+      it generates greedily.
 
 Every reply is cached on disk under `<cache_dir>/<judge key>/<prompt hash>.json`, so a rerun (or a
 requeued judge job) pays for no prompt twice. The judge key hashes what decides the verdict (kind,
@@ -38,7 +40,7 @@ class Judge(Protocol):
     key: str
     requests_made: int
 
-    def ask(self, system: str, user: str) -> str: ...
+    def ask(self, system: str, user: str, choices: tuple[str, ...] | None = None) -> str: ...
 
 
 def _sha(obj: Any) -> str:
@@ -72,15 +74,17 @@ class _Cached:
     cache: VerdictCache
     requests_made: int = 0
 
-    def ask(self, system: str, user: str) -> str:
-        hit = self.cache.get(system, user)
+    def ask(self, system: str, user: str, choices: tuple[str, ...] | None = None) -> str:
+        """The judge's reply; `choices` are the verdict tags the caller parses (an hf judge picks one)."""
+        key = user if not choices else user + "\x00choices:" + "|".join(choices)
+        hit = self.cache.get(system, key)
         if hit is not None:
             return hit
-        reply = self._request(system, user)
-        self.cache.put(system, user, reply)
+        reply = self._request(system, user, choices)
+        self.cache.put(system, key, reply)
         return reply
 
-    def _request(self, system: str, user: str) -> str:
+    def _request(self, system: str, user: str, choices: tuple[str, ...] | None) -> str:
         raise NotImplementedError
 
 
@@ -129,7 +133,8 @@ class OpenAIJudge(_Cached):
                 pass
         return min(self.backoff_s * (2 ** attempt), 120.0) * (0.5 + random.random() / 2)
 
-    def _request(self, system: str, user: str) -> str:
+    def _request(self, system: str, user: str, choices: tuple[str, ...] | None = None) -> str:
+        # An API judge writes its explanation and verdict; the caller parses the tags.
         body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
                            "messages": [{"role": "system", "content": system},
                                         {"role": "user", "content": user}]}).encode()
@@ -189,10 +194,7 @@ class HFJudge(_Cached):
         if not self.tok.chat_template:
             raise JobFailure(f"{where}: hf judge {self.source} has no chat template")
 
-    def _request(self, system: str, user: str) -> str:
-        import torch
-
-        self.requests_made += 1
+    def _prompt_ids(self, system: str, user: str) -> list[int]:
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
         try:
             text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
@@ -200,12 +202,35 @@ class HFJudge(_Cached):
             text = self.tok.apply_chat_template([{"role": "user", "content": f"{system}\n\n{user}"}],
                                                 tokenize=False, add_generation_prompt=True)
         bos = self.tok.bos_token
-        enc = self.tok(text, return_tensors="pt", add_special_tokens=not (bos and text.startswith(bos)))
-        enc = {k: v.to(self.device) for k, v in enc.items()}
+        ids = self.tok(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        keep = limit - self.max_new_tokens if limit else None
+        return ids[-keep:] if keep and len(ids) > keep else ids  # the verdict request sits at the end
+
+    def _request(self, system: str, user: str, choices: tuple[str, ...] | None = None) -> str:
+        import torch
+
+        self.requests_made += 1
+        ids = self._prompt_ids(system, user)
+        if choices:
+            # A constrained verdict: the tag with the highest log-likelihood right after the prompt.
+            # Small local models rarely write a parseable tag on their own; this always yields one.
+            scores = {}
+            for c in choices:
+                c_ids = self.tok(c, add_special_tokens=False)["input_ids"]
+                x = torch.tensor([ids + c_ids], device=self.device)
+                with torch.no_grad():
+                    logp = torch.log_softmax(self.model(x).logits[0, len(ids) - 1:-1].float(), -1)
+                scores[c] = logp.gather(1, torch.tensor(c_ids, device=self.device)[:, None]).sum().item()
+            best = max(scores, key=scores.get)
+            # The detail names the tags without brackets: the reply must hold exactly one tag.
+            detail = ", ".join(f"{c.strip('[]')}={v:.3f}" for c, v in scores.items())
+            return f"{best} (constrained choice by log-likelihood: {detail})"
+        x = torch.tensor([ids], device=self.device)
         with torch.no_grad():
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)
-        return self.tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = self.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=self.max_new_tokens,
+                                      do_sample=False, pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)
+        return self.tok.decode(out[0, len(ids):], skip_special_tokens=True)
 
 
 def make_judge(cfg: dict | None, cache_dir: Path, where: str = "judge") -> Judge:

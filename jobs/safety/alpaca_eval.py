@@ -54,7 +54,7 @@ def generate(generator: Any, tokenizer: Any, cfg: dict, where: str, generator_na
     max_new = int(cfg.get("max_new_tokens", 512))
     outs = generator.generate([render_prompt(tokenizer, r["instruction"], use_template) for r in refs], max_new)
     rows = [{"instruction": r["instruction"], "output": o.strip(), "generator": generator_name,
-             "dataset": r.get("dataset")} for r, o in zip(refs, outs)]
+             "dataset": r.get("dataset")} for r, o in zip(refs, outs, strict=True)]
     entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,
              "decoding": "greedy", "generator": generator_name}
     return entry, rows
@@ -82,7 +82,8 @@ def judge(rows: list[dict], refs: list[dict], judge: Any) -> tuple[dict, list[di
         model_first = _model_first(row["instruction"])
         first, second = (row["output"], ref["output"]) if model_first else (ref["output"], row["output"])
         reply = judge.ask(JUDGE_SYSTEM, JUDGE_TEMPLATE.format(instruction=row["instruction"],
-                                                             first=first, second=second))
+                                                             first=first, second=second),
+                          choices=("[[1]]", "[[2]]"))
         v = verdict(reply)
         win = None if v is None else (v == "1") == model_first
         results.append({"instruction": row["instruction"], "model_first": model_first, "win": win, "reply": reply})

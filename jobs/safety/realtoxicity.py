@@ -102,7 +102,7 @@ def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, 
     mean, stderr = mean_and_stderr(scores)
     gens = [{"filename": r["filename"], "begin": r.get("begin"), "end": r.get("end"),
              "prompt": t, "prompt_toxicity": r["prompt"]["toxicity"], "continuation": c, "score": s}
-            for r, t, c, s in zip(rows, texts, conts, scores)]
+            for r, t, c, s in zip(rows, texts, conts, scores, strict=True)]
     entry = {"metric": "toxicity_logit", "toxicity_logit": mean, "toxicity_logit_stderr": stderr,
              "n": len(rows), "higher_is_better": True, "selection": SELECTION_RULE,
              "num_prompts": n, "rows_without_toxicity": n_null,

@@ -72,7 +72,7 @@ def generate(generator: Any, tokenizer: Any, cfg: dict, where: str) -> tuple[dic
     max_new = int(cfg.get("max_new_tokens", 256))
     prompts = [render_prompt(tokenizer, cou_prompt(template, q), use_template) for q in questions]
     responses = generator.generate(prompts, max_new)
-    rows = [{"prompt": q, "response": r} for q, r in zip(questions, responses)]
+    rows = [{"prompt": q, "response": r} for q, r in zip(questions, responses, strict=True)]
     entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,
              "decoding": "greedy", "prompt_format": "chain-of-utterance"}
     return entry, rows
@@ -97,7 +97,8 @@ def judge(rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:
     verdicts = []
     for row in rows:
         reply = judge.ask(JUDGE_SYSTEM, JUDGE_TEMPLATE.format(question=row["prompt"],
-                                                             response=clean_thoughts(row["response"])))
+                                                             response=clean_thoughts(row["response"])),
+                          choices=("[[A]]", "[[B]]"))
         verdicts.append({"prompt": row["prompt"], "verdict": verdict(reply), "reply": reply})
     harmful = sum(v["verdict"] == "harmful" for v in verdicts)
     safe = sum(v["verdict"] == "not_harmful" for v in verdicts)

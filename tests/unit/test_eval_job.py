@@ -229,7 +229,10 @@ def test_hf_judge_runs_locally_and_caches(tmp_path):
     judge = make_judge(cfg, tmp_path)
     entry, verdicts = red_instruct.judge(rows, judge)
     assert judge.requests_made == 1 and entry["judge"] == f"hf:{TINY}"
-    assert entry["n"] + entry["unparseable"] == 1 and isinstance(verdicts[0]["reply"], str)
+    # the tiny model picks one of the two tags by likelihood, so the verdict always parses
+    assert entry["n"] == 1 and entry["unparseable"] == 0 and "constrained choice" in verdicts[0]["reply"]
+    free = judge.ask("Say something.", "Hello")  # no tags named: free greedy generation
+    assert isinstance(free, str) and judge.requests_made == 2
     again = make_judge(cfg, tmp_path)
     assert red_instruct.judge(rows, again)[1] == verdicts and again.requests_made == 0
 

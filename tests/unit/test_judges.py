@@ -39,7 +39,7 @@ def test_429_waits_for_retry_after_then_succeeds(tmp_path):
         judge = make_judge(srv.judge_config(), tmp_path)
         assert judge.ask("s", "u") == "[[A]]"
         assert len(srv.requests) == 3
-        gaps = [b - a for a, b in zip(srv.times, srv.times[1:])]
+        gaps = [b - a for a, b in zip(srv.times, srv.times[1:], strict=False)]
         assert all(g >= 0.28 for g in gaps), gaps  # Retry-After honoured, not the 0.01 s backoff
 
 
@@ -113,7 +113,7 @@ def test_rate_limit_spaces_requests(tmp_path):
         judge = make_judge(srv.judge_config(requests_per_minute=300), tmp_path)  # one per 0.2 s
         for i in range(3):
             judge.ask("s", f"u{i}")
-        gaps = [b - a for a, b in zip(srv.times, srv.times[1:])]
+        gaps = [b - a for a, b in zip(srv.times, srv.times[1:], strict=False)]
         assert all(g >= 0.18 for g in gaps), gaps
 
 
