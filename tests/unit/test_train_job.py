@@ -117,7 +117,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, kind
 
     assert resumed["attempts"] == 2 and resumed["steps"] == 8
     assert [p["step"] for p in resumed["loss_curve"]] == [2, 4, 6, 8]
-    for a, b in zip(whole["loss_curve"], resumed["loss_curve"]):
+    for a, b in zip(whole["loss_curve"], resumed["loss_curve"], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
     for step in ("adapter", "checkpoints/step-4", "checkpoints/step-8"):
         ta, tb = _adapter(tmp_path / "whole" / step), _adapter(job / step)
