@@ -81,14 +81,34 @@ class Plan:
     def by_id(self) -> dict[str, Job]:
         return {j.id: j for j in self.jobs}
 
+    def array_keys(self) -> dict[str, tuple]:
+        """Job id -> the array it is submitted in: one per stage, resource class and upstream
+        array (that of its single dependency), so each eval array lines up element-wise with the
+        train or merge array it follows (aftercorr), and each judge array with its eval array."""
+        by_id = self.by_id()
+        keys: dict[str, tuple] = {}
+
+        def key(job: Job) -> tuple:
+            if job.id not in keys:
+                # a job with several inputs (a merge) waits on each through afterok: no upstream array
+                up = by_id.get(job.depends_on[0]) if len(job.depends_on) == 1 else None
+                keys[job.id] = (job.stage, job.resources.key(), key(up) if up else None)
+            return keys[job.id]
+
+        for job in self.jobs:
+            key(job)
+        return keys
+
     def summary(self) -> dict[str, Any]:
         stages: dict[str, int] = {}
         arrays: dict[tuple, dict[str, Any]] = {}
         gpu_hours: dict[str, float] = {}
+        keys = self.array_keys()
         for job in self.jobs:
             stages[job.stage] = stages.get(job.stage, 0) + 1
             r = job.resources
-            arr = arrays.setdefault((job.stage, r.key()), {"stage": job.stage, "jobs": 0, **{
+            arr = arrays.setdefault(keys[job.id], {"stage": job.stage, "after": _upstream(keys[job.id]),
+                                                   "jobs": 0, **{
                 k: getattr(r, k) for k in ("gpus", "cpus", "mem_gb", "time_min", "nodes", "partition",
                                            "array_parallelism")}})
             arr["jobs"] += 1
@@ -339,6 +359,16 @@ class _Compiler:
             jobs += self.merge_jobs(i, m, trains)
         self.problems.raise_if_any()
         return jobs
+
+
+def _upstream(key: tuple) -> str:
+    """'train' or 'merge>eval' for an array key: the stages of the arrays it follows."""
+    chain = []
+    up = key[2]
+    while up is not None:
+        chain.append(up[0])
+        up = up[2]
+    return ">".join(reversed(chain))
 
 
 def _label(axis: str, value: Any) -> str:

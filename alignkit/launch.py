@@ -183,21 +183,10 @@ def write_sweep(plan: Plan, sd: SweepDir) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- groups ----
-def _lineage(job_id: str, by_id: dict[str, Job], memo: dict[str, tuple]) -> tuple:
-    """The chain of stages above a job (train-eval-judge vs merge-eval-judge): jobs of different
-    lineages go in different arrays, so each array lines up with the one it depends on (aftercorr)."""
-    if job_id not in memo:
-        job = by_id[job_id]
-        up = job.depends_on[0] if job.depends_on and job.depends_on[0] in by_id else None
-        memo[job_id] = (_lineage(up, by_id, memo) if up else ()) + (job.stage,)
-    return memo[job_id]
-
-
-def _topo_groups(todo: list[Job], by_id: dict[str, Job]) -> list[tuple[str, tuple, list[Job]]]:
+def _topo_groups(todo: list[Job], array_keys: dict[str, tuple]) -> list[tuple[str, tuple, list[Job]]]:
     groups: dict[tuple[str, tuple], list[Job]] = {}
-    memo: dict[str, tuple] = {}
-    for job in todo:
-        groups.setdefault((job.stage, (job.resources.key(), _lineage(job.id, by_id, memo))), []).append(job)
+    for job in todo:  # one array per stage, resource class and lineage (Plan.array_keys)
+        groups.setdefault((job.stage, array_keys[job.id][1:]), []).append(job)
     keys = list(groups)
     where = {j.id: k for k, js in groups.items() for j in js}
     ordered: list[tuple[str, tuple]] = []
@@ -339,7 +328,7 @@ def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold:
 
 def _make_groups(plan: Plan, todo: list[Job]) -> list[Group]:
     groups = []
-    for stage, _key, jobs in _topo_groups(todo, plan.by_id()):
+    for stage, _key, jobs in _topo_groups(todo, plan.array_keys()):
         token = uuid.uuid4().hex[:10]
         groups.append(Group(stage=stage, jobs=jobs, token=token, name=f"ak.{plan.sweep}.{stage}.{token}"))
     return groups

@@ -28,10 +28,11 @@ def run(args: argparse.Namespace) -> int:
     out = [f"sweep {plan.sweep}: {s['jobs']} jobs -> {plan.output_dir}  (profile: {plan.profile.name})",
            "  " + ", ".join(f"{n} {stage}" for stage, n in s["jobs_per_stage"].items())
            + f"  ({s['training_runs']} training runs, {s['mixture_runs']} on preference mixtures)",
-           f"  {len(s['arrays'])} arrays (one per stage and resource class):"]
+           f"  {len(s['arrays'])} arrays (one sbatch each: per stage, resource class and the array it follows):"]
     for a in s["arrays"]:
         part = f" partition={a['partition']}" if a["partition"] else ""
-        out.append(f"    {a['stage']:<6} {a['jobs']:>5} jobs  gpus={a['gpus']} cpus={a['cpus']} mem={a['mem_gb']}G "
+        after = f" (after {a['after']})" if a["after"] else ""
+        out.append(f"    {a['stage'] + after:<28} {a['jobs']:>5} jobs  gpus={a['gpus']} cpus={a['cpus']} mem={a['mem_gb']}G "
                    f"time={a['time_min']}min throttle=%{a['array_parallelism']}{part}")
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
