@@ -126,18 +126,23 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, kind
             assert (ta[k].float() - tb[k].float()).abs().max().item() <= 1e-6, (step, k)
 
 
-def _two_processes(job: Path, config: dict, port: int) -> list[int]:
-    job.mkdir(parents=True)
+def _launch_two(job: Path, config: dict, port: int) -> list[subprocess.Popen]:
+    """Two ranks of `python -m jobs.entry <job>`, with the variables submitit's export() sets."""
+    job.mkdir(parents=True, exist_ok=True)
     (job / "config.json").write_text(json.dumps(config))
     procs = []
     for rank in range(2):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                    PYTHONPATH=str(ROOT))
-        log = open(job / f"rank{rank}.log", "w")
+        log = open(job / f"rank{rank}.log", "a")
         procs.append(subprocess.Popen([sys.executable, "-m", "jobs.entry", str(job)], cwd=ROOT, env=env,
                                       stdout=log, stderr=subprocess.STDOUT))
-    return [p.wait(timeout=600) for p in procs]
+    return procs
+
+
+def _two_processes(job: Path, config: dict, port: int) -> list[int]:
+    return [p.wait(timeout=600) for p in _launch_two(job, config, port)]
 
 
 def _port() -> int:
@@ -234,3 +239,32 @@ def test_trains_from_the_compiled_smoke_spec(tmp_path):
                                           job.config["training"]["save_steps"]))
     assert m["dpo"]["reward_accuracy"] > m["dpo"]["first_reward_accuracy"]
     assert (job_dir / "DONE").exists()
+
+
+def test_two_process_zero2_run_killed_after_a_checkpoint_resumes_exactly(tmp_path):
+    """A hard kill (no stop request) right after checkpoint 4 is marked complete, then a rerun:
+    DeepSpeed's sharded optimizer state is restored and the result equals an uninterrupted run."""
+    import time
+
+    config = train_config("sft", "lora", max_steps=8, save_steps=4, deepspeed_stage=2, logging_steps=2)
+    assert _two_processes(tmp_path / "whole", config, _port()) == [0, 0]
+
+    job = tmp_path / "killed"
+    procs = _launch_two(job, config, _port())
+    marker = job / "checkpoints" / ".resume" / "checkpoint-4" / "COMPLETE"
+    deadline = time.time() + 600
+    while not marker.exists():
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint 4"
+        time.sleep(0.05)
+    for p in procs:
+        p.kill()
+        p.wait()
+    assert not (job / "train_metrics.json").exists()
+    assert _two_processes(job, config, _port()) == [0, 0], (job / "rank0.log").read_text()[-3000:]
+
+    whole, resumed = (json.loads((d / "train_metrics.json").read_text()) for d in (tmp_path / "whole", job))
+    assert resumed["attempts"] == 2 and resumed["engine"] == "DeepSpeedEngine"
+    assert [p["loss"] for p in resumed["loss_curve"]] == pytest.approx([p["loss"] for p in whole["loss_curve"]],
+                                                                       rel=1e-5)
+    ta, tb = _adapter(tmp_path / "whole" / "adapter"), _adapter(job / "adapter")
+    assert max((ta[k] - tb[k]).abs().max().item() for k in ta) <= 1e-6
