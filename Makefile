@@ -22,7 +22,7 @@ install: $(STAMP)
 demo: install
 	$(BIN)/alignkit submit sweeps/smoke.yaml --executor local
 	$(BIN)/alignkit status runs/smoke --watch
-	$(BIN)/alignkit collect runs/smoke
+	$(BIN)/alignkit collect runs/smoke --show
 
 clean-demo:
 	rm -rf runs/smoke

@@ -32,6 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                                            "from the result files)")
     p.add_argument("--prune", action="store_true",
                    help="list optimizer states and intermediate checkpoints no eval uses (finished runs only)")
+    p.add_argument("--show", action="store_true",
+                   help="also print the summary table (mean ± std over seeds at the final checkpoint)")
     p.add_argument("--yes", action="store_true", help="with --prune: delete them")
     p.set_defaults(run=run)
     return p
@@ -60,6 +62,19 @@ def _prune(args) -> int:
     return 1 if failed else 0
 
 
+def _show_summary(digest: dict) -> None:
+    """The first table of summary.md (all runs at the final checkpoint), as written."""
+    from pathlib import Path
+
+    md = next((Path(f) for f in digest["files"] if f.endswith("summary.md")), None)
+    if md is None or not md.exists():
+        print("  (no summary.md: add md to --format)")
+        return
+    sections = md.read_text(encoding="utf-8").split("\n### ")
+    if len(sections) > 1:
+        print("\n### " + sections[1].rstrip() + "\n")
+
+
 def run(args) -> int:
     from alignkit.collect import collect, parse_formats
 
@@ -81,6 +96,8 @@ def run(args) -> int:
         print(f"  best checkpoint per run by {digest['metric']}: {len(digest['best'])} runs (best_checkpoints.csv)")
     for p in digest["problems"]:
         print(f"  skipped {p['path']}: {p['reason']}")
+    if args.show:
+        _show_summary(digest)
     print(f"wrote {len(digest['files'])} files to {digest['out']}"
           + (f"; open {digest['out']}/report.html" if any(f.endswith('report.html') for f in digest['files']) else ""))
     return 0
