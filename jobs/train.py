@@ -337,6 +337,7 @@ def metrics(job_dir: Path, config: dict, plan: Plan, trainer, world_size: int, s
         "setup_s": setup_s,
         "wall_s": wall_s,
         "attempts": attempts,
+        "resumed_from_step": step_at_start,  # 0 unless this attempt resumed from a checkpoint
         "peak_memory_bytes": (torch.cuda.max_memory_allocated() if cuda
                               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
         "peak_memory_kind": "cuda_max_allocated" if cuda else "cpu_max_rss",
