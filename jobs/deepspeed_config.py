@@ -4,8 +4,10 @@ The batch fields stay "auto": the HF Trainer fills them from its own arguments (
 accumulation, world size), so there is one source of truth. That is only right when accelerate
 sees the true world size, which jobs.distributed makes sure of on CPU.
 
-Combinations (checked on CPU with gloo unless marked GPU-only):
-  * LoRA / QLoRA with ZeRO-2: work, SFT and DPO, 1 or N processes.
+Combinations (run here with 2 CPU processes over gloo unless marked otherwise):
+  * ZeRO-2: SFT + LoRA and DPO + QLoRA (tests), including resume after a hard kill (bit-identical);
+    the ml-stack notes also ran SFT + QLoRA and DPO + LoRA.
+  * ZeRO-3: SFT + LoRA and DPO + QLoRA, including resume after a hard kill (bit-identical).
   * ZeRO-3 shards parameters, so every parameter must share one dtype. QLoRA + ZeRO-3 therefore
     needs `bnb_4bit_quant_storage` equal to the dtype of the rest of the model (bf16 on GPU, fp32
     on CPU) — see `quant_storage_dtype` — and no `device_map` at load time ("DeepSpeed Zero-3 is not
