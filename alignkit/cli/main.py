@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alignkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"alignkit.cli.{name}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while subcommands land in parallel
-            if exc.name != f"alignkit.cli.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"alignkit.cli.{name}").add_parser(sub)
     return parser
 
 
