@@ -6,6 +6,7 @@ import argparse
 import subprocess
 
 from alignkit import journal
+from alignkit.cli.common import add_job_selection
 from alignkit.errors import UserError
 from alignkit.status import ACTIVE_STATES, open_sweep, refresh, select
 
@@ -14,9 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cancel", help="cancel pending/running jobs of a sweep (all, a stage, or some jobs)",
                        description="scancel the latest attempt of the selected jobs (default: every job that "
                                    "is pending or running). A later `alignkit submit` resubmits them.")
-    p.add_argument("sweep_dir", nargs="?", help="sweep directory (default: current directory)")
-    p.add_argument("jobs", nargs="*", metavar="JOB", help="job ids, id prefixes, names or SLURM ids")
-    p.add_argument("--stage", choices=("train", "eval", "merge", "judge"), help="only this stage")
+    add_job_selection(p)
     p.set_defaults(run=run)
 
 

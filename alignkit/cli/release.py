@@ -6,6 +6,7 @@ import argparse
 import subprocess
 
 from alignkit import journal
+from alignkit.cli.common import add_job_selection
 from alignkit.errors import UserError
 from alignkit.status import open_sweep, refresh, select
 
@@ -13,9 +14,7 @@ from alignkit.status import open_sweep, refresh, select
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("release", help="release held jobs of a sweep (submitted with --hold)",
                        description="scontrol release the held jobs (local executor: lets its driver start).")
-    p.add_argument("sweep_dir", nargs="?", help="sweep directory (default: current directory)")
-    p.add_argument("jobs", nargs="*", metavar="JOB", help="job ids, id prefixes, names or SLURM ids")
-    p.add_argument("--stage", choices=("train", "eval", "merge", "judge"), help="only this stage")
+    add_job_selection(p)
     p.set_defaults(run=run)
 
 
