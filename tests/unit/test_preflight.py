@@ -127,7 +127,10 @@ def test_compiled_full_sweep_names_every_hub_model_and_dataset(cache):
     named = {p.split(": ")[1].split("@")[0] for p in problems}
     assert {"mistralai/Mistral-7B-v0.1", "lmsys/vicuna-7b-v1.3", "Anthropic/hh-rlhf",
             "PKU-Alignment/PKU-SafeRLHF"} <= named
-    assert all("is not in the Hugging Face cache" in p for p in problems)
+    hub = [p for p in problems if "data/red-instruct" not in p]  # DangerousQA: a local clone (GitHub only)
+    assert all("is not in the Hugging Face cache" in p for p in hub)
+    assert [p for p in problems if p not in hub] == [
+        f"dataset red_instruct: local path {ROOT / 'data' / 'red-instruct'} does not exist"]
 
 
 def test_prefetch_local_only_and_offline_failure(cache):
