@@ -212,6 +212,8 @@ def _slurm_state(att: Attempt, rec: sacct.Record | None, jr: Journal) -> tuple[s
             return "PENDING", ("held (alignkit release)" if _held(att, jr) else "queued (not in accounting yet)")
         return "UNKNOWN", "not found in sacct"
     state = rec.state
+    if att.key in jr.cancelled and state in ("PENDING", "REQUEUED"):
+        return "CANCELLED", "cancelled"  # sacct still shows the cancelled task pending for a while
     sid = att.submitit_id
     if not rec.exact and sid and os.path.exists(f"{att.folder.replace('%j', sid)}/{sid}_0_log.out"):
         return "RUNNING", "started (accounting lags)"  # the range row is stale for this task

@@ -62,6 +62,19 @@ def examples(seed: int) -> list[tuple[str, str, float]]:
 
 def build(out: Path, seed: int = 0, steps: int = 150) -> dict:
     import torch
+
+    # one thread: float sums in another order drift apart over 150 steps, and the committed
+    # classifier must come out the same whatever OMP_NUM_THREADS the builder runs with
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build(out, seed, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(out: Path, seed: int, steps: int) -> dict:
+    import torch
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
     torch.manual_seed(seed)

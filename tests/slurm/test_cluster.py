@@ -105,7 +105,8 @@ def test_hold_release_cancel(cluster, sweep, capsys):
     by = {j.name: j for j in st.jobs}
     assert by["h0"].state == "COMPLETED"
     assert by["h1"].state == "CANCELLED"
-    assert sacct.query([arr])[(arr, 1)].state == "CANCELLED"  # sacct keeps it in the range row
+    # SLURM really cancelled it (sacct may take a few seconds to show the task's own row)
+    wait_for(lambda: (rec := sacct.query([arr]).get((arr, 1))) and rec.state == "CANCELLED", 60, "h1 CANCELLED")
     res2 = submit(fp.plan(sweep, jobs))  # a cancelled job is resubmitted, the completed one not
     assert [j.name for g in res2.groups for j in g.jobs] == ["h1"]
     st = settle(sd)
