@@ -116,21 +116,40 @@ def available() -> bool:
     return shutil.which("sacct") is not None
 
 
+class Pending:
+    """A sacct call under way: start it, do other work (status reads the job directories
+    meanwhile), then `result()`. So a status refresh costs about one sacct call, not the sum."""
+
+    def __init__(self, array_job_ids: list[str] | set[str], timeout_s: float = 30.0):
+        self.timeout_s = timeout_s
+        self.proc: subprocess.Popen | None = None
+        if not array_job_ids:
+            return
+        try:
+            self.proc = subprocess.Popen(command(array_job_ids), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+        except FileNotFoundError as exc:
+            raise SacctError("sacct not found: is this a SLURM login node?") from exc
+
+    def result(self) -> dict[Key, Record]:
+        if self.proc is None:
+            return {}
+        try:
+            out, err = self.proc.communicate(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.communicate()
+            raise SacctError(f"sacct did not answer within {self.timeout_s:.0f} s") from exc
+        if self.proc.returncode != 0:
+            msg = (err.strip().splitlines() or [f"exit code {self.proc.returncode}"])[-1]
+            raise SacctError(f"sacct failed: {msg}")
+        return parse(out)
+
+
 def query(array_job_ids: list[str] | set[str], timeout_s: float = 30.0) -> dict[Key, Record]:
     """One sacct call for all `array_job_ids`; {(array_id, index): Record}. Plain (non-array)
     jobs are keyed (job_id, None)."""
-    if not array_job_ids:
-        return {}
-    try:
-        proc = subprocess.run(command(array_job_ids), capture_output=True, text=True, timeout=timeout_s)
-    except FileNotFoundError as exc:
-        raise SacctError("sacct not found: is this a SLURM login node?") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise SacctError(f"sacct did not answer within {timeout_s:.0f} s") from exc
-    if proc.returncode != 0:
-        msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        raise SacctError(f"sacct failed: {msg}")
-    return parse(proc.stdout)
+    return Pending(array_job_ids, timeout_s).result()
 
 
 def query_by_name(names: list[str], timeout_s: float = 30.0) -> dict[str, list[str]]:

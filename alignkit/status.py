@@ -229,24 +229,29 @@ def _slurm_state(att: Attempt, rec: sacct.Record | None, jr: Journal) -> tuple[s
 
 
 def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None) -> StudyStatus:
-    """Status of every job in the manifest, with one sacct call."""
-    manifest = sd.load_manifest()
+    """Status of every job in the manifest, with one sacct call (run while the files are read)."""
     jr = journal.load(sd)
     warnings: list[str] = []
     t0 = time.perf_counter()
     recs: dict[sacct.Key, sacct.Record] = {}
     sacct_ok = True
-    arrays = jr.array_ids()
-    if arrays:
+    pending: sacct.Pending | None = None
+    try:
+        pending = sacct.Pending(jr.array_ids())
+    except sacct.SacctError as exc:
+        sacct_ok = False
+        warnings.append(f"{exc}: states come from files on disk only")
+    manifest = sd.load_manifest()
+    name_of = {j["id"]: j["name"] for j in manifest["jobs"]}
+    by_key = jr.by_key()
+    files = _job_files(sd, [j["id"] for j in manifest["jobs"]])  # one listdir per job, no stat storm
+    if pending is not None:
         try:
-            recs = sacct.query(arrays)
+            recs = pending.result()
         except sacct.SacctError as exc:
             sacct_ok = False
             warnings.append(f"{exc}: states come from files on disk only")
     sacct_s = time.perf_counter() - t0
-    name_of = {j["id"]: j["name"] for j in manifest["jobs"]}
-    by_key = jr.by_key()
-    files = _job_files(sd, [j["id"] for j in manifest["jobs"]])  # one listdir per job, no stat storm
 
     # raw state of every attempt (dependencies may point at attempts that are no longer latest)
     raw: dict[tuple[str, int | None], tuple[str, str | None]] = {}

@@ -90,6 +90,17 @@ def _journal_two_arrays(sd: SweepDir, trains, evals, t_age: float = 0.0):
                         "folder": str(sd.root / "slurm/%j"), "time": now})
 
 
+def fake_pending(records):
+    """Stands in for sacct.Pending: the records a sacct call would have returned."""
+    class FakePending:
+        def __init__(self, ids, timeout_s=30.0):
+            self.ids = ids
+
+        def result(self):
+            return records
+    return FakePending
+
+
 def test_status_joins_journal_sacct_and_files(tmp_path, monkeypatch):
     trains, evals, _ = _chain()
     plan = fp.plan(tmp_path, [*trains, *evals])
@@ -100,7 +111,7 @@ def test_status_joins_journal_sacct_and_files(tmp_path, monkeypatch):
     (sd.job(trains[1].id) / "error.json").write_text('{"reason": "NaN loss at step 3", "type": "JobFailure"}')
     out = ("10_0|n|COMPLETED|0:0|5|vm|None\n10_1|n|FAILED|1:0|4|vm|None\n10_2|n|RUNNING|0:0|9|vm|None\n"
            "11_[0-2]|n|PENDING|0:0|0|None assigned|Dependency\n")
-    monkeypatch.setattr(sacct, "query", lambda ids, timeout_s=30.0: sacct.parse(out))
+    monkeypatch.setattr(sacct, "Pending", fake_pending(sacct.parse(out)))
     cancelled = []
     monkeypatch.setattr(status.subprocess, "run", lambda cmd, **kw: cancelled.append(cmd))
     st = status.refresh(sd)
@@ -122,7 +133,7 @@ def test_status_tolerates_sacct_lag(tmp_path, monkeypatch):
     sd = SweepDir.of(tmp_path)
     launch.write_sweep(plan, sd)
     _journal_two_arrays(sd, trains, [])
-    monkeypatch.setattr(sacct, "query", lambda ids, timeout_s=30.0: {})  # fresh array: header only
+    monkeypatch.setattr(sacct, "Pending", fake_pending({}))  # fresh array: header only
     st = status.refresh(sd)
     assert {j.state for j in st.jobs} == {"PENDING"}
     assert all("not in accounting yet" in j.reason for j in st.jobs)
