@@ -269,20 +269,30 @@ class _Compiler:
         return cfg
 
     def eval_jobs(self, target: Job, kind: str, checkpoints: list[Any]) -> list[Job]:
+        return self._eval_and_judge(target.name, target.config["axes"], target.config["model"],
+                                    {"job": target.id, "kind": kind}, checkpoints, (target.id,))
+
+    def base_eval_jobs(self, model_name: str) -> list[Job]:
+        """The untrained base model, evaluated like a run (the paper's "Original" rows)."""
+        axes = {"model": model_name, "dataset": None, "preference": "original", "method": None, "peft": None,
+                "seed": None}
+        return self._eval_and_judge(f"{model_name}/original", axes, self.model_config(model_name),
+                                    {"kind": "base"}, ["final"], ())
+
+    def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
+                        checkpoints: list[Any], deps: tuple[str, ...]) -> list[Job]:
         benchmarks = self.spec.evals.benchmarks
         if not benchmarks:
             return []
-        model = target.config["model"]
-        cfg = {"stage": "eval", "axes": target.config["axes"], "model": model,
-               "target": {"job": target.id, "kind": kind}, "checkpoints": checkpoints,
+        cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": checkpoints,
                "benchmarks": {n: self.benchmark_config(b, model, False) for n, b in benchmarks.items()}}
-        ev = self._job(f"{target.name}/eval", "eval", (target.id,), cfg)
+        ev = self._job(f"{name}/eval", "eval", deps, cfg)
         jobs = [ev]
         judged = {n: b for n, b in benchmarks.items() if b.judge}
         if judged:
-            jcfg = {"stage": "judge", "axes": target.config["axes"], "target": {"job": ev.id},
+            jcfg = {"stage": "judge", "axes": axes, "target": {"job": ev.id},
                     "benchmarks": {n: self.benchmark_config(b, model, True) for n, b in judged.items()}}
-            jobs.append(self._job(f"{target.name}/judge", "judge", (ev.id,), jcfg))
+            jobs.append(self._job(f"{name}/judge", "judge", (ev.id,), jcfg))
         return jobs
 
     def merge_jobs(self, index: int, m: MergeSpec, trains: list[Job]) -> list[Job]:
@@ -357,6 +367,9 @@ class _Compiler:
             jobs += self.eval_jobs(t, "adapter", self.checkpoints())
         for i, m in enumerate(self.spec.merges):
             jobs += self.merge_jobs(i, m, trains)
+        if self.spec.evals.base_models:
+            for model_name in dict.fromkeys(t.config["axes"]["model"] for t in trains):
+                jobs += self.base_eval_jobs(model_name)
         self.problems.raise_if_any()
         return jobs
 

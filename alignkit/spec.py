@@ -127,6 +127,7 @@ class BenchmarkSpec:
 @dataclass(frozen=True)
 class EvalSpec:
     checkpoints: tuple[Scalar, ...] = ("final",)  # steps (multiples of save_steps) and/or "final"
+    base_models: bool = False  # also evaluate each untrained base model (the paper's "Original" rows)
     benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
     judges: dict[str, JudgeSpec] = field(default_factory=dict)
     # chat-template policy per template family (base and instruct models score differently);

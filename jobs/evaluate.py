@@ -58,9 +58,11 @@ def adapter_sha256(path: Path) -> str | None:
 def _validate(config: dict) -> tuple[str, list[str], dict]:
     target = config.get("target") or {}
     kind = target.get("kind", "adapter")
-    if not target.get("job") or kind not in ("adapter", "merged"):
-        raise JobFailure("config.json target: needs 'job' and 'kind' adapter|merged")
+    if kind not in ("adapter", "merged", "base") or (kind != "base" and not target.get("job")):
+        raise JobFailure("config.json target: needs 'kind' adapter|merged (with 'job') or base")
     ckpts = config.get("checkpoints") or ["final"]
+    if kind == "base" and [str(c) for c in ckpts] != ["final"]:
+        raise JobFailure("config.json checkpoints: the untrained base model has only 'final'")
     benchmarks = config.get("benchmarks") or {}
     if not benchmarks:
         raise JobFailure("config.json benchmarks: empty; nothing to evaluate")
@@ -195,14 +197,17 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
     job_dir = Path(job_dir)
     kind, ckpts, benchmarks = _validate(config)
     model_cfg = config["model"]
-    target_dir = job_dir.parent / config["target"]["job"]
     device = _device()
     backend_cfg = (config.get("generation") or {}).get("backend", "auto")
 
     # 1-2. resolve every checkpoint first (fail before loading anything) and find what is left to do
-    paths = {c: checkpoint_dir(target_dir, kind, c) for c in ckpts}
+    if kind == "base":  # the untrained model itself (the paper's "Original" rows)
+        paths = {"final": Path(model_cfg["source"])}
+    else:
+        target_dir = job_dir.parent / config["target"]["job"]
+        paths = {c: checkpoint_dir(target_dir, kind, c) for c in ckpts}
     for c, p in paths.items():
-        if not p.is_dir():
+        if kind != "base" and not p.is_dir():
             raise JobFailure(f"checkpoint {c}: {p} does not exist (has the target job {config['target']['job']} finished?)")
     shas = {c: adapter_sha256(p) if kind == "adapter" else None for c, p in paths.items()}
     for c, s in shas.items():
@@ -266,7 +271,7 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             elif b["type"] == "red_instruct":
                 entry, rows = red_instruct.generate(generator, tok, b, where)
             else:
-                gen_name = f"{model_cfg.get('name', 'model')}/{config['target']['job']}/{c}"
+                gen_name = f"{model_cfg.get('name', 'model')}/{config['target'].get('job', 'base')}/{c}"
                 entry, rows = alpaca_eval.generate(generator, tok, b, where, gen_name)
                 atomic_write_json(gen_dir / f"{name}_model_outputs.json", rows)
             _write_jsonl(gen_dir / f"{name}.jsonl", rows)

@@ -132,6 +132,12 @@ def final_cells(stats: dict[tuple, Stat], primary: dict[str, str]) -> Cells:
         if key in out:  # two merges of one method (different names/parameters): keep both apart
             key = key[:5] + (f"{r['merge_method']}:{r['merge']}",) + key[6:]
         out[key] = st
+    # an untrained base model (evals.base_models) belongs to every dataset/PEFT/method cell of its
+    # model: the paper prints its "Original" row once per table, the same for SFT and DPO
+    combos = {(k[1], k[2], k[4]) for k in out if k[3] != "original"}
+    for k in [k for k in out if k[3] == "original" and k[1] is None]:
+        for dataset, peft, method in combos:
+            out.setdefault((k[0], dataset, peft, "original", method, None, k[6]), out[k])
     return Cells(out, names)
 
 

@@ -160,13 +160,15 @@ def test_smoke_study_preempted_failed_resubmitted_collected(cluster, sweep, caps
     got = {(r["job_id"], r["checkpoint"], r["benchmark"]) for r in rows if r["value"] not in ("", None)}
     manifest = {j["id"]: j for j in sd.load_manifest()["jobs"]}
     for ev in evals:
-        merged = manifest[ev.id]["config"]["target"]["kind"] == "merged"
-        for checkpoint in (["final"] if merged else ["10", "final"]):
+        trained = manifest[ev.id]["config"]["target"]["kind"] == "adapter"  # merged and base: final only
+        for checkpoint in (["10", "final"] if trained else ["final"]):
             for bench in benchmarks - {"red_instruct", "alpaca_eval"}:  # judged ones come from the judge stage
                 assert (ev.id, checkpoint, bench) in got, (ev.name, checkpoint, bench)
     judged = {(r["target_job"], r["benchmark"]) for r in rows if r["stage"] == "judge" and r["value"]}
     assert len(judged) == 2 * len(evals)
     assert {r["merge"] for r in rows if r["merge"]} == {"slerp", "dare"}
     assert {r["state"] for r in rows} == {"done"}
+    original = [r for r in rows if r["preference"] == "original" and r["benchmark"] == "mmlu" and r["value"]]
+    assert len(original) == 1 and original[0]["target_kind"] == "base"  # the untrained model, evaluated once
     fixed = [r for r in rows if r["dataset"] == "broken" and r["benchmark"] == "mmlu" and r["value"]]
     assert len(fixed) == 2, "the fixed run's evals (step 10 and final) are in the table"

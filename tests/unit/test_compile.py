@@ -65,6 +65,20 @@ def test_train_config_is_fully_resolved(tmp_path):
     assert judge.config["benchmarks"]["ae"]["judge"]["api_key_env"] == "KEY"
 
 
+def test_base_models_are_evaluated_untrained(tmp_path):
+    d = base()
+    d["evals"]["base_models"] = True
+    plan = load_plan(write(tmp_path, d))
+    originals = [j for j in plan.jobs if j.name.split("/")[1:2] == ["original"]]
+    assert sorted(j.name for j in originals) == ["m1/original/eval", "m1/original/judge",
+                                                 "m2/original/eval", "m2/original/judge"]
+    ev = next(j for j in originals if j.name == "m1/original/eval")
+    assert ev.depends_on == () and ev.config["target"] == {"kind": "base"} and ev.config["checkpoints"] == ["final"]
+    assert ev.config["axes"]["preference"] == "original" and ev.config["model"]["source"] == "org/model-one"
+    judge = next(j for j in originals if j.name == "m1/original/judge")
+    assert judge.depends_on == (ev.id,)
+
+
 def test_include_exclude_and_zip(tmp_path):
     d = base()
     d["include"] = [{"model": "m1", "dataset": "bt", "preference": "helpful+harmless"}]
@@ -196,8 +210,9 @@ def test_full_yaml_is_the_papers_study():
         assert m["batch_size"] == 16 and m["optimizer"] == "paged_adamw_32bit"
         assert j.config["training"]["max_steps"] == 700 and j.config["training"]["save_steps"] == 100
     by_id = plan.by_id()
-    evals = [j for j in plan.jobs if j.stage == "eval"]
+    evals = [j for j in plan.jobs if j.stage == "eval" and j.config["target"]["kind"] != "base"]
     evaluated = {by_id[e.depends_on[0]].id: e for e in evals}
+    assert not [j for j in plan.jobs if j.stage == "eval" and j.config["target"]["kind"] == "base"]
     for t in trains:  # every checkpoint of every training run is evaluated, on all five benchmarks
         e = evaluated[t.id]
         assert e.config["checkpoints"] == [100, 200, 300, 400, 500, 600, "final"]

@@ -204,6 +204,23 @@ def test_merged_model_target(tmp_path):
 
 
 @pytest.mark.slow
+def test_untrained_base_model_target(tmp_path):
+    from jobs import evaluate
+
+    bench = benchmarks()
+    d, cfg = eval_job(tmp_path, "unused", ["final"], {"mmlu": bench["mmlu"]}, kind="base")
+    cfg["target"] = {"kind": "base"}  # no job: the base model itself (evals.base_models)
+    evaluate.run(d, cfg, threading.Event())
+    res = json.loads((d / "eval.json").read_text())
+    assert res["checkpoints"]["final"]["mmlu"]["n"] == 6
+    assert res["provenance"]["target"]["kind"] == "base"
+    cfg["checkpoints"] = [10, "final"]
+    from jobs.errors import JobFailure
+    with pytest.raises(JobFailure, match="the untrained base model has only 'final'"):
+        evaluate.run(d, cfg, threading.Event())
+
+
+@pytest.mark.slow
 def test_tiny_classifier_scores_toxic_text_below_friendly_text():
     from jobs.safety.realtoxicity import ToxicityScorer
 
