@@ -1,7 +1,8 @@
 """A test stage for the submission layer: counts steps in files, polls `stop` like training does.
 
 Config (under "fake"): steps, sleep_s, fail_at (raise JobFailure at that step), poll (check `stop`
-at step ends; False = an eval-like stage that never does), needs (job ids whose DONE must exist
+at step ends; False = an eval-like stage that never does), outlast_first_attempt (the first
+attempt does not end by itself: it must be signalled and requeued), needs (job ids whose DONE must exist
 when this starts: checks the scheduler honoured the dependency). Every (re)start appends
 "start step=K restart=R" to steps.log and every step "step K", so a test can assert that steps
 done before a preemption are not done again.
@@ -51,4 +52,13 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             atomic_write_json(ckpt, {"step": step})
             _log(job_dir, f"saved step={step}")
             raise Preempted(f"stopped at step {step}")
+    if fake.get("outlast_first_attempt") and restart == "0":
+        # a job longer than its time limit, whenever SLURM's periodic sweep sends the signal: the
+        # first attempt never finishes by itself (it waits for `stop`, or for the watchdog)
+        _log(job_dir, "waiting for the signal")
+        while not (fake.get("poll", True) and stop.is_set()):
+            time.sleep(0.2)
+        atomic_write_json(ckpt, {"step": steps})
+        _log(job_dir, f"saved step={steps}")
+        raise Preempted(f"stopped after step {steps}")
     atomic_write_json(job_dir / "fake.json", {"steps": steps, "end": time.time()})
