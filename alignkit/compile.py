@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from alignkit.errors import SpecError
 from alignkit.profiles import Profile, load_profile
@@ -409,11 +409,6 @@ def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str
     jobs = compile_spec(spec, prof)
     out = Path(output_dir or spec.output_dir or f"runs/{spec.name}").expanduser().resolve()
     return Plan(sweep=spec.name, spec_path=spec.path, spec_text=spec.text, output_dir=out, jobs=jobs, profile=prof)
-
-
-def stages_in_order(jobs: Iterable[Job]) -> list[str]:
-    order = ["train", "eval", "judge", "merge"]
-    return [s for s in order if any(j.stage == s for j in jobs)]
 
 
 __all__ = ["Job", "Plan", "Resources", "SpecError", "compile_spec", "job_id", "load_plan"]

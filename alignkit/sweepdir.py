@@ -61,7 +61,3 @@ class SweepDir:
                 continue
         return records
 
-
-def job_dir_of_dependency(job_dir: Path, dep_id: str) -> Path:
-    """From inside a job directory, the directory of another job of the same sweep."""
-    return Path(job_dir).resolve().parent / dep_id

@@ -50,10 +50,9 @@ def test_preempted_by_urgent_partition_resumes_from_checkpoint(cluster, sweep):
     assert st.restarts >= 1  # sacct -D shows the preempted attempt
 
 
-def test_time_limit_requeues_and_resumes(cluster, sweep):
-    # --time=1 with the signal 45 s before. slurmctld sends it from a periodic (30 s) sweep, so
-    # when it lands in the attempt varies by tens of seconds: the first attempt outlasts it
-    job = fp.job("tl", steps=30, sleep_s=1.0, outlast_first_attempt=True, res=fp.resources(time_min=1))
+def _outlasts_its_time_limit(sweep, job) -> None:
+    """Submit a job whose first attempt outlasts its 1-minute limit (signal 45 s before it);
+    it must be requeued and resume, every step done exactly once."""
     submit(fp.plan(sweep, [job], signal_delay_s=45))
     sd, jd = SweepDir.of(sweep), sweep / "jobs" / job.id
     st = final(sd, 300)
@@ -61,17 +60,17 @@ def test_time_limit_requeues_and_resumes(cluster, sweep):
     assert st.state == "COMPLETED", (st, log)
     assert steps_done(log) == list(range(1, 31)), log
     assert len(starts(log)) >= 2 and starts(log)[1] > 0, log
+
+
+def test_time_limit_requeues_and_resumes(cluster, sweep):
+    # slurmctld sends the time-limit signal from a periodic (30 s) sweep, so when it lands in the
+    # attempt varies by tens of seconds: the first attempt outlasts it
+    _outlasts_its_time_limit(sweep, fp.job("tl", steps=30, sleep_s=1.0, outlast_first_attempt=True,
+                                           res=fp.resources(time_min=1)))
 
 
 def test_stage_that_ignores_stop_is_requeued_by_the_watchdog(cluster, sweep):
     # an eval-like stage never polls `stop`; per-step results on disk are its checkpoint. The
     # runner's watchdog (signal_delay_s // 4 = 11 s) requeues it anyway, before the time limit.
-    job = fp.job("wd", stage="eval", steps=30, sleep_s=1.0, poll=False, outlast_first_attempt=True,
-                 res=fp.resources("eval", time_min=1))
-    submit(fp.plan(sweep, [job], signal_delay_s=45))
-    sd, jd = SweepDir.of(sweep), sweep / "jobs" / job.id
-    st = final(sd, 300)
-    log = steps_log(jd)
-    assert st.state == "COMPLETED", (st, log)
-    assert steps_done(log) == list(range(1, 31)), log
-    assert len(starts(log)) >= 2 and starts(log)[1] > 0, log
+    _outlasts_its_time_limit(sweep, fp.job("wd", stage="eval", steps=30, sleep_s=1.0, poll=False,
+                                           outlast_first_attempt=True, res=fp.resources("eval", time_min=1)))
