@@ -3,7 +3,7 @@
 Record types (one JSON object per line, every one has "type" and "time"):
   intent       written *before* sbatch: token, stage, sbatch job name, job ids in array order.
                An intent without a matching submission means a submit was killed mid-way; the
-               next submit looks the job name up in squeue/sacct (launch.reconcile).
+               next submit looks the job name up in squeue/sacct (SlurmBackend.reconcile).
   submission   an array (or one job) is queued: token, stage, executor, array_job_id (null for
                the local executor), jobs {job id: array index or null}, waits_on {job id:
                [[array id, index or null], ...]} (what each element waits for), dependency (the
@@ -17,7 +17,8 @@ Record types (one JSON object per line, every one has "type" and "time"):
   local_start / local_end   the local driver started / finished a job: job, token, local_id,
                state (COMPLETED, FAILED, CANCELLED, BLOCKED), reason.
 Appends are single write() calls on an O_APPEND descriptor; a torn last line (a writer killed
-mid-write) is skipped by SweepDir.read_journal.
+mid-write) is skipped silently; any other unreadable line or record of the wrong shape is
+skipped and named in `Journal.problems` (status, logs and cancel print it and go on).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Journal:
     local_end: dict[tuple[str, int | None], dict[str, Any]]
     pending_intents: list[dict[str, Any]]        # intents with no submission/abandon/rollback
     released: set[str] = field(default_factory=set)  # slurm ids released by `alignkit release`
+    problems: list[str] = field(default_factory=list)  # records skipped: file:line, why
 
     def latest(self, job_id: str) -> Attempt | None:
         a = self.attempts.get(job_id)
@@ -96,8 +98,96 @@ class Journal:
         return {a.array_job_id for atts in self.attempts.values() for a in atts if a.array_job_id}
 
 
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _strs(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _index(v: Any) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _jobs(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and _index(i) for k, i in v.items())
+
+
+def _waits(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(ws, list) and all(isinstance(w, list) and len(w) == 2 and _str(w[0]) and _index(w[1]) for w in ws)
+        for ws in v.values())
+
+
+def _opt_str(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+_SUBMISSION = {"token": _str, "executor": _str, "jobs": _jobs, "time": _num, "array_job_id": _opt_str}
+# required fields of each record type and what they must hold; optional ones are checked when present
+REQUIRED: dict[str, dict[str, Any]] = {
+    "submission": _SUBMISSION, "recovered": _SUBMISSION,
+    "intent": {"token": _str, "name": _str, "jobs": _strs},
+    "rollback": {"tokens": _strs}, "abandoned": {"token": _str},
+    "blocked": {"slurm_ids": _strs}, "cancel": {}, "release": {},
+    "local_start": {"token": _str, "job": _str, "local_id": lambda v: _str(v) or _num(v), "time": _num},
+    "local_end": {"token": _str, "job": _str, "state": _str, "time": _num},
+}
+OPTIONAL: dict[str, Any] = {"waits_on": _waits, "folder": _str, "stage": _str, "slurm_ids": _strs,
+                            "local_jobs": _strs, "tokens": _strs, "reason": _opt_str}
+
+
+def read_records(sd: SweepDir) -> tuple[list[dict[str, Any]], list[str]]:
+    """The journal's records in order, and one problem per line skipped: not JSON, not an object,
+    an unknown type, or a field of the wrong type. A torn last line (a writer killed mid-append)
+    is skipped silently. Never raises on content."""
+    try:
+        text = sd.journal.read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        return [], [f"{sd.journal}: unreadable ({exc.strerror or exc}); ignored"]
+    lines = text.split("\n")
+    records, problems = [], []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except ValueError:
+            if n < len(lines):  # the last piece has no newline yet: torn, not corrupt
+                problems.append(f"{sd.journal}:{n}: not a JSON record; skipped")
+            continue
+        why = _bad(r)
+        if why:
+            problems.append(f"{sd.journal}:{n}: {why}; skipped")
+            continue
+        records.append(r)
+    return records, problems
+
+
+def _bad(r: Any) -> str | None:
+    if not isinstance(r, dict):
+        return f"expected a JSON object, got {type(r).__name__}"
+    kind = r.get("type")
+    if kind not in REQUIRED:
+        return f"unknown record type {kind!r}"
+    for key, ok in REQUIRED[kind].items():
+        if key not in r or not ok(r[key]):
+            return f"{kind} record: '{key}' is missing or of the wrong type"
+    for key, ok in OPTIONAL.items():
+        if key in r and not ok(r[key]):
+            return f"{kind} record: '{key}' is of the wrong type"
+    return None
+
+
 def load(sd: SweepDir) -> Journal:
-    records = sd.read_journal()
+    records, problems = read_records(sd)
     rolled_back = {t for r in records if r.get("type") == "rollback" for t in r.get("tokens", [])}
     settled = rolled_back | {r["token"] for r in records
                              if r.get("type") in ("submission", "recovered", "abandoned")}
@@ -140,4 +230,4 @@ def load(sd: SweepDir) -> Journal:
                         cancelled.add(a.key)
     pending = [r for r in records if r.get("type") == "intent" and r["token"] not in settled]
     released = {sid for r in records if r.get("type") == "release" for sid in r.get("slurm_ids", [])}
-    return Journal(records, attempts, blocked, cancelled, local_end, pending, released)
+    return Journal(records, attempts, blocked, cancelled, local_end, pending, released, problems)

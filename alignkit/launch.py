@@ -1,15 +1,23 @@
-"""Queue a compiled plan: the sweep directory, then one submitit array per (stage, resource class).
+"""Queue a compiled plan: the sweep directory, then arrays with their dependencies wired.
 
-Never one sbatch per run: `executor.batch()` turns every job of a group into one `--array`,
-throttled by `array_parallelism`. Dependencies (docs/slurm.md):
+Pure plan → arrays → dependency wiring lives here; the executor behind it is a `Backend`
+(alignkit/backends/: slurm, local), found by name. Never one sbatch per run: every job of a
+(stage, resource class, upstream array) group goes into one array, throttled by
+`array_parallelism`, split into chunks of at most the cluster's MaxArraySize. Dependencies
+(docs/slurm.md):
   * a group whose every element waits on exactly one job, and those jobs are, in order, all the
     elements of one array queued by this call, gets `aftercorr:<array>` (eval i after train i);
+    split into chunks, chunk k of the group is `aftercorr` chunk k of that array: both split at
+    the same indices, so element i of a chunk still waits on element i of its upstream chunk;
   * otherwise the group waits `afterok` on the specific task ids it needs (merges on all their
     inputs); dependencies that already COMPLETED are dropped.
-Idempotent: jobs whose latest attempt is completed, pending or running are skipped. All or
-nothing: a failing sbatch cancels the arrays this call queued. A lock file refuses a concurrent
-submit; an `intent` journal record before each sbatch plus a unique job name lets the next
-submit find arrays queued by a submit that was killed before it could journal them.
+Idempotent: jobs whose latest attempt is completed, pending or running are skipped, so when a
+study is larger than what the user may queue at once (QOS/association MaxSubmitJobs,
+MaxJobCount, or --max-queued) submit queues a dependency-closed first wave and the next submit
+picks up the rest. All or nothing: a failing sbatch cancels the arrays this call queued. A lock
+file refuses a concurrent submit; an `intent` journal record before each sbatch plus a unique
+job name lets the next submit find arrays queued by a submit that was killed before it could
+journal them.
 """
 
 from __future__ import annotations
@@ -17,19 +25,18 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shlex
 import shutil
 import subprocess
-import sys
-import time
 import uuid
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from alignkit import journal, sacct
+from alignkit import backends
+from alignkit.backends.base import Group, Limits, SubmitContext, setup_lines, watchdog_s  # noqa: F401
+from alignkit.backends.slurm import (MAX_NUM_TIMEOUT, sbatch_script, slurm_answers,  # noqa: F401
+                                     slurm_parameters)
 from alignkit.compile import Job, Plan
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_dir, atomic_write_json, atomic_write_text
@@ -38,25 +45,7 @@ from alignkit.sweepdir import SweepDir
 # states in which a job is left alone by a re-submit
 KEEP_STATES = frozenset({"COMPLETED", "PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING",
                          "CONFIGURING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"})
-MAX_NUM_TIMEOUT = 3  # requeues after hitting the time limit before a job counts as TIMEOUT
 STAGE_ORDER = {"train": 0, "merge": 1, "eval": 2, "judge": 3}
-
-
-@dataclass
-class Group:
-    """One array to queue: jobs of one stage and resource class, in array-index order."""
-    stage: str
-    jobs: list[Job]
-    token: str
-    name: str                                    # sbatch --job-name, unique per submission
-    dependency: str | None = None
-    waits_on: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
-    array_job_id: str | None = None
-    script: str = ""
-
-    @property
-    def resources(self):
-        return self.jobs[0].resources
 
 
 @dataclass
@@ -70,28 +59,16 @@ class SubmitResult:
     hold: bool
     warnings: list[str] = field(default_factory=list)
     scripts: list[Path] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------- cluster ----
-def slurm_answers(timeout_s: float = 10.0) -> bool:
-    """True when a SLURM controller answers `scontrol ping` (submitit only checks for srun)."""
-    if shutil.which("scontrol") is None or shutil.which("sbatch") is None:
-        return False
-    try:
-        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=timeout_s)
-    except (subprocess.TimeoutExpired, OSError):
-        return False
-    return proc.returncode == 0 and "UP" in proc.stdout
+    deferred: int = 0                            # jobs left for the next submit (waves)
+    limits: Limits = field(default_factory=Limits)
 
 
 def choose_executor(plan: Plan, requested: str | None) -> tuple[str, list[str]]:
-    executor = requested or plan.profile.executor
-    if executor not in ("slurm", "local"):
-        raise UserError(f"--executor: unknown executor '{executor}' (known: slurm, local)")
-    if executor == "slurm" and not slurm_answers():
-        return "local", [f"no SLURM controller answers `scontrol ping`: running the {len(plan.jobs)} jobs "
-                         f"on this machine with the local executor instead"]
-    return executor, []
+    """The executor asked for (or the profile's), if it can run here: never a fallback —
+    `--executor slurm` without a controller is refused, not run on this machine."""
+    name = requested or plan.profile.executor
+    backends.get(name).check(plan)
+    return name, []
 
 
 # -------------------------------------------------------------------- sweep directory --
@@ -232,265 +209,169 @@ def _wire(group: Group, queued: dict[str, tuple[str, int | None]], arrays: dict[
                 group.waits_on = {j.id: [queued[deps[j.id][0]]] for j in group.jobs}
                 return
     where = {**pending, **queued}
-    needed = sorted({where[d] for v in deps.values() for d in v}, key=lambda k: (k[0], k[1] if k[1] is not None else -1))
+    group.waits_on = {j.id: [where[d] for d in deps[j.id]] for j in group.jobs}
+    group.dependency = _afterok(group.waits_on, {a: len(ids) for a, ids in arrays.items()})
+
+
+def _afterok(waits_on: dict[str, list[tuple[str, int | None]]], sizes: dict[str, int]) -> str | None:
+    """`afterok:` on every task the elements wait on; a whole array of this call by its id."""
+    needed = sorted({w for ws in waits_on.values() for w in ws}, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    if not needed:
+        return None
     parts: list[str] = []
     for arr in sorted({a for a, _ in needed}):
         idxs = [i for a, i in needed if a == arr]
-        whole = arr in arrays and len(idxs) == len(arrays[arr])
+        whole = arr in sizes and len(idxs) == sizes[arr]
         parts += [arr] if (whole or idxs == [None]) else [f"{arr}_{i}" for i in idxs]
-    group.dependency = "afterok:" + ":".join(parts)
-    group.waits_on = {j.id: [where[d] for d in deps[j.id]] for j in group.jobs}
+    return "afterok:" + ":".join(parts)
 
 
-def watchdog_s(plan: Plan) -> float:
-    """How long a stage that does not poll `stop` (eval, merge) may run on after the signal
-    before it is requeued anyway: well inside the signal delay (docs/preemption.md)."""
-    return float(min(30, max(5, plan.profile.signal_delay_s // 4)))
+def _new_group(plan: Plan, stage: str, jobs: list[Job]) -> Group:
+    token = uuid.uuid4().hex[:10]
+    return Group(stage=stage, jobs=jobs, token=token, name=f"ak.{plan.sweep}.{stage}.{token}")
 
 
-# ---------------------------------------------------------------------- sbatch text ----
-def setup_lines(plan: Plan, code: Path) -> list[str]:
-    return [f"export PYTHONPATH={shlex.quote(str(code))}${{PYTHONPATH:+:$PYTHONPATH}}",
-            *plan.profile.setup]
+def _make_groups(plan: Plan, todo: list[Job]) -> list[Group]:
+    return [_new_group(plan, stage, jobs) for stage, _key, jobs in _topo_groups(todo, plan.array_keys())]
 
 
-def slurm_parameters(plan: Plan, group: Group, code: Path, hold: bool) -> dict[str, Any]:
-    """Native SlurmExecutor parameters (submitit renders them into the sbatch script)."""
-    r = group.resources
-    prof = plan.profile
-    ntasks = r.gpus if (group.stage == "train" and r.gpus > 1) else 1
-    params: dict[str, Any] = {
-        "job_name": group.name, "time": int(r.time_min), "nodes": int(r.nodes),
-        "ntasks_per_node": ntasks, "cpus_per_task": max(1, r.cpus // ntasks),
-        "mem": f"{int(r.mem_gb)}GB", "signal_delay_s": int(prof.signal_delay_s),
-        "array_parallelism": int(r.array_parallelism), "setup": setup_lines(plan, code),
-        "comment": f"alignkit:{plan.sweep}:{group.token}",
-    }
-    if r.gpus:
-        params["gpus_per_node"] = int(r.gpus)
-    for key in ("partition", "account", "qos", "constraint"):
-        value = (r.partition if key == "partition" and r.partition else getattr(prof, key))
-        if value:
-            params[key] = value
-    extra: dict[str, Any] = {str(k): v for k, v in prof.sbatch.items()}
-    if group.dependency:
-        extra["dependency"] = group.dependency
-        extra["kill-on-invalid-dep"] = "no"  # we cancel them ourselves and show them BLOCKED
-    if hold:
-        extra["hold"] = True
-    if extra:
-        params["additional_parameters"] = extra
-    return params
+def take_wave(plan: Plan, todo: list[Job], budget: int | None) -> tuple[list[Job], list[Job]]:
+    """At most `budget` jobs of `todo`, closed under dependencies (a job goes only with every
+    input it still needs), in array order; and the rest, for the next submit."""
+    if budget is None or budget >= len(todo):
+        return list(todo), []
+    order = [j for _s, _k, jobs in _topo_groups(todo, plan.array_keys()) for j in jobs]
+    waiting = {j.id for j in todo}
+    taken: set[str] = set()
+    for j in order:
+        if len(taken) >= budget:
+            break
+        if all(d not in waiting or d in taken for d in j.depends_on):
+            taken.add(j.id)
+    return [j for j in todo if j.id in taken], [j for j in todo if j.id not in taken]
 
 
-def sbatch_script(plan: Plan, group: Group, code: Path, folder: Path, hold: bool) -> str:
-    """The exact script submitit writes for this group (without needing srun on PATH)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
-    params = slurm_parameters(plan, group, code, hold)
-    return _make_sbatch_string(command=command, folder=folder,
-                               map_count=len(group.jobs) if len(group.jobs) > 1 else None, **params)
+def layout(plan: Plan, todo: list[Job], pending: dict[str, tuple[str, int | None]],
+           max_array: int | None = None) -> list[Group]:
+    """The arrays to queue, in order: groups wired against each other, then each split into
+    chunks of at most `max_array` elements. Arrays of this call are named by placeholder
+    (`${ARRAY_n}`: the n-th array) until a backend queues them."""
+    logical = _make_groups(plan, todo)
+    queued: dict[str, tuple[str, int | None]] = {}
+    arrays: dict[str, list[str]] = {}
+    for n, g in enumerate(logical):
+        _wire(g, queued, arrays, pending)
+        for i, j in enumerate(g.jobs):
+            queued[j.id] = (f"L{n}", i if len(g.jobs) > 1 else None)
+        arrays[f"L{n}"] = [j.id for j in g.jobs]
+    size = max(1, max_array) if max_array else None
+    out: list[Group] = []
+    where: dict[tuple[str, int | None], tuple[str, int | None]] = {}  # logical task -> chunk task
+    sizes: dict[str, int] = {}
+    for n, g in enumerate(logical):
+        corr = g.dependency[len("aftercorr:"):] if (g.dependency or "").startswith("aftercorr:") else None
+        step = size or len(g.jobs)
+        for start in range(0, len(g.jobs), step):
+            part = g.jobs[start:start + step]
+            c = g if step >= len(g.jobs) else _new_group(plan, g.stage, part)
+            c.placeholder = f"${{ARRAY_{len(out)}}}"
+            for i in range(len(part)):
+                where[(f"L{n}", start + i if len(g.jobs) > 1 else None)] = (c.placeholder, i if len(part) > 1 else None)
+            sizes[c.placeholder] = len(part)
+            c.waits_on = {j.id: [where.get(w, w) for w in g.waits_on.get(j.id, [])] for j in part
+                          if g.waits_on.get(j.id)}
+            if corr and len(part) > 1:
+                # same split points as the upstream array: element i here after element i there
+                c.dependency = f"aftercorr:{where[(corr, start)][0]}"
+            else:
+                c.dependency = _afterok(c.waits_on, sizes)
+            out.append(c)
+    return out
+
+
+def queue_limit(limits: Limits, max_queued: int | None) -> int | None:
+    caps = [c for c in (limits.max_queued, max_queued) if c is not None]
+    return min(caps) if caps else None
+
+
+def describe_limits(plan: Plan, limits: Limits, max_queued: int | None = None) -> list[str]:
+    """What the cluster's limits mean for this plan (printed by `plan` and `submit`)."""
+    lines = []
+    if limits.notes:
+        lines.append("cluster limits: " + "; ".join(limits.notes))
+    groups = _make_groups(plan, list(plan.jobs))
+    if limits.max_array_size:
+        split = [g for g in groups if len(g.jobs) > limits.max_array_size]
+        if split:
+            n = sum(-(-len(g.jobs) // limits.max_array_size) for g in groups)
+            lines.append(f"  {len(split)} array(s) exceed MaxArraySize={limits.max_array_size}: "
+                         f"{n} sbatch calls in all (element-wise dependencies kept across chunks)")
+    cap = queue_limit(limits, max_queued)
+    if cap is not None and cap < len(plan.jobs):
+        lines.append(f"  {len(plan.jobs)} jobs exceed the {cap} you may queue now: submit queues them in "
+                     f"waves of at most {cap} (run `alignkit submit` again as jobs finish; "
+                     f"it picks up the rest)")
+    return lines
+
 
 
 # ------------------------------------------------------------------------- submit ------
-def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold: bool = False) -> SubmitResult:
-    """Create/update the sweep directory and queue every job that is not done or queued."""
+def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold: bool = False,
+           max_queued: int | None = None) -> SubmitResult:
+    """Create/update the sweep directory and queue every job that is not done or queued (at
+    most what the cluster and `max_queued` allow at once: the rest waits for the next submit)."""
     from alignkit import status as status_mod  # status imports launch's constants
 
     sd = SweepDir.of(plan.output_dir)
-    chosen, notes = choose_executor(plan, executor) if not dry_run else (executor or plan.profile.executor, [])
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
+    name = executor or plan.profile.executor
+    backend = backends.get(name)
     if dry_run:
-        return _dry_run(plan, sd, chosen, hold, notes)
+        return _dry_run(plan, sd, name, hold)
+    backend.check(plan)
     with submit_lock(sd):
         write_sweep(plan, sd)
         code = snapshot_code(sd)
-        if chosen == "slurm":
-            reconcile(sd)
+        backend.reconcile(sd)
         study = status_mod.refresh(sd)  # also cancels blocked jobs
         states = {s.id: s for s in study.jobs}
         todo, skipped = [], {}
         for job in plan.jobs:
-            st = states[job.id].state
+            st = states[job.id].state if job.id in states else "UNSUBMITTED"
             if st in KEEP_STATES:
                 skipped[st] = skipped.get(st, 0) + 1
             else:
                 todo.append(job)
         pending = {jid: s.attempt.key for jid, s in states.items()
                    if s.state in KEEP_STATES - {"COMPLETED"} and s.attempt is not None}
-        if chosen == "local":
-            return _submit_local(plan, sd, code, todo, skipped, hold, notes)
-        groups = _make_groups(plan, todo)
-        calls = _queue_slurm(plan, sd, code, groups, pending, hold)
-        return SubmitResult(sd.root, "slurm", groups, skipped, calls, False, hold, notes)
-
-
-def _make_groups(plan: Plan, todo: list[Job]) -> list[Group]:
-    groups = []
-    for stage, _key, jobs in _topo_groups(todo, plan.array_keys()):
-        token = uuid.uuid4().hex[:10]
-        groups.append(Group(stage=stage, jobs=jobs, token=token, name=f"ak.{plan.sweep}.{stage}.{token}"))
-    return groups
-
-
-def _queue_slurm(plan: Plan, sd: SweepDir, code: Path, groups: list[Group],
-                 pending: dict[str, tuple[str, int | None]], hold: bool) -> int:
-    import submitit
-
-    from alignkit.runner import StageRunner
-
-    folder = sd.root / "slurm" / "%j"
-    queued: dict[str, tuple[str, int | None]] = {}
-    arrays: dict[str, list[str]] = {}
-    done_groups: list[Group] = []
-    calls = 0
-    try:
-        for g in groups:
-            _wire(g, queued, arrays, pending)
-            ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_NUM_TIMEOUT)
-            ex.update_parameters(**slurm_parameters(plan, g, code, hold))
-            journal.append(sd, {"type": "intent", "token": g.token, "stage": g.stage, "name": g.name,
-                                "jobs": [j.id for j in g.jobs]})
-            calls += 1
-            with ex.batch():
-                sjobs = [ex.submit(StageRunner(watchdog_s(plan)), str(sd.job(j.id))) for j in g.jobs]
-            g.array_job_id = sjobs[0].job_id.split("_")[0]
-            idx = {j.id: (int(s.job_id.split("_")[1]) if "_" in s.job_id else None) for j, s in zip(g.jobs, sjobs, strict=True)}
-            done_groups.append(g)
-            _narrow_dependencies(g, idx)
-            journal.append(sd, _submission_record(g, idx, "slurm", hold, code, folder))
-            for j in g.jobs:
-                queued[j.id] = (g.array_job_id, idx[j.id])
-            arrays[g.array_job_id] = [j.id for j in g.jobs]
-    except Exception as exc:  # roll back: nothing of this call stays queued
-        ids = [g.array_job_id for g in done_groups if g.array_job_id]
-        if ids:
-            subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        journal.append(sd, {"type": "rollback", "tokens": [g.token for g in groups], "array_job_ids": ids,
-                            "reason": reason})
-        raise UserError(f"sbatch failed ({reason}); cancelled the {len(ids)} array(s) this submit had queued: "
-                        f"{', '.join(ids) or 'none'}") from exc
-    return calls
-
-
-def _narrow_dependencies(g: Group, idx: dict[str, int | None]) -> None:
-    """One sbatch gives every element of an array the same dependency: the union of what its
-    elements wait on (a merge array waits on every input of every merge). That is safe but too
-    broad: one failed input would block every merge. Narrow each element to its own inputs with
-    `scontrol update` (a pending array task can be updated on its own); until then the union
-    holds it, so no element can start early."""
-    if not (g.dependency or "").startswith("afterok:") or len(g.jobs) < 2:
-        return
-    own = {j.id: sorted(set(map(tuple, g.waits_on.get(j.id, [])))) for j in g.jobs}
-    if len({tuple(v) for v in own.values()}) == 1:
-        return  # every element waits on the same jobs: the union is exact
-    for job in g.jobs:
-        deps = ":".join(f"{a}_{i}" if i is not None else a for a, i in own[job.id])
-        target = f"{g.array_job_id}_{idx[job.id]}" if idx[job.id] is not None else g.array_job_id
-        proc = subprocess.run(["scontrol", "update", f"JobId={target}", f"Dependency=afterok:{deps}"],
-                              capture_output=True, text=True, timeout=60)
-        if proc.returncode:
-            raise RuntimeError(f"scontrol update JobId={target} Dependency=afterok:{deps}: "
-                               f"{(proc.stderr or proc.stdout).strip()}")
-
-
-def _submission_record(g: Group, idx: dict[str, int | None], executor: str, hold: bool, code: Path,
-                       folder: Path) -> dict[str, Any]:
-    return {"type": "submission", "token": g.token, "stage": g.stage, "name": g.name, "executor": executor,
-            "array_job_id": g.array_job_id, "jobs": idx, "dependency": g.dependency,
-            "waits_on": {k: [list(w) for w in v] for k, v in g.waits_on.items()}, "hold": hold,
-            "code": str(code), "folder": str(folder), "resources": g.resources.to_json()}
-
-
-def reconcile(sd: SweepDir) -> list[str]:
-    """Settle intents left by a killed submit: find their arrays by job name (squeue/sacct),
-    journal them as `recovered`, or as `abandoned` when sbatch never queued anything."""
-    jr = journal.load(sd)
-    if not jr.pending_intents:
-        return []
-    names = [r["name"] for r in jr.pending_intents]
-    found: dict[str, list[str]] = {}
-    for _ in range(6):  # a just-queued array reaches sacct within seconds; squeue has it at once
-        found = sacct.query_by_name(names)
-        if all(found.get(n) for n in names):
-            break
-        time.sleep(1.0)
-    recovered = []
-    for r in jr.pending_intents:
-        ids = found.get(r["name"]) or []
-        if not ids:
-            journal.append(sd, {"type": "abandoned", "token": r["token"]})
-            continue
-        arr = ids[0]
-        jobs = r["jobs"]
-        idx = {j: (i if len(jobs) > 1 else None) for i, j in enumerate(jobs)}
-        journal.append(sd, {"type": "recovered", "token": r["token"], "stage": r["stage"], "name": r["name"],
-                            "executor": "slurm", "array_job_id": arr, "jobs": idx, "waits_on": {},
-                            "hold": False, "folder": str(sd.root / "slurm" / "%j")})
-        recovered.append(arr)
-    return recovered
+        limits = backend.limits(plan) if todo else Limits()
+        now, later = take_wave(plan, todo, queue_limit(limits, max_queued))
+        groups = layout(plan, now, pending, limits.max_array_size)
+        calls = backend.queue(SubmitContext(plan, sd, code, hold, pending), groups)
+        notes = []
+        if later:
+            notes.append(f"{len(later)} of {len(todo)} job(s) wait for a later `alignkit submit`: at most "
+                         f"{queue_limit(limits, max_queued)} may be queued now ("
+                         + ("; ".join(limits.notes) if limits.max_queued is not None else f"--max-queued {max_queued}")
+                         + ")")
+        return SubmitResult(sd.root, name, groups if now else [], skipped, calls, False, hold, notes,
+                            deferred=len(later), limits=limits)
 
 
 # ----------------------------------------------------------------------- dry run -------
-def _dry_run(plan: Plan, sd: SweepDir, executor: str, hold: bool, notes: list[str]) -> SubmitResult:
-    """Write the sbatch scripts a submit would queue (nothing queued, no state read from SLURM)."""
-    groups = _make_groups(plan, list(plan.jobs))
+def _dry_run(plan: Plan, sd: SweepDir, executor: str, hold: bool) -> SubmitResult:
+    """Write the sbatch scripts a submit would queue (nothing queued, no job state read)."""
+    backend = backends.get(executor)
+    limits = backend.limits(plan) if executor == "slurm" and slurm_answers() else Limits()
+    groups = layout(plan, list(plan.jobs), {}, limits.max_array_size)
     out = sd.root / "dry-run"
-    queued: dict[str, tuple[str, int | None]] = {}
-    arrays: dict[str, list[str]] = {}
-    code = sd.code
+    ctx = SubmitContext(plan, sd, sd.code, hold, {})
     scripts = []
     for n, g in enumerate(groups):
-        _wire(g, queued, arrays, {})
-        placeholder = f"${{ARRAY_{n}}}"  # the id sbatch will give this array
-        g.script = sbatch_script(plan, g, code, sd.root / "slurm" / "%j", hold)
+        g.script = backends.get("slurm").script(ctx, g, sd.root / "slurm" / "%j")
         path = out / f"{n:02d}-{g.stage}.sbatch"
         atomic_write_text(path, g.script)
         scripts.append(path)
-        for i, j in enumerate(g.jobs):
-            queued[j.id] = (placeholder, i if len(g.jobs) > 1 else None)
-        arrays[placeholder] = [j.id for j in g.jobs]
     atomic_write_json(out / "jobs.json", [{"script": str(p), "stage": g.stage, "jobs": [j.id for j in g.jobs],
                                            "names": [j.name for j in g.jobs], "dependency": g.dependency}
                                           for p, g in zip(scripts, groups, strict=True)])
-    return SubmitResult(sd.root, executor, groups, {}, 0, True, hold, notes, scripts)
-
-
-# -------------------------------------------------------------------------- local ------
-def _submit_local(plan: Plan, sd: SweepDir, code: Path, todo: list[Job], skipped: dict[str, int],
-                  hold: bool, notes: list[str]) -> SubmitResult:
-    """Journal one local submission and start a detached driver that runs it in dependency order."""
-    groups = _make_groups(plan, todo)
-    if not todo:
-        return SubmitResult(sd.root, "local", [], skipped, 0, False, hold, notes)
-    token = uuid.uuid4().hex[:10]
-    record = {"type": "submission", "token": token, "stage": "*", "name": f"ak.{plan.sweep}.local.{token}",
-              "executor": "local", "array_job_id": None, "jobs": {j.id: None for j in todo},
-              "waits_on": {j.id: [[d, None] for d in j.depends_on] for j in todo},  # job ids: DONE each
-              "hold": hold, "code": str(code), "folder": str(sd.root / "local" / "%j"),
-              "max_parallel": plan.profile.max_parallel_local,
-              "setup": setup_lines(plan, code), "signal_delay_s": plan.profile.signal_delay_s,
-              "watchdog_s": watchdog_s(plan),
-              "timeout_min": {j.id: j.resources.time_min for j in todo},
-              "gpus": {j.id: j.resources.gpus for j in todo}}
-    if hold:
-        atomic_write_text(sd.root / "local" / f"HOLD-{token}", "released by `alignkit release`\n")
-    journal.append(sd, record)
-    start_local_driver(sd, token, code)
-    for g in groups:
-        g.token = token
-    return SubmitResult(sd.root, "local", groups, skipped, 0, False, hold, notes)
-
-
-def start_local_driver(sd: SweepDir, token: str, code: Path) -> int:
-    log_dir = sd.root / "local"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=f"{code}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep))
-    with open(log_dir / f"driver-{token}.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "alignkit.localrun", str(sd.root), token],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                start_new_session=True, cwd=str(sd.root))
-    atomic_write_text(log_dir / f"driver-{token}.pid", f"{proc.pid}\n")
-    return proc.pid
+    return SubmitResult(sd.root, executor, groups, {}, 0, True, hold, [], scripts, limits=limits)

@@ -94,7 +94,8 @@ class _Local:
 
 
 def drive(sd: SweepDir, token: str, poll_s: float = 0.5) -> int:
-    record = next(r for r in sd.read_journal() if r.get("type") == "submission" and r.get("token") == token)
+    record = next(r for r in sd.read_journal() if isinstance(r, dict) and r.get("type") == "submission"
+                  and r.get("token") == token)
     _apply_exports(record.get("setup", []))
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
@@ -110,7 +111,8 @@ def drive(sd: SweepDir, token: str, poll_s: float = 0.5) -> int:
         journal.append(sd, {"type": "local_end", "job": job_id, "token": token, "state": state, "reason": reason})
 
     while len(ended) < len(todo):
-        cancelled = {j for r in sd.read_journal() if r.get("type") == "cancel" for j in r.get("local_jobs", [])}
+        cancelled = {j for r in sd.read_journal() if isinstance(r, dict) and r.get("type") == "cancel"
+                     and isinstance(r.get("local_jobs"), list) for j in r["local_jobs"] if isinstance(j, str)}
         for job_id, job in list(running.items()):
             if job_id in cancelled:
                 job.stop()
@@ -126,14 +128,14 @@ def drive(sd: SweepDir, token: str, poll_s: float = 0.5) -> int:
                     end(job_id, "COMPLETED")
                 else:
                     end(job_id, "FAILED", _reason(sd, job_id, job))
-        if hold.exists():
+        for job_id in todo:  # held or not: a cancelled job that never started ends now, so a
+            if job_id in cancelled and job_id not in ended and job_id not in running:  # held driver
+                end(job_id, "CANCELLED", "cancelled")  # with nothing left exits (alignkit cancel)
+        if hold.exists() and len(ended) < len(todo):
             time.sleep(poll_s)
             continue
         for job_id in todo:
             if job_id in ended or job_id in running:
-                continue
-            if job_id in cancelled:
-                end(job_id, "CANCELLED", "cancelled")
                 continue
             deps = waits[job_id]
             bad = [d for d in deps if not _done(sd, d) and (
@@ -164,16 +166,9 @@ def _failed_elsewhere(sd: SweepDir, job_id: str) -> bool:
 
 
 def _reason(sd: SweepDir, job_id: str, job: _Local) -> str | None:
-    from alignkit.fsio import read_json
-    from alignkit.status import last_exception_line
+    from alignkit.status import error_reason, last_exception_line
 
-    err = sd.job(job_id) / "error.json"
-    if err.exists():
-        try:
-            return read_json(err).get("reason")
-        except (OSError, ValueError):
-            pass
-    return last_exception_line(job.stderr)
+    return error_reason(sd.job(job_id)) or last_exception_line(job.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,17 @@
 """Cluster profiles: where and how jobs run (slurm/profiles/*.yaml; docs/slurm.md).
 
 A profile holds what differs between clusters — partition, account, QoS, constraint, setup
-lines (module loads, venv activation), the preemption signal delay, extra sbatch options —
-and default resources per stage. Precedence for a job's resources: built-in defaults <
+lines (module loads, venv activation), the interpreter jobs run (`python:`), the preemption
+signal delay, extra sbatch options — and default resources per stage. Every value that reaches
+an sbatch script is refused here if it holds a control character (a newline would end the
+`#SBATCH` line and the rest would run as a command); `setup:` lines are shell by design. Precedence for a job's resources: built-in defaults <
 profile defaults < the spec's resources < the spec's resource overrides.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -16,6 +20,8 @@ from alignkit.errors import SpecError, UserError
 from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
+SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # an sbatch long option, without the leading --
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,13 @@ class Profile:
     qos: Optional[str] = None
     constraint: Optional[str] = None
     setup: tuple[str, ...] = ()
+    # the job's interpreter: a path (relative: to this file's folder) or a name found on PATH
+    # after `setup`; default python3 as the setup lines leave it (never the login node's path)
+    python: Optional[str] = None
     signal_delay_s: int = 120
     max_parallel_local: int = 2
     defaults: dict[str, StageDefaults] = field(default_factory=dict)
-    sbatch: dict[str, str] = field(default_factory=dict)
+    sbatch: dict[str, Union[str, int, bool]] = field(default_factory=dict)
     description: str = ""
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -77,8 +86,28 @@ def load_profile(name_or_path: str | None) -> Profile:
             problems.add("signal_delay_s", "must be zero or more")
         if profile.max_parallel_local <= 0:
             problems.add("max_parallel_local", "must be positive")
+        _check_script_values(profile, problems)
     problems.raise_if_any()
     if is_missing(profile):  # pragma: no cover - problems were raised above
         raise SpecError([f"{path}: invalid profile"])
     object.__setattr__(profile, "path", path.resolve())
+    if profile.python and "/" in profile.python and not os.path.isabs(profile.python):
+        # not resolve(): a venv's python is a symlink, and only its own path finds the venv
+        object.__setattr__(profile, "python", os.path.normpath(path.resolve().parent / profile.python))
     return profile
+
+
+def _check_script_values(profile: Profile, problems: Problems) -> None:
+    for key in ("name", "partition", "account", "qos", "constraint", "python"):
+        value = getattr(profile, key)
+        if isinstance(value, str) and _CONTROL.search(value):
+            problems.add(key, f"contains a control character ({_CONTROL.search(value).group()!r}): refused, "
+                              f"it would end a line of the sbatch script")
+    for key, value in profile.sbatch.items():
+        if not SBATCH_KEY.match(key):
+            problems.add(join("sbatch", key), "an sbatch option name may only hold letters, digits and '-'")
+        elif isinstance(value, str) and _CONTROL.search(value):
+            problems.add(join("sbatch", key), f"contains a control character ({_CONTROL.search(value).group()!r}): "
+                                              f"refused, it would end a line of the sbatch script")
+        elif value is False:
+            problems.add(join("sbatch", key), "false is not an sbatch value (leave the option out)")

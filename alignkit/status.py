@@ -1,23 +1,25 @@
-"""One status per job: the journal (what was queued) + one sacct call + what jobs wrote on disk.
+"""One status per job: the journal (what was queued) + the backends' states + files on disk.
 
-Precedence: a `DONE` file means COMPLETED whatever the scheduler says (sacct lags); a journaled
-`blocked`/`cancel` record beats sacct's lagging PENDING; then sacct's state for the job's latest
-attempt; with no sacct row yet (fresh arrays reach accounting seconds late) a recent attempt is
-PENDING. A pending job that waits on an attempt that can no longer succeed is BLOCKED: `refresh`
-cancels it (SLURM would leave it pending forever as DependencyNeverSatisfied) and journals why.
+Each backend (alignkit/backends/) reports its attempts' states (SLURM: one sacct call; the
+journal's `blocked`/`cancel` records beat sacct's lagging PENDING; a fresh array missing from
+accounting is PENDING). Here they are merged with the files jobs write: a `DONE` file means
+COMPLETED whatever the scheduler says. A pending job that waits on an attempt that can no longer
+succeed is BLOCKED: `refresh` cancels it (SLURM would leave it pending forever as
+DependencyNeverSatisfied) and journals why. Corrupt files (a truncated manifest aside, which
+nothing can be read without) are reported in `warnings` and skipped, as collect does.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignkit import journal, sacct
+from alignkit import backends, journal
+from alignkit.backends.base import AttemptState, Backend
 from alignkit.errors import UserError
 from alignkit.fsio import read_json
 from alignkit.journal import Attempt, Journal
@@ -27,7 +29,6 @@ FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "N
                            "DEADLINE", "BLOCKED"})
 ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING", "CONFIGURING",
                            "SUSPENDED", "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED"})
-FRESH_S = 300.0  # an attempt this young and missing from sacct is taken as PENDING (accounting lag)
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Failure|Exit|Interrupt|Preempted)|"
                        r"[A-Za-z_][\w.]*\.[A-Z]\w*)(: .*)?$")
 
@@ -88,14 +89,32 @@ def open_sweep(path: str | os.PathLike | None) -> SweepDir:
     return sd
 
 
+def read_manifest(sd: SweepDir) -> tuple[list[dict[str, Any]], str, list[str]]:
+    """The manifest's usable job entries, the sweep name, and one problem per entry skipped.
+    A manifest that is not JSON at all is an error (one line), as in collect."""
+    try:
+        manifest = sd.load_manifest()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{sd.manifest}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise UserError(f"{sd.manifest}: unreadable ({exc.strerror or exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("jobs"), list):
+        raise UserError(f"{sd.manifest}: key 'jobs' is missing or not a list")
+    jobs, problems = [], []
+    for i, j in enumerate(manifest["jobs"]):
+        if isinstance(j, dict) and isinstance(j.get("id"), str) and j["id"] and "/" not in j["id"] \
+                and j["id"] not in (".", ".."):
+            jobs.append({"id": j["id"], "name": str(j.get("name", j["id"])), "stage": str(j.get("stage", "?"))})
+        else:
+            problems.append(f"{sd.manifest}: jobs[{i}]: no usable 'id'; skipped")
+    sweep = manifest.get("sweep")
+    return jobs, sweep if isinstance(sweep, str) else sd.root.name, problems
+
+
 # ------------------------------------------------------------------------ helpers ------
 def log_paths(att: Attempt) -> tuple[Path, Path] | None:
-    """stdout/stderr of an attempt's rank 0 (submitit names them after the job id)."""
-    sid = att.submitit_id
-    if not sid or not att.folder:
-        return None
-    folder = Path(att.folder.replace("%j", sid))
-    return folder / f"{sid}_0_log.out", folder / f"{sid}_0_log.err"
+    """stdout/stderr of an attempt's rank 0, where its backend puts them."""
+    return backends.get(att.executor).log_paths(att) if att.executor in backends.names() else None
 
 
 def _tail(path: Path, nbytes: int = 65536) -> list[str]:
@@ -116,7 +135,26 @@ def last_exception_line(stderr: Path) -> str | None:
     return None
 
 
-def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: sacct.Record | None) -> str | None:
+def error_reason(job_dir: Path, warnings: list[str] | None = None) -> str | None:
+    """error.json's one-line reason; None when missing; a warning when it is not what jobs write."""
+    path = job_dir / "error.json"
+    try:
+        err = read_json(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        if warnings is not None:
+            warnings.append(f"{path}: unreadable ({type(exc).__name__}); ignored")
+        return None
+    if not isinstance(err, dict):
+        if warnings is not None:
+            warnings.append(f"{path}: expected a JSON object, got {type(err).__name__}; ignored")
+        return None
+    return str(err.get("reason") or "") or None
+
+
+def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: AttemptState | None,
+                    warnings: list[str]) -> str | None:
     if state == "TIMEOUT":
         return "time limit reached" + (" (requeued too many times)" if rec and rec.restarts else "")
     if state == "OUT_OF_MEMORY":
@@ -125,12 +163,9 @@ def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: sacct.Record |
         return "node failure"
     if state == "CANCELLED":
         return "cancelled"
-    err = job_dir / "error.json"
-    if err.exists():
-        try:
-            return str(read_json(err).get("reason") or "") or None
-        except (OSError, ValueError):
-            pass
+    reason = error_reason(job_dir, warnings)
+    if reason:
+        return reason
     paths = log_paths(att)
     line = last_exception_line(paths[1]) if paths else None
     if line:
@@ -140,12 +175,30 @@ def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: sacct.Record |
     return None
 
 
-def _progress(job_dir: Path) -> dict[str, Any] | None:
+_PROGRESS_KEYS = {"step": int, "max_steps": int, "loss": (int, float), "updated_at": (int, float)}
+
+
+def _progress(job_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
+    path = job_dir / "progress.json"
     try:
-        p = read_json(job_dir / "progress.json")
-        return {k: p.get(k) for k in ("step", "max_steps", "loss", "updated_at")}
-    except (OSError, ValueError):
+        p = read_json(path)
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        warnings.append(f"{path}: unreadable ({type(exc).__name__}); ignored")
+        return None
+    if not isinstance(p, dict):
+        warnings.append(f"{path}: expected a JSON object, got {type(p).__name__}; ignored")
+        return None
+    out = {}
+    for k, kind in _PROGRESS_KEYS.items():  # status renders these: a wrong type is dropped, not shown
+        v = p.get(k)
+        ok = v is None or (isinstance(v, kind) and not isinstance(v, bool)
+                           and not (isinstance(v, float) and v != v))
+        out[k] = v if ok else None
+        if not ok:
+            warnings.append(f"{path}: '{k}' is not a number; ignored")
+    return out
 
 
 def _job_files(sd: SweepDir, job_ids: list[str]) -> dict[str, set[str]]:
@@ -159,114 +212,45 @@ def _job_files(sd: SweepDir, job_ids: list[str]) -> dict[str, set[str]]:
     return out
 
 
-def _pid_alive(pid: str | None) -> bool:
-    if not pid or not pid.isdigit():
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def driver_alive(sd: SweepDir, token: str) -> bool:
-    try:
-        return _pid_alive((sd.root / "local" / f"driver-{token}.pid").read_text().strip())
-    except OSError:
-        return False
+def _backend(name: str) -> Backend | None:
+    return backends.get(name) if name in backends.names() else None
 
 
 # ---------------------------------------------------------------------- the join -------
-def _local_state(sd: SweepDir, jr: Journal, att: Attempt, job_dir: Path) -> tuple[str, str | None, int | None]:
-    end = jr.local_end.get(att.key)
-    start = next((r for r in jr.records if r.get("type") == "local_start" and r.get("token") == att.token
-                  and r.get("job") == att.job_id), None)
-    elapsed = None
-    if start:
-        elapsed = int((end["time"] if end else time.time()) - start["time"])
-    if end:
-        return end["state"], end.get("reason"), elapsed
-    if att.key in jr.cancelled:
-        return "CANCELLED", "cancelled", elapsed
-    if start and _pid_alive(att.local_id):
-        return "RUNNING", None, elapsed
-    if driver_alive(sd, att.token):
-        held = (sd.root / "local" / f"HOLD-{att.token}").exists()
-        return "PENDING", ("held (alignkit release)" if held else None), elapsed
-    if (job_dir / "error.json").exists():
-        return "FAILED", None, elapsed
-    return "CANCELLED", "the local driver stopped before this job finished", elapsed
-
-
-def _held(att: Attempt, jr: Journal) -> bool:
-    return att.hold and att.slurm_id not in jr.released and att.array_job_id not in jr.released
-
-
-def _slurm_state(att: Attempt, rec: sacct.Record | None, jr: Journal) -> tuple[str, str | None]:
-    if att.key in jr.blocked:
-        return "BLOCKED", jr.blocked[att.key]
-    if rec is None:
-        if att.key in jr.cancelled:
-            return "CANCELLED", "cancelled"
-        if time.time() - att.time < FRESH_S:
-            return "PENDING", ("held (alignkit release)" if _held(att, jr) else "queued (not in accounting yet)")
-        return "UNKNOWN", "not found in sacct"
-    state = rec.state
-    if att.key in jr.cancelled and state in ("PENDING", "REQUEUED"):
-        return "CANCELLED", "cancelled"  # sacct still shows the cancelled task pending for a while
-    sid = att.submitit_id
-    if not rec.exact and sid and os.path.exists(f"{att.folder.replace('%j', sid)}/{sid}_0_log.out"):
-        return "RUNNING", "started (accounting lags)"  # the range row is stale for this task
-    if not rec.exact and att.slurm_id in jr.released and att.key not in jr.cancelled:
-        return "PENDING", "released (accounting lags)"
-    if state == "COMPLETED":  # a job that succeeded wrote DONE before exiting (checked by the caller)
-        return "FAILED", "ended without writing DONE"
-    if state == "PENDING":
-        if rec.reason in ("JobHeldUser", "JobHeldAdmin") or (rec.reason is None and _held(att, jr)):
-            return "PENDING", "held (alignkit release)"  # sacct fills Reason in a while later
-        return "PENDING", rec.reason  # DependencyNeverSatisfied: BLOCKED, decided in refresh
-    return state, None
-
-
 def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None) -> StudyStatus:
-    """Status of every job in the manifest, with one sacct call (run while the files are read)."""
+    """Status of every job in the manifest: each backend polled once (SLURM: one sacct call,
+    run while the files are read), merged with the files on disk."""
     jr = journal.load(sd)
-    warnings: list[str] = []
+    warnings: list[str] = list(jr.problems)
     t0 = time.perf_counter()
-    recs: dict[sacct.Key, sacct.Record] = {}
-    sacct_ok = True
-    pending: sacct.Pending | None = None
-    try:
-        pending = sacct.Pending(jr.array_ids())
-    except sacct.SacctError as exc:
-        sacct_ok = False
-        warnings.append(f"{exc}: states come from files on disk only")
-    manifest = sd.load_manifest()
-    name_of = {j["id"]: j["name"] for j in manifest["jobs"]}
+    all_atts = [a for atts in jr.attempts.values() for a in atts]
+    polls = {}
+    for name in sorted({a.executor for a in all_atts}):
+        be = _backend(name)
+        if be is None:
+            warnings.append(f"{sd.journal}: unknown executor '{name}'; its jobs show UNKNOWN")
+            continue
+        polls[name] = be.poll(sd, jr, all_atts)
+    manifest_jobs, sweep, problems = read_manifest(sd)
+    warnings += problems
+    name_of = {j["id"]: j["name"] for j in manifest_jobs}
     by_key = jr.by_key()
-    files = _job_files(sd, [j["id"] for j in manifest["jobs"]])  # one listdir per job, no stat storm
-    if pending is not None:
-        try:
-            recs = pending.result()
-        except sacct.SacctError as exc:
-            sacct_ok = False
-            warnings.append(f"{exc}: states come from files on disk only")
+    files = _job_files(sd, [j["id"] for j in manifest_jobs])  # one listdir per job, no stat storm
+    states: dict[tuple[str, int | None], AttemptState] = {}
+    for poll in polls.values():
+        got, notes = poll.result()
+        states.update(got)
+        warnings += notes
     sacct_s = time.perf_counter() - t0
+    sacct_ok = all(p.ok for p in polls.values())
 
     # raw state of every attempt (dependencies may point at attempts that are no longer latest)
     raw: dict[tuple[str, int | None], tuple[str, str | None]] = {}
     for job_id, atts in jr.attempts.items():
         done = "DONE" in files.get(job_id, ())
         for att in atts:
-            if att.executor == "local":
-                st, why, _ = _local_state(sd, jr, att, sd.job(job_id))
-            else:
-                # a task's row only: sacct may briefly show a raw array id for *some* task
-                rec = recs.get(att.key)
-                st, why = _slurm_state(att, rec, jr) if sacct_ok else ("UNKNOWN", "sacct unavailable")
-            if done and att is atts[-1]:
-                st, why = "COMPLETED", None
-            raw[att.key] = (st, why)
+            st = states.get(att.key) or AttemptState("UNKNOWN", f"unknown executor '{att.executor}'")
+            raw[att.key] = ("COMPLETED", None) if done and att is atts[-1] else (st.state, st.reason)
 
     # BLOCKED: a pending attempt that waits on an attempt that can no longer succeed (cascades)
     newly: dict[str, str] = {}
@@ -287,7 +271,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
                     newly[job_id] = why
                     changed = True
                     break
-    # SLURM's own verdict (a dependency we could not see fail, e.g. a lagging sacct row)
+    # the scheduler's own verdict (a dependency we could not see fail, e.g. a lagging sacct row)
     for job_id, atts in jr.attempts.items():
         if raw[atts[-1].key] == ("PENDING", "DependencyNeverSatisfied"):
             raw[atts[-1].key] = ("BLOCKED", "a dependency failed")
@@ -296,7 +280,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         _cancel_blocked(sd, jr, newly)
 
     jobs: list[JobStatus] = []
-    for j in manifest["jobs"]:
+    for j in manifest_jobs:
         if stage and j["stage"] != stage:
             continue
         job_dir = sd.job(j["id"])
@@ -305,38 +289,56 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         present = files.get(j["id"], ())
         s = JobStatus(id=j["id"], name=j["name"], stage=j["stage"], state="UNSUBMITTED",
                       attempts=len(atts), attempt=att,
-                      progress=_progress(job_dir) if "progress.json" in present else None)
+                      progress=_progress(job_dir, warnings) if "progress.json" in present else None)
         if att is None:
             if "DONE" in present:
                 s.state = "COMPLETED"
             jobs.append(s)
             continue
         s.executor, s.slurm_id = att.executor, att.slurm_id or (f"local:{att.local_id}" if att.local_id else None)
-        sid = att.submitit_id
-        s.log = f"{att.folder.replace('%j', sid)}/{sid}_0_log.err" if sid and att.folder else None
+        paths = log_paths(att)
+        s.log = str(paths[1]) if paths else None
         s.state, s.reason = raw[att.key]
-        if att.executor == "local":
-            _, _, s.elapsed_s = _local_state(sd, jr, att, job_dir)
-        else:
-            rec = recs.get(att.key)
-            if rec:
-                s.elapsed_s, s.node, s.restarts = rec.elapsed_s, rec.node, rec.restarts
+        rec = states.get(att.key)
+        if rec:
+            s.elapsed_s, s.node, s.restarts = rec.elapsed_s, rec.node, rec.restarts
         if s.state in FAILED_STATES - {"BLOCKED", "CANCELLED"} or (s.state == "CANCELLED" and not s.reason):
-            s.reason = s.reason or _failure_reason(s.state, job_dir, att, recs.get(att.key))
+            s.reason = s.reason or _failure_reason(s.state, job_dir, att, rec, warnings)
         jobs.append(s)
-    return StudyStatus(manifest.get("sweep", sd.root.name), sd.root, jobs, sacct_ok, sacct_s, warnings)
+    return StudyStatus(sweep, sd.root, jobs, sacct_ok, sacct_s, warnings)
 
 
 def _cancel_blocked(sd: SweepDir, jr: Journal, newly: dict[str, str]) -> None:
-    ids = [a.slurm_id for jid in newly if (a := jr.latest(jid)) and a.slurm_id]
-    if ids:
-        subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
+    atts = [a for jid in newly if (a := jr.latest(jid)) and a.slurm_id]
+    for name in sorted({a.executor for a in atts}):
+        be = _backend(name)
+        if be is not None:
+            try:
+                be.kill([a for a in atts if a.executor == name])
+            except UserError:
+                pass  # journaled as blocked all the same: shown BLOCKED, cancelled again next time
     for job_id, why in newly.items():
         att = jr.latest(job_id)
         if att and att.slurm_id:
             journal.append(sd, {"type": "blocked", "job": job_id, "token": att.token,
                                 "slurm_ids": [att.slurm_id], "reason": why})
             jr.blocked[att.key] = why
+
+
+def print_warnings(command: str, st: StudyStatus) -> None:
+    """Corrupt files and unreachable accounting, one line each on stderr: the command goes on."""
+    import sys
+    for w in st.warnings:
+        print(f"alignkit {command}: warning: {w}", file=sys.stderr)
+
+
+def backend_attempts(jobs: list[JobStatus]) -> dict[str, list[Attempt]]:
+    """The latest attempts of `jobs`, by executor."""
+    out: dict[str, list[Attempt]] = {}
+    for j in jobs:
+        if j.attempt is not None:
+            out.setdefault(j.attempt.executor, []).append(j.attempt)
+    return out
 
 
 def select(jobs: list[JobStatus], selectors: list[str], stage: str | None = None) -> list[JobStatus]:

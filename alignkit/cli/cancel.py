@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 
-from alignkit import journal
+from alignkit import backends
 from alignkit.cli.common import add_job_selection
-from alignkit.errors import UserError
-from alignkit.status import ACTIVE_STATES, open_sweep, refresh, select
+from alignkit.status import ACTIVE_STATES, backend_attempts, open_sweep, print_warnings, refresh, select
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,17 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     sd = open_sweep(args.sweep_dir)
     st = refresh(sd)
+    print_warnings("cancel", st)
     chosen = [j for j in select(st.jobs, args.jobs, args.stage) if j.state in ACTIVE_STATES]
     if not chosen:
         print("nothing to cancel (no selected job is pending or running)")
         return 0
-    slurm_ids = [j.slurm_id for j in chosen if j.executor == "slurm" and j.slurm_id]
-    local = [j.id for j in chosen if j.executor == "local"]
-    if slurm_ids:
-        proc = subprocess.run(["scancel", *slurm_ids], capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise UserError(f"scancel failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-    journal.append(sd, {"type": "cancel", "jobs": [j.id for j in chosen], "slurm_ids": slurm_ids,
-                        "local_jobs": local})
-    print(f"cancelled {len(chosen)} job(s)" + (f": {' '.join(slurm_ids)}" if slurm_ids else ""))
+    ids: list[str] = []
+    for name, attempts in backend_attempts(chosen).items():  # each backend stops its own and journals it
+        ids += backends.get(name).cancel(sd, attempts)
+    print(f"cancelled {len(chosen)} job(s)" + (f": {' '.join(ids)}" if ids else ""))
     return 0

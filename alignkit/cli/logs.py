@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from alignkit.errors import UserError
-from alignkit.status import ACTIVE_STATES, log_paths, open_sweep, refresh, select
+from alignkit.status import ACTIVE_STATES, log_paths, open_sweep, print_warnings, refresh, select
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     sd = open_sweep(args.sweep_dir)
     st = refresh(sd, cancel_blocked=False)
+    print_warnings("logs", st)
     jobs = select(st.jobs, [args.job], args.stage)
     if len(jobs) > 1:
         raise UserError(f"'{args.job}' matches {len(jobs)} jobs ({', '.join(f'{j.stage} {j.id}' for j in jobs)}); "
@@ -57,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dump(path: Path, offset: int) -> int:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError as exc:  # a log that vanished or is unreadable: say so, keep going
+        print(f"alignkit logs: warning: {path}: unreadable ({exc.strerror or exc})", file=sys.stderr)
+        return offset
     sys.stdout.write(data.decode("utf-8", "replace"))
     sys.stdout.flush()
     return offset + len(data)

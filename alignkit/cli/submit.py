@@ -19,9 +19,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output-dir", help="sweep directory (default: the spec's output_dir or runs/NAME)")
     p.add_argument("--dry-run", action="store_true", help="write and print the sbatch scripts; queue nothing")
     p.add_argument("--hold", action="store_true", help="queue everything held (alignkit release starts it)")
+    p.add_argument("--max-queued", type=_positive_int, metavar="N",
+                   help="queue at most N jobs now (the cluster's own limits apply too); "
+                        "run submit again later to queue the rest")
     p.add_argument("--skip-preflight", action="store_true",
                    help="do not check that models and datasets are available offline first")
     p.set_defaults(run=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def preflight(plan) -> None:
@@ -44,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
         preflight(plan)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = submit(plan, executor=args.executor, dry_run=args.dry_run, hold=args.hold)
+        res = submit(plan, executor=args.executor, dry_run=args.dry_run, hold=args.hold,
+                     max_queued=args.max_queued)
     for w in caught:
         if "alignkit" in str(w.filename) or "SLURM" in str(w.message):
             print(f"alignkit submit: warning: {w.message}")
+    for note in res.warnings:
+        print(f"alignkit submit: {note}")
     if res.dry_run:
         for path, g in zip(res.scripts, res.groups, strict=True):
             print(f"# ---- {path}  ({g.stage}: {len(g.jobs)} jobs"
@@ -61,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     for g in res.groups:
         where = f"array {g.array_job_id}" if g.array_job_id else "local"
         print(f"  {g.stage:<6} {len(g.jobs):>5} jobs  {where}" + (f"  after {g.dependency}" if g.dependency else ""))
-    print(f"queued {queued} job(s) in {res.sbatch_calls} sbatch call(s); left alone: {skipped}")
+    print(f"queued {queued} job(s) in {res.sbatch_calls} sbatch call(s); left alone: {skipped}"
+          + (f"; {res.deferred} wait for the next submit" if res.deferred else ""))
     if res.hold:
         print(f"held: start them with `alignkit release {res.sweep_dir}`")
     return 0

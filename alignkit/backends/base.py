@@ -1,0 +1,157 @@
+"""The interface every executor implements, in the shape of submitit's executors.
+
+`launch.py` turns a plan into arrays (`Group`s) with their dependencies wired, pure; a `Backend`
+queues them (`queue`), cancels and releases attempts, reports each attempt's state (`poll`) and
+where its logs are (`log_paths`). `status.py` merges those states with the files on disk.
+A new backend is one new module in this package with one `@register`ed `Backend` subclass.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from alignkit.errors import UserError
+
+if TYPE_CHECKING:  # typing only: the heavy modules are imported where they are used
+    from alignkit.compile import Job, Plan
+    from alignkit.journal import Attempt, Journal
+    from alignkit.sweepdir import SweepDir
+
+Key = tuple[str, "int | None"]  # (array or job id, index or None): one attempt
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_text(value: Any, where: str) -> None:
+    """Refuse a value with a control character (a newline would end an `#SBATCH` line and the
+    rest would run as a shell command when the job starts)."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise UserError(f"{where}: contains a control character ({_CONTROL.search(value).group()!r}); "
+                        f"refused (it could end a line of the generated sbatch script)")
+
+
+@dataclass
+class Group:
+    """One array to queue: jobs of one stage and resource class, in array-index order.
+
+    `dependency` is the sbatch string; it and `waits_on` may name arrays of the same call by
+    placeholder (`${ARRAY_n}`, the n-th array of the call) until those are queued."""
+    stage: str
+    jobs: list[Job]
+    token: str
+    name: str                                    # sbatch --job-name, unique per submission
+    dependency: str | None = None
+    waits_on: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
+    array_job_id: str | None = None
+    script: str = ""
+    placeholder: str = ""
+
+    @property
+    def resources(self):
+        return self.jobs[0].resources
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the cluster lets this user queue (None: no limit known)."""
+    max_array_size: int | None = None   # elements per array (indices 0..MaxArraySize-1)
+    max_queued: int | None = None       # jobs this user may still queue now (array tasks count one each)
+    max_running: int | None = None      # jobs of this user that may run at once (MaxJobs)
+    notes: tuple[str, ...] = ()         # where each limit came from, for `plan` and `submit`
+
+
+@dataclass
+class AttemptState:
+    state: str
+    reason: str | None = None
+    elapsed_s: int | None = None
+    node: str | None = None
+    restarts: int = 0
+    exit_code: str | None = None
+
+
+@dataclass
+class SubmitContext:
+    """What a backend needs to queue a plan's arrays."""
+    plan: Plan
+    sd: SweepDir
+    code: Path
+    hold: bool
+    pending: dict[str, tuple[str, int | None]]   # job id -> attempt key still queued from earlier
+
+
+def watchdog_s(plan: Plan) -> float:
+    """How long a stage that does not poll `stop` (eval, merge) may run on after the signal
+    before it is requeued anyway: well inside the signal delay (docs/preemption.md)."""
+    return float(min(30, max(5, plan.profile.signal_delay_s // 4)))
+
+
+def setup_lines(plan: Plan, code: Path) -> list[str]:
+    """The code snapshot's PYTHONPATH, then the profile's own setup lines (shell by design)."""
+    import shlex
+    return [f"export PYTHONPATH={shlex.quote(str(code))}${{PYTHONPATH:+:$PYTHONPATH}}",
+            *plan.profile.setup]
+
+
+class Poll(ABC):
+    """A state query under way (status reads the job directories meanwhile)."""
+
+    ok: bool = True  # False when the scheduler's accounting did not answer
+
+    @abstractmethod
+    def result(self) -> tuple[dict[Key, AttemptState], list[str]]:
+        """States of the attempts asked for, and warnings (e.g. accounting unavailable)."""
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+
+    def check(self, plan: Plan) -> None:
+        """Raise UserError when this backend cannot queue `plan` here (no controller, ...)."""
+        return None
+
+    def limits(self, plan: Plan) -> Limits:
+        return Limits()
+
+    def reconcile(self, sd: SweepDir) -> list[str]:
+        """Settle what a killed submit left half-done; the ids recovered."""
+        return []
+
+    @abstractmethod
+    def script(self, ctx: SubmitContext, group: Group, folder: Path) -> str:
+        """The job script this backend would run for `group` (dry run, golden tests)."""
+
+    @abstractmethod
+    def queue(self, ctx: SubmitContext, groups: list[Group]) -> int:
+        """Queue `groups` in order (journaling them); the number of scheduler calls made."""
+
+    @abstractmethod
+    def poll(self, sd: SweepDir, jr: Journal, attempts: list[Attempt]) -> Poll:
+        """Start a state query for `attempts` (their latest records)."""
+
+    @abstractmethod
+    def kill(self, attempts: list[Attempt]) -> list[str]:
+        """Stop these attempts in the scheduler (no journal record); the ids stopped."""
+
+    def cancel(self, sd: SweepDir, attempts: list[Attempt]) -> list[str]:
+        """`alignkit cancel`: stop these attempts and journal a `cancel` record."""
+        from alignkit import journal
+        ids = self.kill(attempts)
+        journal.append(sd, {"type": "cancel", "jobs": [a.job_id for a in attempts], "slurm_ids": ids,
+                            "local_jobs": []})
+        return ids
+
+    @abstractmethod
+    def release(self, sd: SweepDir, attempts: list[Attempt]) -> list[str]:
+        """Let held attempts start and journal a `release` record; the ids released."""
+
+    def log_paths(self, att: Attempt) -> tuple[Path, Path] | None:
+        """stdout/stderr of an attempt's rank 0 (submitit names them after the job id)."""
+        sid = att.submitit_id
+        if not sid or not att.folder:
+            return None
+        folder = Path(att.folder.replace("%j", sid))
+        return folder / f"{sid}_0_log.out", folder / f"{sid}_0_log.err"
