@@ -175,7 +175,7 @@ def _bad(r: Any) -> str | None:
     if not isinstance(r, dict):
         return f"expected a JSON object, got {type(r).__name__}"
     kind = r.get("type")
-    if kind not in REQUIRED:
+    if not isinstance(kind, str) or kind not in REQUIRED:
         return f"unknown record type {kind!r}"
     for key, ok in REQUIRED[kind].items():
         if key not in r or not ok(r[key]):

@@ -36,5 +36,16 @@ def run(args: argparse.Namespace) -> int:
                    f"time={a['time_min']}min throttle=%{a['array_parallelism']}{part}")
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
+    if args.profile and plan.profile.executor == "slurm":
+        out += _cluster_lines(plan)
     print("\n".join(out))
     return 0
+
+
+def _cluster_lines(plan) -> list[str]:
+    """The cluster's limits and what they mean here: arrays split, submit in waves."""
+    from alignkit import backends
+    from alignkit.launch import describe_limits, slurm_answers
+    if not slurm_answers():
+        return ["  cluster limits: unknown (no SLURM controller answers `scontrol ping` here)"]
+    return ["  " + line.strip() for line in describe_limits(plan, backends.get("slurm").limits(plan))]

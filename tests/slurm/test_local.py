@@ -1,11 +1,16 @@
 """The local executor: same jobs, same runner, dependency order, bounded parallelism, BLOCKED,
-and status/cancel from the journal — no SLURM needed."""
+status/cancel from the journal, and no fallback from SLURM to this machine — no SLURM needed."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from alignkit import launch
+from alignkit.backends import slurm as slurm_backend
+from alignkit.cli.main import main as cli
+from alignkit.errors import UserError
 from alignkit.launch import submit
 from alignkit.status import refresh
 from alignkit.sweepdir import SweepDir
@@ -41,8 +46,41 @@ def test_local_executor_runs_in_dependency_order_with_bounded_parallelism(sweep)
     wait_for(lambda: all(j.state in ENDED for j in refresh(sd).jobs), 120, "second local run")
 
 
-def test_no_controller_falls_back_to_local_with_a_warning(sweep, monkeypatch):
-    monkeypatch.setattr(launch, "slurm_answers", lambda timeout_s=10.0: False)
-    plan = fp.plan(sweep, [fp.job("fb", steps=1)], profile="dev")
-    executor, notes = launch.choose_executor(plan, None)
-    assert executor == "local" and "no SLURM controller answers" in notes[0]
+def test_no_controller_refuses_slurm_and_never_runs_locally(sweep, monkeypatch, capsys):
+    """--executor slurm without a controller: exit 2, one line, nothing written, nothing run."""
+    monkeypatch.setattr(slurm_backend, "slurm_answers", lambda timeout_s=10.0: False)
+    plan = fp.plan(sweep / "out", [fp.job("fb", steps=1)], profile="dev")
+    with pytest.raises(UserError, match="no SLURM controller answers `scontrol ping`; nothing queued"):
+        launch.submit(plan)
+    with pytest.raises(UserError, match="--executor slurm"):
+        launch.choose_executor(plan, "slurm")
+    assert not (sweep / "out").exists()
+    spec = fp.REPO / "sweeps" / "smoke.yaml"
+    assert cli(["submit", str(spec), "--profile", "dev", "-o", str(sweep / "cli"), "--skip-preflight"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no SLURM controller answers" in err[0] and "--executor local" in err[0], err
+    assert not (sweep / "cli").exists()
+
+
+def test_cancel_of_a_held_local_submission_stops_its_driver(sweep, capsys):
+    jobs = [fp.job(f"lh{i}", steps=1) for i in range(2)]
+    res = submit(fp.plan(sweep, jobs, profile="local"), executor="local", hold=True)
+    sd = SweepDir.of(sweep)
+    token = res.groups[0].token
+    pid = int((sweep / "local" / f"driver-{token}.pid").read_text())
+    st = wait_for(lambda: (s := refresh(sd)) and all(j.reason == "held (alignkit release)" for j in s.jobs) and s,
+                  30, "held local jobs")
+    assert {j.state for j in st.jobs} == {"PENDING"}
+    assert cli(["cancel", str(sweep)]) == 0
+    assert "cancelled 2 job(s)" in capsys.readouterr().out
+    assert not _alive(pid), "the held driver must be gone when cancel returns"
+    assert {j.state for j in refresh(sd).jobs} == {"CANCELLED"}
+    assert not any(steps_log(sweep / "jobs" / j.id) for j in jobs)  # nothing ran
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1].split()[0] != "Z"
+    except OSError:
+        return False
