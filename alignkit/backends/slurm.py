@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from alignkit import journal, sacct
 from alignkit.backends import register
@@ -128,20 +128,22 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def cluster_limits(config: dict[str, str], assoc: str, qos: str, user_queued: int, all_queued: int,
+def cluster_limits(config: dict[str, str], assoc: str, qos: str, count: Callable[[bool, str | None], int],
                    want_qos: str | None) -> Limits:
     """Limits from `scontrol show config`, `sacctmgr -nP show assoc` (User|Account|QOS|DefaultQOS|
-    MaxSubmit|MaxJobs rows), `sacctmgr -nP show qos` (Name|MaxSubmitPU|MaxJobsPU|MaxSubmit|MaxJobs
-    rows) and the numbers of queued jobs (this user's, everyone's). Association and QOS limits
-    count only where AccountingStorageEnforce has `limits` (otherwise SLURM ignores them too)."""
+    MaxSubmit|MaxJobs rows), `sacctmgr -nP show qos` (Name|MaxSubmitPU|MaxJobsPU|GrpSubmit|GrpJobs
+    rows), and `count(mine, qos)`: the jobs queued now (array tasks one each), this user's or
+    everyone's, in one QOS or all. Association and QOS limits count only where
+    AccountingStorageEnforce has `limits` (otherwise SLURM ignores them too)."""
     notes = []
     max_array = _int_or_none(config.get("MaxArraySize"))
     caps: list[int] = []
     running: list[int] = []
     max_jobs = _int_or_none(config.get("MaxJobCount"))
     if max_jobs:
-        caps.append(max(0, max_jobs - all_queued))
-        notes.append(f"MaxJobCount={max_jobs} ({all_queued} jobs queued on the cluster)")
+        n_all = count(False, None)
+        caps.append(max(0, max_jobs - n_all))
+        notes.append(f"MaxJobCount={max_jobs} ({n_all} jobs queued on the cluster)")
     if max_array:
         notes.append(f"MaxArraySize={max_array}")
     if "limits" in config.get("AccountingStorageEnforce", ""):
@@ -152,8 +154,9 @@ def cluster_limits(config: dict[str, str], assoc: str, qos: str, user_queued: in
                 continue
             default_qos = default_qos or cols[3] or None
             if (n := _int_or_none(cols[4])) is not None:
-                caps.append(max(0, n - user_queued))
-                notes.append(f"association {cols[1]}: MaxSubmitJobs={n}")
+                mine = count(True, None)
+                caps.append(max(0, n - mine))
+                notes.append(f"association {cols[1]}: MaxSubmitJobs={n} ({mine} of your jobs queued)")
             if (n := _int_or_none(cols[5])) is not None:
                 running.append(n)
                 notes.append(f"association {cols[1]}: MaxJobs={n}")
@@ -162,22 +165,22 @@ def cluster_limits(config: dict[str, str], assoc: str, qos: str, user_queued: in
             cols = line.split("|")
             if len(cols) < 5 or cols[0] != name:
                 continue
-            for col, what in ((1, "MaxSubmitJobsPerUser"), (3, "GrpSubmitJobs")):
+            for col, what, mine_only in ((1, "MaxSubmitJobsPerUser", True), (3, "GrpSubmitJobs", False)):
                 if (n := _int_or_none(cols[col])) is not None:
-                    caps.append(max(0, n - user_queued))
-                    notes.append(f"QOS {name}: {what}={n}")
+                    used = count(mine_only, name)
+                    caps.append(max(0, n - used))
+                    notes.append(f"QOS {name}: {what}={n} ({used} queued in it)")
             for col, what in ((2, "MaxJobsPerUser"), (4, "GrpJobs")):
                 if (n := _int_or_none(cols[col])) is not None:
                     running.append(n)
                     notes.append(f"QOS {name}: {what}={n}")
-        if caps:
-            notes.append(f"{user_queued} of your jobs are queued now")
     return Limits(max_array_size=max_array, max_queued=min(caps) if caps else None,
                   max_running=min(running) if running else None, notes=tuple(notes))
 
 
-def _queued(user: str | None) -> int:
-    cmd = ["squeue", "-h", "-r", "-o", "%i"] + (["-u", user] if user else [])
+def _queued(user: str | None, qos: str | None) -> int:
+    """Jobs in the queue now, one per array task (squeue -r)."""
+    cmd = ["squeue", "-h", "-r", "-o", "%i"] + (["-u", user] if user else []) + (["-q", qos] if qos else [])
     return len(_run(cmd).split())
 
 
@@ -199,7 +202,8 @@ class SlurmBackend(Backend):
         assoc = _run(["sacctmgr", "-nP", "show", "assoc", "where", *where,
                       "format=User,Account,QOS,DefaultQOS,MaxSubmit,MaxJobs"])
         qos = _run(["sacctmgr", "-nP", "show", "qos", "format=Name,MaxSubmitPU,MaxJobsPU,GrpSubmit,GrpJobs"])
-        return cluster_limits(config, assoc, qos, _queued(user), _queued(None), plan.profile.qos)
+        return cluster_limits(config, assoc, qos, lambda mine, q: _queued(user if mine else None, q),
+                              plan.profile.qos)
 
     def script(self, ctx: SubmitContext, group: Group, folder: Path) -> str:
         return sbatch_script(ctx.plan, group, ctx.code, folder, ctx.hold)

@@ -28,5 +28,6 @@ def run(args: argparse.Namespace) -> int:
     ids: list[str] = []
     for name, attempts in backend_attempts(chosen).items():  # each backend stops its own and journals it
         ids += backends.get(name).cancel(sd, attempts)
-    print(f"cancelled {len(chosen)} job(s)" + (f": {' '.join(ids)}" if ids else ""))
+    shown = " ".join(ids[:20]) + (f" ... ({len(ids) - 20} more)" if len(ids) > 20 else "")
+    print(f"cancelled {len(chosen)} job(s)" + (f": {shown}" if ids else ""))
     return 0

@@ -26,6 +26,10 @@
 #                        jobs of the default one; "" = no preemption (default: urgent)
 #   SLURM_PREEMPT_GRACE  seconds between the preemption signal and the kill (20)
 #   SLURM_CGROUP_PLUGIN  cgroup.conf CgroupPlugin (default cgroup/v1, see below)
+#   SLURM_MAX_ARRAY_SIZE MaxArraySize (default 101: arrays of at most 101 tasks, as on many
+#                        production clusters, so every test exercises alignkit's array chunks)
+#   SLURM_SMALL_QOS      a QOS with MaxSubmitJobsPerUser=$SLURM_SMALL_QOS_MAX_SUBMIT (default
+#                        "small", 150); "" = none. Limits are enforced (AccountingStorageEnforce).
 #   SLURM_NO_INSTALL=1   never run apt-get (fail if packages are missing)
 #
 # Stop with stop.sh (kills only the PIDs in the pid files written here).
@@ -38,6 +42,9 @@ NGPUS=${SLURM_FAKE_GPUS:-4}
 CRED_EXPIRE=${SLURM_CRED_EXPIRE:-10}
 URGENT=${SLURM_PREEMPT_PARTITION-urgent}  # set empty to disable preemption
 GRACE_S=${SLURM_PREEMPT_GRACE:-20}
+MAX_ARRAY=${SLURM_MAX_ARRAY_SIZE:-101}
+SMALL_QOS=${SLURM_SMALL_QOS-small}
+SMALL_QOS_MAX_SUBMIT=${SLURM_SMALL_QOS_MAX_SUBMIT:-150}
 DBPASS=slurmtestpass                   # local test DB only, socket-only MariaDB
 NODE=$(hostname -s)
 ETC=/etc/slurm
@@ -224,7 +231,7 @@ PriorityType=priority/basic
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=512
-MaxArraySize=10001
+MaxArraySize=$MAX_ARRAY
 MaxJobCount=100000
 MinJobAge=300
 KillWait=5
@@ -236,6 +243,8 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=6819
 AccountingStorageTRES=gres/gpu
+# association and QOS limits (MaxSubmitJobs...) are enforced, as on production clusters
+AccountingStorageEnforce=associations,limits,qos
 JobCompType=jobcomp/none
 $GRESTYPES
 NodeName=$NODE NodeAddr=127.0.0.1 $TOPO RealMemory=$MEM_MB $GRES_NODE State=UNKNOWN
@@ -309,6 +318,23 @@ wait_for 60 "slurmdbd" sacctmgr -n list cluster
 if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
   log "registering cluster $CLUSTER in the accounting DB"
   sacctmgr -i add cluster "$CLUSTER" >/dev/null
+fi
+
+# A QOS with a small per-user submit limit (tests of alignkit's submit waves use it with
+# --qos); the user running this script may use it. Idempotent.
+if [ -n "$SMALL_QOS" ]; then
+  if ! sacctmgr -n -P show qos format=name | grep -qx "$SMALL_QOS"; then
+    log "adding QOS $SMALL_QOS (MaxSubmitJobsPerUser=$SMALL_QOS_MAX_SUBMIT)"
+    sacctmgr -i add qos "$SMALL_QOS" >/dev/null
+  fi
+  sacctmgr -i modify qos where name="$SMALL_QOS" set MaxSubmitJobsPerUser="$SMALL_QOS_MAX_SUBMIT" >/dev/null || true
+  ME=$(id -un)
+  if ! sacctmgr -n -P show assoc where cluster="$CLUSTER" user="$ME" format=user | grep -qx "$ME"; then
+    sacctmgr -i add user "$ME" account=root cluster="$CLUSTER" >/dev/null
+  fi
+  if ! sacctmgr -n -P show assoc where cluster="$CLUSTER" user="$ME" format=qos | tr ',' '\n' | grep -qx "$SMALL_QOS"; then
+    sacctmgr -i modify user where name="$ME" cluster="$CLUSTER" set qos+="$SMALL_QOS" >/dev/null
+  fi
 fi
 
 # --------------------------------------------------------- slurmctld/slurmd --

@@ -124,22 +124,28 @@ ASSOC = "root|root|normal,small|normal||\nroot|root|small|normal|400|40\n"
 QOS = "normal||||\nsmall|150|20|1000|\n"
 
 
+def _count(mine_qos: int, mine: int, everyone: int):
+    return lambda mine_only, qos: (mine_qos if qos else mine) if mine_only else everyone
+
+
 def test_cluster_limits_from_recorded_output():
     cfg = parse_config(CONFIG)
     assert cfg["MaxArraySize"] == "101" and cfg["AccountingStorageEnforce"] == "associations,limits,qos"
-    lim = cluster_limits(cfg, ASSOC, QOS, user_queued=30, all_queued=500, want_qos="small")
+    lim = cluster_limits(cfg, ASSOC, QOS, _count(30, 60, 500), want_qos="small")
     assert lim.max_array_size == 101
-    assert lim.max_queued == 150 - 30  # QOS MaxSubmitJobsPerUser, minus what the user has queued
+    assert lim.max_queued == 150 - 30  # QOS MaxSubmitJobsPerUser minus this user's jobs in that QOS
     assert lim.max_running == 20
     assert any("QOS small: MaxSubmitJobsPerUser=150" in n for n in lim.notes)
+    lim = cluster_limits(cfg, ASSOC, QOS, _count(30, 380, 500), want_qos="small")
+    assert lim.max_queued == 400 - 380  # the association's MaxSubmit is tighter now
     # default QOS (normal): only the association's MaxSubmit=400 and MaxJobCount apply
-    lim = cluster_limits(cfg, ASSOC, QOS, user_queued=30, all_queued=9800, want_qos=None)
+    lim = cluster_limits(cfg, ASSOC, QOS, _count(0, 30, 9800), want_qos=None)
     assert lim.max_queued == 10000 - 9800 and lim.max_running == 40
     # not enforced: SLURM ignores association/QOS limits, so do we; MaxArraySize still holds
     lax = parse_config(CONFIG.replace("associations,limits,qos", "none"))
-    lim = cluster_limits(lax, ASSOC, QOS, user_queued=30, all_queued=500, want_qos="small")
+    lim = cluster_limits(lax, ASSOC, QOS, _count(30, 30, 500), want_qos="small")
     assert lim.max_queued == 10000 - 500 and lim.max_array_size == 101 and lim.max_running is None
-    assert cluster_limits({}, "", "", 0, 0, None) == Limits()
+    assert cluster_limits({}, "", "", _count(0, 0, 0), None) == Limits()
 
 
 def test_describe_limits_says_arrays_split_and_waves(tmp_path):
