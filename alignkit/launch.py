@@ -327,6 +327,7 @@ def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold:
     backend = backends.get(name)
     if dry_run:
         return _dry_run(plan, sd, name, hold)
+    check_scripts(plan, sd, name, hold)
     backend.check(plan)
     with submit_lock(sd):
         write_sweep(plan, sd)
@@ -357,9 +358,18 @@ def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold:
                             deferred=len(later), limits=limits)
 
 
+def check_scripts(plan: Plan, sd: SweepDir, executor: str, hold: bool) -> None:
+    """Render one script per array before anything is written: a value that may not reach a
+    script (a control character, a bad sbatch key) is refused with nothing half-written."""
+    ctx = SubmitContext(plan, sd, sd.code, hold, {})
+    for g in _make_groups(plan, list(plan.jobs)):
+        backends.get(executor).script(ctx, g, sd.root / "slurm" / "%j")
+
+
 # ----------------------------------------------------------------------- dry run -------
 def _dry_run(plan: Plan, sd: SweepDir, executor: str, hold: bool) -> SubmitResult:
     """Write the sbatch scripts a submit would queue (nothing queued, no job state read)."""
+    check_scripts(plan, sd, "slurm", hold)
     backend = backends.get(executor)
     limits = backend.limits(plan) if executor == "slurm" and slurm_answers() else Limits()
     groups = layout(plan, list(plan.jobs), {}, limits.max_array_size)

@@ -107,8 +107,10 @@ def test_hostile_spec_values_are_refused_at_generation(tmp_path, where, char):
     with pytest.raises(UserError, match=f"spec.yaml: {key}: contains a control character"):
         slurm_backend.sbatch_script(plan, _one_group(plan), out / "code", out / "slurm/%j", False)
     from alignkit.launch import submit
-    with pytest.raises(UserError):
-        submit(plan, dry_run=True)
+    for kwargs in ({"dry_run": True}, {"executor": "slurm"}):
+        with pytest.raises(UserError, match=f"{key}: contains a control character"):
+            submit(plan, **kwargs)
+        assert not out.exists(), "nothing half-written"
 
 
 # ---- accepted values are quoted: the script's header runs nothing ------------------------
