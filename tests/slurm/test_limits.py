@@ -154,3 +154,16 @@ def test_smoke_study_queues_under_the_small_qos(limits, sweep, capsys):
     print(f"\nsmoke: {queued} jobs in {res.sbatch_calls} sbatch calls, {took:.2f} s")
     assert cli(["cancel", str(sd.root)]) == 0
     assert f"cancelled {queued} job(s)" in capsys.readouterr().out
+
+
+def test_plan_with_profile_says_arrays_split_and_waves(limits, sweep, capsys):
+    spec = (fp.REPO / "sweeps" / "smoke.yaml").read_text()
+    big = sweep / "big.yaml"  # 16 seeds instead of 2: 770 jobs, arrays of up to 128
+    big.write_text(spec.replace("  seed: [0, 1]\n", f"  seed: {list(range(16))}\n"))
+    profile = sweep / "small.yaml"
+    profile.write_text((fp.REPO / "slurm/profiles/dev.yaml").read_text().replace("qos: null", f"qos: {QOS}"))
+    assert cli(["plan", str(big), "--profile", str(profile)]) == 0
+    out = capsys.readouterr().out
+    assert f"QOS {QOS}: MaxSubmitJobsPerUser=150" in out and "MaxArraySize=101" in out
+    assert "6 array(s) exceed MaxArraySize=101: 14 sbatch calls in all" in out
+    assert "770 jobs exceed the" in out and "submit queues them in waves" in out
