@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from alignkit.errors import UserError
 from alignkit.sweepdir import SweepDir
 
 
@@ -142,10 +144,25 @@ OPTIONAL: dict[str, Any] = {"waits_on": _waits, "folder": _str, "stage": _str, "
                             "local_jobs": _strs, "tokens": _strs, "reason": _opt_str}
 
 
+# One path component: a job id or token becomes a path (jobs/<id>, local/HOLD-<token>), so one
+# read back that is not safe is refused (exit 2, naming the line), not skipped (issue 12 item 2).
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+_ID_KEYS = ("job", "jobs", "local_jobs", "waits_on", "token", "tokens")
+
+
+def _check_ids(r: dict[str, Any], where: str) -> None:
+    for key in _ID_KEYS:
+        value = r.get(key)
+        for v in (list(value) if isinstance(value, (list, dict)) else [] if value is None else [value]):
+            if not isinstance(v, str) or not _SAFE_ID.fullmatch(v) or v in (".", ".."):
+                raise UserError(f"{where}: key '{key}': {v!r} is not a safe job id or token "
+                                f"(letters, digits, '.', '_', '-'; not '.' or '..')")
+
+
 def read_records(sd: SweepDir) -> tuple[list[dict[str, Any]], list[str]]:
     """The journal's records in order, and one problem per line skipped: not JSON, not an object,
     an unknown type, or a field of the wrong type. A torn last line (a writer killed mid-append)
-    is skipped silently. Never raises on content."""
+    is skipped silently. A job id or token that is not one safe path component is refused."""
     try:
         text = sd.journal.read_bytes().decode("utf-8", "replace")
     except FileNotFoundError:
@@ -167,6 +184,7 @@ def read_records(sd: SweepDir) -> tuple[list[dict[str, Any]], list[str]]:
         if why:
             problems.append(f"{sd.journal}:{n}: {why}; skipped")
             continue
+        _check_ids(r, f"{sd.journal}: line {n}")
         records.append(r)
     return records, problems
 

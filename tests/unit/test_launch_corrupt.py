@@ -101,6 +101,19 @@ def test_bad_journal_line_is_reported_and_skipped(sweep, capsys, line):
     _all_three_go_on(capsys, sd, f"{sd.journal}:3")
 
 
+@pytest.mark.parametrize("record", [{"type": "cancel", "local_jobs": ["../../etc"]},
+                                    {"type": "local_start", "token": "../x", "job": "j", "local_id": "1"},
+                                    {"type": "abandoned", "token": "a/b"}])
+def test_unsafe_id_in_the_journal_is_refused_in_one_line(sweep, capsys, record):
+    """A job id becomes a path: one that is not a safe name is refused where it is read (item 2)."""
+    sd, _, _ = sweep
+    with open(sd.journal, "a") as f:
+        f.write(json.dumps({"time": 1.0, **record}) + "\n")
+    for argv in (["status", str(sd.root)], ["logs", "t0", "-d", str(sd.root)], ["cancel", str(sd.root)]):
+        rc, _, err = _run(capsys, *argv)
+        assert rc == 2 and len(err) == 1 and f"{sd.journal}: line 3: key '" in err[0], err
+
+
 def test_non_utf8_journal_bytes_and_a_torn_last_line(sweep, capsys):
     sd, _, _ = sweep
     with open(sd.journal, "ab") as f:
@@ -137,7 +150,7 @@ def test_error_json_of_the_wrong_type(sweep, capsys, text):
     assert t1["state"] == "FAILED" and t1["reason"] == "exit code 1:0"  # the next source of a reason
 
 
-@pytest.mark.parametrize("entry", ['1', '"x"', '{"name": "no id"}', '{"id": "../../etc"}', '{"id": 5}', '{"id": ""}'])
+@pytest.mark.parametrize("entry", ['1', '"x"', '{"name": "no id"}', '["a"]'])
 def test_bad_manifest_entry_is_reported_and_skipped(sweep, capsys, entry):
     sd, _, _ = sweep
     manifest = json.loads(sd.manifest.read_text())
