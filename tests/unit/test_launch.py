@@ -139,3 +139,21 @@ def test_status_tolerates_sacct_lag(tmp_path, monkeypatch):
     st = status.refresh(sd)
     assert {j.state for j in st.jobs} == {"PENDING"}
     assert all("not in accounting yet" in j.reason for j in st.jobs)
+
+
+def test_backends_are_found_by_executor_name(tmp_path):
+    from alignkit import backends
+    from alignkit.backends.base import Backend
+    assert backends.names() == ["local", "slurm"]  # every module of the package, no list to edit
+    assert type(backends.get("slurm")).__name__ == "SlurmBackend"
+    with pytest.raises(UserError, match=r"unknown executor 'pbs' \(known: local, slurm\)"):
+        backends.get("pbs")
+
+    @backends.register
+    class Null(Backend):  # what a new backend file holds: one registered subclass
+        name = "null-test"
+        script = queue = poll = kill = release = lambda *a, **k: None  # noqa: E731
+    try:
+        assert isinstance(backends.get("null-test"), Null)
+    finally:
+        backends._REGISTRY.pop("null-test")
