@@ -219,7 +219,8 @@ def _backend(name: str) -> Backend | None:
 # ---------------------------------------------------------------------- the join -------
 def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None) -> StudyStatus:
     """Status of every job in the manifest: each backend polled once (SLURM: one sacct call,
-    run while the files are read), merged with the files on disk."""
+    run while the files are read), merged with the files on disk. With `cancel_blocked`, jobs
+    found BLOCKED are cancelled and stuck dependencies rewired (see below)."""
     jr = journal.load(sd)
     warnings: list[str] = list(jr.problems)
     t0 = time.perf_counter()
@@ -271,13 +272,32 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
                     newly[job_id] = why
                     changed = True
                     break
-    # the scheduler's own verdict (a dependency we could not see fail, e.g. a lagging sacct row)
+    # the scheduler's own verdict. SLURM 22.05 judges the still-unsplit tasks of an `aftercorr`
+    # array as a whole: once the upstream array has ended with any task failed, every task left
+    # in it reads DependencyNeverSatisfied, its own input COMPLETED or not (seen on the dev
+    # cluster: eval 897_15 stuck behind completed train 861_15). So believe it only for an
+    # attempt whose inputs we do not know; one whose journaled inputs are all fine gets its
+    # dependency set to those inputs alone (`rewire`), and runs.
+    rewire: dict[str, list[tuple[str, int | None]]] = {}
     for job_id, atts in jr.attempts.items():
-        if raw[atts[-1].key] == ("PENDING", "DependencyNeverSatisfied"):
-            raw[atts[-1].key] = ("BLOCKED", "a dependency failed")
-            newly[job_id] = "a dependency failed"
+        att = atts[-1]
+        if raw[att.key] != ("PENDING", "DependencyNeverSatisfied"):
+            continue
+        if att.waits_on:  # none failed: the cascade above would have blocked it
+            rewire[job_id] = [d for d in att.waits_on if raw.get(d, ("?", None))[0] != "COMPLETED"]
+            raw[att.key] = ("PENDING", "waiting on its own inputs (SLURM's aftercorr verdict for the "
+                                       "array's remaining tasks overridden)")
+            continue
+        raw[att.key] = ("BLOCKED", "a dependency failed")
+        newly[job_id] = "a dependency failed"
     if cancel_blocked and newly:
         _cancel_blocked(sd, jr, newly)
+    if cancel_blocked and rewire:
+        for job_id, deps in rewire.items():
+            att = jr.latest(job_id)
+            be = _backend(att.executor) if att else None
+            if be is not None:
+                be.rewire(att, deps)
 
     jobs: list[JobStatus] = []
     for j in manifest_jobs:

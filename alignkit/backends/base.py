@@ -148,6 +148,10 @@ class Backend(ABC):
     def release(self, sd: SweepDir, attempts: list[Attempt]) -> list[str]:
         """Let held attempts start and journal a `release` record; the ids released."""
 
+    def rewire(self, att: Attempt, waits_on: list[Key]) -> bool:
+        """Make a pending attempt wait on `waits_on` only (none: on nothing); False if it could not."""
+        return False
+
     def log_paths(self, att: Attempt) -> tuple[Path, Path] | None:
         """stdout/stderr of an attempt's rank 0 (submitit names them after the job id)."""
         sid = att.submitit_id

@@ -296,6 +296,18 @@ class SlurmBackend(Backend):
                 raise UserError(f"scancel failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
         return ids
 
+    def rewire(self, att, waits_on) -> bool:
+        """`scontrol update` one pending task's dependency (it is split out of its array)."""
+        if not att.slurm_id:
+            return False
+        dep = "afterok:" + ":".join(f"{a}_{i}" if i is not None else a for a, i in waits_on) if waits_on else ""
+        try:
+            proc = subprocess.run(["scontrol", "update", f"JobId={att.slurm_id}", f"Dependency={dep}"],
+                                  capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return proc.returncode == 0
+
     def release(self, sd, attempts) -> list[str]:
         ids = [a.slurm_id for a in attempts if a.slurm_id]
         if ids:

@@ -167,3 +167,19 @@ def test_plan_with_profile_says_arrays_split_and_waves(limits, sweep, capsys):
     assert f"QOS {QOS}: MaxSubmitJobsPerUser=150" in out and "MaxArraySize=101" in out
     assert "6 array(s) exceed MaxArraySize=101: 14 sbatch calls in all" in out
     assert "770 jobs exceed the" in out and "submit queues them in waves" in out
+
+
+def test_aftercorr_survives_one_failed_upstream_task(cluster, sweep):
+    """16 trains, the last fails at once while the others still run; their evals `aftercorr`.
+    SLURM then judges the evals still in the array record DependencyNeverSatisfied as a whole;
+    only the eval of the failed train may end BLOCKED, every other one runs after its train."""
+    trains = [fp.job(f"a{i:02d}", steps=1, sleep_s=0 if i == 15 else 8, fail_at=1 if i == 15 else None,
+                     res=fp.resources(throttle=16)) for i in range(16)]
+    evals = [fp.job(f"b{i:02d}", stage="eval", deps=(t.id,), steps=1, sleep_s=0) for i, t in enumerate(trains)]
+    res = submit(fp.plan(sweep, trains + evals))
+    assert res.groups[1].dependency == f"aftercorr:{res.groups[0].array_job_id}"
+    st = wait_for(lambda: (s := refresh(SweepDir.of(sweep))) and all(
+        j.state in ("COMPLETED", "FAILED", "BLOCKED", "CANCELLED") for j in s.jobs) and s, 400, "32 jobs", every=3)
+    by = {j.name: j.state for j in st.jobs}
+    assert by.pop("a15") == "FAILED" and by.pop("b15") == "BLOCKED"
+    assert set(by.values()) == {"COMPLETED"}, {k: v for k, v in by.items() if v != "COMPLETED"}

@@ -157,3 +157,31 @@ def test_backends_are_found_by_executor_name(tmp_path):
         assert isinstance(backends.get("null-test"), Null)
     finally:
         backends._REGISTRY.pop("null-test")
+
+
+def test_aftercorr_remainder_never_satisfied_is_rewired_not_blocked(tmp_path, monkeypatch):
+    """SLURM 22.05 marks every task still in an aftercorr array's record DependencyNeverSatisfied
+    once the upstream array ended with one task failed: only the eval of the failed train is
+    BLOCKED (cancelled); the others wait on their own input (cleared when it is done)."""
+    trains, evals, _ = _chain()
+    plan = fp.plan(tmp_path, [*trains, *evals])
+    sd = SweepDir.of(tmp_path)
+    launch.write_sweep(plan, sd)
+    _journal_two_arrays(sd, trains, evals)
+    (sd.job(trains[0].id) / "DONE").write_text("1\n")
+    out = ("10_0|n|COMPLETED|0:0|5|vm|None\n10_1|n|FAILED|1:0|4|vm|None\n10_2|n|RUNNING|0:0|9|vm|None\n"
+           "11_[0-2]|n|PENDING|0:0|0|None assigned|DependencyNeverSatisfied\n")
+    monkeypatch.setattr(sacct, "Pending", fake_pending(sacct.parse(out)))
+    calls = []
+    monkeypatch.setattr(slurm_backend.subprocess, "run",
+                        lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    st = status.refresh(sd)
+    by = {j.name: j for j in st.jobs}
+    assert by["e1"].state == "BLOCKED" and by["e1"].reason == "dependency train t1 FAILED"
+    assert by["e0"].state == by["e2"].state == "PENDING" and "own inputs" in by["e0"].reason
+    assert ["scancel", "11_1"] in calls
+    assert ["scontrol", "update", "JobId=11_0", "Dependency="] in calls  # its train is done
+    assert ["scontrol", "update", "JobId=11_2", "Dependency=afterok:10_2"] in calls  # still running
+    calls.clear()
+    status.refresh(sd, cancel_blocked=False)  # `logs`: reads only
+    assert calls == []
