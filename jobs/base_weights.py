@@ -3,13 +3,12 @@
   LoRA   the base model as stored, in `model.dtype`.
   QLoRA  the base loaded in 4 bit exactly as the train job loaded it (same BitsAndBytesConfig,
          same load dtype), then dequantized into the compute dtype. These are, value for value, the
-         weights training multiplied by: bitsandbytes' Linear4bit dequantizes W to the dtype of its
-         quant state and casts it to the input (compute) dtype before each matmul
-         (bitsandbytes/autograd/_functions.py MatMul4Bit.forward), and transformers'
-         `model.dequantize(dtype)` does the same two steps (integrations/bitsandbytes.py
-         dequantize_bnb_weight + `.to(dtype)`). Evaluating a QLoRA adapter on the bf16 base instead
-         would add the quantization error the adapter was trained around, and "merge vs its inputs"
-         would mix that base change into the merge effect.
+         weights training multiplied by: bitsandbytes 0.50.2's Linear4bit casts its input to the
+         compute dtype and gemm_4bit dequantizes W straight into that dtype before F.linear
+         (nn/modules.py Linear4bit.forward; backends/default/ops.py _gemm_4bit_default_impl;
+         backends/cuda/ops.py _dequant_linear_fallback). Evaluating a QLoRA adapter on the bf16
+         base instead adds the quantization error the adapter was trained around, and "merge vs its
+         inputs" would mix that base change into the merge effect.
 
 "As the train job loaded it" means the train job's config plus the substitutions its
 train_metrics.json records (a CPU run trains in float32 instead of bfloat16): the load dtype
@@ -123,7 +122,16 @@ def load(bw: BaseWeights, device: str) -> Any:
             model = AutoModelForCausalLM.from_pretrained(
                 bw.source, revision=bw.revision, dtype=getattr(torch, bw.load_dtype),
                 quantization_config=_bnb_config(bw.quantization), device_map={"": device})
-            model = model.dequantize(dtype=getattr(torch, bw.dtype)).to(getattr(torch, bw.dtype))
+            compute = getattr(torch, bw.dtype)
+            for mod in model.modules():
+                state = getattr(getattr(mod, "weight", None), "quant_state", None)
+                if state is not None:
+                    # The training forward dequantizes straight into the compute dtype (gemm_4bit
+                    # default and CUDA fallback: dequantize_4bit(..., A.dtype)); transformers'
+                    # dequantize goes through quant_state.dtype (the load dtype) first, a second
+                    # rounding when that is narrower. Point it at the compute dtype.
+                    state.dtype = compute
+            model = model.dequantize(dtype=compute).to(compute)
             model.config.dtype = getattr(torch, bw.dtype)  # .to() leaves the loaded dtype in the config
         else:
             dtype = bw.dtype if bw.dtype == "auto" else getattr(torch, bw.dtype)
