@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `alignkit plan --json | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except OSError as exc:  # disk full, read-only, quota, permissions: the filesystem refused, say where
+        from alignkit.fsio import FS_ERRNOS, describe_os_error
+        if exc.errno not in FS_ERRNOS:
+            raise
+        print(f"alignkit {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"alignkit {args.command}: interrupted", file=sys.stderr)
         return 130
