@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 # A temporary of another host cannot be checked for a live writer; a checkpoint or merged model
 # being built in one can take a long time, so only a day-old one is surely abandoned.
 STALE_FOREIGN_S = 24 * 3600
-_HOST = re.sub(r"[^A-Za-z0-9.\-]", "_", socket.gethostname()) or "host"
+HOST = re.sub(r"[^A-Za-z0-9.\-]", "_", socket.gethostname()) or "host"
 _TMP = re.compile(r"^\.(?P<name>.+)~(?P<host>[A-Za-z0-9._\-]+)~(?P<pid>\d+)~[^~/]*\.tmp$")
 _umask_lock = threading.Lock()
 
@@ -53,7 +53,7 @@ def umask() -> int:
 
 
 def _temp_prefix(name: str) -> str:
-    return f".{name}~{_HOST}~{os.getpid()}~"
+    return f".{name}~{HOST}~{os.getpid()}~"
 
 
 def temp_name(name: str, tag: str = "") -> str:
@@ -76,7 +76,7 @@ def is_stale_temp(parent: str | os.PathLike, name: str, now: float | None = None
     m = _TMP.match(name)
     if not m:
         return False
-    if m["host"] == _HOST:
+    if m["host"] == HOST:
         pid = int(m["pid"])
         return pid != os.getpid() and not _pid_alive(pid)
     try:

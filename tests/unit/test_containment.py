@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from alignkit import fsio
 from alignkit.cli.main import main
 from alignkit.collect import prune
 from alignkit.collect.study import load_study
@@ -142,7 +143,7 @@ def test_prune_removes_a_directory_whole_or_not_at_all(sweep):
     step.mkdir()
     (step / "adapter_model.safetensors").write_bytes(b"\0" * 100)
     # what a prune killed between the rename and the rmtree leaves (writer pid 2**22+1: not running)
-    left = step.parent / f".step-260~{os.uname().nodename}~{2**22 + 1}~prune.tmp"
+    left = step.parent / f".step-260~{fsio.HOST}~{2**22 + 1}~prune.tmp"
     left.mkdir()
     (left / "adapter_model.safetensors").write_bytes(b"\0" * 100)
     study = load_study(root, accounting=False)
