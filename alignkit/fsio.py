@@ -109,9 +109,7 @@ def remove_stale_temps(parent: str | os.PathLike, target: str | None = None) -> 
             else:
                 os.unlink(path)
             removed.append(path)
-        except FileNotFoundError:
-            continue
-        except OSError:
+        except OSError:  # gone already, or a read-only filesystem
             continue
     return removed
 
