@@ -304,6 +304,7 @@ def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold:
     if dry_run:
         return _dry_run(plan, sd, chosen, hold, notes)
     with submit_lock(sd):
+        sd.remove_stale_temps()  # a killed earlier submit's (fsio: dead writers' only)
         write_sweep(plan, sd)
         code = snapshot_code(sd)
         if chosen == "slurm":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.errors import UserError
+from alignkit.fsio import remove_stale_temps
 
 MANIFEST = "manifest.json"
 JOURNAL = "journal.jsonl"
@@ -83,6 +84,11 @@ class SweepDir:
     @property
     def lock(self) -> Path:
         return self.root / ".submit.lock"
+
+    def remove_stale_temps(self) -> None:
+        """Temporaries a killed submit or collect left where they write (fsio: dead writers' only)."""
+        for d in (self.root, self.code, self.code / "versions", self.root / "local", self.root / "dry-run"):
+            remove_stale_temps(d)
 
     def job(self, job_id: str) -> Path:
         return self.jobs / check_id(job_id, "job id")

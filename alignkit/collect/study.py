@@ -94,8 +94,7 @@ def _shape_ok(name: str, obj: Any) -> str | None:
 def load_study(root: str | os.PathLike, accounting: bool = True) -> Study:
     sd = SweepDir.of(root)
     manifest = sd.load_manifest()  # refuses unsafe job ids and sweep names (UserError)
-    for d in (sd.root, sd.code, sd.code / "versions", sd.root / "local", sd.root / "dry-run"):
-        remove_stale_temps(d)  # left by a killed submit (fsio's temporaries of dead writers)
+    sd.remove_stale_temps()  # left by a killed submit
     problems: list[Problem] = []
     jobs: dict[str, JobRecord] = {}
     for i, entry in enumerate(manifest["jobs"]):

@@ -247,6 +247,10 @@ def test_a_killed_submit_leaves_no_temporaries_after_the_next_run(tmp_path, caps
     _killed_submit(out, where)
     left = _temps(out)
     assert left, "the kill left no temporary: the test would prove nothing"
+    # one whose target is never written again (a HOLD file of that submit's token): the sweep-wide sweep
+    dead_pid = Path(left[0]).name.split("~")[2]
+    (out / "local").mkdir(exist_ok=True)
+    (out / "local" / f".HOLD-0123456789~{fsio.HOST}~{dead_pid}~zz.tmp").write_text("x")
     if next_run == "collect" and not (out / "manifest.json").exists():
         (out / "manifest.json").write_text(json.dumps({"sweep": "smoke", "jobs": []}))
     rc = _submit(out) if next_run == "submit" else main(["collect", str(out), "--format", "csv"])
