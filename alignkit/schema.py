@@ -83,8 +83,9 @@ def read_yaml(path: str | Path) -> tuple[Any, dict[str, int], str]:
     aliases and duplicate keys (YAML itself keeps the last one silently)."""
     path = Path(path)
     text = _read_text(path)
-    loader = _BoundedLoader(text, str(path))
+    loader = None
     try:
+        loader = _BoundedLoader(text, str(path))  # the reader refuses non-printable characters here
         node = loader.get_single_node()
         lines: dict[str, int] = {}
         if node is not None:
@@ -99,7 +100,8 @@ def read_yaml(path: str | Path) -> tuple[Any, dict[str, int], str]:
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise SpecError([f"{path}: unreadable value: {one_line(str(exc))}"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines, text
 
 
@@ -113,13 +115,14 @@ def _read_text(path: Path) -> str:
         raise SpecError([f"{path}: is a directory, not a YAML file"]) from None
     except OSError as exc:
         raise SpecError([f"{path}: cannot open: {exc.strerror}"]) from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise SpecError([f"{path}: is a directory, not a YAML file"])
-        if not stat.S_ISREG(mode):
-            kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
-            raise SpecError([f"{path}: is a {kind}, not a regular file; refused without reading it"])
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise SpecError([f"{path}: is a {kind}, not a regular file; refused without reading it"])
+    with os.fdopen(fd, "rb") as f:
         try:
             raw = f.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
@@ -193,9 +196,40 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def _check_size(root: yaml.Node, file: str) -> None:
     """Size and depth of the document once aliases are expanded, computed on the node graph in
-    time linear in the file (each anchored node once), and recursive aliases: all refused."""
+    time linear in the file (each anchored node once), and recursive aliases: all refused, naming
+    the top-level key they are under."""
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
+    tops = root.value if isinstance(root, yaml.MappingNode) else []
+    for key_node, value_node in tops:
+        try:
+            _measure(value_node, size, depth)
+        except _Recursive as exc:
+            raise SpecError([f"{file}:{exc.line}: {one_line(str(key_node.value))}: an alias refers to its own "
+                             f"anchor (a recursive structure; refused)"]) from None
+    try:
+        _measure(root, size, depth)
+    except _Recursive as exc:
+        raise SpecError([f"{file}:{exc.line}: <top>: an alias refers to its own anchor (a recursive structure; "
+                         f"refused)"]) from None
+    if size[id(root)] > MAX_NODES or depth[id(root)] > MAX_DEPTH:
+        where, label = file, "<top>"
+        if tops:  # blame the biggest top-level key
+            k, v = max(tops, key=lambda kv: (size[id(kv[1])], depth[id(kv[1])]))
+            where, label = f"{file}:{k.start_mark.line + 1}", one_line(str(k.value))
+        what = (f"expands to more than {MAX_NODES} YAML nodes through aliases (an alias bomb?)"
+                if size[id(root)] > MAX_NODES else f"is nested deeper than {MAX_DEPTH} levels through aliases")
+        raise SpecError([f"{where}: {label}: {what}; refused"])
+
+
+class _Recursive(Exception):
+    def __init__(self, line: int):
+        self.line = line
+
+
+def _measure(root: yaml.Node, size: dict[int, int], depth: dict[int, int]) -> None:
+    """Fill size/depth (expanded, capped) for every node under root, iteratively; memoised, so a
+    DAG of aliases costs its number of distinct nodes. Raises _Recursive on a cycle."""
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -210,19 +244,10 @@ def _check_size(root: yaml.Node, file: str) -> None:
         if key in size:
             continue
         if key in on_path:
-            raise SpecError([f"{file}:{node.start_mark.line + 1}: an alias refers to its own anchor "
-                             f"(a recursive structure; refused)"])
+            raise _Recursive(node.start_mark.line + 1)
         on_path.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in _children(node))
-    if size[id(root)] > MAX_NODES or depth[id(root)] > MAX_DEPTH:
-        where, label = file, "<top>"
-        if isinstance(root, yaml.MappingNode) and root.value:  # blame the biggest top-level key
-            k, v = max(root.value, key=lambda kv: (size[id(kv[1])], depth[id(kv[1])]))
-            where, label = f"{file}:{k.start_mark.line + 1}", one_line(str(k.value))
-        what = (f"expands to more than {MAX_NODES} YAML nodes through aliases (an alias bomb?)"
-                if size[id(root)] > MAX_NODES else f"is nested deeper than {MAX_DEPTH} levels through aliases")
-        raise SpecError([f"{where}: {label}: {what}; refused"])
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -297,13 +322,19 @@ def convert(tp: Any, value: Any, path: str, problems: Problems, free_text: bool 
         if value is None and type(None) in args:
             return None
         scalar_args = [a for a in args if a is not type(None)]
+        trials = []
         for arg in scalar_args:  # first type that accepts the value without problems
             trial = Problems(problems.file, problems.lines)
             out = convert(arg, value, path, trial, free_text)
             if not trial.items:
                 return out
+            trials.append((arg, trial))
         if len(scalar_args) == 1:
             return convert(scalar_args[0], value, path, problems, free_text)
+        for arg, trial in trials:  # the value has this type but breaks one of its rules: say which
+            if arg in (str, int, float) and type(value) is arg:
+                problems.items += trial.items
+                return _MISSING
         problems.add(path, f"expected {_type_name(tp)}, got {_describe(value)}")
         return _MISSING
     if origin is Literal:

@@ -24,6 +24,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} -h')\n")
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, with errors the top-level parser finds (extra arguments, control characters)
+    reported by the subcommand's parser, so every message starts `alignkit COMMAND: error:`."""
+    args, extra = parser.parse_known_args(argv)
+    command = getattr(args, "command", None)
+    own = parser.commands.get(command, parser) if command else parser  # type: ignore[attr-defined]
+    if extra:
+        own.error(f"unrecognized arguments: {' '.join(extra)}")
+    _check_control_characters(own, args)
+    return args
+
+
 def _check_control_characters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """No argument (a path, a job, a profile name) may carry a newline, NUL or other control character."""
     from alignkit.schema import CONTROL
@@ -45,13 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"alignkit.cli.{name}").add_parser(sub)
+    parser.commands = dict(sub.choices)  # type: ignore[attr-defined]
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _check_control_characters(parser, args)
+    args = _parse(parser, argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
