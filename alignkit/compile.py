@@ -21,9 +21,9 @@ from typing import Any
 
 from alignkit.errors import SpecError, UserError
 from alignkit.profiles import Profile, load_profile
-from alignkit.schema import Problems, join
-from alignkit.spec import (AXES, BenchmarkSpec, MergeSpec, Spec, check_output_dir, load_spec,
-                           local_path_issues, parse_time, resolve_source)
+from alignkit.schema import Problems, join, one_line
+from alignkit.spec import (AXES, BenchmarkSpec, MergeSpec, Spec, load_spec, local_path_issues, output_dir_problem,
+                           parse_time, resolve_source)
 
 ID_LEN = 12
 
@@ -462,14 +462,15 @@ def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str
     """Load, validate and compile a spec. Raises SpecError / UserError with one line per problem."""
     spec = load_spec(spec_path)
     if output_dir is not None:  # --output-dir: the same refusals as the spec's output_dir
-        problems = Problems("--output-dir", {})
-        check_output_dir(str(output_dir), Path.cwd(), "", problems)
-        if problems.items:
-            raise UserError(problems.items[0].replace("--output-dir: <top>: ", "--output-dir: "))
+        bad_dir = output_dir_problem(str(output_dir), Path.cwd())
+        if bad_dir:
+            raise UserError(one_line(f"--output-dir: {bad_dir}"))
     elif spec.output_dir is None:  # runs/NAME under the current directory
-        problems = spec.problems()
-        check_output_dir(f"runs/{spec.name}", Path.cwd(), "name", problems)
-        problems.raise_if_any()
+        bad_dir = output_dir_problem(f"runs/{spec.name}", Path.cwd())
+        if bad_dir:
+            problems = spec.problems()
+            problems.add("name", f"the default output directory {bad_dir}")
+            problems.raise_if_any()
     prof = load_profile(profile or spec.profile)
     jobs = compile_spec(spec, prof)
     out = Path(output_dir or spec.output_dir or f"runs/{spec.name}").expanduser().resolve()

@@ -26,7 +26,7 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 CHECKOUT_DIRS = ("alignkit", "jobs", "tests", "slurm", "docs", "requirements", "sweeps", "assets", "bench",
                  ".git", ".venv")
 # Names reach job names, file names and sbatch scripts: a letter or digit first (so never '.',
-# '..' or an option), then letters, digits, '.', '_', '-'; fullmatch, so no trailing newline.
+# '..' or an option), then letters, digits, '.', '_', '+', '-'; fullmatch, so no trailing newline.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}")
 SEED_LIMIT = 2**32  # numpy's seeds are 32-bit (transformers.set_seed seeds numpy too)
 # Per-stage resources: (smallest, largest) accepted; larger values are typos, not requests.
@@ -311,23 +311,25 @@ def check_name(value: str, what: str, path: str, problems: Problems) -> None:
                            f"digits, '.', '_', '+' or '-'")
 
 
-def check_output_dir(value: str, base: Path, path: str, problems: Problems) -> None:
+def output_dir_problem(value: str, base: Path) -> str | None:
     """A sweep directory is written into: never the checkout, its packages, or a regular file."""
     out = (base / os.path.expanduser(value)).resolve()
     inside = [d for d in CHECKOUT_DIRS if out == CHECKOUT / d or (CHECKOUT / d) in out.parents]
     if inside:
-        problems.add(path, f"{value!r} resolves to {out}, inside this checkout's {inside[0]}/ (refused)")
-    elif out == CHECKOUT or out in CHECKOUT.parents:
-        problems.add(path, f"{value!r} resolves to {out}, which holds this checkout (refused)")
-    elif out.exists() and not out.is_dir():
-        problems.add(path, f"{value!r} resolves to {out}, which is not a directory")
+        return f"{value!r} resolves to {out}, inside this checkout's {inside[0]}/ (refused)"
+    if out == CHECKOUT or out in CHECKOUT.parents:
+        return f"{value!r} resolves to {out}, which holds this checkout (refused)"
+    if out.exists() and not out.is_dir():
+        return f"{value!r} resolves to {out}, which is not a directory"
+    return None
 
 
 def check(spec: Spec, problems: Problems) -> None:
     """Cross-field checks that the types alone cannot express."""
     check_name(spec.name, "sweep name", "name", problems)
-    if spec.output_dir is not None:
-        check_output_dir(spec.output_dir, Path.cwd(), "output_dir", problems)
+    bad_dir = output_dir_problem(spec.output_dir, Path.cwd()) if spec.output_dir is not None else None
+    if bad_dir:
+        problems.add("output_dir", bad_dir)
     if spec.max_jobs is not None and spec.max_jobs <= 0:
         problems.add("max_jobs", f"must be positive, got {spec.max_jobs}")
     for section in ("models", "datasets", "methods", "peft"):
