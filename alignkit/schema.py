@@ -58,8 +58,8 @@ def join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-# Bounds on what a spec or profile file may be: real specs are a few kB, a few hundred nodes deep
-# no more than 8 levels (docs/spec.md, "Limits and refusals").
+# Bounds on what a spec or profile file may be: real specs are a few kB and a few hundred nodes,
+# nested no more than 8 levels (docs/spec.md, "Limits and refusals").
 MAX_FILE_BYTES = 1 << 20  # 1 MiB
 MAX_NODES = 100_000  # YAML nodes after alias expansion (an alias bomb expands a 4 kB file to GBs)
 MAX_DEPTH = 64  # nesting levels (PyYAML's composer recurses: deeper input is a RecursionError)

@@ -353,6 +353,11 @@ def _file(tmp: Path) -> str:
     return str(tmp / "a-file")
 
 
+def _profile(tmp: Path, extra: str) -> str:
+    (tmp / "profile.yaml").write_text("executor: slurm\n" + extra)
+    return str(tmp / "profile.yaml")
+
+
 # (id, argv built from the sandbox, fragment of the one line on stderr)
 CLI_CASES = [
     ("watch-negative", lambda t: ["status", str(t), "--watch", "-1"], "argument --watch: must be a positive finite number"),
@@ -385,6 +390,17 @@ CLI_CASES = [
     ("release-job-nul", lambda t: ["release", str(t), "a\x00"], "argument jobs: control character"),
     ("prefetch-no-spec", lambda t: ["prefetch"], "the following arguments are required: spec"),
     ("unknown-command", lambda t: ["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+    ("spec-arg-newline", lambda t: ["plan", "spec\n.yaml"], "argument spec: control character"),
+    ("profile-dev-zero", lambda t: ["plan", _spec(t), "--profile", "/dev/zero"], "/dev/zero: is a character device"),
+    ("profile-internal-path-key", lambda t: ["plan", _spec(t), "--profile", _profile(t, "path: /etc\n")],
+     "profile.yaml:2: path: unknown key 'path'"),
+    ("profile-partition-newline", lambda t: ["plan", _spec(t), "--profile", _profile(t, "partition: \"a\\nb\"\n")],
+     "profile.yaml:2: partition: control character '\\n'"),
+    ("profile-sbatch-value-newline", lambda t: ["plan", _spec(t), "--profile",
+                                                _profile(t, "sbatch: {comment: \"x\\n#SBATCH --uid=0\"}\n")],
+     "profile.yaml:2: sbatch.comment: control character"),
+    ("profile-duplicate-key", lambda t: ["plan", _spec(t), "--profile", _profile(t, "executor: local\n")],
+     "profile.yaml:2: executor: duplicate key 'executor'"),
     ("max-jobs-env-word", lambda t: (os.environ.__setitem__("ALIGNKIT_MAX_JOBS", "lots"), ["plan", _spec(t)])[1],
      "$ALIGNKIT_MAX_JOBS: must be a positive integer, got 'lots'"),
     ("max-jobs-env-small", lambda t: (os.environ.__setitem__("ALIGNKIT_MAX_JOBS", "10"), ["plan", _spec(t)])[1],
