@@ -30,11 +30,12 @@ def _ci(c: Comparison) -> str:
 
 
 def _cells(c: Comparison) -> list[str]:
-    return [f"{c.benchmark} {c.metric} {_arrow(c)}", f"{c.a} − {c.b}", fmt(c.mean_a), fmt(c.mean_b), _ci(c),
-            f"{c.contexts}×{c.seeds}", c.interval.test, c.verdict]
+    return [f"{c.benchmark} {c.metric} {_arrow(c)}", f"{c.a}: {fmt(c.mean_a)}", f"{c.b}: {fmt(c.mean_b)}", _ci(c),
+            c.verdict, f"{c.contexts}×{c.seeds}", c.interval.test]
 
 
-COLUMNS = ["question", "benchmark", "A − B", "A", "B", "difference [95% CI]", "contexts×seeds", "test", "verdict"]
+COLUMNS = ["question", "benchmark", "A", "B", "A − B [95% CI]", "verdict", "contexts×seeds", "test"]
+VERDICT_COL = COLUMNS.index("verdict")
 
 
 def _grouped(comps: list[Comparison]) -> list[list[str]]:
@@ -99,8 +100,8 @@ def html_section(f: Findings) -> str:
     body = []
     for row, c in zip(_grouped(f.comparisons), f.comparisons, strict=True):
         cls = " class='first'" if row[0] else ""
-        body.append(f"<tr{cls}>" + "".join(_td(x) for x in row[:-1]) + _td(row[-1], _CLASS.get(c.verdict, ""))
-                    + "</tr>")
+        body.append(f"<tr{cls}>" + "".join(_td(x, _CLASS.get(c.verdict, "") if i == VERDICT_COL else "")
+                                           for i, x in enumerate(row)) + "</tr>")
     parts.append(f"<div class='scroll'><table class='findings'><thead><tr>{head}</tr></thead><tbody>"
                  + "".join(body) + "</tbody></table></div>")
     return "".join(parts)

@@ -60,7 +60,7 @@ REPORT_STYLE = """
 nav.toc{background:#f7f7f7;border:1px solid #ddd;padding:0.4em 1.2em;display:inline-block}
 nav.toc ul{margin:0.2em 0;padding-left:1.2em} nav.toc li{margin:0.1em 0}
 td.better{background:#d9f2d9} td.worse{background:#f8d7d7} td.same{color:#666} td.mixed{background:#fff1c9}
-table.findings td{text-align:left} table.findings tr.first td{border-top:2px solid #999}
+table.findings td,table.findings th{text-align:left} table.findings tr.first td{border-top:2px solid #999}
 """
 
 
