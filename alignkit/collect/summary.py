@@ -241,7 +241,8 @@ def sft_dpo_tables(cells: Cells, paper_study: bool = True) -> list[Table]:
         table = "table5" if (dataset, peft) == ("beavertails", "lora") else "table4"
         if any(k[1:3] == (dataset, peft) for k in pkeys):
             title += f" (paper {paper.TITLES[table].split(':')[0]})"
-        tables.append(_drop_empty_paper_columns(Table(title, cols, rows, _NOTE, f"sftdpo-{dataset}-{peft}")))
+        tables.append(_drop_empty_paper_columns(Table(title, cols, rows, _NOTE if pap else _OWN_NOTE,
+                                                      f"sftdpo-{dataset}-{peft}")))
     return tables
 
 
@@ -251,6 +252,7 @@ def _peft(name: Any) -> str:
 
 _NOTE = ("ours = mean ± std over seeds at the final checkpoint (n = seeds); paper = the published number "
          "(Thakkar et al. 2024, no std reported); — = no result.")
+_OWN_NOTE = "mean ± std over seeds at the final checkpoint (n = seeds); — = no result."
 
 
 def table2(cells: Cells) -> Table:
@@ -307,7 +309,8 @@ def merge_tables(cells: Cells, paper_study: bool = True) -> list[Table]:
         title = f"Merges vs their inputs — {name}, {paper.DATASET_NAMES.get(g[1], g[1])}, {_peft(g[2])}"
         if any(k in pap for k in keys):
             title += " (paper Table 3)"
-        tables.append(_drop_empty_paper_columns(Table(title, cols, rows, _NOTE, f"merges-{'-'.join(map(str, g))}")))
+        tables.append(_drop_empty_paper_columns(Table(title, cols, rows, _NOTE if pap else _OWN_NOTE,
+                                                      f"merges-{'-'.join(map(str, g))}")))
     return tables
 
 
