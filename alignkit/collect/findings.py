@@ -322,8 +322,8 @@ def axis_comparisons(data: Data) -> list[Comparison]:
         for b, a in itertools.combinations(values, 2):   # later value vs earlier (spec order)
             terms = [(1.0, {axis: a}), (-1.0, {axis: b})]
             out += compare(data, f"{axis}: {a} vs {b}", str(a), str(b), terms)
-            if axis == "method":   # the paper's question: per base-model kind
-                for kind in sorted(set(data.kinds.values())):
+            if axis == "method":   # the paper's question: per base-model kind (when the study has several)
+                for kind in sorted(set(data.kinds.values())) if len(set(data.kinds.values())) > 1 else []:
                     models = {m for m, k in data.kinds.items() if k == kind}
                     out += compare(data, f"{axis}: {a} vs {b} ({kind} bases)", str(a), str(b), terms, {"model": models})
             if axis == "dataset" and "method" in data.axes:   # does the data help one method more?
