@@ -86,7 +86,7 @@ Cell = tuple  # axis values in the order of Data.axes
 class Data:
     axes: list[str]
     order: dict[str, list[Any]]                                 # each axis's values, manifest order
-    cells: dict[str, dict[Cell, dict[Any, list[float]]]]       # benchmark → cell → seed → values
+    cells: dict[str, dict[Cell, SeedMap]]                      # benchmark → cell → seed → value
     merges: dict[str, list[tuple[Cell, Any, float, list[str]]]]  # benchmark → (cell, seed, value, input jobs)
     by_target: dict[str, dict[str, float]]                     # benchmark → train job → value
     input_label: dict[str, str]                                # train job → "harmless-sft"
@@ -132,7 +132,7 @@ def _directions(study: Study, primary: dict[str, str]) -> dict[str, bool | None]
 def build_data(study: Study, rows: list[dict[str, Any]], primary: dict[str, str]) -> Data:
     axes, order = study_axes(study, rows)
     axes = [a for a in axes if a != "seed"]   # a cell's seeds are its replicates
-    cells: dict[str, dict[Cell, dict[Any, list[float]]]] = {}
+    raw: dict[str, dict[Cell, dict[Any, list[float]]]] = {}
     merges: dict[str, list] = {}
     by_target: dict[str, dict[str, float]] = {}
     for r in rows:
@@ -145,9 +145,12 @@ def build_data(study: Study, rows: list[dict[str, Any]], primary: dict[str, str]
         if r.get("merge") is not None and target is not None and target.stage == "merge":
             merges.setdefault(b, []).append((cell, r.get("seed"), r["value"], list(target.config.get("inputs") or [])))
             continue
-        cells.setdefault(b, {}).setdefault(cell, {}).setdefault(r.get("seed"), []).append(r["value"])
+        raw.setdefault(b, {}).setdefault(cell, {}).setdefault(r.get("seed"), []).append(r["value"])
         if r["target_job"]:
             by_target.setdefault(b, {})[r["target_job"]] = r["value"]
+    # two runs that share every axis value and seed (an axis the tidy table lacks) are averaged
+    cells = {b: {c: {s: sum(v) / len(v) for s, v in seeds.items()} for c, seeds in by_cell.items()}
+             for b, by_cell in raw.items()}
     labels, kinds, types = {}, {}, {}
     for job in study.jobs.values():
         model = job.config.get("model") or {}
@@ -178,29 +181,32 @@ def contexts(data: Data, bench: str, terms: list[Term], where: dict[str, Any] | 
              ) -> list[list[tuple[float, SeedMap]]]:
     """Group the benchmark's cells (filtered by `where`) by every axis the terms do not fix; keep
     the groups that have a cell for every term. (A term matching several cells of a group, which
-    only happens when two runs share all axis values, takes their per-seed mean.)"""
-    where = where or {}
-    fixed = {a for _, t in terms for a in t}
+    a set-valued term could do, takes their per-seed mean.)"""
     idx = {a: i for i, a in enumerate(data.axes)}
-    groups: dict[tuple, list[list[dict[Any, list[float]]]]] = {}
+    if any(a not in idx for _, t in terms for a in t):
+        return []
+    filt = [(idx[a], v) for a, v in (where or {}).items() if a in idx]
+    want = [[(idx[a], v) for a, v in t.items()] for _, t in terms]
+    fixed = {idx[a] for _, t in terms for a in t}
+    free = [i for i in range(len(data.axes)) if i not in fixed]
+    groups: dict[tuple, list[list[SeedMap]]] = {}
     for cell, seeds in data.cells.get(bench, {}).items():
-        if any(not _matches(cell[idx[a]], v) for a, v in where.items() if a in idx):
+        if any(not _matches(cell[i], v) for i, v in filt):
             continue
-        for k, (_, t) in enumerate(terms):
-            if all(a in idx and _matches(cell[idx[a]], v) for a, v in t.items()):
-                key = tuple(cell[i] for a, i in idx.items() if a not in fixed)
-                groups.setdefault(key, [[] for _ in terms])[k].append(seeds)
+        for k, conds in enumerate(want):
+            if all(_matches(cell[i], v) for i, v in conds):
+                groups.setdefault(tuple(cell[i] for i in free), [[] for _ in terms])[k].append(seeds)
     out = []
     for key in sorted(groups, key=str):
         parts = groups[key]
         if all(parts):
-            out.append([(w, _seed_means(p)) for (w, _), p in zip(terms, parts, strict=True)])
+            out.append([(w, p[0] if len(p) == 1 else _seed_means(p)) for (w, _), p in zip(terms, parts, strict=True)])
     return out
 
 
-def _seed_means(maps: list[dict[Any, list[float]]]) -> SeedMap:
+def _seed_means(maps: list[SeedMap]) -> SeedMap:
     seeds = set.intersection(*(set(m) for m in maps))
-    return {s: sum(sum(m[s]) / len(m[s]) for m in maps) / len(maps) for s in seeds}
+    return {s: sum(m[s] for m in maps) / len(maps) for s in seeds}
 
 
 def estimate(ctx: list[list[tuple[float, SeedMap]]]) -> tuple[stats.Interval, list]:
@@ -291,11 +297,13 @@ def _best_input(hib: bool | None) -> Callable[[dict[str, SeedMap]], SeedMap]:
 def merge_comparisons(data: Data) -> list[Comparison]:
     out = []
     idx = {a: i for i, a in enumerate(data.axes)}
-    names = sorted({(c[idx["merge"]], _label(c[idx["method"]]) if "method" in idx else "")
-                    for b in data.merges for c, *_ in data.merges[b]}, key=str) if "merge" in idx else []
-    for name, methods in names:
-        def keep(c, name=name, methods=methods):
-            return c[idx["merge"]] == name and (_label(c[idx["method"]]) if "method" in idx else "") == methods
+    if "merge" not in idx:
+        return out
+    kind = {c: (c[idx["merge"]], _label(c[idx["method"]]) if "method" in idx else "")
+            for b in data.merges for c, *_ in data.merges[b]}
+    for name, methods in sorted(set(kind.values()), key=str):
+        def keep(c, which=(name, methods)):
+            return kind[c] == which
         for bench in sorted(data.merges, key=_bench_key):
             section = f"merge {name} ({methods}) vs its inputs"
             hib = data.direction.get(bench)
