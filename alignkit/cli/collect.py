@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from alignkit.cli.common import directory
 from alignkit.errors import UserError
 
 
@@ -18,9 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Read a sweep directory (manifest, result files, journal, sacct if present) and write a tidy "
                     "long table (CSV/Parquet), mean ± std summaries beside the paper's numbers (Markdown/HTML), "
                     "plots (PNG), report.html and a checkpoint index. Corrupt result files are listed, not fatal.")
-    p.add_argument("sweep_dir", nargs="?", default=".", metavar="SWEEP_DIR",
+    p.add_argument("sweep_dir", nargs="?", default=".", metavar="SWEEP_DIR", type=directory,
                    help="the sweep's output directory (holds manifest.json); default: the current directory")
-    p.add_argument("--out", metavar="DIR", help="where to write (default: SWEEP_DIR/collect)")
+    p.add_argument("--out", metavar="DIR", type=directory, help="where to write (default: SWEEP_DIR/collect)")
     p.add_argument("--format", default="csv,parquet,md,html,png", metavar="LIST",
                    help="comma-separated subset of csv,parquet,md,html,png (default: all)")
     p.add_argument("--json", action="store_true", help="print a JSON digest (files, counts, problems, best) on stdout")
