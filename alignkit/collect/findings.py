@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 from alignkit.collect import stats
 from alignkit.collect.study import Study
+from alignkit.collect.tidy import AXIS_COLUMNS
 
 # Direction of a metric when its result entry does not say (`higher_is_better`, as the eval and
 # judge jobs and lm-eval write it). Unknown metrics get verdicts "higher"/"lower", not better/worse.
@@ -111,7 +112,8 @@ def study_axes(study: Study, rows: list[dict[str, Any]]) -> tuple[list[str], dic
                 v = _pref(v) if isinstance(v, (list, tuple)) else v
                 if v is not None and v not in vals:
                     vals.append(v)
-    axes = [k for k in order if k in columns]
+    known = list(AXIS_COLUMNS)   # only for the order shown: the tidy table's, then any new axis
+    axes = sorted((k for k in order if k in columns), key=lambda k: known.index(k) if k in known else len(known))
     return axes, {k: order[k] for k in axes}
 
 

@@ -150,7 +150,7 @@ def paired(diffs: Sequence[Sequence[float]], level: float = 0.95) -> Interval:
     v = [_var(d) / len(d) for d in ctx]
     var = sum(v) / C**2
     if var == 0.0:
-        return Interval(est, est, est, "paired t (zero variance)")
+        return Interval(est, est, est, "paired t (all differences equal)")
     df = sum(v) ** 2 / sum(vc**2 / (len(d) - 1) for vc, d in zip(v, ctx, strict=True) if vc > 0)
     half = t_quantile(0.5 + level / 2, df) * math.sqrt(var)
     return Interval(est, est - half, est + half, f"paired t, df={df:.1f}")
