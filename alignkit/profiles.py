@@ -41,7 +41,7 @@ class Profile:
     account: Optional[str] = None
     qos: Optional[str] = None
     constraint: Optional[str] = None
-    setup: tuple[str, ...] = ()
+    setup: tuple[str, ...] = field(default=(), metadata={"free_text": True})  # shell by design
     # the job's interpreter: a path (relative: to this file's folder) or a name found on PATH
     # after `setup`; default python3 as the setup lines leave it (never the login node's path)
     python: Optional[str] = None
@@ -49,8 +49,8 @@ class Profile:
     max_parallel_local: int = 2
     defaults: dict[str, StageDefaults] = field(default_factory=dict)
     sbatch: dict[str, Union[str, int, bool]] = field(default_factory=dict)
-    description: str = ""
-    path: Optional[Path] = field(default=None, compare=False)
+    description: str = field(default="", metadata={"free_text": True})
+    path: Optional[Path] = field(default=None, compare=False, init=False)  # set by load_profile
 
 
 BUILTIN_LOCAL = Profile(name="local", executor="local", signal_delay_s=30,
