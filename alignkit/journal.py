@@ -139,7 +139,7 @@ def _opt_str(v: Any) -> bool:
     return v is None or isinstance(v, str)
 
 
-_SUBMISSION = {"token": _str, "executor": _str, "jobs": _jobs, "time": _num, "array_job_id": _opt_str}
+_SUBMISSION = {"token": _str, "executor": _str, "jobs": _jobs, "time": _num}
 # required fields of each record type and what they must hold; optional ones are checked when present
 REQUIRED: dict[str, dict[str, Any]] = {
     "submission": _SUBMISSION, "recovered": _SUBMISSION,
@@ -149,7 +149,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "local_start": {"token": _str, "job": _str, "local_id": lambda v: _str(v) or _num(v), "time": _num},
     "local_end": {"token": _str, "job": _str, "state": _str, "time": _num},
 }
-OPTIONAL: dict[str, Any] = {"waits_on": _waits, "folder": _str, "stage": _str, "slurm_ids": _strs,
+OPTIONAL: dict[str, Any] = {"array_job_id": _opt_str, "waits_on": _waits, "folder": _str, "stage": _str, "slurm_ids": _strs,
                             "local_jobs": _strs, "tokens": _strs, "reason": _opt_str}
 
 
@@ -162,8 +162,8 @@ _ID_KEYS = ("job", "jobs", "local_jobs", "waits_on", "token", "tokens")
 def _check_ids(r: dict[str, Any], where: str) -> None:
     for key in _ID_KEYS:
         value = r.get(key)
-        for v in (list(value) if isinstance(value, (list, dict)) else [] if value is None else [value]):
-            if not isinstance(v, str) or not _SAFE_ID.fullmatch(v) or v in (".", ".."):
+        for v in (list(value) if isinstance(value, (list, dict)) else [value]):
+            if isinstance(v, str) and (not _SAFE_ID.fullmatch(v) or v in (".", "..")):  # other types: _bad
                 raise UserError(f"{where}: key '{key}': {v!r} is not a safe job id or token "
                                 f"(letters, digits, '.', '_', '-'; not '.' or '..')")
 
@@ -189,11 +189,12 @@ def read_records(sd: SweepDir) -> tuple[list[dict[str, Any]], list[str]]:
             if n < len(lines):  # the last piece has no newline yet: torn, not corrupt
                 problems.append(f"{sd.journal}:{n}: not a JSON record; skipped")
             continue
+        if isinstance(r, dict):  # a hostile id is refused whatever else is wrong with the record
+            _check_ids(r, f"{sd.journal}: line {n}")
         why = _bad(r)
         if why:
             problems.append(f"{sd.journal}:{n}: {why}; skipped")
             continue
-        _check_ids(r, f"{sd.journal}: line {n}")
         records.append(r)
     return records, problems
 

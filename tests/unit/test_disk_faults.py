@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import fsio, journal, launch
+from alignkit import fsio, journal
+from alignkit.backends import local as local_backend
 from alignkit.cli.main import main
 from alignkit.collect.synthetic import write_study
 from alignkit.sweepdir import SweepDir
@@ -112,7 +113,7 @@ def fs(tmp_path, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def no_driver(monkeypatch):
-    monkeypatch.setattr(launch, "start_local_driver", lambda sd, token, code: 0)  # held: nothing to run
+    monkeypatch.setattr(local_backend, "start_local_driver", lambda sd, token, code: 0)  # held: nothing to run
 
 
 def _submit(out: Path) -> int:
@@ -232,7 +233,7 @@ KILL_AT = {
 
 
 def _killed_submit(out: Path, where: str) -> None:
-    code = ("import os, signal; import alignkit.launch as l; l.start_local_driver = lambda *a: 0; "
+    code = ("import os, signal; import alignkit.backends.local as l; l.start_local_driver = lambda *a: 0; "
             f"{KILL_AT[where]}; from alignkit.cli.main import main; "
             f"main(['submit', {SMOKE!r}, '-o', {str(out)!r}, '--executor', 'local', '--hold', '--skip-preflight'])")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),

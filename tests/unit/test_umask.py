@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from alignkit import fsio, launch
+from alignkit.backends import local as local_backend
 from alignkit.cli.main import main
 from alignkit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
@@ -50,7 +51,7 @@ def _wrong_modes(root: Path, u: int) -> list[str]:
 @pytest.mark.parametrize("u", [0o002, 0o022])
 def test_submitted_sweep_and_collect_outputs_follow_the_umask(tmp_path, monkeypatch, capsys, umask, u):
     umask(u)
-    monkeypatch.setattr(launch, "start_local_driver", lambda sd, token, code: 0)  # held: no driver needed
+    monkeypatch.setattr(local_backend, "start_local_driver", lambda sd, token, code: 0)  # held: no driver needed
     out = tmp_path / "sweep"
     assert main(["submit", str(ROOT / "sweeps" / "smoke.yaml"), "-o", str(out), "--executor", "local",
                  "--hold", "--skip-preflight"]) == 0
