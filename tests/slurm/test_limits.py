@@ -168,27 +168,3 @@ def test_plan_with_profile_says_arrays_split_and_waves(limits, sweep, capsys):
     assert "6 array(s) exceed MaxArraySize=101: 14 sbatch calls in all" in out
     assert "770 jobs exceed the" in out and "submit queues them in waves" in out
 
-
-def test_aftercorr_survives_one_failed_upstream_task(cluster, sweep, capsys):
-    """12 trains, one fails; their evals `aftercorr`, held until every train has ended, so no eval
-    task was split out of its array record before: SLURM then judges them all
-    DependencyNeverSatisfied (the upstream array ended with a failure). Only the eval of the
-    failed train may end BLOCKED; status rewires the others to their own inputs and they run."""
-    trains = [fp.job(f"a{i:02d}", steps=1, sleep_s=0.2, fail_at=1 if i == 11 else None) for i in range(12)]
-    evals = [fp.job(f"b{i:02d}", stage="eval", deps=(t.id,), steps=1, sleep_s=0) for i, t in enumerate(trains)]
-    res = submit(fp.plan(sweep, trains + evals), hold=True)
-    assert res.groups[1].dependency == f"aftercorr:{res.groups[0].array_job_id}"
-    sd = SweepDir.of(sweep)
-    assert cli(["release", str(sweep), "--stage", "train"]) == 0
-    wait_for(lambda: all(j.state in ("COMPLETED", "FAILED") for j in refresh(sd, stage="train").jobs), 900,
-             "the trains", every=3)
-    ev = res.groups[1].array_job_id
-    subprocess.run(["scontrol", "release", ev], check=True)  # not through status: nothing rewired yet
-    wait_for(lambda: "DependencyNeverSatisfied" in subprocess.run(
-        ["squeue", "-h", "-r", "-j", ev, "-o", "%r"], capture_output=True, text=True).stdout, 60,
-        "SLURM's verdict on the eval array")
-    st = wait_for(lambda: (s := refresh(sd)) and all(
-        j.state in ("COMPLETED", "FAILED", "BLOCKED", "CANCELLED") for j in s.jobs) and s, 900, "the evals", every=3)
-    by = {j.name: j.state for j in st.jobs}
-    assert by.pop("a11") == "FAILED" and by.pop("b11") == "BLOCKED"
-    assert set(by.values()) == {"COMPLETED"}, {k: v for k, v in by.items() if v != "COMPLETED"}
