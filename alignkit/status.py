@@ -278,9 +278,16 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
     # cluster: eval 897_15 stuck behind completed train 861_15). So believe it only for an
     # attempt whose inputs we do not know; one whose journaled inputs are all fine gets its
     # dependency set to those inputs alone (`rewire`), and runs.
+    # Likewise a task whose inputs are all done (DONE on disk) yet still waits on a dependency:
+    # sacct keeps the array record's stale reason (`Dependency`) where squeue already says
+    # DependencyNeverSatisfied; its dependency is cleared, which is right whatever SLURM thinks.
     rewire: dict[str, list[tuple[str, int | None]]] = {}
     for job_id, atts in jr.attempts.items():
         att = atts[-1]
+        inputs_done = bool(att.waits_on) and all(raw.get(d, ("?", None))[0] == "COMPLETED" for d in att.waits_on)
+        if raw[att.key] == ("PENDING", "Dependency") and inputs_done:
+            rewire[job_id] = []
+            continue
         if raw[att.key] != ("PENDING", "DependencyNeverSatisfied"):
             continue
         if att.waits_on:  # none failed: the cascade above would have blocked it
