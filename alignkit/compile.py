@@ -21,7 +21,7 @@ from typing import Any
 from alignkit.errors import SpecError
 from alignkit.profiles import Profile, load_profile
 from alignkit.schema import join
-from alignkit.spec import AXES, BenchmarkSpec, MergeSpec, Spec, load_spec, parse_time
+from alignkit.spec import AXES, DPO_MAX_PROMPT_LENGTH, BenchmarkSpec, MergeSpec, Spec, load_spec, parse_time
 
 ID_LEN = 12
 
@@ -240,8 +240,11 @@ class _Compiler:
         cfg = {"name": name, **_plain(method)}
         if method.type == "dpo" and method.beta is None:
             cfg["beta"] = 0.1  # TRL's long-standing default; the paper does not state it
+        if method.type == "dpo" and method.max_prompt_length is None:
+            cfg["max_prompt_length"] = DPO_MAX_PROMPT_LENGTH
         if method.type == "sft":
             cfg.pop("beta")
+            cfg.pop("max_prompt_length")
         return cfg
 
     def checkpoints(self) -> list[Any]:

@@ -19,6 +19,7 @@ PREFERENCES = ("helpful", "harmless")
 STAGES = ("train", "eval", "merge", "judge")
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
 Scalar = Union[str, int]
+DPO_MAX_PROMPT_LENGTH = 128  # TRL 0.7/0.8's default when a DPO method gives none
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class MethodSpec:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_length: int = 512
-    max_prompt_length: int = 128
+    max_prompt_length: Optional[int] = None  # DPO only; null means 128 for DPO (SFT never cuts prompts)
     beta: Optional[float] = None  # DPO only; null means 0.1 for DPO
     completion_only_loss: bool = True  # SFT: loss on the response tokens only
 
@@ -326,13 +327,17 @@ def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:
     if m.learning_rate <= 0:
         problems.add(join(p, "learning_rate"), f"must be positive, got {m.learning_rate}")
     for key in ("batch_size", "per_device_batch_size", "max_length", "max_prompt_length"):
-        if getattr(m, key) <= 0:
+        if getattr(m, key) is not None and getattr(m, key) <= 0:
             problems.add(join(p, key), f"must be positive, got {getattr(m, key)}")
     if m.batch_size % m.per_device_batch_size:
         problems.add(join(p, "batch_size"), f"{m.batch_size} is not a multiple of per_device_batch_size "
                                             f"{m.per_device_batch_size}")
-    if m.max_prompt_length >= m.max_length:
-        problems.add(join(p, "max_prompt_length"), f"{m.max_prompt_length} must be below max_length {m.max_length}")
+    if m.type == "sft" and m.max_prompt_length is not None:
+        problems.add(join(p, "max_prompt_length"), "max_prompt_length is a DPO setting (SFT keeps the first "
+                                                   "max_length tokens, as TRL's SFTTrainer); remove it from an SFT method")
+    elif m.type == "dpo" and (m.max_prompt_length or DPO_MAX_PROMPT_LENGTH) >= m.max_length:
+        problems.add(join(p, "max_prompt_length"), f"{m.max_prompt_length or DPO_MAX_PROMPT_LENGTH} must be "
+                                                   f"below max_length {m.max_length}")
     if not 0 <= m.warmup_ratio < 1:
         problems.add(join(p, "warmup_ratio"), f"must be in [0, 1), got {m.warmup_ratio}")
     if m.type == "sft" and m.beta is not None:
