@@ -53,6 +53,9 @@ def preview(config: dict, n: int) -> dict:
     from jobs.errors import JobFailure
     from jobs.train import load_examples
 
+    import datasets
+
+    datasets.disable_progress_bars()  # stdout/stderr carry the preview, not map() bars
     kind = config["method"]["type"]
     try:
         data = load_examples(config, kind)
