@@ -60,7 +60,7 @@ def sft_after(rows, tok, max_length: int) -> dict:
     sft = sft_rows(rows)
     ds, dropped, kept = examples.build("sft", sft, tok, {"max_length": max_length})
     earlier = 0
-    for ex, i in zip(ds, kept):
+    for ex, i in zip(ds, kept, strict=True):
         row = sft[i]
         # loss tokens must all lie past the prompt; count any that do not
         n_prompt = len(examples._tokenize(tok, row["prompt"], add_generation_prompt=True))

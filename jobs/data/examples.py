@@ -123,6 +123,6 @@ def decode(kind: str, example: dict, tokenizer: Any, completion_only_loss: bool 
     dec = tokenizer.decode
     if kind == "sft":
         ids, mask = example["input_ids"], example["completion_mask"]
-        loss = [t for t, m in zip(ids, mask) if m or not completion_only_loss]
+        loss = [t for t, m in zip(ids, mask, strict=True) if m or not completion_only_loss]
         return {"text": dec(ids), "loss_text": dec(loss)}
     return {k: dec(example[f"{k}_ids"]) for k in ("prompt", "chosen", "rejected")}

@@ -52,7 +52,7 @@ grid: {{model: [tiny], dataset: [hh], preference: [harmless], method: [sft, dpo]
 
 def turns(transcript: str) -> list[tuple[str, str]]:
     parts = re.split(r"\n\n(Human|Assistant):", transcript)
-    return [(role, text.strip()) for role, text in zip(parts[1::2], parts[2::2])]
+    return [(role, text.strip()) for role, text in zip(parts[1::2], parts[2::2], strict=True)]
 
 
 def vicuna_prompt(ts: list[tuple[str, str]]) -> str:
@@ -138,7 +138,7 @@ def test_dpo_prompts_are_whole_when_the_pair_fits(tmp_path, raw):
         elif n_prompt <= MAX_PROMPT:  # a short prompt stays whole; the long response is cut instead
             assert ex["prompt"] == prompt
             got = [ex["chosen"], ex["rejected"]]
-            assert got != responses and all(r.startswith(g.rstrip("\ufffd")) for g, r in zip(got, responses))
+            assert got != responses and all(r.startswith(g.rstrip("\ufffd")) for g, r in zip(got, responses, strict=True))
         else:
             cut += 1
             assert ex["prompt"].startswith("<s>" + SYSTEM)  # BOS and the system text survive the cut
