@@ -43,7 +43,8 @@ def find_job(jobs: list, selector: str):
         raise UserError(f"--job: '{selector}' matches {len(hits)} jobs ({', '.join(j.id for j in hits[:4])}"
                         f"{', ...' if len(hits) > 4 else ''}); give more of the id")
     if hits[0].stage != "train":
-        raise UserError(f"--job: {hits[0].name} is a {hits[0].stage} job; preview shows training jobs")
+        raise UserError(f"--job: {hits[0].name} is not a training job (stage {hits[0].stage}); "
+                        f"preview shows training jobs")
     return hits[0]
 
 

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # tokenizes 1,000 real rows twice in a subprocess (about a minute)
-
 ROOT = Path(__file__).resolve().parents[2]
 HH = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test-first1000.jsonl.gz"
 TINY = ROOT / "assets" / "tiny-llama"
@@ -88,6 +86,7 @@ def _preview(tmp_path, method: str) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # tokenizes 1,000 real rows in a subprocess (about a minute)
 def test_sft_loss_text_is_the_final_chosen_response(tmp_path, raw):
     out = _preview(tmp_path, "sft")
     assert out["method"] == "sft" and out["rows_in"] == 1000
@@ -110,6 +109,7 @@ def test_sft_loss_text_is_the_final_chosen_response(tmp_path, raw):
     assert earlier > 500  # earlier assistant turns were in the text, none in the loss text
 
 
+@pytest.mark.slow
 def test_dpo_prompts_are_whole_when_the_pair_fits(tmp_path, raw):
     from jobs.train import load_tokenizer
 
@@ -145,3 +145,26 @@ def test_dpo_prompts_are_whole_when_the_pair_fits(tmp_path, raw):
             assert ex["prompt"].endswith(prompt[-30:])
             assert len(ex["prompt"]) < len(prompt)  # (its token count, 128, is checked in test_train_job)
     assert fits > 500 and cut > 0
+
+
+def _alignkit(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "alignkit", *argv], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("job,message", [
+    ("nope", "--job: no job matches 'nope'"),
+    ("tiny-llama/beavertails/helpful/sft/lora/s0/eval", "is not a training job (stage eval)"),
+])
+def test_bad_job_is_one_line_and_exit_2(job, message):
+    proc = _alignkit("preview", str(ROOT / "sweeps" / "smoke.yaml"), "--job", job)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sft_method_refuses_max_prompt_length(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("    max_length: 512\n    lora: {r: 8, alpha: 16, dropout: 0.1",
+                                 "    max_length: 512\n    max_prompt_length: 64\n    lora: {r: 8, alpha: 16, dropout: 0.1"))
+    proc = _alignkit("plan", str(spec))
+    assert proc.returncode == 2 and "methods.sft.max_prompt_length: max_prompt_length is a DPO setting" in proc.stderr
