@@ -2,7 +2,7 @@
 
 `script` is a list of behaviours consumed one per request ("ok", "429", "slow", "bad_json",
 "no_choices", "401", "500", "filter400": Azure's content-filter 400, "null_content": a 200 whose
-content is null, "echo_key": a 401 whose body echoes the Authorization header); once it is used up
+content is null, "two_tags": a 200 reply holding both "[[A]]" and "[[B]]", "echo_key": a 401 whose body echoes the Authorization header); once it is used up
 every request is "ok". "ok" answers with `answer(system, user)`; with `logprobs(system, user)` a
 request asking for logprobs also gets them, as OpenAI's chat API returns them (one token, its
 top_logprobs). Every request's headers and body are recorded.
@@ -58,6 +58,8 @@ class JudgeServer:
                 msgs = body["messages"]
                 if action == "null_content":
                     text, finish = None, "content_filter"
+                elif action == "two_tags":
+                    text, finish = "Either [[A]] or [[B]]", "stop"
                 else:
                     text, finish = outer.answer(msgs[0]["content"], msgs[-1]["content"]), "stop"
                 choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
