@@ -202,3 +202,47 @@ def test_local_hf_judge_scores_offline_through_the_package_and_caches(tmp_path, 
     judge_stage.run(jd, cfg, threading.Event())
     assert json.loads((jd / "judge.json").read_text())["provenance"]["requests_made"] == 0
     assert no_network == []
+
+
+def _stand_in_lc_files(folder: Path) -> None:
+    """Made-up files in the format of the hub's df_gamed.csv / instruction_difficulty.csv (the real ones
+    are not in ../shared/data): they exercise the wiring, the package computes the number."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    difficulty = pd.Series(rng.normal(size=805), name="instruction_difficulty")
+    difficulty.to_csv(folder / "instruction_difficulty.csv")
+    pd.DataFrame([{"model": m, "index": i, "preference": rng.uniform(), "std_delta_len": rng.normal(),
+                   "instruction_difficulty": difficulty[i], "not_gamed_baseline": False}
+                  for m in ("verbose", "concise") for i in range(805)]).to_csv(folder / "df_gamed.csv", index=False)
+
+
+def test_length_controlled_win_rate_is_the_packages_on_the_same_annotations(tmp_path, monkeypatch, no_network):
+    import pandas as pd
+
+    monkeypatch.delenv("ALIGNKIT_JUDGE_CACHE", raising=False)
+    monkeypatch.setenv("ALIGNKIT_TEST_OPENAI_KEY", "sk-test-never-used")
+    src = tmp_path / "data"
+    src.mkdir()
+    shutil.copy(DATA / "gpt4_1106_preview.model_outputs.json", src)
+    _stand_in_lc_files(src)
+    outputs = json.loads((DATA / "vicuna-7b-v1.3.model_outputs.json").read_text())
+    bench = {"type": "alpaca_eval", "source": str(src), "reference": "gpt4_1106_preview.model_outputs.json",
+             "length_controlled": True, "judge": API_JUDGE}
+    jd, _ = _eval_job(tmp_path, outputs, bench)
+    conf_path, _, _ = alpaca_eval.annotator_config(alpaca_eval.DEFAULT_ANNOTATOR, "b")
+    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", alpaca_eval.DEFAULT_ANNOTATOR, conf_path, API_JUDGE, "ev")
+    cache.parent.mkdir(parents=True)
+    shutil.copy(ANNOTATIONS, cache)
+    weights = Path(alpaca_eval.package().__file__).parent / "metrics" / "weights"
+    existed = weights.exists()
+    assert run_job(jd) == "done"
+    entry = json.loads((jd / "judge.json").read_text())["checkpoints"]["final"]["alpaca_eval"]
+    # the package's function, called directly on the published annotations with the same two files
+    ae = alpaca_eval.package()
+    with alpaca_eval._lc_files({f: src / f for f in alpaca_eval.LC_FILES}):
+        direct = ae.metrics.get_length_controlled_winrate(pd.read_json(ANNOTATIONS), save_weights_dir=None)
+    assert entry["length_controlled_winrate"] == pytest.approx(direct["length_controlled_winrate"], abs=1e-9)
+    assert entry["win_rate"] == pytest.approx(4.6425, abs=1e-3) and entry["requests_made"] == 0
+    assert no_network == [] and weights.exists() == existed  # nothing written into the installed package

@@ -127,3 +127,23 @@ def test_realtoxicity_records_the_continuation_only_score_beside_the_pair_score(
     assert entry["metric"] == "toxicity_logit" and entry["max_new_tokens"] == 20
     # the toxic continuation scores below the friendly one on its own
     assert alone[0] < 0 < alone[1]
+
+
+class _Echo:
+    def __init__(self) -> None:
+        self.max_new = None
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        self.max_new = max_new_tokens
+        return [f"  answer to {p}\n" for p in prompts]
+
+
+def test_alpaca_eval_generation_uses_alpaca_evals_length_and_strips_outputs():
+    gen = _Echo()
+    cfg = {"source": str(SMOKE / "alpaca_eval" / "alpaca_eval.json"), "max_new_tokens": None, "use_template": False}
+    entry, rows = alpaca_eval.generate(gen, None, cfg, "b", "m/job/final")
+    assert gen.max_new == entry["max_new_tokens"] == 2048  # alpaca_eval models_configs: max_new_tokens 2048
+    assert rows[0]["output"] == f"answer to {rows[0]['instruction']}"  # evaluate_from_model's is_strip_output
+    assert entry["reference"] == {"source": cfg["source"], "file": "alpaca_eval.json", "revision": None,
+                                  "generator": "gpt4"}
+    assert alpaca_eval.generate(gen, None, dict(cfg, max_new_tokens=16), "b", "m")[0]["max_new_tokens"] == 16
