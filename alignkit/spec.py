@@ -134,9 +134,18 @@ class BenchmarkSpec:
     chat_template: Optional[bool] = None  # null = the model family's policy (evals.chat_template)
     source: Optional[str] = None  # dataset file/dir or hub id for the safety/generation evals
     num_prompts: Optional[int] = None
-    max_new_tokens: int = 64
+    # generation length; null = the benchmark's reference setting (AlpacaEval's model configs 2048,
+    # Red-Instruct's generate_responses.py 500, RealToxicityPrompts 20: docs/evaluation.md)
+    max_new_tokens: Optional[int] = None
     classifier: Optional[str] = None  # realtoxicity: sequence classifier (hub id or path)
     judge: Optional[str] = None  # red_instruct / alpaca_eval: a name in evals.judges
+    # alpaca_eval: the reference outputs file in `source` (null = alpaca_eval_gpt4_baseline.json, AlpacaEval 2's
+    # GPT-4 Turbo outputs; alpaca_eval.json = AlpacaEval 1's davinci-003), the alpaca_eval package's annotator
+    # config (null = weighted_alpaca_eval_gpt4_turbo; alpaca_eval_gpt4 = AlpacaEval 1's), and whether to add its
+    # length-controlled win rate (needs df_gamed.csv and instruction_difficulty.csv of tatsu-lab/alpaca_eval)
+    reference: Optional[str] = None
+    annotator: Optional[str] = None
+    length_controlled: bool = True
 
 
 @dataclass(frozen=True)
@@ -502,9 +511,17 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
             v = getattr(b, key)
             if v is not None and (v < 0 or (v == 0 and key != "num_fewshot")):
                 problems.add(join(bp, key), f"must be positive, got {v}")
-        if b.max_new_tokens <= 0:
+        if b.max_new_tokens is not None and b.max_new_tokens <= 0:
             problems.add(join(bp, "max_new_tokens"), f"must be positive, got {b.max_new_tokens}")
+        for key in ("reference", "annotator"):  # file/config names: they become paths on the compute node
+            v = getattr(b, key)
+            if v is not None and b.type != "alpaca_eval":
+                problems.add(join(bp, key), f"only an alpaca_eval benchmark takes '{key}'")
+            elif v is not None and not _PLAIN_NAME.match(v):
+                problems.add(join(bp, key), f"{v!r} is not a plain file or config name (letters, digits, _ . -)")
 
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 _MERGE_PARAMS = {
     "slerp": {"t"},
