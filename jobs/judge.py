@@ -21,6 +21,7 @@ from pathlib import Path
 
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
+from jobs.evaluate import runs_at
 from jobs.judges import Judge, make_judge
 from jobs.safety import alpaca_eval, red_instruct
 
@@ -73,6 +74,8 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             raise Preempted("judge: stopped between checkpoints; verdicts so far are cached")
         out: dict[str, dict] = {}
         for name, b in benchmarks.items():
+            if not runs_at(b, ckpt):  # not generated there either
+                continue
             where = f"checkpoint {ckpt} benchmark {name}"
             if name not in entries or not entries[name].get("generations"):
                 raise JobFailure(f"{where}: eval.json of {target} has no generations for it")
@@ -87,7 +90,8 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             atomic_write_text(vpath, "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in verdicts))
             entry["verdicts"] = str(vpath.relative_to(job_dir))
             out[name] = entry
-        result["checkpoints"][ckpt] = out
+        if out:
+            result["checkpoints"][ckpt] = out
         result["provenance"]["requests_made"] = sum(j.requests_made for j in made.values())
         atomic_write_json(job_dir / "judge.json", result)
     atomic_write_json(job_dir / "judge.json", result)
