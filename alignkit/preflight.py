@@ -127,10 +127,11 @@ def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
 
 # ---- the datasets lm-eval loads ----------------------------------------------------------------------
 
-def lm_eval_datasets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[str]]:
+def lm_eval_datasets(jobs: list[dict[str, Any]], managers: dict | None = None) -> tuple[list[dict], list[str]]:
     """The datasets the lm_eval benchmarks of compiled jobs load, one per (path, config, kwargs):
     [{"benchmark", "task", "dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset"}],
-    and one line per benchmark whose task lm-eval does not know."""
+    and one line per benchmark whose task lm-eval does not know. `managers` keeps lm-eval's
+    TaskManagers between calls (indexing its task tree takes seconds)."""
     from jobs.lm_eval_adapter import task_datasets  # lm_eval: seconds to index its task tree
 
     wanted: dict[tuple, str] = {}
@@ -139,7 +140,7 @@ def lm_eval_datasets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[str]]
             if isinstance(spec, dict) and spec.get("type") == "lm_eval" and spec.get("task"):
                 wanted.setdefault((spec["task"], spec.get("include_path")), bench)
     out: dict[tuple, dict] = {}
-    problems, cache = [], {}
+    problems, cache = [], (managers if managers is not None else {})
     for (task, include), bench in wanted.items():
         try:
             leaves = task_datasets(task, include, cache)
@@ -206,10 +207,10 @@ def prepared(leaf: dict, cache: Path) -> bool:
     return True
 
 
-def study_assets(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+def study_assets(jobs: list[dict[str, Any]], managers: dict | None = None) -> dict[str, Any]:
     """Everything compiled jobs read: {"models", "datasets", "lm_eval" (task datasets), "unknown_tasks"}."""
     models, datasets = spec_assets(jobs)
-    leaves, unknown = lm_eval_datasets(jobs)
+    leaves, unknown = lm_eval_datasets(jobs, managers)
     return {"models": models, "datasets": datasets, "lm_eval": leaves, "unknown_tasks": unknown}
 
 
