@@ -275,3 +275,16 @@ def test_prefetch_of_tasks_on_local_files_downloads_nothing(tmp_path):
     assert lines == ["lm_eval mmlu: task smoke_mmlu: its own loader reads local files, nothing to download",
                      "lm_eval own: task own_json: json reads local files, nothing to download",
                      f"lm_eval dir: task own_dir: {tmp_path} reads local files, nothing to download"]
+
+
+def test_hf_judges_and_unknown_lm_eval_tasks_are_covered():
+    from alignkit.preflight import lm_eval_datasets
+
+    judge = {"stage": "judge", "benchmarks": {"ae": {"type": "alpaca_eval", "source": str(TINY),
+                                                     "judge": {"name": "local", "type": "hf",
+                                                               "source": "org/judge-7b", "revision": "r1"}}}}
+    models, _ = spec_assets([judge])
+    assert models == [{"name": "judge local", "source": "org/judge-7b", "revision": "r1"}]
+    evaluate = {"stage": "eval", "benchmarks": {"x": {"type": "lm_eval", "task": "no_such_task_anywhere"}}}
+    assert lm_eval_datasets([evaluate], MANAGERS) == ([], ["lm_eval x: lm-eval knows no task or group "
+                                                          "'no_such_task_anywhere'"])
