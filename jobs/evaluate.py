@@ -9,8 +9,9 @@ Recipe (config: docs/contract.md "eval"; outputs: docs/evaluation.md):
   4. per checkpoint: load its adapter beside the previous one, switch to it, drop the previous;
      check on a probe input that the adapter changes the logits (else fail: an adapter that is
      silently not applied would report the base model's scores as the run's)
-  5. per benchmark that runs at this checkpoint (its `checkpoints`): lm-eval tasks (jobs.lm_eval_adapter), RealToxicityPrompts (generate + score),
-     Red-Instruct and AlpacaEval (generate only; jobs.judge scores them on a CPU node)
+  5. per benchmark that runs at this checkpoint (its `checkpoints`): lm-eval tasks
+     (jobs.lm_eval_adapter), RealToxicityPrompts (generate + score), Red-Instruct and AlpacaEval
+     (generate only; jobs.judge scores them on a CPU node)
   6. after each checkpoint, write eval.json atomically; generations under generations/<ckpt>/
 """
 
