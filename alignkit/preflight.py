@@ -132,13 +132,15 @@ def lm_eval_datasets(jobs: list[dict[str, Any]], managers: dict | None = None) -
     [{"benchmark", "task", "dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset"}],
     and one line per benchmark whose task lm-eval does not know. `managers` keeps lm-eval's
     TaskManagers between calls (indexing its task tree takes seconds)."""
-    from jobs.lm_eval_adapter import task_datasets  # lm_eval: seconds to index its task tree
-
     wanted: dict[tuple, str] = {}
     for job in jobs:
         for bench, spec in ((job.get("config", job)).get("benchmarks") or {}).items():
             if isinstance(spec, dict) and spec.get("type") == "lm_eval" and spec.get("task"):
                 wanted.setdefault((spec["task"], spec.get("include_path")), bench)
+    if not wanted:
+        return [], []
+    from jobs.lm_eval_adapter import task_datasets  # lm_eval: seconds to index its task tree
+
     out: dict[tuple, dict] = {}
     problems, cache = [], (managers if managers is not None else {})
     for (task, include), bench in wanted.items():
