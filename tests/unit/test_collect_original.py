@@ -1,4 +1,5 @@
-"""evals.base_models: collect puts the untrained models' results beside the paper's "Original" rows."""
+"""collect with the eval choices of the plan: the untrained models beside the paper's "Original" rows,
+benchmarks that run at fewer checkpoints."""
 
 from __future__ import annotations
 
@@ -43,3 +44,29 @@ def test_untrained_models_sit_beside_the_papers_original_rows(tmp_path):
     assert rows[("Mistral-7b", "original")][:2] == ["0.573", "0.590"]
     assert rows[("Mistral-7b-Ins", "original")][:2] == ["0.541", "0.535"]
     assert rows[("Mistral-7b", "original")][6:8] == ["0.573", "0.590"]  # the same row under DPO
+
+
+def test_a_benchmark_at_fewer_checkpoints_leaves_no_hole_elsewhere(tmp_path):
+    import csv
+
+    root = tmp_path / "sweep"
+    manifest = write_study(root, models=("mistral-7b",), preferences=("harmless",), methods=("sft",), seeds=(0,),
+                           steps=(100,), max_steps=300, merges=False, benchmarks=("mmlu", "alpaca_eval"))
+    ev = next(j for j in manifest["jobs"] if j["stage"] == "eval")
+    ev["config"]["benchmarks"] = {n: dict(b, checkpoints=[100, "final"] if n == "mmlu" else ["final"])
+                                  for n, b in ev["config"]["benchmarks"].items()}
+    result = json.loads((root / "jobs" / ev["id"] / "eval.json").read_text())
+    del result["checkpoints"]["100"]["alpaca_eval"]  # not generated at step 100
+    (root / "jobs" / ev["id"] / "eval.json").write_text(json.dumps(result))
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    collect(root, tmp_path / "out", formats=("csv",), accounting=False)
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["job_id"] == ev["id"]]
+    assert sorted((r["checkpoint"], r["benchmark"], bool(r["value"])) for r in rows) == [
+        ("100", "mmlu", True), ("final", "alpaca_eval", True), ("final", "mmlu", True)]
+    del result["checkpoints"]["final"]["alpaca_eval"]  # a real hole still shows
+    (root / "jobs" / ev["id"] / "eval.json").write_text(json.dumps(result))
+    collect(root, tmp_path / "out", formats=("csv",), accounting=False)
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["job_id"] == ev["id"]]
+    assert ("final", "alpaca_eval", False) in {(r["checkpoint"], r["benchmark"], bool(r["value"])) for r in rows}
