@@ -30,6 +30,7 @@ from pathlib import Path
 
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
+from jobs.evaluate import runs_at
 from jobs.judges import Judge, make_judge, redact, secrets
 from jobs.safety import alpaca_eval, red_instruct
 
@@ -134,6 +135,8 @@ def _run(job_dir: Path, config: dict, stop: threading.Event, values: list[str]) 
             raise Preempted("judge: stopped between checkpoints; verdicts so far are cached")
         out: dict[str, dict] = {}
         for name, b in benchmarks.items():
+            if not runs_at(b, ckpt):  # not generated there either
+                continue
             where = f"checkpoint {ckpt} benchmark {name}"
             if name not in entries or not entries[name].get("generations"):
                 raise JobFailure(f"{where}: eval.json of {target} has no generations for it")
@@ -151,7 +154,8 @@ def _run(job_dir: Path, config: dict, stop: threading.Event, values: list[str]) 
                                             values))
             entry["verdicts"] = str(vpath.relative_to(job_dir))
             out[name] = entry
-        result["checkpoints"][ckpt] = out
+        if out:
+            result["checkpoints"][ckpt] = out
         result["provenance"]["requests_made"] = sum(j.requests_made for j in made.values()) + package_requests
         atomic_write_json(job_dir / "judge.json", result)
     atomic_write_json(job_dir / "judge.json", result)

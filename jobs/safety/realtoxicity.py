@@ -54,12 +54,12 @@ def most_severe(rows: list[dict], n: int) -> tuple[list[dict], int]:
 class ToxicityScorer:
     """A sequence classifier with one logit (positive = non-toxic), loaded once per job."""
 
-    def __init__(self, source: str, device: str, where: str, batch_size: int = 32) -> None:
+    def __init__(self, source: str, device: str, where: str, batch_size: int = 32, revision: str | None = None) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        try:
-            self.tok = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModelForSequenceClassification.from_pretrained(source).to(device).eval()
+        try:  # a revision pins a hub classifier (benchmark classifier_revision); local paths have none
+            self.tok = AutoTokenizer.from_pretrained(source, revision=revision)
+            self.model = AutoModelForSequenceClassification.from_pretrained(source, revision=revision).to(device).eval()
         except OSError as exc:
             raise JobFailure(f"{where}.classifier: cannot load {source}: {str(exc).splitlines()[0]}") from None
         if self.model.config.num_labels != 1:
