@@ -20,6 +20,12 @@ PREFERENCES = ("helpful", "harmless")
 STAGES = ("train", "eval", "merge", "judge")
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
 Scalar = Union[str, int]
+
+# A benchmark's generation length when its `max_new_tokens` is null: each reference's own setting
+# (alpaca_eval 0.6.6 models_configs/*/configs.yaml; declare-lab/red-instruct generate_responses.py
+# `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper). The jobs and plan's
+# judge-cost estimate read it from here.
+REFERENCE_MAX_NEW_TOKENS = {"alpaca_eval": 2048, "red_instruct": 500, "realtoxicity": 20}
 DPO_MAX_PROMPT_LENGTH = 128  # TRL 0.7/0.8's default when a DPO method gives none
 
 # The checkout this code runs from: a sweep directory must never land in (or over) its packages.
