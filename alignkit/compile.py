@@ -134,10 +134,15 @@ class Plan:
                 "profile": self.profile.name, "jobs": [j.to_json() for j in self.jobs], "summary": self.summary()}
 
 
+# Labels: keys left out of a job's id at any depth. `tracking` (where the run is reported) never
+# changes what a job computes, so adding or changing a tracker reuses finished jobs.
+LABEL_KEYS = ("name", "axes", "input_axes", "paper_name", "tracking")
+
+
 def _identity(value: Any) -> Any:
-    """The part of a config that affects the result: labels (names, axes) are dropped."""
+    """The part of a config that affects the result: labels (names, axes, tracking) are dropped."""
     if isinstance(value, dict):
-        return {k: _identity(v) for k, v in value.items() if k not in ("name", "axes", "input_axes", "paper_name")}
+        return {k: _identity(v) for k, v in value.items() if k not in LABEL_KEYS}
     if isinstance(value, (list, tuple)):
         return [_identity(v) for v in value]
     return value
@@ -386,6 +391,8 @@ class _Compiler:
 
     # ---- jobs and resources ---------------------------------------------------------------------
     def _job(self, name: str, stage: str, deps: tuple[str, ...], config: dict) -> Job:
+        if stage == "train" and self.spec.tracking is not None:  # a label: job_id leaves it out
+            config = {**config, "tracking": {**_plain(self.spec.tracking), "sweep": self.spec.name, "run_name": name}}
         return Job(id=job_id(config), name=name, stage=stage, depends_on=deps, config=config,
                    resources=self.resources(stage, config["axes"]))
 

@@ -130,12 +130,14 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         distributed.barrier()
 
         # 3. Trainer arguments, in the config's terms (jobs.trl_adapter maps them onto TRL's).
-        from jobs import trl_adapter
+        from jobs import tracking, trl_adapter
 
+        track = tracking.setup(job_dir, config, is_main=dist.is_main)  # the spec's tracker, if any
         args = trl_adapter.make_args(plan.kind, method, training, config["seed"], trl_adapter.Runtime(
             output_dir=str(checkpoints.resume_dir(job_dir)), grad_accum=plan.grad_accum,
             optimizer=plan.optimizer, bf16=plan.bf16, deepspeed=zero_config(stage, bf16=plan.bf16),
-            liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra))
+            liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra,
+            tracking=track.args))
 
         # 4. Data: normalized preference pairs; SFT trains on prompt + chosen.
         rows = load_rows(config, plan.kind)
@@ -156,7 +158,7 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
                                                prior=checkpoints.run_state(resume))
         trainer = trl_adapter.make_trainer(
             plan.kind, model=model, tokenizer=tokenizer, dataset=rows, peft_config=lora, args=args,
-            callbacks=[progress, saver], max_prompt_length=method.get("max_prompt_length"),
+            callbacks=[progress, saver, *track.callbacks], max_prompt_length=method.get("max_prompt_length"),
             fp32_adapters=plan.quantization is not None and stage != 3)
         if len(trainer.train_dataset) == 0:
             raise JobFailure(f"dataset {config['dataset'].get('name')}: no rows left after tokenizing and "
