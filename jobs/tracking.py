@@ -12,6 +12,7 @@ W&B runs offline (`alignkit sync` uploads them from the login node).
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from transformers import TrainerCallback
+
+from jobs.errors import JobFailure
 
 TB_DIR = "tensorboard"  # <job>/tensorboard/: event files
 WANDB_DIR = "wandb"  # <job>/wandb/offline-run-*/: W&B's offline run folders (wandb adds the "wandb" level)
@@ -56,6 +59,9 @@ def setup(job_dir: Path, config: dict, *, is_main: bool) -> Tracking:
     if not settings:
         return Tracking()
     backend = REGISTRY[settings["backend"]]
+    if importlib.util.find_spec(backend.module) is None:
+        raise JobFailure(f"tracking.backend: {settings['backend']} needs the {backend.module} package on this node "
+                         f"(pip install -c requirements/constraints.txt -e '.[track]')")
     run = _run(Path(job_dir), config, settings)
     callbacks = backend.setup(run) if is_main else []  # transformers reports from rank 0 only
     return Tracking(args={"report_to": [backend.report_to], "run_name": run.name}, callbacks=callbacks)
@@ -165,11 +171,12 @@ def _create_experiment(store: Path, uri: str, name: str) -> None:
 @dataclass(frozen=True)
 class Backend:
     report_to: str  # the integration's name in transformers' report_to
+    module: str  # the package it needs (extra `track`)
     setup: Callable[[Run], list]
 
 
 REGISTRY: dict[str, Backend] = {
-    "tensorboard": Backend("tensorboard", _tensorboard),
-    "wandb": Backend("wandb", _wandb),
-    "mlflow": Backend("mlflow", _mlflow),
+    "tensorboard": Backend("tensorboard", "tensorboard", _tensorboard),
+    "wandb": Backend("wandb", "wandb", _wandb),
+    "mlflow": Backend("mlflow", "mlflow", _mlflow),
 }

@@ -78,6 +78,16 @@ def test_no_tracking_section_reports_to_none(tmp_path):
     assert t.args == {"report_to": "none"} and t.callbacks == []
 
 
+def test_a_backend_whose_package_is_missing_fails_the_job_with_one_line(tmp_path, monkeypatch):
+    from jobs import tracking
+    from jobs.errors import JobFailure
+
+    monkeypatch.setitem(tracking.REGISTRY, "wandb", tracking.Backend("wandb", "wandb_not_installed_here", None))
+    config = {**train_config("sft"), "tracking": {"backend": "wandb", "run_name": "r", "sweep": "s"}}
+    with pytest.raises(JobFailure, match=r"^tracking.backend: wandb needs the wandb_not_installed_here package"):
+        tracking.setup(tmp_path, config, is_main=True)
+
+
 # ---- a tiny training run per backend (slow) ---------------------------------------------------------
 
 @pytest.fixture
