@@ -78,6 +78,20 @@ def test_no_tracking_section_reports_to_none(tmp_path):
     assert t.args == {"report_to": "none"} and t.callbacks == []
 
 
+def test_sync_without_offline_runs_says_so_and_outside_a_sweep_is_refused(tmp_path):
+    def sync(*args):
+        return subprocess.run([sys.executable, "-m", "alignkit", "sync", *args], capture_output=True, text=True,
+                              cwd=ROOT)
+
+    (tmp_path / "study" / "jobs" / "0123456789ab").mkdir(parents=True)
+    (tmp_path / "study" / "manifest.json").write_text("{}")
+    out = sync(str(tmp_path / "study"))
+    assert out.returncode == 0 and "no offline W&B runs to sync" in out.stdout, out.stderr
+    out = sync(str(tmp_path / "nowhere"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("alignkit sync: error: ") and "not a sweep directory" in out.stderr
+
+
 def test_a_backend_whose_package_is_missing_fails_the_job_with_one_line(tmp_path, monkeypatch):
     from jobs import tracking
     from jobs.errors import JobFailure
