@@ -49,6 +49,7 @@ class JobStatus:
     attempts: int = 0
     log: str | None = None
     attempt: Attempt | None = field(default=None, repr=False)
+    resources: dict[str, Any] = field(default_factory=dict, repr=False)  # the manifest's; not in --json
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("id", "name", "stage", "state", "reason", "elapsed_s", "node",
@@ -82,7 +83,29 @@ class StudyStatus:
                 "jobs": [j.to_json() for j in self.jobs]}
 
 
-def open_sweep(path: str | os.PathLike | None) -> SweepDir:
+def latest_sweep(runs: Path = Path("runs")) -> Path:
+    """The sweep under `runs/` whose manifest changed last (a sweep dir may sit one or two levels
+    down: runs/NAME or runs/GROUP/NAME)."""
+    found = []
+    for pattern in ("*/manifest.json", "*/*/manifest.json"):
+        for m in runs.glob(pattern):
+            try:
+                found.append((m.stat().st_mtime, m.parent))
+            except OSError:
+                continue
+    if not found:
+        raise UserError(f"no sweep directory given and none found under {runs}/ (no {runs}/*/manifest.json); "
+                        "give the sweep's output_dir")
+    return max(found)[1]
+
+
+def open_sweep(path: str | os.PathLike | None, command: str = "status") -> SweepDir:
+    """The sweep at `path`; without one, the current directory if it is a sweep, else the most
+    recent sweep under runs/ (named on stderr, so a wrong guess is seen)."""
+    if path is None and not Path("manifest.json").exists():
+        path = latest_sweep()
+        import sys
+        print(f"alignkit {command}: using {path} (most recent sweep under runs/)", file=sys.stderr)
     sd = SweepDir.of(path or ".")
     if not sd.manifest.exists():
         raise UserError(f"{sd.root}: not a sweep directory (no manifest.json; give the sweep's output_dir)")
@@ -104,7 +127,9 @@ def read_manifest(sd: SweepDir) -> tuple[list[dict[str, Any]], str, list[str]]:
     for i, j in enumerate(manifest["jobs"]):
         if isinstance(j, dict) and isinstance(j.get("id"), str) and j["id"] and "/" not in j["id"] \
                 and j["id"] not in (".", ".."):
-            jobs.append({"id": j["id"], "name": str(j.get("name", j["id"])), "stage": str(j.get("stage", "?"))})
+            res = j.get("resources")
+            jobs.append({"id": j["id"], "name": str(j.get("name", j["id"])), "stage": str(j.get("stage", "?")),
+                         "resources": res if isinstance(res, dict) else {}})
         else:
             problems.append(f"{sd.manifest}: jobs[{i}]: no usable 'id'; skipped")
     sweep = manifest.get("sweep")
@@ -176,6 +201,8 @@ def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: AttemptState |
 
 
 _PROGRESS_KEYS = {"step": int, "max_steps": int, "loss": (int, float), "updated_at": (int, float)}
+# eval/judge jobs (jobs/task_progress.py) add these; kept out of a training job's --json entry
+_TASK_KEYS = {"benchmark": str, "checkpoint": str, "items_done": int}
 
 
 def _progress(job_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
@@ -198,6 +225,10 @@ def _progress(job_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
         out[k] = v if ok else None
         if not ok:
             warnings.append(f"{path}: '{k}' is not a number; ignored")
+    for k, kind in _TASK_KEYS.items():
+        v = p.get(k)
+        if v is not None and isinstance(v, kind) and not isinstance(v, bool):
+            out[k] = v
     return out
 
 
@@ -315,7 +346,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         att = atts[-1] if atts else None
         present = files.get(j["id"], ())
         s = JobStatus(id=j["id"], name=j["name"], stage=j["stage"], state="UNSUBMITTED",
-                      attempts=len(atts), attempt=att,
+                      attempts=len(atts), attempt=att, resources=j["resources"],
                       progress=_progress(job_dir, warnings) if "progress.json" in present else None)
         if att is None:
             if "DONE" in present:
@@ -381,3 +412,21 @@ def select(jobs: list[JobStatus], selectors: list[str], stage: str | None = None
                             + " (give a job id, id prefix, name or SLURM id; see alignkit status)")
         out += [j for j in hits if j not in out]
     return out
+
+
+def find_job(jobs: list[JobStatus], text: str, stage: str | None = None) -> JobStatus:
+    """The one job `text` names: an exact id, name or SLURM id, else a unique id prefix, else a
+    unique part of a name (case-insensitive). Ambiguous: one line naming a few matches."""
+    pool = [j for j in jobs if stage is None or j.stage == stage]
+    low = text.lower()
+    for rule in (lambda j: text in (j.id, j.name, j.slurm_id), lambda j: j.id.startswith(text),
+                 lambda j: low in j.name.lower()):
+        hits = [j for j in pool if rule(j)]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            shown = ", ".join(f"{j.stage} {j.name}" for j in hits[:4])
+            raise UserError(f"'{text}' matches {len(hits)} jobs ({shown}{', ...' if len(hits) > 4 else ''}); "
+                            "give more of the name, --stage or a job id")
+    raise UserError(f"no job matches '{text}'" + (f" in stage {stage}" if stage else "")
+                    + " (give a job id, id prefix, name, part of a name or SLURM id; see alignkit status)")

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sd = open_sweep(args.sweep_dir)
+    sd = open_sweep(args.sweep_dir, "cancel")
     st = refresh(sd)
     print_warnings("cancel", st)
     chosen = [j for j in select(st.jobs, args.jobs, args.stage) if j.state in ACTIVE_STATES]

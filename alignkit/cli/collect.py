@@ -19,8 +19,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Read a sweep directory (manifest, result files, journal, sacct if present) and write a tidy "
                     "long table (CSV/Parquet), mean ± std summaries beside the paper's numbers (Markdown/HTML), "
                     "plots (PNG), report.html and a checkpoint index. Corrupt result files are listed, not fatal.")
-    p.add_argument("sweep_dir", nargs="?", default=".", metavar="SWEEP_DIR", type=directory,
-                   help="the sweep's output directory (holds manifest.json); default: the current directory")
+    p.add_argument("sweep_dir", nargs="?", metavar="SWEEP_DIR", type=directory,
+                   help="the sweep's output directory (holds manifest.json); default: the current directory, else the newest sweep under runs/")
     p.add_argument("--out", metavar="DIR", type=directory, help="where to write (default: SWEEP_DIR/collect)")
     p.add_argument("--format", default="csv,parquet,md,html,png", metavar="LIST",
                    help="comma-separated subset of csv,parquet,md,html,png (default: all)")
@@ -87,6 +87,9 @@ def _show_summary(digest: dict) -> None:
 def run(args) -> int:
     from alignkit.collect import collect, parse_formats
 
+    from alignkit.status import open_sweep
+    if args.sweep_dir is None:
+        args.sweep_dir = str(open_sweep(None, "collect").root)
     if args.yes and not args.prune:
         raise UserError("--yes only goes with --prune")
     if args.prune:

@@ -12,7 +12,7 @@ STAGES = ("train", "eval", "merge", "judge")
 
 def add_job_selection(p: argparse.ArgumentParser) -> None:
     """SWEEP_DIR, JOB... and --stage: which jobs of a sweep a command acts on."""
-    p.add_argument("sweep_dir", nargs="?", type=directory, help="sweep directory (default: current directory)")
+    p.add_argument("sweep_dir", nargs="?", type=directory, help="sweep directory (default: the current one, else the newest under runs/)")
     p.add_argument("jobs", nargs="*", metavar="JOB", help="job ids, id prefixes, names or SLURM ids")
     p.add_argument("--stage", choices=STAGES, help="only this stage")
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 from alignkit.cli.common import STAGES, directory
 from alignkit.errors import UserError
-from alignkit.status import ACTIVE_STATES, log_paths, open_sweep, print_warnings, refresh, select
+from alignkit.status import ACTIVE_STATES, find_job, log_paths, open_sweep, print_warnings, refresh, select
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("logs", help="print a job's stdout/stderr (latest attempt)",
                        description="Print the stdout and stderr of the latest attempt of JOB (a requeued "
                                    "attempt appends to the same files); --follow keeps printing until it ends.")
-    p.add_argument("job", metavar="JOB", help="job id, id prefix, name or SLURM id")
-    p.add_argument("-d", "--sweep-dir", type=directory, help="sweep directory (default: current directory)")
+    p.add_argument("job", metavar="JOB", help="job id, id prefix, name, any unique part of a name, or SLURM id")
+    p.add_argument("-d", "--sweep-dir", type=directory, help="sweep directory (default: the current one, else the newest under runs/)")
     p.add_argument("--stage", choices=STAGES, help="disambiguate a job name")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
     p.add_argument("--stdout", action="store_true", help="only stdout")
@@ -26,14 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sd = open_sweep(args.sweep_dir)
+    sd = open_sweep(args.sweep_dir, "logs")
     st = refresh(sd, cancel_blocked=False)
     print_warnings("logs", st)
-    jobs = select(st.jobs, [args.job], args.stage)
-    if len(jobs) > 1:
-        raise UserError(f"'{args.job}' matches {len(jobs)} jobs ({', '.join(f'{j.stage} {j.id}' for j in jobs)}); "
-                        f"use --stage or a job id")
-    job = jobs[0]
+    job = find_job(st.jobs, args.job, args.stage)
     if job.attempt is None:
         raise UserError(f"job {job.id} ({job.name}) was never submitted: no logs")
     paths = log_paths(job.attempt)

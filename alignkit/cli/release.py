@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sd = open_sweep(args.sweep_dir)
+    sd = open_sweep(args.sweep_dir, "release")
     st = refresh(sd)
     print_warnings("release", st)
     chosen = [j for j in select(st.jobs, args.jobs, args.stage) if j.state == "PENDING" and j.attempt]

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Run `wandb sync` on every offline W&B run the sweep's training jobs wrote "
                                    "(jobs/*/wandb/offline-run-*). Needs the login node's W&B login "
                                    "(`wandb login` or $WANDB_API_KEY).")
-    p.add_argument("sweep_dir", nargs="?", type=directory, help="sweep directory (default: current directory)")
+    p.add_argument("sweep_dir", nargs="?", type=directory, help="sweep directory (default: the current one, else the newest under runs/)")
     p.add_argument("--dry-run", action="store_true", help="print the wandb sync command(s) instead of running them")
     p.set_defaults(run=run)
 
@@ -44,7 +44,7 @@ def wandb_executable() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sd = open_sweep(args.sweep_dir)
+    sd = open_sweep(args.sweep_dir, "sync")
     runs = offline_runs(sd)
     if not runs:
         print(f"{sd.root}: no offline W&B runs to sync (jobs/*/wandb/offline-run-*)")

@@ -1,0 +1,174 @@
+"""What `alignkit status` prints for a person: one line per array, or per-job rows, fit to the
+terminal (`COLUMNS`/`LINES`, as shutil.get_terminal_size reads them).
+
+An array is what the launcher queued as one (alignkit/launch.py groups jobs by
+`Plan.array_keys()`: stage × resource class × upstream array): here, the journal's submission a
+job's latest attempt belongs to; jobs never submitted are grouped by stage and resource class
+from the manifest. Plain-text bars: rich is in the venv only as a dependency of something else,
+not pinned by us (requirements/constraints.txt), so it is not used.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from alignkit.cli.common import STAGES
+from alignkit.status import ACTIVE_STATES, FAILED_STATES, JobStatus, StudyStatus
+
+RUNNING = frozenset({"RUNNING", "COMPLETING", "CONFIGURING"})
+# count columns: header, and the states each counts (what is not listed falls in OTHER)
+COUNTS = (("DONE", frozenset({"COMPLETED"})), ("RUN", RUNNING), ("PEND", ACTIVE_STATES - RUNNING),
+          ("FAIL", FAILED_STATES), ("TODO", frozenset({"UNSUBMITTED"})))
+
+
+@dataclass
+class Array:
+    stage: str
+    label: str
+    jobs: list[JobStatus] = field(default_factory=list)
+    submitted_at: float | None = None
+
+    def count(self, states: frozenset[str]) -> int:
+        return sum(j.state in states for j in self.jobs)
+
+
+def _res_label(res: dict) -> str:
+    gpus, mins = res.get("gpus"), res.get("time_min")
+    parts = [f"{gpus}gpu" if isinstance(gpus, int) and gpus else "cpu"]
+    if isinstance(mins, int):
+        parts.append(f"{mins // 60}h" if mins % 60 == 0 and mins >= 60 else f"{mins}m")
+    return " ".join(parts)
+
+
+def arrays(st: StudyStatus) -> list[Array]:
+    """The study's arrays, by stage (train, eval, merge, judge: cli.common.STAGES), then as the manifest lists them."""
+    out: dict[tuple, Array] = {}
+    for j in st.jobs:
+        att = j.attempt
+        if att is not None:
+            key = (j.stage, att.token)
+            where = f"#{att.array_job_id}" if att.array_job_id else att.executor
+            label = f"{j.stage} {_res_label(j.resources)} {where}"
+        else:
+            key = (j.stage, "unsubmitted", tuple(sorted((k, str(v)) for k, v in j.resources.items())))
+            label = f"{j.stage} {_res_label(j.resources)} (not queued)"
+        a = out.setdefault(key, Array(j.stage, label))
+        a.jobs.append(j)
+        if att is not None:
+            a.submitted_at = att.time if a.submitted_at is None else min(a.submitted_at, att.time)
+    order = {s: i for i, s in enumerate(STAGES)}
+    return sorted(out.values(), key=lambda a: order.get(a.stage, len(order)))  # stable: manifest order within
+
+
+def eta_s(done_elapsed: list[int], running_elapsed: list[int], pending: int) -> float | None:
+    """Seconds until an array's queued work ends, from its finished elements: each running one
+    needs the mean finished time less what it has run, each pending one the mean, shared over
+    the elements now running (at least one). None before any element has finished."""
+    if not done_elapsed:
+        return None
+    mean = sum(done_elapsed) / len(done_elapsed)
+    work = sum(max(0.0, mean - e) for e in running_elapsed) + pending * mean
+    return work / max(1, len(running_elapsed))
+
+
+def fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(round(s))
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def bar(a: Array, width: int) -> str:
+    """`[###>>x....] 41%`: # done, > running, x failed, . the rest; % of elements done."""
+    n = max(1, len(a.jobs))
+    inner = max(1, width - 7)
+    done, run, fail = a.count(COUNTS[0][1]), a.count(RUNNING), a.count(FAILED_STATES)
+    cells = [round(inner * c / n) for c in (done, run, fail)]
+    fill = "#" * cells[0] + ">" * cells[1] + "x" * cells[2]
+    return f"[{fill[:inner].ljust(inner, '.')}]{100 * done // n:>4d}%"
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+
+
+def render_arrays(st: StudyStatus, width: int, height: int, now: float | None = None) -> str:
+    """Header, one line per array, the failures with their reasons (as many as fit `height`),
+    and the warnings; no line longer than `width` but the warnings (shown whole)."""
+    now = time.time() if now is None else now
+    arrs = arrays(st)
+    label_w = min(max([len(a.label) for a in arrs] + [5]), max(12, width // 4))
+    counts_w = 6 * len(COUNTS)
+    tail_w = 2 + 8 + 1 + 8  # ELAPSED ETA
+    bar_w = max(10, width - label_w - counts_w - tail_w - 2)
+    head = (f"{'ARRAY'.ljust(label_w)}" + "".join(f"{h:>6}" for h, _ in COUNTS) + "  "
+            + "PROGRESS".ljust(bar_w) + f"  {'ELAPSED':>8} {'ETA':>8}")
+    failed = [j for j in st.jobs if j.state in FAILED_STATES]
+    running = sum(j.state in RUNNING for j in st.jobs)
+    lines = [clip(f"{st.sweep}: {len(st.jobs)} jobs in {len(arrs)} arrays, {running} running, "
+                  f"{len(failed)} failed" + ("" if st.sacct_ok else "  (accounting unreachable: states may lag)"),
+                  width), clip(head, width)]
+    for a in arrs:
+        done = [j.elapsed_s for j in a.jobs if j.state == "COMPLETED" and j.elapsed_s is not None]
+        run = [j.elapsed_s or 0 for j in a.jobs if j.state in RUNNING]
+        pend = a.count(ACTIVE_STATES - RUNNING)
+        active = bool(run or pend)
+        elapsed = now - a.submitted_at if a.submitted_at is not None else None
+        eta = eta_s(done, run, pend) if active else None
+        row = (clip(a.label, label_w).ljust(label_w) + "".join(f"{a.count(s):>6}" for _, s in COUNTS) + "  "
+               + bar(a, bar_w) + f"  {fmt_s(elapsed):>8} {fmt_s(eta) if active else 'ended':>8}")
+        lines.append(clip(row, width))
+    warn = [f"warning: {w}" for w in st.warnings]  # whole: a person must read them (names a file)
+    if failed:
+        room = max(3, height - len(lines) - 2 - len(warn))
+        shown = failed if len(failed) <= room else failed[:room - 1]
+        lines.append(f"failures ({len(failed)}):")
+        for j in shown:
+            lines.append(clip(f"  {j.stage:<5} {j.name}  {j.state}: {j.reason or 'no reason recorded'}", width))
+        if len(shown) < len(failed):
+            lines.append(clip(f"  ... {len(failed) - len(shown)} more: alignkit status --failed", width))
+    lines += warn
+    return "\n".join(lines)
+
+
+def _progress(j: JobStatus) -> str:
+    p = j.progress or {}
+    if not p.get("max_steps"):
+        return ""
+    out = f"{p.get('step')}/{p.get('max_steps')}"
+    if p.get("benchmark"):
+        out += f" {p['benchmark']}"
+    if p.get("items_done") is not None:
+        out += f" {p['items_done']} items"
+    if p.get("loss") is not None:
+        out += f" loss={p['loss']:.4g}"
+    return out
+
+
+def render_jobs(st: StudyStatus, jobs: list[JobStatus], width: int) -> str:
+    """One row per job; fixed columns at their natural width (left out where no row has a value),
+    NAME and REASON share the rest (NAME up to 40 columns), each cut with '…'."""
+    head = ("ID", "STAGE", "STATE", "ELAPSED", "NODE", "SLURM_ID", "PROGRESS")
+    rows = [(j.id[:10], j.stage, j.state, fmt_s(j.elapsed_s), clip(j.node or "-", 12), j.slurm_id or "-",
+             clip(_progress(j), 28)) for j in jobs]
+    keep = [i for i in range(len(head)) if i < 3 or any(r[i] not in ("", "-") for r in rows)]  # no empty columns
+    head, rows = tuple(head[i] for i in keep), [tuple(r[i] for i in keep) for r in rows]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fixed = sum(widths) + 2 * len(widths)
+    longest = max([len(j.name) for j in jobs] + [4])
+    has_reason = any(j.reason for j in jobs)
+    # NAME: up to 40 columns, but half of what is left when there are reasons to show beside it
+    name_w = max(8, min(40, longest, (width - fixed) // 2 if has_reason else width - fixed))
+    reason_w = max(0, width - fixed - name_w - 2)
+
+    def line(cells: tuple, name: str, reason: str) -> str:
+        text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "  " + clip(name, name_w).ljust(name_w)
+        return clip((text + "  " + clip(reason, reason_w)).rstrip() if reason and reason_w > 1 else text.rstrip(), width)
+
+    lines = [line(head, "NAME", "REASON")] + [line(r, j.name, j.reason or "") for r, j in zip(rows, jobs, strict=True)]
+    lines.append(clip(f"{len(jobs)} of {len(st.jobs)} jobs  {st.summary_line()}", width))
+    lines += [f"warning: {w}" for w in st.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""`alignkit status` for a person: the per-array view of the full study (1,388 jobs, from
+sweeps/full.yaml) fits 120 columns and ~30 lines, ETA math, failures listed with their reasons,
+--jobs rows fit the width, the default sweep directory, and `logs` by part of a name."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from alignkit import journal, launch, sacct, statusview
+from alignkit.cli.main import main
+from alignkit.compile import load_plan
+from alignkit.sweepdir import SweepDir
+from tests.unit.test_launch import fake_pending
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = time.time()
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """The full study as launch would queue it (one journal submission per array, launch's own
+    grouping), with sacct saying: the two train arrays all done but 3 failed (error.json
+    reasons), the first 180-element eval array half done, 4 running, the rest pending; every
+    other array pending; each finished train ran 3,600 s, each finished eval 600 s."""
+    root = tmp_path_factory.mktemp("full")
+    plan = load_plan(REPO / "sweeps/full.yaml", output_dir=root)
+    sd = SweepDir.of(root)
+    launch.write_sweep(plan, sd)
+    groups = launch._make_groups(plan, plan.jobs)
+    rows, failed = [], []
+    first_eval = next(k for k, h in enumerate(groups) if h.stage == "eval" and len(h.jobs) == 180)
+    for n, g in enumerate(groups):
+        arr = str(1000 + n)
+        journal.append(sd, {"type": "submission", "token": g.token, "stage": g.stage, "executor": "slurm",
+                            "array_job_id": arr, "jobs": {j.id: i for i, j in enumerate(g.jobs)}, "waits_on": {},
+                            "hold": False, "folder": str(root / "slurm/%j"), "time": NOW - 7200})
+        for i, j in enumerate(g.jobs):
+            if g.stage == "train":
+                state, el = ("FAILED", 1200) if i < 3 and len(failed) < 3 else ("COMPLETED", 3600)
+                if state == "FAILED":
+                    failed.append(j.name)
+                    (sd.job(j.id) / "error.json").write_text(json.dumps({"reason": f"CUDA out of memory #{i}"}))
+                else:
+                    (sd.job(j.id) / "DONE").write_text("1\n")
+            elif n == first_eval:
+                state, el = ("COMPLETED", 600) if i < 90 else ("RUNNING", 300) if i < 94 else ("PENDING", 0)
+                if state == "COMPLETED":
+                    (sd.job(j.id) / "DONE").write_text("1\n")
+            else:
+                state, el = "PENDING", 0
+            rows.append(f"{arr}_{i}|n|{state}|0:0|{el}|{'vm' if el else 'None assigned'}|None")
+    return sd, sacct.parse("\n".join(rows) + "\n"), groups, failed
+
+
+def _status(monkeypatch, capsys, recs, argv, columns=120, lines=30):
+    monkeypatch.setattr(sacct, "Pending", fake_pending(recs))
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("LINES", str(lines))
+    rc = main(["status", *argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_full_study_fits_120_columns_and_30_lines(full, monkeypatch, capsys):
+    sd, recs, groups, failed = full
+    rc, out, err = _status(monkeypatch, capsys, recs, [str(sd.root)])
+    lines = out.splitlines()
+    assert rc == 0 and not err
+    assert len(groups) == 11 and sum(len(g.jobs) for g in groups) == 1388
+    assert max(map(len, lines)) <= 120 and len(lines) <= 30, out
+    assert lines[0].startswith("thakkar2024-full: ") and "1388 jobs in 11 arrays" in lines[0] and "3 failed" in lines[0]
+    array_lines = lines[2:2 + 11]
+    # launch's arrays: per stage x resource class x upstream array, in stage order
+    assert [ln.split()[0] for ln in array_lines] == ["train"] * 2 + ["eval"] * 4 + ["merge"] + ["judge"] * 4
+    assert sum(int(ln.split()[4]) for ln in array_lines) == 90 + 357  # the DONE column
+    # failures: each with its error.json reason
+    i = lines.index("failures (3):")
+    assert [ln.split("FAILED: ")[1] for ln in lines[i + 1:i + 4]] == [f"CUDA out of memory #{k}" for k in range(3)]
+    assert all(name in "\n".join(lines[i + 1:]) for name in failed)
+    # a narrower terminal: still fits
+    rc, out, _ = _status(monkeypatch, capsys, recs, [str(sd.root)], columns=80)
+    assert max(map(len, out.splitlines())) <= 80
+
+
+def test_array_line_counts_and_eta(full, monkeypatch, capsys):
+    sd, recs, groups, _ = full
+    ev = next(g for g in groups if g.stage == "eval" and len(g.jobs) == 180)
+    n = len(ev.jobs)
+    rc, out, _ = _status(monkeypatch, capsys, recs, [str(sd.root)], columns=160)
+    line = next(ln for ln in out.splitlines() if ln.startswith("eval") and f"#{1000 + groups.index(ev)}" in ln)
+    done, run, pend, fail, todo = (int(x) for x in line.split()[4:9])
+    assert (done, run, pend, fail, todo) == (n // 2, 4, n - n // 2 - 4, 0, 0)
+    # ETA: mean finished 600 s; 4 running at 300 s need 4×300; pending need 600 each; over 4 running
+    expected = (4 * 300 + (n - n // 2 - 4) * 600) / 4
+    assert line.split()[-1] == statusview.fmt_s(expected) and re.fullmatch(r"2:0\d:\d\d", line.split()[-2])  # since submission
+    assert f"{100 * done // n}%" in line
+
+
+def test_eta_math():
+    assert statusview.eta_s([], [10], 3) is None  # nothing finished: no estimate
+    assert statusview.eta_s([100, 200], [50], 3) == 100 + 3 * 150  # one slot
+    assert statusview.eta_s([100], [150, 20], 0) == 80 / 2  # an overrun element needs nothing more
+    assert statusview.eta_s([60], [], 5) == 300  # nothing running: one slot assumed
+    assert statusview.fmt_s(59) == "0:59" and statusview.fmt_s(3661) == "1:01:01" and statusview.fmt_s(90000) == "1d01h"
+
+
+@pytest.mark.parametrize("flags", [["--jobs"], ["--failed"], ["--stage", "merge"], ["--running"]])
+def test_job_rows_fit_the_width(full, monkeypatch, capsys, flags):
+    sd, recs, groups, failed = full
+    rc, out, _ = _status(monkeypatch, capsys, recs, [str(sd.root), *flags], columns=100)
+    lines = out.splitlines()
+    assert rc == 0 and max(map(len, lines)) <= 100
+    assert lines[0].split()[:3] == ["ID", "STAGE", "STATE"]
+    expect = {"--jobs": 1388, "--failed": 3, "--stage": 100, "--running": 4}[flags[0]]
+    total = 100 if flags[0] == "--stage" else 1388  # --stage reads only that stage
+    assert len(lines) == expect + 2 and lines[-1].startswith(f"{expect} of {total} jobs")
+    if flags == ["--failed"]:
+        assert [ln.split()[2] for ln in lines[1:-1]] == ["FAILED"] * 3
+        assert all("CUDA out of memory" in ln for ln in lines[1:-1])
+
+
+def test_json_is_unchanged(full, monkeypatch, capsys):
+    sd, recs, _, _ = full
+    rc, out, _ = _status(monkeypatch, capsys, recs, [str(sd.root), "--json"])
+    st = json.loads(out)
+    assert set(st) == {"format", "sweep", "sweep_dir", "time", "sacct_ok", "warnings", "summary", "jobs"}
+    assert set(st["jobs"][0]) == {"id", "name", "stage", "state", "reason", "elapsed_s", "node", "restarts",
+                                  "progress", "slurm_id", "executor", "attempts", "log"}
+    assert st["summary"]["train"] == {"COMPLETED": 357, "FAILED": 3}
+
+
+def _tiny_sweep(root: Path, names=("dpo-mistral-seed1", "dpo-mistral-seed2", "sft-zephyr-seed1")) -> SweepDir:
+    sd = SweepDir.of(root)
+    root.mkdir(parents=True)
+    sd.manifest.write_text(json.dumps({"format": 1, "sweep": root.name, "jobs": [
+        {"id": f"id{i:02d}abc", "name": n, "stage": "train"} for i, n in enumerate(names)]}))
+    return sd
+
+
+def test_default_sweep_is_the_newest_under_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs/" in err[0] and "Traceback" not in err[0]
+    old, new = _tiny_sweep(tmp_path / "runs/old"), _tiny_sweep(tmp_path / "runs/group/new")
+    os.utime(old.manifest, (NOW - 100, NOW - 100))
+    os.utime(new.manifest, (NOW, NOW))
+    for argv in (["status"], ["cancel"], ["collect"]):
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert "using runs/group/new (most recent sweep under runs/)" in err, (argv, err)
+    os.utime(old.manifest, (NOW + 10, NOW + 10))
+    assert main(["status", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "using runs/old" in cap.err and json.loads(cap.out)["sweep"] == "old"
+    # inside a sweep directory: that one, nothing said
+    monkeypatch.chdir(new.root)
+    assert main(["status", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["sweep"] == "new" and cap.err == ""
+
+
+def test_logs_by_a_unique_part_of_a_name(tmp_path, monkeypatch, capsys):
+    sd = _tiny_sweep(tmp_path / "s")
+    d = str(sd.root)
+    assert main(["logs", "zephyr", "-d", d]) == 2  # unique: found; never submitted, so no logs
+    assert capsys.readouterr().err.strip() == "alignkit logs: error: job id02abc (sft-zephyr-seed1) was never submitted: no logs"
+    assert main(["logs", "MISTRAL", "-d", d]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["alignkit logs: error: 'MISTRAL' matches 2 jobs (train dpo-mistral-seed1, train dpo-mistral-seed2); "
+                   "give more of the name, --stage or a job id"]
+    assert main(["logs", "seed2", "-d", d]) == 2
+    assert "job id01abc (dpo-mistral-seed2)" in capsys.readouterr().err
+    assert main(["logs", "llama", "-d", d]) == 2
+    assert "no job matches 'llama'" in capsys.readouterr().err
