@@ -31,6 +31,7 @@ from jobs import base_weights, lm_eval_adapter
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted
 from jobs.safety import alpaca_eval, realtoxicity, red_instruct
+from jobs.task_progress import TaskProgress
 from jobs.templates import apply_template
 
 BENCHMARK_TYPES = ("lm_eval", "realtoxicity", "red_instruct", "alpaca_eval")
@@ -276,6 +277,7 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         prov["base_weights"] = bw.record()
         result["provenance"] = prov
 
+    progress = TaskProgress(job_dir, sum(runs_at(b, c) for c in todo for b in benchmarks.values()))
     for c in todo:
         _check_stop(stop, job_dir, result)
         t0 = time.time()
@@ -295,10 +297,12 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             if not runs_at(b, c):  # e.g. a judged benchmark at the final checkpoint only
                 continue
             _check_stop(stop, job_dir, result)
+            progress.start(c, name)
             where = f"benchmarks.{name}"
             if b["type"] == "lm_eval":
                 entries[name] = lm_eval_adapter.run_benchmark(model, tok, name, b, device=device,
                                                               task_managers=task_managers)
+                progress.done()
                 continue
             if b["type"] == "realtoxicity":
                 entry, rows = realtoxicity.evaluate(generator, tok, scorer, b, where)
@@ -311,6 +315,7 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             _write_jsonl(gen_dir / f"{name}.jsonl", rows)
             entry["generations"] = str((gen_dir / f"{name}.jsonl").relative_to(job_dir))
             entries[name] = entry
+            progress.done(len(rows))
         # 6. one checkpoint done: record it
         result["checkpoints"][c] = entries
         result["provenance"]["checkpoints"][c] = {

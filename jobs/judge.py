@@ -33,6 +33,7 @@ from jobs.errors import JobFailure, Preempted
 from jobs.evaluate import runs_at
 from jobs.judges import Judge, make_judge, redact, secrets
 from jobs.safety import alpaca_eval, red_instruct
+from jobs.task_progress import TaskProgress
 
 JUDGED_TYPES = ("red_instruct", "alpaca_eval")
 
@@ -129,6 +130,7 @@ def _run(job_dir: Path, config: dict, stop: threading.Event, values: list[str]) 
                    for (n, j), b in zip(judges.items(), benchmarks.values(), strict=True)},
         "cache_dir": str(cache_dir(job_dir)), "requests_made": 0}}
     package_requests = 0
+    progress = TaskProgress(job_dir, sum(runs_at(b, c) for c in evaluation["checkpoints"] for b in benchmarks.values()))
     for ckpt, entries in evaluation["checkpoints"].items():
         if stop.is_set():
             atomic_write_json(job_dir / "judge.json", result)
@@ -141,6 +143,7 @@ def _run(job_dir: Path, config: dict, stop: threading.Event, values: list[str]) 
             if name not in entries or not entries[name].get("generations"):
                 raise JobFailure(f"{where}: eval.json of {target} has no generations for it")
             rows = _read_rows(eval_dir / entries[name]["generations"], where)
+            progress.start(ckpt, name)
             t0 = time.time()
             if b["type"] == "red_instruct":
                 entry, verdicts = red_instruct.judge(rows, judges[name])
@@ -154,6 +157,7 @@ def _run(job_dir: Path, config: dict, stop: threading.Event, values: list[str]) 
                                             values))
             entry["verdicts"] = str(vpath.relative_to(job_dir))
             out[name] = entry
+            progress.done(len(verdicts))
         if out:
             result["checkpoints"][ckpt] = out
         result["provenance"]["requests_made"] = sum(j.requests_made for j in made.values()) + package_requests

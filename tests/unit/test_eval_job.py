@@ -72,6 +72,9 @@ def test_eval_job_on_a_trained_adapter_then_judge(tmp_path):
     sha = hashlib.sha256((tr / "adapter" / "adapter_model.safetensors").read_bytes()).hexdigest()
     assert prov["checkpoints"]["final"]["adapter_sha256"] == sha
     assert prov["checkpoints"]["2"]["guard_max_logit_diff"] > 0
+    # status's progress.json: 2 checkpoints x 5 benchmarks, items = generated rows (4 + 3 + 3 each)
+    prog = json.loads((ev / "progress.json").read_text())
+    assert (prog["step"], prog["max_steps"], prog["items_done"]) == (10, 10, 20)
 
     jd = tmp_path / "jobs" / "jd"
     jd.mkdir()
@@ -88,6 +91,8 @@ def test_eval_job_on_a_trained_adapter_then_judge(tmp_path):
         asked = {json.dumps(r["body"]["messages"]) for r in srv.requests}
         assert 6 <= len(srv.requests) == len(asked) <= 12
     res = json.loads((jd / "judge.json").read_text())["checkpoints"]
+    prog = json.loads((jd / "progress.json").read_text())
+    assert (prog["step"], prog["max_steps"], prog["items_done"]) == (4, 4, 12)  # 2 ckpts x 2 judged, 3 rows each
     assert res["final"]["red_instruct"]["safety"] == 0.0 and res["final"]["red_instruct"]["n"] == 3
     assert 0 <= res["2"]["alpaca_eval"]["win_rate"] <= 100 and res["2"]["alpaca_eval"]["n"] == 3
 

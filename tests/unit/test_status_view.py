@@ -154,6 +154,7 @@ def test_default_sweep_is_the_newest_under_runs(tmp_path, monkeypatch, capsys):
     for argv in (["status"], ["cancel"], ["collect"]):
         rc = main(argv)
         err = capsys.readouterr().err
+        assert rc == 0 or argv == ["collect"], (argv, err)  # collect: no results in this sweep
         assert "using runs/group/new (most recent sweep under runs/)" in err, (argv, err)
     os.utime(old.manifest, (NOW + 10, NOW + 10))
     assert main(["status", "--json"]) == 0
@@ -179,3 +180,29 @@ def test_logs_by_a_unique_part_of_a_name(tmp_path, monkeypatch, capsys):
     assert "job id01abc (dpo-mistral-seed2)" in capsys.readouterr().err
     assert main(["logs", "llama", "-d", d]) == 2
     assert "no job matches 'llama'" in capsys.readouterr().err
+
+
+def test_eval_progress_is_throttled_and_read_by_status(tmp_path):
+    from alignkit.status import _progress
+    from jobs.task_progress import TaskProgress
+    t = [0.0]
+    p = TaskProgress(tmp_path, total=3, every_s=5.0, clock=lambda: t[0])
+    p.start("2", "mmlu")  # the first write always goes out
+    assert p.writes == 1 and json.loads((tmp_path / "progress.json").read_text())["step"] == 0
+    p.done(4)
+    p.start("2", "bbh")
+    assert p.writes == 1  # within 5 s: nothing written
+    t[0] = 6.0
+    p.done(3)
+    assert p.writes == 2
+    t[0] = 7.0
+    p.start("final", "mmlu")
+    p.done(2)  # the last step always goes out
+    assert p.writes == 3
+    warnings: list[str] = []
+    got = _progress(tmp_path, warnings)
+    assert not warnings and got["step"] == got["max_steps"] == 3 and got["items_done"] == 9
+    assert got["benchmark"] == "mmlu" and got["checkpoint"] == "final" and got["loss"] is None
+    from alignkit.statusview import _progress as shown
+    from alignkit.status import JobStatus
+    assert shown(JobStatus("x", "x", "eval", "RUNNING", progress=got)) == "3/3 mmlu 9 items"
