@@ -290,6 +290,7 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would pass it")
     ap.add_argument("--out", default=None, help="work folder (model, data, runs, results.json)")
     ap.add_argument("--check-json", default=None, help="also write the result as a bench/gpu_check.sh step")
+    ap.add_argument("--build-only", action="store_true", help="only build (and save) the model under --out")
     ap.add_argument("--worker", nargs=3, metavar=("SIDE", "CONFIG", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     warmup = a.warmup if a.warmup is not None else (1 if a.tiny else 2)
@@ -309,6 +310,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = build_model(out, a.tiny)
     print(f"model {model} ready in {time.time() - started:.0f} s", flush=True)
+    if a.build_only:
+        return
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("AK_GPU_SITE"), str(ROOT)])),
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
     env.setdefault("OMP_NUM_THREADS", "2")
