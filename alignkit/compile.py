@@ -13,15 +13,17 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alignkit.errors import SpecError
+from alignkit.errors import SpecError, UserError
 from alignkit.profiles import Profile, load_profile
-from alignkit.schema import join
-from alignkit.spec import AXES, BenchmarkSpec, MergeSpec, Spec, load_spec, parse_time
+from alignkit.schema import Problems, join, one_line
+from alignkit.spec import (AXES, BenchmarkSpec, MergeSpec, Spec, load_spec, local_path_issues, output_dir_problem,
+                           parse_time, resolve_source)
 
 ID_LEN = 12
 
@@ -77,6 +79,9 @@ class Plan:
     output_dir: Path
     jobs: list[Job]
     profile: Profile
+    spec_lines: dict[str, int] = dataclasses.field(default_factory=dict)  # YAML path -> line, for messages
+    # what is fine to plan but not to run: local paths that do not exist yet, judges' unset API keys
+    not_ready: list[str] = dataclasses.field(default_factory=list)
 
     def by_id(self) -> dict[str, Job]:
         return {j.id: j for j in self.jobs}
@@ -156,12 +161,25 @@ def _plain(obj: Any) -> Any:
 
 def _local_path(spec: Spec, source: str) -> str:
     """Local paths become absolute (relative ones are relative to the spec file); hub ids stay."""
-    if source.startswith(("/", "./", "../", "~")):
-        return str((spec.path.parent / os.path.expanduser(source)).resolve())
-    candidate = spec.path.parent / source
-    if candidate.exists():
-        return str(candidate.resolve())
-    return source
+    return resolve_source(spec.path.parent, source)
+
+
+DEFAULT_MAX_JOBS = 1_000_000
+MAX_JOBS_ENV = "ALIGNKIT_MAX_JOBS"
+
+
+def max_jobs(spec: Spec) -> int:
+    """The largest plan accepted: $ALIGNKIT_MAX_JOBS, else the spec's max_jobs, else 1,000,000."""
+    raw = os.environ.get(MAX_JOBS_ENV)
+    if raw is None:
+        return spec.max_jobs or DEFAULT_MAX_JOBS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise UserError(f"${MAX_JOBS_ENV}: must be a positive integer, got {raw!r}")
+    return value
 
 
 def _norm_pref(value: str) -> str:
@@ -181,8 +199,45 @@ class _Compiler:
         return self._cache[key]
 
     # ---- grid -------------------------------------------------------------------------------
+    def job_bound(self) -> int:
+        """An upper bound on the plan's jobs, from list lengths alone (before anything is expanded):
+        grid and include points (exclude not yet applied), each with its eval and judge jobs, plus
+        every merge's groups and the base-model evals."""
+        spec = self.spec
+        grid_values = {a: list(v) for a, v in spec.grid.items()}
+        for group in spec.zip:
+            for a, v in group.items():
+                grid_values[a] = list(v)
+        runs = math.prod(len(v) for v in spec.grid.values()) * math.prod(
+            len(next(iter(g.values()))) for g in spec.zip)
+        for entry in spec.include:
+            runs += math.prod(len(entry[a]) if isinstance(entry.get(a), (list, tuple)) else
+                              1 if a in entry else len(grid_values.get(a, ())) for a in AXES)
+        per_run = 1 + (1 if spec.evals.benchmarks else 0) + (1 if any(b.judge for b in spec.evals.benchmarks.values())
+                                                              else 0)
+        merges = sum(runs // max(1, math.prod(len(v) for v in m.combine.values())) for m in spec.merges)
+        return runs * per_run + merges * per_run + len(spec.models) * per_run
+
+    def check_size(self) -> None:
+        limit, bound = max_jobs(self.spec), self.job_bound()
+        if bound > limit:
+            self.problems.add("grid", f"the grid expands to up to {bound:,} jobs, beyond the limit of {limit:,} "
+                                      f"(refused before expanding; raise it with max_jobs or ${MAX_JOBS_ENV})")
+            self.problems.raise_if_any()
+
+    def check_subsets(self, points: list[dict[str, Any]]) -> None:
+        """A preference the grid trains on needs a subset in a dataset that lists subsets."""
+        used = {(p["dataset"], part) for p in points for part in p["preference"].split("+")}
+        for dataset, part in sorted(used):
+            subsets = self.spec.datasets[dataset].subsets
+            if subsets is not None and part not in subsets:
+                self.problems.add(join(join("datasets", dataset), "subsets"),
+                                  f"no subset for preference '{part}', which the grid trains on with dataset "
+                                  f"'{dataset}' (it has: {', '.join(sorted(subsets)) or 'none'})")
+
     def points(self) -> list[dict[str, Any]]:
         spec = self.spec
+        self.check_size()
         blocks: list[list[dict[str, Any]]] = []
         for axis in AXES:  # canonical axis order, whatever the YAML's order
             if axis in spec.grid:
@@ -205,6 +260,7 @@ class _Compiler:
                 points.append(p)
         if not points:
             self.problems.add("grid", "the grid expands to no training runs (check exclude)")
+        self.check_subsets(points)
         return points
 
     @staticmethod
@@ -405,10 +461,50 @@ def compile_spec(spec: Spec, profile: Profile) -> list[Job]:
 def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str | Path | None = None) -> Plan:
     """Load, validate and compile a spec. Raises SpecError / UserError with one line per problem."""
     spec = load_spec(spec_path)
+    if output_dir is not None:  # --output-dir: the same refusals as the spec's output_dir
+        bad_dir = output_dir_problem(str(output_dir), Path.cwd())
+        if bad_dir:
+            raise UserError(one_line(f"--output-dir: {bad_dir}"))
+    elif spec.output_dir is None:  # runs/NAME under the current directory
+        bad_dir = output_dir_problem(f"runs/{spec.name}", Path.cwd())
+        if bad_dir:
+            problems = spec.problems()
+            problems.add("name", f"the default output directory {bad_dir}")
+            problems.raise_if_any()
     prof = load_profile(profile or spec.profile)
     jobs = compile_spec(spec, prof)
     out = Path(output_dir or spec.output_dir or f"runs/{spec.name}").expanduser().resolve()
-    return Plan(sweep=spec.name, spec_path=spec.path, spec_text=spec.text, output_dir=out, jobs=jobs, profile=prof)
+    plan = Plan(sweep=spec.name, spec_path=spec.path, spec_text=spec.text, output_dir=out, jobs=jobs, profile=prof,
+                spec_lines=spec.lines)
+    problems = spec.problems()
+    for at, message in local_path_issues(spec)[1]:
+        problems.add(at, message)
+    plan.not_ready = problems.items + missing_secrets(plan)
+    return plan
+
+
+def missing_secrets(plan: Plan) -> list[str]:
+    """One line per judge a planned job calls whose api_key_env variable is not set here (jobs
+    inherit this environment: sbatch exports it, the local executor runs in it)."""
+    out: dict[tuple[str, str], None] = {}
+    for job in plan.jobs:
+        for bench in job.config.get("benchmarks", {}).values():
+            judge = bench.get("judge") if isinstance(bench, dict) else None
+            var = judge.get("api_key_env") if isinstance(judge, dict) else None
+            if var and not os.environ.get(var):
+                out[(judge["name"], var)] = None
+    problems = Problems(str(plan.spec_path), plan.spec_lines)
+    for name, var in out:
+        problems.add(join(join(join("evals", "judges"), name), "api_key_env"),
+                     f"${var} is not set (judge '{name}' calls its API with it)")
+    return problems.items
+
+
+def require_ready(plan: Plan) -> None:
+    """At submit: refuse while a local path is missing or a judge's API key variable is unset
+    (`plan` prints the same lines as warnings)."""
+    if plan.not_ready:
+        raise UserError("\n".join(plan.not_ready))
 
 
 __all__ = ["Job", "Plan", "Resources", "SpecError", "compile_spec", "job_id", "load_plan"]

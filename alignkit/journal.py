@@ -22,6 +22,7 @@ mid-write) is skipped by SweepDir.read_journal.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -35,10 +36,18 @@ def append(sd: SweepDir, record: dict[str, Any]) -> dict[str, Any]:
     record = {"time": time.time(), **record}
     line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
     sd.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(sd.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(sd.journal, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)  # & ~umask, like open()
     try:
-        os.write(fd, line)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # an earlier append was torn (disk full, killed): keep this record whole
+        if os.write(fd, line) != len(line):  # a short write is how a nearly full disk answers
+            raise OSError(errno.ENOSPC, "short write: no space left on device", str(sd.journal))
         os.fsync(fd)
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(sd.journal)) from exc
+        raise
     finally:
         os.close(fd)
     return record

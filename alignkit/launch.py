@@ -32,7 +32,7 @@ from typing import Any, Iterator
 from alignkit import journal, sacct
 from alignkit.compile import Job, Plan
 from alignkit.errors import UserError
-from alignkit.fsio import atomic_dir, atomic_write_json, atomic_write_text
+from alignkit.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
 from alignkit.sweepdir import SweepDir
 
 # states in which a job is left alone by a re-submit
@@ -98,7 +98,7 @@ def choose_executor(plan: Plan, requested: str | None) -> tuple[str, list[str]]:
 @contextmanager
 def submit_lock(sd: SweepDir) -> Iterator[None]:
     sd.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(sd.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(sd.lock, os.O_RDWR | os.O_CREAT, 0o666)  # & ~umask: a group member may submit too
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -154,7 +154,7 @@ def snapshot_code(sd: SweepDir) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     with atomic_dir(target) if target != sd.code or not sd.code.exists() else _in_place(target) as tmp:
         for pkg in ("alignkit", "jobs"):
-            shutil.copytree(root / pkg, tmp / pkg, ignore=ignore, dirs_exist_ok=True)
+            copy_tree(root / pkg, tmp / pkg, ignore=ignore)  # umask modes, not the checkout's
         atomic_write_text(tmp / "COMMIT", _git_commit(root))
         atomic_write_text(tmp / "DIGEST", digest + "\n")
     return target
@@ -304,6 +304,7 @@ def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold:
     if dry_run:
         return _dry_run(plan, sd, chosen, hold, notes)
     with submit_lock(sd):
+        sd.remove_stale_temps()  # a killed earlier submit's (fsio: dead writers' only)
         write_sweep(plan, sd)
         code = snapshot_code(sd)
         if chosen == "slurm":

@@ -35,13 +35,13 @@ class Profile:
     account: Optional[str] = None
     qos: Optional[str] = None
     constraint: Optional[str] = None
-    setup: tuple[str, ...] = ()
+    setup: tuple[str, ...] = field(default=(), metadata={"free_text": True})  # shell by design
     signal_delay_s: int = 120
     max_parallel_local: int = 2
     defaults: dict[str, StageDefaults] = field(default_factory=dict)
     sbatch: dict[str, str] = field(default_factory=dict)
-    description: str = ""
-    path: Optional[Path] = field(default=None, compare=False)
+    description: str = field(default="", metadata={"free_text": True})
+    path: Optional[Path] = field(default=None, compare=False, init=False)  # set by load_profile
 
 
 BUILTIN_LOCAL = Profile(name="local", executor="local", signal_delay_s=30,

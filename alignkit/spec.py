@@ -7,6 +7,7 @@ reference; `load_spec` returns a validated `Spec` or raises `SpecError`.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,19 @@ PREFERENCES = ("helpful", "harmless")
 STAGES = ("train", "eval", "merge", "judge")
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
 Scalar = Union[str, int]
+
+# The checkout this code runs from: a sweep directory must never land in (or over) its packages.
+CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT_DIRS = ("alignkit", "jobs", "tests", "slurm", "docs", "requirements", "sweeps", "assets", "bench",
+                 ".git", ".venv")
+# Names reach job names, file names and sbatch scripts: a letter or digit first (so never '.',
+# '..' or an option), then letters, digits, '.', '_', '+', '-'; fullmatch, so no trailing newline.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}")
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit (transformers.set_seed seeds numpy too)
+# Per-stage resources: (smallest, largest) accepted; larger values are typos, not requests.
+RESOURCE_LIMITS = {"gpus": (0, 64), "cpus": (1, 4096), "mem_gb": (1, 65_536), "nodes": (1, 1024),
+                   "array_parallelism": (1, 1_000_000)}
+MAX_TIME_MIN = 366 * 24 * 60  # a year
 
 
 @dataclass(frozen=True)
@@ -197,11 +211,12 @@ class Spec:
     resources: ResourcesSpec = ResourcesSpec()
     output_dir: Optional[str] = None  # default runs/<name>, relative to the current directory
     profile: Optional[str] = None  # cluster profile used when --profile is not given
-    description: str = ""
-    # filled by load_spec, not by the YAML:
-    path: Path = field(default=Path("."), compare=False)
-    text: str = field(default="", compare=False)
-    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    max_jobs: Optional[int] = None  # refuse a plan beyond this many jobs (null: $ALIGNKIT_MAX_JOBS or 1,000,000)
+    description: str = field(default="", metadata={"free_text": True})
+    # filled by load_spec, not by the YAML (init=False: a YAML key of that name is an unknown key)
+    path: Path = field(default=Path("."), compare=False, init=False)
+    text: str = field(default="", compare=False, init=False)
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False, init=False)
 
     def problems(self) -> Problems:
         return Problems(str(self.path), self.lines)
@@ -267,8 +282,8 @@ def check_axis_value(spec: Spec, axis: str, value: Any, path: str, problems: Pro
         problems.add(path, f"unknown axis '{axis}' (known: {', '.join(AXES)})")
         return False
     if axis == "seed":
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            problems.add(path, f"seed must be a non-negative integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
+            problems.add(path, f"seed must be an integer in [0, 2^32), got {value!r}")
             return False
         return True
     if axis == "preference":
@@ -290,17 +305,41 @@ def _values_of(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def check_name(value: str, what: str, path: str, problems: Problems) -> None:
+    if not NAME.fullmatch(value):
+        problems.add(path, f"{what} {value!r} must start with a letter or digit and be at most 64 letters, "
+                           f"digits, '.', '_', '+' or '-'")
+
+
+def output_dir_problem(value: str, base: Path) -> str | None:
+    """A sweep directory is written into: never the checkout, its packages, or a regular file."""
+    out = (base / os.path.expanduser(value)).resolve()
+    inside = [d for d in CHECKOUT_DIRS if out == CHECKOUT / d or (CHECKOUT / d) in out.parents]
+    if inside:
+        return f"{value!r} resolves to {out}, inside this checkout's {inside[0]}/ (refused)"
+    if out == CHECKOUT or out in CHECKOUT.parents:
+        return f"{value!r} resolves to {out}, which holds this checkout (refused)"
+    if out.exists() and not out.is_dir():
+        return f"{value!r} resolves to {out}, which is not a directory"
+    return None
+
+
 def check(spec: Spec, problems: Problems) -> None:
     """Cross-field checks that the types alone cannot express."""
-    if not spec.name.strip() or not re.match(r"^[A-Za-z0-9_.\-]+$", spec.name):
-        problems.add("name", f"sweep name {spec.name!r} must be letters, digits, '.', '_' or '-'")
+    check_name(spec.name, "sweep name", "name", problems)
+    bad_dir = output_dir_problem(spec.output_dir, Path.cwd()) if spec.output_dir is not None else None
+    if bad_dir:
+        problems.add("output_dir", bad_dir)
+    if spec.max_jobs is not None and spec.max_jobs <= 0:
+        problems.add("max_jobs", f"must be positive, got {spec.max_jobs}")
     for section in ("models", "datasets", "methods", "peft"):
         mapping = getattr(spec, section)
         if not mapping:
             problems.add(section, f"'{section}' must define at least one entry")
         for key in mapping:
-            if not re.match(r"^[A-Za-z0-9_.\-]+$", key):
-                problems.add(join(section, key), f"name {key!r} must be letters, digits, '.', '_' or '-'")
+            check_name(key, "name", join(section, key), problems)
+    for at, message in local_path_issues(spec)[0]:
+        problems.add(at, message)
     for name, ds in spec.datasets.items():
         p = join("datasets", name)
         if ds.limit is not None and ds.limit <= 0:
@@ -335,6 +374,12 @@ def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:
         problems.add(join(p, "max_prompt_length"), f"{m.max_prompt_length} must be below max_length {m.max_length}")
     if not 0 <= m.warmup_ratio < 1:
         problems.add(join(p, "warmup_ratio"), f"must be in [0, 1), got {m.warmup_ratio}")
+    for key in ("adam_beta1", "adam_beta2"):  # torch.optim.AdamW refuses betas outside [0, 1)
+        if not 0 <= getattr(m, key) < 1:
+            problems.add(join(p, key), f"must be in [0, 1), got {getattr(m, key)}")
+    for key in ("weight_decay", "max_grad_norm"):  # max_grad_norm 0 turns clipping off (transformers)
+        if getattr(m, key) < 0:
+            problems.add(join(p, key), f"must be zero or more, got {getattr(m, key)}")
     if m.type == "sft" and m.beta is not None:
         problems.add(join(p, "beta"), "beta is a DPO setting; remove it from an SFT method")
     if m.beta is not None and m.beta <= 0:
@@ -370,6 +415,8 @@ def _check_grid(spec: Spec, problems: Problems) -> None:
     zipped: set[str] = set()
     for gi, group in enumerate(spec.zip):
         gp = join("zip", gi)
+        if not group:
+            problems.add(gp, "an empty zip group (give it axes: axis: [values])")
         lengths = {len(v) for v in group.values()}
         if len(lengths) > 1:
             sizes = ", ".join(f"{a}: {len(v)}" for a, v in group.items())
@@ -418,6 +465,14 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
                          f"unknown template family '{fam}' (known: plain, vicuna, mistral, chat_template)")
     for name, j in ev.judges.items():
         jp = join(join("evals", "judges"), name)
+        check_name(name, "judge name", jp, problems)
+        if j.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", j.api_key_env):
+            problems.add(join(jp, "api_key_env"), f"{j.api_key_env!r} is not an environment variable name")
+        if j.max_retries < 0:
+            problems.add(join(jp, "max_retries"), f"must be zero or more, got {j.max_retries}")
+        for key in ("timeout_s", "requests_per_minute"):
+            if getattr(j, key) <= 0:
+                problems.add(join(jp, key), f"must be positive, got {getattr(j, key)}")
         if j.type == "openai":
             for key in ("base_url", "model", "api_key_env"):
                 if not getattr(j, key):
@@ -426,6 +481,7 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
             problems.add(join(jp, "source"), "an hf judge needs 'source' (hub id or local path)")
     for name, b in ev.benchmarks.items():
         bp = join(join("evals", "benchmarks"), name)
+        check_name(name, "benchmark name", bp, problems)
         if b.type == "lm_eval" and not b.task:
             problems.add(join(bp, "task"), "an lm_eval benchmark needs 'task' (an lm-eval task or group name)")
         if b.type == "lm_eval" and not b.metric:
@@ -458,6 +514,7 @@ def _check_merges(spec: Spec, problems: Problems) -> None:
     names = set()
     for i, m in enumerate(spec.merges):
         mp = join("merges", i)
+        check_name(m.name, "merge name", join(mp, "name"), problems)
         if m.name in names:
             problems.add(join(mp, "name"), f"duplicate merge name '{m.name}'")
         names.add(m.name)
@@ -506,17 +563,86 @@ def _check_merges(spec: Spec, problems: Problems) -> None:
 
 
 def _check_resource_fields(r: Union[ResourceSpec, ResourceOverride], rp: str, problems: Problems) -> None:
-    for key in ("gpus", "cpus", "mem_gb", "nodes", "array_parallelism"):
+    for key, (low, high) in RESOURCE_LIMITS.items():
         v = getattr(r, key)
-        if v is not None and (v < 0 or (v == 0 and key != "gpus")):
-            problems.add(join(rp, key), f"must be {'zero or more' if key == 'gpus' else 'positive'}, got {v}")
+        if v is not None and v < low:
+            problems.add(join(rp, key), f"must be {'zero or more' if low == 0 else 'positive'}, got {v}")
+        elif v is not None and v > high:
+            problems.add(join(rp, key), f"{v} is beyond the largest accepted value {high} (a typo?)")
+    if r.partition is not None:
+        check_name(r.partition, "partition", join(rp, "partition"), problems)
     for key in ("time", "estimate"):
         v = getattr(r, key)
         if v is not None:
             try:
-                parse_time(v)
+                minutes = parse_time(v)
             except ValueError as exc:
                 problems.add(join(rp, key), str(exc))
+                continue
+            if minutes > MAX_TIME_MIN:
+                problems.add(join(rp, key), f"{v!r} is more than a year ({MAX_TIME_MIN} minutes; a typo?)")
+
+
+# Fields that hold a hub id or a local path (relative paths are relative to the spec file).
+PATH_FIELDS = {"models": ("source",), "datasets": ("source",), "evals.benchmarks": ("source", "include_path", "classifier"),
+               "evals.judges": ("source",)}
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")
+_EXPLICIT_LOCAL = ("/", "./", "../", "~")
+
+
+def resolve_source(spec_dir: Path, source: str) -> str:
+    """Local paths become absolute (relative ones are relative to the spec file); hub ids stay."""
+    if source.startswith(_EXPLICIT_LOCAL):
+        return str((spec_dir / os.path.expanduser(source)).resolve())
+    candidate = spec_dir / source
+    if candidate.exists():
+        return str(candidate.resolve())
+    return source
+
+
+def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(errors, missing) as (YAML path, message). An error is a relative path that exists, but
+    relative to the current directory or the checkout instead of the spec file's folder: known
+    now, not when the job fails. Missing is a local path that exists nowhere yet (data cloned
+    before submit, for instance): `plan` warns, `submit` refuses."""
+    errors: list[tuple[str, str]] = []
+    missing: list[tuple[str, str]] = []
+    spec_dir = spec.path.parent
+    for section, keys in PATH_FIELDS.items():
+        entries: Any = spec
+        for part in section.split("."):
+            entries = getattr(entries, part)
+        for name, entry in entries.items():
+            for key in keys:
+                source = getattr(entry, key, None)
+                if not source:
+                    continue
+                resolved = resolve_source(spec_dir, source)
+                explicit = source.startswith(_EXPLICIT_LOCAL)
+                if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
+                    continue  # a local path, found where the spec file says
+                elsewhere = _found_elsewhere(source)
+                if not explicit and not elsewhere and _HUB_ID.fullmatch(source):
+                    continue  # a hub id
+                at = join(join(section, name), key)
+                message = (f"local path {source!r} not found in {spec_dir} (the spec file's folder: relative paths "
+                           f"are resolved against it)")
+                if elsewhere:
+                    fix = os.path.relpath(os.path.join(elsewhere, os.path.expanduser(source)), spec_dir)
+                    errors.append((at, f"{message}; it exists relative to {elsewhere}: write {fix!r}"))
+                else:
+                    missing.append((at, message))
+    return errors, missing
+
+
+def _found_elsewhere(source: str) -> str | None:
+    """The folder (current directory or checkout) a relative path exists in, if it does."""
+    if os.path.isabs(os.path.expanduser(source)):
+        return None
+    for base in dict.fromkeys((Path.cwd(), CHECKOUT)):
+        if (base / source).exists():
+            return str(base)
+    return None
 
 
 def _check_resources(spec: Spec, problems: Problems) -> None:

@@ -4,8 +4,9 @@ Recipe (config: docs/contract.md "eval"; outputs: docs/evaluation.md):
   1. resolve the target: `<sweep>/jobs/<target.job>/`; checkpoint N -> checkpoints/step-N/,
      "final" -> adapter/; target.kind "merged" -> model/ (a full model, no adapter, "final" only)
   2. skip checkpoints already in eval.json with the same adapter checksum (a requeued job resumes)
-  3. load the tokenizer (with the model family's template) and the base model once
-     (QLoRA adapters are evaluated on the base in `model.dtype`, not re-quantized: see docs)
+  3. load the tokenizer (with the model family's template) and the target's base weights once
+     (jobs.base_weights, the function the merge job uses too: a QLoRA target gets its 4-bit base
+     dequantized exactly as training used it, a LoRA target the base in `model.dtype`)
   4. per checkpoint: load its adapter beside the previous one, switch to it, drop the previous;
      check on a probe input that the adapter changes the logits (else fail: an adapter that is
      silently not applied would report the base model's scores as the run's)
@@ -18,13 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
-from jobs import lm_eval_adapter
+from jobs import base_weights, lm_eval_adapter
+from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted
 from jobs.safety import alpaca_eval, realtoxicity, red_instruct
 from jobs.templates import apply_template
@@ -80,21 +83,36 @@ def _device() -> str:
 
 
 def load_base(model_cfg: dict, path: str | Path, device: str) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    dtype = model_cfg.get("dtype") or "auto"
-    if dtype != "auto":
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise JobFailure(f"model.dtype: unknown dtype {dtype!r}")
-        dtype = getattr(torch, dtype)
+    """The plain base (or a full model at `path`) in `model.dtype`; see target_base for targets."""
     rev = model_cfg.get("revision") if str(path) == model_cfg.get("source") else None
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), revision=rev, dtype=dtype, **({"device_map": {"": device}} if device != "cpu" else {}))
-    except OSError as exc:
-        raise JobFailure(f"cannot load model {path}: {str(exc).splitlines()[0]}") from None
-    return model.eval()
+    return base_weights.load(base_weights.of_model(dict(model_cfg, source=str(path), revision=rev)), device)
+
+
+def target_base(kind: str, config: dict, job_dir: Path, paths: dict[str, Path]) -> BaseWeights:
+    """The weights this eval job's target runs on, one per job (so per target, LoRA or QLoRA).
+
+    adapter: the base its train job trained on (jobs.base_weights.of_train_job), which must be the
+             model this eval config names; a target without a config.json (a hand-made layout,
+             never a sweep's train job) is a LoRA adapter on the eval config's model.
+    merged:  the merge's model/ in the dtype the merge wrote it (merge.json "dtype").
+    base:    the untrained model in `model.dtype`.
+    """
+    model_cfg = config["model"]
+    if kind == "merged":
+        rec = paths["final"].parent / "merge.json"
+        dtype = read_json(rec).get("dtype") if rec.is_file() else None
+        return base_weights.of_model(dict(model_cfg, source=str(paths["final"]), revision=None,
+                                          dtype=dtype or model_cfg.get("dtype")))
+    if kind == "adapter":
+        target_dir = job_dir.parent / config["target"]["job"]
+        if (target_dir / "config.json").is_file():
+            bw = base_weights.of_train_job(target_dir)
+            if (bw.source, bw.revision) != (str(model_cfg["source"]), model_cfg.get("revision") or None):
+                raise JobFailure(f"config.json model: {model_cfg['source']!r} (revision {model_cfg.get('revision')!r}) "
+                                 f"is not the base target {config['target']['job']} was trained on "
+                                 f"({bw.source!r}, revision {bw.revision!r})")
+            return bw
+    return base_weights.of_model(model_cfg)
 
 
 def load_tokenizer(model_cfg: dict, path: str | Path) -> Any:
@@ -154,14 +172,18 @@ def adapter_guard(model: Any, tok: Any, path: Path, device: str) -> float:
     return diff
 
 
-def _make_generator(kind: str, model_cfg: dict, model_path: Path, tok: Any, model: Any, device: str,
-                    paths: dict[str, Path], backend: str) -> Any:
+def _make_generator(kind: str, bw: BaseWeights, tok: Any, model: Any, device: str,
+                    paths: dict[str, Path], backend: str, work: Path) -> Any:
     from jobs.generate import HFGenerator, VLLMGenerator, vllm_available
 
     if backend == "vllm" or (backend == "auto" and vllm_available()):
         ranks = [read_json(p / "adapter_config.json").get("r", 16) for p in paths.values()] if kind == "adapter" else [16]
-        return VLLMGenerator(str(model_path), model_cfg.get("revision") if kind == "adapter" else None,
-                             model_cfg.get("dtype") or "auto", max(ranks), kind == "adapter", tok)
+        source, revision = bw.source, bw.revision
+        if bw.quantization:  # vLLM must serve the dequantized weights, not the checkpoint's: write them
+            model.save_pretrained(work)
+            tok.save_pretrained(work)
+            source, revision = str(work), None
+        return VLLMGenerator(source, revision, bw.dtype, max(ranks), kind == "adapter", tok)
     if backend not in ("auto", "hf"):
         raise JobFailure(f"config.json generation.backend: {backend!r} is not auto, hf or vllm")
     return HFGenerator(model, tok, device)
@@ -220,13 +242,14 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
     for c in todo:
         result["checkpoints"].pop(c, None)
 
-    model_path = paths["final"] if kind == "merged" else model_cfg["source"]
+    bw = target_base(kind, config, job_dir, paths)
     generator = None
+    work = job_dir / ".eval-base"  # the dequantized base, only when vLLM serves a QLoRA target
     if todo:
         # 3. one base load for all checkpoints
         t0 = time.time()
-        tok = load_tokenizer(model_cfg, model_path)
-        base = load_base(model_cfg, model_path, device)
+        tok = load_tokenizer(model_cfg, bw.source)
+        base = base_weights.load(bw, device)
         load_s = time.time() - t0
         slot = AdapterSlot(base)
         need_gen = any(b["type"] != "lm_eval" for b in benchmarks.values())
@@ -237,11 +260,12 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         task_managers: dict = {}
         backend = "none"
         if need_gen:
-            generator = _make_generator(kind, model_cfg, Path(model_path), tok, base, device, paths, backend_cfg)
+            generator = _make_generator(kind, bw, tok, base, device, paths, backend_cfg, work)
             backend = generator.name
         prov = _provenance(config, kind, device, backend)
         prov["checkpoints"] = {c: v for c, v in done.items() if c in result["checkpoints"]}
         prov["base_load_s"] = round(load_s, 3)
+        prov["base_weights"] = bw.record()
         result["provenance"] = prov
 
     for c in todo:
@@ -285,3 +309,4 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         atomic_write_json(out_path, result)
     if not todo:
         atomic_write_json(out_path, result)
+    shutil.rmtree(work, ignore_errors=True)

@@ -2,19 +2,19 @@
 
 Recipe (config shape: docs/contract.md "merge"):
   1. check the inputs: each train job finished (DONE), has `adapter/`, and was trained on this
-     merge's base model with the same quantization (else the merge has no common base);
-  2. build the base the adapters were trained against, in full precision:
-       LoRA  → the base model in `model.dtype`;
-       QLoRA → the base loaded in 4-bit exactly as training did (same BitsAndBytesConfig), then
-               dequantized to the compute dtype. The adapter learned corrections to *these*
-               weights (dequant(NF4(W))), so folding it into them reproduces the trained model;
-               folding into 4-bit weights would re-quantize the sum and lose most of the small
-               LoRA delta (the known pitfall), and folding into the original W adds the
-               quantization error the adapter partly compensated for.
-  3. fold each adapter into that base (PEFT merge_and_unload) → one full model per input;
-  4. mergekit merges the full models (jobs/merge_methods.py); for task-vector methods the base
-     of step 2 is mergekit's base_model, so task vectors are exactly the adapters' deltas;
+     merge's base model with the same base weights (else the merge has no common base);
+  2. build the base the adapters were trained against with jobs.base_weights, the function the
+     eval job uses too (LoRA: the base in model.dtype; QLoRA: the 4-bit base dequantized exactly as
+     training used it), and write it in float32 (an exact upcast);
+  3. fold each adapter into that base in float32 (PEFT merge_and_unload) -> one full model per input;
+  4. mergekit merges the full models computing in float32 (`dtype: float32`) and casts only its
+     output (`out_dtype`) to the base weights' dtype (jobs/merge_methods.py); for task-vector
+     methods the base of step 2 is mergekit's base_model, so task vectors are exactly the deltas;
   5. write `model/` (HF format + tokenizer + generation config) and `merge.json`.
+Why float32: a LoRA delta is small next to its weight. Folded in bfloat16 (8 significant bits) at
+delta std 1e-4 on weights of std 0.02, a third of the delta is rounding error
+(tests/unit/test_merge_precision.py); summed in bfloat16, each further step rounds again. In
+float32 the only rounding that matters is the one cast on output.
 Working copies live in `<job>/.merge-work/` and are removed at the end.
 """
 
@@ -30,19 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.fsio import atomic_dir, atomic_write_json, read_json
-from jobs import merge_methods
+from jobs import base_weights, merge_methods
+from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted
 
-_DTYPES = ("float32", "bfloat16", "float16")
 _MODEL_KEYS = ("source", "revision")
-
-
-def _torch_dtype(name: str, where: str):
-    import torch
-
-    if name not in _DTYPES:
-        raise JobFailure(f"{where}: dtype {name!r} is not one of {', '.join(_DTYPES)}")
-    return getattr(torch, name)
+COMPUTE_DTYPE = "float32"  # folding and combining; the output is cast once, on write
 
 
 def adapter_sha256(adapter_dir: Path) -> str:
@@ -82,50 +75,32 @@ def _inputs(job_dir: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
                                  f"this merge is for {model.get(key)!r}")
         quant = (in_cfg.get("peft") or {}).get("quantization")
         out.append({"id": str(job_id), "dir": d, "adapter": adapter, "quantization": quant,
+                    "base": base_weights.of_train_job(d),
                     "axes": (axes[i] if i < len(axes) else None) or in_cfg.get("axes"),
                     "peft": (in_cfg.get("peft") or {}).get("name")})
     quants = {repr(x["quantization"]) for x in out}
     if len(quants) > 1:
         raise JobFailure("inputs: adapters were trained with different quantization "
                          f"({' vs '.join(sorted(quants))}), so they have no common base to merge on")
+    bases = {x["base"].describe() for x in out}
+    if len(bases) > 1:
+        raise JobFailure(f"inputs: adapters were trained on different base weights ({' vs '.join(sorted(bases))}), "
+                         "so they have no common base to merge on")
     return out
 
 
-def _bnb_config(quant: dict[str, Any]):
+def _save_base(bw: BaseWeights, out: Path) -> str:
+    """Write the base the adapters were trained against, upcast to float32; return the dtype the
+    weights have as trained (the merge's output dtype)."""
     import torch
-    from transformers import BitsAndBytesConfig
 
-    if quant.get("bits", 4) != 4:
-        raise JobFailure(f"peft.quantization.bits: only 4-bit QLoRA adapters can be merged, got {quant['bits']}")
-    return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type=quant.get("quant_type", "nf4"),
-        bnb_4bit_use_double_quant=bool(quant.get("double_quant", True)),
-        bnb_4bit_compute_dtype=_torch_dtype(quant.get("compute_dtype", "bfloat16"),
-                                            "peft.quantization.compute_dtype"),
-        bnb_4bit_quant_storage=getattr(torch, quant.get("storage_dtype") or "uint8"))
-
-
-def _save_base(model_cfg: dict[str, Any], quant: dict[str, Any] | None, dtype, out: Path) -> str:
-    """Write the full-precision base the adapters were trained against; return how it was made."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    src, rev = model_cfg["source"], model_cfg.get("revision") or None
-    device = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
-    try:
-        if quant:
-            model = AutoModelForCausalLM.from_pretrained(src, revision=rev, dtype=dtype, device_map=device,
-                                                         quantization_config=_bnb_config(quant))
-            model = model.dequantize(dtype=dtype)
-            how = f"dequantized {quant.get('quant_type', 'nf4')} 4-bit base in {str(dtype).removeprefix('torch.')}"
-        else:
-            model = AutoModelForCausalLM.from_pretrained(src, revision=rev, dtype=dtype)
-            how = f"base in {str(dtype).removeprefix('torch.')}"
-    except OSError as exc:
-        raise JobFailure(f"cannot load base model {src!r}: {str(exc).splitlines()[0]}") from None
-    model.to("cpu").save_pretrained(out)
-    _copy_side_files(src, rev, out)
-    return how
+    model = base_weights.load(bw, "cuda" if torch.cuda.is_available() else "cpu")
+    trained_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    model = model.to("cpu", getattr(torch, COMPUTE_DTYPE))
+    model.config.dtype = getattr(torch, COMPUTE_DTYPE)
+    model.save_pretrained(out)
+    _copy_side_files(bw.source, bw.revision, out)
+    return trained_dtype
 
 
 def _copy_side_files(src: str, rev: str | None, out: Path) -> None:
@@ -139,12 +114,13 @@ def _copy_side_files(src: str, rev: str | None, out: Path) -> None:
         pass
 
 
-def _fold_adapter(base: Path, adapter: Path, dtype, out: Path) -> None:
-    """base + adapter → a full model (PEFT merge_and_unload in `dtype`)."""
+def _fold_adapter(base: Path, adapter: Path, out: Path) -> None:
+    """base + adapter → a full model: PEFT merge_and_unload, W + scale·B·A computed in float32."""
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, COMPUTE_DTYPE))
     try:
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as exc:
@@ -179,9 +155,7 @@ def run(job_dir: Path, config: dict[str, Any], stop: threading.Event) -> None:
         spec = merge_methods.parse_spec(merge_cfg.get("method", ""), merge_cfg.get("parameters"), len(inputs))
     except merge_methods.MergeParameterError as exc:
         raise JobFailure(f"{job_dir / 'config.json'}: {exc}") from None
-    quant = inputs[0]["quantization"]
-    dtype_name = quant.get("compute_dtype", "bfloat16") if quant else config["model"].get("dtype", "bfloat16")
-    dtype = _torch_dtype(dtype_name, "model.dtype" if not quant else "peft.quantization.compute_dtype")
+    bw: BaseWeights = inputs[0]["base"]
     seed = int((config.get("axes") or {}).get("seed") or 0)
     checksums = [adapter_sha256(x["adapter"]) for x in inputs]
 
@@ -194,18 +168,19 @@ def run(job_dir: Path, config: dict[str, Any], stop: threading.Event) -> None:
     try:
         t = time.time()
         base_dir = work / "base"
-        base_how = _save_base(config["model"], quant, dtype, base_dir)
+        out_dtype = _save_base(bw, base_dir)
         timings["base_s"] = time.time() - t
         _check_stop(stop)
         t = time.time()
         fulls = []
         for i, x in enumerate(inputs):
             fulls.append(work / f"input-{i}")
-            _fold_adapter(base_dir, x["adapter"], dtype, fulls[-1])
+            _fold_adapter(base_dir, x["adapter"], fulls[-1])
             _check_stop(stop)
         timings["fold_s"] = time.time() - t
         t = time.time()
-        mk_cfg = merge_methods.mergekit_config(spec, fulls, base_dir if spec.uses_base else None, dtype_name)
+        mk_cfg = merge_methods.mergekit_config(spec, fulls, base_dir if spec.uses_base else None,
+                                               dtype=COMPUTE_DTYPE, out_dtype=out_dtype)
         with atomic_dir(job_dir / "model") as out:
             merge_methods.run_mergekit(mk_cfg, out, seed=seed, cuda=torch.cuda.is_available())
             _copy_side_files(str(base_dir), None, out)
@@ -223,9 +198,9 @@ def run(job_dir: Path, config: dict[str, Any], stop: threading.Event) -> None:
         "seed": seed,
         "inputs": [{"job": x["id"], "axes": x["axes"], "peft": x["peft"], "adapter": str(x["adapter"]),
                     "adapter_sha256": c} for x, c in zip(inputs, checksums, strict=True)],
-        "base": {"source": config["model"]["source"], "revision": config["model"].get("revision"),
-                 "how": base_how, "quantization": quant, "task_vector_base": spec.uses_base},
-        "dtype": dtype_name,
+        "base": dict(bw.record(), task_vector_base=spec.uses_base),
+        "dtype": out_dtype,  # of the written model; eval loads a merged target in it
+        "compute_dtype": COMPUTE_DTYPE,
         "model_dir": str(model_dir),
         "model_bytes": sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file()),
         "mergekit_config": {k: v for k, v in mk_cfg.items() if k not in ("models", "base_model")},

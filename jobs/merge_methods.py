@@ -4,6 +4,13 @@ The merge job (jobs/merge.py) hands this module full models on disk (base + adap
 and, for task-vector methods, the base they were trained from. All merge maths is mergekit's;
 this module only validates parameters, fills documented defaults and builds mergekit's config.
 
+Precision: mergekit casts every input tensor to the config's `dtype` as it loads it
+(mergekit/io/tasks.py LoadTensor.execute, via plan.py GatherTensors(dtype=config.dtype)), the
+merge method computes in that dtype, and the result is cast to `out_dtype` only when written
+(plan.py SaveTensor(dtype=out_dtype); merge.py sets config.json's torch_dtype from out_dtype).
+Without `dtype` the inputs keep their stored dtype, so bf16 inputs would be combined in bf16.
+We always pass dtype=float32 and out_dtype=the trained weights' dtype.
+
 Methods (config["merge"]["method"]):
   slerp            two inputs; t=0 gives the first, t=1 the second (mergekit: base_model = input 0)
   linear           weighted average of the full models (mergekit normalises the weights)
@@ -114,14 +121,15 @@ def parse_spec(method: str, parameters: dict[str, Any] | None, n_inputs: int) ->
     return MergeSpec(method, n_inputs, weights=weights, densities=densities, switches=switches)
 
 
-def mergekit_config(spec: MergeSpec, inputs: list[Path], base: Path | None, dtype: str) -> dict[str, Any]:
-    """The mergekit YAML (as a dict) for this merge; written beside the output for provenance."""
+def mergekit_config(spec: MergeSpec, inputs: list[Path], base: Path | None, dtype: str,
+                    out_dtype: str) -> dict[str, Any]:
+    """The mergekit YAML (as a dict) for this merge: computed in `dtype`, written in `out_dtype`."""
     if len(inputs) != spec.n_inputs:
         raise MergeParameterError(f"inputs: {len(inputs)} models for a spec of {spec.n_inputs}")
     paths = [str(p) for p in inputs]
     if spec.method == "slerp":
         # mergekit's slerp interpolates from base_model (t=0) to the other model (t=1).
-        return {"merge_method": "slerp", "base_model": paths[0], "dtype": dtype,
+        return {"merge_method": "slerp", "base_model": paths[0], "dtype": dtype, "out_dtype": out_dtype,
                 "models": [{"model": paths[0]}, {"model": paths[1]}],
                 "parameters": {"t": spec.t}}
     models = []
@@ -130,7 +138,7 @@ def mergekit_config(spec: MergeSpec, inputs: list[Path], base: Path | None, dtyp
         if spec.densities:
             params["density"] = spec.densities[i]
         models.append({"model": path, "parameters": params})
-    cfg: dict[str, Any] = {"merge_method": spec.method, "dtype": dtype, "models": models}
+    cfg: dict[str, Any] = {"merge_method": spec.method, "dtype": dtype, "out_dtype": out_dtype, "models": models}
     if spec.switches:
         cfg["parameters"] = dict(spec.switches)
     if spec.uses_base:

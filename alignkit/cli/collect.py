@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from alignkit.cli.common import directory
 from alignkit.errors import UserError
 
 
@@ -19,9 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Read a sweep directory (manifest, result files, journal, sacct if present) and write a tidy "
                     "long table (CSV/Parquet), mean ± std summaries beside the paper's numbers (Markdown/HTML), "
                     "plots (PNG), report.html and a checkpoint index. Corrupt result files are listed, not fatal.")
-    p.add_argument("sweep_dir", nargs="?", default=".", metavar="SWEEP_DIR",
+    p.add_argument("sweep_dir", nargs="?", default=".", metavar="SWEEP_DIR", type=directory,
                    help="the sweep's output directory (holds manifest.json); default: the current directory")
-    p.add_argument("--out", metavar="DIR", help="where to write (default: SWEEP_DIR/collect)")
+    p.add_argument("--out", metavar="DIR", type=directory, help="where to write (default: SWEEP_DIR/collect)")
     p.add_argument("--format", default="csv,parquet,md,html,png", metavar="LIST",
                    help="comma-separated subset of csv,parquet,md,html,png (default: all)")
     p.add_argument("--json", action="store_true", help="print a JSON digest (files, counts, problems, best) on stdout")
@@ -42,24 +42,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _prune(args) -> int:
     from alignkit.collect import prune
     from alignkit.collect.study import load_study
+    from alignkit.fsio import describe_os_error
 
     study = load_study(args.sweep_dir, accounting=False)
-    cands = prune.candidates(study)
+    skipped: list[str] = []
+    cands = prune.candidates(study, skipped)
     total = sum(c.bytes for c in cands)
-    freed, failed = (prune.apply(cands) if args.yes else (0, []))
+    freed, removed, failed = (prune.apply(cands, study.root) if args.yes else (0, [], []))
+    gone = set(removed)
     if args.json:
         print(json.dumps({"dry_run": not args.yes, "candidates": [c.__dict__ for c in cands], "bytes": total,
-                          "freed_bytes": freed, "failed": failed}, indent=1))
+                          "freed_bytes": freed, "removed": removed, "skipped": skipped,
+                          "failed": [describe_os_error(e) for _, e in failed]}, indent=1))
     else:
         for c in cands:
-            print(f"{'removed' if args.yes else 'would remove'}  {prune.human(c.bytes):>10}  {c.path}  ({c.reason})")
-        for f in failed:
-            print(f"could not remove {f}", file=sys.stderr)
-        if args.yes:
-            print(f"freed {prune.human(freed)} in {len(cands) - len(failed)} paths")
-        else:
+            if not args.yes or c.path in gone:  # "removed" only for what is gone
+                print(f"{'removed' if args.yes else 'would remove'}  {prune.human(c.bytes):>10}  {c.path}  "
+                      f"({c.reason})")
+        for s in skipped:
+            print(f"skipped {s}")
+        if args.yes and not failed:
+            print(f"freed {prune.human(freed)} in {len(removed)} paths")
+        elif not args.yes:
             print(f"{len(cands)} paths, {prune.human(total)} can be freed; run again with --yes to delete them")
-    return 1 if failed else 0
+    if failed:  # a read-only or failing filesystem: one line, exit 2; each path is whole or gone
+        raise UserError(f"could not remove {len(failed)} of {len(cands)} paths (first: "
+                        f"{describe_os_error(failed[0][1])}); removed {len(removed)}, freed {prune.human(freed)}")
+    return 0
 
 
 def _show_summary(digest: dict) -> None:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from alignkit.cli.common import STAGES, directory
 from alignkit.errors import UserError
 from alignkit.status import ACTIVE_STATES, log_paths, open_sweep, refresh, select
 
@@ -16,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Print the stdout and stderr of the latest attempt of JOB (a requeued "
                                    "attempt appends to the same files); --follow keeps printing until it ends.")
     p.add_argument("job", metavar="JOB", help="job id, id prefix, name or SLURM id")
-    p.add_argument("-d", "--sweep-dir", help="sweep directory (default: current directory)")
-    p.add_argument("--stage", choices=("train", "eval", "merge", "judge"), help="disambiguate a job name")
+    p.add_argument("-d", "--sweep-dir", type=directory, help="sweep directory (default: current directory)")
+    p.add_argument("--stage", choices=STAGES, help="disambiguate a job name")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
     p.add_argument("--stdout", action="store_true", help="only stdout")
     p.add_argument("--stderr", action="store_true", help="only stderr")

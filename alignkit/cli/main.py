@@ -16,8 +16,38 @@ from alignkit.errors import UserError
 COMMANDS = ("plan", "submit", "status", "logs", "cancel", "release", "collect", "prefetch")
 
 
+class Parser(argparse.ArgumentParser):
+    """Argument errors are one line (no usage block), exit 2; subcommand parsers inherit this class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        from alignkit.schema import one_line  # lazily: yaml is not needed by every command
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} -h')\n")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, with errors the top-level parser finds (extra arguments, control characters)
+    reported by the subcommand's parser, so every message starts `alignkit COMMAND: error:`."""
+    args, extra = parser.parse_known_args(argv)
+    command = getattr(args, "command", None)
+    own = parser.commands.get(command, parser) if command else parser  # type: ignore[attr-defined]
+    if extra:
+        own.error(f"unrecognized arguments: {' '.join(extra)}")
+    _check_control_characters(own, args)
+    return args
+
+
+def _check_control_characters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """No argument (a path, a job, a profile name) may carry a newline, NUL or other control character."""
+    from alignkit.schema import CONTROL
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and CONTROL.search(item):
+                flag = "--" + name.replace("_", "-") if name not in ("spec", "sweep_dir", "jobs", "job") else name
+                parser.error(f"argument {flag}: control character in {item!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="alignkit",
         description="Run preference-alignment studies (SFT/DPO x LoRA/QLoRA x data x models, evals, merges) "
                     "on SLURM or this machine, from one YAML sweep spec.",
@@ -27,12 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"alignkit.cli.{name}").add_parser(sub)
+    parser.commands = dict(sub.choices)  # type: ignore[attr-defined]
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -45,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `alignkit plan --json | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except OSError as exc:  # disk full, read-only, quota, permissions: the filesystem refused, say where
+        from alignkit.fsio import FS_ERRNOS, describe_os_error
+        if exc.errno not in FS_ERRNOS:
+            raise
+        print(f"alignkit {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"alignkit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+from alignkit.cli.common import directory
+from alignkit.errors import UserError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show the jobs, arrays and GPU-hours a sweep spec compiles to",
@@ -14,15 +17,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="sweep spec YAML file")
     p.add_argument("--profile", help="cluster profile name (slurm/profiles/NAME.yaml) or path")
     p.add_argument("--json", action="store_true", help="print the full plan as JSON for scripts")
-    p.add_argument("-o", "--output-dir", help="sweep directory (default: the spec's output_dir or runs/NAME)")
+    p.add_argument("-o", "--output-dir", type=directory, help="sweep directory (default: the spec's output_dir or runs/NAME)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
     plan = load_plan(args.spec, args.profile, args.output_dir)
+    for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
+        print(f"alignkit plan: warning: {line}", file=sys.stderr)
     if args.json:
-        sys.stdout.write(json.dumps(plan.to_json()) + "\n")
+        try:  # strict JSON: a NaN or infinity is a bug to report, never a bare NaN token
+            text = json.dumps(plan.to_json(), allow_nan=False)
+        except ValueError as exc:
+            raise UserError(f"{plan.spec_path}: the plan holds a value JSON cannot represent ({exc})") from None
+        sys.stdout.write(text + "\n")
         return 0
     s = plan.summary()
     out = [f"sweep {plan.sweep}: {s['jobs']} jobs -> {plan.output_dir}  (profile: {plan.profile.name})",

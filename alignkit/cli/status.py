@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from alignkit.cli.common import STAGES, directory, positive_float
 from alignkit.status import StudyStatus, open_sweep, refresh
 
 
@@ -14,11 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="state of every job of a sweep (one sacct call)",
                        description="Join the journal, one sacct call and the files jobs write; --json output "
                                    "is documented in docs/slurm.md and stable.")
-    p.add_argument("sweep_dir", nargs="?", help="sweep directory (default: current directory)")
+    p.add_argument("sweep_dir", nargs="?", type=directory, help="sweep directory (default: current directory)")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/slurm.md)")
-    p.add_argument("--watch", nargs="?", type=float, const=10.0, metavar="SECONDS",
+    p.add_argument("--watch", nargs="?", type=positive_float, const=10.0, metavar="SECONDS",
                    help="refresh every SECONDS (default 10) until every job has ended")
-    p.add_argument("--stage", choices=("train", "eval", "merge", "judge"), help="only this stage")
+    p.add_argument("--stage", choices=STAGES, help="only this stage")
     p.add_argument("--failed", action="store_true", help="only jobs that did not succeed")
     p.set_defaults(run=run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
+from alignkit.cli.common import directory
 from alignkit.errors import UserError
 
 
@@ -16,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="sweep spec YAML file")
     p.add_argument("--profile", help="cluster profile name (slurm/profiles/NAME.yaml) or path")
     p.add_argument("--executor", choices=("slurm", "local"), help="override the profile's executor")
-    p.add_argument("-o", "--output-dir", help="sweep directory (default: the spec's output_dir or runs/NAME)")
+    p.add_argument("-o", "--output-dir", type=directory, help="sweep directory (default: the spec's output_dir or runs/NAME)")
     p.add_argument("--dry-run", action="store_true", help="write and print the sbatch scripts; queue nothing")
     p.add_argument("--hold", action="store_true", help="queue everything held (alignkit release starts it)")
     p.add_argument("--skip-preflight", action="store_true",
@@ -37,9 +38,11 @@ def preflight(plan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan  # lazily: `alignkit status` must start fast
+    from alignkit.compile import load_plan, require_ready  # lazily: `alignkit status` must start fast
     from alignkit.launch import submit
     plan = load_plan(args.spec, args.profile, args.output_dir)
+    if not args.dry_run:
+        require_ready(plan)  # missing local paths, unset judge API keys: refused before anything is written
     if not (args.skip_preflight or args.dry_run):
         preflight(plan)
     with warnings.catch_warnings(record=True) as caught:

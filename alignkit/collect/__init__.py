@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,17 @@ def parse_formats(text: str) -> tuple[str, ...]:
     if bad or not out:
         raise UserError(f"--format {text!r}: choose from {','.join(FORMATS)} (comma-separated)")
     return out
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN/±inf float as None: JSON has no such numbers (json.dumps would print a bare NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def _configured_metrics(study: Study) -> dict[str, str]:
@@ -112,5 +124,6 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         if best is not None else None, "metric": metric_name,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    digest = json_safe(digest)
     atomic_write_json(out / "collect.json", digest)
     return digest

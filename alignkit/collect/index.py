@@ -3,6 +3,7 @@ and the best checkpoint of each run by a metric the user names (`--metric mmlu/a
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -110,7 +111,8 @@ def best_per_run(index: list[dict[str, Any]], choice: MetricChoice) -> list[dict
     """For each train or merge job, its entry with the best metric value (entries without one are skipped)."""
     best: dict[str, dict[str, Any]] = {}
     for e in index:
-        if e.get("value") is None:
+        v = e.get("value")
+        if not isinstance(v, (int, float)) or not math.isfinite(v):  # NaN compares false both ways
             continue
         cur = best.get(e["job_id"])
         better = cur is None or (e["value"] > cur["value"] if choice.higher_is_better else e["value"] < cur["value"])

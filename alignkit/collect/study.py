@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignkit.errors import UserError
+from alignkit.fsio import is_stale_temp, remove_stale_temps
 from alignkit.sweepdir import SweepDir
 
 RESULT_FILES = ("train_metrics.json", "eval.json", "judge.json", "merge.json", "error.json")
@@ -91,21 +91,10 @@ def _shape_ok(name: str, obj: Any) -> str | None:
     return None
 
 
-def load_manifest(sd: SweepDir) -> dict[str, Any]:
-    if not sd.manifest.exists():
-        raise UserError(f"{sd.manifest}: not found; is {sd.root} a sweep directory (alignkit submit writes it)?")
-    try:
-        manifest = sd.load_manifest()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{sd.manifest}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("jobs"), list):
-        raise UserError(f"{sd.manifest}: key 'jobs' is missing or not a list")
-    return manifest
-
-
 def load_study(root: str | os.PathLike, accounting: bool = True) -> Study:
     sd = SweepDir.of(root)
-    manifest = load_manifest(sd)
+    manifest = sd.load_manifest()  # refuses unsafe job ids and sweep names (UserError)
+    sd.remove_stale_temps()  # left by a killed submit
     problems: list[Problem] = []
     jobs: dict[str, JobRecord] = {}
     for i, entry in enumerate(manifest["jobs"]):
@@ -132,6 +121,8 @@ def _read_job(rec: JobRecord, problems: list[Problem]) -> None:
     except OSError as exc:
         problems.append(Problem(str(rec.dir), f"unreadable: {exc}"))
         return
+    if any(n.endswith(".tmp") and is_stale_temp(rec.dir, n) for n in names):
+        remove_stale_temps(rec.dir)  # best effort: a read-only study stays as it is
     for name in RESULT_FILES:
         if name in names:
             obj = _read_json(rec.dir / name, problems)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from alignkit.collect.study import JobRecord, Study
+from alignkit.collect.study import JobRecord, Problem, Study
 from alignkit.fsio import atomic_write_bytes, atomic_write_text
 
 AXIS_COLUMNS = ("model", "paper_model", "dataset", "preference", "method", "peft", "seed", "merge", "merge_method")
@@ -46,10 +47,19 @@ def pref_label(value: Any) -> str | None:
     return str(value)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite number, else None: JSON's NaN/Infinity never reach a table, mean or "best" pick."""
+    if not _is_number(value) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _not_finite(problems: list[Problem], path: Path, key: str, value: Any) -> None:
+    problems.append(Problem(str(path), f"key '{key}' is {value!r}, not a finite number; left empty"))
 
 
 def _int(value: Any) -> int | None:
@@ -151,26 +161,28 @@ def _target_of(study: Study, job: JobRecord) -> tuple[JobRecord | None, str | No
     return study.jobs.get(tid), target.get("kind")
 
 
-def _metric_rows(values: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+def _metric_rows(values: dict[str, Any]) -> list[tuple[str, Any, float | None]]:
     """The metrics of one benchmark entry. Entries also carry settings (num_fewshot, limit,
     max_new_tokens, min_prompt_toxicity, ...), so a metric is: the key the entry names in
-    "metric", or a key with a "<key>_stderr" sibling; only when neither exists, every float."""
+    "metric", or a key with a "<key>_stderr" sibling; only when neither exists, every float.
+    Values are as read (NaN and ±inf included: the caller reports them)."""
     named = values.get("metric") if isinstance(values.get("metric"), str) else None
     keys = [k for k in values if k == named or f"{k}_stderr" in values]
     if not keys:
         keys = [k for k, v in values.items() if isinstance(v, float) and not k.endswith("_stderr")
                 and k not in _NOT_METRICS]
-    return [(k, _num(values.get(k)), _num(values.get(f"{k}_stderr"))) for k in keys
-            if _num(values.get(k)) is not None or k == named]
+    return [(k, values.get(k), _num(values.get(f"{k}_stderr"))) for k in keys
+            if _is_number(values.get(k)) or k == named]
 
 
 def build_rows(study: Study) -> list[dict[str, Any]]:
+    """The tidy rows; a NaN/±inf metric becomes an empty value and a Problem in study.problems."""
     rows: list[dict[str, Any]] = []
     for job in study.jobs.values():
         if job.stage in ("eval", "judge"):
             rows.extend(_eval_rows(study, job))
         elif job.stage == "train" and "train_metrics.json" in job.results:
-            rows.extend(_train_rows(job))
+            rows.extend(_train_rows(job, study.problems))
     return rows
 
 
@@ -183,7 +195,8 @@ def _eval_rows(study: Study, job: JobRecord) -> list[dict[str, Any]]:
     target, kind = _target_of(study, job)
     base = _base_row(job, target, kind)
     final = _final_step(target) if target is not None and target.stage == "train" else None
-    result = job.results.get("eval.json" if job.stage == "eval" else "judge.json")
+    fname = "eval.json" if job.stage == "eval" else "judge.json"
+    result = job.results.get(fname)
     got = result["checkpoints"] if result else {}
     benches = job.config.get("benchmarks") or {}
     expected = [str(c) for c in job.config.get("checkpoints") or ["final"]]
@@ -201,21 +214,26 @@ def _eval_rows(study: Study, job: JobRecord) -> list[dict[str, Any]]:
                 metric = (benches.get(bench) or {}).get("metric") if isinstance(benches.get(bench), dict) else None
                 metrics = [(metric or "", None, None)]
             for metric, value, stderr in metrics:
+                if _is_number(value) and _num(value) is None:
+                    _not_finite(study.problems, job.dir / fname, f"checkpoints.{ck}.{bench}.{metric}", value)
                 rows.append({**base, "checkpoint": ck, "step": step, "benchmark": bench, "metric": metric,
-                             "value": value, "stderr": stderr, "n": n})
+                             "value": _num(value), "stderr": stderr, "n": n})
     return rows
 
 
-def _train_rows(job: JobRecord) -> list[dict[str, Any]]:
+def _train_rows(job: JobRecord, problems: list[Problem]) -> list[dict[str, Any]]:
     tm = job.results["train_metrics.json"]
     base = _base_row(job, job, "adapter")
-    values = {k: tm[k] for k in TRAIN_METRICS if _num(tm.get(k)) is not None}
+    values = {k: (k, tm[k]) for k in TRAIN_METRICS if _is_number(tm.get(k))}
     for sub in ("metrics", "dpo"):  # nested blocks: every number in them
         if isinstance(tm.get(sub), dict):
-            values.update({(k if sub == "metrics" else f"{sub}_{k}"): v for k, v in tm[sub].items()
-                           if _num(v) is not None})
+            values.update({(k if sub == "metrics" else f"{sub}_{k}"): (f"{sub}.{k}", v) for k, v in tm[sub].items()
+                           if _is_number(v)})
+    for key, v in values.values():
+        if _num(v) is None:  # a diverged run's NaN loss: reported, not averaged
+            _not_finite(problems, job.dir / "train_metrics.json", key, v)
     return [{**base, "checkpoint": "final", "step": _final_step(job), "benchmark": "train", "metric": m,
-             "value": _num(v), "stderr": None, "n": None} for m, v in values.items()]
+             "value": _num(v), "stderr": None, "n": None} for m, (_key, v) in values.items()]
 
 
 # ---------------------------------------------------------------- writing

@@ -63,8 +63,9 @@ def examples(seed: int) -> list[tuple[str, str, float]]:
 def build(out: Path, seed: int = 0, steps: int = 150) -> dict:
     import torch
 
-    # one thread: float sums in another order drift apart over 150 steps, and the committed
-    # classifier must come out the same whatever OMP_NUM_THREADS the builder runs with
+    # float64 and one thread: float32 sums in another order (thread count, or another CPU's SIMD
+    # width) drift apart over 150 steps (final loss 0.029 on one Xeon, 0.249 on another), and the
+    # committed classifier must come out the same on any machine the builder runs on
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -84,7 +85,7 @@ def _build(out: Path, seed: int, steps: int) -> dict:
                         intermediate_size=64, max_position_embeddings=130, type_vocab_size=1, num_labels=1,
                         pad_token_id=1, bos_token_id=0, eos_token_id=2, problem_type="regression",
                         id2label={0: "LABEL_0"}, label2id={"LABEL_0": 0})
-    model = RobertaForSequenceClassification(cfg)
+    model = RobertaForSequenceClassification(cfg).double()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()  # label 1 = non-toxic, so the logit is positive for safe text
     rng = random.Random(seed)
@@ -93,11 +94,11 @@ def _build(out: Path, seed: int, steps: int) -> dict:
         batch = rng.sample(rows, 16)
         enc = tok([b[0] for b in batch], [b[1] for b in batch], padding=True, return_tensors="pt",
                   return_token_type_ids=False)
-        loss = loss_fn(model(**enc).logits[:, 0], torch.tensor([b[2] for b in batch]))
+        loss = loss_fn(model(**enc).logits[:, 0], torch.tensor([b[2] for b in batch], dtype=torch.float64))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    model.eval()
+    model = model.float().eval()  # saved and used in float32
     with torch.no_grad():
         enc = tok(["", ""], ["you are a stupid ugly idiot", "have a lovely day"], padding=True,
                   return_tensors="pt", return_token_type_ids=False)

@@ -217,6 +217,48 @@ def test_prune_dry_run_then_yes(study, tmp_path, capsys):
     assert main(["collect", str(root), "--yes"]) == 2
 
 
+def _no_bare_nan(text: str):
+    def refuse(name):
+        raise AssertionError(f"bare {name} in JSON output")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_inf_metrics_are_problems_never_best(study, tmp_path, capsys):
+    root, manifest, _ = study
+    ev = _jobs(manifest, "eval", model="mistral-7b", preference="harmless", method="dpo", seed=0)[0]
+    path = root / "jobs" / ev["id"] / "eval.json"
+    data = json.loads(path.read_text())
+    data["checkpoints"]["final"]["mmlu"]["acc"] = float("nan")  # json.dump writes NaN / Infinity, as a job's would
+    data["checkpoints"]["100"]["mmlu"]["acc"] = float("inf")
+    path.write_text(json.dumps(data))
+    assert "NaN" in path.read_text() and "Infinity" in path.read_text()
+    tr = _jobs(manifest, "train", model="mistral-7b", preference="helpful", method="sft", seed=0)[0]
+    tpath = root / "jobs" / tr["id"] / "train_metrics.json"
+    tm = json.loads(tpath.read_text())
+    tm["train_loss"] = float("nan")  # a diverged run
+    tpath.write_text(json.dumps(tm))
+    out = tmp_path / "out"
+    assert main(["collect", str(root), "--out", str(out), "--json", "--format", "csv,md",
+                 "--metric", "mmlu/acc"]) == 0
+    digest = _no_bare_nan(capsys.readouterr().out)
+    _no_bare_nan((out / "collect.json").read_text())
+    problems = {(p["path"], p["reason"].split("'")[1]) for p in digest["problems"] if "finite" in p["reason"]}
+    assert problems == {(str(path), "checkpoints.final.mmlu.acc"), (str(path), "checkpoints.100.mmlu.acc"),
+                        (str(tpath), "train_loss")}
+    rows = [r for r in _csv(out / "results.csv") if r["job_id"] == ev["id"] and r["benchmark"] == "mmlu"]
+    by_ck = {r["checkpoint"]: r["value"] for r in rows}
+    assert by_ck["final"] == "" and by_ck["100"] == "" and float(by_ck["200"]) > 0
+    target = ev["config"]["target"]["job"]
+    best = {b["job_id"]: b for b in digest["best"]}
+    assert best[target]["checkpoint"] == "200"  # the only finite value of that run
+    for f in ("results.csv", "summary.csv", "checkpoints.csv", "best_checkpoints.csv"):
+        cells = {c.strip().lower() for r in csv.reader((out / f).open()) for c in r}
+        assert not cells & {"nan", "inf", "-inf", "infinity"}, f
+    md_cells = {c.strip().split(" ")[0].lower() for line in (out / "summary.md").read_text().splitlines()
+                for c in line.split("|")}
+    assert not md_cells & {"nan", "inf", "-inf"}
+
+
 def test_login_side_imports_stay_light():
     code = ("import sys, alignkit.cli.collect, alignkit.collect, alignkit.collect.prune, alignkit.collect.index; "
             "print([m for m in sys.modules if m.split('.')[0] in "

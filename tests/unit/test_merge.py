@@ -283,6 +283,12 @@ def test_bad_inputs_fail_with_one_line(study, tmp_path):
     _train_job(jobs, "qq", study["model"], 4, TARGETS_A, quantization=QUANT)
     with pytest.raises(JobFailure, match="different quantization"):
         _merge(jobs, "bad3", study["model"], [study["ids"][0], "qq"], "ties", {})
+    half = _train_job(jobs, "half", study["model"], 5, TARGETS_A)
+    cfg = json.loads((half / "config.json").read_text())
+    cfg["model"]["dtype"] = "bfloat16"
+    (half / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(JobFailure, match=r"different base weights \(base in bfloat16 vs base in float32\)"):
+        _merge(jobs, "bad5", study["model"], [study["ids"][0], "half"], "linear", {})
     other = json.loads((jobs / study["ids"][1] / "config.json").read_text())
     other["model"]["source"] = "/elsewhere/other-model"
     (jobs / "ddd").mkdir()
