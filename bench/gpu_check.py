@@ -95,6 +95,9 @@ def step_env(work: Path, tiny: bool) -> dict:
                            capture_output=True, text=True)
     info["git_commit"] = git.stdout.strip() or None
     info["git_dirty"] = bool(dirty.stdout.strip()) if dirty.returncode == 0 else None
+    manifests = sorted((ROOT / "bench" / "gpu-wheels").glob("set*/manifest.json"))
+    # The device tool copies the work tree without .git: the commit bench/gpu_wheels.sh ran at.
+    info["wheels_built_at_commit"] = json.loads(manifests[0].read_text()).get("git_commit") if manifests else None
     info["packages"] = versions()
     info["package_paths"] = {n: where_from(n) for n in ("transformers", "bitsandbytes", "trl", "peft", "torch")}
     smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm",

@@ -384,7 +384,9 @@ def main() -> int:
         size = sum(c.file.stat().st_size for c in s)
         print(f"set{i}: {len(s)} wheels, {size / MIB:.2f} MiB + tree {tree / MIB:.2f} MiB = "
               f"{(size + tree) / MIB:.2f} MiB (carry: {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}/set{i})")
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     manifest = json.dumps({
+        "git_commit": head.stdout.strip() or None,  # the GPU machine gets the tree without .git
         "python": "3.12", "platforms": PLATFORMS, "limit_bytes": limit, "tree_bytes": tree,
         "downloaded_bytes": raw, "carried_bytes": total, "xz_packed": packed, "sets": len(sets),
         "wheels": [{"name": c.name, "version": c.version, "file": c.file.name, "set": c.set,
