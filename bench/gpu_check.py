@@ -190,18 +190,23 @@ def requirements_met(tiny: bool) -> dict:
 # ---- step: summary --------------------------------------------------------------------------------
 
 def step_summary(work: Path, tiny: bool, out: Path, wall_s: float | None) -> dict:
+    status = json.loads((work / "status.json").read_text()) if (work / "status.json").exists() else {}
     steps: dict[str, Any] = {}
     for name in ("install", "env", "pitfalls", "correctness", "deepspeed", "eval", "throughput"):
         f = work / f"step-{name}.json"
+        st = status.get(name, {})
         if f.exists():
             steps[name] = json.loads(f.read_text())
+        elif name == "install":  # a shell step: its exit status is its result
+            ok = st.get("exit") == 0
+            steps[name] = {"checks": [{"name": "install_carried_wheels", "status": "pass" if ok else "fail",
+                                       "detail": f"exit {st.get('exit')} after {st.get('seconds')} s"}]}
         else:
-            steps[name] = {"checks": [{"name": name, "status": "fail", "detail": "step wrote no result "
-                                       "(timed out or crashed: see the log)"}]}
-    status = work / "status.json"
-    if status.exists():
-        for name, st in json.loads(status.read_text()).items():
-            steps.setdefault(name, {})["process"] = st
+            why = "timed out" if st.get("timed_out") else f"exit {st.get('exit')}" if st else "did not run"
+            steps[name] = {"checks": [{"name": name, "status": "fail",
+                                       "detail": f"step wrote no result ({why}: see the log)"}]}
+        if st:
+            steps[name]["process"] = st
     counts: dict[str, int] = {}
     for s in steps.values():
         for row in s.get("checks", []):

@@ -233,10 +233,15 @@ def worker_trl(cfg_path: str, out: str, warmup: int) -> dict:
                          "padding_free": bool(getattr(trainer.args, "padding_free", False))}}
 
 
+def usage_error(msg: str) -> None:
+    print(f"gpu_qlora.py: error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     side, _, opts = text.partition(":")
     if side not in ("trl", "alignkit"):
-        raise SystemExit(f"gpu_qlora.py: error: --variants: {text!r}: side must be trl or alignkit")
+        usage_error(f"--variants: {text!r}: side must be trl or alignkit")
     options: dict[str, Any] = {}
     for kv in filter(None, opts.split(",")):
         key, _, value = kv.partition("=")
@@ -308,6 +313,11 @@ def main() -> None:
     steps = a.steps or (4 if a.tiny else 20)
     out = Path(a.out or tempfile.mkdtemp(prefix="ak-gpu-bench-"))
     out.mkdir(parents=True, exist_ok=True)
+    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    if not variants or variants[0] != "trl":
+        usage_error("--variants must start with 'trl' (the baseline)")
+    for v in variants:
+        parse_variant(v)  # every variant checked before the (long) model build
     model = build_model(out, a.tiny)
     print(f"model {model} ready in {time.time() - started:.0f} s", flush=True)
     if a.build_only:
@@ -315,9 +325,6 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("AK_GPU_SITE"), str(ROOT)])),
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
     env.setdefault("OMP_NUM_THREADS", "2")
-    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    if not variants or variants[0] != "trl":
-        raise SystemExit("gpu_qlora.py: error: --variants must start with 'trl' (the baseline)")
     kinds = a.kinds.split(",")
     results: dict = {"steps": steps, "warmup_steps": warmup, "tiny": a.tiny, "device": "cuda" if cuda else "cpu",
                      "gpu": torch.cuda.get_device_name(0) if cuda else None, "runs": {}, "ratios": {}}
