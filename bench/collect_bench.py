@@ -5,7 +5,9 @@ each evaluated at 7 checkpoints on 5 benchmarks, plus the paper's merges and the
 temporary directory; then times, in the same process and run:
   baseline  a bare loop that opens and json-parses every result file collect reads (manifest,
             train_metrics.json, eval.json, merge.json) and nothing else;
-  collect   tables + summaries (CSV, Parquet, Markdown, HTML, report.html; no plots);
+  collect   tables + summaries (CSV, Parquet, Markdown, HTML, report.html; no plots), without and
+            with the findings (findings.md/json and the report's Findings section), interleaved,
+            so the ratio compares the same study on the same machine at the same time;
   collect+png   the same plus the PNG plots (only with --plots).
 Usage: python bench/collect_bench.py [--plots] [--repeat N] [--keep DIR]
 """
@@ -62,12 +64,15 @@ def main() -> int:
             stages[j["stage"]] = stages.get(j["stage"], 0) + 1
         print(f"study: {stages} jobs written in {time.perf_counter() - t:.1f} s to {root}")
         formats = ("csv", "parquet", "md", "html")
-        base, col, png = [], [], []
+        base, col, nof, png = [], [], [], []
         digest = {}
         for _ in range(args.repeat):
             t = time.perf_counter()
             files = bare_read(root)
             base.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            collect(root, out=tmp / "out-nofindings", formats=formats, accounting=False, findings=False)
+            nof.append(time.perf_counter() - t)
             t = time.perf_counter()
             digest = collect(root, out=tmp / "out", formats=formats, accounting=False)
             col.append(time.perf_counter() - t)
@@ -75,14 +80,17 @@ def main() -> int:
                 t = time.perf_counter()
                 collect(root, out=tmp / "out-png", formats=(*formats, "png"), accounting=False)
                 png.append(time.perf_counter() - t)
-        b, c = min(base), min(col)
+        b, c, n = min(base), min(col), min(nof)
         print(f"rows: {digest['rows']} tidy rows ({digest['rows_with_value']} with a value), {files} result files")
+        print(f"findings: {digest['findings']}")
         print(f"bare read loop:              {b * 1000:8.1f} ms  (best of {args.repeat})")
-        print(f"collect (tables+summaries):  {c * 1000:8.1f} ms  = {c / b:.1f}x the bare read")
+        print(f"collect without findings:    {n * 1000:8.1f} ms  = {n / b:.1f}x the bare read")
+        print(f"collect with findings:       {c * 1000:8.1f} ms  = {c / b:.1f}x the bare read, "
+              f"{c / n:.2f}x collect without findings")
         if png:
             p = min(png)
             print(f"collect + plots:             {p * 1000:8.1f} ms  = {p / b:.1f}x the bare read")
-        print(f"(first collect in this process, including lazy imports of pyarrow: {col[0] * 1000:.1f} ms)")
+        print(f"(first collect in this process, including lazy imports of pyarrow: {nof[0] * 1000:.1f} ms)")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alignkit.collect import findings as findings_mod
+from alignkit.collect import findings_report, summary, tidy
 from alignkit.collect import index as index_mod
-from alignkit.collect import summary, tidy
 from alignkit.collect.study import Study, load_study
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text
@@ -62,8 +63,10 @@ def _write_dict_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, 
 
 
 def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple[str, ...] = FORMATS,
-            metric: str | None = None, accounting: bool = True) -> dict[str, Any]:
-    """Write the study's tables, summaries, plots, report and index under `out`; return a JSON-ready digest."""
+            metric: str | None = None, accounting: bool = True, findings: bool = True) -> dict[str, Any]:
+    """Write the study's findings, tables, summaries, plots, report and index under `out`; return a
+    JSON-ready digest. `findings=False` skips findings.{md,json} and the report's Findings section
+    (bench/collect_bench.py measures their cost)."""
     t0 = time.perf_counter()
     choice = index_mod.MetricChoice.parse(metric) if metric else None
     study = load_study(sweep_dir, accounting=accounting)
@@ -72,7 +75,9 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
     rows = tidy.build_rows(study)
     primary = summary.primary_metrics(_configured_metrics(study), rows)
     stats = summary.aggregate(rows)
-    tables = summary.all_tables(stats, primary)
+    paper_study = summary.is_paper_study(rows)
+    tables = summary.all_tables(stats, primary, paper_study)
+    found = findings_mod.compute(study, rows, primary, paper_study) if findings else None
     idx = index_mod.build_index(study)
     best = None
     metric_name = None
@@ -80,6 +85,10 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         metric_name = index_mod.attach_metric(idx, rows, choice, primary)
         best = index_mod.best_per_run(idx, choice)
     files: list[Path] = []
+    if found is not None:
+        atomic_write_json(out / "findings.json", json_safe(findings_report.as_json(found)))
+        atomic_write_text(out / "findings.md", findings_report.markdown(found, study.name))
+        files += [out / "findings.json", out / "findings.md"]
     if "csv" in formats:
         files.append(tidy.write_csv(rows, out / "results.csv"))
         _write_dict_csv(out / "summary.csv", summary.long_rows(stats),
@@ -96,19 +105,24 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         atomic_write_text(out / "summary.md", summary.markdown(tables, title))
         files.append(out / "summary.md")
     plots: list[Path] = []
+    curve_plots: list[Path] = []
     if "png" in formats:
+        from alignkit.collect import curves
         from alignkit.collect import plots as plots_mod
 
         plots = plots_mod.all_plots(stats, primary, summary.final_cells(stats, primary), out / "plots")
-        files += plots
+        curve_plots = curves.plots(study, out / "plots")
+        files += curve_plots + plots
     if "html" in formats:
+        from alignkit.collect import curves
         from alignkit.collect.report import write_report
 
         atomic_write_text(out / "summary.html", summary.html_page(tables, title))
         files.append(out / "summary.html")
         names = [str(f.relative_to(out)) for f in files] + ["report.html", "collect.json"]
         files.append(write_report(out / "report.html", study, tables, plots, best, metric_name,
-                                  sum(e["bytes"] for e in idx), len(idx), names))
+                                  sum(e["bytes"] for e in idx), len(idx), names, found, curves.table(rows),
+                                  curve_plots))
     states: dict[str, dict[str, int]] = {}
     for j in study.jobs.values():
         states.setdefault(j.stage, {}).setdefault(j.state, 0)
@@ -122,6 +136,8 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         "checkpoints": {"count": len(idx), "bytes": sum(e["bytes"] for e in idx)},
         "best": [{k: b.get(k) for k in ("job_id", "name", "checkpoint", "step", "value", "path")} for b in best]
         if best is not None else None, "metric": metric_name,
+        "paper_study": paper_study,
+        "findings": findings_report.counts(found) if found is not None else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     digest = json_safe(digest)

@@ -138,7 +138,19 @@ def final_cells(stats: dict[tuple, Stat], primary: dict[str, str]) -> Cells:
     for k in [k for k in out if k[3] == "original" and k[1] is None]:
         for dataset, peft, method in combos:
             out.setdefault((k[0], dataset, peft, "original", method, None, k[6]), out[k])
+        del out[k]   # placed in its model's cells above; on its own it would be a "None, None" table
     return Cells(out, names)
+
+
+def is_paper_study(rows: Iterable[dict[str, Any]]) -> bool:
+    """Whether the study has one of the paper's models trained on one of its datasets: only then
+    do the paper's tables, published numbers and takeaways appear (a custom study gets none)."""
+    models = set(paper.MODEL_NAMES.values())
+    for r in rows:
+        if r.get("target_kind") != "base" and r.get("dataset") in paper.DATASET_NAMES \
+                and (r.get("paper_model") or paper.MODEL_NAMES.get(r.get("model"))) in models:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- tables
@@ -164,7 +176,7 @@ class Table:
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
         note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
         return (f"<h3 id='{html.escape(self.slug)}'>{html.escape(self.title)}</h3>{note}"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _drop_empty_paper_columns(t: Table) -> Table:
@@ -193,13 +205,12 @@ def overview_table(stats: dict[tuple, Stat], primary: dict[str, str]) -> Table:
                  "n = number of seeds with a result; — = no result yet.", "overview")
 
 
-def sft_dpo_tables(cells: Cells) -> list[Table]:
-    """Tables 4/5 layout for every (dataset, PEFT) of ours or the paper's: rows model × preference,
-    columns benchmark × {SFT, DPO}, ours beside the paper's."""
-    pap = paper.lookup()
+def sft_dpo_tables(cells: Cells, paper_study: bool = True) -> list[Table]:
+    """Tables 4/5 layout for every (dataset, PEFT) of ours: rows model × preference, columns
+    benchmark × {SFT, DPO}, ours beside the paper's (a paper study only)."""
+    pap = paper.lookup() if paper_study else {}
     ours = {k: v for k, v in cells.stats.items() if k[5] is None and k[3] != "merged"}
-    groups = _order({(k[1], k[2]) for k in ours} | {(c.dataset, c.peft) for c in paper.CELLS
-                                                    if c.table in ("table4", "table5")},
+    groups = _order({(k[1], k[2]) for k in ours},
                     [("hh-rlhf", "qlora"), ("beavertails", "qlora"), ("beavertails", "lora")])
     tables = []
     for dataset, peft in groups:
@@ -230,7 +241,8 @@ def sft_dpo_tables(cells: Cells) -> list[Table]:
         table = "table5" if (dataset, peft) == ("beavertails", "lora") else "table4"
         if any(k[1:3] == (dataset, peft) for k in pkeys):
             title += f" (paper {paper.TITLES[table].split(':')[0]})"
-        tables.append(_drop_empty_paper_columns(Table(title, cols, rows, _NOTE, f"sftdpo-{dataset}-{peft}")))
+        tables.append(_drop_empty_paper_columns(Table(title, cols, rows, _NOTE if pap else _OWN_NOTE,
+                                                      f"sftdpo-{dataset}-{peft}")))
     return tables
 
 
@@ -240,6 +252,7 @@ def _peft(name: Any) -> str:
 
 _NOTE = ("ours = mean ± std over seeds at the final checkpoint (n = seeds); paper = the published number "
          "(Thakkar et al. 2024, no std reported); — = no result.")
+_OWN_NOTE = "mean ± std over seeds at the final checkpoint (n = seeds); — = no result."
 
 
 def table2(cells: Cells) -> Table:
@@ -262,12 +275,11 @@ def table2(cells: Cells) -> Table:
                  _NOTE + " 'original' is the untrained base model (ours only if the study evaluates it).", "table2")
 
 
-def merge_tables(cells: Cells) -> list[Table]:
+def merge_tables(cells: Cells, paper_study: bool = True) -> list[Table]:
     """Paper Table 3 layout for every (model, dataset, PEFT) with merges: the merges' inputs, then merges."""
-    pap = paper.lookup()
+    pap = paper.lookup() if paper_study else {}
     allkeys = set(cells.stats) | set(pap)
-    groups = _order({k[:3] for k in cells.stats if k[3] == "merged"}
-                    | {(c.model, c.dataset, c.peft) for c in paper.CELLS if c.table == "table3"},
+    groups = _order({k[:3] for k in cells.stats if k[3] == "merged"},
                     [("Mistral-7b", "beavertails", "qlora"), ("Mistral-7b-Ins", "beavertails", "qlora")])
     tables = []
     for g in groups:
@@ -297,13 +309,19 @@ def merge_tables(cells: Cells) -> list[Table]:
         title = f"Merges vs their inputs — {name}, {paper.DATASET_NAMES.get(g[1], g[1])}, {_peft(g[2])}"
         if any(k in pap for k in keys):
             title += " (paper Table 3)"
-        tables.append(_drop_empty_paper_columns(Table(title, cols, rows, _NOTE, f"merges-{'-'.join(map(str, g))}")))
+        tables.append(_drop_empty_paper_columns(Table(title, cols, rows, _NOTE if pap else _OWN_NOTE,
+                                                      f"merges-{'-'.join(map(str, g))}")))
     return tables
 
 
-def all_tables(stats: dict[tuple, Stat], primary: dict[str, str]) -> list[Table]:
+def all_tables(stats: dict[tuple, Stat], primary: dict[str, str], paper_study: bool = True) -> list[Table]:
+    """The overview, then the paper's layouts. A custom study (not `is_paper_study`) gets no paper
+    numbers and no Table 2 frame; a paper study gets Table 2 when it has one of its Mistral cells."""
     cells = final_cells(stats, primary)
-    return [overview_table(stats, primary), *sft_dpo_tables(cells), table2(cells), *merge_tables(cells)]
+    t2 = [table2(cells)] if paper_study and any(k[0] in ("Mistral-7b", "Mistral-7b-Ins") and k[1:3] == (
+        "beavertails", "qlora") for k in cells.stats) else []
+    return [overview_table(stats, primary), *sft_dpo_tables(cells, paper_study), *t2,
+            *merge_tables(cells, paper_study)]
 
 
 def markdown(tables: list[Table], title: str) -> str:
@@ -317,6 +335,7 @@ th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f0f0f0} td:first-child,td:nth-child(2){text-align:left}
 .note{color:#555;font-size:13px} .problems li{font-family:monospace;font-size:12px}
 img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}
+.scroll{overflow-x:auto;max-width:100%}
 """
 
 

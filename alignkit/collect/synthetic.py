@@ -16,8 +16,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-BENCH_METRICS = {"mmlu": "acc", "bbh": "exact_match", "alpaca_eval": "win_rate", "realtoxicity": "score",
+BENCH_METRICS = {"mmlu": "acc", "bbh": "exact_match", "alpaca_eval": "win_rate", "realtoxicity": "toxicity_logit",
                  "red_instruct": "asr"}
+BENCH_TYPES = {"mmlu": "lm_eval", "bbh": "lm_eval", "alpaca_eval": "alpaca_eval", "realtoxicity": "realtoxicity",
+               "red_instruct": "red_instruct"}
+INSTRUCT = ("mistral-7b-instruct", "vicuna-7b", "tiny-llama")   # model.kind "instruct"; others "pretrained"
 
 
 def _id(cfg: dict[str, Any]) -> str:
@@ -34,21 +37,28 @@ def write_study(root: str | os.PathLike, models=("mistral-7b", "mistral-7b-instr
                 pefts=("qlora",), seeds=(0, 1), steps=(100, 200), benchmarks=tuple(BENCH_METRICS),
                 merges: bool = True, merge_models: tuple[str, ...] | None = None,
                 merge_datasets: tuple[str, ...] | None = None, max_steps: int = 300, checkpoint_files: bool = True,
-                paper_names: bool = True) -> dict[str, Any]:
+                paper_names: bool = True, include: tuple[dict[str, Any], ...] = (),
+                value: Any = None, failed: tuple[str, ...] = ()) -> dict[str, Any]:
     """Returns the manifest written. Eval checkpoints are `steps` + "final" (= `max_steps`). Merges (the
     paper's: Slerp and DARE of harmless+helpful per method, DARE of all four) for `merge_models` ×
-    `merge_datasets` (default: all)."""
+    `merge_datasets` (default: all). `include`: extra grid blocks (e.g. a mixture preference), each a
+    dict of axis → tuple of values. `value(bench, axes, step, rng, inputs)` replaces the made-up
+    metric (`inputs`: the axes of a merge's inputs). Train jobs whose name contains one of `failed`
+    end with an error.json; the jobs that depend on them never start."""
     root = Path(root)
     jobs: list[dict[str, Any]] = []
     paper = {"mistral-7b": "Mistral-7b", "mistral-7b-instruct": "Mistral-7b-Ins", "llama-7b": "LLaMA-1",
              "vicuna-7b": "Vicuna-v1.3"}
-    bench_cfg = {b: {"type": "lm_eval", "metric": BENCH_METRICS.get(b, "acc")} for b in benchmarks}
+    bench_cfg = {b: {"type": BENCH_TYPES.get(b, "lm_eval"), "metric": BENCH_METRICS.get(b, "acc")} for b in benchmarks}
     checkpoints: list[Any] = [*steps, "final"]
     trains: dict[tuple, str] = {}
-    for model, dataset, pref, method, peft, seed in itertools.product(models, datasets, preferences, methods,
-                                                                      pefts, seeds):
+    blocks = [dict(model=models, dataset=datasets, preference=preferences, method=methods, peft=pefts, seed=seeds),
+              *[{**dict(model=models, dataset=datasets, method=methods, peft=pefts, seed=seeds), **b} for b in include]]
+    points = list(dict.fromkeys(p for b in blocks for p in itertools.product(
+        b["model"], b["dataset"], b["preference"], b["method"], b["peft"], b["seed"])))
+    for model, dataset, pref, method, peft, seed in points:
         mcfg = {"name": model, "source": f"org/{model}", "revision": "main", "template": "mistral",
-                "kind": "pretrained", "dtype": "bfloat16"}
+                "kind": "instruct" if model in INSTRUCT else "pretrained", "dtype": "bfloat16"}
         if paper_names and model in paper:
             mcfg["paper_name"] = paper[model]
         axes = {"model": model, "dataset": dataset, "preference": pref, "method": method, "peft": peft, "seed": seed}
@@ -91,23 +101,64 @@ def write_study(root: str | os.PathLike, models=("mistral-7b", "mistral-7b-instr
                              "depends_on": [mid], "config": ecfg, "resources": {"gpus": 1, "nodes": 1}})
     manifest = {"format": 1, "sweep": root.name, "spec_path": "synthetic", "spec_text": "", "jobs": jobs}
     _write(root / "manifest.json", manifest)
+    by_id = {j["id"]: j for j in jobs}
+    dead = {j["id"] for j in jobs if j["stage"] == "train" and any(f in j["name"] for f in failed)}
+    dead |= {j["id"] for j in jobs if set(j["depends_on"]) & dead}
+    dead |= {j["id"] for j in jobs if set(j["depends_on"]) & dead}
     for job in jobs:
-        _results(root / "jobs" / job["id"], job, max_steps, checkpoint_files)
+        if job["id"] in dead:
+            _failed(root / "jobs" / job["id"], job, dead)
+            continue
+        target = by_id.get((job["config"].get("target") or {}).get("job"), {})
+        inputs = [by_id[i]["config"]["axes"] for i in target.get("config", {}).get("inputs", [])] \
+            if target.get("stage") == "merge" else []
+        _results(root / "jobs" / job["id"], job, max_steps, checkpoint_files, value or _value, inputs)
     return manifest
 
 
-def _value(bench: str, axes: dict[str, Any], step: int, rng: random.Random) -> float:
+def _failed(d: Path, job: dict[str, Any], dead: set[str]) -> None:
+    """A train job that ran out of GPU memory; the jobs downstream of it never start (no directory)."""
+    if job["stage"] == "train":
+        _write(d / "config.json", job["config"])
+        _write(d / "error.json", {"type": "OutOfMemoryError",
+                                  "reason": "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 39.39 GiB total)"})
+
+
+def _value(bench: str, axes: dict[str, Any], step: int, rng: random.Random, inputs: list[dict[str, Any]]) -> float:
     base = {"mmlu": 0.55, "bbh": 0.39, "alpaca_eval": 7.0, "realtoxicity": 1.5, "red_instruct": 30.0}.get(bench, 0.5)
     shift = 0.02 if axes.get("method") == "dpo" else 0.0
     return round(base * (1 + shift + 0.05 * step / 700) + rng.gauss(0, base * 0.01), 5)
 
 
-def _results(d: Path, job: dict[str, Any], max_steps: int, checkpoint_files: bool) -> None:
+def _curve(rng: random.Random, dpo: bool, max_steps: int) -> list[dict[str, Any]]:
+    """A loss curve like the train job's (docs/training.md): an exponential decay plus noise;
+    DPO adds reward accuracy and margin that rise with training."""
+    out, start, floor = [], rng.uniform(0.65, 0.72) if dpo else rng.uniform(1.6, 2.2), rng.uniform(0.2, 0.4)
+    every = max(1, max_steps // 35)
+    for step in range(every, max_steps + 1, every):
+        f = 1 - 2.718281828 ** (-4 * step / max_steps)
+        p = {"step": step, "loss": round(start - (start - floor) * f + rng.gauss(0, 0.02), 4),
+             "learning_rate": 5e-5, "grad_norm": round(rng.uniform(0.2, 1.5), 3)}
+        if dpo:
+            p["reward_accuracy"] = round(min(1.0, 0.5 + 0.45 * f + rng.gauss(0, 0.03)), 4)
+            p["reward_margin"] = round(3.0 * f + rng.gauss(0, 0.1), 4)
+        out.append(p)
+    return out
+
+
+def _results(d: Path, job: dict[str, Any], max_steps: int, checkpoint_files: bool, value: Any,
+             inputs: list[dict[str, Any]]) -> None:
     cfg = job["config"]
     rng = random.Random(job["id"])
     _write(d / "config.json", cfg)
     if job["stage"] == "train":
-        _write(d / "train_metrics.json", {"train_loss": round(rng.uniform(0.3, 0.9), 4), "global_step": max_steps,
+        dpo = cfg["axes"]["method"] == "dpo"
+        curve = _curve(rng, dpo, max_steps)
+        _write(d / "train_metrics.json", {
+            "loss_curve": curve, "first_loss": curve[0]["loss"], "final_loss": curve[-1]["loss"],
+            "dpo": {"reward_accuracy": curve[-1]["reward_accuracy"], "reward_margin": curve[-1]["reward_margin"],
+                    "first_reward_accuracy": curve[0]["reward_accuracy"]} if dpo else None,
+            "train_loss": round(rng.uniform(0.3, 0.9), 4), "global_step": max_steps,
                                           "wall_s": rng.uniform(600, 5400), "tokens_per_s": rng.uniform(2e3, 4e3),
                                           "peak_mem_gb": rng.uniform(12, 30),
                                           "provenance": {"versions": {"torch": "2.13.0", "trl": "1.16.0"},
@@ -133,7 +184,10 @@ def _results(d: Path, job: dict[str, Any], max_steps: int, checkpoint_files: boo
             step = max_steps if ck == "final" else int(ck)
             out[str(ck)] = {}
             for bench, b in cfg["benchmarks"].items():
-                v = _value(bench, cfg["axes"], step, rng)
-                out[str(ck)][bench] = {b["metric"]: v, f"{b['metric']}_stderr": round(abs(v) * 0.01, 5), "n": 100}
+                v = value(bench, cfg["axes"], step, rng, inputs)
+                out[str(ck)][bench] = {"metric": b["metric"], b["metric"]: v,
+                                       f"{b['metric']}_stderr": round(abs(v) * 0.01, 5), "n": 100}
+                if b["type"] == "realtoxicity":
+                    out[str(ck)][bench]["higher_is_better"] = True
         _write(d / "eval.json", {"checkpoints": out, "provenance": {"versions": {"lm_eval": "0.4.13"}}})
     (d / "DONE").write_text("1\n")

@@ -1,0 +1,112 @@
+"""Training curves from each train job's `train_metrics.json` `loss_curve` (docs/training.md):
+loss, and for DPO-family runs reward accuracy and margin, per run and averaged over seeds.
+
+  train_<quantity>.png   one panel per (model, dataset, method); a thin line per run, a thick
+                         line per (preference, PEFT) = the mean over its seeds at each logged step
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alignkit.collect.study import Study
+from alignkit.collect.summary import MISSING, Stat, Table, _order, fmt
+
+QUANTITIES = (("loss", "training loss"), ("reward_accuracy", "DPO reward accuracy"),
+              ("reward_margin", "DPO reward margin"))
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def series(study: Study) -> list[dict[str, Any]]:
+    """One entry per train job with a loss curve: its axes and {quantity: [(step, value)]}."""
+    out = []
+    for job in study.of_stage("train"):
+        curve = (job.results.get("train_metrics.json") or {}).get("loss_curve")
+        if not isinstance(curve, list):
+            continue
+        pts: dict[str, list[tuple[int, float]]] = {}
+        for p in curve:
+            if isinstance(p, dict) and isinstance(p.get("step"), int):
+                for q, _ in QUANTITIES:
+                    if _finite(p.get(q)):
+                        pts.setdefault(q, []).append((p["step"], float(p[q])))
+        if pts:
+            a = job.axes
+            out.append({"job": job.id, "name": job.name, "panel": (a.get("model"), a.get("dataset"), a.get("method")),
+                        "line": (_pref(a.get("preference")), a.get("peft")), "seed": a.get("seed"), "points": pts})
+    return out
+
+
+def _pref(p: Any) -> str:
+    return "+".join(sorted(map(str, p))) if isinstance(p, (list, tuple)) else str(p)
+
+
+def seed_mean(runs: list[dict[str, Any]], q: str) -> list[tuple[int, float]]:
+    """Mean over runs at each step that every run logged (seeds of one cell log the same steps)."""
+    by_step: dict[int, list[float]] = {}
+    for r in runs:
+        for s, v in r["points"].get(q, []):
+            by_step.setdefault(s, []).append(v)
+    n = len([r for r in runs if r["points"].get(q)])
+    return [(s, sum(v) / len(v)) for s, v in sorted(by_step.items()) if len(v) == n]
+
+
+def plots(study: Study, out: Path) -> list[Path]:
+    from alignkit.collect.plots import _grid, _plt, _save
+
+    runs = series(study)
+    paths: list[Path] = []
+    if not runs:
+        return paths
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    for q, label in QUANTITIES:
+        have = [r for r in runs if r["points"].get(q)]
+        panels = _order({r["panel"] for r in have})
+        if not panels:
+            continue
+        fig, axes = _grid(len(panels), plt, 5.0, 3.4)
+        for ax, panel in zip(axes, panels, strict=True):
+            mine = [r for r in have if r["panel"] == panel]
+            for i, line in enumerate(_order({r["line"] for r in mine})):
+                c = _COLORS[i % len(_COLORS)]
+                cell = [r for r in mine if r["line"] == line]
+                for r in cell:
+                    xs, ys = zip(*r["points"][q], strict=True)
+                    ax.plot(xs, ys, color=c, lw=0.6, alpha=0.35)
+                mean = seed_mean(cell, q)
+                if mean:
+                    xs, ys = zip(*mean, strict=True)
+                    ax.plot(xs, ys, color=c, lw=2.0, label=f"{line[0]}/{line[1]} (n={len(cell)})")
+            ax.set_title(" / ".join(str(x) for x in panel), fontsize=10)
+            ax.set_xlabel("step")
+            ax.set_ylabel(label)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{label}: thin = one run, thick = mean over seeds")
+        paths.append(_save(fig, out / f"train_{q}.png"))
+    return paths
+
+
+def table(rows: list[dict[str, Any]]) -> Table | None:
+    """Last-window training numbers per cell, mean ± std over seeds (from the tidy table's train rows)."""
+    metrics = ("final_loss", "first_loss", "dpo_reward_accuracy", "dpo_reward_margin", "tokens_per_s")
+    cells: dict[tuple, dict[str, Stat]] = {}
+    for r in rows:
+        if r["stage"] == "train" and r["metric"] in metrics and r["value"] is not None:
+            key = tuple(str(r.get(k) or "") for k in ("model", "dataset", "preference", "method", "peft"))
+            cells.setdefault(key, {}).setdefault(r["metric"], Stat()).values.append(r["value"])
+    if not cells:
+        return None
+    used = [m for m in metrics if any(m in c for c in cells.values())]
+    body = [list(k) + [cells[k][m].text() if m in cells[k] else MISSING for m in used] for k in sorted(cells)]
+    return Table("Training: last logged window (mean ± std over seeds)",
+                 ["model", "dataset", "preference", "method", "peft", *used], body,
+                 "From train_metrics.json; dpo_* only for DPO-family runs.", "training")
+
+
+__all__ = ["plots", "series", "seed_mean", "table", "fmt"]
