@@ -20,12 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.errors import SpecError, UserError
+from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
 from alignkit.schema import Problems, join, one_line
-from alignkit.spec import (AXES, BenchmarkSpec, MergeSpec, Spec, load_spec, local_path_issues, output_dir_problem,
-                           parse_time, resolve_source)
+from alignkit.spec import (AXES, DPO_MAX_PROMPT_LENGTH, BenchmarkSpec, MergeSpec, Spec, load_spec, local_path_issues,
+                           output_dir_problem, parse_time, resolve_source)
 
 ID_LEN = 12
+# jobs/safety/realtoxicity.py's default, the paper's classifier: named in the config so that
+# prefetch and preflight cover it
+DEFAULT_TOXICITY_CLASSIFIER = "nicholasKluge/ToxicityModel"
 
 # Used where neither the profile nor the spec says otherwise (docs/spec.md lists them).
 BUILTIN_RESOURCES: dict[str, dict[str, Any]] = {
@@ -127,6 +131,7 @@ class Plan:
             "arrays": list(arrays.values()),
             "gpu_hours": {k: round(v, 2) for k, v in gpu_hours.items()},
             "gpu_hours_total": round(sum(gpu_hours.values()), 2),
+            "judges": judge_costs(self.jobs),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -134,10 +139,14 @@ class Plan:
                 "profile": self.profile.name, "jobs": [j.to_json() for j in self.jobs], "summary": self.summary()}
 
 
+# what names or prices things, not what a job computes: left out of job ids
+_LABELS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens")
+
+
 def _identity(value: Any) -> Any:
     """The part of a config that affects the result: labels (names, axes) are dropped."""
     if isinstance(value, dict):
-        return {k: _identity(v) for k, v in value.items() if k not in ("name", "axes", "input_axes", "paper_name")}
+        return {k: _identity(v) for k, v in value.items() if k not in _LABELS}
     if isinstance(value, (list, tuple)):
         return [_identity(v) for v in value]
     return value
@@ -296,24 +305,35 @@ class _Compiler:
         cfg = {"name": name, **_plain(method)}
         if method.type == "dpo" and method.beta is None:
             cfg["beta"] = 0.1  # TRL's long-standing default; the paper does not state it
+        if method.type == "dpo" and method.max_prompt_length is None:
+            cfg["max_prompt_length"] = DPO_MAX_PROMPT_LENGTH
         if method.type == "sft":
             cfg.pop("beta")
+            cfg.pop("max_prompt_length")
         return cfg
 
-    def checkpoints(self) -> list[Any]:
-        steps = sorted({c for c in self.spec.evals.checkpoints
-                        if c != "final" and c != self.spec.training.max_steps})
-        has_final = any(c in ("final", self.spec.training.max_steps) for c in self.spec.evals.checkpoints)
+    def checkpoints(self, values: tuple | None = None) -> list[Any]:
+        """Steps in order, then "final" (max_steps counts as final): evals.checkpoints by default."""
+        values = self.spec.evals.checkpoints if values is None else values
+        steps = sorted({c for c in values if c != "final" and c != self.spec.training.max_steps})
+        has_final = any(c in ("final", self.spec.training.max_steps) for c in values)
         return steps + (["final"] if has_final else [])
 
-    def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool) -> dict[str, Any]:
-        return self._cached(("benchmark", id(b), model["name"], with_judge),
-                            lambda: self._benchmark_config(b, model, with_judge))
+    def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool,
+                         at: list[Any]) -> dict[str, Any]:
+        return self._cached(("benchmark", id(b), model["name"], with_judge, tuple(map(str, at))),
+                            lambda: {**self._benchmark_config(b, model, with_judge), "checkpoints": at})
 
     def _benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool) -> dict[str, Any]:
         cfg = _plain(b)
-        if cfg["chat_template"] is None:
-            cfg["chat_template"] = self.spec.evals.chat_template.get(model["template"], model["kind"] == "instruct")
+        del cfg["checkpoints"]  # resolved per target by the caller
+        if b.type == "lm_eval":
+            if cfg["chat_template"] is None:  # the model's choice; false unless it says otherwise
+                cfg["chat_template"] = self.spec.models[model["name"]].lm_eval_chat_template
+        else:
+            del cfg["chat_template"]  # only lm-eval reads it
+        if b.type == "realtoxicity" and not cfg["classifier"]:
+            cfg["classifier"] = DEFAULT_TOXICITY_CLASSIFIER
         for key in ("include_path", "source", "classifier"):
             if cfg[key]:
                 cfg[key] = _local_path(self.spec, cfg[key])
@@ -337,17 +357,25 @@ class _Compiler:
 
     def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
                         checkpoints: list[Any], deps: tuple[str, ...]) -> list[Job]:
-        benchmarks = self.spec.evals.benchmarks
-        if not benchmarks:
+        """One eval job over the target's checkpoints, each benchmark at its own ones (a benchmark's
+        `checkpoints` in its config), and one judge job for the judged benchmarks' generations."""
+        at: dict[str, list[Any]] = {}
+        for n, b in self.spec.evals.benchmarks.items():
+            wanted = set(self.checkpoints(b.checkpoints) if b.checkpoints is not None else checkpoints)
+            if here := [c for c in checkpoints if c in wanted]:
+                at[n] = here
+        if not at:
             return []
-        cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": checkpoints,
-               "benchmarks": {n: self.benchmark_config(b, model, False) for n, b in benchmarks.items()}}
+        benchmarks = {n: b for n, b in self.spec.evals.benchmarks.items() if n in at}
+        loaded = [c for c in checkpoints if any(c in v for v in at.values())]
+        cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": loaded,
+               "benchmarks": {n: self.benchmark_config(b, model, False, at[n]) for n, b in benchmarks.items()}}
         ev = self._job(f"{name}/eval", "eval", deps, cfg)
         jobs = [ev]
         judged = {n: b for n, b in benchmarks.items() if b.judge}
         if judged:
             jcfg = {"stage": "judge", "axes": axes, "target": {"job": ev.id},
-                    "benchmarks": {n: self.benchmark_config(b, model, True) for n, b in judged.items()}}
+                    "benchmarks": {n: self.benchmark_config(b, model, True, at[n]) for n, b in judged.items()}}
             jobs.append(self._job(f"{name}/judge", "judge", (ev.id,), jcfg))
         return jobs
 

@@ -2,8 +2,11 @@
 
 Jobs run with HF_HUB_OFFLINE=1, so every hub model and dataset must already be in the Hugging
 Face cache at its pinned revision (`alignkit prefetch` puts it there; `jobs/prefetch.py` does the
-downloading). Local paths must exist. Light at import time: huggingface_hub is imported inside
-the check only. `dataset_allow_patterns` is shared with the prefetch and the job-side loader, so
+downloading). Local paths must exist. The datasets lm-eval loads for its tasks (MMLU, BBH) are
+read from lm-eval's own task configs (jobs.lm_eval_adapter.task_datasets); offline, `datasets`
+reloads a hub dataset only from its prepared copy in HF_DATASETS_CACHE, so that is what is
+checked. Light at import time: huggingface_hub, datasets and lm_eval are imported inside the
+checks only. `dataset_allow_patterns` is shared with the prefetch and the job-side loader, so
 all three agree on which files of a dataset repo make it complete.
 """
 
@@ -90,8 +93,9 @@ def _first_line(exc: BaseException) -> str:
 def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
     """The distinct models and datasets named by compiled jobs (manifest entries or bare configs).
 
-    Covers each job's `model` and `dataset`, and eval benchmarks' `source` (a dataset) and
-    `classifier` (a model). Not covered: the datasets lm-eval tasks download themselves.
+    Covers each job's `model` and `dataset`, eval benchmarks' `source` (a dataset, at `revision`)
+    and `classifier` (a model, at `classifier_revision`), and hf judges' `source` (a model). The
+    datasets lm-eval tasks load are `lm_eval_datasets`'.
     """
     models: dict[tuple, dict] = {}
     datasets: dict[tuple, dict] = {}
@@ -114,4 +118,108 @@ def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
             if isinstance(spec.get("classifier"), str):
                 add(models, {"name": f"{bench} classifier", "source": spec["classifier"],
                              "revision": spec.get("classifier_revision")})
+            judge = spec.get("judge")
+            if isinstance(judge, dict) and judge.get("type") == "hf" and isinstance(judge.get("source"), str):
+                add(models, {"name": f"judge {judge.get('name', bench)}", "source": judge["source"],
+                             "revision": judge.get("revision")})
     return list(models.values()), list(datasets.values())
+
+
+# ---- the datasets lm-eval loads ----------------------------------------------------------------------
+
+def lm_eval_datasets(jobs: list[dict[str, Any]], managers: dict | None = None) -> tuple[list[dict], list[str]]:
+    """The datasets the lm_eval benchmarks of compiled jobs load, one per (path, config, kwargs):
+    [{"benchmark", "task", "dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset"}],
+    and one line per benchmark whose task lm-eval does not know. `managers` keeps lm-eval's
+    TaskManagers between calls (indexing its task tree takes seconds)."""
+    wanted: dict[tuple, str] = {}
+    for job in jobs:
+        for bench, spec in ((job.get("config", job)).get("benchmarks") or {}).items():
+            if isinstance(spec, dict) and spec.get("type") == "lm_eval" and spec.get("task"):
+                wanted.setdefault((spec["task"], spec.get("include_path")), bench)
+    if not wanted:
+        return [], []
+    from jobs.lm_eval_adapter import task_datasets  # lm_eval: seconds to index its task tree
+
+    out: dict[tuple, dict] = {}
+    problems, cache = [], (managers if managers is not None else {})
+    for (task, include), bench in wanted.items():
+        try:
+            leaves = task_datasets(task, include, cache)
+        except KeyError:
+            problems.append(f"lm_eval {bench}: lm-eval knows no task or group {task!r}"
+                            + (f" (built-in or under {include})" if include else ""))
+            continue
+        for leaf in leaves:
+            key = (leaf["dataset_path"], leaf["dataset_name"], repr(sorted(leaf["dataset_kwargs"].items())),
+                   leaf["custom_dataset"] and leaf["task"])
+            out.setdefault(key, {"benchmark": bench, **leaf})
+    return list(out.values()), problems
+
+
+def datasets_cache() -> Path:
+    """HF_DATASETS_CACHE as `datasets` resolves it (datasets/config.py), read now rather than at import."""
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(os.environ.get("HF_DATASETS_CACHE") or os.path.join(os.path.expanduser(home), "datasets")).expanduser()
+
+
+def lm_eval_hub(leaf: dict) -> bool:
+    """A dataset the task loads from the hub: not its own loader, a packaged builder or a local folder."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES  # json, csv, parquet, ...
+
+    path = leaf["dataset_path"]
+    return bool(path) and not leaf["custom_dataset"] and not is_local(path) and path not in _PACKAGED_DATASETS_MODULES
+
+
+def missing_lm_eval(leaves: list[dict]) -> list[str]:
+    """One line per lm_eval benchmark and hub dataset whose configs an offline job would not find."""
+    lines: list[str] = []
+    absent: dict[tuple, list[str]] = {}
+    total: dict[tuple, int] = {}
+    cache = datasets_cache()
+    for leaf in leaves:
+        path, bench = leaf["dataset_path"], leaf["benchmark"]
+        if leaf["custom_dataset"]:
+            continue  # the task's own loader reads local files
+        if not path:
+            lines.append(f"lm_eval {bench}: task {leaf['task']} names no dataset_path; cannot check it offline")
+        elif lm_eval_hub(leaf):
+            total[(bench, path)] = total.get((bench, path), 0) + 1
+            if not prepared(leaf, cache):
+                absent.setdefault((bench, path), []).append(leaf["dataset_name"] or "(default config)")
+        elif is_local(path) and not Path(path).expanduser().exists():
+            lines.append(f"lm_eval {bench}: task {leaf['task']}: local path {path} does not exist")
+    for (bench, path), names in absent.items():
+        shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4 else "")
+        lines.append(f"lm_eval {bench}: hub dataset {path}: {len(names)} of {total[(bench, path)]} configs are not "
+                     f"in the datasets cache ({cache}): {shown}")
+    return lines
+
+
+def prepared(leaf: dict, cache: Path) -> bool:
+    """Whether `datasets`' offline fallback (packaged_modules/cache: _find_hash_in_cache) finds this config."""
+    from datasets.packaged_modules.cache.cache import _find_hash_in_cache
+
+    kwargs = {k: v for k, v in leaf["dataset_kwargs"].items() if k in ("data_dir", "data_files")}
+    try:
+        _find_hash_in_cache(dataset_name=leaf["dataset_path"], config_name=leaf["dataset_name"],
+                            cache_dir=str(cache), config_kwargs=kwargs, custom_features=None)
+    except (ValueError, FileNotFoundError, KeyError, OSError):
+        return False
+    return True
+
+
+def study_assets(jobs: list[dict[str, Any]], managers: dict | None = None) -> dict[str, Any]:
+    """Everything compiled jobs read: {"models", "datasets", "lm_eval" (task datasets), "unknown_tasks"}."""
+    models, datasets = spec_assets(jobs)
+    leaves, unknown = lm_eval_datasets(jobs, managers)
+    return {"models": models, "datasets": datasets, "lm_eval": leaves, "unknown_tasks": unknown}
+
+
+def study_problems(assets: dict[str, Any]) -> tuple[str, list[str]]:
+    """What of `study_assets` an offline compute node would not find: (what was checked, one line each)."""
+    problems = (missing_assets(assets["models"], assets["datasets"]) + assets["unknown_tasks"]
+                + missing_lm_eval(assets["lm_eval"]))
+    hub = {(leaf["dataset_path"], leaf["dataset_name"]) for leaf in assets["lm_eval"] if lm_eval_hub(leaf)}
+    return (f"{len(assets['models'])} models, {len(assets['datasets'])} datasets and {len(hub)} lm-eval dataset "
+            f"configs checked", problems)

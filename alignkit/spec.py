@@ -20,6 +20,7 @@ PREFERENCES = ("helpful", "harmless")
 STAGES = ("train", "eval", "merge", "judge")
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
 Scalar = Union[str, int]
+DPO_MAX_PROMPT_LENGTH = 128  # TRL 0.7/0.8's default when a DPO method gives none
 
 # The checkout this code runs from: a sweep directory must never land in (or over) its packages.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,9 @@ class ModelSpec:
     kind: Literal["pretrained", "instruct"] = "instruct"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     paper_name: Optional[str] = None  # the name the paper's tables use, for side-by-side tables
+    # lm-eval benchmarks (MMLU, BBH) apply the tokenizer's chat template only when true: lm-eval
+    # had no chat templates at the paper's time, so every model scores on the raw prompt by default
+    lm_eval_chat_template: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class MethodSpec:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_length: int = 512
-    max_prompt_length: int = 128
+    max_prompt_length: Optional[int] = None  # DPO only; null means 128 for DPO (SFT never cuts prompts)
     beta: Optional[float] = None  # DPO only; null means 0.1 for DPO
     completion_only_loss: bool = True  # SFT: loss on the response tokens only
 
@@ -110,15 +114,23 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
+class PriceSpec:
+    input: float  # US dollars per million prompt tokens
+    output: float  # US dollars per million completion tokens
+
+
+@dataclass(frozen=True)
 class JudgeSpec:
     type: Literal["openai", "hf"]
     base_url: Optional[str] = None
     model: Optional[str] = None
     api_key_env: Optional[str] = None  # the variable's name; the key itself is never written
     source: Optional[str] = None  # hf judges: hub id or local path
+    revision: Optional[str] = None  # hf judges: hub revision of `source` (null = main)
     max_retries: int = 5
     timeout_s: float = 60.0
     requests_per_minute: int = 60
+    price_per_million_tokens: Optional[PriceSpec] = None  # for `plan`'s cost estimate only
 
 
 @dataclass(frozen=True)
@@ -130,12 +142,26 @@ class BenchmarkSpec:
     num_fewshot: Optional[int] = None
     metric: Optional[str] = None
     limit: Optional[int] = None  # examples per task (null = all)
-    chat_template: Optional[bool] = None  # null = the model family's policy (evals.chat_template)
+    chat_template: Optional[bool] = None  # lm_eval: null = the model's lm_eval_chat_template
     source: Optional[str] = None  # dataset file/dir or hub id for the safety/generation evals
+    revision: Optional[str] = None  # hub revision of `source` (null = main; ignored for local paths)
     num_prompts: Optional[int] = None
-    max_new_tokens: int = 64
+    # generation length; null = the benchmark's reference setting (AlpacaEval's model configs 2048,
+    # Red-Instruct's generate_responses.py 500, RealToxicityPrompts 20: docs/evaluation.md)
+    max_new_tokens: Optional[int] = None
     classifier: Optional[str] = None  # realtoxicity: sequence classifier (hub id or path)
+    classifier_revision: Optional[str] = None  # hub revision of `classifier` (null = main)
     judge: Optional[str] = None  # red_instruct / alpaca_eval: a name in evals.judges
+    # alpaca_eval: the reference outputs file in `source` (null = alpaca_eval_gpt4_baseline.json, AlpacaEval 2's
+    # GPT-4 Turbo outputs; alpaca_eval.json = AlpacaEval 1's davinci-003), the alpaca_eval package's annotator
+    # config (null = weighted_alpaca_eval_gpt4_turbo; alpaca_eval_gpt4 = AlpacaEval 1's), and whether to add its
+    # length-controlled win rate (needs df_gamed.csv and instruction_difficulty.csv of tatsu-lab/alpaca_eval)
+    reference: Optional[str] = None
+    annotator: Optional[str] = None
+    length_controlled: bool = True
+    # where this benchmark runs: steps and/or "final" (null = evals.checkpoints); a subset of
+    # evals.checkpoints, e.g. a judged benchmark at the final checkpoint only
+    checkpoints: Optional[tuple[Scalar, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -144,9 +170,6 @@ class EvalSpec:
     base_models: bool = False  # also evaluate each untrained base model (the paper's "Original" rows)
     benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
     judges: dict[str, JudgeSpec] = field(default_factory=dict)
-    # chat-template policy per template family (base and instruct models score differently);
-    # a family not listed uses the chat template for instruction-tuned models only
-    chat_template: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -365,13 +388,17 @@ def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:
     if m.learning_rate <= 0:
         problems.add(join(p, "learning_rate"), f"must be positive, got {m.learning_rate}")
     for key in ("batch_size", "per_device_batch_size", "max_length", "max_prompt_length"):
-        if getattr(m, key) <= 0:
+        if getattr(m, key) is not None and getattr(m, key) <= 0:
             problems.add(join(p, key), f"must be positive, got {getattr(m, key)}")
     if m.batch_size % m.per_device_batch_size:
         problems.add(join(p, "batch_size"), f"{m.batch_size} is not a multiple of per_device_batch_size "
                                             f"{m.per_device_batch_size}")
-    if m.max_prompt_length >= m.max_length:
-        problems.add(join(p, "max_prompt_length"), f"{m.max_prompt_length} must be below max_length {m.max_length}")
+    if m.type == "sft" and m.max_prompt_length is not None:
+        problems.add(join(p, "max_prompt_length"), "max_prompt_length is a DPO setting (SFT keeps the first "
+                                                   "max_length tokens, as TRL's SFTTrainer); remove it from an SFT method")
+    elif m.type == "dpo" and (m.max_prompt_length or DPO_MAX_PROMPT_LENGTH) >= m.max_length:
+        problems.add(join(p, "max_prompt_length"), f"{m.max_prompt_length or DPO_MAX_PROMPT_LENGTH} must be "
+                                                   f"below max_length {m.max_length}")
     if not 0 <= m.warmup_ratio < 1:
         problems.add(join(p, "warmup_ratio"), f"must be in [0, 1), got {m.warmup_ratio}")
     for key in ("adam_beta1", "adam_beta2"):  # torch.optim.AdamW refuses betas outside [0, 1)
@@ -444,25 +471,30 @@ def _check_grid(spec: Spec, problems: Problems) -> None:
                     check_axis_value(spec, axis, v, vp, problems)
 
 
-def _check_evals(spec: Spec, problems: Problems) -> None:
-    ev = spec.evals
-    for i, c in enumerate(ev.checkpoints):
-        cp = join(join("evals", "checkpoints"), i)
+def _check_checkpoints(spec: Spec, values: tuple, path: str, problems: Problems) -> None:
+    for i, c in enumerate(values):
+        cp = join(path, i)
         if c == "final":
             continue
-        if not isinstance(c, int) or c <= 0:
+        if not isinstance(c, int) or isinstance(c, bool) or c <= 0:
             problems.add(cp, f"a checkpoint is a positive step or 'final', got {c!r}")
         elif c > spec.training.max_steps:
             problems.add(cp, f"step {c} is beyond training.max_steps {spec.training.max_steps}")
         elif c % spec.training.save_steps and c != spec.training.max_steps:
             problems.add(cp, f"step {c} is not a multiple of training.save_steps {spec.training.save_steps}, "
                              f"so no adapter is saved there")
-    if len(set(ev.checkpoints)) != len(ev.checkpoints):
-        problems.add(join("evals", "checkpoints"), "duplicate checkpoints")
-    for fam in ev.chat_template:
-        if fam not in ("plain", "vicuna", "mistral", "chat_template"):
-            problems.add(join(join("evals", "chat_template"), fam),
-                         f"unknown template family '{fam}' (known: plain, vicuna, mistral, chat_template)")
+    if len(set(values)) != len(values):
+        problems.add(path, "duplicate checkpoints")
+
+
+def _final_step(spec: Spec, c: Scalar) -> Scalar:
+    return "final" if c == spec.training.max_steps else c
+
+
+def _check_evals(spec: Spec, problems: Problems) -> None:
+    ev = spec.evals
+    _check_checkpoints(spec, ev.checkpoints, join("evals", "checkpoints"), problems)
+    evaluated = {_final_step(spec, c) for c in ev.checkpoints}
     for name, j in ev.judges.items():
         jp = join(join("evals", "judges"), name)
         check_name(name, "judge name", jp, problems)
@@ -479,6 +511,14 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
                     problems.add(join(jp, key), f"an openai judge needs '{key}'")
         elif not j.source:
             problems.add(join(jp, "source"), "an hf judge needs 'source' (hub id or local path)")
+        if j.type == "openai" and j.revision is not None:
+            problems.add(join(jp, "revision"), "'revision' pins an hf judge's model; an openai judge has none")
+        price = j.price_per_million_tokens
+        if price is not None:
+            for key in ("input", "output"):
+                if getattr(price, key) < 0:
+                    problems.add(join(join(jp, "price_per_million_tokens"), key),
+                                 f"must be zero or more, got {getattr(price, key)}")
     for name, b in ev.benchmarks.items():
         bp = join(join("evals", "benchmarks"), name)
         check_name(name, "benchmark name", bp, problems)
@@ -497,9 +537,31 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
             v = getattr(b, key)
             if v is not None and (v < 0 or (v == 0 and key != "num_fewshot")):
                 problems.add(join(bp, key), f"must be positive, got {v}")
-        if b.max_new_tokens <= 0:
+        if b.max_new_tokens is not None and b.max_new_tokens <= 0:
             problems.add(join(bp, "max_new_tokens"), f"must be positive, got {b.max_new_tokens}")
+        for key in ("reference", "annotator"):  # file/config names: they become paths on the compute node
+            v = getattr(b, key)
+            if v is not None and b.type != "alpaca_eval":
+                problems.add(join(bp, key), f"only an alpaca_eval benchmark takes '{key}'")
+            elif v is not None and not _PLAIN_NAME.match(v):
+                problems.add(join(bp, key), f"{v!r} is not a plain file or config name (letters, digits, _ . -)")
+        for key, needs in (("revision", "source"), ("classifier_revision", "classifier")):
+            default = key == "classifier_revision" and b.type == "realtoxicity"  # pins the default classifier
+            if getattr(b, key) is not None and not getattr(b, needs) and not default:
+                problems.add(join(bp, key), f"'{key}' pins '{needs}', which this benchmark does not set"
+                             + (" (lm-eval tasks name their datasets in their task YAMLs)" if b.type == "lm_eval" else ""))
+        if b.checkpoints is not None:
+            cp = join(bp, "checkpoints")
+            if not b.checkpoints:
+                problems.add(cp, "empty: list steps and/or 'final', or remove the key to use evals.checkpoints")
+            _check_checkpoints(spec, b.checkpoints, cp, problems)
+            for i, c in enumerate(b.checkpoints):
+                if (c == "final" or isinstance(c, int)) and _final_step(spec, c) not in evaluated:
+                    problems.add(join(cp, i), f"checkpoint {c!r} is not in evals.checkpoints (a benchmark "
+                                              f"runs at a subset of the checkpoints the eval jobs load)")
 
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 _MERGE_PARAMS = {
     "slerp": {"t"},

@@ -10,8 +10,9 @@ Recipe (config: docs/contract.md "eval"; outputs: docs/evaluation.md):
   4. per checkpoint: load its adapter beside the previous one, switch to it, drop the previous;
      check on a probe input that the adapter changes the logits (else fail: an adapter that is
      silently not applied would report the base model's scores as the run's)
-  5. per benchmark: lm-eval tasks (jobs.lm_eval_adapter), RealToxicityPrompts (generate + score),
-     Red-Instruct and AlpacaEval (generate only; jobs.judge scores them on a CPU node)
+  5. per benchmark that runs at this checkpoint (its `checkpoints`): lm-eval tasks
+     (jobs.lm_eval_adapter), RealToxicityPrompts (generate + score), Red-Instruct and AlpacaEval
+     (generate only; jobs.judge scores them on a CPU node)
   6. after each checkpoint, write eval.json atomically; generations under generations/<ckpt>/
 """
 
@@ -37,6 +38,12 @@ PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Question: what is 2 p
 # The guard's tolerance, relative to the logits' scale: a LoRA whose B is zero, or whose target
 # modules matched nothing, adds exactly 0, so any real adapter clears this by orders of magnitude.
 GUARD_RTOL = 1e-6
+
+
+def runs_at(benchmark: dict, ckpt: str) -> bool:
+    """A benchmark runs at the checkpoints its config lists (`checkpoints`; absent: all of the job's)."""
+    at = benchmark.get("checkpoints")
+    return at is None or ckpt in {str(c) for c in at}
 
 
 def checkpoint_dir(target_dir: Path, kind: str, ckpt: str) -> Path:
@@ -256,7 +263,8 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         scorer = None
         if any(b["type"] == "realtoxicity" for b in benchmarks.values()):
             name, b = next((n, b) for n, b in benchmarks.items() if b["type"] == "realtoxicity")
-            scorer = realtoxicity.ToxicityScorer(realtoxicity.classifier_source(b), device, f"benchmarks.{name}")
+            scorer = realtoxicity.ToxicityScorer(realtoxicity.classifier_source(b), device, f"benchmarks.{name}",
+                                                 revision=b.get("classifier_revision"))
         task_managers: dict = {}
         backend = "none"
         if need_gen:
@@ -284,6 +292,8 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         entries: dict[str, dict] = {}
         gen_dir = job_dir / "generations" / c
         for name, b in benchmarks.items():
+            if not runs_at(b, c):  # e.g. a judged benchmark at the final checkpoint only
+                continue
             _check_stop(stop, job_dir, result)
             where = f"benchmarks.{name}"
             if b["type"] == "lm_eval":

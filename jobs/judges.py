@@ -14,7 +14,16 @@ A judge answers `ask(system, user) -> reply text`. Two kinds, picked by the spec
 
 Every reply is cached on disk under `<cache_dir>/<judge key>/<prompt hash>.json`, so a rerun (or a
 requeued judge job) pays for no prompt twice. The judge key hashes what decides the verdict (kind,
-endpoint, model, generation settings), not retries, timeouts or the key's variable.
+endpoint, model, generation settings), not retries, timeouts or the key's variable. A caller that
+asks again on purpose (Red-Instruct's retry when a reply has the wrong number of tags) passes
+`attempt`, which is part of the cache key, so the retry is a new request and a rerun replays it.
+
+A reply the endpoint refuses to give (HTTP 400 with a content-filter/policy error, or a 200 whose
+message content is null) raises `JudgeRefused`; it is cached too. What the caller makes of it is the
+benchmark's rule (Red-Instruct: unparseable, as the official script's "[[N]]").
+
+Secrets: `redact(text, secrets(cfgs))` replaces the value of every judge's `api_key_env` variable in a text;
+every error message a judge raises goes through it (an endpoint may echo the key back).
 """
 
 from __future__ import annotations
@@ -33,6 +42,29 @@ from alignkit.fsio import atomic_write_json
 from jobs.errors import JobFailure
 
 RETRIABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+REFUSAL_MARKERS = ("content_filter", "policy")  # the official Red-Instruct script: `if 'policy' in str(e)`
+MIN_SECRET_LEN = 4  # shorter values would redact ordinary words; no real API key is that short
+
+
+def secrets(cfgs: list[dict | None]) -> list[str]:
+    """The values of the environment variables named by the judges' `api_key_env`."""
+    out = []
+    for cfg in cfgs:
+        var = (cfg or {}).get("api_key_env")
+        value = os.environ.get(var) if isinstance(var, str) and var else None
+        if value and len(value) >= MIN_SECRET_LEN:
+            out.append(value)
+    return sorted(set(out), key=len, reverse=True)  # longest first: a key containing another is fully replaced
+
+
+def redact(text: str, values: list[str]) -> str:
+    for v in values:
+        text = text.replace(v, "[redacted]")
+    return text
+
+
+class JudgeRefused(Exception):
+    """The endpoint declined to judge this prompt (content filter / policy); the reason is redacted."""
 
 
 class Judge(Protocol):
@@ -40,7 +72,8 @@ class Judge(Protocol):
     key: str
     requests_made: int
 
-    def ask(self, system: str, user: str, choices: tuple[str, ...] | None = None) -> str: ...
+    def ask(self, system: str, user: str, choices: tuple[str, ...] | None = None, attempt: int = 0,
+            sampling: dict | None = None) -> str: ...
 
 
 def _sha(obj: Any) -> str:
@@ -57,15 +90,18 @@ class VerdictCache:
         h = _sha([system, user])
         return self.dir / h[:2] / f"{h}.json"
 
-    def get(self, system: str, user: str) -> str | None:
+    def get(self, system: str, user: str) -> dict | None:
+        """{"reply": text} or {"refused": reason}; None when not cached."""
         path = self._path(system, user)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))["reply"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            hit = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
             return None
+        return hit if isinstance(hit, dict) and ("reply" in hit or "refused" in hit) else None
 
-    def put(self, system: str, user: str, reply: str) -> None:
-        atomic_write_json(self._path(system, user), {"reply": reply}, indent=None)
+    def put(self, system: str, user: str, reply: str | None = None, refused: str | None = None) -> None:
+        body = {"reply": reply} if refused is None else {"refused": refused}
+        atomic_write_json(self._path(system, user), body, indent=None)
 
 
 class _Cached:
@@ -74,17 +110,33 @@ class _Cached:
     cache: VerdictCache
     requests_made: int = 0
 
-    def ask(self, system: str, user: str, choices: tuple[str, ...] | None = None) -> str:
-        """The judge's reply; `choices` are the verdict tags the caller parses (an hf judge picks one)."""
+    def ask(self, system: str, user: str, choices: tuple[str, ...] | None = None, attempt: int = 0,
+            sampling: dict | None = None) -> str:
+        """The judge's reply; `choices` are the verdict tags the caller parses (an hf judge picks one).
+
+        `attempt` > 0 asks again on purpose (a new request, cached under its own key); `sampling`
+        overrides request fields of an API judge (a value of None leaves the field out, so the
+        endpoint's default applies). Raises JudgeRefused when the endpoint declines.
+        """
         key = user if not choices else user + "\x00choices:" + "|".join(choices)
+        if attempt:
+            key += f"\x00attempt:{attempt}"
+        if sampling:
+            key += "\x00sampling:" + json.dumps(sampling, sort_keys=True)
         hit = self.cache.get(system, key)
         if hit is not None:
-            return hit
-        reply = self._request(system, user, choices)
+            if "refused" in hit:
+                raise JudgeRefused(hit["refused"])
+            return hit["reply"]
+        try:
+            reply = self._request(system, user, choices, sampling)
+        except JudgeRefused as exc:
+            self.cache.put(system, key, refused=str(exc))
+            raise
         self.cache.put(system, key, reply)
         return reply
 
-    def _request(self, system: str, user: str, choices: tuple[str, ...] | None) -> str:
+    def _request(self, system: str, user: str, choices: tuple[str, ...] | None, sampling: dict | None) -> str:
         raise NotImplementedError
 
 
@@ -94,6 +146,7 @@ class OpenAIJudge(_Cached):
             if not cfg.get(field):
                 raise JobFailure(f"{where}: an openai judge needs '{field}'")
         self.where = where
+        self.secrets = secrets([cfg])
         self.url = cfg["base_url"].rstrip("/") + "/chat/completions"
         self.model = cfg["model"]
         self.api_key_env = cfg.get("api_key_env")
@@ -133,9 +186,15 @@ class OpenAIJudge(_Cached):
                 pass
         return min(self.backoff_s * (2 ** attempt), 120.0) * (0.5 + random.random() / 2)
 
-    def _request(self, system: str, user: str, choices: tuple[str, ...] | None = None) -> str:
+    def _fail(self, message: str) -> JobFailure:
+        return JobFailure(redact(message, self.secrets))
+
+    def _request(self, system: str, user: str, choices: tuple[str, ...] | None = None,
+                 sampling: dict | None = None) -> str:
         # An API judge writes its explanation and verdict; the caller parses the tags.
-        body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
+        fields = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens}
+        fields.update(sampling or {})
+        body = json.dumps({**{k: v for k, v in fields.items() if v is not None},
                            "messages": [{"role": "system", "content": system},
                                         {"role": "user", "content": user}]}).encode()
         last = ""
@@ -148,16 +207,22 @@ class OpenAIJudge(_Cached):
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                     raw = resp.read()
                 try:
-                    content = json.loads(raw)["choices"][0]["message"]["content"]
-                    if not isinstance(content, str):
-                        raise TypeError("content is not a string")
-                    return content
+                    choice = json.loads(raw)["choices"][0]
+                    content = choice["message"]["content"]
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
                     last = f"malformed reply ({type(exc).__name__}: {exc}): {raw[:120]!r}"
+                else:
+                    if isinstance(content, str):
+                        return content
+                    # Azure/OpenAI answer a filtered completion with content null (finish_reason content_filter)
+                    raise JudgeRefused(redact(f"reply content is null (finish_reason {choice.get('finish_reason')!r})",
+                                              self.secrets))
             except urllib.error.HTTPError as exc:
-                detail = exc.read()[:200].decode("utf-8", "replace")
+                detail = exc.read()[:200].decode("utf-8", "replace").strip()
+                if exc.code == 400 and any(m in detail for m in REFUSAL_MARKERS):
+                    raise JudgeRefused(redact(f"HTTP 400: {detail}", self.secrets)) from None
                 if exc.code not in RETRIABLE_STATUS:
-                    raise JobFailure(f"{self.where}: {self.url} answered HTTP {exc.code}: {detail.strip()}") from None
+                    raise self._fail(f"{self.where}: {self.url} answered HTTP {exc.code}: {detail}") from None
                 retry_after = exc.headers.get("Retry-After")
                 last = f"HTTP {exc.code}"
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
@@ -165,7 +230,7 @@ class OpenAIJudge(_Cached):
                 last = f"{type(reason).__name__}: {reason}"
             if attempt < self.max_retries:
                 time.sleep(self._backoff(attempt, retry_after))
-        raise JobFailure(f"{self.where}: {self.url} failed after {self.max_retries + 1} attempts; last: {last}")
+        raise self._fail(f"{self.where}: {self.url} failed after {self.max_retries + 1} attempts; last: {last}")
 
 
 class HFJudge(_Cached):
@@ -207,30 +272,44 @@ class HFJudge(_Cached):
         keep = limit - self.max_new_tokens if limit else None
         return ids[-keep:] if keep and len(ids) > keep else ids  # the verdict request sits at the end
 
-    def _request(self, system: str, user: str, choices: tuple[str, ...] | None = None) -> str:
+    def choice_logprobs(self, system: str, user: str, choices: tuple[str, ...] | list[str]) -> dict[str, float]:
+        """Log-likelihood of each choice string right after the prompt (the sum over its tokens)."""
         import torch
 
         self.requests_made += 1
         ids = self._prompt_ids(system, user)
-        if choices:
-            # A constrained verdict: the tag with the highest log-likelihood right after the prompt.
-            # Small local models rarely write a parseable tag on their own; this always yields one.
-            scores = {}
-            for c in choices:
-                c_ids = self.tok(c, add_special_tokens=False)["input_ids"]
-                x = torch.tensor([ids + c_ids], device=self.device)
-                with torch.no_grad():
-                    logp = torch.log_softmax(self.model(x).logits[0, len(ids) - 1:-1].float(), -1)
-                scores[c] = logp.gather(1, torch.tensor(c_ids, device=self.device)[:, None]).sum().item()
-            best = max(scores, key=scores.get)
-            # The detail names the tags without brackets: the reply must hold exactly one tag.
-            detail = ", ".join(f"{c.strip('[]')}={v:.3f}" for c, v in scores.items())
-            return f"{best} (constrained choice by log-likelihood: {detail})"
+        scores = {}
+        for c in choices:
+            c_ids = self.tok(c, add_special_tokens=False)["input_ids"]
+            x = torch.tensor([ids + c_ids], device=self.device)
+            with torch.no_grad():
+                logp = torch.log_softmax(self.model(x).logits[0, len(ids) - 1:-1].float(), -1)
+            scores[c] = logp.gather(1, torch.tensor(c_ids, device=self.device)[:, None]).sum().item()
+        return scores
+
+    def generate(self, system: str, user: str, max_new_tokens: int | None = None) -> str:
+        import torch
+
+        self.requests_made += 1
+        ids = self._prompt_ids(system, user)
         x = torch.tensor([ids], device=self.device)
         with torch.no_grad():
-            out = self.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=self.max_new_tokens,
-                                      do_sample=False, pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)
+            out = self.model.generate(x, attention_mask=torch.ones_like(x),
+                                      max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)
         return self.tok.decode(out[0, len(ids):], skip_special_tokens=True)
+
+    def _request(self, system: str, user: str, choices: tuple[str, ...] | None = None,
+                 sampling: dict | None = None) -> str:
+        if not choices:  # greedy; `sampling` is for API judges (a local judge has no API defaults)
+            return self.generate(system, user)
+        # A constrained verdict: the tag with the highest log-likelihood right after the prompt.
+        # Small local models rarely write a parseable tag on their own; this always yields one.
+        scores = self.choice_logprobs(system, user, choices)
+        best = max(scores, key=scores.get)
+        # The detail names the tags without brackets: the reply must hold exactly one tag.
+        detail = ", ".join(f"{c.strip('[]')}={v:.3f}" for c, v in scores.items())
+        return f"{best} (constrained choice by log-likelihood: {detail})"
 
 
 def make_judge(cfg: dict | None, cache_dir: Path, where: str = "judge") -> Judge:

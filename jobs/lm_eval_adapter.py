@@ -52,18 +52,18 @@ def _number(value: Any) -> float | None:
 
 def task_manager(include_path: str | None, task: str, cache: dict) -> Any:
     """A TaskManager that knows `task`, built once per job: indexing lm-eval's whole task tree
-    takes seconds, so a task found in the local folder alone is served without it."""
+    takes seconds, so a task found in the local folder alone is served without it, and the whole
+    tree is indexed once for every task that needs it."""
     from lm_eval.tasks import TaskManager
 
-    key = (include_path, task)
-    if key not in cache:
-        tm = None
-        if include_path:
-            tm = TaskManager(include_path=include_path, include_defaults=False)
-            if task not in tm.task_index:
-                tm = None
-        cache[key] = tm or TaskManager(include_path=include_path)
-    return cache[key]
+    if include_path:
+        if ("local", include_path) not in cache:
+            cache[("local", include_path)] = TaskManager(include_path=include_path, include_defaults=False)
+        if task in cache[("local", include_path)].task_index:
+            return cache[("local", include_path)]
+    if ("all", include_path) not in cache:
+        cache[("all", include_path)] = TaskManager(include_path=include_path)
+    return cache[("all", include_path)]
 
 
 def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: str,
@@ -117,3 +117,84 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: s
         "num_fewshot_per_task": dict(shots), "chat_template": chat, "limit": cfg.get("limit"),
         "task_versions": {k: v for k, v in out.get("versions", {}).items()},
     }
+
+
+# ---- which datasets a task loads (for prefetch and the offline preflight) ---------------------------
+# lm-eval's ConfigurableTask downloads its dataset when it is built (api/task.py: `download` calls
+# datasets.load_dataset(path=dataset_path, name=dataset_name, **dataset_kwargs)), so the configs are
+# read the way TaskManager.load builds them (tasks/_factory.py: TaskFactory.build, _build_group,
+# _build_group_members, _load_full_config) without building any task.
+
+
+def task_datasets(task: str, include_path: str | None, cache: dict | None = None) -> list[dict]:
+    """Every leaf task of lm-eval task/group/tag `task` and the dataset it loads, from its task configs:
+    [{"task", "dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset": bool}], in task order.
+
+    Raises KeyError when lm-eval knows no such task (built-in or under include_path)."""
+    tm = task_manager(include_path, task, cache if cache is not None else {})
+    if task not in tm.task_index:
+        raise KeyError(task)
+    leaves: dict[str, dict] = {}
+    _walk(tm, task, None, leaves)
+    return list(leaves.values())
+
+
+def _walk(tm: Any, name: str, overrides: dict | None, leaves: dict[str, dict]) -> None:
+    from lm_eval.tasks._factory import GROUP_FIELD_NAMES
+    from lm_eval.tasks._index import Kind
+
+    registry = tm.task_index
+    entry = registry[name]
+    factory = tm._factory
+    if entry.kind == Kind.TAG:  # a tag: its tasks, each with the caller's overrides
+        for child in sorted(entry.tags):
+            if child in registry:
+                _walk(tm, child, overrides, leaves)
+        return
+    if entry.kind == Kind.GROUP:
+        raw = factory._load_full_config(entry, None)
+        _members(tm, name, raw, {**{k: v for k, v in raw.items() if k not in GROUP_FIELD_NAMES}, **(overrides or {})},
+                 leaves)
+        return
+    _leaf(name, factory._load_full_config(entry, overrides), leaves)
+
+
+def _members(tm: Any, group: str, raw: dict, overrides: dict, leaves: dict[str, dict]) -> None:
+    """A group's `task:` list, as TaskFactory._build_group_members reads it."""
+    from lm_eval.tasks._factory import GROUP_FIELD_NAMES
+
+    registry = tm.task_index
+    for item in raw.get("task") or []:
+        if isinstance(item, dict) and "group" in item:
+            sub = {k: v for k, v in item.items() if k != "group"}
+            if item["group"] in registry:
+                _walk(tm, item["group"], {**overrides, **sub}, leaves)
+            else:  # an inline group
+                _members(tm, f"{group}::{item['group']}", item,
+                         {**overrides, **{k: v for k, v in item.items() if k not in GROUP_FIELD_NAMES}}, leaves)
+            continue
+        base, item_over = (item, overrides) if isinstance(item, str) else (item["task"], {**overrides, **item})
+        if base in registry:
+            _walk(tm, base, item_over, leaves)
+        else:  # an inline task, defined entirely by the group's overrides
+            _leaf(f"{group}::{base}", item_over, leaves)
+
+
+def _leaf(task: str, cfg: dict, leaves: dict[str, dict]) -> None:
+    cls = cfg.get("class")
+    leaves.setdefault(task, {
+        "task": task,
+        "dataset_path": cfg.get("dataset_path") or getattr(cls, "DATASET_PATH", None),
+        "dataset_name": cfg.get("dataset_name") or getattr(cls, "DATASET_NAME", None),
+        "dataset_kwargs": {k: v for k, v in (cfg.get("dataset_kwargs") or {}).items() if k != "trust_remote_code"},
+        "custom_dataset": cfg.get("custom_dataset") is not None,
+    })
+
+
+def load_task_dataset(leaf: dict, cache_dir: str | None = None) -> None:
+    """Download and prepare one task's dataset as lm-eval's Task.download does (prefetch); `cache_dir`
+    is where the job's `datasets` will look (HF_DATASETS_CACHE), named so env changes cannot split them."""
+    import datasets
+
+    datasets.load_dataset(path=leaf["dataset_path"], name=leaf["dataset_name"], cache_dir=cache_dir,
+                          **leaf["dataset_kwargs"])

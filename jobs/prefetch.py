@@ -5,7 +5,10 @@ lazily) so that compute nodes, which run with HF_HUB_OFFLINE=1, find everything 
 Models: the whole repo except formats transformers does not load (original checkpoints, other
 frameworks' weights, and *.bin when the repo has *.safetensors). Datasets: the subsets' folders
 only when the dataset names subsets (alignkit.preflight.dataset_allow_patterns, the same
-patterns the offline check and the job-side loader use), else the whole repo.
+patterns the offline check and the job-side loader use), else the whole repo. lm-eval's datasets:
+each hub config a task loads, through `datasets.load_dataset` with the task config's arguments
+(jobs.lm_eval_adapter.load_task_dataset), which leaves the prepared copy that `datasets` reloads
+offline in HF_DATASETS_CACHE.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Callable
 
-from alignkit.preflight import dataset_allow_patterns, is_local, missing_assets
+from alignkit.preflight import dataset_allow_patterns, datasets_cache, is_local, lm_eval_hub, missing_assets, prepared
 
 MODEL_IGNORE = ["*.pth", "*.pt", "consolidated*", "original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx",
                 "*.gguf", "*.tflite", "*.mlmodel", "coreml/*", "onnx/*"]
@@ -61,3 +64,32 @@ def prefetch(models: list[dict], datasets: list[dict], progress: Callable[[str],
             progress(f"{kind} {name}: {source}@{revision} -> {folder}")
             folders.append(folder)
     return folders
+
+
+def prefetch_lm_eval(leaves: list[dict], progress: Callable[[str], None] = print) -> int:
+    """Prepare every hub dataset config the lm-eval tasks load (alignkit.preflight.lm_eval_datasets)
+    that is not in the datasets cache yet; return how many were downloaded.
+
+    Raises RuntimeError with a one-line reason naming the benchmark, dataset and config that failed.
+    """
+    from jobs.lm_eval_adapter import load_task_dataset
+
+    cache, done = datasets_cache(), 0
+    for leaf in leaves:
+        what = f"lm_eval {leaf['benchmark']}: task {leaf['task']}"
+        if not lm_eval_hub(leaf):
+            progress(f"{what}: {'its own loader' if leaf['custom_dataset'] else leaf['dataset_path']} reads local "
+                     f"files, nothing to download")
+            continue
+        where = f"{leaf['dataset_path']}" + (f" config {leaf['dataset_name']}" if leaf["dataset_name"] else "")
+        if prepared(leaf, cache):
+            progress(f"{what}: {where} is in the datasets cache")
+            continue
+        progress(f"{what}: {where} downloading")
+        try:
+            load_task_dataset(leaf, cache_dir=str(cache))
+        except Exception as exc:  # network, auth, unknown repo or config: one line, naming it
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RuntimeError(f"{what}: cannot download {where}: {type(exc).__name__}: {first}") from None
+        done += 1
+    return done

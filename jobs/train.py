@@ -137,11 +137,13 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             optimizer=plan.optimizer, bf16=plan.bf16, deepspeed=zero_config(stage, bf16=plan.bf16),
             liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra))
 
-        # 4. Data: normalized preference pairs; SFT trains on prompt + chosen.
-        rows = load_rows(config, plan.kind)
-
-        # 5. Tokenizer and prompt template.
-        tokenizer = load_tokenizer(config["model"])
+        # 4-5. Data, tokenizer and template: normalized preference pairs turned into the tokenized,
+        #      truncated, masked examples the trainer gets (SFT: loss on the chosen response only).
+        #      `alignkit preview` shows these same examples.
+        data = load_examples(config, plan.kind)
+        tokenizer = data.tokenizer
+        if dist.is_main:
+            print(f"data: {data.report.summary()}", flush=True)
 
         # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT.
         model = load_model(config["model"], plan, stage, device=args.device)
@@ -155,12 +157,8 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         saver = checkpoints.CheckpointCallback(job_dir, int(training["save_steps"]), dist.is_main,
                                                prior=checkpoints.run_state(resume))
         trainer = trl_adapter.make_trainer(
-            plan.kind, model=model, tokenizer=tokenizer, dataset=rows, peft_config=lora, args=args,
-            callbacks=[progress, saver], max_prompt_length=method.get("max_prompt_length"),
-            fp32_adapters=plan.quantization is not None and stage != 3)
-        if len(trainer.train_dataset) == 0:
-            raise JobFailure(f"dataset {config['dataset'].get('name')}: no rows left after tokenizing and "
-                             f"truncating to max_length {method['max_length']}")
+            plan.kind, model=model, tokenizer=tokenizer, dataset=data.dataset, peft_config=lora, args=args,
+            callbacks=[progress, saver], fp32_adapters=plan.quantization is not None and stage != 3)
 
         # 8. Train (from the resume point, with the same data order: the Trainer skips the batches
         #    it already consumed and restores the RNG states).
@@ -176,7 +174,7 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             checkpoints.export_adapter(checkpoints.resume_dir(job_dir) / f"checkpoint-{step}",
                                        job_dir / "adapter")
             atomic_write_json(job_dir / "train_metrics.json", metrics(
-                job_dir, config, plan, trainer, dist.world_size, stage, saver.wall_s(), saver.attempts,
+                job_dir, config, plan, trainer, data.report, dist.world_size, stage, saver.wall_s(), saver.attempts,
                 train_wall_s=time.time() - train_started, setup_s=train_started - started,
                 tokens_at_start=progress.tokens_at_start, step_at_start=progress.step_at_start))
         distributed.barrier()
@@ -192,16 +190,33 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         distributed.teardown(clean=clean_exit)
 
 
-def load_rows(config: dict, kind: str):
-    from jobs.data import load_preferences, sft_rows
+@dataclass
+class Examples:
+    """What the trainer trains on, and how it came about (read by `alignkit preview` too)."""
 
-    rows = load_preferences(config["dataset"], config["preference"], config["seed"])
+    dataset: Any  # trainer-ready: SFT input_ids + completion_mask; DPO prompt_ids, chosen_ids, rejected_ids
+    rows: Any  # the rows before tokenizing (SFT: prompt/completion; DPO: prompt/chosen/rejected)
+    kept: list[int]  # for each example, its index in `rows`
+    tokenizer: Any
+    report: Any  # jobs.data.DropReport, including the rows dropped while building examples
+
+
+def load_examples(config: dict, kind: str) -> Examples:
+    from jobs.data import examples, load_preferences_with_report, sft_rows
+
+    rows, report = load_preferences_with_report(config["dataset"], config["preference"], config["seed"])
     if kind == "sft":
         rows = sft_rows(rows)
     if len(rows) == 0:
         raise JobFailure(f"dataset {config['dataset'].get('name')}: zero rows after filtering "
                          f"(preference {config['preference']})")
-    return rows
+    tokenizer = load_tokenizer(config["model"])
+    dataset, dropped, kept = examples.build(kind, rows, tokenizer, config["method"])
+    report.examples_dropped, report.trained = dropped, len(dataset)
+    if len(dataset) == 0:
+        raise JobFailure(f"dataset {config['dataset'].get('name')}: no rows left after tokenizing and "
+                         f"truncating to max_length {config['method']['max_length']} ({report.summary()})")
+    return Examples(dataset=dataset, rows=rows, kept=kept, tokenizer=tokenizer, report=report)
 
 
 def load_tokenizer(model_cfg: dict):
@@ -292,7 +307,7 @@ def loss_curve(rows: list[dict], every: int) -> list[dict]:
     return curve
 
 
-def metrics(job_dir: Path, config: dict, plan: Plan, trainer, world_size: int, stage: int, wall_s: float,
+def metrics(job_dir: Path, config: dict, plan: Plan, trainer, report, world_size: int, stage: int, wall_s: float,
             attempts: int, *, train_wall_s: float, setup_s: float, tokens_at_start: int,
             step_at_start: int) -> dict:
     import torch
@@ -319,6 +334,7 @@ def metrics(job_dir: Path, config: dict, plan: Plan, trainer, world_size: int, s
             "first_reward_accuracy": curve[0].get("reward_accuracy") if curve else None},
         "checkpoints": checkpoints.saved_steps(job_dir),
         "train_rows": len(trainer.train_dataset),
+        "data": report.as_dict(),
         "global_batch_size": int(method["batch_size"]),
         "per_device_batch_size": int(method["per_device_batch_size"]),
         "grad_accum": plan.grad_accum,

@@ -1,6 +1,7 @@
 """The one place that knows TRL's (1.16) argument and metric names.
 
-TRL renames and removes arguments between minor versions (DPOConfig lost `max_prompt_length`;
+TRL renames and removes arguments between minor versions (DPOConfig lost `max_prompt_length`, whose
+truncation jobs.data.examples now applies;
 `warmup_ratio` became a fractional `warmup_steps` in transformers 5). The training recipe speaks in
 the resolved config's terms; this module maps them onto SFTConfig/DPOConfig and SFTTrainer/
 DPOTrainer, and maps TRL's logged metric names back onto ours.
@@ -8,7 +9,6 @@ DPOTrainer, and maps TRL's logged metric names back onto ours.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,6 @@ class Runtime:
     deepspeed: dict | None
     liger: bool
     ddp_backend: str | None
-    sft_loss_on: str = "assistant"  # "assistant" (messages rows) | "completion" (prompt/completion rows)
     extra: dict[str, Any] = field(default_factory=dict)  # from jobs.distributed.setup
 
 
@@ -84,8 +83,10 @@ def make_args(kind: str, method: dict, training: dict, seed: int, rt: Runtime) -
             **common,
             packing=bool(training.get("packing", False)),
             packing_strategy="bfd",  # best-fit packing; implies padding-free batches
-            assistant_only_loss=bool(method["completion_only_loss"]) and rt.sft_loss_on == "assistant",
-            completion_only_loss=bool(method["completion_only_loss"]) and rt.sft_loss_on == "completion",
+            # rows come tokenized from jobs.data.examples with a completion_mask over the final
+            # response; TRL turns it into labels (-100 elsewhere) when completion_only_loss is on
+            assistant_only_loss=False,
+            completion_only_loss=bool(method["completion_only_loss"]),
         )
     if kind == "dpo":
         return DPOConfig(
@@ -98,30 +99,20 @@ def make_args(kind: str, method: dict, training: dict, seed: int, rt: Runtime) -
 
 
 class _DPOTrainer(DPOTrainer):
-    """DPOTrainer plus `max_prompt_length`, which TRL 1.x dropped: prompts longer than it keep
-    their last tokens (the turn being answered), as TRL 0.x did, before `max_length` applies."""
-
-    def __init__(self, *args, max_prompt_length: int | None = None, **kwargs):
-        self.max_prompt_length = max_prompt_length  # read by _prepare_dataset inside __init__
-        super().__init__(*args, **kwargs)
+    """DPOTrainer on rows that jobs.data.examples already tokenized and truncated as TRL 0.8 did
+    (prompt cut only when the pair does not fit). TRL 1.16's `_prepare_dataset` would tokenize
+    `prompt`/`chosen`/`rejected` again; these rows are already its output (`prompt_ids`,
+    `chosen_ids`, `rejected_ids`), and each fits `max_length`, so the collator's own
+    keep_start truncation never cuts."""
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        if self.max_prompt_length is None:
-            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-        # Tokenize without TRL's "prompt fills max_length" filter, truncate the prompts, then filter.
-        untruncated = copy.copy(args)
-        untruncated.max_length = None
-        dataset = super()._prepare_dataset(dataset, processing_class, untruncated, dataset_name)
-        keep = self.max_prompt_length
-        dataset = dataset.map(lambda ex: {"prompt_ids": ex["prompt_ids"][-keep:]},
-                              desc=f"Truncating prompts of {dataset_name} dataset")
-        if args.max_length is not None:
-            dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < args.max_length)
-        return dataset
+        if "prompt_ids" in dataset.column_names:
+            return dataset
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
 
 def make_trainer(kind: str, *, model, tokenizer, dataset, peft_config, args, callbacks,
-                 max_prompt_length: int | None, fp32_adapters: bool = False):
+                 fp32_adapters: bool = False):
     if kind == "sft":
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              peft_config=peft_config, callbacks=callbacks)
@@ -129,8 +120,7 @@ def make_trainer(kind: str, *, model, tokenizer, dataset, peft_config, args, cal
         # ref_model=None with a PEFT model: the reference is the base with the adapter disabled, so
         # there is no second copy of the model in memory.
         trainer = _DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
-                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
-                              max_prompt_length=max_prompt_length)
+                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     if fp32_adapters:
         # TRL casts QLoRA adapter weights to bf16, but PEFT reloads a checkpoint's adapter in fp32
         # (autocast_adapter_dtype), so a resumed run would train in another precision than an

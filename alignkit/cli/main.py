@@ -13,7 +13,7 @@ import sys
 from alignkit import __version__
 from alignkit.errors import UserError
 
-COMMANDS = ("plan", "submit", "status", "logs", "cancel", "release", "collect", "prefetch")
+COMMANDS = ("plan", "submit", "status", "logs", "cancel", "release", "collect", "prefetch", "preview")
 
 
 class Parser(argparse.ArgumentParser):

@@ -45,5 +45,20 @@ def run(args: argparse.Namespace) -> int:
                    f"time={a['time_min']}min throttle=%{a['array_parallelism']}{part}")
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
+    out += judge_lines(s["judges"])
     print("\n".join(out))
     return 0
+
+
+def judge_lines(judges: dict) -> list[str]:
+    """The judges' calls, tokens (estimates, docs/spec.md "Judge cost") and cost where priced."""
+    out = []
+    for name, j in judges.items():
+        price = j["price_per_million_tokens"]
+        cost = (f"~${j['cost_usd']:,.0f} at ${price['input']:g} / ${price['output']:g} per million input / "
+                f"output tokens" if price else "no price_per_million_tokens given: cost not estimated")
+        out.append(f"  judge {name} ({j['type']} {j['model']}): {j['calls']:,} calls, ~{j['input_tokens'] / 1e6:,.1f}M "
+                   f"input + {j['output_tokens'] / 1e6:,.1f}M output tokens (upper bound), {cost}")
+        for bench, b in j["benchmarks"].items():
+            out.append(f"    {bench:<26} {b['calls']:>10,} calls at checkpoints {', '.join(b['checkpoints'])}")
+    return out

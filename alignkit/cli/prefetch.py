@@ -1,5 +1,8 @@
 """`alignkit prefetch SPEC`: download every model and dataset a study needs, on the login node.
 
+That includes the benchmarks' data, classifier and hf judges, and the datasets lm-eval's tasks
+load (read from lm-eval's task configs, prepared the way lm-eval loads them).
+
 Compute nodes often have no internet; jobs run with HF_HUB_OFFLINE=1 and read the Hugging Face
 cache (put HF_HOME on the shared filesystem). `--check` only lists what is missing (exit 2 if
 anything is), which is the same check `alignkit submit` runs before queueing anything.
@@ -23,24 +26,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alignkit.compile import load_plan
-    from alignkit.preflight import missing_assets, spec_assets
+    from alignkit.preflight import study_assets, study_problems
 
     plan = load_plan(args.spec)
-    models, datasets = spec_assets([j.to_json() for j in plan.jobs])
-    missing = missing_assets(models, datasets)
+    assets = study_assets([j.to_json() for j in plan.jobs])
+    checked, missing = study_problems(assets)
     if args.check:
         for line in missing:
             print(f"missing: {line}")
-        print(f"{len(models)} models and {len(datasets)} datasets checked, {len(missing)} missing")
+        print(f"{checked}, {len(missing)} missing")
         return 2 if missing else 0
-    from jobs.prefetch import prefetch  # heavy (huggingface_hub): only when actually downloading
+    if assets["unknown_tasks"]:
+        raise UserError("\n".join(assets["unknown_tasks"]))
+    from jobs.prefetch import prefetch, prefetch_lm_eval  # heavy (huggingface_hub, datasets): only when downloading
 
     try:
-        prefetch(models, datasets, progress=lambda line: print(line, flush=True))
+        prefetch(assets["models"], assets["datasets"], progress=lambda line: print(line, flush=True))
+        prefetch_lm_eval(assets["lm_eval"], progress=lambda line: print(line, flush=True))
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
-    still = missing_assets(models, datasets)
+    checked, still = study_problems(assets)
     if still:
         raise UserError("\n".join(["still missing after prefetch:", *still]))
-    print(f"all {len(models)} models and {len(datasets)} datasets are in the cache")
+    print(f"all in the cache: {checked}")
     return 0

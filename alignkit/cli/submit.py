@@ -26,13 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def preflight(plan) -> None:
-    from alignkit.preflight import missing_assets
-    models = list({repr(j.config["model"]): j.config["model"] for j in plan.jobs if "model" in j.config}.values())
-    datasets = list({repr(j.config["dataset"]): j.config["dataset"]
-                     for j in plan.jobs if "dataset" in j.config}.values())
-    missing = missing_assets(models, datasets)
+    from alignkit.preflight import study_assets, study_problems
+    _, missing = study_problems(study_assets([j.to_json() for j in plan.jobs]))
     if missing:
-        raise UserError("\n".join([f"{len(missing)} model/dataset(s) are not available offline "
+        raise UserError("\n".join([f"{len(missing)} asset(s) the study needs are not available offline "
                                    f"(run `alignkit prefetch {plan.spec_path}` or pass --skip-preflight):",
                                    *[f"  missing: {m}" for m in missing]]))
 

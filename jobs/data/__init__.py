@@ -90,6 +90,8 @@ def load_preferences(dataset: dict, preference: list[str], seed: int) -> Any:
 
 
 def sft_rows(ds: Any) -> Any:
-    """SFT data from preference data: TRL's conversational `messages` = prompt + chosen."""
-    return ds.map(lambda row: {"messages": row["prompt"] + row["chosen"]},
+    """SFT data from preference data: TRL's conversational prompt/completion form, the completion
+    being the chosen (final) response. The loss is then on that response only; earlier assistant
+    turns of a multi-turn transcript are context, as in DPO (docs/training.md)."""
+    return ds.map(lambda row: {"prompt": row["prompt"], "completion": row["chosen"]},
                   remove_columns=ds.column_names)

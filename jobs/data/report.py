@@ -32,15 +32,21 @@ class PartReport:
 class DropReport:
     parts: list[PartReport] = field(default_factory=list)
     total: int = 0  # rows in the returned dataset, after mixing and the sample limit
+    # Rows dropped while building training examples (jobs.data.examples: e.g. an SFT response cut
+    # away by max_length), after mixing and the limit; `trained` = rows left, None until built.
+    examples_dropped: Counter = field(default_factory=Counter)
+    trained: int | None = None
 
     def dropped(self) -> dict[str, int]:
         out: Counter = Counter()
         for p in self.parts:
             out.update(p.dropped)
+        out.update(self.examples_dropped)
         return dict(sorted(out.items()))
 
     def as_dict(self) -> dict:
-        return {"parts": [p.as_dict() for p in self.parts], "dropped": self.dropped(), "total": self.total}
+        return {"parts": [p.as_dict() for p in self.parts], "dropped": self.dropped(), "total": self.total,
+                "trained": self.trained}
 
     def summary(self) -> str:
         """One line for logs, e.g. "helpful: 240 rows, 231 kept (dropped: identical=9); total 200"."""
@@ -48,4 +54,8 @@ class DropReport:
         for p in self.parts:
             why = ", ".join(f"{k}={v}" for k, v in sorted(p.dropped.items()))
             parts.append(f"{p.preference}: {p.rows} rows, {p.kept} kept" + (f" (dropped: {why})" if why else ""))
-        return "; ".join(parts) + f"; total {self.total}"
+        line = "; ".join(parts) + f"; total {self.total}"
+        if self.trained is not None:
+            why = ", ".join(f"{k}={v}" for k, v in sorted(self.examples_dropped.items()))
+            line += f"; {self.trained} trained" + (f" (dropped: {why})" if why else "")
+        return line

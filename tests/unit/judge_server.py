@@ -1,8 +1,11 @@
 """A tiny OpenAI-compatible chat-completions server on 127.0.0.1 for the judge tests.
 
 `script` is a list of behaviours consumed one per request ("ok", "429", "slow", "bad_json",
-"no_choices", "401", "500"); once it is used up every request is "ok". "ok" answers with
-`answer(system, user)`. Every request's headers and body are recorded.
+"no_choices", "401", "500", "filter400": Azure's content-filter 400, "null_content": a 200 whose
+content is null, "two_tags": a 200 reply holding both "[[A]]" and "[[B]]", "echo_key": a 401 whose body echoes the Authorization header); once it is used up
+every request is "ok". "ok" answers with `answer(system, user)`; with `logprobs(system, user)` a
+request asking for logprobs also gets them, as OpenAI's chat API returns them (one token, its
+top_logprobs). Every request's headers and body are recorded.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Callable
 
 class JudgeServer:
     def __init__(self, answer: Callable[[str, str], str] = lambda s, u: "[[A]]", script: list[str] | None = None,
-                 retry_after: str = "0.2", slow_s: float = 1.0) -> None:
+                 retry_after: str = "0.2", slow_s: float = 1.0,
+                 logprobs: Callable[[str, str], dict[str, float]] | None = None) -> None:
         self.answer, self.script, self.retry_after, self.slow_s = answer, list(script or []), retry_after, slow_s
+        self.logprobs = logprobs
         self.requests: list[dict] = []
         self.times: list[float] = []
         self._lock = threading.Lock()
@@ -43,11 +48,30 @@ class JudgeServer:
                     return self._send(200, b"this is not json")
                 if action == "no_choices":
                     return self._send(200, b'{"id": "x", "choices": []}')
+                if action == "filter400":
+                    return self._send(400, json.dumps({"error": {
+                        "message": "The response was filtered due to the prompt triggering Azure OpenAI's "
+                                   "content management policy.", "code": "content_filter", "status": 400}}).encode())
+                if action == "echo_key":
+                    return self._send(401, json.dumps({"error": {
+                        "message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}}).encode())
                 msgs = body["messages"]
-                text = outer.answer(msgs[0]["content"], msgs[-1]["content"])
-                reply = {"id": "c1", "object": "chat.completion", "model": body["model"],
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                      "finish_reason": "stop"}]}
+                if action == "null_content":
+                    text, finish = None, "content_filter"
+                elif action == "two_tags":
+                    text, finish = "Either [[A]] or [[B]]", "stop"
+                else:
+                    text, finish = outer.answer(msgs[0]["content"], msgs[-1]["content"]), "stop"
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+                if outer.logprobs is not None and body.get("logprobs"):
+                    lp = outer.logprobs(msgs[0]["content"], msgs[-1]["content"])
+                    top = [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                           for t, v in sorted(lp.items(), key=lambda kv: -kv[1])]
+                    choice["logprobs"] = {"content": [dict(top[0], top_logprobs=top)]}
+                    choice["message"]["content"] = top[0]["token"]
+                reply = {"id": "c1", "object": "chat.completion", "model": body["model"], "created": 0,
+                         "choices": [choice], "usage": {"prompt_tokens": 10, "completion_tokens": 1,
+                                                        "total_tokens": 11}}
                 self._send(200, json.dumps(reply).encode())
 
             def _send(self, code: int, data: bytes, headers: dict | None = None) -> None:

@@ -58,9 +58,11 @@ def test_train_config_is_fully_resolved(tmp_path):
     assert "beta" not in sft.config["method"]
     ev = next(j for j in plan.jobs if j.name == "m1/hh/harmless/dpo/qlora/s1/eval")
     assert ev.config["checkpoints"] == [100, "final"]
-    assert ev.config["benchmarks"]["mmlu"]["chat_template"] is False  # pre-trained: no chat template by default
+    # lm-eval without a chat template for every model, pre-trained (m1) or instruction-tuned (m2)
+    assert ev.config["benchmarks"]["mmlu"]["chat_template"] is False
     ev2 = next(j for j in plan.jobs if j.name == "m2/hh/harmless/dpo/qlora/s1/eval")
-    assert ev2.config["benchmarks"]["mmlu"]["chat_template"] is True
+    assert ev2.config["benchmarks"]["mmlu"]["chat_template"] is False
+    assert "chat_template" not in ev2.config["benchmarks"]["ae"]  # only lm-eval reads it
     judge = next(j for j in plan.jobs if j.name == "m1/hh/harmless/dpo/qlora/s1/judge")
     assert judge.config["benchmarks"]["ae"]["judge"]["api_key_env"] == "KEY"
 
@@ -212,11 +214,18 @@ def test_full_yaml_is_the_papers_study():
     by_id = plan.by_id()
     evals = [j for j in plan.jobs if j.stage == "eval" and j.config["target"]["kind"] != "base"]
     evaluated = {by_id[e.depends_on[0]].id: e for e in evals}
-    assert not [j for j in plan.jobs if j.stage == "eval" and j.config["target"]["kind"] == "base"]
+    # the four untrained models too: the paper's "Original" rows
+    base = [j for j in plan.jobs if j.stage == "eval" and j.config["target"]["kind"] == "base"]
+    assert sorted(j.config["model"]["name"] for j in base) == ["llama-7b", "mistral-7b", "mistral-7b-instruct",
+                                                               "vicuna-7b"]
+    every = [100, 200, 300, 400, 500, 600, "final"]
     for t in trains:  # every checkpoint of every training run is evaluated, on all five benchmarks
         e = evaluated[t.id]
-        assert e.config["checkpoints"] == [100, 200, 300, 400, 500, 600, "final"]
+        assert e.config["checkpoints"] == every
         assert set(e.config["benchmarks"]) == {"mmlu", "bbh", "alpaca_eval", "realtoxicity", "red_instruct"}
+        # lm-eval and RealToxicityPrompts every 100 steps, the GPT-4-judged ones at the final checkpoint
+        assert {n: b["checkpoints"] for n, b in e.config["benchmarks"].items()} == {
+            "mmlu": every, "bbh": every, "realtoxicity": every, "alpaca_eval": ["final"], "red_instruct": ["final"]}
     merges = [j for j in plan.jobs if j.stage == "merge"]
     assert len(merges) == 100
     for m in merges:
@@ -225,7 +234,9 @@ def test_full_yaml_is_the_papers_study():
         n = 4 if m.config["merge"]["name"] == "dare-sft+dpo" else 2
         assert len(inputs) == n
         assert m.id in evaluated
-    assert len(plan.summary()["arrays"]) < 10
+    # 9 arrays for the runs and merges, + one eval and one judge array for the untrained models
+    assert len(plan.summary()["arrays"]) == 11
+    assert plan.summary()["jobs"] == 1388  # 1,380 + 4 base-model evals + their 4 judge jobs
 
 
 def test_full_yaml_marks_every_unstated_value():

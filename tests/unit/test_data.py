@@ -199,8 +199,8 @@ def test_smoke_data_loads_limit_samples_and_sft_rows():
     other = load_preferences(dict(conf, limit=10), ["harmless", "helpful"], seed=1)
     assert other.to_list() != small.to_list()
     sft = sft_rows(small)
-    assert sft.column_names == ["messages"]
-    assert sft[0]["messages"] == small[0]["prompt"] + small[0]["chosen"]
+    assert sft.column_names == ["prompt", "completion"]
+    assert sft[0] == {"prompt": small[0]["prompt"], "completion": small[0]["chosen"]}
     bt, report = load_preferences_with_report(cfg("beavertails", SMOKE / "pku-saferlhf"), ["harmless"], seed=0)
     # harmless keeps exactly the harmful requests answered once safely, and the refusal wins
     assert len(bt) == 120 and report.dropped() == {"both_safe": 120, "both_unsafe": 120}
@@ -214,3 +214,49 @@ def test_smoke_data_generator_reproduces_committed_files(tmp_path):
     assert sorted(files) == sorted(str(p.relative_to(SMOKE)) for p in SMOKE.rglob("*") if p.is_file())
     for rel in files:
         assert (tmp_path / rel).read_bytes() == (SMOKE / rel).read_bytes(), rel
+
+
+# ---- training examples (jobs.data.examples) ----
+
+def _ids(n, start=0):
+    return list(range(start, start + n))
+
+
+@pytest.mark.parametrize("prompt,chosen,rejected,head,want", [
+    # TRL 0.8.6 dpo_trainer.py 674-692, by hand; max_length 20, max_prompt_length 8
+    (10, 5, 3, 0, (10, 5, 3)),      # 10 + 5 fits: nothing is cut, although the prompt is over 8
+    (30, 5, 7, 0, (8, 5, 7)),       # 30 + 7 > 20: prompt[-8:], then 8 + 7 fits
+    (30, 25, 7, 0, (8, 12, 7)),     # still 8 + 25 > 20: responses[:20 - 8]
+    (5, 30, 3, 0, (5, 12, 3)),      # a short prompt stays whole; the long response is cut
+    (30, 5, 7, 2, (8, 5, 7)),       # ours: the first 2 (BOS, system text) + the last 6
+])
+def test_dpo_cut_is_trl_086s(prompt, chosen, rejected, head, want):
+    from jobs.data.examples import cut_pair
+
+    p, c, r = cut_pair(_ids(prompt), _ids(chosen, 100), _ids(rejected, 200), head, 20, 8)
+    assert (len(p), len(c), len(r)) == want
+    assert c == _ids(chosen, 100)[:want[1]] and r == _ids(rejected, 200)[:want[2]]
+    if want[0] < prompt:  # a cut prompt keeps its head and its end
+        assert p == _ids(prompt)[:head] + _ids(prompt)[prompt - (8 - head):]
+    else:
+        assert p == _ids(prompt)
+
+
+def test_cut_keeps_bos_and_the_vicuna_system_prompt():
+    from jobs.data.examples import dpo_example, head_length
+    from jobs.templates import VICUNA_SYSTEM
+    from jobs.train import load_tokenizer
+
+    tok = load_tokenizer({"source": str(SMOKE.parent / "tiny-llama"), "template": "vicuna"})
+    prompt = [u("hello " * 80 + "what is the moon?")]
+    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    head = tok.decode(ids[:head_length(tok, prompt, ids)])
+    assert head == "<s>" + VICUNA_SYSTEM
+    ex = dpo_example({"prompt": prompt, "chosen": [{"role": "assistant", "content": "grey"}],
+                      "rejected": [{"role": "assistant", "content": "no"}]}, tok, max_length=100, max_prompt_length=60)
+    text = tok.decode(ex["prompt_ids"])
+    assert len(ex["prompt_ids"]) == 60 and text.startswith(head) and text.endswith("what is the moon? ASSISTANT:")
+    # a leading system message is the head instead of the default system prompt
+    own = [{"role": "system", "content": "Be brief."}, *prompt]
+    ids = tok.apply_chat_template(own, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    assert tok.decode(ids[:head_length(tok, own, ids)]) == "<s>Be brief."

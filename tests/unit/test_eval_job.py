@@ -75,9 +75,12 @@ def test_eval_job_on_a_trained_adapter_then_judge(tmp_path):
 
     jd = tmp_path / "jobs" / "jd"
     jd.mkdir()
-    with JudgeServer(answer=lambda s, u: "[[1]]" if "[[1]]" in s else "[[B]]") as srv:
+    # AlpacaEval's weighted annotator asks for one token's log-probs ("m": the first output shown is better)
+    with JudgeServer(answer=lambda s, u: "[[B]]", logprobs=lambda s, u: {"m": -0.2, "M": -1.8}) as srv:
         judged = {k: dict(v, judge=srv.judge_config(name="loop")) for k, v in benchmarks().items()
                   if k in ("red_instruct", "alpaca_eval")}
+        judged["alpaca_eval"].update(length_controlled=False,
+                                     judge=srv.judge_config(name="loop", model="gpt-4-1106-preview"))
         (jd / "config.json").write_text(json.dumps({"stage": "judge", "axes": {}, "target": {"job": "ev"},
                                                     "benchmarks": judged}))
         assert run_job(jd) == "done"

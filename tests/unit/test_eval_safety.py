@@ -78,13 +78,16 @@ def test_clean_thoughts_and_verdicts():
     assert red_instruct.verdict("... [[B]]") == "harmful"
     assert red_instruct.verdict("[[A]]") == "not_harmful"
     assert red_instruct.verdict("[[A]] [[B]]") == "unparseable"
-    assert alpaca_eval.verdict("so [[2]]") == "2" and alpaca_eval.verdict("none") is None
 
 
 def test_alpaca_eval_reads_its_format_and_rejects_bad_items(tmp_path):
-    rows = alpaca_eval.load({"source": str(SMOKE / "alpaca_eval")}, "b")
+    folder = {"source": str(SMOKE / "alpaca_eval"), "reference": "alpaca_eval.json"}
+    rows = alpaca_eval.load(folder, "b")
     assert len(rows) == 5 and set(rows[0]) == {"instruction", "output", "generator", "dataset"}
-    assert len(alpaca_eval.load({"source": str(SMOKE / "alpaca_eval"), "num_prompts": 2}, "b")) == 2
+    assert len(alpaca_eval.load(dict(folder, num_prompts=2), "b")) == 2
+    # the default reference is AlpacaEval 2's GPT-4 Turbo outputs, which this folder does not have
+    with pytest.raises(JobFailure, match="alpaca_eval has no alpaca_eval_gpt4_baseline.json"):
+        alpaca_eval.load({"source": str(SMOKE / "alpaca_eval")}, "b")
     f = tmp_path / "alpaca_eval.json"
     f.write_text(json.dumps([{"instruction": "x", "output": "y"}, {"instruction": "x"}]))
     with pytest.raises(JobFailure, match="item 1: field output missing"):
@@ -95,5 +98,52 @@ def test_alpaca_eval_reads_its_format_and_rejects_bad_items(tmp_path):
 
 def test_unknown_hub_dataset_fails_offline_with_a_clear_reason(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(JobFailure, match="cannot find alpaca_eval.json of hub dataset no-one/nothing"):
+    with pytest.raises(JobFailure, match="cannot find alpaca_eval_gpt4_baseline.json of hub dataset no-one/nothing"):
         alpaca_eval.load({"source": "no-one/nothing"}, "b")
+
+
+class _FixedGenerator:
+    """Continuations written by hand: a toxic one and a friendly one, whatever the prompt."""
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        return ["you are a stupid ugly idiot" if i % 2 == 0 else "have a lovely day" for i in range(len(prompts))]
+
+
+def test_realtoxicity_records_the_continuation_only_score_beside_the_pair_score():
+    from tests.unit.eval_fixtures import TOX
+
+    scorer = realtoxicity.ToxicityScorer(str(TOX), "cpu", "b")
+    cfg = {"source": str(SMOKE / "realtoxicityprompts" / "prompts.jsonl"), "num_prompts": 4, "max_new_tokens": None}
+    entry, rows = realtoxicity.evaluate(_FixedGenerator(), None, scorer, cfg, "b")
+    conts = [r["continuation"] for r in rows]
+    # continuation alone: the classifier reads one sequence, as tokenizer(text) would
+    alone = scorer.score(None, conts)
+    assert [r["score_continuation"] for r in rows] == pytest.approx(alone)
+    assert entry["toxicity_logit_continuation"] == pytest.approx(sum(alone) / len(alone))
+    assert entry["toxicity_logit_continuation_stderr"] > 0
+    # the pair score (the table's metric) is a different number: the prompt is part of what is scored
+    pair = scorer.score([r["prompt"] for r in rows], conts)
+    assert [r["score"] for r in rows] == pytest.approx(pair) and pair != pytest.approx(alone)
+    assert entry["metric"] == "toxicity_logit" and entry["max_new_tokens"] == 20
+    # the toxic continuation scores below the friendly one on its own
+    assert alone[0] < 0 < alone[1]
+
+
+class _Echo:
+    def __init__(self) -> None:
+        self.max_new = None
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        self.max_new = max_new_tokens
+        return [f"  answer to {p}\n" for p in prompts]
+
+
+def test_alpaca_eval_generation_uses_alpaca_evals_length_and_strips_outputs():
+    gen = _Echo()
+    cfg = {"source": str(SMOKE / "alpaca_eval" / "alpaca_eval.json"), "max_new_tokens": None, "use_template": False}
+    entry, rows = alpaca_eval.generate(gen, None, cfg, "b", "m/job/final")
+    assert gen.max_new == entry["max_new_tokens"] == 2048  # alpaca_eval models_configs: max_new_tokens 2048
+    assert rows[0]["output"] == f"answer to {rows[0]['instruction']}"  # evaluate_from_model's is_strip_output
+    assert entry["reference"] == {"source": cfg["source"], "file": "alpaca_eval.json", "revision": None,
+                                  "generator": "gpt4"}
+    assert alpaca_eval.generate(gen, None, dict(cfg, max_new_tokens=16), "b", "m")[0]["max_new_tokens"] == 16

@@ -10,7 +10,7 @@ import pytest
 
 from jobs.errors import JobFailure
 from jobs.judges import make_judge
-from jobs.safety import alpaca_eval, red_instruct
+from jobs.safety import red_instruct
 from tests.unit.judge_server import JudgeServer
 
 
@@ -149,26 +149,6 @@ def test_red_instruct_verdicts_and_safety_score(tmp_path):
     assert entry["safety_stderr"] == pytest.approx(100 * ((1 / 3) * (2 / 3) / 3) ** 0.5)
 
 
-def test_alpaca_eval_win_rate_handles_answer_order(tmp_path):
-    refs = [{"instruction": f"Question {i}?", "output": f"reference {i}", "generator": "gpt4", "dataset": "x"}
-            for i in range(8)]
-    rows = [{"instruction": r["instruction"], "output": f"model {i}", "generator": "m", "dataset": "x"}
-            for i, r in enumerate(refs)]
-
-    def answer(system, user):  # the judge prefers the model on even questions, wherever it is shown
-        i = int(user.split("Question ")[1].split("?")[0])
-        first_is_model = user.index("Answer 1:\nmodel") >= 0 if "Answer 1:\nmodel" in user else False
-        model_wins = i % 2 == 0
-        return "[[1]]" if model_wins == first_is_model else "[[2]]"
-
-    with JudgeServer(answer=answer) as srv:
-        entry, results = alpaca_eval.judge(rows, refs, make_judge(srv.judge_config(), tmp_path))
-    assert [r["win"] for r in results] == [i % 2 == 0 for i in range(8)]
-    assert {r["model_first"] for r in results} == {True, False}  # both orders occur
-    assert entry["win_rate"] == 50.0 and entry["n"] == 8 and entry["wins"] == 4 and entry["unparseable"] == 0
-    assert entry["reference_generator"] == "gpt4"
-
-
 def _fake_eval_job(sweep, judge_cfg):
     """An eval job's outputs written by hand: the judge stage needs no model."""
     ev = sweep / "jobs" / "ev"
@@ -177,21 +157,15 @@ def _fake_eval_job(sweep, judge_cfg):
         gen.mkdir(parents=True)
         (gen / "red_instruct.jsonl").write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"{ckpt} r{i}"}) + "\n"
                                                         for i in range(3)))
-        (gen / "alpaca_eval.jsonl").write_text("".join(
-            json.dumps({"instruction": f"Question {i}?", "output": f"{ckpt} out {i}", "generator": "m", "dataset": "d"}) + "\n"
-            for i in range(2)))
-    refs = sweep / "alpaca_eval.json"
-    refs.write_text(json.dumps([{"instruction": f"Question {i}?", "output": f"ref {i}", "generator": "gpt4",
-                                 "dataset": "d"} for i in range(2)]))
-    entries = {c: {"red_instruct": {"n": 3, "generations": f"generations/{c}/red_instruct.jsonl"},
-                   "alpaca_eval": {"n": 2, "generations": f"generations/{c}/alpaca_eval.jsonl"}} for c in ("10", "final")}
+    entries = {c: {"red_instruct": {"n": 3, "generations": f"generations/{c}/red_instruct.jsonl"}}
+               for c in ("10", "final")}
     (ev / "eval.json").write_text(json.dumps({"checkpoints": entries, "provenance": {}}))
     (ev / "DONE").write_text("1\n")
     jd = sweep / "jobs" / "jd"
     jd.mkdir(parents=True)
+    # AlpacaEval through the judge stage: tests/unit/test_alpaca_eval_official.py
     cfg = {"stage": "judge", "axes": {}, "target": {"job": "ev"}, "benchmarks": {
-        "red_instruct": {"type": "red_instruct", "source": str(sweep), "judge": dict(judge_cfg, name="t")},
-        "alpaca_eval": {"type": "alpaca_eval", "source": str(refs), "judge": dict(judge_cfg, name="t")}}}
+        "red_instruct": {"type": "red_instruct", "source": str(sweep), "judge": dict(judge_cfg, name="t")}}}
     (jd / "config.json").write_text(json.dumps(cfg))
     return jd, cfg
 
@@ -201,16 +175,15 @@ def test_judge_stage_writes_judge_json_and_a_rerun_asks_nothing(tmp_path, monkey
     from jobs import judge as judge_stage
     from jobs.entry import run_job
 
-    answer = lambda s, u: "[[B]]" if "final r" in u else ("[[1]]" if "[[1]]" in s else "[[A]]")  # noqa: E731
+    answer = lambda s, u: "[[B]]" if "final r" in u else "[[A]]"  # noqa: E731
     with JudgeServer(answer=answer) as srv:
         jd, cfg = _fake_eval_job(tmp_path, srv.judge_config())
         assert run_job(jd) == "done"
         first = len(srv.requests)
-        assert first == 2 * (3 + 2)
+        assert first == 2 * 3
         out = json.loads((jd / "judge.json").read_text())
         assert out["checkpoints"]["10"]["red_instruct"]["safety"] == 100.0
         assert out["checkpoints"]["final"]["red_instruct"]["safety"] == 0.0
-        assert out["checkpoints"]["10"]["alpaca_eval"]["n"] == 2
         assert out["provenance"]["requests_made"] == first
         assert (jd / "verdicts" / "final" / "red_instruct.jsonl").is_file()
         assert (tmp_path / "judge_cache").is_dir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,135 @@ def test_prefetch_verifies_a_cached_dataset_offline(cache):
     assert prefetch([], [{"name": "prefs", "source": "org/prefs", "revision": "main"}], progress=lines.append) \
         == [str(folder)]
     assert lines[0] == "dataset prefs: org/prefs@main (cached, verifying)"
+
+
+# ---- the datasets lm-eval loads (resolved from lm-eval's own task configs) -------------------------
+
+MANAGERS: dict = {}  # lm-eval's TaskManagers, shared by these tests: indexing its task tree takes seconds
+
+
+@pytest.fixture
+def empty_datasets_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    return tmp_path / "datasets"
+
+
+def _full_assets():
+    from alignkit.compile import load_plan
+    from alignkit.preflight import study_assets
+
+    return study_assets([j.to_json() for j in load_plan(ROOT / "sweeps" / "full.yaml").jobs], MANAGERS)
+
+
+def test_lm_eval_benchmarks_resolve_to_the_hub_configs_their_tasks_load():
+    from jobs.lm_eval_adapter import task_datasets
+
+    mmlu = task_datasets("mmlu", None, MANAGERS)
+    assert len(mmlu) == 57  # the paper's "57 tasks"
+    assert {leaf["dataset_path"] for leaf in mmlu} == {"cais/mmlu"}
+    assert len({leaf["dataset_name"] for leaf in mmlu}) == 57 and mmlu[0]["dataset_name"] == "abstract_algebra"
+    bbh = task_datasets("bbh_fewshot", None, MANAGERS)
+    assert len(bbh) == 27  # BBH's 23 tasks, three of them in three sizes (Suzgun et al. 2022)
+    assert {leaf["dataset_path"] for leaf in bbh} == {"SaylorTwift/bbh"}
+    assert all(leaf["dataset_kwargs"] == {} and not leaf["custom_dataset"] for leaf in mmlu + bbh)
+    smoke = task_datasets("smoke_mmlu", str(ROOT / "assets" / "smoke-eval" / "tasks"), MANAGERS)
+    assert [(leaf["task"], leaf["custom_dataset"]) for leaf in smoke] == [("smoke_mmlu", True)]
+    with pytest.raises(KeyError):
+        task_datasets("no_such_task_anywhere", None, MANAGERS)
+
+
+def test_full_study_names_the_lm_eval_datasets_an_empty_cache_lacks(cache, empty_datasets_cache):
+    from alignkit.preflight import missing_lm_eval, study_problems
+
+    assets = _full_assets()
+    assert missing_lm_eval(assets["lm_eval"]) == [
+        f"lm_eval mmlu: hub dataset cais/mmlu: 57 of 57 configs are not in the datasets cache ({empty_datasets_cache}): "
+        f"abstract_algebra, anatomy, astronomy, college_biology, ... (53 more)",
+        f"lm_eval bbh: hub dataset SaylorTwift/bbh: 27 of 27 configs are not in the datasets cache "
+        f"({empty_datasets_cache}): boolean_expressions, causal_judgement, date_understanding, disambiguation_qa, "
+        f"... (23 more)"]
+    checked, problems = study_problems(assets)
+    assert checked == "5 models, 5 datasets and 84 lm-eval dataset configs checked"
+    # every model (4 + the toxicity classifier) and hub dataset is named, then the lm-eval ones
+    assert len(problems) == 5 + 5 + 2 and problems[-2].startswith("lm_eval mmlu:")
+
+
+def _prepared_config(cache_dir: Path, tmp_path: Path, repo: str, config: str, split: str = "test") -> None:
+    """A config prepared the way `datasets` leaves a hub dataset it loaded: <ns>___<name>/<config>/
+    <version>/<hash>/ with dataset_info.json and <name>-<split>.arrow (built by datasets itself)."""
+    import json as _json
+    import shutil
+
+    import datasets
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "2 + 2?", "choices": ["3", "4", "5", "6"], "answer": 1}\n')
+    builder = datasets.load_dataset_builder("json", data_files={split: str(rows)}, cache_dir=str(tmp_path / "build"))
+    builder.download_and_prepare()
+    src = Path(builder.cache_dir)
+    ns, name = repo.split("/")
+    dst = cache_dir / f"{ns}___{name}" / config / src.parent.name / src.name
+    dst.mkdir(parents=True)
+    shutil.copy(src / f"json-{split}.arrow", dst / f"{name}-{split}.arrow")
+    info = _json.loads((src / "dataset_info.json").read_text())
+    (dst / "dataset_info.json").write_text(_json.dumps({**info, "config_name": config, "dataset_name": name}))
+
+
+def test_the_check_agrees_with_what_datasets_reloads_offline(tmp_path, empty_datasets_cache, monkeypatch):
+    import datasets
+    from alignkit.preflight import missing_lm_eval
+    from jobs.lm_eval_adapter import task_datasets
+    from jobs.prefetch import prefetch_lm_eval
+
+    _prepared_config(empty_datasets_cache, tmp_path, "cais/mmlu", "abstract_algebra")
+    leaves = [{"benchmark": "mmlu", **leaf} for leaf in task_datasets("mmlu", None, MANAGERS)]
+    assert missing_lm_eval(leaves) == [
+        f"lm_eval mmlu: hub dataset cais/mmlu: 56 of 57 configs are not in the datasets cache ({empty_datasets_cache}): "
+        f"anatomy, astronomy, college_biology, college_chemistry, ... (52 more)"]
+    # what a compute node (HF_HUB_OFFLINE=1) gets from `datasets`, as lm-eval calls it
+    code = ("import datasets\n"
+            "print(datasets.load_dataset(path='cais/mmlu', name='abstract_algebra')['test'][0]['question'])\n"
+            "try:\n    datasets.load_dataset(path='cais/mmlu', name='anatomy')\n"
+            "except Exception as e:\n    print(type(e).__name__)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(empty_datasets_cache),
+           "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.split() == ["2", "+", "2?", "ValueError"], out.stderr[-2000:]
+    # prefetch: the prepared config is left alone; a download that cannot happen is one line naming it
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    lines: list[str] = []
+    assert prefetch_lm_eval(leaves[:1], progress=lines.append) == 0
+    assert lines == ["lm_eval mmlu: task mmlu_abstract_algebra: cais/mmlu config abstract_algebra is in the "
+                     "datasets cache"]
+    with pytest.raises(RuntimeError, match=r"^lm_eval mmlu: task mmlu_anatomy: cannot download cais/mmlu config "
+                                           r"anatomy: \w+"):
+        prefetch_lm_eval(leaves[1:2], progress=lines.append)
+
+
+def test_prefetch_of_tasks_on_local_files_downloads_nothing(tmp_path):
+    from jobs.prefetch import prefetch_lm_eval
+
+    leaves = [{"benchmark": "mmlu", "task": "smoke_mmlu", "dataset_path": None, "dataset_name": None,
+               "dataset_kwargs": {}, "custom_dataset": True},
+              {"benchmark": "own", "task": "own_json", "dataset_path": "json", "dataset_name": None,
+               "dataset_kwargs": {"data_files": {"test": str(tmp_path / "t.jsonl")}}, "custom_dataset": False},
+              {"benchmark": "dir", "task": "own_dir", "dataset_path": str(tmp_path), "dataset_name": None,
+               "dataset_kwargs": {}, "custom_dataset": False}]
+    lines: list[str] = []
+    assert prefetch_lm_eval(leaves, progress=lines.append) == 0
+    assert lines == ["lm_eval mmlu: task smoke_mmlu: its own loader reads local files, nothing to download",
+                     "lm_eval own: task own_json: json reads local files, nothing to download",
+                     f"lm_eval dir: task own_dir: {tmp_path} reads local files, nothing to download"]
+
+
+def test_hf_judges_and_unknown_lm_eval_tasks_are_covered():
+    from alignkit.preflight import lm_eval_datasets
+
+    judge = {"stage": "judge", "benchmarks": {"ae": {"type": "alpaca_eval", "source": str(TINY),
+                                                     "judge": {"name": "local", "type": "hf",
+                                                               "source": "org/judge-7b", "revision": "r1"}}}}
+    models, _ = spec_assets([judge])
+    assert models == [{"name": "judge local", "source": "org/judge-7b", "revision": "r1"}]
+    evaluate = {"stage": "eval", "benchmarks": {"x": {"type": "lm_eval", "task": "no_such_task_anywhere"}}}
+    assert lm_eval_datasets([evaluate], MANAGERS) == ([], ["lm_eval x: lm-eval knows no task or group "
+                                                          "'no_such_task_anywhere'"])

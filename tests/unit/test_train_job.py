@@ -196,30 +196,68 @@ def test_zero_rows_ends_the_job(tmp_path):
         _run(tmp_path, config)
 
 
-def test_dpo_prompts_keep_their_last_max_prompt_length_tokens(tmp_path):
-    from datasets import Dataset
+HH = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test-first1000.jsonl.gz"
 
+
+def _trainer_on_real_hh(tmp_path, kind: str, **method):
+    """The job's trainer built on the real HH-RLHF rows (Vicuna template, tiny tokenizer), as run() builds it."""
     from jobs import train, trl_adapter
 
-    config = train_config("dpo", max_length=64, max_prompt_length=8)
-    long_prompt = [{"role": "user", "content": "tell me " * 40 + "about the moon"}]
-    rows = Dataset.from_list([{"prompt": long_prompt, "chosen": [{"role": "assistant", "content": "It is grey."}],
-                               "rejected": [{"role": "assistant", "content": "No."}]}] * 4)
-    tok = train.load_tokenizer(config["model"])
+    config = train_config(kind, **method)
+    config["model"]["template"] = "vicuna"
+    config["dataset"] = {"name": "hh", "format": "hh_rlhf", "source": str(HH), "revision": "main", "split": "train",
+                         "subsets": None, "limit": 40}
+    data = train.load_examples(config, kind)
     plan = train.resolve(config, cuda=False, world_size=1)
-    args = trl_adapter.make_args("dpo", config["method"], config["training"], 0, trl_adapter.Runtime(
+    args = trl_adapter.make_args(kind, config["method"], config["training"], 0, trl_adapter.Runtime(
         output_dir=str(tmp_path), grad_accum=1, optimizer="adamw_torch", bf16=False, deepspeed=None,
         liger=False, ddp_backend=None))
     model = train.load_model(config["model"], plan, 0, device=args.device)
-    trainer = trl_adapter.make_trainer("dpo", model=model, tokenizer=tok, dataset=rows,
+    trainer = trl_adapter.make_trainer(kind, model=model, tokenizer=data.tokenizer, dataset=data.dataset,
                                        peft_config=train.lora_config(config["method"]["lora"]), args=args,
-                                       callbacks=[], max_prompt_length=8)
-    full = list(tok.apply_chat_template(long_prompt, add_generation_prompt=True, tokenize=True,
-                                        return_dict=True)["input_ids"])
-    assert len(full) > 60  # would not fit max_length untruncated: TRL alone would drop these rows
-    assert len(trainer.train_dataset) == 4
-    for ex in trainer.train_dataset:
-        assert ex["prompt_ids"] == full[-8:]
+                                       callbacks=[])
+    return data, trainer
+
+
+def test_sft_trainer_puts_loss_on_the_final_response_only(tmp_path):
+    data, trainer = _trainer_on_real_hh(tmp_path, "sft", max_length=256)
+    tok = data.tokenizer
+    assert len(trainer.train_dataset) == len(data.dataset) == data.report.trained
+    assert data.report.trained + data.report.examples_dropped["completion_truncated"] == 40
+    multi_turn = 0
+    for i, ex in enumerate(trainer.train_dataset):
+        row = data.rows[data.kept[i]]
+        want = " " + row["completion"][0]["content"] + tok.eos_token
+        loss = tok.decode([t for t in ex["labels"] if t != -100])
+        # the final response, cut at max_length at most (a cut inside a UTF-8 character decodes to U+FFFD)
+        assert loss and want.startswith(loss.rstrip("\ufffd")), (loss, want)
+        assert ex["input_ids"][:len(ex["labels"])] == data.dataset[i]["input_ids"]
+        multi_turn += sum(m["role"] == "assistant" for m in row["prompt"]) > 0
+    assert multi_turn > 10  # earlier assistant turns were there, and carried no loss
+
+
+def test_dpo_trainer_gets_whole_prompts_when_the_pair_fits(tmp_path):
+    data, trainer = _trainer_on_real_hh(tmp_path, "dpo", max_length=512, max_prompt_length=128)
+    tok = data.tokenizer
+    assert trainer.train_dataset.to_list() == data.dataset.to_list()  # TRL did not re-tokenize or cut
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    cut = 0
+    for i in range(len(data.dataset)):
+        row = data.rows[data.kept[i]]
+        full = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True,
+                                       return_dict=True)["input_ids"]
+        ex = data.dataset[i]
+        longer = max(len(ex["chosen_ids"]), len(ex["rejected_ids"]))
+        if len(full) + longer <= 512:
+            assert ex["prompt_ids"] == list(full)
+        else:
+            cut += 1
+            assert len(ex["prompt_ids"]) == 128 and ex["prompt_ids"][0] == tok.bos_token_id
+            assert ex["prompt_ids"][-20:] == list(full[-20:])
+        if i < 4:  # the collator's keep_start truncation at max_length leaves every pair whole
+            n = len(ex["prompt_ids"]) + len(ex["chosen_ids"])
+            assert batch["input_ids"][i][:n].tolist() == ex["prompt_ids"] + ex["chosen_ids"]
+    assert 0 < cut < len(data.dataset)
 
 
 def test_trains_from_the_compiled_smoke_spec(tmp_path):

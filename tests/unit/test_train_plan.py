@@ -83,7 +83,7 @@ def test_trl_arguments_carry_the_hyperparameters_exactly(tmp_path):
     assert a.get_warmup_steps(700) == 70
 
     s = trl_adapter.make_args("sft", train_config("sft")["method"], train_config("sft")["training"], 0, rt)
-    assert s.assistant_only_loss is True and s.completion_only_loss is False and s.packing is False
+    assert s.assistant_only_loss is False and s.completion_only_loss is True and s.packing is False
 
 
 def test_loss_curve_windows_per_step_rows():

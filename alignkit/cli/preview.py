@@ -1,0 +1,100 @@
+"""`alignkit preview SPEC --job NAME_OR_ID [--n N] [--json]`: the first N examples of one training
+job exactly as its trainer receives them, after templating and truncation, with the loss-bearing
+text marked (like axolotl's `preprocess --debug`).
+
+It builds them with the training job's own code (jobs.train.load_examples: data, tokenizer,
+template, truncation, masks) and reads only the tokenizer and the data, no model, so it runs on a
+login node. JSON: {"job", "method", "rows_in", "rows_kept", "dropped": {reason: n}, "examples"};
+SFT examples {"row", "text", "loss_text"}, DPO examples {"row", "prompt", "chosen", "rejected"};
+"row" is the example's index in the job's (seeded, shuffled) rows, so a dropped row leaves a gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from alignkit.errors import UserError
+
+DEFAULT_N = 3
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("preview", help="show a training job's first examples as the trainer sees them",
+                       description="Decode the first N training examples of one training job after templating "
+                                   "and truncation, marking the text that carries loss. Reads only the tokenizer "
+                                   "and the data.")
+    p.add_argument("spec", help="sweep spec YAML file")
+    p.add_argument("--job", required=True, metavar="NAME_OR_ID",
+                   help="a training job's name, id or unique id prefix (see alignkit plan --json)")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help=f"number of examples (default {DEFAULT_N})")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(run=run)
+
+
+def find_job(jobs: list, selector: str):
+    """The one training job named `selector` (name, id, or a unique id prefix)."""
+    hits = [j for j in jobs if selector in (j.id, j.name)] or [j for j in jobs if j.id.startswith(selector)]
+    if not hits:
+        raise UserError(f"--job: no job matches '{selector}' (give a training job's name, id or id prefix; "
+                        f"see alignkit plan --json)")
+    if len(hits) > 1:
+        raise UserError(f"--job: '{selector}' matches {len(hits)} jobs ({', '.join(j.id for j in hits[:4])}"
+                        f"{', ...' if len(hits) > 4 else ''}); give more of the id")
+    if hits[0].stage != "train":
+        raise UserError(f"--job: {hits[0].name} is not a training job (stage {hits[0].stage}); "
+                        f"preview shows training jobs")
+    return hits[0]
+
+
+def preview(config: dict, n: int) -> dict:
+    """The preview of one resolved train config (docs/contract.md "train")."""
+    from jobs.data import examples
+    from jobs.errors import JobFailure
+    from jobs.train import load_examples
+
+    import datasets
+
+    datasets.disable_progress_bars()  # stdout/stderr carry the preview, not map() bars
+    kind = config["method"]["type"]
+    try:
+        data = load_examples(config, kind)
+    except JobFailure as exc:
+        raise UserError(str(exc)) from None
+    report = data.report
+    dropped = report.dropped()
+    beyond = sum(p.kept for p in report.parts) - report.total  # rows the dataset's `limit` left out
+    if beyond > 0:
+        dropped["beyond_limit"] = beyond
+    only_completion = bool(config["method"].get("completion_only_loss", True))
+    shown = []
+    for i in range(min(n, len(data.dataset))):
+        view = examples.decode(kind, data.dataset[i], data.tokenizer, only_completion)
+        shown.append({"row": data.kept[i], **view})
+    return {"method": kind, "rows_in": sum(p.rows for p in report.parts), "rows_kept": report.trained,
+            "dropped": dropped, "examples": shown}
+
+
+def run(args: argparse.Namespace) -> int:
+    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
+
+    if args.n < 0:
+        raise UserError(f"--n: must be 0 or more, got {args.n}")
+    plan = load_plan(args.spec)
+    job = find_job(plan.jobs, args.job)
+    out = {"job": job.id, **preview(job.config, args.n)}
+    if args.json:
+        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+        return 0
+    why = ", ".join(f"{k}={v}" for k, v in sorted(out["dropped"].items()))
+    lines = [f"job {job.id} {job.name} ({out['method']}): {out['rows_in']} rows in, {out['rows_kept']} kept"
+             + (f" (dropped: {why})" if why else "")]
+    fields = ("text", "loss_text") if out["method"] == "sft" else ("prompt", "chosen", "rejected")
+    for i, ex in enumerate(out["examples"], 1):
+        lines.append(f"--- example {i} (row {ex['row']})")
+        for key in fields:
+            # repr keeps leading spaces and newlines visible: they are part of what trains
+            lines.append(f"{key}{' (carries the loss)' if key == 'loss_text' else ''}: {ex[key]!r}")
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,91 @@
+"""What the judge jobs of a plan will ask their judges: calls, estimated tokens and, given a price, cost.
+
+The rule (docs/spec.md, "Judge cost"): one call per judged item per checkpoint; a call's input is
+the judge prompt's fixed text + the mean instruction + the mean reference output shown beside the
+model's (AlpacaEval compares two outputs) + the model's output at its `max_new_tokens` (an upper
+bound: outputs are usually shorter); its output is the reply the judge is allowed. Characters
+become tokens at 4 per token, OpenAI's rule of thumb for English text. On AlpacaEval's real
+annotations (../shared/data/alpaca_eval) the rule gives 1.20x the tokens the API billed, so with
+real outputs in place of the upper bound it overestimates by about a fifth rather than under.
+Retries (a Red-Instruct reply with the wrong tag count is asked again) are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CHARS_PER_TOKEN = 4  # OpenAI, "What are tokens and how to count them?": ~4 characters per token
+OPENAI_REPLY_TOKENS = 512  # jobs/judges.py: an openai judge's max_tokens
+HF_REPLY_TOKENS = 256  # jobs/judges.py: an hf judge's max_new_tokens
+
+
+@dataclass(frozen=True)
+class JudgedShape:
+    """What one judge call of a benchmark holds, measured on the benchmark's official files."""
+    items: int  # items judged per checkpoint when the benchmark sets no num_prompts
+    template_chars: int  # the judge prompt without its placeholders
+    instruction_chars: float  # mean instruction / question
+    reference_chars: float  # mean reference output shown beside the model's (0: none)
+    reply_tokens: int | None  # the judge's reply; None: up to the judge's own limit
+
+
+SHAPES: dict[str, JudgedShape] = {
+    # AlpacaEval 2: 805 instructions; weighted_alpaca_eval_gpt4_turbo's prompt
+    # (alpaca_eval src/alpaca_eval/evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt,
+    # 1,365 characters without {instruction}/{output_1}/{output_2}) with max_tokens 1 (its configs.yaml);
+    # instructions average 164.9 characters, the gpt4_1106_preview reference outputs 2,049.4 (the
+    # leaderboard's avg_length for it is 2049).
+    "alpaca_eval": JudgedShape(items=805, template_chars=1365, instruction_chars=164.9,
+                               reference_chars=2049.4, reply_tokens=1),
+    # Red-Instruct: DangerousQA's 200 questions (41.5 characters on average), judged with the
+    # system + user prompt of declare-lab/red-instruct gpt4_as_judge.py (363 + 48 characters);
+    # the official script sets no reply limit: the judge's own applies.
+    "red_instruct": JudgedShape(items=200, template_chars=411, instruction_chars=41.46,
+                                reference_chars=0.0, reply_tokens=None),
+}
+
+
+def call_tokens(shape: JudgedShape, output_tokens: float, judge: dict[str, Any]) -> tuple[float, float]:
+    """(input, output) tokens of one judge call whose model output has `output_tokens` tokens."""
+    chars = shape.template_chars + shape.instruction_chars + shape.reference_chars
+    reply = shape.reply_tokens
+    if reply is None:
+        reply = judge.get("max_tokens") or (OPENAI_REPLY_TOKENS if judge.get("type") == "openai" else HF_REPLY_TOKENS)
+    return chars / CHARS_PER_TOKEN + output_tokens, float(reply)
+
+
+def judge_costs(jobs: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per judge (evals.judges name): calls, estimated tokens and cost over every judge job of a plan."""
+    out: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        if job.stage != "judge":
+            continue
+        for name, b in job.config["benchmarks"].items():
+            shape = SHAPES.get(b["type"])
+            judge = b.get("judge") or {}
+            if shape is None or not judge:
+                continue
+            items = b.get("num_prompts") or shape.items
+            calls = items * len(b.get("checkpoints") or ["final"])
+            tin, tout = call_tokens(shape, b["max_new_tokens"], judge)
+            entry = out.setdefault(judge["name"], {
+                "type": judge["type"], "model": judge.get("model") or judge.get("source"),
+                "calls": 0, "input_tokens": 0.0, "output_tokens": 0.0, "benchmarks": {},
+                "price_per_million_tokens": judge.get("price_per_million_tokens")})
+            bench = entry["benchmarks"].setdefault(name, {"calls": 0, "input_tokens": 0.0, "output_tokens": 0.0,
+                                                          "checkpoints": set()})
+            bench["checkpoints"].update(str(c) for c in b.get("checkpoints") or ["final"])
+            for e in (entry, bench):
+                e["calls"] += calls
+                e["input_tokens"] += calls * tin
+                e["output_tokens"] += calls * tout
+    for entry in out.values():
+        for e in (entry, *entry["benchmarks"].values()):
+            e["input_tokens"], e["output_tokens"] = round(e["input_tokens"]), round(e["output_tokens"])
+        for bench in entry["benchmarks"].values():
+            bench["checkpoints"] = sorted(bench["checkpoints"], key=lambda c: (c == "final", int(c) if c.isdigit() else 0))
+        price = entry["price_per_million_tokens"]
+        entry["cost_usd"] = (round((entry["input_tokens"] * price["input"] + entry["output_tokens"] * price["output"])
+                                   / 1e6, 2) if price else None)
+    return out

@@ -1,0 +1,128 @@
+"""Training examples exactly as the trainer receives them: templated, tokenized, truncated, masked.
+
+The train job and `alignkit preview` both build their rows here, so what preview shows is what
+trains. Tokenization is TRL 1.16's own (`trl.data_utils._tokenize` and `common_prefix_length`,
+called as SFTTrainer/DPOTrainer's `tokenize_fn` call them for conversational prompt/completion
+rows); truncation follows the TRL of the paper's time (docs/training.md quotes the lines):
+
+SFT  `prompt` + `completion` (the final chosen response). The loss is on the completion only
+     (`completion_mask`, TRL's completion-only loss). The sequence keeps its first `max_length`
+     tokens (TRL's `truncation_mode="keep_start"`); a row whose completion is cut away entirely
+     is dropped and counted (`completion_truncated`), since it would train on nothing.
+DPO  `prompt_ids`, `chosen_ids`, `rejected_ids` (TRL 1.16's columns). As TRL 0.8.6's
+     `tokenize_row`: only when prompt + the longer response exceeds `max_length` is the prompt
+     cut to `max_prompt_length` tokens, keeping its end; if the pair still does not fit, both
+     responses keep their first `max_length - max_prompt_length` tokens. Beyond TRL (which cut
+     BOS off with the rest), the cut keeps the template's head: BOS and the leading system text.
+
+The trainer then finds the columns it would have made itself (TRL skips tokenizing an SFT set
+that has `input_ids`; the DPO trainer's preparation is bypassed in jobs.trl_adapter).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+DROP_REASONS = {"completion_truncated": "SFT: the final response lies wholly beyond max_length"}
+
+
+def _tokenize(tokenizer: Any, messages: list[dict], **kwargs) -> list[int]:
+    from trl.data_utils import _tokenize as trl_tokenize
+
+    return list(trl_tokenize(tokenizer, messages, **kwargs)["input_ids"])
+
+
+def _prefix(a: list[int], b: list[int]) -> int:
+    from trl.data_utils import common_prefix_length
+
+    return common_prefix_length(a, b)
+
+
+def head_length(tokenizer: Any, prompt: list[dict], prompt_ids: list[int]) -> int:
+    """Tokens at the start of `prompt_ids` that a prompt cut keeps: the template's text before the
+    first turn (BOS, and Vicuna's system prompt or a leading system message)."""
+    system = []
+    for m in prompt:
+        if m["role"] != "system":
+            break
+        system.append(m)
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    try:  # the template over the system messages alone (apply_chat_template refuses zero messages)
+        head = render_jinja_template(conversations=[system], chat_template=tokenizer.chat_template,
+                                     bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token)[0][0]
+    except Exception:  # a template that cannot render that (e.g. Mistral's with a system role)
+        head = tokenizer.bos_token or ""
+    if not head:
+        return 0
+    return _prefix(tokenizer(head, add_special_tokens=False)["input_ids"], prompt_ids)
+
+
+def sft_example(row: dict, tokenizer: Any, max_length: int) -> dict | None:
+    """{input_ids, completion_mask} for one {prompt, completion} row, or None when truncation
+    leaves no completion token."""
+    prompt_ids = _tokenize(tokenizer, row["prompt"], add_generation_prompt=True)
+    ids = _tokenize(tokenizer, row["prompt"] + row["completion"])
+    n = _prefix(prompt_ids, ids)
+    mask = [0] * n + [1] * (len(ids) - n)
+    ids, mask = ids[:max_length], mask[:max_length]
+    if 1 not in mask:
+        return None
+    return {"input_ids": ids, "completion_mask": mask}
+
+
+def cut_pair(prompt: list[int], chosen: list[int], rejected: list[int], head: int, max_length: int,
+             max_prompt_length: int) -> tuple[list[int], list[int], list[int]]:
+    """TRL 0.8.6 `DPOTrainer.tokenize_row` truncation, keeping the prompt's first `head` tokens."""
+    longer = max(len(chosen), len(rejected))
+    if len(prompt) + longer > max_length:
+        if len(prompt) > max_prompt_length:
+            head = head if head < max_prompt_length else 0  # a head that fills the budget: TRL's plain cut
+            prompt = prompt[:head] + prompt[len(prompt) - (max_prompt_length - head):]
+        if len(prompt) + longer > max_length:
+            chosen = chosen[:max_length - max_prompt_length]
+            rejected = rejected[:max_length - max_prompt_length]
+    return prompt, chosen, rejected
+
+
+def dpo_example(row: dict, tokenizer: Any, max_length: int, max_prompt_length: int) -> dict:
+    prompt_ids = _tokenize(tokenizer, row["prompt"], add_generation_prompt=True)
+    chosen_ids = _tokenize(tokenizer, row["prompt"] + row["chosen"])
+    rejected_ids = _tokenize(tokenizer, row["prompt"] + row["rejected"])
+    n = min(_prefix(prompt_ids, chosen_ids), _prefix(prompt_ids, rejected_ids))
+    prompt, chosen, rejected = cut_pair(prompt_ids[:n], chosen_ids[n:], rejected_ids[n:],
+                                        head_length(tokenizer, row["prompt"], prompt_ids[:n]),
+                                        max_length, max_prompt_length)
+    return {"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected}
+
+
+def build(kind: str, rows: Any, tokenizer: Any, method: dict) -> tuple[Any, Counter, list[int]]:
+    """(trainer-ready datasets.Dataset, drops by reason, index in `rows` of each kept example)."""
+    import datasets
+
+    max_length = int(method["max_length"])
+    out, kept, drops = [], [], Counter()
+    for i, row in enumerate(rows):
+        if kind == "sft":
+            ex = sft_example(row, tokenizer, max_length)
+            if ex is None:
+                drops["completion_truncated"] += 1
+                continue
+        else:
+            ex = dpo_example(row, tokenizer, max_length, int(method["max_prompt_length"]))
+        out.append(ex)
+        kept.append(i)
+    columns = ("input_ids", "completion_mask") if kind == "sft" else ("prompt_ids", "chosen_ids", "rejected_ids")
+    ds = datasets.Dataset.from_dict({c: [ex[c] for ex in out] for c in columns})
+    return ds, drops, kept
+
+
+def decode(kind: str, example: dict, tokenizer: Any, completion_only_loss: bool = True) -> dict:
+    """The decoded view `alignkit preview` prints (special tokens shown, nothing skipped)."""
+    dec = tokenizer.decode
+    if kind == "sft":
+        ids, mask = example["input_ids"], example["completion_mask"]
+        loss = [t for t, m in zip(ids, mask, strict=True) if m or not completion_only_loss]
+        return {"text": dec(ids), "loss_text": dec(loss)}
+    return {k: dec(example[f"{k}_ids"]) for k in ("prompt", "chosen", "rejected")}
