@@ -74,8 +74,11 @@ def sweep(work: Path) -> dict[str, Any]:
                 q.update(compute_dtype="bfloat16", storage_dtype="bfloat16")
         if job.stage == "train":
             cfg["training"].update(max_steps=STEPS, save_steps=SAVE, logging_steps=1)
-        if job.stage == "eval":
+        if job.stage == "eval":  # the smoke study's step-10 checkpoint is step 4 here
             cfg["checkpoints"] = [SAVE, "final"]
+            for b in cfg["benchmarks"].values():
+                if b.get("checkpoints"):
+                    b["checkpoints"] = [c if str(c) == "final" else SAVE for c in b["checkpoints"]]
         d = root / "jobs" / job.id
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -405,14 +408,16 @@ def step_eval(work: Path, tiny: bool) -> dict:
         wall = entry(ev)
         result = json.loads((ev / "eval.json").read_text())
         cfg = config_of(jobs["eval"])
-        missing = [f"{c}/{b}" for c in map(str, cfg["checkpoints"]) for b in cfg["benchmarks"]
-                   if b not in result["checkpoints"].get(c, {})]
+        from jobs.evaluate import runs_at
+
+        missing = [f"{c}/{b}" for c in map(str, cfg["checkpoints"]) for b, bench in cfg["benchmarks"].items()
+                   if runs_at(bench, c) and b not in result["checkpoints"].get(c, {})]
         prov = result["provenance"]
         per = {c: v.get("seconds") for c, v in prov["checkpoints"].items()}
         return {**expect(not missing, f"{wall:.1f} s wall ({prov['device']}, generation {prov['generation_backend']}"
                          f", base load {prov.get('base_load_s')} s, per checkpoint {per})"
-                         + (f"; missing {missing}" if missing else f"; {len(cfg['benchmarks'])} benchmarks x "
-                            f"{len(cfg['checkpoints'])} checkpoints")),
+                         + (f"; missing {missing}" if missing else "; " + ", ".join(
+                             f"{c}: {len(r)} benchmarks" for c, r in result["checkpoints"].items()))),
                 "wall_s": wall, "scores": {c: {b: {k: v for k, v in e.items() if isinstance(v, (int, float))}
                                                for b, e in r.items()} for c, r in result["checkpoints"].items()}}
 
