@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PIP     := $(BIN)/python -m pip
-EXTRAS  := train,eval,merge,collect,dev
+EXTRAS  := train,eval,merge,collect,track,dev
 STAMP   := $(VENV)/.installed
 
 .PHONY: install demo test test-unit cluster-up cluster-down bench clean-demo lint

@@ -139,12 +139,13 @@ class Plan:
                 "profile": self.profile.name, "jobs": [j.to_json() for j in self.jobs], "summary": self.summary()}
 
 
-# what names or prices things, not what a job computes: left out of job ids
-_LABELS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens")
+# What names, prices or reports things, not what a job computes: left out of job ids at any depth.
+# `tracking` (where a run is reported) never changes a result, so a new tracker reuses finished jobs.
+_LABELS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens", "tracking")
 
 
 def _identity(value: Any) -> Any:
-    """The part of a config that affects the result: labels (names, axes) are dropped."""
+    """The part of a config that affects the result: labels (names, axes, tracking) are dropped."""
     if isinstance(value, dict):
         return {k: _identity(v) for k, v in value.items() if k not in _LABELS}
     if isinstance(value, (list, tuple)):
@@ -414,6 +415,8 @@ class _Compiler:
 
     # ---- jobs and resources ---------------------------------------------------------------------
     def _job(self, name: str, stage: str, deps: tuple[str, ...], config: dict) -> Job:
+        if stage == "train" and self.spec.tracking is not None:  # a label: job_id leaves it out
+            config = {**config, "tracking": {**_plain(self.spec.tracking), "sweep": self.spec.name, "run_name": name}}
         return Job(id=job_id(config), name=name, stage=stage, depends_on=deps, config=config,
                    resources=self.resources(stage, config["axes"]))
 

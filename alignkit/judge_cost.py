@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
+
 CHARS_PER_TOKEN = 4  # OpenAI, "What are tokens and how to count them?": ~4 characters per token
 OPENAI_REPLY_TOKENS = 512  # jobs/judges.py: an openai judge's max_tokens
 HF_REPLY_TOKENS = 256  # jobs/judges.py: an hf judge's max_new_tokens
@@ -68,7 +70,7 @@ def judge_costs(jobs: list[Any]) -> dict[str, dict[str, Any]]:
                 continue
             items = b.get("num_prompts") or shape.items
             calls = items * len(b.get("checkpoints") or ["final"])
-            tin, tout = call_tokens(shape, b["max_new_tokens"], judge)
+            tin, tout = call_tokens(shape, b["max_new_tokens"] or REFERENCE_MAX_NEW_TOKENS[b["type"]], judge)
             entry = out.setdefault(judge["name"], {
                 "type": judge["type"], "model": judge.get("model") or judge.get("source"),
                 "calls": 0, "input_tokens": 0.0, "output_tokens": 0.0, "benchmarks": {},

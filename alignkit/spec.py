@@ -20,6 +20,12 @@ PREFERENCES = ("helpful", "harmless")
 STAGES = ("train", "eval", "merge", "judge")
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
 Scalar = Union[str, int]
+
+# A benchmark's generation length when its `max_new_tokens` is null: each reference's own setting
+# (alpaca_eval 0.6.6 models_configs/*/configs.yaml; declare-lab/red-instruct generate_responses.py
+# `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper). The jobs and plan's
+# judge-cost estimate read it from here.
+REFERENCE_MAX_NEW_TOKENS = {"alpaca_eval": 2048, "red_instruct": 500, "realtoxicity": 20}
 DPO_MAX_PROMPT_LENGTH = 128  # TRL 0.7/0.8's default when a DPO method gives none
 
 # The checkout this code runs from: a sweep directory must never land in (or over) its packages.
@@ -111,6 +117,18 @@ class TrainingSpec:
     precompute_ref_log_probs: bool = False
     liger: Literal["auto", "on", "off"] = "auto"
     logging_steps: int = 10
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """An experiment tracker the training jobs report to (TRL's `report_to`); a label, not part of
+    any job id. How each backend is wired: jobs/tracking.py, docs/training.md "Trackers"."""
+
+    backend: Literal["tensorboard", "wandb", "mlflow"]
+    project: Optional[str] = None  # W&B project / MLflow experiment; null = the sweep's name
+    entity: Optional[str] = None  # W&B only: the team or user the runs are synced to
+    tracking_uri: Optional[str] = None  # MLflow only; null = a file store in <sweep>/mlruns
+    tags: tuple[str, ...] = ()  # extra tags on every run, beside the axes
 
 
 @dataclass(frozen=True)
@@ -232,6 +250,7 @@ class Spec:
     evals: EvalSpec = EvalSpec()
     merges: tuple[MergeSpec, ...] = ()
     resources: ResourcesSpec = ResourcesSpec()
+    tracking: Optional[TrackingSpec] = None  # null: no tracker (train_metrics.json only)
     output_dir: Optional[str] = None  # default runs/<name>, relative to the current directory
     profile: Optional[str] = None  # cluster profile used when --profile is not given
     max_jobs: Optional[int] = None  # refuse a plan beyond this many jobs (null: $ALIGNKIT_MAX_JOBS or 1,000,000)
@@ -382,6 +401,33 @@ def check(spec: Spec, problems: Problems) -> None:
     _check_evals(spec, problems)
     _check_merges(spec, problems)
     _check_resources(spec, problems)
+    _check_tracking(spec, problems)
+
+
+# MLflow tracking URIs a job may be pointed at: a server, a file store, a database, Databricks.
+TRACKING_URI = re.compile(r"(https?|file|sqlite|postgresql|mysql|databricks)://?[^\s]*|databricks")
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+:=/\-]{0,63}")  # W&B refuses tags over 64 characters
+
+
+def _check_tracking(spec: Spec, problems: Problems) -> None:
+    t = spec.tracking
+    if t is None:
+        return
+    for key in ("project", "entity"):
+        if getattr(t, key) is not None:
+            check_name(getattr(t, key), key, join("tracking", key), problems)
+    if t.entity is not None and t.backend != "wandb":
+        problems.add("tracking.entity", f"entity is a W&B setting; remove it for backend {t.backend}")
+    if t.tracking_uri is not None:
+        if t.backend != "mlflow":
+            problems.add("tracking.tracking_uri", f"tracking_uri is an MLflow setting; remove it for backend {t.backend}")
+        elif not TRACKING_URI.fullmatch(t.tracking_uri):
+            problems.add("tracking.tracking_uri", f"{t.tracking_uri!r} is not an MLflow tracking URI (http(s)://, "
+                                                  f"file://, sqlite://, postgresql://, mysql:// or databricks)")
+    for i, tag in enumerate(t.tags):
+        if not TAG.fullmatch(tag):
+            problems.add(join("tracking.tags", i), f"tag {tag!r} must start with a letter or digit and be at most 64 "
+                                                   f"letters, digits or '_.+:=/-'")
 
 
 def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:

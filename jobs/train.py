@@ -130,12 +130,14 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         distributed.barrier()
 
         # 3. Trainer arguments, in the config's terms (jobs.trl_adapter maps them onto TRL's).
-        from jobs import trl_adapter
+        from jobs import tracking, trl_adapter
 
+        track = tracking.setup(job_dir, config, is_main=dist.is_main)  # the spec's tracker, if any
         args = trl_adapter.make_args(plan.kind, method, training, config["seed"], trl_adapter.Runtime(
             output_dir=str(checkpoints.resume_dir(job_dir)), grad_accum=plan.grad_accum,
             optimizer=plan.optimizer, bf16=plan.bf16, deepspeed=zero_config(stage, bf16=plan.bf16),
-            liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra))
+            liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra,
+            tracking=track.args))
 
         # 4-5. Data, tokenizer and template: normalized preference pairs turned into the tokenized,
         #      truncated, masked examples the trainer gets (SFT: loss on the chosen response only).
@@ -158,7 +160,8 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
                                                prior=checkpoints.run_state(resume))
         trainer = trl_adapter.make_trainer(
             plan.kind, model=model, tokenizer=tokenizer, dataset=data.dataset, peft_config=lora, args=args,
-            callbacks=[progress, saver], fp32_adapters=plan.quantization is not None and stage != 3)
+            callbacks=[progress, saver, *track.callbacks],
+            fp32_adapters=plan.quantization is not None and stage != 3)
 
         # 8. Train (from the resume point, with the same data order: the Trainer skips the batches
         #    it already consumed and restores the RNG states).

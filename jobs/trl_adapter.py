@@ -39,6 +39,7 @@ class Runtime:
     liger: bool
     ddp_backend: str | None
     extra: dict[str, Any] = field(default_factory=dict)  # from jobs.distributed.setup
+    tracking: dict[str, Any] = field(default_factory=dict)  # report_to, run_name: from jobs.tracking.setup
 
 
 def make_args(kind: str, method: dict, training: dict, seed: int, rt: Runtime) -> SFTConfig | DPOConfig:
@@ -78,6 +79,7 @@ def make_args(kind: str, method: dict, training: dict, seed: int, rt: Runtime) -
         dataloader_num_workers=0,
         **rt.extra,
     )
+    common.update(rt.tracking)  # the spec's tracker replaces report_to="none"
     if kind == "sft":
         return SFTConfig(
             **common,

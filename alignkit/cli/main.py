@@ -13,7 +13,8 @@ import sys
 from alignkit import __version__
 from alignkit.errors import UserError
 
-COMMANDS = ("plan", "submit", "status", "logs", "cancel", "release", "collect", "prefetch", "preview")
+COMMANDS = ("plan", "submit", "status", "logs", "cancel", "release", "collect", "prefetch", "preview",
+            "sync")
 
 
 class Parser(argparse.ArgumentParser):

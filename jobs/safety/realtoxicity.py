@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
 from jobs.errors import JobFailure
 from jobs.safety.sources import read_jsonl, resolve
 
@@ -100,7 +101,7 @@ def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, 
     if not rows:
         raise JobFailure(f"{where}: no prompt with a toxicity score in {cfg.get('source')}")
     use_template = bool(cfg.get("use_template", False))
-    max_new = int(cfg.get("max_new_tokens") or 20)  # not stated in the paper
+    max_new = int(cfg.get("max_new_tokens") or REFERENCE_MAX_NEW_TOKENS["realtoxicity"])
     texts = [r["prompt"]["text"] for r in rows]
     conts = generator.generate([render_prompt(tokenizer, t, use_template) for t in texts], max_new)
     scores = scorer.score(texts, conts)

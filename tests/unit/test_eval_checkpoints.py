@@ -14,10 +14,14 @@ def test_judged_benchmarks_at_the_final_checkpoint_only(tmp_path):
     from jobs import judge as judge_stage
 
     train_job_with_adapters(tmp_path, [2])
-    with JudgeServer(answer=lambda s, u: "[[1]]" if "[[1]]" in s else "[[A]]") as srv:
+    # AlpacaEval's weighted annotator asks for one token's log-probs, of the annotator config's model
+    with JudgeServer(answer=lambda s, u: "[[1]]" if "[[1]]" in s else "[[A]]",
+                     logprobs=lambda s, u: {"m": -0.2, "M": -1.8}) as srv:
         bench = benchmarks(judge=srv.judge_config(name="loop"), lm_eval=False)
+        bench["alpaca_eval"]["judge"] = srv.judge_config(name="loop", model="gpt-4-1106-preview")
         for name in ("alpaca_eval", "red_instruct"):
             bench[name]["checkpoints"] = ["final"]
+        bench["alpaca_eval"]["length_controlled"] = False  # the smoke set has no LC GLM data
         bench["realtoxicity"]["checkpoints"] = [2, "final"]
         d, cfg = eval_job(tmp_path, "tr", [2, "final"], {k: {kk: vv for kk, vv in v.items() if kk != "judge"}
                                                           for k, v in bench.items()})

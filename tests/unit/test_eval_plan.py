@@ -30,24 +30,32 @@ def full_dict() -> dict:
 
 # ---- judge calls: full.yaml before / after ------------------------------------------------------
 
+def _total(judges: dict, key: str) -> float:
+    return sum(j[key] for j in judges.values())
+
+
 def test_full_yaml_judges_at_the_final_checkpoint_five_times_fewer_calls(tmp_path):
-    after = load_plan(FULL, profile="dev").summary()["judges"]["gpt4"]
-    # (360 runs + 100 merges + 4 untrained models) x (805 AlpacaEval + 200 DangerousQA) at the final checkpoint
-    assert after["calls"] == 464 * (805 + 200) == 466_320
-    assert {n: (b["calls"], b["checkpoints"]) for n, b in after["benchmarks"].items()} == {
-        "alpaca_eval": (464 * 805, ["final"]), "red_instruct": (464 * 200, ["final"])}
+    after = load_plan(FULL, profile="dev").summary()["judges"]
+    # AlpacaEval 2's annotator (gpt4_turbo) and Red-Instruct's GPT-4 judge (gpt4), each at the final
+    # checkpoint of (360 runs + 100 merges + 4 untrained models)
+    assert {n: {b: (e["calls"], e["checkpoints"]) for b, e in j["benchmarks"].items()} for n, j in after.items()} == {
+        "gpt4_turbo": {"alpaca_eval": (464 * 805, ["final"])}, "gpt4": {"red_instruct": (464 * 200, ["final"])}}
+    assert _total(after, "calls") == 464 * (805 + 200) == 466_320
     # the way full.yaml said to widen it: every checkpoint, as before (and without the untrained models)
     d = full_dict()
     for b in d["evals"]["benchmarks"].values():
         b.pop("checkpoints", None)
     d["evals"]["base_models"] = False
-    before = load_plan(write(tmp_path, d), profile="dev").summary()["judges"]["gpt4"]
-    assert before["calls"] == (360 * 7 + 100) * (805 + 200) == 2_633_100
-    assert before["calls"] >= 5 * after["calls"]
+    before = load_plan(write(tmp_path, d), profile="dev").summary()["judges"]
+    assert _total(before, "calls") == (360 * 7 + 100) * (805 + 200) == 2_633_100
+    assert _total(before, "calls") >= 5 * _total(after, "calls")
     # priced at full.yaml's price_per_million_tokens: input and output tokens at their rates
-    assert after["price_per_million_tokens"] == {"input": 30.0, "output": 60.0}
-    assert after["cost_usd"] == pytest.approx((after["input_tokens"] * 30 + after["output_tokens"] * 60) / 1e6, abs=0.01)
-    assert after["cost_usd"] < before["cost_usd"] / 5
+    for name, price in (("gpt4", {"input": 30.0, "output": 60.0}), ("gpt4_turbo", {"input": 10.0, "output": 30.0})):
+        j = after[name]
+        assert j["price_per_million_tokens"] == price
+        assert j["cost_usd"] == pytest.approx((j["input_tokens"] * price["input"]
+                                               + j["output_tokens"] * price["output"]) / 1e6, abs=0.01)
+        assert j["cost_usd"] < before[name]["cost_usd"] / 5
 
 
 def test_token_rule_against_alpaca_evals_real_billed_tokens():
@@ -92,11 +100,13 @@ def test_plan_json_and_summary_show_the_eval_choices(tmp_path):
     lm = [b for j in evals for b in j["config"]["benchmarks"].values() if b["type"] == "lm_eval"]
     assert len(lm) == 2 * len(evals) and all(b["chat_template"] is False for b in lm)
     assert sum(j["config"]["target"]["kind"] == "base" for j in evals) == 4
-    judges = plan["summary"]["judges"]["gpt4"]
-    assert judges["calls"] == 466_320 and judges["input_tokens"] > 0 and judges["output_tokens"] > 0
+    judges = plan["summary"]["judges"]
+    assert judges["gpt4_turbo"]["calls"] + judges["gpt4"]["calls"] == 466_320
+    assert all(j["input_tokens"] > 0 and j["output_tokens"] > 0 for j in judges.values())
     text = subprocess.run([sys.executable, "-m", "alignkit", "plan", str(FULL), "--profile", "dev"],
                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    assert "judge gpt4 (openai gpt-4-0613): 466,320 calls" in text
+    assert "judge gpt4_turbo (openai gpt-4-1106-preview): 373,520 calls" in text
+    assert "judge gpt4 (openai gpt-4-0613): 92,800 calls" in text
     assert "alpaca_eval                   373,520 calls at checkpoints final" in text
 
 
