@@ -43,5 +43,7 @@ test-unit: install
 lint: install
 	$(BIN)/ruff check alignkit jobs tests bench
 
+# Benchmarks on this machine, and the CPU rehearsal of the GPU check (docs/gpu.md); not in `make test`.
 bench: install
 	$(BIN)/python bench/cli_speed.py
+	bash bench/gpu_check.sh --tiny

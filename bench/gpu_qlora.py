@@ -1,7 +1,8 @@
 """QLoRA SFT and QLoRA DPO throughput and peak memory on a 7B-shaped Llama: alignkit's defaults
 against TRL's defaults, same model, data, batch and steps, each run in a fresh process.
 
-    python bench/gpu_qlora.py [--steps 20] [--kinds sft,dpo] [--out /tmp/ak-gpu-bench]   # one GPU
+    python bench/gpu_qlora.py [--steps 20] [--warmup 2] [--kinds sft,dpo] [--out /tmp/ak-gpu-bench]
+                              [--variants trl,alignkit,alignkit:liger=off,trl:liger=on] [--deadline S]
     python bench/gpu_qlora.py --tiny                                                     # CPU check
 
 The model is built from a Llama-2-7B config with random weights (no download) and saved once
@@ -14,8 +15,18 @@ accumulation 4, max_length 512, gradient checkpointing, paged AdamW, liger auto,
 this model and data, run by the real job (`jobs.entry`). TRL side: the script a user would write,
 TRL's SFTConfig/DPOConfig defaults except what must match for a fair comparison (batch,
 accumulation, max_length, steps, learning rate, LoRA config, the same 4-bit NF4 base).
-Reported per run: non-padding tokens/s over the training loop, samples/s, and
-torch.cuda.max_memory_allocated(); then the alignkit/TRL ratios.
+Reported per run: non-padding tokens/s and samples/s over the steps after --warmup (a callback
+added to the trainer times each optimizer step, after a CUDA sync; the token count is the
+Trainer's non-padding count, turned on for the TRL side too), over the whole loop as well, and
+torch.cuda.max_memory_allocated(); then the ratios of each variant to TRL's defaults.
+
+Variants (item 4 of issue 16, the candidates for a faster default; each against TRL's defaults in
+the same run): `alignkit` (the job as compiled: `liger: auto` is on when liger-kernel imports and
+CUDA is there), `alignkit:liger=off`, `alignkit:packing=true` (SFT: padding-free best-fit packing,
+only with a FlashAttention implementation, which the GPU machine lacks), `trl:liger=on` (TRL's
+`use_liger_kernel`), `trl:padding_free=true` (SFT; same FlashAttention condition). A variant that
+cannot run here is recorded as skipped with the reason. Runs go in order base pairs first, extra
+variants after, and stop starting new ones when --deadline seconds are nearly spent.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "assets" / "tiny-llama"
@@ -97,20 +109,67 @@ def alignkit_config(kind: str, model: Path, data: Path, steps: int, tiny: bool) 
     return cfg
 
 
-def worker_alignkit(cfg_path: str, out: str) -> dict:
+def step_timer():
+    """A TrainerCallback recording (time, non-padding tokens seen) at each optimizer step's end."""
+    import torch
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.marks: list[tuple[float, int]] = []
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.marks = [(time.perf_counter(), state.num_input_tokens_seen)]
+
+        def on_step_end(self, args, state, control, **kw):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # the step's kernels are done, not just queued
+            self.marks.append((time.perf_counter(), state.num_input_tokens_seen))
+
+    return StepTimer()
+
+
+def timed(marks: list[tuple[float, int]], warmup: int, batch: int) -> dict:
+    """Throughput over the steps after `warmup` (and over all steps, for reference)."""
+    steps = len(marks) - 1
+    w = min(warmup, max(steps - 1, 0))
+    (t0, n0), (t1, n1) = marks[w], marks[-1]
+    (ta, na) = marks[0]
+    return {"steps": steps, "warmup_steps": w, "timed_s": t1 - t0, "tokens_timed": n1 - n0,
+            "tokens_per_s": (n1 - n0) / (t1 - t0), "samples_per_s": (steps - w) * batch / (t1 - t0),
+            "tokens_per_s_all_steps": (n1 - na) / (t1 - ta), "step_s": [round(b[0] - a[0], 4)
+                                                                      for a, b in zip(marks, marks[1:], strict=False)]}
+
+
+def worker_alignkit(cfg_path: str, out: str, warmup: int) -> dict:
+    from jobs import trl_adapter
     from jobs.entry import run_job
 
+    timer = step_timer()
+    make = trl_adapter.make_trainer
+
+    def make_trainer(*args, **kwargs):  # the job's own trainer, plus the timing callback
+        trainer = make(*args, **kwargs)
+        trainer.add_callback(timer)
+        return trainer
+
+    trl_adapter.make_trainer = make_trainer
     job = Path(out)
     job.mkdir(parents=True, exist_ok=True)
     (job / "config.json").write_text(Path(cfg_path).read_text())
     run_job(job)
     m = json.loads((job / "train_metrics.json").read_text())
-    return {"tokens_per_s": m["tokens_per_s"], "samples_per_s": m["samples_per_s"],
+    cfg = json.loads(Path(cfg_path).read_text())
+    return {**timed(timer.marks, warmup, int(cfg["method"]["batch_size"])),
             "peak_memory_bytes": m["peak_memory_bytes"], "train_s": m["train_wall_s"], "tokens": m["tokens_seen"],
-            "final_loss": m["final_loss"], "settings": {k: m[k] for k in ("optimizer", "precision", "liger")}}
+            "loop_tokens_per_s": m["tokens_per_s"], "final_loss": m["final_loss"],
+            "first_loss": m["first_loss"],
+            "settings": {k: m[k] for k in ("optimizer", "precision", "liger", "substitutions")}
+            | {"gradient_checkpointing": cfg["training"]["gradient_checkpointing"],
+               "packing": cfg["training"].get("packing", False)}}
 
 
-def worker_trl(cfg_path: str, out: str) -> dict:
+def worker_trl(cfg_path: str, out: str, warmup: int) -> dict:
     """TRL defaults: what a user writes with TRL's docs, matching only the fairness-relevant values."""
     import torch
     from peft import LoraConfig
@@ -121,6 +180,7 @@ def worker_trl(cfg_path: str, out: str) -> dict:
 
     cfg = json.loads(Path(cfg_path).read_text())
     m, t = cfg["method"], cfg["training"]
+    options = cfg.get("trl_options", {})  # a variant's TRL settings (use_liger_kernel, padding_free)
     cuda = torch.cuda.is_available()
     compute = torch.bfloat16 if cuda else torch.float32
     q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -141,77 +201,194 @@ def worker_trl(cfg_path: str, out: str) -> dict:
                   gradient_accumulation_steps=m["batch_size"] // m["per_device_batch_size"],
                   learning_rate=m["learning_rate"], max_length=m["max_length"], save_strategy="no",
                   report_to="none", logging_steps=1, disable_tqdm=True,
-                  **({} if cuda else {"bf16": False, "use_cpu": True}))
+                  include_num_input_tokens_seen="non_padding",  # instrumentation: the same count as the job's
+                  **({} if cuda else {"bf16": False, "use_cpu": True}),
+                  **{k: v for k, v in options.items() if k != "padding_free"})
     if m["type"] == "sft":
-        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=sft_rows(rows),
+        sft_only = {"padding_free": True} if options.get("padding_free") else {}
+        trainer = SFTTrainer(model=model, args=SFTConfig(**common, **sft_only), train_dataset=sft_rows(rows),
                              processing_class=tok, peft_config=lora)
     else:
         trainer = DPOTrainer(model=model, args=DPOConfig(**common), train_dataset=rows, processing_class=tok,
                              peft_config=lora)
+    timer = step_timer()
+    trainer.add_callback(timer)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
     trainer.train()
     dt = time.time() - t0
-    tokens = max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0)
+    tokens = trainer.state.num_input_tokens_seen
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     import resource
 
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"tokens_per_s": tokens / dt, "samples_per_s": t["max_steps"] * m["batch_size"] / dt,
-            "peak_memory_bytes": peak, "train_s": dt, "tokens": tokens, "final_loss": losses[-1] if losses else None,
-            "settings": {"optimizer": str(getattr(trainer.args.optim, "value", trainer.args.optim)), "precision": "bf16" if trainer.args.bf16 else "fp32",
-                         "gradient_checkpointing": trainer.args.gradient_checkpointing}}
+    return {**timed(timer.marks, warmup, int(m["batch_size"])),
+            "peak_memory_bytes": peak, "train_s": dt, "tokens": tokens, "loop_tokens_per_s": tokens / dt,
+            "final_loss": losses[-1] if losses else None, "first_loss": losses[0] if losses else None,
+            "settings": {"optimizer": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
+                         "precision": "bf16" if trainer.args.bf16 else "fp32",
+                         "gradient_checkpointing": trainer.args.gradient_checkpointing,
+                         "liger": bool(trainer.args.use_liger_kernel),
+                         "padding_free": bool(getattr(trainer.args, "padding_free", False))}}
+
+
+def usage_error(msg: str) -> None:
+    print(f"gpu_qlora.py: error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    side, _, opts = text.partition(":")
+    if side not in ("trl", "alignkit"):
+        usage_error(f"--variants: {text!r}: side must be trl or alignkit")
+    options: dict[str, Any] = {}
+    for kv in filter(None, opts.split(",")):
+        key, _, value = kv.partition("=")
+        options[key] = {"true": True, "false": False}.get(value, value)
+    return side, options
+
+
+def unavailable(kind: str, side: str, options: dict, cuda: bool) -> str | None:
+    """Why a variant cannot run here, or None."""
+    import importlib.util
+
+    if side == "alignkit" and set(options) - {"liger", "packing"}:
+        return f"unknown alignkit option(s) {sorted(set(options) - {'liger', 'packing'})}"
+    if side == "trl" and set(options) - {"liger", "padding_free"}:
+        return f"unknown TRL option(s) {sorted(set(options) - {'liger', 'padding_free'})}"
+    liger = options.get("liger") in ("on", True)
+    if liger and not (cuda and importlib.util.find_spec("liger_kernel")):
+        return "Liger needs CUDA and the liger-kernel package"
+    if options.get("packing") or options.get("padding_free"):
+        if kind != "sft":
+            return "TRL's DPO ignores padding-free batching (warns, pads as usual)"
+        if not importlib.util.find_spec("flash_attn"):
+            return "padding-free batches are correct only with FlashAttention 2/3 (flash_attn not installed)"
+    return None
+
+
+def run_worker(side: str, cfg_path: Path, run_dir: Path, warmup: int, env: dict, timeout: float) -> dict:
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", side, str(cfg_path), str(run_dir),
+                               "--warmup", str(warmup)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        print((exc.stdout or b"")[-2000:], (exc.stderr or b"")[-4000:], sep="\n")
+        return {"error": f"timed out after {timeout:.0f} s"}
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(proc.stdout[-2000:], proc.stderr[-4000:], sep="\n")
+        tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-1:]
+        return {"error": f"exit {proc.returncode}: {tail[0][:300] if tail else ''}"}
+    return json.loads(line[7:])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="tiny model on CPU: checks the script end to end")
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps per run (20; 4 with --tiny)")
+    ap.add_argument("--warmup", type=int, default=None, help="first steps left out of the rates (2; 1 with --tiny)")
     ap.add_argument("--kinds", default="sft,dpo")
+    ap.add_argument("--variants", default="trl,alignkit",
+                    help="comma-separated side[:option=value...]; the first TRL one is the baseline")
+    ap.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would pass it")
     ap.add_argument("--out", default=None, help="work folder (model, data, runs, results.json)")
+    ap.add_argument("--check-json", default=None, help="also write the result as a bench/gpu_check.sh step")
+    ap.add_argument("--build-only", action="store_true", help="only build (and save) the model under --out")
     ap.add_argument("--worker", nargs=3, metavar=("SIDE", "CONFIG", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    warmup = a.warmup if a.warmup is not None else (1 if a.tiny else 2)
     if a.worker:
         side, cfg_path, out = a.worker
-        result = (worker_alignkit if side == "alignkit" else worker_trl)(cfg_path, out)
+        result = (worker_alignkit if side == "alignkit" else worker_trl)(cfg_path, out, warmup)
         print("RESULT " + json.dumps(result))
         return
 
+    started = time.time()
     sys.path.insert(0, str(ROOT))
+    import torch
+
+    cuda = torch.cuda.is_available()
     steps = a.steps or (4 if a.tiny else 20)
     out = Path(a.out or tempfile.mkdtemp(prefix="ak-gpu-bench-"))
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    if not variants or variants[0] != "trl":
+        usage_error("--variants must start with 'trl' (the baseline)")
+    for v in variants:
+        parse_variant(v)  # every variant checked before the (long) model build
     model = build_model(out, a.tiny)
-    print(f"model {model} ready in {time.time() - t0:.0f} s", flush=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
+    print(f"model {model} ready in {time.time() - started:.0f} s", flush=True)
+    if a.build_only:
+        return
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("AK_GPU_SITE"), str(ROOT)])),
+               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
     env.setdefault("OMP_NUM_THREADS", "2")
-    results: dict = {"steps": steps, "tiny": a.tiny, "runs": {}}
-    for kind in a.kinds.split(","):
-        cfg = alignkit_config(kind, model, build_data(out, rows=steps * 16 + 64), steps, a.tiny)
-        cfg_path = out / f"{kind}-config.json"
+    kinds = a.kinds.split(",")
+    results: dict = {"steps": steps, "warmup_steps": warmup, "tiny": a.tiny, "device": "cuda" if cuda else "cpu",
+                     "gpu": torch.cuda.get_device_name(0) if cuda else None, "runs": {}, "ratios": {}}
+    checks: list[dict] = []
+    # Base pairs first (TRL, the job as compiled), then the extra variants, for every kind.
+    order = [(k, v) for k in kinds for v in variants[:2]] + [(k, v) for v in variants[2:] for k in kinds]
+    configs: dict[str, Path] = {}
+    durations: list[float] = []
+    for kind, variant in order:
+        side, options = parse_variant(variant)
+        key = f"{kind}/{variant}"
+        why = unavailable(kind, side, options, cuda)
+        left = None if a.deadline is None else a.deadline - (time.time() - started)
+        expected = max(durations) if durations else 0.0
+        if why is None and left is not None and left < max(30.0, expected):
+            why = f"deadline: {left:.0f} s left, a run took up to {expected:.0f} s"
+        if why:
+            results["runs"][key] = {"skipped": why}
+            checks.append({"name": f"throughput {key}", "status": "skip", "detail": why})
+            print(f"{key}: skipped ({why})", flush=True)
+            continue
+        if kind not in configs:
+            cfg = alignkit_config(kind, model, build_data(out, rows=steps * 16 + 64), steps, a.tiny)
+            configs[kind] = out / f"{kind}-config.json"
+            configs[kind].write_text(json.dumps(cfg))
+        cfg = json.loads(configs[kind].read_text())
+        if side == "alignkit":
+            cfg["training"].update({k: v for k, v in options.items()})
+        else:
+            cfg["trl_options"] = {("use_liger_kernel" if k == "liger" else k): v in ("on", True)
+                                  for k, v in options.items()}
+        cfg_path = out / f"{kind}-{variant.replace(':', '_').replace('=', '-').replace(',', '_')}.json"
         cfg_path.write_text(json.dumps(cfg))
-        for side in ("trl", "alignkit"):
-            run_dir = out / f"{kind}-{side}"
-            proc = subprocess.run([sys.executable, __file__, "--worker", side, str(cfg_path), str(run_dir)],
-                                  cwd=ROOT, env=env, capture_output=True, text=True)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                print(proc.stdout[-2000:], proc.stderr[-4000:], sep="\n")
-                raise SystemExit(f"{kind}/{side} failed (exit {proc.returncode})")
-            r = json.loads(line[7:])
-            results["runs"][f"{kind}/{side}"] = r
-            print(f"{kind:3s} {side:8s} {r['tokens_per_s']:9.1f} tok/s  {r['samples_per_s']:7.2f} samples/s  "
-                  f"peak {r['peak_memory_bytes'] / 2**30:6.2f} GiB  train {r['train_s']:6.1f} s  {r['settings']}",
-                  flush=True)
-        ak, trl = results["runs"][f"{kind}/alignkit"], results["runs"][f"{kind}/trl"]
-        results[f"{kind}_ratio"] = {"throughput": ak["samples_per_s"] / trl["samples_per_s"],
-                                    "peak_memory": ak["peak_memory_bytes"] / trl["peak_memory_bytes"]}
-        print(f"{kind}: alignkit/TRL throughput x{results[f'{kind}_ratio']['throughput']:.2f}, "
-              f"peak memory x{results[f'{kind}_ratio']['peak_memory']:.2f}", flush=True)
+        t0 = time.time()
+        r = run_worker(side, cfg_path, out / cfg_path.stem, warmup, env,
+                       timeout=left if left is not None else 3600)
+        durations.append(time.time() - t0)
+        results["runs"][key] = r
+        if "error" in r:
+            checks.append({"name": f"throughput {key}", "status": "fail", "detail": r["error"]})
+            print(f"{key}: FAILED {r['error']}", flush=True)
+        else:
+            base = results["runs"].get(f"{kind}/trl", {})
+            ratio = None
+            if "tokens_per_s" in base and variant != "trl":
+                ratio = {"tokens_per_s": r["tokens_per_s"] / base["tokens_per_s"],
+                         "samples_per_s": r["samples_per_s"] / base["samples_per_s"],
+                         "peak_memory": r["peak_memory_bytes"] / base["peak_memory_bytes"]}
+                results["ratios"][key] = ratio
+            detail = (f"{r['tokens_per_s']:.1f} tok/s, {r['samples_per_s']:.2f} samples/s (steps {warmup + 1}-"
+                      f"{r['steps']}), peak {r['peak_memory_bytes'] / 2**30:.2f} GiB"
+                      + (f"; vs TRL: tokens/s x{ratio['tokens_per_s']:.2f}, memory x{ratio['peak_memory']:.2f}"
+                         if ratio else "") + f"; {r['settings']}")
+            checks.append({"name": f"throughput {key}", "status": "pass", "detail": detail, **({"ratio": ratio}
+                                                                                               if ratio else {})})
+            print(f"{key}: {detail}", flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        if a.check_json:
+            Path(a.check_json).write_text(json.dumps({"results": results, "checks": checks}, indent=1))
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    if a.check_json:
+        Path(a.check_json).write_text(json.dumps({"results": results, "checks": checks}, indent=1))
     print(f"results: {out / 'results.json'}")
+    raise SystemExit(1 if any(c["status"] == "fail" for c in checks) else 0)
 
 
 if __name__ == "__main__":
