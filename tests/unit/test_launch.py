@@ -102,7 +102,9 @@ def fake_pending(records):
     return FakePending
 
 
-def test_status_joins_journal_sacct_and_files(tmp_path, monkeypatch):
+def _two_arrays_refreshed(tmp_path, monkeypatch, eval_reason: str):
+    """trains t0 (DONE), t1 (FAILED, error.json), t2 (RUNNING) in array 10 and their evals pending in
+    array 11 with sacct's `eval_reason`; returns the sweep, the refreshed status and the commands run."""
     trains, evals, _ = _chain()
     plan = fp.plan(tmp_path, [*trains, *evals])
     sd = SweepDir.of(tmp_path)
@@ -111,12 +113,16 @@ def test_status_joins_journal_sacct_and_files(tmp_path, monkeypatch):
     (sd.job(trains[0].id) / "DONE").write_text("1\n")
     (sd.job(trains[1].id) / "error.json").write_text('{"reason": "NaN loss at step 3", "type": "JobFailure"}')
     out = ("10_0|n|COMPLETED|0:0|5|vm|None\n10_1|n|FAILED|1:0|4|vm|None\n10_2|n|RUNNING|0:0|9|vm|None\n"
-           "11_[0-2]|n|PENDING|0:0|0|None assigned|Dependency\n")
+           f"11_[0-2]|n|PENDING|0:0|0|None assigned|{eval_reason}\n")
     monkeypatch.setattr(sacct, "Pending", fake_pending(sacct.parse(out)))
-    cancelled = []
+    calls = []
     monkeypatch.setattr(slurm_backend.subprocess, "run",
-                        lambda cmd, **kw: cancelled.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
-    st = status.refresh(sd)
+                        lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    return sd, status.refresh(sd), calls
+
+
+def test_status_joins_journal_sacct_and_files(tmp_path, monkeypatch):
+    sd, st, cancelled = _two_arrays_refreshed(tmp_path, monkeypatch, "Dependency")
     by = {j.name: j for j in st.jobs}
     assert (by["t0"].state, by["t1"].state, by["t2"].state) == ("COMPLETED", "FAILED", "RUNNING")
     assert by["t1"].reason == "NaN loss at step 3" and by["t2"].elapsed_s == 9 and by["t2"].node == "vm"
@@ -166,19 +172,7 @@ def test_aftercorr_remainder_never_satisfied_is_rewired_not_blocked(tmp_path, mo
     """SLURM 22.05 marks every task still in an aftercorr array's record DependencyNeverSatisfied
     once the upstream array ended with one task failed: only the eval of the failed train is
     BLOCKED (cancelled); the others wait on their own input (cleared when it is done)."""
-    trains, evals, _ = _chain()
-    plan = fp.plan(tmp_path, [*trains, *evals])
-    sd = SweepDir.of(tmp_path)
-    launch.write_sweep(plan, sd)
-    _journal_two_arrays(sd, trains, evals)
-    (sd.job(trains[0].id) / "DONE").write_text("1\n")
-    out = ("10_0|n|COMPLETED|0:0|5|vm|None\n10_1|n|FAILED|1:0|4|vm|None\n10_2|n|RUNNING|0:0|9|vm|None\n"
-           "11_[0-2]|n|PENDING|0:0|0|None assigned|DependencyNeverSatisfied\n")
-    monkeypatch.setattr(sacct, "Pending", fake_pending(sacct.parse(out)))
-    calls = []
-    monkeypatch.setattr(slurm_backend.subprocess, "run",
-                        lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
-    st = status.refresh(sd)
+    sd, st, calls = _two_arrays_refreshed(tmp_path, monkeypatch, "DependencyNeverSatisfied")
     by = {j.name: j for j in st.jobs}
     assert by["e1"].state == "BLOCKED" and by["e1"].reason == "dependency train t1 FAILED"
     assert by["e0"].state == by["e2"].state == "PENDING" and "own inputs" in by["e0"].reason
