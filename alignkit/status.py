@@ -11,6 +11,8 @@ nothing can be read without) are reported in `warnings` and skipped, as collect 
 
 from __future__ import annotations
 
+import math
+
 import os
 import re
 import time
@@ -221,10 +223,10 @@ def _progress(job_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
     for k, kind in _PROGRESS_KEYS.items():  # status renders these: a wrong type is dropped, not shown
         v = p.get(k)
         ok = v is None or (isinstance(v, kind) and not isinstance(v, bool)
-                           and not (isinstance(v, float) and v != v))
+                           and not (isinstance(v, float) and not math.isfinite(v)))  # --json: no bare NaN/Infinity
         out[k] = v if ok else None
         if not ok:
-            warnings.append(f"{path}: '{k}' is not a number; ignored")
+            warnings.append(f"{path}: '{k}' is not a finite number; ignored")
     for k, kind in _TASK_KEYS.items():
         v = p.get(k)
         if v is not None and isinstance(v, kind) and not isinstance(v, bool):

@@ -125,7 +125,8 @@ def test_non_utf8_journal_bytes_and_a_torn_last_line(sweep, capsys):
 
 
 PROGRESS = ["[]", '"x"', "3", "null", "{", '{"step": "two", "max_steps": 4}', '{"step": 1, "max_steps": 4, "loss": "x"}',
-            '{"step": 1, "max_steps": 4, "loss": NaN}', '{"step": 1, "max_steps": [4]}', '{"step": true, "max_steps": 4}']
+            '{"step": 1, "max_steps": 4, "loss": NaN}', '{"step": 1, "max_steps": 4, "loss": -Infinity}',
+            '{"step": 1, "max_steps": [4]}', '{"step": true, "max_steps": 4}']
 
 
 @pytest.mark.parametrize("text", PROGRESS)
@@ -134,6 +135,16 @@ def test_progress_json_of_the_wrong_type(sweep, capsys, text):
     path = sd.job(trains[2].id) / "progress.json"
     path.write_text(text)
     _all_three_go_on(capsys, sd, str(path), job="t2")
+
+
+@pytest.mark.parametrize("loss", ["NaN", "Infinity", "-Infinity"])
+def test_status_json_never_prints_a_bare_non_finite_number(sweep, capsys, loss):
+    sd, trains, _ = sweep
+    (sd.job(trains[2].id) / "progress.json").write_text(f'{{"step": 1, "max_steps": 4, "loss": {loss}}}')
+    rc, out, err = _run(capsys, "status", str(sd.root), "--json")
+    data = json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in status --json"))
+    assert rc == 0 and "'loss' is not a finite number" in " ".join(err + data.get("warnings", []))
+    assert next(j for j in data["jobs"] if j["name"] == "t2")["progress"]["loss"] is None
 
 
 ERRORS = ["[]", '"reason"', "7", "null", "{", '["NaN loss"]']
