@@ -39,7 +39,7 @@ def full(tmp_path_factory):
         arr = str(1000 + n)
         journal.append(sd, {"type": "submission", "token": g.token, "stage": g.stage, "executor": "slurm",
                             "array_job_id": arr, "jobs": {j.id: i for i, j in enumerate(g.jobs)}, "waits_on": {},
-                            "hold": False, "folder": str(root / "slurm/%j"), "time": NOW - 7200})
+                            "hold": False, "folder": str(root / "slurm/%j"), "time": time.time() - 7200})  # built when first used, not at collection
         for i, j in enumerate(g.jobs):
             if g.stage == "train":
                 state, el = ("FAILED", 1200) if i < 3 and len(failed) < 3 else ("COMPLETED", 3600)
