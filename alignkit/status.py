@@ -162,22 +162,27 @@ def last_exception_line(stderr: Path) -> str | None:
     return None
 
 
-def error_reason(job_dir: Path, warnings: list[str] | None = None) -> str | None:
-    """error.json's one-line reason; None when missing; a warning when it is not what jobs write."""
-    path = job_dir / "error.json"
+def _read_object(path: Path, warnings: list[str] | None) -> dict[str, Any] | None:
+    """A job's small JSON file as an object; None when missing, or with a warning when it is not one."""
     try:
-        err = read_json(path)
+        obj = read_json(path)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         if warnings is not None:
             warnings.append(f"{path}: unreadable ({type(exc).__name__}); ignored")
         return None
-    if not isinstance(err, dict):
+    if not isinstance(obj, dict):
         if warnings is not None:
-            warnings.append(f"{path}: expected a JSON object, got {type(err).__name__}; ignored")
+            warnings.append(f"{path}: expected a JSON object, got {type(obj).__name__}; ignored")
         return None
-    return str(err.get("reason") or "") or None
+    return obj
+
+
+def error_reason(job_dir: Path, warnings: list[str] | None = None) -> str | None:
+    """error.json's one-line reason; None when missing; a warning when it is not what jobs write."""
+    err = _read_object(job_dir / "error.json", warnings)
+    return (str(err.get("reason") or "") or None) if err is not None else None
 
 
 def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: AttemptState | None,
@@ -209,15 +214,8 @@ _TASK_KEYS = {"benchmark": str, "checkpoint": str, "items_done": int}
 
 def _progress(job_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
     path = job_dir / "progress.json"
-    try:
-        p = read_json(path)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        warnings.append(f"{path}: unreadable ({type(exc).__name__}); ignored")
-        return None
-    if not isinstance(p, dict):
-        warnings.append(f"{path}: expected a JSON object, got {type(p).__name__}; ignored")
+    p = _read_object(path, warnings)
+    if p is None:
         return None
     out = {}
     for k, kind in _PROGRESS_KEYS.items():  # status renders these: a wrong type is dropped, not shown
