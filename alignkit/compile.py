@@ -23,7 +23,8 @@ from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
 from alignkit.schema import Problems, join, one_line
-from alignkit.spec import (AXES, DPO_MAX_PROMPT_LENGTH, BenchmarkSpec, MergeSpec, Spec, load_spec, local_path_issues,
+from alignkit.methods import resolve_config as method_config
+from alignkit.spec import (AXES, BenchmarkSpec, MergeSpec, Spec, load_spec, local_path_issues,
                            output_dir_problem, parse_time, resolve_source)
 
 ID_LEN = 12
@@ -302,16 +303,7 @@ class _Compiler:
         }
 
     def _method_config(self, name: str) -> dict[str, Any]:
-        method = self.spec.methods[name]
-        cfg = {"name": name, **_plain(method)}
-        if method.type == "dpo" and method.beta is None:
-            cfg["beta"] = 0.1  # TRL's long-standing default; the paper does not state it
-        if method.type == "dpo" and method.max_prompt_length is None:
-            cfg["max_prompt_length"] = DPO_MAX_PROMPT_LENGTH
-        if method.type == "sft":
-            cfg.pop("beta")
-            cfg.pop("max_prompt_length")
-        return cfg
+        return method_config(name, self.spec.methods[name])  # the method's own resolve (alignkit/methods/)
 
     def checkpoints(self, values: tuple | None = None) -> list[Any]:
         """Steps in order, then "final" (max_steps counts as final): evals.checkpoints by default."""
