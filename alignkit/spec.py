@@ -372,6 +372,9 @@ def check(spec: Spec, problems: Problems) -> None:
     for name, m in spec.methods.items():
         p = join("methods", name)
         _check_method(m, p, problems)
+        check_spec = getattr(METHODS.get(m.type)(), "check_spec", None)  # a method's cross-section refusals
+        if check_spec is not None:
+            check_spec(m, spec, p, problems)
     t = spec.training
     for key in ("max_steps", "save_steps", "logging_steps"):
         if getattr(t, key) <= 0:
