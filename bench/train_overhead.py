@@ -2,10 +2,11 @@
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/train_overhead.py [--steps 40] [--repeats 3]
 
-Both sides train the same compiled smoke configs (sweeps/smoke.yaml: SFT and DPO, LoRA, tiny
-Llama, smoke data) for the same number of steps with the same hyperparameters and checkpoint
+Both sides train the same compiled smoke configs (sweeps/smoke.yaml: SFT and DPO; with
+--methods also sweeps/methods-smoke.yaml's IPO, KTO, ORPO and SimPO; LoRA, tiny Llama, smoke data) for the same number of steps with the same hyperparameters and checkpoint
 interval, each in a fresh process, alternating, in the same run. The plain script is what a user
-would write: load rows, tokenizer, model, LoRA config, SFTTrainer/DPOTrainer, train, save. The
+would write: load rows, tokenizer, model, LoRA config, the method's TRL trainer (SFTTrainer,
+DPOTrainer, KTOTrainer, trl.experimental's ORPOTrainer/CPOTrainer) on the raw rows, train, save. The
 job adds per-step logging, token counting, the stop-flag check, progress.json, adapter exports,
 checkpoint markers and train_metrics.json. Printed: median wall time per side (whole process, and
 the training loop alone) and their ratio (alignkit / plain; 1.00 = no overhead), from the fastest
@@ -53,9 +54,26 @@ def plain_trl(config_path: str, out: str) -> None:
     if m["type"] == "sft":
         trainer = SFTTrainer(model=model, args=SFTConfig(**common, assistant_only_loss=True),
                              train_dataset=sft_rows(rows), processing_class=tok, peft_config=lora)
-    else:
-        trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=m["beta"]), train_dataset=rows,
+    elif m["type"] == "dpo":
+        trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=m["beta"],
+                                                         loss_type=[m.get("loss_type", "sigmoid")]),
+                             train_dataset=rows, processing_class=tok, peft_config=lora)
+    elif m["type"] == "kto":  # TRL unpairs the pairs itself
+        from trl import KTOConfig, KTOTrainer
+
+        trainer = KTOTrainer(model=model, args=KTOConfig(**common, beta=m["beta"]), train_dataset=rows,
                              processing_class=tok, peft_config=lora)
+    elif m["type"] == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        trainer = ORPOTrainer(model=model, args=ORPOConfig(**common, beta=m["beta"]), train_dataset=rows,
+                              processing_class=tok, peft_config=lora)
+    else:
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        trainer = CPOTrainer(model=model, args=CPOConfig(**common, beta=m["beta"], loss_type=m["loss_type"],
+                                                         simpo_gamma=m["simpo_gamma"], cpo_alpha=m["cpo_alpha"]),
+                             train_dataset=rows, processing_class=tok, peft_config=lora)
     t1 = time.time()
     trainer.train()
     t2 = time.time()
@@ -92,6 +110,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--methods", default="sft,dpo",
+                    help="comma-separated: sft, dpo (sweeps/smoke.yaml), ipo, kto, orpo, simpo (sweeps/methods-smoke.yaml)")
     ap.add_argument("--plain", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.plain:
@@ -102,9 +122,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ak-bench-") as tmp:
         work = Path(tmp)
-        plan = load_plan(ROOT / "sweeps" / "smoke.yaml", output_dir=work / "runs")
+        plans = {"sft": "smoke.yaml", "dpo": "smoke.yaml", "ipo": "methods-smoke.yaml", "kto": "methods-smoke.yaml",
+                 "orpo": "methods-smoke.yaml", "simpo": "methods-smoke.yaml"}
         print(f"steps={a.steps} repeats={a.repeats} OMP_NUM_THREADS={_env()['OMP_NUM_THREADS']}")
-        for kind in ("sft", "dpo"):
+        for kind in a.methods.split(","):
+            plan = load_plan(ROOT / "sweeps" / plans[kind], output_dir=work / "runs")
             job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == kind
                        and j.config["axes"]["peft"] == "lora")
             config = json.loads(json.dumps(job.config))
