@@ -26,7 +26,7 @@ NEW = {
 def _spec(mutate=None) -> dict:
     d = base()
     d["methods"].update({k: dict(v, lora=dict(v["lora"], dropout=0.0)) for k, v in NEW.items()})
-    d["grid"].update(model=["m1"], dataset=["bt"], preference=["harmless"], seed=[0],
+    d["grid"].update(model=["m1"], dataset=["bt"], preference=["harmless", "helpful"], seed=[0],
                      method=["sft", "dpo", *NEW])
     if mutate:
         mutate(d)
@@ -188,6 +188,6 @@ def test_preview_shows_what_the_trainer_gets(name):
         assert {k: v for k, v in shown.items() if k != "row"} == m.decode(data.dataset[i], data.tokenizer, f)
     if name == "kto":
         assert {e["label"] for e in out["examples"]} <= {"desirable", "undesirable"}
-        assert out["rows_kept"] == 2 * out["rows_in"]  # one desirable + one undesirable per pair
+        assert 2 * sum(data.dataset["label"]) == len(data.dataset)  # one desirable + one undesirable per pair
     else:
         assert set(out["examples"][0]) == {"row", "prompt", "chosen", "rejected"}
