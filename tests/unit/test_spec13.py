@@ -379,3 +379,26 @@ def test_profile_stage_defaults_place_a_stage(tmp_path):
 
 def test_job_id_ignores_the_axes_label():
     assert job_id({"a": 1, "axes": {"method.beta": 0.1}}) == job_id({"a": 1, "axes": {}})
+
+
+def test_golden_judge_array_on_a_cpu_partition_under_another_account(tmp_path):
+    """The judge array placed by its own partition/account/qos/constraint (the issue's item 5)."""
+    import os
+    import re
+
+    from alignkit.compile import Resources
+    from tests.slurm import fakeplan as fp
+
+    placed = Resources(gpus=0, cpus=2, mem_gb=8, time_min=30, nodes=1, partition="cpu", array_parallelism=4,
+                       estimate_min=1.0, account="judges", qos="low", constraint="skylake&ib")
+    jobs = [fp.job(f"j{i}", stage="judge", res=placed) for i in range(2)]
+    res = launch.submit(fp.plan(tmp_path, jobs), dry_run=True, hold=False)
+    assert len(res.scripts) == 1
+    got = res.scripts[0].read_text().replace(str(tmp_path), "SWEEP").replace(str(fp.REPO), "REPO")
+    got = re.sub(r"([.:])[0-9a-f]{10}\b", r"\1TOKEN", got)
+    golden = Path(__file__).parent / "golden" / "03-judge-placement.sbatch"
+    if os.environ.get("ALIGNKIT_UPDATE_GOLDEN") == "1":
+        golden.write_text(got)
+    assert got == golden.read_text(), f"differs from {golden} (ALIGNKIT_UPDATE_GOLDEN=1 rewrites)"
+    for line in ("#SBATCH --partition=cpu", "#SBATCH --account=judges", "#SBATCH --qos=low"):
+        assert line in got.splitlines()
