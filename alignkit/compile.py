@@ -704,9 +704,20 @@ def _matches(axes: dict[str, Any], where: dict[str, Any]) -> bool:
         values = list(want) if isinstance(want, (list, tuple)) else [want]
         if axis == "preference":
             values = [_norm_pref(v) for v in values]
-        if axes.get(axis) not in values:
+        if axis not in axes or not any(_same(axes[axis], v) for v in values):
             return False
     return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, or the same number however YAML typed it (PyYAML reads 5e-6 as a string, 5.0e-6 as
+    a float; a dotted axis's value is converted to the field's type after `exclude` is applied)."""
+    if a == b:
+        return True
+    try:
+        return not isinstance(a, bool) and not isinstance(b, bool) and float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def compile_spec(spec: Spec, profile: Profile) -> list[Job]:

@@ -402,3 +402,34 @@ def test_golden_judge_array_on_a_cpu_partition_under_another_account(tmp_path):
     assert got == golden.read_text(), f"differs from {golden} (ALIGNKIT_UPDATE_GOLDEN=1 rewrites)"
     for line in ("#SBATCH --partition=cpu", "#SBATCH --account=judges", "#SBATCH --qos=low"):
         assert line in got.splitlines()
+
+
+@pytest.mark.parametrize("key,expected", [
+    ("Method.Beta", "'Method.Beta' is not a dotted axis"),
+    ("method..beta", "'method..beta' is not a dotted axis"),
+    ("method.beta;rm", "'method.beta;rm' is not a dotted axis"),
+    ("method.beta\n", "control character '\\n'"),
+    ("seed.x", "starts with unknown section 'seed'"),
+])
+def test_hostile_dotted_keys_refused_in_one_line(tmp_path, key, expected):
+    problems = problems_of(tmp_path, small(**{key: [0.1]}))
+    assert len(problems) == 1 and expected in problems[0] and "\n" not in problems[0]
+
+
+def test_where_and_exclude_match_a_number_however_yaml_typed_it(tmp_path):
+    # PyYAML reads 5e-6 as a string; the field's conversion makes it 5e-06, the filters still match
+    d = small(**{"method.learning_rate": ["5e-6", "1e-5", 5.0e-5]})
+    d["exclude"] = [{"method.learning_rate": 1e-5}]
+    d["resources"]["overrides"] = [{"stage": "train", "where": {"method.learning_rate": "5e-6"}, "time": 30}]
+    runs = trains(plan_of(tmp_path, d))
+    assert sorted((j.config["method"]["learning_rate"], j.resources.time_min) for j in runs) == \
+        [(5e-6, 30), (5e-5, 120)]
+
+
+def test_manifest_keeps_earlier_plans_dotted_axes(tmp_path):
+    out = SweepDir.of(tmp_path / "out")
+    launch.write_sweep(plan_of(tmp_path, small(**{"method.beta": [0.1, 0.5]}), "a.yaml"), out)
+    launch.write_sweep(plan_of(tmp_path, small(**{"dataset.limit": [10]}), "b.yaml"), out)
+    manifest = json.loads(out.manifest.read_text())
+    assert manifest["axes"] == NAMED + ["dataset.limit", "method.beta"]
+    assert len(manifest["jobs"]) == 3 * 3  # 2 + 1 runs, each train/eval/judge
