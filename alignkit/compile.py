@@ -564,10 +564,12 @@ class _Compiler:
             if not all(c in members for c in combos):
                 continue  # some input of this group is not trained in this study
             inputs = [members[c] for c in combos]
+            # the shared named axes, then the combined ones (as before issue 13: configs stay byte-for-byte),
+            # then the dotted ones
             axes = {a: shared[a] for a in AXES if a in shared}
             for a in combine_axes:
                 axes[a] = "{" + ",".join(map(str, combine_vals[a])) + "}"
-            axes = {**{a: axes[a] for a in AXES}, **{a: shared[a] for a in self.dotted if a in shared}}
+            axes.update((a, shared[a]) for a in self.dotted if a in shared)
             axes["merge"] = m.name
             cfg = {"stage": "merge", "axes": axes, "model": inputs[0].config["model"],
                    "merge": {"name": m.name, "method": m.method, "parameters": _plain(m.parameters)},
