@@ -433,3 +433,18 @@ def test_manifest_keeps_earlier_plans_dotted_axes(tmp_path):
     manifest = json.loads(out.manifest.read_text())
     assert manifest["axes"] == NAMED + ["dataset.limit", "method.beta"]
     assert len(manifest["jobs"]) == 3 * 3  # 2 + 1 runs, each train/eval/judge
+
+
+def test_missing_local_files_and_targets_warn_at_plan_and_block_submit(tmp_path):
+    d = three_preferences(tmp_path)
+    d["merges"] = []
+    d["datasets"]["own"]["files"]["honest"] = "data/later.jsonl"  # cloned before submit, say
+    d["targets"] = {"old": {"source": "./adapters/gone", "base": "m1"}}
+    plan = plan_of(tmp_path, d)
+    assert any("datasets.own.files.honest: local path 'data/later.jsonl' not found" in p for p in plan.not_ready)
+    assert any("targets.old.source: local path './adapters/gone' not found" in p for p in plan.not_ready)
+    # a hub data_dir (no data-file suffix) is the hub dataset's folder, not a missing file
+    d["datasets"]["own"]["files"]["honest"] = "honest-base"
+    plan = plan_of(tmp_path, d)
+    assert not any("files.honest" in p for p in plan.not_ready)
+    assert trains(plan)[0].config["dataset"]["files"]["honest"] == "honest-base"
