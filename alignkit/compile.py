@@ -217,7 +217,7 @@ class _Compiler:
         self.axes = swept_axes(spec)  # named axes, then dotted ones in spec order
         self.dotted = [a for a in self.axes if is_dotted(a)]
         self.labels = _dotted_labels(self.dotted)
-        self.origin: dict[str, str] = {}  # dotted axis -> the YAML path that first gives it
+        self.origin: dict[Any, str] = {}  # dotted axis (and (axis, value)) -> the YAML path first giving it
         self._told: set[tuple] = set()  # per-run problems already reported once
         self._training: dict[str, TrainingSpec] = {}  # train job id -> its training section
 
@@ -262,8 +262,15 @@ class _Compiler:
 
     def _block(self, axis: str, values: Any, path: str) -> list[dict[str, Any]]:
         if is_dotted(axis):
-            self.origin.setdefault(axis, path)
+            self._note_origin(axis, values, path)
         return [{axis: v} for v in (values if isinstance(values, (list, tuple)) else [values])]
+
+    def _note_origin(self, axis: str, values: Any, path: str) -> None:
+        """Where a dotted axis and each of its values are first given, for problems about them."""
+        self.origin.setdefault(axis, path)
+        if isinstance(values, (list, tuple)):
+            for i, v in enumerate(values):
+                self.origin.setdefault((axis, _vkey(v)), join(path, i))
 
     def points(self) -> list[dict[str, Any]]:
         spec = self.spec
@@ -278,7 +285,7 @@ class _Compiler:
         for gi, group in enumerate(spec.zip):
             for a in group:
                 if is_dotted(a):
-                    self.origin.setdefault(a, join(join("zip", gi), a))
+                    self._note_origin(a, group[a], join(join("zip", gi), a))
             n = len(next(iter(group.values())))
             blocks.append([{a: group[a][i] for a in group} for i in range(n)])
         base = [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*blocks)] \
@@ -333,11 +340,11 @@ class _Compiler:
                 ok = False
                 continue
             value = p[axis]
-            vkey = json.dumps(value, sort_keys=True, default=str)
+            vkey = _vkey(value)
             one, problems = self._cached(("override", section, entry, rest, vkey),
                                          lambda: override_section(spec, section, entry, {rest: value}))
             for message in problems:
-                self._once(("bad", axis, entry, vkey), at, f"{axis}={value!r} ({section} '{entry}'): {message}"
+                self._once(("bad", axis, entry, vkey), self.origin.get((axis, vkey), at), f"{axis}={value!r} ({section} '{entry}'): {message}"
                            if entry else f"{axis}={value!r}: {message}")
             ok = ok and not problems
             wanted.setdefault(section, {})[rest] = value
@@ -685,6 +692,10 @@ def _value_label(value: Any) -> str:
     else:
         text = repr(value) if isinstance(value, float) else str(value)
     return _UNSAFE.sub("_", text)[:64]
+
+
+def _vkey(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _has_path(cfg: Any, rest: str) -> bool:

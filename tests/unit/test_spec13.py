@@ -97,12 +97,12 @@ def test_dotted_axis_missing_for_some_run_names_axis_run_and_way_out(tmp_path):
 def test_dotted_value_type_checked_like_the_field(tmp_path):
     problems = problems_of(tmp_path, small(**{"method.lora.r": [8, "abc"]}))
     assert len(problems) == 1
-    assert "grid.method.lora.r: method.lora.r='abc' (method 'dpo'): lora.r: expected an integer, got str 'abc'" in problems[0]
+    assert "grid.method.lora.r[1]: method.lora.r='abc' (method 'dpo'): lora.r: expected an integer, got str 'abc'" in problems[0]
     # the section's own checks run on the overridden entry too
     problems = problems_of(tmp_path, small(**{"method.warmup_ratio": [1.5]}))
     assert any("warmup_ratio: must be in [0, 1), got 1.5" in p for p in problems)
     problems = problems_of(tmp_path, small(**{"dataset.limit": [0]}))
-    assert any("grid.dataset.limit: dataset.limit=0 (dataset 'hh'): limit: must be positive" in p for p in problems)
+    assert any("grid.dataset.limit[0]: dataset.limit=0 (dataset 'hh'): limit: must be positive" in p for p in problems)
     problems = problems_of(tmp_path, small(**{"method.nope": [1]}))
     assert any("axis 'method.nope' does not exist" in p for p in problems)
     problems = problems_of(tmp_path, small(**{"optimizer.lr": [1]}))
