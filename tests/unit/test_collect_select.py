@@ -168,3 +168,18 @@ def test_bad_select_is_one_line_exit_2(tmp_path, capsys, select, key):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest.json" in err[0] and f"'{key}'" in err[0], err
     assert not (tmp_path / "o" / "selection.csv").exists()
+
+
+def test_validation_curves_reach_the_training_plots(hparam):
+    from alignkit.collect import curves, tidy
+    from alignkit.collect.study import load_study
+
+    root, _, _ = hparam
+    study = load_study(root, accounting=False)
+    runs = curves.series(study)
+    assert len(runs) == 72 and all([s for s, _ in r["points"]["validation_loss"]] == [100, 200, 300] for r in runs)
+    best = next(r for r in runs if r["panel"][2] == "sft" and "method.lora.r=64" in r["line"]
+                and "method.lora.alpha=32" in r["line"] and r["line"][0] == "harmless")
+    assert abs(best["points"]["validation_loss"][-1][1] - 0.5) < 0.002
+    table = curves.table(tidy.build_rows(study), ["method.lora.r", "method.lora.alpha"])
+    assert "validation_loss" in table.columns and "method.lora.alpha" in table.columns
