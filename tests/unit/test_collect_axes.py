@@ -165,3 +165,16 @@ def test_paper_study_keeps_its_paper_sections(tmp_path):
     assert digest["paper_study"] is True and "(paper Table 4)" in md and "Table 2" in md
     assert "The paper's takeaways" in (root / "c" / "report.html").read_text()
     assert json.loads((root / "c" / "findings.json").read_text())["takeaways"]
+
+
+def test_runs_without_dataset_or_peft_get_no_empty_paper_layout(tmp_path):
+    """Adapters evaluated as targets carry no dataset/PEFT: they are in the overview, in no "None, None" table."""
+    root = tmp_path / "targets"
+    write_study(root, models=("tiny-llama",), datasets=(None,), pefts=(None,), methods=("dpo",), seeds=(0,),
+                steps=(), max_steps=20, merges=False, benchmarks=("mmlu",), checkpoint_files=False,
+                paper_names=False, manifest_axes=True)
+    collect(root, out=root / "c", formats=("md", "html"), accounting=False)
+    for name in ("summary.md", "report.html"):
+        text = (root / "c" / name).read_text()
+        assert "None" not in text and "SFT vs DPO" not in text, name
+    assert "| tiny-llama |  |  | harmless | dpo |" in (root / "c" / "summary.md").read_text()
