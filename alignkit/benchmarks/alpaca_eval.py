@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from alignkit.benchmarks import BENCHMARKS
@@ -49,12 +50,14 @@ class AlpacaEval(Benchmark):
                 problems.add(join(path, key), f"{v!r} is not a plain file or config name (letters, digits, _ . -)")
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
-        from alignkit.fsio import atomic_write_json
         from jobs.safety import alpaca_eval
 
-        entry, rows = alpaca_eval.generate(ctx.generator, ctx.tokenizer, cfg, f"benchmarks.{name}", ctx.generator_name)
-        atomic_write_json(ctx.gen_dir / f"{name}_model_outputs.json", rows)  # the package's own input format
-        return entry, rows
+        return alpaca_eval.generate(ctx.generator, ctx.tokenizer, cfg, f"benchmarks.{name}", ctx.generator_name)
+
+    def write_outputs(self, gen_dir: Path, name: str, rows: list[dict]) -> None:
+        from alignkit.fsio import atomic_write_json
+
+        atomic_write_json(gen_dir / f"{name}_model_outputs.json", rows)  # the alpaca_eval package's input format
 
     def own_judge(self, cfg: Any) -> bool:
         return (cfg.get("judge") or {}).get("type") != "openai"  # the alpaca_eval package makes the requests itself

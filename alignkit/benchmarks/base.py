@@ -115,6 +115,9 @@ class Benchmark:
         """Evaluate at the active checkpoint: (eval.json entry, generated rows or None)."""
         raise NotImplementedError
 
+    def write_outputs(self, gen_dir: Path, name: str, rows: list[dict]) -> None:
+        """Files derived from the generated rows beside <name>.jsonl (also when a stored result is reused)."""
+
     # ---- judge job (CPU node) ------------------------------------------------------------------
     def own_judge(self, cfg: Any) -> bool:
         """Whether the judge job builds the judge client (jobs.judges) for this benchmark."""
