@@ -176,8 +176,11 @@ class ResultStore:
             rec = load_strict(StoredResult, read_json(p), str(p)) if p.is_file() else None
         except (OSError, ValueError, UserError):
             return None
-        if rec is None or rec.key != key or (rec.rows_file and not (self.root / rec.rows_file).is_file()):
+        if rec is None or rec.key != key:
             return None
+        if rec.rows_file and (not rec.rows_file.startswith(f"{key}.") or "/" in rec.rows_file
+                              or not (self.root / rec.rows_file).is_file()):
+            return None  # rows beside the record only (a record edited to point elsewhere is not followed)
         return rec
 
     def put(self, rec: StoredResult, rows: Optional[Path] = None) -> None:

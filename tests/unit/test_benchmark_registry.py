@@ -153,3 +153,30 @@ def test_judge_config_is_loaded_strictly(tmp_path):
         (tmp_path / "jobs" / "ev" / "eval.json").write_text(json.dumps({"checkpoints": {}}))
         judge.run(d, {"stage": "judge", "target": {"job": "ev"},
                       "benchmarks": {"mmlu": {"type": "lm_eval", "task": "x", "metric": "acc"}}}, threading.Event())
+
+
+def test_result_store_round_trip_and_refusals(tmp_path):
+    from alignkit.contract.eval import ResultStore, StoredResult
+
+    store = ResultStore(tmp_path)
+    rows = tmp_path / "g.jsonl"
+    rows.write_text('{"prompt": "p", "response": "r"}\n')
+    rec = StoredResult(key="ab12", stage="eval", material={"m": 1}, job="j", benchmark="b", checkpoint="final",
+                       entry={"n": 1}, checkpoint_provenance={"adapter_sha256": None})
+    assert store.get("ab12") is None
+    store.put(rec, rows)
+    got = store.get("ab12")
+    assert got.entry == {"n": 1} and got.rows_file == "ab12.jsonl" and got.created_at > 0
+    assert store.rows_path(got).read_text() == rows.read_text()
+    assert store.get("cd34") is None
+    record = store.path("ab12")
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps(dict(data, rows_file="../g.jsonl")))  # pointing outside the store: not followed
+    assert store.get("ab12") is None
+    record.write_text(json.dumps(dict(data, surprise=1)))  # not the contract: computed again
+    assert store.get("ab12") is None
+    record.write_text(json.dumps(data)[:20])  # cut short by a kill
+    assert store.get("ab12") is None
+    (tmp_path / "results" / "ab12.jsonl").unlink()
+    record.write_text(json.dumps(data))
+    assert store.get("ab12") is None  # a record without its rows
