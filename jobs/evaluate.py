@@ -326,7 +326,7 @@ def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None
         ctx = RunContext(model=base, tokenizer=tok, device=device, generator=generator, gen_dir=job_dir,
                          generator_name="")
         for n in left:
-            benchmarks_reg.get(benchmarks[n].type).prepare(ctx, n, as_dict(benchmarks[n]))
+            benchmarks_reg.get(benchmarks[n].type).prepare(ctx, n, benchmarks[n])
     prov = _provenance(config, kind, device, backend)
     if load_s is not None:
         prov["base_load_s"] = round(load_s, 3)
@@ -368,7 +368,7 @@ def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None
                 continue
             _check_stop(stop, job_dir, result)
             progress.start(c, name)
-            entry, rows = bench.run(ctx, name, as_dict(b))
+            entry, rows = bench.run(ctx, name, b)
             rows_path = None
             if rows is not None:
                 rows_path = gen_dir / f"{name}.jsonl"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from alignkit import benchmarks as benchmarks_reg
 from alignkit.benchmarks import JudgeContext
-from alignkit.contract.eval import ResultStore, StoredResult, as_dict, judge_key
+from alignkit.contract.eval import ResultStore, StoredResult, judge_key
 from alignkit.contract.judge import JudgeConfig, load_judge
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
@@ -127,12 +127,11 @@ def _run(job_dir: Path, config: JudgeConfig, stop: threading.Event, values: list
             judged = [n for n in benchmarks_reg.BENCHMARKS.names() if benchmarks_reg.get(n).judged]
             raise JobFailure(f"config.json benchmarks.{name}.type: {b.type!r} is not judged "
                              f"(expected {' or '.join(judged)})")
-    cfgs = {name: as_dict(b) for name, b in benchmarks.items()}
 
     made: dict[str, Judge] = {}  # one client (and one rate limit, one loaded model) per distinct judge
     judges: dict[str, Judge | None] = {}
     for name, b in benchmarks.items():
-        if not types[name].own_judge(cfgs[name]):
+        if not types[name].own_judge(b):
             judges[name] = None  # the benchmark's own package makes the requests itself
             continue
         key = json.dumps(b.judge, sort_keys=True)
@@ -177,7 +176,7 @@ def _run(job_dir: Path, config: JudgeConfig, stop: threading.Event, values: list
                 continue
             rows = _read_rows(eval_dir / entries[name]["generations"], where)
             t0 = time.time()
-            entry, verdicts = types[name].score(ctx, name, cfgs[name], rows, judges[name])
+            entry, verdicts = types[name].score(ctx, name, b, rows, judges[name])
             if judges[name] is None:
                 package_requests += entry.get("requests_made", 0)
             entry["seconds"] = round(time.time() - t0, 3)

@@ -50,9 +50,11 @@ class AlpacaEval(Benchmark):
                 problems.add(join(path, key), f"{v!r} is not a plain file or config name (letters, digits, _ . -)")
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
+        from alignkit.contract.eval import as_dict
         from jobs.safety import alpaca_eval
 
-        return alpaca_eval.generate(ctx.generator, ctx.tokenizer, cfg, f"benchmarks.{name}", ctx.generator_name)
+        return alpaca_eval.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}",
+                                    ctx.generator_name)
 
     def write_outputs(self, gen_dir: Path, name: str, rows: list[dict]) -> None:
         from alignkit.fsio import atomic_write_json
@@ -60,13 +62,15 @@ class AlpacaEval(Benchmark):
         atomic_write_json(gen_dir / f"{name}_model_outputs.json", rows)  # the alpaca_eval package's input format
 
     def own_judge(self, cfg: Any) -> bool:
-        return (cfg.get("judge") or {}).get("type") != "openai"  # the alpaca_eval package makes the requests itself
+        return (cfg.judge or {}).get("type") != "openai"  # the alpaca_eval package makes the requests itself
 
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:
+        from alignkit.contract.eval import as_dict
         from jobs.safety import alpaca_eval
 
+        plain = as_dict(cfg)  # jobs/safety's helpers take the config as the compiler wrote it
         key = ("alpaca_eval_refs", name)
         if key not in ctx.cache:
-            ctx.cache[key] = alpaca_eval.load(cfg, f"benchmarks.{name}")
-        return alpaca_eval.score(rows, ctx.cache[key], cfg, cfg.get("judge") or {}, judge, ctx.cache_dir,
+            ctx.cache[key] = alpaca_eval.load(plain, f"benchmarks.{name}")
+        return alpaca_eval.score(rows, ctx.cache[key], plain, cfg.judge or {}, judge, ctx.cache_dir,
                                  ctx.eval_job, f"benchmarks.{name}")

@@ -67,7 +67,8 @@ class JudgeContext:
 
 
 class Benchmark:
-    """One benchmark type. Subclasses set the class attributes and override the hooks they need."""
+    """One benchmark type. Subclasses set the class attributes and override the hooks they need.
+    The job-side hooks get `cfg`, the benchmark's typed config (alignkit.benchmarks.config_class())."""
 
     fields: type = CommonFields  # its spec fields (a frozen dataclass); `type` is added by the registry
     generates: bool = False  # writes generations (so the eval job builds a generator)

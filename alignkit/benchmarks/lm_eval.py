@@ -41,7 +41,8 @@ class LmEval(Benchmark):
             problems.add(join(path, "metric"), "an lm_eval benchmark needs 'metric' (e.g. acc, exact_match)")
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, None]:
+        from alignkit.contract.eval import as_dict
         from jobs import lm_eval_adapter
 
-        return lm_eval_adapter.run_benchmark(ctx.model, ctx.tokenizer, name, cfg, device=ctx.device,
+        return lm_eval_adapter.run_benchmark(ctx.model, ctx.tokenizer, name, as_dict(cfg), device=ctx.device,
                                              task_managers=ctx.cache.setdefault("lm_eval_task_managers", {})), None

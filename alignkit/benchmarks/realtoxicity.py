@@ -36,7 +36,7 @@ class RealToxicity(Benchmark):
     def _scorer(self, ctx: RunContext, name: str, cfg: Any) -> Any:
         from jobs.safety import realtoxicity
 
-        key = ("toxicity_scorer", realtoxicity.classifier_source(cfg), cfg.get("classifier_revision"))
+        key = ("toxicity_scorer", cfg.classifier or realtoxicity.DEFAULT_CLASSIFIER, cfg.classifier_revision)
         if key not in ctx.cache:  # one classifier load per job, shared by its benchmarks
             ctx.cache[key] = realtoxicity.ToxicityScorer(key[1], ctx.device, f"benchmarks.{name}", revision=key[2])
         return ctx.cache[key]
@@ -45,7 +45,8 @@ class RealToxicity(Benchmark):
         self._scorer(ctx, name, cfg)
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
+        from alignkit.contract.eval import as_dict
         from jobs.safety import realtoxicity
 
-        return realtoxicity.evaluate(ctx.generator, ctx.tokenizer, self._scorer(ctx, name, cfg), cfg,
+        return realtoxicity.evaluate(ctx.generator, ctx.tokenizer, self._scorer(ctx, name, cfg), as_dict(cfg),
                                      f"benchmarks.{name}")

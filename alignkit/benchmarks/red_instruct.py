@@ -29,9 +29,10 @@ class RedInstruct(Benchmark):
                               reply_tokens=None)
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
+        from alignkit.contract.eval import as_dict
         from jobs.safety import red_instruct
 
-        return red_instruct.generate(ctx.generator, ctx.tokenizer, cfg, f"benchmarks.{name}")
+        return red_instruct.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}")
 
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:
         from jobs.safety import red_instruct

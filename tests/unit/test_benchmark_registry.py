@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import threading
@@ -35,11 +36,13 @@ def test_a_new_type_is_one_module_of_the_package(tmp_path, monkeypatch):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("from alignkit.benchmarks import Registry\nREG = Registry('benchmark type', __name__)\n")
     (pkg / "exact.py").write_text("from more_benchmarks import REG\n\n@REG.register('exact')\nclass Exact:\n    pass\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # (syspath_prepend needs pkg_resources)
+    importlib.invalidate_caches()
     import more_benchmarks
 
     assert more_benchmarks.REG.names() == ["exact"] and more_benchmarks.REG.get("exact").__name__ == "Exact"
-    sys.modules.pop("more_benchmarks.exact", None)
+    for mod in ("more_benchmarks", "more_benchmarks.exact"):
+        monkeypatch.delitem(sys.modules, mod)
 
 
 def test_every_compiled_eval_and_judge_config_loads_strictly():
