@@ -153,8 +153,9 @@ def config_keys(type_name: str) -> list[str]:
 
 def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec: Any) -> dict[str, Any]:
     """Benchmark `name` of the spec, as a job config holds it (without its `checkpoints`, which the
-    compiler adds per target): the type's defaults filled in, local paths made absolute (relative
-    to the spec file), and with `with_judge` (judge jobs) the judge's settings under "judge"."""
+    compiler adds per target): the type's defaults filled in (model_spec: the evaluated model, its
+    ModelSpec or its resolved config dict), local paths made absolute (relative to the spec file),
+    and with `with_judge` (judge jobs) the judge's settings under "judge"."""
     from alignkit.spec import resolve_source
 
     bench = get(b.type)
