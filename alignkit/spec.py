@@ -864,6 +864,8 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
                                               f"runs at a subset of the checkpoints the eval jobs load)")
 
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
 _MERGE_PARAMS = {
     "slerp": {"t"},
     "dare_ties": {"density", "weights", "lambda"},
