@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "sweeps" / "smoke.yaml"
 
 
-def _spec(tmp: Path, name: str, extra_benchmark: bool) -> Path:
+def _spec(tmp: Path, name: str, extra_benchmark: bool, targets: dict | None = None) -> Path:
     """sweeps/smoke.yaml cut to one SFT run of 4 steps, evaluated at step 2 and final, no merges."""
     d = yaml.safe_load(SMOKE.read_text())
     d["name"], d["output_dir"] = name, str(tmp / "sweep")
@@ -25,6 +25,8 @@ def _spec(tmp: Path, name: str, extra_benchmark: bool) -> Path:
     d["training"].update(max_steps=4, save_steps=2)
     d["evals"].update(checkpoints=[2, "final"], base_models=False)
     d["merges"] = []
+    if targets:
+        d["targets"] = targets
     b = d["evals"]["benchmarks"]
     b["realtoxicity"]["num_prompts"] = 3
     b["red_instruct"]["num_prompts"] = 2
@@ -141,33 +143,35 @@ def test_adding_a_benchmark_reruns_no_old_benchmark(study, monkeypatch):
 
 @pytest.mark.slow
 def test_external_adapter_evaluates_as_the_trained_run(study, monkeypatch):
-    """The study's trained final adapter, named as an external target (its path on the base in
-    config["model"]): the same numbers and generations as the study's own eval of the run."""
-    from jobs.entry import run_job
-
+    """The study's trained final adapter, named in `targets:` (compiled to an external target: its
+    path on the base in config["model"]): the same numbers, generations and verdicts as the study's
+    own eval and judge of that run."""
     tmp, plan, first = study
     calls = Calls(monkeypatch)
-    ev = next(j for j in plan.jobs if j.stage == "eval")
-    train_dir = first["train"]
-    cfg = dict(ev.config, checkpoints=["final"],
-               target={"kind": "external", "name": "mine", "source": str(train_dir / "adapter"), "revision": None})
-    d = plan.output_dir / "jobs" / "external-eval"
-    d.mkdir()
-    atomic_write_json(d / "config.json", cfg)
-    assert run_job(d) == "done"
-    # another target: computed, not taken from the store
-    assert sorted(calls.lm_eval) == ["mmlu"] and calls.prompts == 3 + 2
-    got = json.loads((d / "eval.json").read_text())
+    adapter = first["train"] / "adapter"
+    plan3 = load_plan(_spec(tmp, "store", extra_benchmark=False,
+                            targets={"mine": {"source": str(adapter), "base": "tiny-llama"}}), profile="dev")
+    ev = next(j for j in plan3.jobs if j.name == "target:mine/eval")
+    assert ev.config["target"] == {"kind": "external", "name": "mine", "source": str(adapter), "revision": None}
+    assert ev.depends_on == ()
+    third = _run(plan3)  # the study's own jobs are done; the target's eval and judge run
+    assert third["eval"].name == ev.id
+    # another target: computed, not taken from the store (final only: a target has one checkpoint)
+    assert sorted(calls.lm_eval) == ["mmlu"] and calls.prompts == 3 + 2 and calls.judged == 2
+    got = json.loads((third["eval"] / "eval.json").read_text())
     want = json.loads((first["eval"] / "eval.json").read_text())
     assert list(got["checkpoints"]) == ["final"]
     for name, entry in want["checkpoints"]["final"].items():
-        assert "reused" not in got["checkpoints"]["final"][name]
-        assert _numbers(got["checkpoints"]["final"][name]) == {**_numbers(entry), "result_key":
-                                                               got["checkpoints"]["final"][name]["result_key"]}
+        mine = got["checkpoints"]["final"][name]
+        assert "reused" not in mine and mine["result_key"] != entry["result_key"]
+        assert _numbers(mine) == {**_numbers(entry), "result_key": mine["result_key"]}
         if "generations" in entry:
-            assert (d / got["checkpoints"]["final"][name]["generations"]).read_text() == \
+            assert (third["eval"] / mine["generations"]).read_text() == \
                 (first["eval"] / entry["generations"]).read_text()
     prov = got["provenance"]
-    assert prov["target"] == {"kind": "external", "name": "mine", "source": str(train_dir / "adapter")}
+    assert prov["target"] == {"kind": "external", "name": "mine", "source": str(adapter)}
     assert prov["checkpoints"]["final"]["adapter_sha256"] == want["provenance"]["checkpoints"]["final"]["adapter_sha256"]
     assert prov["checkpoints"]["final"]["guard_max_logit_diff"] > 0
+    j1 = json.loads((first["judge"] / "judge.json").read_text())["checkpoints"]["final"]["red_instruct"]
+    j3 = json.loads((third["judge"] / "judge.json").read_text())["checkpoints"]["final"]["red_instruct"]
+    assert {**_numbers(j3), "result_key": None} == {**_numbers(j1), "result_key": None}
