@@ -353,7 +353,8 @@ def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None
                 generator.set_checkpoint(c, paths[c] if adapters else None)
             ctx.model, ctx.gen_dir = model, gen_dir
             ctx.generator_name = f"{config.model.name}/{label}/{c}"
-        ckpt_prov = {"path": str(paths[c]), "adapter_sha256": shas[c], "guard_max_logit_diff": diff}
+        ckpt_prov = {"path": str(paths[c]), "adapter_sha256": shas[c], "guard_max_logit_diff": diff,
+                     "generation_backend": backend}
         # 5. every benchmark: stored, or computed now (and stored)
         entries: dict[str, dict] = {}
         last, computed_at = None, None
