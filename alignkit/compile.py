@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import functools
 import itertools
 import json
 import math
@@ -340,10 +341,10 @@ class _Compiler:
             value = p[axis]
             vkey = _vkey(value)
             one, problems = self._cached(("override", section, entry, rest, vkey),
-                                         lambda: override_section(spec, section, entry, {rest: value}))
+                                         functools.partial(override_section, spec, section, entry, {rest: value}))
             for message in problems:
-                self._once(("bad", axis, entry, vkey), self.origin.get((axis, vkey), at), f"{axis}={value!r} ({section} '{entry}'): {message}"
-                           if entry else f"{axis}={value!r}: {message}")
+                self._once(("bad", axis, entry, vkey), self.origin.get((axis, vkey), at),
+                           f"{axis}={value!r} ({section} '{entry}'): {message}" if entry else f"{axis}={value!r}: {message}")
             ok = ok and not problems
             wanted.setdefault(section, {})[rest] = value
         if not ok:
@@ -351,7 +352,7 @@ class _Compiler:
         for section, values in wanted.items():
             key = json.dumps(values, sort_keys=True, default=str)
             new, problems = self._cached(("override", section, entries[section], key),
-                                         lambda: override_section(spec, section, entries[section], values))
+                                         functools.partial(override_section, spec, section, entries[section], values))
             for message in problems:
                 self._once(("run", name, message), "grid", f"run '{name}': {message}")
             if problems:
