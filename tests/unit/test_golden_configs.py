@@ -65,6 +65,8 @@ def test_every_smoke_config_json_loads_through_the_contract(tmp_path):
         assert type(config) is contract.config_class(job.stage)
         loaded[job.stage] = loaded.get(job.stage, 0) + 1
     assert loaded["train"] == 16 and loaded["merge"] == 16  # 8 groups x (slerp, dare)
+    if typed == set(STAGES):
+        assert sum(loaded.values()) == len(plan.jobs)
     assert isinstance(contract.load(tmp_path / "jobs" / plan.jobs[0].id / "config.json"), TrainConfig)
     merge = next(j for j in plan.jobs if j.stage == "merge")
     m = contract.load(tmp_path / "jobs" / merge.id)
