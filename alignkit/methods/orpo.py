@@ -30,10 +30,14 @@ def check_pair_spec(name: str, spec: Any, p: str, problems: Problems) -> None:
     if t.precompute_ref_log_probs:
         problems.add("training.precompute_ref_log_probs", f"{name} has no reference model (method {p}); "
                                                           f"set it false")
-    if t.deepspeed_stage == 3 and any(q.quantization is not None for q in spec.peft.values()):
-        problems.add("training.deepspeed_stage", f"{name} with QLoRA under ZeRO-3 does not work (method {p}): "
-                                                 f"TRL's experimental trainer runs prepare_model_for_kbit_training, "
-                                                 f"which upcasts norms to float32, and ZeRO-3 shards one dtype")
+    half = sorted(n for n, m in spec.models.items() if m.dtype in ("bfloat16", "float16"))
+    if t.deepspeed_stage == 3 and half and any(q.quantization is not None for q in spec.peft.values()):
+        # jobs/train.py skips that call under ZeRO-3 for SFT/DPO; TRL's experimental trainers make it
+        # unconditionally for a 4-bit model. In float32 (CPU) nothing is upcast, and it runs.
+        problems.add("training.deepspeed_stage", f"{name} with QLoRA under ZeRO-3 does not work (method {p}, "
+                                                 f"{half[0]} in {spec.models[half[0]].dtype}): TRL's experimental "
+                                                 f"trainer runs prepare_model_for_kbit_training, which upcasts "
+                                                 f"norms to float32, and ZeRO-3 shards one dtype")
 
 
 @METHODS.register("orpo")

@@ -88,6 +88,15 @@ def test_reference_free_methods_refuse_what_cannot_work(tmp_path, training, mess
     assert message in _problems(tmp_path, lambda d: d["training"].update(training))
 
 
+def test_zero3_qlora_runs_in_float32(tmp_path):
+    """In float32 nothing is upcast: ORPO + QLoRA + ZeRO-3 ran with 2 CPU processes (docs/methods.md)."""
+    def f32(d):
+        d["training"].update(deepspeed_stage=3)
+        for m in d["models"].values():
+            m["dtype"] = "float32"
+    assert load_plan(write(tmp_path, _spec(f32))).jobs
+
+
 def test_reference_free_refusals_do_not_touch_studies_without_them(tmp_path):
     d = base()
     d["training"].update(precompute_ref_log_probs=True)

@@ -101,3 +101,16 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, prof
         assert ta.keys() == tb.keys()
         for k in ta:
             assert (ta[k].float() - tb[k].float()).abs().max().item() <= 1e-6, (step, k)
+
+
+@pytest.mark.parametrize("profile,peft", [("kto", "lora"), ("orpo", "qlora"), ("simpo", "lora")])
+def test_two_processes_deepspeed_zero2_over_gloo(tmp_path, profile, peft):
+    from tests.unit.test_train_job import _port, _two_processes
+
+    job = tmp_path / "job"
+    codes = _two_processes(job, method_config(profile, peft, max_steps=4, save_steps=2, deepspeed_stage=2), _port())
+    assert codes == [0, 0], (job / "rank0.log").read_text()[-3000:]
+    m = json.loads((job / "train_metrics.json").read_text())
+    assert m["world_size"] == 2 and m["grad_accum"] == 1 and m["engine"] == "DeepSpeedEngine"
+    assert m["steps"] == 4 and m["checkpoints"] == [2, 4] and m["final_loss"] < m["first_loss"]
+    assert (job / "DONE").exists() and (job / "adapter" / "adapter_model.safetensors").exists()
