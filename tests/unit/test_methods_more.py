@@ -193,7 +193,7 @@ def test_preview_shows_what_the_trainer_gets(name):
     from alignkit.contract.train import as_train_config
 
     f = as_train_config(job.config).method
-    for shown, i in zip(out["examples"], range(4)):
+    for i, shown in enumerate(out["examples"]):
         assert {k: v for k, v in shown.items() if k != "row"} == m.decode(data.dataset[i], data.tokenizer, f)
     if name == "kto":
         assert {e["label"] for e in out["examples"]} <= {"desirable", "undesirable"}
