@@ -1,5 +1,7 @@
 """Training curves from each train job's `train_metrics.json` `loss_curve` (docs/training.md):
-loss, and for DPO-family runs reward accuracy and margin, per run and averaged over seeds.
+loss, and for DPO-family runs reward accuracy and margin, per run and averaged over seeds; and,
+when the dataset holds out a validation split, its `"validation"` `"curve"` (validation loss and
+reward accuracy at every `training.eval_steps`).
 
   train_<quantity>.png   one panel per (model, dataset, method); a thin line per run, a thick
                          line per (preference, PEFT) = the mean over its seeds at each logged step
@@ -14,7 +16,8 @@ from alignkit.collect.study import Study
 from alignkit.collect.summary import MISSING, Stat, Table, _order, fmt
 
 QUANTITIES = (("loss", "training loss"), ("reward_accuracy", "DPO reward accuracy"),
-              ("reward_margin", "DPO reward margin"))
+              ("reward_margin", "DPO reward margin"), ("validation_loss", "validation loss (held-out split)"),
+              ("validation_reward_accuracy", "DPO reward accuracy on the held-out split"))
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -23,22 +26,30 @@ def _finite(v: Any) -> bool:
 
 
 def series(study: Study) -> list[dict[str, Any]]:
-    """One entry per train job with a loss curve: its axes and {quantity: [(step, value)]}."""
+    """One entry per train job with a loss curve: its axes and {quantity: [(step, value)]}; the
+    dotted axes the study sweeps split its lines."""
+    from alignkit.collect.tidy import axis_value, extra_axes
+
+    extra = extra_axes(study)
     out = []
     for job in study.of_stage("train"):
         curve = (job.results.get("train_metrics.json") or {}).get("loss_curve")
         if not isinstance(curve, list):
             continue
         pts: dict[str, list[tuple[int, float]]] = {}
-        for p in curve:
-            if isinstance(p, dict) and isinstance(p.get("step"), int):
-                for q, _ in QUANTITIES:
-                    if _finite(p.get(q)):
-                        pts.setdefault(q, []).append((p["step"], float(p[q])))
+        val = (job.results.get("train_metrics.json") or {}).get("validation")
+        val_curve = val.get("curve") if isinstance(val, dict) and isinstance(val.get("curve"), list) else []
+        for q, _ in QUANTITIES:
+            src, key = (val_curve, q[len("validation_"):]) if q.startswith("validation_") else (curve, q)
+            for p in src:
+                if isinstance(p, dict) and isinstance(p.get("step"), int) and _finite(p.get(key)):
+                    pts.setdefault(q, []).append((p["step"], float(p[key])))
         if pts:
             a = job.axes
             out.append({"job": job.id, "name": job.name, "panel": (a.get("model"), a.get("dataset"), a.get("method")),
-                        "line": (_pref(a.get("preference")), a.get("peft")), "seed": a.get("seed"), "points": pts})
+                        "line": (_pref(a.get("preference")), a.get("peft"),
+                                 *(f"{x}={axis_value(a.get(x))}" for x in extra if a.get(x) is not None)),
+                        "seed": a.get("seed"), "points": pts})
     return out
 
 
@@ -82,7 +93,7 @@ def plots(study: Study, out: Path) -> list[Path]:
                 mean = seed_mean(cell, q)
                 if mean:
                     xs, ys = zip(*mean, strict=True)
-                    ax.plot(xs, ys, color=c, lw=2.0, label=f"{line[0]}/{line[1]} (n={len(cell)})")
+                    ax.plot(xs, ys, color=c, lw=2.0, label="/".join(map(str, line)) + f" (n={len(cell)})")
             ax.set_title(" / ".join(str(x) for x in panel), fontsize=10)
             ax.set_xlabel("step")
             ax.set_ylabel(label)
@@ -92,21 +103,27 @@ def plots(study: Study, out: Path) -> list[Path]:
     return paths
 
 
-def table(rows: list[dict[str, Any]]) -> Table | None:
-    """Last-window training numbers per cell, mean ± std over seeds (from the tidy table's train rows)."""
-    metrics = ("final_loss", "first_loss", "dpo_reward_accuracy", "dpo_reward_margin", "tokens_per_s")
+def table(rows: list[dict[str, Any]], extra: tuple[str, ...] | list[str] = ()) -> Table | None:
+    """Last-window training numbers per cell, mean ± std over seeds (from the tidy table's train rows),
+    with the held-out split's last validation numbers when the runs logged them."""
+    base = ("final_loss", "first_loss", "dpo_reward_accuracy", "dpo_reward_margin", "tokens_per_s")
+    val = sorted({r["metric"] for r in rows if r["stage"] == "train" and str(r["metric"]).startswith("validation_")},
+                 key=lambda m: (m != "validation_loss", m))
+    metrics = (*base, *val)
+    axes = ("model", "dataset", "preference", "method", "peft", *extra)
     cells: dict[tuple, dict[str, Stat]] = {}
     for r in rows:
         if r["stage"] == "train" and r["metric"] in metrics and r["value"] is not None:
-            key = tuple(str(r.get(k) or "") for k in ("model", "dataset", "preference", "method", "peft"))
+            key = tuple(str(r.get(k) if r.get(k) is not None else "") for k in axes)
             cells.setdefault(key, {}).setdefault(r["metric"], Stat()).values.append(r["value"])
     if not cells:
         return None
     used = [m for m in metrics if any(m in c for c in cells.values())]
     body = [list(k) + [cells[k][m].text() if m in cells[k] else MISSING for m in used] for k in sorted(cells)]
     return Table("Training: last logged window (mean ± std over seeds)",
-                 ["model", "dataset", "preference", "method", "peft", *used], body,
-                 "From train_metrics.json; dpo_* only for DPO-family runs.", "training")
+                 [*axes, *used], body,
+                 "From train_metrics.json; dpo_* only for DPO-family runs; validation_* = the last evaluation "
+                 "on the held-out split.", "training")
 
 
 __all__ = ["plots", "series", "seed_mean", "table", "fmt"]
