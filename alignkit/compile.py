@@ -552,18 +552,24 @@ class _Compiler:
         groups: dict[str, tuple[dict[str, Any], dict[tuple, Job]]] = {}
         for t in trains:
             axes = t.config["axes"]
-            if not _matches(axes, m.where) or any(axes[a] not in combine_vals[a] for a in combine_axes):
+            if not _matches(axes, m.where) or any(_own(a, axes[a]) not in combine_vals[a] for a in combine_axes):
                 continue
             # every other axis, dotted ones too, is shared by a merge's inputs
             shared = {a: axes[a] for a in self.axes if a in axes and a not in m.combine}
             gkey = json.dumps(list(shared.items()), default=str)
-            groups.setdefault(gkey, (shared, {}))[1][tuple(axes[a] for a in combine_axes)] = t
+            groups.setdefault(gkey, (shared, {}))[1][tuple(_own(a, axes[a]) for a in combine_axes)] = t
         jobs = []
         for shared, members in groups.values():
             combos = list(itertools.product(*(combine_vals[a] for a in combine_axes)))
             if not all(c in members for c in combos):
                 continue  # some input of this group is not trained in this study
             inputs = [members[c] for c in combos]
+            inits = {json.dumps(t.config.get("init")) for t in inputs}
+            if len(inits) > 1 and any((t.config.get("init") or {}).get("mode") == "merge" for t in inputs):
+                self._once(("chain-merge", m.name), join("merges", index),
+                           f"merge '{m.name}' combines runs on different bases (a chained init_mode: merge run "
+                           f"trains on its own merged upstream): combine runs of init_mode continue or plain runs")
+                continue
             # the shared named axes, then the combined ones (as before issue 13: configs stay byte-for-byte),
             # then the dotted ones
             axes = {a: shared[a] for a in AXES if a in shared}
@@ -614,13 +620,24 @@ class _Compiler:
         points = self.points()
         self.problems.raise_if_any()
         trains, by_id = [], {}
-        for p in points:
+        chains = _Chains(self.spec)
+        for p in sorted(points, key=lambda p: chains.depth(p["method"])):  # an upstream run before its chain
             name = self.run_name(p)
             s = self.sections(p, name)
             if s is None or not self.check_preferences(p, s["dataset"]):
                 continue
             name = self.run_name(p)  # the converted values
-            job = self._job(name, "train", (), self.train_config(p, s))
+            config, deps = self.train_config(p, s), ()
+            if chains.upstream_method(p["method"]) is not None:
+                up = chains.find(p, name, self._once)
+                if up is None:
+                    continue
+                if not chains.compatible(config, up, self._once):
+                    continue
+                config, deps = chains.chained(config, up), (up.id,)
+                name = self.run_name({**p, "method": config["axes"]["method"]})
+            job = self._job(name, "train", deps, config)
+            chains.add(p, job)
             self._training[job.id] = s["training"]
             if job.id in by_id:
                 self.problems.add("grid", f"runs '{by_id[job.id].name}' and '{job.name}' resolve to the same "
@@ -647,6 +664,67 @@ class _Compiler:
         used = {a for j in jobs for a in j.config["axes"]}
         return list(AXES) + [a for a in self.dotted if a in used]
 
+
+class _Chains:
+    """Chained stages (a method's `init_from`): which run each chained run starts from.
+
+    The upstream of a run of method M (init_from: {method: U}) is the run of U with the same other
+    axes; a dotted `method.*` axis is U's own unless both carry it (then the values must match).
+    The chained run depends on it, names it in config["init"] (so its id follows the upstream's),
+    and its method label shows the chain (`sft>dpo`)."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.runs: dict[str, list[tuple[dict[str, Any], Job]]] = {}
+
+    def upstream_method(self, method: str) -> str | None:
+        init = self.spec.methods[method].init_from
+        return init.method if init is not None else None
+
+    def depth(self, method: str) -> int:
+        up = self.upstream_method(method)
+        return 0 if up is None else 1 + self.depth(up)
+
+    @staticmethod
+    def _key(method: str, p: dict[str, Any]) -> str:
+        return json.dumps([method] + [[a, p[a]] for a in p if a != "method" and not a.startswith("method.")],
+                          default=str)
+
+    def add(self, p: dict[str, Any], job: Job) -> None:
+        self.runs.setdefault(self._key(p["method"], p), []).append((p, job))
+
+    def find(self, p: dict[str, Any], name: str, once: Any) -> Job | None:
+        up = self.upstream_method(p["method"])
+        found = [job for q, job in self.runs.get(self._key(up, p), [])
+                 if all(_same(q[a], p[a]) for a in q if a.startswith("method.") and a in p)]
+        at = join(join(join("methods", p["method"]), "init_from"), "method")
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            once(("chain", p["method"]), at, f"run '{name}' starts from a '{up}' run with the same other axes, which the grid does "
+                             f"not train (excluded or never listed): add it, or exclude the chained run too")
+        else:
+            once(("chain", p["method"]), at, f"run '{name}' matches {len(found)} '{up}' runs ({', '.join(j.name for j in found[:3])}): "
+                             f"sweep the dotted method axes of both methods together, or of one only")
+        return None
+
+    def compatible(self, config: dict[str, Any], up: Job, once: Any) -> bool:
+        """continue trains the upstream adapter itself: a dotted `method.lora.*` axis must not
+        give the chained run another LoRA shape than its upstream's (the spec check covers the rest)."""
+        method = config["axes"]["method"]
+        if self.spec.methods[method].init_mode != "continue" or config["method"]["lora"] == up.config["method"]["lora"]:
+            return True
+        once(("chain-lora", method), join(join("methods", method), "lora"),
+             f"run '{up.name}' has lora {up.config['method']['lora']}, its continued run "
+             f"{config['method']['lora']}: init_mode continue trains the upstream adapter (sweep method.lora.* "
+             f"of both methods together, or use init_mode: merge)")
+        return False
+
+    def chained(self, config: dict[str, Any], up: Job) -> dict[str, Any]:
+        """The chained run's config: its upstream named by id (content hash), the chain in its label."""
+        m = self.spec.methods[config["axes"]["method"]]
+        axes = {**config["axes"], "method": f"{up.config['axes']['method']}>{config['axes']['method']}"}
+        return {**config, "axes": axes, "init": {"job": up.id, "mode": m.init_mode}}
 
 def _upstream(key: tuple) -> str:
     """'train' or 'merge>eval' for an array key: the stages of the arrays it follows."""
@@ -710,9 +788,14 @@ def _matches(axes: dict[str, Any], where: dict[str, Any]) -> bool:
         values = list(want) if isinstance(want, (list, tuple)) else [want]
         if axis == "preference":
             values = [_norm_pref(v) for v in values]
-        if axis not in axes or not any(_same(axes[axis], v) for v in values):
+        if axis not in axes or not any(_same(axes[axis], v) or _same(_own(axis, axes[axis]), v) for v in values):
             return False
     return True
+
+
+def _own(axis: str, value: Any) -> Any:
+    """A chained run's method label `sft>dpo` is its method `dpo` wherever a method is named."""
+    return value.rsplit(">", 1)[-1] if axis == "method" and isinstance(value, str) else value
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -527,6 +527,7 @@ def check(spec: Spec, problems: Problems) -> None:
     for name, m in spec.methods.items():
         p = join("methods", name)
         _check_method(m, p, problems)
+    _check_chains(spec, problems)
     _check_training(spec, spec.training, "training", problems)
     if spec.training.eval_steps is not None and not any(ds.validation for ds in spec.datasets.values()):
         problems.add("training.eval_steps", "no dataset holds out validation rows (give a dataset "
@@ -636,6 +637,34 @@ def _check_tracking(spec: Spec, problems: Problems) -> None:
         if not TAG.fullmatch(tag):
             problems.add(join("tracking.tags", i), f"tag {tag!r} must start with a letter or digit and be at most 64 "
                                                    f"letters, digits or '_.+:=/-'")
+
+
+def _check_chains(spec: Spec, problems: Problems) -> None:
+    """Chained stages: `init_from.method` names another method, the chain has no cycle, and a
+    `continue` keeps training the upstream adapter, so its LoRA shape must be the upstream's."""
+    for name, m in spec.methods.items():
+        if m.init_from is None:
+            if m.init_mode != "continue":
+                problems.add(join(join("methods", name), "init_mode"), "only a chained method (init_from) takes init_mode")
+            continue
+        p = join(join(join("methods", name), "init_from"), "method")
+        up = m.init_from.method
+        if up not in spec.methods:
+            problems.add(p, f"unknown method '{up}' (known: {', '.join(spec.methods)})")
+            continue
+        seen, at = [name], up
+        while at is not None and at in spec.methods and at not in seen:
+            seen.append(at)
+            nxt = spec.methods[at].init_from
+            at = nxt.method if nxt is not None else None
+        if at is not None and at in seen:
+            problems.add(p, f"init_from makes a cycle ({' > '.join(reversed(seen + [at]))}): a chain must start "
+                            f"from a method without init_from")
+            continue
+        if m.init_mode == "continue" and m.lora != spec.methods[up].lora:
+            problems.add(join(join("methods", name), "lora"), f"init_mode continue keeps training method '{up}''s "
+                                                               f"adapter: give it the same lora as '{up}' (or use "
+                                                               f"init_mode: merge for a fresh adapter)")
 
 
 def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:

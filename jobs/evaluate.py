@@ -115,7 +115,8 @@ def target_base(kind: str, config: dict, job_dir: Path, paths: dict[str, Path]) 
         target_dir = job_dir.parent / config["target"]["job"]
         if (target_dir / "config.json").is_file():
             bw = base_weights.of_train_job(target_dir)
-            if (bw.source, bw.revision) != (str(model_cfg["source"]), model_cfg.get("revision") or None):
+            chained = base_weights.merged_init(target_dir, read_json(target_dir / "config.json"))  # its own base
+            if chained is None and (bw.source, bw.revision) != (str(model_cfg["source"]), model_cfg.get("revision") or None):
                 raise JobFailure(f"config.json model: {model_cfg['source']!r} (revision {model_cfg.get('revision')!r}) "
                                  f"is not the base target {config['target']['job']} was trained on "
                                  f"({bw.source!r}, revision {bw.revision!r})")

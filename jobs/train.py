@@ -153,9 +153,22 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
         if dist.is_main:
             print(f"data: {data.report.summary()}", flush=True)
 
-        # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT.
-        model = load_model(config.model, plan, stage, device=args.device)
+        # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT. A chained
+        #    run (config.init, jobs/chain.py) starts from its upstream's result instead: merged into
+        #    the base under a fresh adapter, or its adapter trained on (no new one).
+        model_cfg, chained = config.model, config.init is not None
+        if chained and config.init.mode == "merge":
+            from jobs import chain
+
+            source = chain.merged_base(job_dir, config, plan.model_dtype, dist.is_main)
+            distributed.barrier()
+            model_cfg = replace(model_cfg, source=str(source))
+        model = load_model(model_cfg, plan, stage, device=args.device)
         lora = lora_config(method.lora)
+        if chained and config.init.mode == "continue":
+            from jobs import chain
+
+            model, lora = chain.continue_adapter(model, job_dir, config), None
 
         # 7. The TRL trainer with our callbacks: progress + stop requests + NaN, checkpoints.
         from jobs.progress import ProgressCallback
@@ -170,6 +183,8 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
             eval_dataset=data.validation, peft_config=lora, args=args,
             callbacks=[progress, saver, RepageOnResume(), *track.callbacks],
             fp32_adapters=plan.quantization is not None and stage != 3)
+        if chained and config.init.mode == "continue" and plan.quantization is not None and stage != 3:
+            chain.exact_start(trainer.model)
 
         # 8. Train (from the resume point, with the same data order: the Trainer skips the batches
         #    it already consumed and restores the RNG states).

@@ -65,6 +65,15 @@ class MethodConfig(CommonFields):
 
 
 @dataclass(frozen=True)
+class InitConfig:
+    """A chained run's start (docs/methods.md "Chained stages"): the upstream train job's id and
+    whether its adapter is trained on (`continue`) or merged into the base under a fresh one."""
+
+    job: str
+    mode: Literal["continue", "merge"]
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     stage: Literal["train"]
     axes: dict[str, Any]
@@ -76,6 +85,7 @@ class TrainConfig:
     training: TrainingConfig
     seed: int
     tracking: Optional[TrackingConfig] = None  # a label: where the run is reported
+    init: Optional[InitConfig] = None  # chained runs only (absent from other configs)
 
     @property
     def eval_steps(self) -> Optional[int]:
