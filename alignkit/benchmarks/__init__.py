@@ -66,11 +66,10 @@ LEGACY_KEYS = ("type", "task", "include_path", "filter", "num_fewshot", "metric"
                "source", "revision", "num_prompts", "max_new_tokens", "classifier", "classifier_revision",
                "judge", "reference", "annotator", "length_controlled")
 _ONLY_OWN = ("chat_template",)
-# Before the registry a spec could set these on any type and they were ignored where they do not
-# apply (sweeps/smoke.yaml gives its lm_eval bbh a max_new_tokens): still accepted, so no existing
-# spec breaks. Every other field its type does not take (reference, annotator, and any new type's
-# fields) is an error naming the types that take it.
-_TOLERATED = tuple(k for k in LEGACY_KEYS if k not in ("reference", "annotator"))
+# A field the benchmark's type does not take is an error naming the types that take it (before
+# the registry such fields were silently ignored: sweeps/smoke.yaml's lm_eval bbh had a
+# max_new_tokens that lm-eval never read; it is gone, and that mistake is now caught).
+_TOLERATED = ("type",)
 
 
 def get(type_name: str) -> Benchmark:
@@ -173,15 +172,20 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
 
 
 def check(name: str, b: Any, path: str, judges: dict, problems: Any) -> None:
-    """The spec-time checks of one benchmark: fields its type does not take, then the type's own."""
+    """The spec-time checks of one benchmark: the type's own, then fields its type does not take."""
     from alignkit.schema import join
 
+    before = len(problems.items)
+    get(b.type).check(b, path, judges, problems)
+    named = problems.items[before:]  # a key the type's own check explains better is not named twice
     defaults = {f.name: f.default for f in dataclasses.fields(b)}
     for key, default in defaults.items():
         if key not in _TOLERATED and not takes(b.type, key) and getattr(b, key) != default:
+            where = join(path, key)
+            if any(f" {where}: " in line for line in named):
+                continue
             owners = [n for n in BENCHMARKS.names() if takes(n, key)]
-            problems.add(join(path, key), f"only {_a(owners[0])} {' or '.join(owners)} benchmark takes '{key}'")
-    get(b.type).check(b, path, judges, problems)
+            problems.add(where, f"only {_a(owners[0])} {' or '.join(owners)} benchmark takes '{key}'")
 
 
 def _a(word: str) -> str:

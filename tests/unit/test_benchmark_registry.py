@@ -183,3 +183,23 @@ def test_result_store_round_trip_and_refusals(tmp_path):
     (tmp_path / "results" / "ab12.jsonl").unlink()
     record.write_text(json.dumps(data))
     assert store.get("ab12") is None  # a record without its rows
+
+
+def test_a_field_the_type_does_not_read_is_refused(tmp_path):
+    """A field a benchmark's type never reads is an error, not a silent no-op (smoke.yaml's lm_eval
+    bbh carried a max_new_tokens that lm-eval never read, until the registry made it visible)."""
+    from pathlib import Path
+
+    from alignkit.compile import load_plan
+    from alignkit.errors import SpecError
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "sweeps" / "smoke.yaml").read_text().replace("../assets", str(root / "assets"))
+    text = text.replace("      metric: exact_match\n", "      metric: exact_match\n      max_new_tokens: 16\n", 1)
+    spec = tmp_path / "smoke.yaml"
+    spec.write_text(text)
+    with pytest.raises(SpecError) as err:
+        load_plan(spec)
+    assert str(err.value).count("\n") == 0
+    assert "evals.benchmarks.bbh.max_new_tokens: only an alpaca_eval or realtoxicity or red_instruct benchmark " \
+           "takes 'max_new_tokens'" in str(err.value)
