@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from alignkit.methods import METHODS, method_fields_class  # noqa: F401  (method_fields_class: the dotted-axis seam)
+from alignkit.benchmarks import check as check_benchmark
+from alignkit.benchmarks import reference_max_new_tokens as benchmark_reference_tokens
+from alignkit.benchmarks import spec_class as benchmark_spec_class
+from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, LoraFields, check_common
 from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
 
@@ -36,7 +39,7 @@ Scalar = Union[str, int]
 # (alpaca_eval 0.6.6 models_configs/*/configs.yaml; declare-lab/red-instruct generate_responses.py
 # `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper). The jobs and plan's
 # judge-cost estimate read it from here.
-REFERENCE_MAX_NEW_TOKENS = {"alpaca_eval": 2048, "red_instruct": 500, "realtoxicity": 20}
+REFERENCE_MAX_NEW_TOKENS = benchmark_reference_tokens()  # each type's module: alignkit/benchmarks/<type>.py
 
 # The checkout this code runs from: a sweep directory must never land in (or over) its packages.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -154,35 +157,9 @@ class JudgeSpec:
     price_per_million_tokens: Optional[PriceSpec] = None  # for `plan`'s cost estimate only
 
 
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    type: Literal["lm_eval", "realtoxicity", "red_instruct", "alpaca_eval"]
-    task: Optional[str] = None  # lm_eval: a task or group name
-    include_path: Optional[str] = None  # lm_eval: a directory of local task YAMLs (TaskManager include_path)
-    filter: Optional[str] = None  # lm_eval: which filter's score to report (default: 'none' or the only one)
-    num_fewshot: Optional[int] = None
-    metric: Optional[str] = None
-    limit: Optional[int] = None  # examples per task (null = all)
-    chat_template: Optional[bool] = None  # lm_eval: null = the model's lm_eval_chat_template
-    source: Optional[str] = None  # dataset file/dir or hub id for the safety/generation evals
-    revision: Optional[str] = None  # hub revision of `source` (null = main; ignored for local paths)
-    num_prompts: Optional[int] = None
-    # generation length; null = the benchmark's reference setting (AlpacaEval's model configs 2048,
-    # Red-Instruct's generate_responses.py 500, RealToxicityPrompts 20: docs/evaluation.md)
-    max_new_tokens: Optional[int] = None
-    classifier: Optional[str] = None  # realtoxicity: sequence classifier (hub id or path)
-    classifier_revision: Optional[str] = None  # hub revision of `classifier` (null = main)
-    judge: Optional[str] = None  # red_instruct / alpaca_eval: a name in evals.judges
-    # alpaca_eval: the reference outputs file in `source` (null = alpaca_eval_gpt4_baseline.json, AlpacaEval 2's
-    # GPT-4 Turbo outputs; alpaca_eval.json = AlpacaEval 1's davinci-003), the alpaca_eval package's annotator
-    # config (null = weighted_alpaca_eval_gpt4_turbo; alpaca_eval_gpt4 = AlpacaEval 1's), and whether to add its
-    # length-controlled win rate (needs df_gamed.csv and instruction_difficulty.csv of tatsu-lab/alpaca_eval)
-    reference: Optional[str] = None
-    annotator: Optional[str] = None
-    length_controlled: bool = True
-    # where this benchmark runs: steps and/or "final" (null = evals.checkpoints); a subset of
-    # evals.checkpoints, e.g. a judged benchmark at the final checkpoint only
-    checkpoints: Optional[tuple[Scalar, ...]] = None
+# A benchmark: `type` plus the fields of every type in alignkit/benchmarks/ (one module per type,
+# each with its own fields, defaults and checks); a field its type does not take is an error.
+BenchmarkSpec = benchmark_spec_class()
 
 
 @dataclass(frozen=True)
@@ -371,6 +348,12 @@ def dotted_axis_problem(axis: str) -> str | None:
     if section not in SECTIONS:
         return f"dotted axis '{axis}' starts with unknown section '{section}' (known: {', '.join(SECTIONS)})"
     return None
+
+
+def method_fields_class(type_name: str) -> type:
+    """The dataclass of a method's fields by its type (dotted-axis checks convert with it): the
+    registered method's (alignkit/methods/)."""
+    return METHODS.get(type_name).fields
 
 
 def section_class(spec: Spec, section: str, entry: Optional[str]) -> type:
@@ -845,34 +828,7 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
     for name, b in ev.benchmarks.items():
         bp = join(join("evals", "benchmarks"), name)
         check_name(name, "benchmark name", bp, problems)
-        if b.type == "lm_eval" and not b.task:
-            problems.add(join(bp, "task"), "an lm_eval benchmark needs 'task' (an lm-eval task or group name)")
-        if b.type == "lm_eval" and not b.metric:
-            problems.add(join(bp, "metric"), "an lm_eval benchmark needs 'metric' (e.g. acc, exact_match)")
-        if b.type in ("red_instruct", "alpaca_eval"):
-            if not b.judge:
-                problems.add(join(bp, "judge"), f"a {b.type} benchmark needs 'judge' (a name in evals.judges)")
-            elif b.judge not in ev.judges:
-                problems.add(join(bp, "judge"), f"unknown judge '{b.judge}' (known: {', '.join(ev.judges) or 'none defined'})")
-        if b.type in ("realtoxicity", "red_instruct", "alpaca_eval") and not b.source:
-            problems.add(join(bp, "source"), f"a {b.type} benchmark needs 'source' (its data file or hub id)")
-        for key in ("num_fewshot", "limit", "num_prompts"):
-            v = getattr(b, key)
-            if v is not None and (v < 0 or (v == 0 and key != "num_fewshot")):
-                problems.add(join(bp, key), f"must be positive, got {v}")
-        if b.max_new_tokens is not None and b.max_new_tokens <= 0:
-            problems.add(join(bp, "max_new_tokens"), f"must be positive, got {b.max_new_tokens}")
-        for key in ("reference", "annotator"):  # file/config names: they become paths on the compute node
-            v = getattr(b, key)
-            if v is not None and b.type != "alpaca_eval":
-                problems.add(join(bp, key), f"only an alpaca_eval benchmark takes '{key}'")
-            elif v is not None and not _PLAIN_NAME.match(v):
-                problems.add(join(bp, key), f"{v!r} is not a plain file or config name (letters, digits, _ . -)")
-        for key, needs in (("revision", "source"), ("classifier_revision", "classifier")):
-            default = key == "classifier_revision" and b.type == "realtoxicity"  # pins the default classifier
-            if getattr(b, key) is not None and not getattr(b, needs) and not default:
-                problems.add(join(bp, key), f"'{key}' pins '{needs}', which this benchmark does not set"
-                             + (" (lm-eval tasks name their datasets in their task YAMLs)" if b.type == "lm_eval" else ""))
+        check_benchmark(name, b, bp, ev.judges, problems)  # the type's own fields and checks
         if b.checkpoints is not None:
             cp = join(bp, "checkpoints")
             if not b.checkpoints:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from alignkit import contract
 from alignkit.contract import ContractError, paths
+from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
 
@@ -38,7 +39,7 @@ def _one_line(exc: BaseException) -> str:
     name = type(exc).__name__
     if "out of memory" in str(exc).lower() and "cuda" in str(exc).lower():
         return f"CUDA out of memory: {msg}"
-    if isinstance(exc, ContractError):  # one line per problem: the first names the file and key
+    if isinstance(exc, UserError):  # a bad config.json (ContractError): the first line names the file and key
         return text[0] if text else name
     return msg if isinstance(exc, JobFailure) else f"{name}: {msg}"
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except Preempted:
         print("preempted: checkpoint saved; run again to resume", file=sys.stderr)
         return 3
-    except ContractError as exc:  # bad input: the config.json, not the job, is at fault
+    except UserError as exc:  # bad input (ContractError): the config.json, not the job, is at fault
         print(f"job failed: {_one_line(exc)}", file=sys.stderr)
         return 2
     except BaseException as exc:

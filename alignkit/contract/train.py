@@ -13,35 +13,20 @@ from typing import Any, Literal, Optional
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields
 from alignkit.schema import Problems, join
-from alignkit.spec import DatasetSpec, ModelSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec
+from alignkit.spec import DatasetSpec, ModelSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec, ValidationSpec
 
 
-def _named(base: type, extra: list[tuple] | None = None) -> type:
-    """`base` (a spec dataclass) plus a required keyword-only `name` and any `extra` fields the
-    spec class does not have yet."""
-    have = {f.name for f in fields(base)}
-    more = [e for e in extra or [] if e[0] not in have]
-    return make_dataclass(base.__name__.removesuffix("Spec") + "Config",
-                          [("name", str, field(kw_only=True)), *more], bases=(base,), frozen=True)
-
-
-@dataclass(frozen=True)
-class ValidationConfig:
-    """dataset.validation: a held-out split of the source, or a seeded fraction of the rows."""
-
-    split: Optional[str] = None
-    fraction: Optional[float] = None
-    seed: int = 0
+def _named(base: type) -> type:
+    """`base` (a spec dataclass) plus a required keyword-only `name`."""
+    return make_dataclass(base.__name__.removesuffix("Spec") + "Config", [("name", str, field(kw_only=True))],
+                          bases=(base,), frozen=True)
 
 
 ModelConfig = _named(ModelSpec)
-# `files` and `validation` are the spec's once SPEC's DatasetSpec has them (then taken from there)
-DatasetConfig = _named(DatasetSpec, [("files", Optional[dict[str, str]], field(default=None)),
-                                     ("validation", Optional[ValidationConfig], field(default=None))])
+DatasetConfig = _named(DatasetSpec)  # with `files` and `validation` (ValidationSpec) when a study uses them
 PeftConfig = _named(PeftSpec)
-TrainingConfig = make_dataclass("TrainingConfig", [
-    e for e in [("eval_steps", Optional[int], field(default=None))] if e[0] not in {f.name for f in fields(TrainingSpec)}
-], bases=(TrainingSpec,), frozen=True)
+TrainingConfig = TrainingSpec  # `eval_steps` written only with validation
+ValidationConfig = ValidationSpec
 QuantConfig = QuantSpec
 
 
