@@ -75,16 +75,28 @@ def continue_adapter(model: Any, job_dir: Path, config: TrainConfig) -> Any:
     return PeftModel.from_pretrained(model, str(up / paths.ADAPTER), is_trainable=True)
 
 
-def exact_start(model: Any) -> None:
+
+def adapter_values(model: Any) -> dict[str, Any]:
+    """continue mode: the upstream adapter's exact trainable values, before the trainer is built."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def exact_start(model: Any, values: dict[str, Any]) -> None:
     """continue mode, QLoRA: TRL rounds the trainable adapter to bf16 for quantized models
-    (DPOTrainer.__init__ "When using QLoRA ... converted to bf16"), after copying it into the frozen
-    "ref" adapter; jobs.trl_adapter keeps adapters in fp32, so put back the exact upstream values
-    (the "ref" copy): the policy starts as the SFT model, and the first DPO loss is ln 2."""
+    (DPOTrainer/KTOTrainer.__init__ "When using QLoRA ... converted to bf16"), after copying it
+    into the frozen "ref" adapter; jobs.trl_adapter keeps adapters in fp32, so put the exact
+    upstream values back: the policy starts as the SFT model (first DPO loss ln 2)."""
     import torch
 
-    params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, param in params.items():
-            ref = params.get(name.replace(".default.", ".ref.")) if ".default." in name else None
-            if ref is not None and param.requires_grad:
-                param.data = ref.data.to(param.dtype).clone()
+        for name, param in model.named_parameters():
+            if name in values and param.requires_grad:
+                param.data = values[name].to(param.dtype).clone()
+
+
+def check_reference(model: Any, method: Any) -> None:
+    """continue mode: a method with a reference model needs its trainer's frozen copy of the
+    upstream adapter ("ref", TRL's DPO/KTO trainers); without it the reference would be the raw base."""
+    if method.reference_model and "ref" not in getattr(model, "peft_config", {}):
+        raise JobFailure(f"init_mode continue: TRL's {method.name} trainer kept no 'ref' copy of the upstream adapter, "
+                         f"so its reference would be the raw base; use init_mode: merge")

@@ -67,23 +67,28 @@ def test_chained_runs_start_from_sft_with_the_sft_model_as_reference(sweep):
             assert m["method"] == "dpo" and m["steps"] == 6
 
 
-def test_merge_mode_starts_from_the_sft_model(sweep):
-    """init_model/ (what a merge-mode run trains on) gives the SFT model's logits: base + SFT adapter."""
+@pytest.mark.parametrize("peft", ["lora", "qlora"])
+def test_merge_mode_starts_from_the_sft_model(sweep, peft):
+    """init_model/ (what a merge-mode run trains on; QLoRA quantizes it again when loading) gives the
+    SFT model's logits: the SFT run's base as it trained (QLoRA: dequantized) + its adapter."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from jobs import base_weights
+
     runs = _runs(sweep)
-    sft, chained = runs[("sft", "lora")], runs[("sft>dpo-merged", "lora")]
-    base = json.loads((sft / "config.json").read_text())["model"]["source"]
+    sft, chained = runs[("sft", peft)], runs[("sft>dpo-merged", peft)]
     ids = torch.arange(2, 12).unsqueeze(0)  # token ids the tiny vocabulary has
     with torch.no_grad():
-        want = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-                                         str(sft / "adapter")).eval()(ids).logits
-        raw = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()(ids).logits
+        raw = base_weights.load(base_weights.of_train_job(sft), "cpu").to(torch.float32)(ids).logits
+        base = base_weights.load(base_weights.of_train_job(sft), "cpu").to(torch.float32)
+        want = PeftModel.from_pretrained(base, str(sft / "adapter")).eval()(ids).logits
         got = AutoModelForCausalLM.from_pretrained(str(chained / "init_model"), dtype=torch.float32).eval()(ids).logits
     assert torch.allclose(got, want, atol=1e-5, rtol=0)
     assert (raw - want).abs().max() > 1e-3  # the SFT adapter moved the model: the check can fail
+    # evals and merges of the run see the same base (jobs.base_weights.of_train_job)
+    assert base_weights.of_train_job(chained).source == str(chained / "init_model")
 
 
 def test_evals_merge_and_collect_treat_chained_runs_like_any_other(sweep):
@@ -156,3 +161,17 @@ def test_interrupted_chained_run_resumes_to_the_uninterrupted_result(sweep, labe
     assert ta.keys() == tb.keys() and not any(".ref." in k for k in ta)
     for k in ta:
         assert (ta[k].float() - tb[k].float()).abs().max().item() <= 1e-6, k
+
+
+def test_continue_refuses_a_reference_method_whose_trainer_keeps_no_ref_adapter():
+    """The guard behind `continue`: without TRL's frozen "ref" copy the reference would be the raw base."""
+    from types import SimpleNamespace
+
+    from jobs.chain import check_reference
+    from jobs.errors import JobFailure
+
+    dpo = SimpleNamespace(name="dpo", reference_model=True)
+    with pytest.raises(JobFailure, match="kept no 'ref' copy of the upstream adapter.*use init_mode: merge"):
+        check_reference(SimpleNamespace(peft_config={"default": None}), dpo)
+    check_reference(SimpleNamespace(peft_config={"default": None, "ref": None}), dpo)
+    check_reference(SimpleNamespace(peft_config={"default": None}), SimpleNamespace(name="orpo", reference_model=False))
