@@ -510,11 +510,11 @@ def check(spec: Spec, problems: Problems) -> None:
     for name, m in spec.methods.items():
         p = join("methods", name)
         _check_method(m, p, problems)
-    _check_chains(spec, problems)
     _check_training(spec, spec.training, "training", problems)
     if spec.training.eval_steps is not None and not any(ds.validation for ds in spec.datasets.values()):
         problems.add("training.eval_steps", "no dataset holds out validation rows (give a dataset "
                                             "validation: {split: ...} or {fraction: ...}), so nothing is evaluated")
+    _check_chains(spec, problems)
     _check_grid(spec, problems)
     _check_evals(spec, problems)
     _check_merges(spec, problems)
