@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
 from alignkit.schema import Problems, join, one_line
-from alignkit.spec import (AXES, DPO_MAX_PROMPT_LENGTH, BenchmarkSpec, MergeSpec, Spec, load_spec, local_path_issues,
-                           output_dir_problem, parse_time, resolve_source)
+from alignkit.spec import (AXES, DPO_MAX_PROMPT_LENGTH, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
+                           TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
+                           override_section, parse_time, provided_preferences, resolve_source, section_entry,
+                           swept_axes)
 
 ID_LEN = 12
 # jobs/safety/realtoxicity.py's default, the paper's classifier: named in the config so that
@@ -38,7 +41,9 @@ BUILTIN_RESOURCES: dict[str, dict[str, Any]] = {
     "merge": {"gpus": 0, "cpus": 8, "mem_gb": 64, "time": "01:00:00", "nodes": 1, "array_parallelism": 16},
     "judge": {"gpus": 0, "cpus": 2, "mem_gb": 8, "time": "02:00:00", "nodes": 1, "array_parallelism": 8},
 }
-_RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time", "nodes", "partition", "array_parallelism", "estimate")
+_RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time", "nodes", "partition", "account", "qos", "constraint",
+                  "array_parallelism", "estimate")
+_SLURM_PLACEMENT = ("partition", "account", "qos", "constraint")  # profile-wide, overridable per stage
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,14 @@ class Resources:
     partition: str | None
     array_parallelism: int
     estimate_min: float
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
 
     def key(self) -> tuple:
         """The resource class: jobs of one stage with the same key are submitted as one array."""
         return (self.gpus, self.cpus, self.mem_gb, self.time_min, self.nodes, self.partition,
-                self.array_parallelism)
+                self.array_parallelism, self.account, self.qos, self.constraint)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -86,6 +94,9 @@ class Plan:
     spec_lines: dict[str, int] = dataclasses.field(default_factory=dict)  # YAML path -> line, for messages
     # what is fine to plan but not to run: local paths that do not exist yet, judges' unset API keys
     not_ready: list[str] = dataclasses.field(default_factory=list)
+    # the manifest's axes (named, then the dotted ones jobs carry) and selection (null: none)
+    axes: list[str] = dataclasses.field(default_factory=lambda: list(AXES))
+    select: dict[str, Any] | None = None
 
     def by_id(self) -> dict[str, Job]:
         return {j.id: j for j in self.jobs}
@@ -119,7 +130,7 @@ class Plan:
             arr = arrays.setdefault(keys[job.id], {"stage": job.stage, "after": _upstream(keys[job.id]),
                                                    "jobs": 0, **{
                 k: getattr(r, k) for k in ("gpus", "cpus", "mem_gb", "time_min", "nodes", "partition",
-                                           "array_parallelism")}})
+                                           "account", "qos", "constraint", "array_parallelism")}})
             arr["jobs"] += 1
             gpu_hours[job.stage] = gpu_hours.get(job.stage, 0.0) + r.gpus * r.nodes * r.estimate_min / 60
         train = [j for j in self.jobs if j.stage == "train"]
@@ -136,7 +147,8 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {"format": 1, "sweep": self.sweep, "spec": str(self.spec_path), "output_dir": str(self.output_dir),
-                "profile": self.profile.name, "jobs": [j.to_json() for j in self.jobs], "summary": self.summary()}
+                "profile": self.profile.name, "axes": self.axes, "select": self.select,
+                "jobs": [j.to_json() for j in self.jobs], "summary": self.summary()}
 
 
 # What names, prices or reports things, not what a job computes: left out of job ids at any depth.
@@ -202,31 +214,44 @@ class _Compiler:
         self.profile = profile
         self.problems = spec.problems()
         self._cache: dict[tuple, Any] = {}  # resolved sub-configs, shared (read-only) between jobs
+        self.axes = swept_axes(spec)  # named axes, then dotted ones in spec order
+        self.dotted = [a for a in self.axes if is_dotted(a)]
+        self.labels = _dotted_labels(self.dotted)
+        self.origin: dict[str, str] = {}  # dotted axis -> the YAML path that first gives it
+        self._told: set[tuple] = set()  # per-run problems already reported once
+        self._training: dict[str, TrainingSpec] = {}  # train job id -> its training section
 
     def _cached(self, key: tuple, make: Any) -> Any:
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
 
+    def _once(self, key: tuple, path: str, message: str) -> None:
+        if key not in self._told:
+            self._told.add(key)
+            self.problems.add(path, message)
+
     # ---- grid -------------------------------------------------------------------------------
     def job_bound(self) -> int:
         """An upper bound on the plan's jobs, from list lengths alone (before anything is expanded):
         grid and include points (exclude not yet applied), each with its eval and judge jobs, plus
-        every merge's groups and the base-model evals."""
+        every merge's groups, the base-model evals and the targets' evals. Dotted axes count as
+        axes."""
         spec = self.spec
         grid_values = {a: list(v) for a, v in spec.grid.items()}
         for group in spec.zip:
             for a, v in group.items():
                 grid_values[a] = list(v)
         runs = math.prod(len(v) for v in spec.grid.values()) * math.prod(
-            len(next(iter(g.values()))) for g in spec.zip)
+            len(next(iter(g.values()), ())) for g in spec.zip) if spec.grid or spec.zip else 0
         for entry in spec.include:
             runs += math.prod(len(entry[a]) if isinstance(entry.get(a), (list, tuple)) else
-                              1 if a in entry else len(grid_values.get(a, ())) for a in AXES)
+                              1 if a in entry else len(grid_values.get(a, ())) for a in AXES) * math.prod(
+                len(v) if isinstance(v, (list, tuple)) else 1 for a, v in entry.items() if is_dotted(a))
         per_run = 1 + (1 if spec.evals.benchmarks else 0) + (1 if any(b.judge for b in spec.evals.benchmarks.values())
                                                               else 0)
         merges = sum(runs // max(1, math.prod(len(v) for v in m.combine.values())) for m in spec.merges)
-        return runs * per_run + merges * per_run + len(spec.models) * per_run
+        return runs * per_run + merges * per_run + (len(spec.models) + len(spec.targets)) * per_run
 
     def check_size(self) -> None:
         limit, bound = max_jobs(self.spec), self.job_bound()
@@ -235,15 +260,10 @@ class _Compiler:
                                       f"(refused before expanding; raise it with max_jobs or ${MAX_JOBS_ENV})")
             self.problems.raise_if_any()
 
-    def check_subsets(self, points: list[dict[str, Any]]) -> None:
-        """A preference the grid trains on needs a subset in a dataset that lists subsets."""
-        used = {(p["dataset"], part) for p in points for part in p["preference"].split("+")}
-        for dataset, part in sorted(used):
-            subsets = self.spec.datasets[dataset].subsets
-            if subsets is not None and part not in subsets:
-                self.problems.add(join(join("datasets", dataset), "subsets"),
-                                  f"no subset for preference '{part}', which the grid trains on with dataset "
-                                  f"'{dataset}' (it has: {', '.join(sorted(subsets)) or 'none'})")
+    def _block(self, axis: str, values: Any, path: str) -> list[dict[str, Any]]:
+        if is_dotted(axis):
+            self.origin.setdefault(axis, path)
+        return [{axis: v} for v in (values if isinstance(values, (list, tuple)) else [values])]
 
     def points(self) -> list[dict[str, Any]]:
         spec = self.spec
@@ -252,57 +272,150 @@ class _Compiler:
         for axis in AXES:  # canonical axis order, whatever the YAML's order
             if axis in spec.grid:
                 blocks.append([{axis: v} for v in spec.grid[axis]])
-        for group in spec.zip:
+        for axis in spec.grid:
+            if is_dotted(axis):
+                blocks.append(self._block(axis, spec.grid[axis], join("grid", axis)))
+        for gi, group in enumerate(spec.zip):
+            for a in group:
+                if is_dotted(a):
+                    self.origin.setdefault(a, join(join("zip", gi), a))
             n = len(next(iter(group.values())))
             blocks.append([{a: group[a][i] for a in group} for i in range(n)])
-        base = [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*blocks)]
+        base = [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*blocks)] \
+            if spec.grid or spec.zip else []
         values = {axis: list(dict.fromkeys(p[axis] for p in base)) for axis in AXES}
         extra = []
-        for entry in spec.include:  # sub-grids; unnamed axes take every value of the main grid
+        for i, entry in enumerate(spec.include):  # sub-grids; unnamed named axes take every value of the main grid
             axes = [[{a: v} for v in (entry[a] if isinstance(entry[a], (list, tuple)) else [entry[a]])]
                     if a in entry else [{a: v} for v in values[a]] for a in AXES]
+            axes += [self._block(a, v, join(join("include", i), a)) for a, v in entry.items() if is_dotted(a)]
             extra += [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*axes)]
         points, seen = [], set()
         for p in base + extra:
-            key = tuple(p[a] for a in AXES)
+            key = json.dumps([[a, p[a]] for a in self.axes if a in p], default=str)
             if key not in seen and not any(_matches(p, ex) for ex in spec.exclude):
                 seen.add(key)
                 points.append(p)
-        if not points:
+        if not points and not spec.targets:
             self.problems.add("grid", "the grid expands to no training runs (check exclude)")
-        self.check_subsets(points)
         return points
 
-    @staticmethod
-    def _norm(point: dict[str, Any]) -> dict[str, Any]:
+    def _norm(self, point: dict[str, Any]) -> dict[str, Any]:
         point["preference"] = _norm_pref(point["preference"])
-        return point
+        return {a: point[a] for a in self.axes if a in point}  # named axes, then dotted in spec order
+
+    def run_name(self, p: dict[str, Any]) -> str:
+        return "/".join([_label(a, p[a]) for a in AXES] + [
+            f"{self.labels[a]}={_value_label(p[a])}" for a in self.dotted if a in p])
+
+    # ---- a run's sections, dotted axes in place ----------------------------------------------------
+    def sections(self, p: dict[str, Any], name: str) -> dict[str, Any] | None:
+        """The run's section entries ({section: spec object}) with its dotted axes in place; the
+        dotted values in `p` become the converted ones. None after a problem."""
+        spec = self.spec
+        entries = {"model": p["model"], "dataset": p["dataset"], "method": p["method"], "peft": p["peft"],
+                   "training": None}
+        out = {s: section_entry(spec, s, e) for s, e in entries.items()}
+        wanted: dict[str, dict[str, Any]] = {}
+        ok = True
+        for axis in self.dotted:
+            if axis not in p:
+                continue
+            section, _, rest = axis.partition(".")
+            entry = entries[section]
+            at = self.origin.get(axis, "grid")
+            if not _has_path(self.section_config(section, entry, out[section], out), rest):
+                what = f"{section} '{entry}'" if entry else section
+                self._once(("missing", axis, entry), at,
+                           f"axis '{axis}' does not exist for run '{name}' ({what} has no '{rest}' in its resolved "
+                           f"config); sweep it only where it applies: an include block per {section}, e.g. include: "
+                           f"[{{{section}: <name>, {axis}: [...]}}]")
+                ok = False
+                continue
+            value = p[axis]
+            vkey = json.dumps(value, sort_keys=True, default=str)
+            one, problems = self._cached(("override", section, entry, rest, vkey),
+                                         lambda: override_section(spec, section, entry, {rest: value}))
+            for message in problems:
+                self._once(("bad", axis, entry, vkey), at, f"{axis}={value!r} ({section} '{entry}'): {message}"
+                           if entry else f"{axis}={value!r}: {message}")
+            ok = ok and not problems
+            wanted.setdefault(section, {})[rest] = value
+        if not ok:
+            return None
+        for section, values in wanted.items():
+            key = json.dumps(values, sort_keys=True, default=str)
+            new, problems = self._cached(("override", section, entries[section], key),
+                                         lambda: override_section(spec, section, entries[section], values))
+            for message in problems:
+                self._once(("run", name, message), "grid", f"run '{name}': {message}")
+            if problems:
+                return None
+            out[section] = new
+            data = _plain(new)
+            for rest in values:  # the label holds the value as the spec would (5e-6 read as a number)
+                p[f"{section}.{rest}"] = _get_path(data, rest)
+        return out
+
+    def section_config(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> dict[str, Any]:
+        if section == "model":
+            return self.model_config(entry, obj)
+        if section == "dataset":
+            return self.dataset_config(entry, obj)
+        if section == "method":
+            return self.method_config(entry, obj)
+        if section == "peft":
+            return self._cached(("peft", entry, id(obj)), lambda: {"name": entry, **_plain(obj)})
+        return self.training_config(obj, sections["dataset"].validation is not None)
 
     # ---- configs ------------------------------------------------------------------------------
-    def model_config(self, name: str) -> dict[str, Any]:
-        m = self.spec.models[name]
-        return self._cached(("model", name), lambda: {**_plain(m), "name": name,
-                                                      "source": _local_path(self.spec, m.source)})
+    def model_config(self, name: str, m: ModelSpec | None = None) -> dict[str, Any]:
+        m = m or self.spec.models[name]
+        return self._cached(("model", name, id(m)), lambda: {**_plain(m), "name": name,
+                                                             "source": _local_path(self.spec, m.source)})
 
-    def train_config(self, p: dict[str, Any]) -> dict[str, Any]:
-        spec = self.spec
-        ds = spec.datasets[p["dataset"]]
-        method_cfg = self._cached(("method", p["method"]), lambda: self._method_config(p["method"]))
+    def dataset_config(self, name: str, ds: DatasetSpec) -> dict[str, Any]:
+        def make() -> dict[str, Any]:
+            cfg = {"name": name, **_plain(ds), "source": _local_path(self.spec, ds.source)}
+            for key in ("files", "validation"):  # written only when used: old studies' ids stay
+                if cfg[key] is None:
+                    del cfg[key]
+            if "files" in cfg:
+                cfg["files"] = {k: _local_path(self.spec, v) for k, v in cfg["files"].items()}
+            if "validation" in cfg:
+                cfg["validation"] = {k: v for k, v in cfg["validation"].items() if v is not None}
+                if "split" in cfg["validation"]:
+                    cfg["validation"].pop("seed")  # a named split is not drawn: no seed
+            return cfg
+        return self._cached(("dataset", name, id(ds)), make)
+
+    def method_config(self, name: str, method: Any) -> dict[str, Any]:
+        return self._cached(("method", name, id(method)), lambda: self._method_config(name, method))
+
+    def training_config(self, t: TrainingSpec, validation: bool) -> dict[str, Any]:
+        def make() -> dict[str, Any]:
+            cfg = _plain(t)
+            if validation:  # null: validate where checkpoints are saved
+                cfg["eval_steps"] = t.eval_steps or t.save_steps
+            else:
+                del cfg["eval_steps"]  # absent without validation: old studies' ids stay
+            return cfg
+        return self._cached(("training", id(t), validation), make)
+
+    def train_config(self, p: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
         return {
             "stage": "train",
             "axes": dict(p),
-            "model": self.model_config(p["model"]),
-            "dataset": self._cached(("dataset", p["dataset"]), lambda: {
-                "name": p["dataset"], **_plain(ds), "source": _local_path(spec, ds.source)}),
+            "model": self.model_config(p["model"], s["model"]),
+            "dataset": self.dataset_config(p["dataset"], s["dataset"]),
             "preference": p["preference"].split("+"),
-            "method": method_cfg,
-            "peft": self._cached(("peft", p["peft"]), lambda: {"name": p["peft"], **_plain(spec.peft[p["peft"]])}),
-            "training": self._cached(("training",), lambda: _plain(spec.training)),
+            "method": self.method_config(p["method"], s["method"]),
+            "peft": self.section_config("peft", p["peft"], s["peft"], s),
+            "training": self.training_config(s["training"], s["dataset"].validation is not None),
             "seed": p["seed"],
         }
 
-    def _method_config(self, name: str) -> dict[str, Any]:
-        method = self.spec.methods[name]
+    def _method_config(self, name: str, method: Any) -> dict[str, Any]:
         cfg = {"name": name, **_plain(method)}
         if method.type == "dpo" and method.beta is None:
             cfg["beta"] = 0.1  # TRL's long-standing default; the paper does not state it
@@ -313,16 +426,47 @@ class _Compiler:
             cfg.pop("max_prompt_length")
         return cfg
 
-    def checkpoints(self, values: tuple | None = None) -> list[Any]:
+    def check_preferences(self, p: dict[str, Any], ds: DatasetSpec) -> bool:
+        """A run's preference must be one its dataset provides (subsets, files or its format)."""
+        provided = provided_preferences(ds)
+        if provided is None:
+            return True
+        ok = True
+        dp = join("datasets", p["dataset"])
+        for part in p["preference"].split("+"):
+            if part in provided:
+                continue
+            ok = False
+            if ds.subsets is not None or ds.files is not None:
+                key = "subsets" if ds.subsets is not None else "files"
+                self._once(("pref", p["dataset"], part), join(dp, key),
+                           f"no {'subset' if key == 'subsets' else 'file'} for preference '{part}', which the grid "
+                           f"trains on with dataset '{p['dataset']}' (it has: {', '.join(sorted(provided)) or 'none'}; "
+                           f"or exclude: [{{dataset: {p['dataset']}, preference: {part}}}])")
+            else:
+                self._once(("pref", p["dataset"], part), "grid.preference",
+                           f"dataset '{p['dataset']}' ({ds.format}) provides {', '.join(provided)}, not '{part}' "
+                           f"(exclude: [{{dataset: {p['dataset']}, preference: {part}}}] skips those runs)")
+        return ok
+
+    def checkpoints(self, values: tuple | None = None, t: TrainingSpec | None = None,
+                    run: str | None = None) -> list[Any]:
         """Steps in order, then "final" (max_steps counts as final): evals.checkpoints by default."""
         values = self.spec.evals.checkpoints if values is None else values
-        steps = sorted({c for c in values if c != "final" and c != self.spec.training.max_steps})
-        has_final = any(c in ("final", self.spec.training.max_steps) for c in values)
+        t = t or self.spec.training
+        steps = sorted({c for c in values if c != "final" and c != t.max_steps})
+        has_final = any(c in ("final", t.max_steps) for c in values)
+        for c in steps:  # a dotted training axis can move max_steps/save_steps under a run
+            if c > t.max_steps or c % t.save_steps:
+                self._once(("ckpt", c, t.max_steps, t.save_steps), "evals.checkpoints",
+                           f"step {c} is not saved by run '{run}' (training.max_steps {t.max_steps}, save_steps "
+                           f"{t.save_steps}); give steps every run saves, or only 'final'")
         return steps + (["final"] if has_final else [])
 
     def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool,
                          at: list[Any]) -> dict[str, Any]:
-        return self._cached(("benchmark", id(b), model["name"], with_judge, tuple(map(str, at))),
+        return self._cached(("benchmark", id(b), model.get("lm_eval_chat_template", False), with_judge,
+                             tuple(map(str, at))),
                             lambda: {**self._benchmark_config(b, model, with_judge), "checkpoints": at})
 
     def _benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool) -> dict[str, Any]:
@@ -330,7 +474,7 @@ class _Compiler:
         del cfg["checkpoints"]  # resolved per target by the caller
         if b.type == "lm_eval":
             if cfg["chat_template"] is None:  # the model's choice; false unless it says otherwise
-                cfg["chat_template"] = self.spec.models[model["name"]].lm_eval_chat_template
+                cfg["chat_template"] = model.get("lm_eval_chat_template", False)
         else:
             del cfg["chat_template"]  # only lm-eval reads it
         if b.type == "realtoxicity" and not cfg["classifier"]:
@@ -355,6 +499,28 @@ class _Compiler:
                 "seed": None}
         return self._eval_and_judge(f"{model_name}/original", axes, self.model_config(model_name),
                                     {"kind": "base"}, ["final"], ())
+
+    def target_jobs(self, name: str, t: TargetSpec) -> list[Job]:
+        """An adapter or model that exists already: eval (+judge) jobs at its one checkpoint, no
+        training dependency. An adapter loads on its base model's config; a full model is a base
+        model of its own (the base's template and dtype when `base` is given)."""
+        axes: dict[str, Any] = {a: None for a in AXES}
+        axes.update({a: t.axes[a] for a in self.axes if a in t.axes})
+        axes["model"] = t.base if t.base is not None else name
+        axes["target"] = name
+        source = _local_path(self.spec, t.source)
+        if t.type == "adapter":
+            model = self.model_config(t.base)
+            target = {"kind": "external", "name": name, "source": source, "revision": t.revision}
+        else:
+            m = self.spec.models[t.base] if t.base is not None else ModelSpec(source=t.source)
+            model = {**_plain(m), "name": axes["model"], "source": source, "revision": t.revision or "main"}
+            target = {"kind": "base"}
+        jobs = self._eval_and_judge(f"target:{name}", axes, model, target, ["final"], ())
+        if not jobs:
+            self.problems.add(join("targets", name), "no benchmark runs at 'final', so this target has nothing to "
+                                                     "evaluate (add evals.benchmarks)")
+        return jobs
 
     def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
                         checkpoints: list[Any], deps: tuple[str, ...]) -> list[Job]:
@@ -383,27 +549,30 @@ class _Compiler:
     def merge_jobs(self, index: int, m: MergeSpec, trains: list[Job]) -> list[Job]:
         combine_axes = [a for a in AXES if a in m.combine]
         combine_vals = {a: [_norm_pref(v) if a == "preference" else v for v in m.combine[a]] for a in combine_axes}
-        groups: dict[tuple, dict[tuple, Job]] = {}
+        groups: dict[str, tuple[dict[str, Any], dict[tuple, Job]]] = {}
         for t in trains:
             axes = t.config["axes"]
             if not _matches(axes, m.where) or any(axes[a] not in combine_vals[a] for a in combine_axes):
                 continue
-            gkey = tuple((a, axes[a]) for a in AXES if a not in m.combine)
-            groups.setdefault(gkey, {})[tuple(axes[a] for a in combine_axes)] = t
+            # every other axis, dotted ones too, is shared by a merge's inputs
+            shared = {a: axes[a] for a in self.axes if a in axes and a not in m.combine}
+            gkey = json.dumps(list(shared.items()), default=str)
+            groups.setdefault(gkey, (shared, {}))[1][tuple(axes[a] for a in combine_axes)] = t
         jobs = []
-        for gkey, members in groups.items():
+        for shared, members in groups.values():
             combos = list(itertools.product(*(combine_vals[a] for a in combine_axes)))
             if not all(c in members for c in combos):
                 continue  # some input of this group is not trained in this study
             inputs = [members[c] for c in combos]
-            axes = dict(gkey)
+            axes = {a: shared[a] for a in AXES if a in shared}
             for a in combine_axes:
                 axes[a] = "{" + ",".join(map(str, combine_vals[a])) + "}"
+            axes = {**{a: axes[a] for a in AXES}, **{a: shared[a] for a in self.dotted if a in shared}}
             axes["merge"] = m.name
             cfg = {"stage": "merge", "axes": axes, "model": inputs[0].config["model"],
                    "merge": {"name": m.name, "method": m.method, "parameters": _plain(m.parameters)},
                    "inputs": [t.id for t in inputs], "input_axes": [t.config["axes"] for t in inputs]}
-            name = f"{m.name}:" + "/".join(_label(a, axes[a]) for a in AXES)
+            name = f"{m.name}:" + self.run_name(axes)
             merged = self._job(name, "merge", tuple(t.id for t in inputs), cfg)
             jobs.append(merged)
             if m.evaluate:
@@ -421,7 +590,8 @@ class _Compiler:
                    resources=self.resources(stage, config["axes"]))
 
     def resources(self, stage: str, axes: dict[str, Any]) -> Resources:
-        merged = dict(BUILTIN_RESOURCES[stage], partition=self.profile.partition, estimate=None)
+        merged = dict(BUILTIN_RESOURCES[stage], estimate=None,
+                      **{k: getattr(self.profile, k) for k in _SLURM_PLACEMENT})
         layers: list[Any] = [self.profile.defaults.get(stage), getattr(self.spec.resources, stage)]
         layers += [o for o in self.spec.resources.overrides if o.stage == stage and _matches(axes, o.where)]
         for layer in layers:
@@ -435,30 +605,45 @@ class _Compiler:
         estimate = parse_time(merged["estimate"]) if merged["estimate"] is not None else time_min
         return Resources(gpus=merged["gpus"], cpus=merged["cpus"], mem_gb=merged["mem_gb"], time_min=time_min,
                          nodes=merged["nodes"], partition=merged["partition"],
-                         array_parallelism=merged["array_parallelism"], estimate_min=float(estimate))
+                         array_parallelism=merged["array_parallelism"], estimate_min=float(estimate),
+                         account=merged["account"], qos=merged["qos"], constraint=merged["constraint"])
 
     def compile(self) -> list[Job]:
         points = self.points()
         self.problems.raise_if_any()
         trains, by_id = [], {}
         for p in points:
-            job = self._job("/".join(_label(a, p[a]) for a in AXES), "train", (), self.train_config(p))
+            name = self.run_name(p)
+            s = self.sections(p, name)
+            if s is None or not self.check_preferences(p, s["dataset"]):
+                continue
+            name = self.run_name(p)  # the converted values
+            job = self._job(name, "train", (), self.train_config(p, s))
+            self._training[job.id] = s["training"]
             if job.id in by_id:
                 self.problems.add("grid", f"runs '{by_id[job.id].name}' and '{job.name}' resolve to the same "
                                           f"config (duplicate run; do two names point to the same thing?)")
                 continue
             by_id[job.id] = job
             trains.append(job)
+        self.problems.raise_if_any()
         jobs = list(trains)
         for t in trains:
-            jobs += self.eval_jobs(t, "adapter", self.checkpoints())
+            jobs += self.eval_jobs(t, "adapter", self.checkpoints(None, self._training[t.id], t.name))
         for i, m in enumerate(self.spec.merges):
             jobs += self.merge_jobs(i, m, trains)
         if self.spec.evals.base_models:
             for model_name in dict.fromkeys(t.config["axes"]["model"] for t in trains):
                 jobs += self.base_eval_jobs(model_name)
+        for name, target in self.spec.targets.items():
+            jobs += self.target_jobs(name, target)
         self.problems.raise_if_any()
         return jobs
+
+    def manifest_axes(self, jobs: list[Job]) -> list[str]:
+        """The axes of this plan: the named ones, then each dotted one some job carries."""
+        used = {a for j in jobs for a in j.config["axes"]}
+        return list(AXES) + [a for a in self.dotted if a in used]
 
 
 def _upstream(key: tuple) -> str:
@@ -475,6 +660,45 @@ def _label(axis: str, value: Any) -> str:
     return f"s{value}" if axis == "seed" else str(value)
 
 
+# Short names for dotted-axis labels in run names (`.../beta=0.1/lr=5e-06`)
+_SHORT = {"learning_rate": "lr", "max_steps": "steps", "batch_size": "bs", "per_device_batch_size": "pdbs",
+          "warmup_ratio": "warmup", "weight_decay": "wd", "max_length": "maxlen", "max_prompt_length": "promptlen"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
+
+
+def _dotted_labels(dotted: list[str]) -> dict[str, str]:
+    """Each dotted axis's label: its last field (shortened), or its path below the section where
+    two axes would share a label."""
+    short = {a: _SHORT.get(a.rsplit(".", 1)[1], a.rsplit(".", 1)[1]) for a in dotted}
+    clash = {v for v in short.values() if list(short.values()).count(v) > 1}
+    return {a: a.partition(".")[2] if short[a] in clash else short[a] for a in dotted}
+
+
+def _value_label(value: Any) -> str:
+    """A value as a short, filesystem-safe name part (5e-06, 0.1, q_proj+v_proj, none)."""
+    if isinstance(value, (list, tuple)):
+        text = "+".join(_value_label(v) for v in value)
+    elif value is None:
+        text = "none"
+    else:
+        text = repr(value) if isinstance(value, float) else str(value)
+    return _UNSAFE.sub("_", text)[:64]
+
+
+def _has_path(cfg: Any, rest: str) -> bool:
+    for part in rest.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return False
+        cfg = cfg[part]
+    return True
+
+
+def _get_path(cfg: Any, rest: str) -> Any:
+    for part in rest.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
 def _matches(axes: dict[str, Any], where: dict[str, Any]) -> bool:
     for axis, want in where.items():
         values = list(want) if isinstance(want, (list, tuple)) else [want]
@@ -487,6 +711,12 @@ def _matches(axes: dict[str, Any], where: dict[str, Any]) -> bool:
 
 def compile_spec(spec: Spec, profile: Profile) -> list[Job]:
     return _Compiler(spec, profile).compile()
+
+
+def _select(spec: Spec) -> dict[str, Any] | None:
+    s = spec.select
+    return None if s is None else {"metric": s.metric, "goal": s.goal, "over": list(s.over), "by": list(s.by),
+                                   "checkpoint": s.checkpoint}
 
 
 def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str | Path | None = None) -> Plan:
@@ -503,10 +733,11 @@ def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str
             problems.add("name", f"the default output directory {bad_dir}")
             problems.raise_if_any()
     prof = load_profile(profile or spec.profile)
-    jobs = compile_spec(spec, prof)
+    compiler = _Compiler(spec, prof)
+    jobs = compiler.compile()
     out = Path(output_dir or spec.output_dir or f"runs/{spec.name}").expanduser().resolve()
     plan = Plan(sweep=spec.name, spec_path=spec.path, spec_text=spec.text, output_dir=out, jobs=jobs, profile=prof,
-                spec_lines=spec.lines)
+                spec_lines=spec.lines, axes=compiler.manifest_axes(jobs), select=_select(spec))
     problems = spec.problems()
     for at, message in local_path_issues(spec)[1]:
         problems.add(at, message)

@@ -151,7 +151,7 @@ def write_sweep(plan: Plan, sd: SweepDir) -> list[dict[str, Any]]:
         jobs += [j for j in sd.load_manifest().get("jobs", []) if j["id"] not in known]
     atomic_write_json(sd.manifest, {
         "format": 1, "sweep": plan.sweep, "spec_path": str(plan.spec_path), "spec_text": plan.spec_text,
-        "profile": plan.profile.name, "jobs": jobs})
+        "profile": plan.profile.name, "axes": plan.axes, "select": plan.select, "jobs": jobs})
     for job in plan.jobs:
         cfg = sd.job(job.id) / "config.json"
         if not cfg.exists():

@@ -18,6 +18,7 @@ from typing import Literal, Optional, Union
 
 from alignkit.errors import SpecError, UserError
 from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
+from alignkit.spec import CONSTRAINT, NAME
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
 SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # an sbatch long option, without the leading --
@@ -31,6 +32,11 @@ class StageDefaults:
     mem_gb: Optional[int] = None
     time: Optional[Union[str, int]] = None
     array_parallelism: Optional[int] = None
+    # where this stage runs, over the profile-wide values (e.g. the judge array on a CPU partition)
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,16 @@ def _check_script_values(profile: Profile, problems: Problems) -> None:
         if isinstance(value, str) and _CONTROL.search(value):
             problems.add(key, f"contains a control character ({_CONTROL.search(value).group()!r}): refused, "
                               f"it would end a line of the sbatch script")
+    for stage, d in profile.defaults.items():
+        for key in ("partition", "account", "qos", "constraint"):
+            value = getattr(d, key)
+            if value is None:
+                continue
+            pattern = CONSTRAINT if key == "constraint" else NAME
+            if not pattern.fullmatch(value):
+                problems.add(join(join("defaults", stage), key),
+                             f"{value!r} is not a valid {key} (letters, digits, '_.+-'"
+                             f"{'; & | , [ ] * for features' if key == 'constraint' else ''}; no spaces, quotes or $)")
     for key, value in profile.sbatch.items():
         if not SBATCH_KEY.match(key):
             problems.add(join("sbatch", key), "an sbatch option name may only hold letters, digits and '-'")

@@ -7,6 +7,8 @@ reference; `load_spec` returns a validated `Spec` or raises `SpecError`.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,7 +18,14 @@ from typing import Any, Literal, Optional, Union
 from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
-PREFERENCES = ("helpful", "harmless")
+# The sections of a run's resolved config that a dotted axis (`method.beta`) may path into, and
+# the spec mapping each one's entries live in (training: one section for every run).
+SECTIONS = {"model": "models", "dataset": "datasets", "method": "methods", "peft": "peft", "training": None}
+# What a dataset provides when it lists no subsets/files: BeaverTails' built-in derivations
+# (jobs/data/beavertails.py), HH-RLHF's two folders (jobs/data HH_SUBSETS)
+BEAVERTAILS_PREFERENCES = ("helpful", "harmless")
+HH_DEFAULT_PREFERENCES = ("helpful", "harmless")
+RESERVED_PREFERENCES = ("original",)  # the base models' rows in collect
 STAGES = ("train", "eval", "merge", "judge")
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
 Scalar = Union[str, int]
@@ -63,6 +72,18 @@ class DatasetSpec:
     split: str = "train"
     subsets: Optional[dict[str, str]] = None  # preference -> data_dir (HH-RLHF: helpful-base, ...)
     limit: Optional[int] = None  # rows kept after filtering and seeded shuffling; null = all
+    # normalized format: preference -> its own file (relative to the spec file) or hub data_dir
+    files: Optional[dict[str, str]] = None
+    validation: Optional[ValidationSpec] = None  # a held-out split; null = no validation
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """Validation rows: the source's own split (`split: test`) or a seeded held-out fraction."""
+
+    split: Optional[str] = None
+    fraction: Optional[float] = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,7 @@ class TrainingSpec:
     precompute_ref_log_probs: bool = False
     liger: Literal["auto", "on", "off"] = "auto"
     logging_steps: int = 10
+    eval_steps: Optional[int] = None  # validation every N steps; null = save_steps (with validation only)
 
 
 @dataclass(frozen=True)
@@ -208,6 +230,9 @@ class ResourceSpec:
     time: Optional[Union[str, int]] = None  # "HH:MM:SS", "D-HH:MM:SS", "MM:SS" or minutes
     nodes: Optional[int] = None
     partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
     array_parallelism: Optional[int] = None  # SLURM array throttle (%N)
     estimate: Optional[Union[str, int]] = None  # expected run time, for GPU-hour estimates
 
@@ -222,6 +247,9 @@ class ResourceOverride:
     time: Optional[Union[str, int]] = None
     nodes: Optional[int] = None
     partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
     array_parallelism: Optional[int] = None
     estimate: Optional[Union[str, int]] = None
 
@@ -236,19 +264,44 @@ class ResourcesSpec:
 
 
 @dataclass(frozen=True)
+class SelectSpec:
+    """Which configuration to pick per group (collect writes selection.csv)."""
+
+    metric: str  # a tidy-table metric, or validation_loss / validation_<metric>
+    goal: Literal["min", "max"]
+    over: tuple[str, ...]  # the axes chosen among, e.g. [method.lora.r, method.lora.alpha]
+    by: tuple[str, ...] = ()  # one choice per group of these axes
+    checkpoint: Scalar = "final"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """An adapter or full model that exists already: evaluated like a trained run, no training."""
+
+    source: str  # local path (relative to the spec file) or hub id
+    type: Literal["adapter", "model"] = "adapter"
+    revision: Optional[str] = None
+    base: Optional[str] = None  # adapters: the name in `models` they were trained on
+    axes: dict[str, Any] = field(default_factory=dict)  # label values, e.g. method: dpo
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     models: dict[str, ModelSpec]
-    datasets: dict[str, DatasetSpec]
-    methods: dict[str, MethodSpec]
-    grid: dict[str, tuple[Scalar, ...]]
+    datasets: dict[str, DatasetSpec] = field(default_factory=dict)
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+    # named axes (AXES) and dotted paths into a run's config (`method.beta`): values of any type
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     peft: dict[str, PeftSpec] = field(default_factory=lambda: {"lora": PeftSpec()})
     training: TrainingSpec = TrainingSpec()
-    zip: tuple[dict[str, tuple[Scalar, ...]], ...] = ()  # paired axes, advanced together
+    zip: tuple[dict[str, tuple[Any, ...]], ...] = ()  # paired axes, advanced together
     include: tuple[dict[str, Any], ...] = ()  # extra sub-grids (e.g. mixture runs)
     exclude: tuple[dict[str, Any], ...] = ()  # drop grid points matching every key
     evals: EvalSpec = EvalSpec()
     merges: tuple[MergeSpec, ...] = ()
+    targets: dict[str, TargetSpec] = field(default_factory=dict)  # evaluated without training
+    select: Optional[SelectSpec] = None
     resources: ResourcesSpec = ResourcesSpec()
     tracking: Optional[TrackingSpec] = None  # null: no tracker (train_metrics.json only)
     output_dir: Optional[str] = None  # default runs/<name>, relative to the current directory
@@ -319,9 +372,116 @@ def axis_values(spec: Spec) -> dict[str, list[Scalar]]:
             "peft": list(spec.peft)}
 
 
+# A dotted axis: a section of the run's config, then field names (`method.lora.r`)
+_DOTTED = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+")
+# A preference name: a NAME without '+', which joins the parts of a mixture
+PREFERENCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+def is_dotted(axis: str) -> bool:
+    return "." in axis
+
+
+def dotted_axis_problem(axis: str) -> str | None:
+    if not _DOTTED.fullmatch(axis):
+        return (f"'{axis}' is not a dotted axis (a section and field names in lower case, e.g. method.beta, "
+                f"method.lora.r)")
+    section = axis.split(".")[0]
+    if section not in SECTIONS:
+        return f"dotted axis '{axis}' starts with unknown section '{section}' (known: {', '.join(SECTIONS)})"
+    return None
+
+
+def method_fields_class(type_name: str) -> type:
+    """The dataclass of a method's fields by its type (dotted-axis checks convert with it)."""
+    return MethodSpec
+
+
+def section_class(spec: Spec, section: str, entry: Optional[str]) -> type:
+    if section == "method":
+        return method_fields_class(spec.methods[entry].type)
+    return {"model": ModelSpec, "dataset": DatasetSpec, "peft": PeftSpec, "training": TrainingSpec}[section]
+
+
+def section_entry(spec: Spec, section: str, entry: Optional[str]) -> Any:
+    return spec.training if SECTIONS[section] is None else getattr(spec, SECTIONS[section])[entry]
+
+
+def as_data(obj: Any) -> Any:
+    """A spec dataclass as the plain mapping its YAML would be (tuples as lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: as_data(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [as_data(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_data(v) for k, v in obj.items()}
+    return obj
+
+
+class _Capture(Problems):
+    """Problems kept as (path, message) pairs, to be re-told at the grid key that caused them."""
+
+    def __init__(self) -> None:
+        super().__init__("", {})
+        self.found: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.found.append((path, message))
+
+
+def override_section(spec: Spec, section: str, entry: Optional[str], values: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The section entry with `values` ({field path under the section: value}) in place, converted
+    and checked exactly like the same fields written in the spec: (new entry, problems)."""
+    obj = section_entry(spec, section, entry)
+    data = as_data(obj)
+    for rest, value in values.items():
+        node = data
+        parts = rest.split(".")
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or parts[-1] not in node:
+            return None, [f"{section} '{entry}' has no field '{rest}'" if entry else f"{section} has no field '{rest}'"]
+        node[parts[-1]] = value
+    capture = _Capture()
+    new = from_dict(section_class(spec, section, entry), data, "", capture)
+    if not is_missing(new):
+        SECTION_CHECKS.get(section, lambda *_: None)(spec, new, "", capture)
+    return new, [f"{p}: {m}" if p else m for p, m in capture.found]
+
+
+def provided_preferences(ds: DatasetSpec) -> Optional[tuple[str, ...]]:
+    """The preference names a dataset provides; None: any name (a normalized dataset without
+    files or subsets serves its one set of rows to every preference, as before issue 13)."""
+    if ds.files is not None:
+        return tuple(ds.files)
+    if ds.subsets is not None:
+        return tuple(ds.subsets)
+    if ds.format == "beavertails":
+        return BEAVERTAILS_PREFERENCES
+    if ds.format == "hh_rlhf":
+        return HH_DEFAULT_PREFERENCES
+    return None
+
+
+def known_preferences(spec: Spec) -> Optional[list[str]]:
+    """Every preference some dataset provides (None: any name is provided somewhere)."""
+    known: dict[str, None] = {}
+    for ds in spec.datasets.values():
+        names = provided_preferences(ds)
+        if names is None:
+            return None
+        known.update(dict.fromkeys(names))
+    return list(known)
+
+
 def check_axis_value(spec: Spec, axis: str, value: Any, path: str, problems: Problems) -> bool:
+    if is_dotted(axis):  # its type is checked per run, against the field it replaces (compile.py)
+        bad = dotted_axis_problem(axis)
+        if bad:
+            problems.add(path, bad)
+        return bad is None
     if axis not in AXES:
-        problems.add(path, f"unknown axis '{axis}' (known: {', '.join(AXES)})")
+        problems.add(path, f"unknown axis '{axis}' (known: {', '.join(AXES)}, or a dotted path such as method.beta)")
         return False
     if axis == "seed":
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
@@ -329,11 +489,14 @@ def check_axis_value(spec: Spec, axis: str, value: Any, path: str, problems: Pro
             return False
         return True
     if axis == "preference":
+        known = known_preferences(spec)
         parts = str(value).split("+")
-        bad = [p for p in parts if p not in PREFERENCES]
+        bad = [p for p in parts if not PREFERENCE_NAME.fullmatch(p) or p in RESERVED_PREFERENCES
+               or (known is not None and p not in known)]
         if bad or len(set(parts)) != len(parts) or not isinstance(value, str):
-            problems.add(path, f"unknown preference {value!r} (known: helpful, harmless, or a "
-                               f"mixture such as harmless+helpful)")
+            names = ", ".join(known) if known is not None else "names the datasets provide"
+            problems.add(path, f"unknown preference {value!r} (known: {names}, or a mixture of them such as "
+                               f"a+b; datasets provide preferences by subsets, files or their format)")
             return False
         return True
     known = axis_values(spec)[axis]
@@ -374,34 +537,103 @@ def check(spec: Spec, problems: Problems) -> None:
         problems.add("output_dir", bad_dir)
     if spec.max_jobs is not None and spec.max_jobs <= 0:
         problems.add("max_jobs", f"must be positive, got {spec.max_jobs}")
+    trains = bool(spec.grid or spec.zip or spec.include) or not spec.targets  # a targets-only study trains nothing
     for section in ("models", "datasets", "methods", "peft"):
         mapping = getattr(spec, section)
-        if not mapping:
+        if not mapping and (trains or section == "models"):
             problems.add(section, f"'{section}' must define at least one entry")
         for key in mapping:
             check_name(key, "name", join(section, key), problems)
     for at, message in local_path_issues(spec)[0]:
         problems.add(at, message)
     for name, ds in spec.datasets.items():
-        p = join("datasets", name)
-        if ds.limit is not None and ds.limit <= 0:
-            problems.add(join(p, "limit"), f"must be positive, got {ds.limit}")
-        if ds.subsets is not None:
-            for pref in ds.subsets:
-                if pref not in PREFERENCES:
-                    problems.add(join(join(p, "subsets"), pref), f"unknown preference '{pref}' (known: helpful, harmless)")
+        _check_dataset(spec, ds, join("datasets", name), problems)
     for name, m in spec.methods.items():
         p = join("methods", name)
         _check_method(m, p, problems)
-    t = spec.training
-    for key in ("max_steps", "save_steps", "logging_steps"):
-        if getattr(t, key) <= 0:
-            problems.add(join("training", key), f"must be positive, got {getattr(t, key)}")
+    _check_training(spec, spec.training, "training", problems)
+    if spec.training.eval_steps is not None and not any(ds.validation for ds in spec.datasets.values()):
+        problems.add("training.eval_steps", "no dataset holds out validation rows (give a dataset "
+                                            "validation: {split: ...} or {fraction: ...}), so nothing is evaluated")
     _check_grid(spec, problems)
     _check_evals(spec, problems)
     _check_merges(spec, problems)
+    _check_targets(spec, problems)
+    _check_select(spec, problems)
     _check_resources(spec, problems)
     _check_tracking(spec, problems)
+
+
+# a hub data_dir (a folder in the dataset repo): plain path parts, never '..'
+_DATA_DIR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
+# a `files` value with one of these endings is a local file (missing: plan warns, submit refuses)
+DATA_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
+
+
+def _check_dataset(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> None:
+    if ds.limit is not None and ds.limit <= 0:
+        problems.add(join(p, "limit"), f"must be positive, got {ds.limit}")
+    if ds.subsets is not None:
+        for pref in ds.subsets:
+            pp = join(join(p, "subsets"), pref)
+            if ds.format == "beavertails" and pref not in BEAVERTAILS_PREFERENCES:
+                problems.add(pp, f"unknown preference '{pref}' (known: helpful, harmless: BeaverTails derives only "
+                                 f"these two; give other preferences their own dataset)")
+            else:
+                _check_preference_name(pref, pp, problems)
+    if ds.files is not None:
+        fp = join(p, "files")
+        if ds.format != "normalized":
+            problems.add(fp, f"'files' is for the normalized format (a {ds.format} dataset names its folders in subsets)")
+        if ds.subsets is not None:
+            problems.add(fp, "give 'files' or 'subsets', not both")
+        if not ds.files:
+            problems.add(fp, "empty: map each preference to its file or hub data_dir")
+        for pref, where in ds.files.items():
+            _check_preference_name(pref, join(fp, pref), problems)
+            local = where.startswith(_EXPLICIT_LOCAL) or where.endswith(DATA_FILE_SUFFIXES)
+            if not local and (not _DATA_DIR.fullmatch(where) or ".." in where.split("/")):
+                problems.add(join(fp, pref), f"{where!r} is neither a local file (.jsonl, .json, .parquet, .csv, "
+                                             f".arrow; relative to the spec file) nor a hub data_dir")
+    v = ds.validation
+    if v is not None:
+        vp = join(p, "validation")
+        if (v.split is None) == (v.fraction is None):
+            problems.add(vp, "give exactly one of split (the source's own, e.g. test) or fraction (held out, e.g. 0.02)")
+        if v.split is not None and not _PLAIN_NAME.match(v.split):
+            problems.add(join(vp, "split"), f"{v.split!r} is not a split name (letters, digits, _ . -)")
+        if v.split is not None and v.split == ds.split:
+            problems.add(join(vp, "split"), f"'{v.split}' is the training split too: validation rows must be held out")
+        if v.fraction is not None and not 0 < v.fraction < 1:
+            problems.add(join(vp, "fraction"), f"must be in (0, 1), got {v.fraction}")
+        if not 0 <= v.seed < SEED_LIMIT:
+            problems.add(join(vp, "seed"), f"must be an integer in [0, 2^32), got {v.seed}")
+
+
+def _check_preference_name(pref: str, path: str, problems: Problems) -> None:
+    if not PREFERENCE_NAME.fullmatch(pref):
+        problems.add(path, f"preference {pref!r} must start with a letter or digit and be at most 64 letters, "
+                           f"digits, '.', '_' or '-' ('+' joins the parts of a mixture)")
+    elif pref in RESERVED_PREFERENCES:
+        problems.add(path, f"'{pref}' is reserved (the untrained base models' rows)")
+
+
+def _check_training(spec: Spec, t: TrainingSpec, p: str, problems: Problems) -> None:
+    for key in ("max_steps", "save_steps", "logging_steps", "eval_steps"):
+        if getattr(t, key) is not None and getattr(t, key) <= 0:
+            problems.add(join(p, key), f"must be positive, got {getattr(t, key)}")
+
+
+def _check_dataset_section(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> None:
+    _check_dataset(spec, ds, p, problems)
+
+
+def _check_method_section(spec: Spec, m: Any, p: str, problems: Problems) -> None:
+    _check_method(m, p, problems)
+
+
+# The checks a section's entry gets in the spec, re-run on an entry with a dotted axis in place
+SECTION_CHECKS = {"dataset": _check_dataset_section, "method": _check_method_section, "training": _check_training}
 
 
 # MLflow tracking URIs a job may be pointed at: a server, a file store, a database, Databricks.
@@ -468,18 +700,32 @@ def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:
         problems.add(join(lp, "target_modules"), "must name at least one module")
 
 
-def _check_axis_list(spec: Spec, axis: str, values: tuple, path: str, problems: Problems) -> None:
-    if axis not in AXES:
-        problems.add(path, f"unknown axis '{axis}' (known: {', '.join(AXES)})")
+def _check_axis_list(spec: Spec, axis: str, values: tuple, path: str, problems: Problems,
+                     repeats: bool = False) -> None:
+    if not is_dotted(axis) and axis not in AXES:
+        problems.add(path, f"unknown axis '{axis}' (known: {', '.join(AXES)}, or a dotted path such as method.beta)")
+        return
+    if is_dotted(axis) and not check_axis_value(spec, axis, None, path, problems):
         return
     if not values:
         problems.add(path, "axis has no values")
-    seen = set()
+    seen: list[Any] = []
     for i, v in enumerate(values):
-        if v in seen:
+        if v in seen and not repeats:
             problems.add(join(path, i), f"duplicate value {v!r}")
-        seen.add(v)
-        check_axis_value(spec, axis, v, join(path, i), problems)
+        seen.append(v)
+        if not is_dotted(axis):
+            check_axis_value(spec, axis, v, join(path, i), problems)
+
+
+def swept_axes(spec: Spec) -> list[str]:
+    """Named axes (canonical order), then the dotted axes of grid, zip, include and targets in
+    the order the spec first gives them."""
+    dotted: dict[str, None] = {}
+    for mapping in (spec.grid, *spec.zip, *spec.include, *(t.axes for t in spec.targets.values())):
+        if isinstance(mapping, dict):
+            dotted.update((a, None) for a in mapping if is_dotted(a))
+    return list(AXES) + list(dotted)
 
 
 def _check_grid(spec: Spec, problems: Problems) -> None:
@@ -498,10 +744,17 @@ def _check_grid(spec: Spec, problems: Problems) -> None:
             if axis in spec.grid or axis in zipped:
                 problems.add(join(gp, axis), f"axis '{axis}' is given twice (in grid and zip, or in two zips)")
             zipped.add(axis)
-            _check_axis_list(spec, axis, values, join(gp, axis), problems)
-    for axis in AXES:
-        if axis not in spec.grid and axis not in zipped:
-            problems.add("grid", f"axis '{axis}' has no values (give it in grid or zip)")
+            _check_axis_list(spec, axis, values, join(gp, axis), problems, repeats=True)  # zip pairs may repeat
+        if len(lengths) == 1:
+            rows = [json.dumps([group[a][i] for a in group], sort_keys=True, default=str) for i in range(lengths.pop())]
+            for i, row in enumerate(rows):
+                if row in rows[:i]:
+                    problems.add(gp, f"row {i} repeats row {rows.index(row)} (the same run twice)")
+    if spec.grid or spec.zip or not spec.targets:  # a targets-only study may leave the grid empty
+        for axis in AXES:
+            if axis not in spec.grid and axis not in zipped:
+                problems.add("grid", f"axis '{axis}' has no values (give it in grid or zip)")
+    swept = set(swept_axes(spec))
     for section in ("include", "exclude"):
         for i, entry in enumerate(getattr(spec, section)):
             ep = join(section, i)
@@ -512,9 +765,61 @@ def _check_grid(spec: Spec, problems: Problems) -> None:
                 vals = _values_of(value)
                 if not vals:
                     problems.add(join(ep, axis), "empty list of values")
+                if section == "exclude" and is_dotted(axis) and axis not in swept:
+                    problems.add(join(ep, axis), f"axis '{axis}' is not swept (not in grid, zip or include)")
+                    continue
                 for j, v in enumerate(vals):
                     vp = join(join(ep, axis), j) if isinstance(value, list) else join(ep, axis)
-                    check_axis_value(spec, axis, v, vp, problems)
+                    if not check_axis_value(spec, axis, v, vp, problems):
+                        break
+
+
+def _check_select(spec: Spec, problems: Problems) -> None:
+    s = spec.select
+    if s is None:
+        return
+    swept = swept_axes(spec)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}", s.metric):
+        problems.add("select.metric", f"{s.metric!r} is not a metric name (e.g. validation_loss, mmlu)")
+    if not s.over:
+        problems.add("select.over", "name the axes to choose among, e.g. [method.lora.r, method.lora.alpha]")
+    for key in ("over", "by"):
+        for i, axis in enumerate(getattr(s, key)):
+            if axis not in swept:
+                problems.add(join(join("select", key), i), f"'{axis}' is not an axis of this study "
+                                                           f"(axes: {', '.join(swept)})")
+        if len(set(getattr(s, key))) != len(getattr(s, key)):
+            problems.add(join("select", key), "an axis is named twice")
+    both = [a for a in s.over if a in s.by]
+    if both:
+        problems.add("select.by", f"'{both[0]}' is both chosen over and grouped by")
+    if s.checkpoint != "final":
+        _check_checkpoints(spec, (s.checkpoint,), "select.checkpoint", problems)
+
+
+def _check_targets(spec: Spec, problems: Problems) -> None:
+    for name, t in spec.targets.items():
+        tp = join("targets", name)
+        check_name(name, "target name", tp, problems)
+        if t.base is not None and t.base not in spec.models:
+            problems.add(join(tp, "base"), f"unknown model '{t.base}' (known: {', '.join(spec.models) or 'none defined'})")
+        elif t.base is None and t.type == "adapter":
+            problems.add(join(tp, "base"), "an adapter target needs 'base': the name in models it was trained on")
+        if t.revision is not None and not _REVISION.fullmatch(t.revision):
+            problems.add(join(tp, "revision"), f"{t.revision!r} is not a revision (a branch, tag or commit)")
+        for axis, value in t.axes.items():
+            ap = join(join(tp, "axes"), axis)
+            if axis in ("model", "target"):
+                problems.add(ap, f"'{axis}' is set by the target itself (its base model, its name)")
+            elif not is_dotted(axis) and axis not in AXES:
+                problems.add(ap, f"unknown axis '{axis}' (known: {', '.join(AXES)}, or a dotted path such as method.beta)")
+            elif is_dotted(axis) and dotted_axis_problem(axis):
+                problems.add(ap, dotted_axis_problem(axis))
+            elif value is not None and not isinstance(value, (str, int, float, bool)):
+                problems.add(ap, f"a label value is a string or a number, got {type(value).__name__}")
+
+
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}")
 
 
 def _check_checkpoints(spec: Spec, values: tuple, path: str, problems: Problems) -> None:
@@ -637,6 +942,10 @@ def _check_merges(spec: Spec, problems: Problems) -> None:
             if axis == "model":
                 problems.add(ap, "cannot combine across 'model': merged runs must share a base model")
                 continue
+            if is_dotted(axis):
+                problems.add(ap, "combine names axes among preference, dataset, method, peft, seed (a dotted "
+                                 "axis is kept apart: each of its values gets its own merges)")
+                continue
             if len(values) < 2:
                 problems.add(ap, "combine at least two values")
             _check_axis_list(spec, axis, values, ap, problems)
@@ -677,8 +986,12 @@ def _check_resource_fields(r: Union[ResourceSpec, ResourceOverride], rp: str, pr
             problems.add(join(rp, key), f"must be {'zero or more' if low == 0 else 'positive'}, got {v}")
         elif v is not None and v > high:
             problems.add(join(rp, key), f"{v} is beyond the largest accepted value {high} (a typo?)")
-    if r.partition is not None:
-        check_name(r.partition, "partition", join(rp, "partition"), problems)
+    for key in ("partition", "account", "qos"):
+        if getattr(r, key) is not None:
+            check_name(getattr(r, key), key, join(rp, key), problems)
+    if r.constraint is not None and not CONSTRAINT.fullmatch(r.constraint):
+        problems.add(join(rp, "constraint"), f"{r.constraint!r} is not a SLURM constraint (features joined by "
+                                             f"& | , with [ ] * allowed; no spaces, quotes or $)")
     for key in ("time", "estimate"):
         v = getattr(r, key)
         if v is not None:
@@ -691,9 +1004,15 @@ def _check_resource_fields(r: Union[ResourceSpec, ResourceOverride], rp: str, pr
                 problems.add(join(rp, key), f"{v!r} is more than a year ({MAX_TIME_MIN} minutes; a typo?)")
 
 
-# Fields that hold a hub id or a local path (relative paths are relative to the spec file).
-PATH_FIELDS = {"models": ("source",), "datasets": ("source",), "evals.benchmarks": ("source", "include_path", "classifier"),
-               "evals.judges": ("source",)}
+# A SLURM --constraint: feature names and its operators (& | , [ ] * and counts); it is written
+# only into an `#SBATCH` line, yet spaces, quotes, '$', ';' and backquotes are refused all the same.
+CONSTRAINT = re.compile(r"[A-Za-z0-9_.\-&|,\[\]*:]{1,256}")
+
+# Fields that hold a hub id or a local path (relative paths are relative to the spec file); a
+# mapping field (dataset `files`) holds one per key.
+PATH_FIELDS = {"models": ("source",), "datasets": ("source", "files"),
+               "evals.benchmarks": ("source", "include_path", "classifier"), "evals.judges": ("source",),
+               "targets": ("source",)}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")
 _EXPLICIT_LOCAL = ("/", "./", "../", "~")
 
@@ -721,18 +1040,16 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
         for part in section.split("."):
             entries = getattr(entries, part)
         for name, entry in entries.items():
-            for key in keys:
-                source = getattr(entry, key, None)
-                if not source:
-                    continue
+            for key, at, source in _path_values(section, name, entry, keys):
                 resolved = resolve_source(spec_dir, source)
                 explicit = source.startswith(_EXPLICIT_LOCAL)
                 if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
                     continue  # a local path, found where the spec file says
                 elsewhere = _found_elsewhere(source)
-                if not explicit and not elsewhere and _HUB_ID.fullmatch(source):
-                    continue  # a hub id
-                at = join(join(section, name), key)
+                hub = (_DATA_DIR.fullmatch(source) and not source.endswith(DATA_FILE_SUFFIXES) if key == "files"
+                       else _HUB_ID.fullmatch(source))
+                if not explicit and not elsewhere and hub:
+                    continue  # a hub id (or a hub data_dir, for `files`)
                 message = (f"local path {source!r} not found in {spec_dir} (the spec file's folder: relative paths "
                            f"are resolved against it)")
                 if elsewhere:
@@ -741,6 +1058,17 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
                 else:
                     missing.append((at, message))
     return errors, missing
+
+
+def _path_values(section: str, name: str, entry: Any, keys: tuple[str, ...]):
+    """(field, YAML path, value) of each path-holding field that is set, mapping fields expanded."""
+    for key in keys:
+        value = getattr(entry, key, None)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield key, join(join(join(section, name), key), k), v
+        elif value:
+            yield key, join(join(section, name), key), value
 
 
 def _found_elsewhere(source: str) -> str | None:

@@ -56,7 +56,8 @@ def _check_values(plan, group: Group, code: Path, folder: Path, extra: dict[str,
     check_text(str(plan.output_dir), f"{spec}: output_dir")
     check_text(str(folder), f"{spec}: output_dir")
     check_text(str(code), f"{spec}: output_dir")
-    check_text(group.resources.partition, f"{spec}: resources.partition ({group.stage})")
+    for key in ("partition", "account", "qos", "constraint"):  # the spec's and profile's, merged per stage
+        check_text(getattr(group.resources, key), f"{spec}: resources.{key} ({group.stage})")
     for key in ("partition", "account", "qos", "constraint", "python"):
         check_text(getattr(prof, key), f"{src}: {key}")
     for key, value in extra.items():
@@ -79,8 +80,8 @@ def slurm_parameters(plan, group: Group, code: Path, hold: bool, folder: Path | 
     }
     if r.gpus:
         params["gpus_per_node"] = int(r.gpus)
-    for key in ("partition", "account", "qos", "constraint"):
-        value = (r.partition if key == "partition" and r.partition else getattr(prof, key))
+    for key in ("partition", "account", "qos", "constraint"):  # per stage: profile < its defaults < spec
+        value = getattr(r, key) or getattr(prof, key)
         if value:
             params[key] = value
     extra: dict[str, Any] = {str(k): v for k, v in prof.sbatch.items()}

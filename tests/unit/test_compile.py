@@ -254,7 +254,8 @@ def test_plan_json_is_stable_and_documented(tmp_path):
     out = subprocess.run([sys.executable, "-m", "alignkit", "plan", str(ROOT / "sweeps/smoke.yaml"), "--json"],
                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     plan = json.loads(out)
-    assert set(plan) == {"format", "sweep", "spec", "output_dir", "profile", "jobs", "summary"}
+    assert set(plan) == {"format", "sweep", "spec", "output_dir", "profile", "axes", "select", "jobs", "summary"}
+    assert plan["axes"] == ["model", "dataset", "preference", "method", "peft", "seed"] and plan["select"] is None
     for job in plan["jobs"]:
         assert set(job) == {"id", "name", "stage", "depends_on", "config", "resources"}
         assert len(job["id"]) == 12

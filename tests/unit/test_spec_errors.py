@@ -83,7 +83,11 @@ CASES = [
     ("beta-on-sft", _set("methods.sft.beta", 0.1), "methods.sft.beta: beta is a DPO setting"),
     ("batch-not-divisible", _set("methods.dpo.per_device_batch_size", 5), "methods.dpo.batch_size: 16 is not a multiple of per_device_batch_size 5"),
     ("unknown-quant-type", _set("peft.qlora.quantization.quant_type", "int3"), "peft.qlora.quantization.quant_type: unknown value 'int3' (allowed: nf4, fp4)"),
-    ("unknown-subset-preference", _set("datasets.hh.subsets", {"helpful": "a", "honest": "b"}), "datasets.hh.subsets.honest: unknown preference 'honest'"),
+    # issue 13: subsets may name any preference; the grid's 'harmless' is then missing from hh
+    ("subset-lacks-grid-preference", _set("datasets.hh.subsets", {"helpful": "a", "honest": "b"}), "datasets.hh.subsets: no subset for preference 'harmless'"),
+    ("beavertails-subset-preference", _set("datasets.bt.subsets", {"honest": "b"}), "datasets.bt.subsets.honest: unknown preference 'honest' (known: helpful, harmless"),
+    ("reserved-preference", _set("datasets.hh.subsets", {"original": "a"}), "datasets.hh.subsets.original: 'original' is reserved"),
+    ("plus-in-preference", _set("datasets.hh.subsets", {"a+b": "a"}), "datasets.hh.subsets.a+b: preference 'a+b' must start"),
     ("deepspeed-stage", _set("training.deepspeed_stage", 4), "training.deepspeed_stage: unknown value 4 (allowed: 0, 1, 2, 3)"),
     ("top-level-not-mapping", "- just\n- a list\n", "<top>: expected a mapping, got a list"),
     ("yaml-syntax", "name: x\nmodels: {a: [\n", "YAML syntax error"),
