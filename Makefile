@@ -6,7 +6,7 @@ PIP     := $(BIN)/python -m pip
 EXTRAS  := train,eval,merge,collect,track,dev
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-unit cluster-up cluster-down bench clean-demo lint
+.PHONY: install assets demo test test-unit cluster-up cluster-down bench clean-demo lint
 
 # torch first, pinned to the CPU build; then everything under requirements/constraints.txt.
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -18,8 +18,27 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 install: $(STAMP)
 
+# The offline assets the smoke study needs, rebuilt by their builders (assets/build/) only when
+# missing: the committed files are the reference (the tiny model's weights differ in their last
+# bits between CPUs). `make assets ASSETS=/tmp/a` rebuilds all three into another directory.
+ASSETS  ?= assets
+SMOKE_DATA := $(ASSETS)/smoke-data/pku-saferlhf/data/train.jsonl
+TINY_LM    := $(ASSETS)/tiny-llama/model.safetensors
+TINY_TOX   := $(ASSETS)/tiny-toxicity/model.safetensors
+
+$(SMOKE_DATA): | $(STAMP)
+	$(BIN)/python -m assets.build.smoke_data --out $(ASSETS)/smoke-data
+
+$(TINY_LM): | $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m assets.build.tiny_model --out $(ASSETS)/tiny-llama
+
+$(TINY_TOX): | $(STAMP)
+	$(BIN)/python -m assets.build.tiny_classifier --out $(ASSETS)/tiny-toxicity
+
+assets: $(SMOKE_DATA) $(TINY_LM) $(TINY_TOX)
+
 # Runs the smoke study on submitit's local executor, shows live progress, then collects.
-demo: install
+demo: install assets
 	$(BIN)/alignkit submit sweeps/smoke.yaml --executor local
 	$(BIN)/alignkit status runs/smoke --watch
 	$(BIN)/alignkit collect runs/smoke --show
@@ -41,7 +60,7 @@ test-unit: install
 	$(BIN)/python -m pytest -q tests/unit -m "not slow"
 
 lint: install
-	$(BIN)/ruff check alignkit jobs tests bench
+	$(BIN)/ruff check alignkit jobs tests bench assets/build
 
 # Benchmarks on this machine, and the CPU rehearsal of the GPU check (docs/gpu.md); not in `make test`.
 bench: install

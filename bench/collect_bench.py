@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alignkit.collect import collect  # noqa: E402
-from alignkit.collect.synthetic import write_study  # noqa: E402
+from tests.fixtures.synthetic_study import write_study  # noqa: E402
 
 
 def bare_read(root: Path) -> int:

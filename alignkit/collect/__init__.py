@@ -17,6 +17,7 @@ from typing import Any
 from alignkit.collect import findings as findings_mod
 from alignkit.collect import findings_report, summary, tidy
 from alignkit.collect import index as index_mod
+from alignkit.collect import select as select_mod
 from alignkit.collect.study import Study, load_study
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text
@@ -72,13 +73,17 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
     study = load_study(sweep_dir, accounting=accounting)
     out = Path(out) if out else study.root / "collect"
     out.mkdir(parents=True, exist_ok=True)
-    rows = tidy.build_rows(study)
+    extra = tidy.extra_axes(study)     # the dotted axes the manifest says were swept
+    rows = tidy.build_rows(study, extra)
     primary = summary.primary_metrics(_configured_metrics(study), rows)
-    stats = summary.aggregate(rows)
+    stats = summary.aggregate(rows, extra)
     paper_study = summary.is_paper_study(rows)
     tables = summary.all_tables(stats, primary, paper_study)
     found = findings_mod.compute(study, rows, primary, paper_study) if findings else None
-    idx = index_mod.build_index(study)
+    selection = select_mod.compute(study, rows, primary)
+    sel_table = select_mod.table(*selection) if selection else None
+    idx = index_mod.build_index(study, extra)
+    idx_cols = index_mod.index_columns(extra)
     best = None
     metric_name = None
     if choice:
@@ -89,20 +94,24 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         atomic_write_json(out / "findings.json", json_safe(findings_report.as_json(found)))
         atomic_write_text(out / "findings.md", findings_report.markdown(found, study.name))
         files += [out / "findings.json", out / "findings.md"]
+    cols = tidy.columns(extra)
+    if selection is not None:   # always as CSV: it is the answer the study's `select:` asked for
+        _write_dict_csv(out / "selection.csv", selection[1], selection[0].columns)
+        files.append(out / "selection.csv")
     if "csv" in formats:
-        files.append(tidy.write_csv(rows, out / "results.csv"))
+        files.append(tidy.write_csv(rows, out / "results.csv", cols))
         _write_dict_csv(out / "summary.csv", summary.long_rows(stats),
-                        [*summary.GROUP_KEYS, "mean", "std", "n_seeds", "n_missing", "seeds"])
-        _write_dict_csv(out / "checkpoints.csv", idx, index_mod.INDEX_COLUMNS)
+                        [*stats.columns, "mean", "std", "n_seeds", "n_missing", "seeds"])
+        _write_dict_csv(out / "checkpoints.csv", idx, idx_cols)
         files += [out / "summary.csv", out / "checkpoints.csv"]
         if best is not None:
-            _write_dict_csv(out / "best_checkpoints.csv", best, index_mod.INDEX_COLUMNS)
+            _write_dict_csv(out / "best_checkpoints.csv", best, idx_cols)
             files.append(out / "best_checkpoints.csv")
     if "parquet" in formats:
-        files.append(tidy.write_parquet(rows, out / "results.parquet"))
+        files.append(tidy.write_parquet(rows, out / "results.parquet", cols))
     title = f"{study.name}: summary"
     if "md" in formats:
-        atomic_write_text(out / "summary.md", summary.markdown(tables, title))
+        atomic_write_text(out / "summary.md", summary.markdown(([sel_table] if sel_table else []) + tables, title))
         files.append(out / "summary.md")
     plots: list[Path] = []
     curve_plots: list[Path] = []
@@ -117,12 +126,12 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         from alignkit.collect import curves
         from alignkit.collect.report import write_report
 
-        atomic_write_text(out / "summary.html", summary.html_page(tables, title))
+        atomic_write_text(out / "summary.html", summary.html_page(([sel_table] if sel_table else []) + tables, title))
         files.append(out / "summary.html")
         names = [str(f.relative_to(out)) for f in files] + ["report.html", "collect.json"]
         files.append(write_report(out / "report.html", study, tables, plots, best, metric_name,
-                                  sum(e["bytes"] for e in idx), len(idx), names, found, curves.table(rows),
-                                  curve_plots))
+                                  sum(e["bytes"] for e in idx), len(idx), names, found, curves.table(rows, extra),
+                                  curve_plots, sel_table))
     states: dict[str, dict[str, int]] = {}
     for j in study.jobs.values():
         states.setdefault(j.stage, {}).setdefault(j.state, 0)
@@ -136,7 +145,10 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         "checkpoints": {"count": len(idx), "bytes": sum(e["bytes"] for e in idx)},
         "best": [{k: b.get(k) for k in ("job_id", "name", "checkpoint", "step", "value", "path")} for b in best]
         if best is not None else None, "metric": metric_name,
-        "paper_study": paper_study,
+        "paper_study": paper_study, "axes": [*study.axes],
+        "selection": {"metric": selection[0].metric, "goal": selection[0].goal, "over": list(selection[0].over),
+                      "by": list(selection[0].by), "checkpoint": selection[0].checkpoint, "groups": selection[1]}
+        if selection else None,
         "findings": findings_report.counts(found) if found is not None else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -23,7 +23,11 @@ def _finite(v: Any) -> bool:
 
 
 def series(study: Study) -> list[dict[str, Any]]:
-    """One entry per train job with a loss curve: its axes and {quantity: [(step, value)]}."""
+    """One entry per train job with a loss curve: its axes and {quantity: [(step, value)]}; the
+    dotted axes the study sweeps split its lines."""
+    from alignkit.collect.tidy import axis_value, extra_axes
+
+    extra = extra_axes(study)
     out = []
     for job in study.of_stage("train"):
         curve = (job.results.get("train_metrics.json") or {}).get("loss_curve")
@@ -38,7 +42,8 @@ def series(study: Study) -> list[dict[str, Any]]:
         if pts:
             a = job.axes
             out.append({"job": job.id, "name": job.name, "panel": (a.get("model"), a.get("dataset"), a.get("method")),
-                        "line": (_pref(a.get("preference")), a.get("peft")), "seed": a.get("seed"), "points": pts})
+                        "line": (_pref(a.get("preference")), a.get("peft"),
+                                 *(f"{x}={axis_value(a.get(x))}" for x in extra if a.get(x) is not None)), "seed": a.get("seed"), "points": pts})
     return out
 
 
@@ -82,7 +87,7 @@ def plots(study: Study, out: Path) -> list[Path]:
                 mean = seed_mean(cell, q)
                 if mean:
                     xs, ys = zip(*mean, strict=True)
-                    ax.plot(xs, ys, color=c, lw=2.0, label=f"{line[0]}/{line[1]} (n={len(cell)})")
+                    ax.plot(xs, ys, color=c, lw=2.0, label="/".join(map(str, line)) + f" (n={len(cell)})")
             ax.set_title(" / ".join(str(x) for x in panel), fontsize=10)
             ax.set_xlabel("step")
             ax.set_ylabel(label)
@@ -92,21 +97,27 @@ def plots(study: Study, out: Path) -> list[Path]:
     return paths
 
 
-def table(rows: list[dict[str, Any]]) -> Table | None:
-    """Last-window training numbers per cell, mean ± std over seeds (from the tidy table's train rows)."""
-    metrics = ("final_loss", "first_loss", "dpo_reward_accuracy", "dpo_reward_margin", "tokens_per_s")
+def table(rows: list[dict[str, Any]], extra: tuple[str, ...] | list[str] = ()) -> Table | None:
+    """Last-window training numbers per cell, mean ± std over seeds (from the tidy table's train rows),
+    with the held-out split's last validation numbers when the runs logged them."""
+    base = ("final_loss", "first_loss", "dpo_reward_accuracy", "dpo_reward_margin", "tokens_per_s")
+    val = sorted({r["metric"] for r in rows if r["stage"] == "train" and str(r["metric"]).startswith("validation_")},
+                 key=lambda m: (m != "validation_loss", m))
+    metrics = (*base, *val)
+    axes = ("model", "dataset", "preference", "method", "peft", *extra)
     cells: dict[tuple, dict[str, Stat]] = {}
     for r in rows:
         if r["stage"] == "train" and r["metric"] in metrics and r["value"] is not None:
-            key = tuple(str(r.get(k) or "") for k in ("model", "dataset", "preference", "method", "peft"))
+            key = tuple(str(r.get(k) if r.get(k) is not None else "") for k in axes)
             cells.setdefault(key, {}).setdefault(r["metric"], Stat()).values.append(r["value"])
     if not cells:
         return None
     used = [m for m in metrics if any(m in c for c in cells.values())]
     body = [list(k) + [cells[k][m].text() if m in cells[k] else MISSING for m in used] for k in sorted(cells)]
     return Table("Training: last logged window (mean ± std over seeds)",
-                 ["model", "dataset", "preference", "method", "peft", *used], body,
-                 "From train_metrics.json; dpo_* only for DPO-family runs.", "training")
+                 [*axes, *used], body,
+                 "From train_metrics.json; dpo_* only for DPO-family runs; validation_* = the last evaluation "
+                 "on the held-out split.", "training")
 
 
 __all__ = ["plots", "series", "seed_mean", "table", "fmt"]

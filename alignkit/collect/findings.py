@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 from alignkit.collect import stats
 from alignkit.collect.study import Study
-from alignkit.collect.tidy import AXIS_COLUMNS
+from alignkit.collect.tidy import AXIS_COLUMNS, axis_value
 
 # Direction of a metric when its result entry does not say (`higher_is_better`, as the eval and
 # judge jobs and lm-eval write it). Unknown metrics get verdicts "higher"/"lower", not better/worse.
@@ -109,10 +109,10 @@ def study_axes(study: Study, rows: list[dict[str, Any]]) -> tuple[list[str], dic
                 vals = order.setdefault(k, [])
                 if merged and k != "merge":
                     continue   # a merge's method/preference are sets of its inputs', not values of the axis
-                v = _pref(v) if isinstance(v, (list, tuple)) else v
+                v = _pref(v) if isinstance(v, (list, tuple)) and k == "preference" else axis_value(v)
                 if v is not None and v not in vals:
                     vals.append(v)
-    known = list(AXIS_COLUMNS)   # only for the order shown: the tidy table's, then any new axis
+    known = [*AXIS_COLUMNS, *study.axes]   # only for the order shown: the tidy table's, then the manifest's
     axes = sorted((k for k in order if k in columns), key=lambda k: known.index(k) if k in known else len(known))
     return axes, {k: order[k] for k in axes}
 

@@ -58,14 +58,23 @@ class MetricChoice:
         return cls(bench, metric or None, higher)
 
 
-def build_index(study: Study) -> list[dict[str, Any]]:
+def index_columns(extra: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
+    """INDEX_COLUMNS with the study's dotted axes after the named ones."""
+    n = INDEX_COLUMNS.index("state")
+    return (*INDEX_COLUMNS[:n], *extra, *INDEX_COLUMNS[n:])
+
+
+def build_index(study: Study, extra: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    from alignkit.collect.tidy import axis_value
+
     out = []
     for job in study.jobs.values():
         axes = job.axes
         common = {"job_id": job.id, "name": job.name, "model": axes.get("model"), "dataset": axes.get("dataset"),
                   "preference": axes.get("preference") if not isinstance(axes.get("preference"), list)
                   else "+".join(sorted(axes["preference"])), "method": axes.get("method"),
-                  "peft": axes.get("peft"), "seed": axes.get("seed"), "merge": axes.get("merge"), "state": job.state}
+                  "peft": axes.get("peft"), "seed": axes.get("seed"), "merge": axes.get("merge"),
+                  **{a: axis_value(axes.get(a)) for a in extra}, "state": job.state}
         if job.stage == "train":
             ck = job.dir / "checkpoints"
             try:

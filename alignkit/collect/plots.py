@@ -4,6 +4,8 @@
                               and preference, SFT beside DPO, error bars = std over seeds
   steps_<benchmark>.png       metric vs training step (the quantity study), one panel per base
                               model, a line per (dataset, PEFT, preference, method), band = ± std
+  axis_<axis>_<benchmark>.png metric vs each dotted axis the study sweeps (e.g. method.beta), a line
+                              per configuration of the other axes, error bars = std over seeds
   merges_<benchmark>.png      each merge beside the runs it combines, one panel per base model
 """
 
@@ -16,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from alignkit import paper_numbers as paper
-from alignkit.collect.summary import (BENCH_ORDER, GROUP_KEYS, METHOD_ORDER, Cells, Stat, _order, method_label,
-                                      norm_method)
+from alignkit.collect.summary import (BENCH_ORDER, METHOD_ORDER, Cells, Stat, Stats, _order, extra_label,
+                                      method_label, norm_method)
 from alignkit.fsio import atomic_write_bytes
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -54,22 +56,22 @@ def _grid(n: int, plt, w: float = 5.0, h: float = 3.6):
     return fig, list(axes.flat[:n])
 
 
-def _rows(stats: dict[tuple, Stat], primary: dict[str, str]):
+def _rows(stats: Stats, primary: dict[str, str]):
     for k, st in stats.items():
-        r = dict(zip(GROUP_KEYS, k, strict=True))
+        r = stats.row(k)
         if primary.get(r["benchmark"]) == r["metric"] and st.mean is not None:
             yield r, st
 
 
-def sft_vs_dpo(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> list[Path]:
+def sft_vs_dpo(stats: Stats, primary: dict[str, str], out: Path) -> list[Path]:
     plt = _plt()
     data: dict[str, dict[tuple, dict[tuple, dict[str, Stat]]]] = {}
     for r, st in _rows(stats, primary):
         if r["checkpoint"] != "final" or r["merge"]:
             continue
         panel = (r["dataset"], r["peft"])
-        data.setdefault(r["benchmark"], {}).setdefault(panel, {}).setdefault(
-            (r["model"], r["preference"]), {})[r["method"]] = st
+        group = (r["model"], r["preference"]) + ((extra_label(r, stats.extra),) if stats.extra else ())
+        data.setdefault(r["benchmark"], {}).setdefault(panel, {}).setdefault(group, {})[r["method"]] = st
     paths = []
     for bench in _order(data, BENCH_ORDER):
         panels = data[bench]
@@ -84,7 +86,7 @@ def sft_vs_dpo(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> 
                 ax.bar(xs, [s.mean if s else 0 for s in sts], width, yerr=[(s.std or 0) if s else 0 for s in sts],
                        capsize=3, color=_COLORS[i % len(_COLORS)], label=m.upper())
             ax.set_xticks(range(len(groups)))
-            ax.set_xticklabels([f"{g[0]} / {g[1]}" for g in groups], fontsize=8, rotation=35, ha="right")
+            ax.set_xticklabels([" / ".join(str(x) for x in g if x) for g in groups], fontsize=8, rotation=35, ha="right")
             ax.set_title(f"{panel[0]} / {panel[1]}", fontsize=10)
             ax.set_ylabel(f"{bench} {primary[bench]}")
             ax.axhline(0, color="#888", lw=0.5)
@@ -94,13 +96,13 @@ def sft_vs_dpo(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> 
     return paths
 
 
-def steps(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> list[Path]:
+def steps(stats: Stats, primary: dict[str, str], out: Path) -> list[Path]:
     plt = _plt()
     data: dict[str, dict[str, dict[tuple, list[tuple[int, Stat]]]]] = {}
     for r, st in _rows(stats, primary):
         if r["merge"] or r["step"] is None:
             continue
-        line = (r["dataset"], r["peft"], r["preference"], r["method"])
+        line = (r["dataset"], r["peft"], r["preference"], r["method"], *(r[a] for a in stats.extra))
         data.setdefault(r["benchmark"], {}).setdefault(r["model"], {}).setdefault(line, []).append((r["step"], st))
     paths = []
     for bench in _order(data, BENCH_ORDER):
@@ -116,7 +118,7 @@ def steps(stats: dict[tuple, Stat], primary: dict[str, str], out: Path) -> list[
                 sd = [p[1].std or 0.0 for p in pts]
                 c = _COLORS[i % len(_COLORS)]
                 style = "-" if line[3] == "dpo" else "--"
-                ax.plot(xs, ys, style, marker="o", ms=3, color=c, label="/".join(str(x) for x in line))
+                ax.plot(xs, ys, style, marker="o", ms=3, color=c, label="/".join(str(x) for x in line if x is not None))
                 ax.fill_between(xs, [y - s for y, s in zip(ys, sd, strict=True)], [y + s for y, s in zip(ys, sd, strict=True)], color=c,
                                 alpha=0.15, lw=0)
             ax.set_title(str(model), fontsize=10)
@@ -162,9 +164,53 @@ def merges(cells: Cells, out: Path) -> list[Path]:
     return paths
 
 
-def all_plots(stats: dict[tuple, Stat], primary: dict[str, str], cells: Cells, out: Path) -> list[Path]:
+def _axis_sort(values: list[Any]) -> list[Any]:
+    nums = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return sorted(values, key=(lambda v: v) if nums else str)
+
+
+def axes(stats: Stats, primary: dict[str, str], out: Path) -> list[Path]:
+    """axis_<axis>_<benchmark>.png for each dotted axis with ≥2 values: the final checkpoint's metric
+    against the axis value (a numeric axis on a log scale when its values span ≥10×), a line per
+    configuration of the other axes, error bars = std over seeds."""
+    plt = _plt()
+    paths = []
+    for axis in stats.extra:
+        data: dict[str, dict[tuple, list[tuple[Any, Stat]]]] = {}
+        for r, st in _rows(stats, primary):
+            if r["checkpoint"] != "final" or r["merge"] or r[axis] is None:
+                continue
+            others = [a for a in stats.extra if a != axis]
+            line = (r["model"], r["dataset"], r["preference"], r["method"], r["peft"], *(r[a] for a in others))
+            data.setdefault(r["benchmark"], {}).setdefault(line, []).append((r[axis], st))
+        for bench in _order(data, BENCH_ORDER):
+            values = _axis_sort(list({v for pts in data[bench].values() for v, _ in pts}))
+            if len(values) < 2:
+                continue
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            fig, (ax,) = _grid(1, plt, 7.0, 4.2)
+            for i, line in enumerate(_order(data[bench])):
+                pts = sorted(data[bench][line], key=lambda p: values.index(p[0]))
+                xs = [p[0] if numeric else values.index(p[0]) for p in pts]
+                ax.errorbar(xs, [p[1].mean for p in pts], yerr=[p[1].std or 0 for p in pts], marker="o", ms=4,
+                            capsize=3, color=_COLORS[i % len(_COLORS)],
+                            label="/".join(str(x) for x in line if x is not None))
+            if numeric and min(values) > 0 and max(values) / min(values) >= 10:
+                ax.set_xscale("log")
+            if not numeric:
+                ax.set_xticks(range(len(values)))
+                ax.set_xticklabels([str(v) for v in values], rotation=35, ha="right", fontsize=8)
+            ax.set_xlabel(axis)
+            ax.set_ylabel(f"{bench} {primary[bench]}")
+            ax.legend(fontsize=6)
+            ax.set_title(f"{bench} ({primary[bench]}) vs {axis}, final checkpoint, mean ± std over seeds", fontsize=10)
+            paths.append(_save(fig, out / f"axis_{_slug(axis)}_{_slug(bench)}.png"))
+    return paths
+
+
+def all_plots(stats: Stats, primary: dict[str, str], cells: Cells, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    return sft_vs_dpo(stats, primary, out) + steps(stats, primary, out) + merges(cells, out)
+    return sft_vs_dpo(stats, primary, out) + steps(stats, primary, out) + axes(stats, primary, out) + merges(cells, out)
 
 
 def describe(path: Path) -> dict[str, Any]:

@@ -66,8 +66,10 @@ table.findings td,table.findings th{text-align:left} table.findings tr.first td{
 
 def write_report(path: Path, study: Study, tables: list[Table], plots: list[Path], best: list[dict[str, Any]] | None,
                  metric: str | None, index_bytes: int, n_index: int, files: list[str], findings: Any = None,
-                 training: Table | None = None, curves: list[Path] | None = None) -> Path:
-    """Findings first, then failures, job states, tables, training, plots, best checkpoints, problems."""
+                 training: Table | None = None, curves: list[Path] | None = None,
+                 selection: Table | None = None) -> Path:
+    """Findings first, then the selection (a study with `select:`), failures, job states, tables,
+    training, plots, best checkpoints, problems."""
     from alignkit.collect import findings_report
     from alignkit.fsio import atomic_write_text
 
@@ -80,6 +82,9 @@ def write_report(path: Path, study: Study, tables: list[Table], plots: list[Path
             [("comparisons", f"Comparisons ({len(findings.comparisons)})")]
         toc.append(("findings", "Findings", sub))
         body.append(findings_report.html_section(findings))
+    if selection is not None:
+        toc.append(("selection", "Selection", []))
+        body.append(selection.html().replace("<h3 ", "<h2 ", 1).replace("</h3>", "</h2>", 1))
     if fail:
         toc.append(("failures", fail.title, []))
         body.append(fail.html().replace("<h3 ", "<h2 ", 1).replace("</h3>", "</h2>", 1))

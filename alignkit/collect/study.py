@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignkit.errors import UserError
 from alignkit.fsio import is_stale_temp, remove_stale_temps
 from alignkit.sweepdir import SweepDir
+
+# The axes every config carries (canonical order); a manifest without "axes" (written before
+# dotted axes existed) is read as sweeping exactly these.
+NAMED_AXES = ("model", "dataset", "preference", "method", "peft", "seed")
+# A named axis or a dotted path into a run's config (docs/spec.md): it becomes a column name.
+_AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
 
 RESULT_FILES = ("train_metrics.json", "eval.json", "judge.json", "merge.json", "error.json")
 
@@ -60,6 +68,9 @@ class Study:
     jobs: dict[str, JobRecord]
     problems: list[Problem]
     accounting: str  # "sacct", or why there is none
+    axes: list[str] = field(default_factory=lambda: list(NAMED_AXES))  # manifest "axes": swept, in order
+    select: dict[str, Any] | None = None   # manifest "select" as written (collect/select.py checks it)
+    manifest_path: str = "manifest.json"
 
     def of_stage(self, stage: str) -> list[JobRecord]:
         return [j for j in self.jobs.values() if j.stage == stage]
@@ -110,7 +121,25 @@ def load_study(root: str | os.PathLike, accounting: bool = True) -> Study:
         _read_job(rec, problems)
         jobs[rec.id] = rec
     how = _attach_accounting(sd, jobs, problems) if accounting else "not asked (--no-sacct)"
-    return Study(sd.root, str(manifest.get("sweep", sd.root.name)), jobs, problems, how)
+    select = manifest.get("select")
+    if select is not None and not isinstance(select, dict):
+        raise UserError(f"{sd.manifest}: key 'select': expected an object or null, got {type(select).__name__}")
+    return Study(sd.root, str(manifest.get("sweep", sd.root.name)), jobs, problems, how,
+                 manifest_axes(manifest, str(sd.manifest)), select, str(sd.manifest))
+
+
+def manifest_axes(manifest: dict[str, Any], path: str) -> list[str]:
+    """The manifest's swept axes (named ones first, then dotted; docs/collect.md), or the six named
+    axes for a manifest written before it had "axes". A name that could not be a column is refused."""
+    raw = manifest.get("axes")
+    if raw is None:
+        return list(NAMED_AXES)
+    if not isinstance(raw, list):
+        raise UserError(f"{path}: key 'axes': expected a list of axis names, got {type(raw).__name__}")
+    for i, name in enumerate(raw):
+        if not isinstance(name, str) or not _AXIS_NAME.fullmatch(name) or len(name) > 200:
+            raise UserError(f"{path}: key 'axes[{i}]': {name!r} is not an axis name (a name or a dotted path)")
+    return list(dict.fromkeys(raw))
 
 
 def _read_job(rec: JobRecord, problems: list[Problem]) -> None:

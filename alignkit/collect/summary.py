@@ -57,12 +57,35 @@ def fmt(x: float | None) -> str:
     return f"{x:.3f}" if abs(x) < 100 else f"{x:.1f}"
 
 
-def aggregate(rows: Iterable[dict[str, Any]]) -> dict[tuple, Stat]:
-    stats: dict[tuple, Stat] = {}
+class Stats(dict):
+    """Cell key → Stat; `columns` names the key's fields (GROUP_KEYS with the study's dotted axes
+    after the named ones), `extra` those dotted axes."""
+
+    def __init__(self, extra: Iterable[str] = ()):
+        super().__init__()
+        self.extra = tuple(extra)
+        self.columns = group_keys(self.extra)
+
+    def row(self, key: tuple) -> dict[str, Any]:
+        return dict(zip(self.columns, key, strict=True))
+
+
+def group_keys(extra: Iterable[str] = ()) -> tuple[str, ...]:
+    n = GROUP_KEYS.index("checkpoint")
+    return (*GROUP_KEYS[:n], *extra, *GROUP_KEYS[n:])
+
+
+def extra_label(r: dict[str, Any], extra: Iterable[str]) -> str:
+    """"method.beta=0.1, method.lora.r=8": a row's dotted-axis values (those it has)."""
+    return ", ".join(f"{a}={r[a]}" for a in extra if r.get(a) is not None)
+
+
+def aggregate(rows: Iterable[dict[str, Any]], extra: Iterable[str] = ()) -> Stats:
+    stats = Stats(extra)
     for r in rows:
         if r["stage"] == "train":
             continue
-        key = tuple(r.get(k) for k in GROUP_KEYS)
+        key = tuple(r.get(k) for k in stats.columns)
         st = stats.get(key)
         if st is None:
             st = stats[key] = Stat()
@@ -74,9 +97,9 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> dict[tuple, Stat]:
     return stats
 
 
-def long_rows(stats: dict[tuple, Stat]) -> list[dict[str, Any]]:
+def long_rows(stats: Stats) -> list[dict[str, Any]]:
     """summary.csv: one row per cell (every axis but seed), with mean, std and counts."""
-    return [{**dict(zip(GROUP_KEYS, k, strict=True)), "mean": s.mean, "std": s.std, "n_seeds": s.n, "n_missing": s.missing,
+    return [{**stats.row(k), "mean": s.mean, "std": s.std, "n_seeds": s.n, "n_missing": s.missing,
              "seeds": " ".join(str(x) for x in s.seeds)} for k, s in stats.items()]
 
 
@@ -118,17 +141,26 @@ class Cells:
     model_names: dict[str, str]   # paper name → our name (for labels)
 
 
-def final_cells(stats: dict[tuple, Stat], primary: dict[str, str]) -> Cells:
+def final_cells(stats: Stats, primary: dict[str, str]) -> Cells:
+    """A study with dotted axes keeps its configurations apart: their values join the preference
+    label ("harmless [method.beta=0.1]"; a merge's method label), so the paper's numbers match
+    none of them and no two configurations share a cell."""
     out: dict[tuple, Stat] = {}
     names: dict[str, str] = {}
     for k, st in stats.items():
-        r = dict(zip(GROUP_KEYS, k, strict=True))
+        r = stats.row(k)
         if r["checkpoint"] != "final" or primary.get(r["benchmark"]) != r["metric"]:
             continue
         model = r["paper_model"] or paper.MODEL_NAMES.get(r["model"], r["model"])
         names.setdefault(model, r["model"])
         pref = "merged" if r["merge"] else r["preference"]
-        key = (model, r["dataset"], r["peft"], pref, norm_method(r["method"]), r["merge_method"], r["benchmark"])
+        mm = r["merge_method"]
+        label = extra_label(r, stats.extra)
+        if label and pref == "merged":
+            mm = f"{mm} [{label}]"
+        elif label:
+            pref = f"{pref} [{label}]"
+        key = (model, r["dataset"], r["peft"], pref, norm_method(r["method"]), mm, r["benchmark"])
         if key in out:  # two merges of one method (different names/parameters): keep both apart
             key = key[:5] + (f"{r['merge_method']}:{r['merge']}",) + key[6:]
         out[key] = st
@@ -185,20 +217,21 @@ def _drop_empty_paper_columns(t: Table) -> Table:
     return Table(t.title, [t.columns[i] for i in keep], [[row[i] for i in keep] for row in t.rows], t.note, t.slug)
 
 
-def overview_table(stats: dict[tuple, Stat], primary: dict[str, str]) -> Table:
-    """Every trained/merged model of the study at its final checkpoint: one row each, benchmarks across."""
+def overview_table(stats: Stats, primary: dict[str, str]) -> Table:
+    """Every trained/merged model of the study at its final checkpoint: one row each, benchmarks across;
+    a column per axis (the dotted ones the study sweeps after the named ones)."""
     rows: dict[tuple, dict[str, Stat]] = {}
     benches = set()
+    axes = ["model", "dataset", "peft", "preference", "method", "merge", *stats.extra]
     for k, st in stats.items():
-        r = dict(zip(GROUP_KEYS, k, strict=True))
+        r = stats.row(k)
         if r["checkpoint"] != "final" or primary.get(r["benchmark"]) != r["metric"]:
             continue
-        key = tuple(r[c] for c in ("model", "dataset", "peft", "preference", "method", "merge"))
+        key = tuple(r[c] for c in axes)
         rows.setdefault(key, {})[r["benchmark"]] = st
         benches.add(r["benchmark"])
     bench_list = _order(benches, BENCH_ORDER)
-    cols = ["model", "dataset", "peft", "preference", "method", "merge"] + \
-        [f"{b} ({primary[b]})" for b in bench_list]
+    cols = axes + [f"{b} ({primary[b]})" for b in bench_list]
     out = [[str(x) if x is not None else "" for x in key] + [rows[key].get(b, Stat()).text() for b in bench_list]
            for key in sorted(rows, key=lambda k: tuple(str(x) for x in k))]
     return Table("All runs at the final checkpoint (mean ± std over seeds)", cols, out,
@@ -210,7 +243,8 @@ def sft_dpo_tables(cells: Cells, paper_study: bool = True) -> list[Table]:
     benchmark × {SFT, DPO}, ours beside the paper's (a paper study only)."""
     pap = paper.lookup() if paper_study else {}
     ours = {k: v for k, v in cells.stats.items() if k[5] is None and k[3] != "merged"}
-    groups = _order({(k[1], k[2]) for k in ours},
+    # a run with no dataset or PEFT (an external target) has no place in this layout: the overview has it
+    groups = _order({(k[1], k[2]) for k in ours if k[1] is not None and k[2] is not None},
                     [("hh-rlhf", "qlora"), ("beavertails", "qlora"), ("beavertails", "lora")])
     tables = []
     for dataset, peft in groups:
@@ -255,6 +289,9 @@ _NOTE = ("ours = mean ± std over seeds at the final checkpoint (n = seeds); pap
 _OWN_NOTE = "mean ± std over seeds at the final checkpoint (n = seeds); — = no result."
 
 
+_TABLE2_PREFS = ("original", "harmless", "helpful", "harmless+helpful")
+
+
 def table2(cells: Cells) -> Table:
     """Paper Table 2 frame: BeaverTails QLoRA, Mistral models, original/harmless/helpful/mixture."""
     pap = paper.lookup()
@@ -263,7 +300,7 @@ def table2(cells: Cells) -> Table:
                                    for m in METHOD_ORDER for b in benches for s in ("", " paper")]
     rows = []
     for model in ("Mistral-7b", "Mistral-7b-Ins"):
-        for pref in ("original", "harmless", "helpful", "harmless+helpful"):
+        for pref in _TABLE2_PREFS:
             row = [model, pref]
             for m in METHOD_ORDER:
                 for b in benches:
@@ -314,12 +351,12 @@ def merge_tables(cells: Cells, paper_study: bool = True) -> list[Table]:
     return tables
 
 
-def all_tables(stats: dict[tuple, Stat], primary: dict[str, str], paper_study: bool = True) -> list[Table]:
+def all_tables(stats: Stats, primary: dict[str, str], paper_study: bool = True) -> list[Table]:
     """The overview, then the paper's layouts. A custom study (not `is_paper_study`) gets no paper
     numbers and no Table 2 frame; a paper study gets Table 2 when it has one of its Mistral cells."""
     cells = final_cells(stats, primary)
     t2 = [table2(cells)] if paper_study and any(k[0] in ("Mistral-7b", "Mistral-7b-Ins") and k[1:3] == (
-        "beavertails", "qlora") for k in cells.stats) else []
+        "beavertails", "qlora") and k[3] in _TABLE2_PREFS for k in cells.stats) else []
     return [overview_table(stats, primary), *sft_dpo_tables(cells, paper_study), *t2,
             *merge_tables(cells, paper_study)]
 

@@ -1,6 +1,7 @@
 """The tidy long table: one row per job × checkpoint × benchmark × metric.
 
-Every axis is a column, so any slice is a filter and any summary a group-by. Eval and judge
+Every axis is a column, so any slice is a filter and any summary a group-by: the named axes always,
+then each dotted axis the manifest's "axes" lists (e.g. `method.beta`). Eval and judge
 results give the benchmark rows; a train job's own numeric metrics (loss, tokens/s) give rows
 with benchmark "train". An eval that has not produced a result yet still gives rows, with an
 empty value and its state, so a partial study shows its holes instead of hiding them.
@@ -19,12 +20,40 @@ from alignkit.collect.study import JobRecord, Problem, Study
 from alignkit.fsio import atomic_write_bytes, atomic_write_text
 
 AXIS_COLUMNS = ("model", "paper_model", "dataset", "preference", "method", "peft", "seed", "merge", "merge_method")
-COLUMNS = (
-    "job_id", "stage", "target_job", "target_kind", *AXIS_COLUMNS, "checkpoint", "step", "benchmark", "metric",
+_HEAD = ("job_id", "stage", "target_job", "target_kind")
+_TAIL = (
+    "checkpoint", "step", "benchmark", "metric",
     "value", "stderr", "n", "state", "slurm_id", "target_state", "target_slurm_id", "wall_s", "gpu_hours",
     "wall_source", "eval_wall_s", "eval_gpu_hours", "tokens_per_s", "peak_mem_gb", "versions",
     "dataset_revision", "code_commit", "name",
 )
+COLUMNS = (*_HEAD, *AXIS_COLUMNS, *_TAIL)   # a study that sweeps no dotted axis; else columns(extra)
+
+
+def extra_axes(study: Study) -> list[str]:
+    """The swept axes beyond the named ones (manifest "axes", e.g. `method.beta`): one column each,
+    after the named axes. A name that collides with another column cannot be one (a Problem)."""
+    out = []
+    for a in study.axes:
+        if a in AXIS_COLUMNS:
+            continue
+        if a in COLUMNS:
+            study.problems.append(Problem(study.manifest_path, f"axes: {a!r} is a tidy-table column name; "
+                                                               "not shown as an axis"))
+            continue
+        out.append(a)
+    return out
+
+
+def columns(extra: Iterable[str] = ()) -> tuple[str, ...]:
+    return (*_HEAD, *AXIS_COLUMNS, *extra, *_TAIL)
+
+
+def axis_value(value: Any) -> Any:
+    """A swept value as a cell: numbers and strings as they are; a list or object as its JSON text."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(value, sort_keys=True)
 FLOAT_COLUMNS = frozenset({"value", "stderr", "wall_s", "gpu_hours", "eval_wall_s", "eval_gpu_hours",
                            "tokens_per_s", "peak_mem_gb"})
 INT_COLUMNS = frozenset({"seed", "step", "n"})
@@ -111,6 +140,22 @@ def _final_step(target: JobRecord | None) -> int | None:
     return step if step is not None else _int(_find(target.results.get("train_metrics.json"), ("global_step",)))
 
 
+def _extra_columns(job: JobRecord, target: JobRecord | None, extra: list[str]) -> dict[str, Any]:
+    """Dotted axes from the job's `axes`; a merge that does not carry one takes its inputs' value
+    (their `input_axes`), or "{a,b}" when the inputs differ (a merge across that axis)."""
+    axes = job.axes or (target.axes if target else {})
+    merge = target if target is not None and target.stage == "merge" else None
+    out = {}
+    for a in extra:
+        v = axes.get(a)
+        if v is None and merge is not None and a not in axes:
+            vals = list(dict.fromkeys(axis_value(ia.get(a)) for ia in merge.config.get("input_axes") or []
+                                      if isinstance(ia, dict) and ia.get(a) is not None))
+            v = vals[0] if len(vals) == 1 else ("{" + ",".join(map(str, vals)) + "}" if vals else None)
+        out[a] = axis_value(v)
+    return out
+
+
 def _axes_columns(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
     axes = job.axes or (target.axes if target else {})
     model = job.config.get("model") or (target.config.get("model") if target else None) or {}
@@ -175,25 +220,28 @@ def _metric_rows(values: dict[str, Any]) -> list[tuple[str, Any, float | None]]:
             if _is_number(values.get(k)) or k == named]
 
 
-def build_rows(study: Study) -> list[dict[str, Any]]:
-    """The tidy rows; a NaN/±inf metric becomes an empty value and a Problem in study.problems."""
+def build_rows(study: Study, extra: list[str] | None = None) -> list[dict[str, Any]]:
+    """The tidy rows; a NaN/±inf metric becomes an empty value and a Problem in study.problems.
+    `extra`: the dotted axes to give columns (default: extra_axes(study))."""
+    extra = extra_axes(study) if extra is None else extra
     rows: list[dict[str, Any]] = []
     for job in study.jobs.values():
         if job.stage in ("eval", "judge"):
-            rows.extend(_eval_rows(study, job))
+            rows.extend(_eval_rows(study, job, extra))
         elif job.stage == "train" and "train_metrics.json" in job.results:
-            rows.extend(_train_rows(job, study.problems))
+            rows.extend(_train_rows(job, study.problems, extra))
     return rows
 
 
-def _base_row(job: JobRecord, target: JobRecord | None, kind: str | None) -> dict[str, Any]:
+def _base_row(job: JobRecord, target: JobRecord | None, kind: str | None, extra: list[str]) -> dict[str, Any]:
     return {"job_id": job.id, "stage": job.stage, "target_job": target.id if target else None,
-            "target_kind": kind, **_axes_columns(job, target), **_provenance(job, target), "name": job.name}
+            "target_kind": kind, **_axes_columns(job, target), **_extra_columns(job, target, extra),
+            **_provenance(job, target), "name": job.name}
 
 
-def _eval_rows(study: Study, job: JobRecord) -> list[dict[str, Any]]:
+def _eval_rows(study: Study, job: JobRecord, extra: list[str]) -> list[dict[str, Any]]:
     target, kind = _target_of(study, job)
-    base = _base_row(job, target, kind)
+    base = _base_row(job, target, kind, extra)
     final = _final_step(target) if target is not None and target.stage == "train" else None
     fname = "eval.json" if job.stage == "eval" else "judge.json"
     result = job.results.get(fname)
@@ -224,14 +272,31 @@ def _eval_rows(study: Study, job: JobRecord) -> list[dict[str, Any]]:
     return rows
 
 
-def _train_rows(job: JobRecord, problems: list[Problem]) -> list[dict[str, Any]]:
+def validation_point(tm: Any, checkpoint: str = "final") -> dict[str, Any] | None:
+    """train_metrics.json "validation" (docs/training.md): its "final" point, or the curve's point
+    logged at step `checkpoint`; None when there is none."""
+    val = tm.get("validation") if isinstance(tm, dict) else None
+    if not isinstance(val, dict):
+        return None
+    if checkpoint == "final":
+        return val.get("final") if isinstance(val.get("final"), dict) else None
+    for p in val.get("curve") or []:
+        if isinstance(p, dict) and str(p.get("step")) == str(checkpoint):
+            return p
+    return None
+
+
+def _train_rows(job: JobRecord, problems: list[Problem], extra: list[str]) -> list[dict[str, Any]]:
     tm = job.results["train_metrics.json"]
-    base = _base_row(job, job, "adapter")
+    base = _base_row(job, job, "adapter", extra)
     values = {k: (k, tm[k]) for k in TRAIN_METRICS if _is_number(tm.get(k))}
     for sub in ("metrics", "dpo"):  # nested blocks: every number in them
         if isinstance(tm.get(sub), dict):
             values.update({(k if sub == "metrics" else f"{sub}_{k}"): (f"{sub}.{k}", v) for k, v in tm[sub].items()
                            if _is_number(v)})
+    final = validation_point(tm)   # the held-out split's last evaluation: validation_loss, ...
+    values.update({f"validation_{k}": (f"validation.final.{k}", v) for k, v in (final or {}).items()
+                   if k not in ("step", "epoch") and _is_number(v)})
     for key, v in values.values():
         if _num(v) is None:  # a diverged run's NaN loss: reported, not averaged
             _not_finite(problems, job.dir / "train_metrics.json", key, v)
@@ -240,37 +305,51 @@ def _train_rows(job: JobRecord, problems: list[Problem]) -> list[dict[str, Any]]
 
 
 # ---------------------------------------------------------------- writing
-def to_csv(rows: list[dict[str, Any]]) -> str:
+def to_csv(rows: list[dict[str, Any]], cols: tuple[str, ...] = COLUMNS) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")  # csv writes None as an empty field
-    w.writerow(COLUMNS)
-    w.writerows([r.get(c) for c in COLUMNS] for r in rows)
+    w.writerow(cols)
+    w.writerows([r.get(c) for c in cols] for r in rows)
     return buf.getvalue()
 
 
-def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
-    atomic_write_text(path, to_csv(rows))
+def write_csv(rows: list[dict[str, Any]], path: Path, cols: tuple[str, ...] = COLUMNS) -> Path:
+    atomic_write_text(path, to_csv(rows, cols))
     return path
 
 
-def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
+def _kind(rows: list[dict[str, Any]], c: str) -> str:
+    """A dotted axis column's type from its values: int, float (ints and floats mixed) or string."""
+    vals = [r.get(c) for r in rows if r.get(c) is not None]
+    if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+        return "int"
+    if vals and all(_is_number(v) for v in vals):
+        return "float"
+    return "string"
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path, cols: tuple[str, ...] = COLUMNS) -> Path:
     """Parquet with an explicit schema, so an all-empty column still has its type."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {c: pa.float64() if c in FLOAT_COLUMNS else pa.int64() if c in INT_COLUMNS else pa.string()
-             for c in COLUMNS}
-    cols = {}
-    for c in COLUMNS:
+    extra = [c for c in cols if c not in COLUMNS]
+    kinds = {c: "float" if c in FLOAT_COLUMNS else "int" if c in INT_COLUMNS else "string" for c in COLUMNS}
+    kinds.update({c: _kind(rows, c) for c in extra})
+    arrow = {"float": pa.float64(), "int": pa.int64(), "string": pa.string()}
+    out = {}
+    for c in cols:
         vals = [r.get(c) for r in rows]
-        if c not in FLOAT_COLUMNS and c not in INT_COLUMNS:
+        if kinds[c] == "string":
             vals = [None if v is None else str(v) for v in vals]
-        cols[c] = pa.array(vals, type=types[c])
+        elif kinds[c] == "float":
+            vals = [None if v is None else float(v) for v in vals]
+        out[c] = pa.array(vals, type=arrow[kinds[c]])
     buf = io.BytesIO()
-    pq.write_table(pa.table(cols), buf)
+    pq.write_table(pa.table(out), buf)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
 
-def to_jsonable(rows: list[dict[str, Any]]) -> str:
-    return json.dumps([{c: r.get(c) for c in COLUMNS} for r in rows])
+def to_jsonable(rows: list[dict[str, Any]], cols: tuple[str, ...] = COLUMNS) -> str:
+    return json.dumps([{c: r.get(c) for c in cols} for r in rows])

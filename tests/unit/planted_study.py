@@ -1,5 +1,5 @@
 """Synthetic studies with PLANTED effects, for the findings tests (tests/unit/test_findings.py,
-test_report.py). Built on alignkit.collect.synthetic.write_study with a `value` function: each
+test_report.py). Built on tests.fixtures.synthetic_study.write_study with a `value` function: each
 metric = base + direction × scale × goodness + Gaussian seed noise (sd = NOISE × scale), where
 "goodness" is the sum of the planted effects below. A lower-is-better metric (red_instruct asr)
 moves down when goodness goes up, so a test can check verdicts respect direction.
@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from alignkit.collect.synthetic import write_study
+from tests.fixtures.synthetic_study import write_study
 
 NOISE = 0.01
 BASE = {"mmlu": (0.55, 0.1), "bbh": (0.39, 0.1), "alpaca_eval": (7.0, 5.0), "realtoxicity": (1.5, 2.0),

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from alignkit.collect import collect
-from alignkit.collect.synthetic import BENCH_METRICS, write_study
+from tests.fixtures.synthetic_study import BENCH_METRICS, write_study
 
 
 def _base_eval(root: Path, manifest: dict, model: str, value: float) -> None:

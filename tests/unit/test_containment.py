@@ -17,7 +17,7 @@ from alignkit import fsio
 from alignkit.cli.main import main
 from alignkit.collect import prune
 from alignkit.collect.study import load_study
-from alignkit.collect.synthetic import write_study
+from tests.fixtures.synthetic_study import write_study
 from alignkit.errors import UserError
 from alignkit.sweepdir import SweepDir, check_id, contained, id_problem
 

@@ -208,7 +208,7 @@ def test_smoke_data_loads_limit_samples_and_sft_rows():
 
 
 def test_smoke_data_generator_reproduces_committed_files(tmp_path):
-    from jobs.smoke_data import build
+    from assets.build.smoke_data import build
 
     files = build(tmp_path)
     assert sorted(files) == sorted(str(p.relative_to(SMOKE)) for p in SMOKE.rglob("*") if p.is_file())

@@ -22,7 +22,7 @@ import pytest
 from alignkit import fsio, journal
 from alignkit.backends import local as local_backend
 from alignkit.cli.main import main
-from alignkit.collect.synthetic import write_study
+from tests.fixtures.synthetic_study import write_study
 from alignkit.sweepdir import SweepDir
 
 ROOT = Path(__file__).resolve().parents[2]

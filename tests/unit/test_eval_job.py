@@ -239,7 +239,7 @@ def test_tiny_classifier_scores_toxic_text_below_friendly_text():
 
 @pytest.mark.slow
 def test_tiny_classifier_builder_reproduces_the_committed_one(tmp_path):
-    from jobs.safety.tiny_classifier import build
+    from assets.build.tiny_classifier import build
 
     assert build(tmp_path / "tox") == json.loads((TOX / "build.json").read_text())
 

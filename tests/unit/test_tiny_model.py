@@ -62,7 +62,7 @@ def _logprob(model, tok, prompt: str, response: str) -> float:
 
 def test_base_model_is_undecided_between_refusal_and_compliance(tiny):
     # pre-trained on both sides of every pair: alignment, not the base, must make the difference
-    from jobs.smoke_data import HARMFUL_ACTS, REFUSAL, comply
+    from assets.build.smoke_data import HARMFUL_ACTS, REFUSAL, comply
 
     model, tok = tiny
     diffs = [_logprob(model, tok, f"How do I {act}?", REFUSAL) - _logprob(model, tok, f"How do I {act}?", comply(act))
@@ -71,7 +71,7 @@ def test_base_model_is_undecided_between_refusal_and_compliance(tiny):
 
 
 def test_tokenizer_is_reproduced_without_pretraining(tmp_path):
-    from jobs.tiny_model import build
+    from assets.build.tiny_model import build
 
     build(tmp_path / "m", pretrain_steps=0)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
@@ -90,7 +90,7 @@ def test_builder_reproduces_committed_assets(tmp_path):
     from safetensors.torch import load_file
 
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    subprocess.run([sys.executable, "-m", "jobs.tiny_model", "--out", str(tmp_path / "m")], check=True,
+    subprocess.run([sys.executable, "-m", "assets.build.tiny_model", "--out", str(tmp_path / "m")], check=True,
                    cwd=TINY.parents[1], env=env, capture_output=True)
     for name in FILES:
         if name != "model.safetensors":

@@ -1,4 +1,4 @@
-"""Deterministic generator of the smoke-study preference data: `python -m jobs.smoke_data [--out DIR]`.
+"""Deterministic generator of the smoke-study preference data: `python -m assets.build.smoke_data [--out DIR]`.
 
 Made so that a tiny model shows a real effect after a few dozen CPU steps:
   helpful   short correct answers (sums of small numbers, capitals from a fixed table) are chosen
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from alignkit.fsio import atomic_write_bytes
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "smoke-data"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "smoke-data"  # assets/smoke-data
 
 CAPITALS = {
     "France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Germany": "Berlin", "Japan": "Tokyo",

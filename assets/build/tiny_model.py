@@ -1,4 +1,4 @@
-"""Build the tiny offline model: `python -m jobs.tiny_model --out DIR` (default assets/tiny-llama).
+"""Build the tiny offline model: `python -m assets.build.tiny_model --out DIR` (default assets/tiny-llama).
 
 A ~0.4M-parameter Llama-architecture causal LM (so its modules are q/k/v/o_proj and
 gate/up/down_proj, like the real bases) with a byte-level BPE tokenizer trained here, and a
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from alignkit.fsio import atomic_dir
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "tiny-llama"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tiny-llama"  # assets/tiny-llama
 VOCAB_SIZE = 1024
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
 
@@ -64,7 +64,7 @@ EXTRA_TEXT = [
 
 def conversations() -> list[list[dict]]:
     """Every smoke training conversation, once with each response of its pair."""
-    from jobs import smoke_data
+    from assets.build import smoke_data
 
     with tempfile.TemporaryDirectory() as tmp:
         files = smoke_data.build(Path(tmp))
@@ -92,7 +92,7 @@ def _parse(transcript: str) -> list[dict]:
 
 
 def facts() -> list[str]:
-    from jobs.smoke_data import CAPITALS
+    from assets.build.smoke_data import CAPITALS
 
     lines = [f"The capital of {c} is {p}." for c, p in sorted(CAPITALS.items())]
     lines += [f"{a} plus {b} is {a + b}." for a in range(10) for b in range(10)]

@@ -1,6 +1,6 @@
 """Build a tiny local toxicity classifier shaped like nicholasKluge/ToxicityModel, for offline tests.
 
-    python -m jobs.safety.tiny_classifier --out assets/tiny-toxicity
+    python -m assets.build.tiny_classifier --out assets/tiny-toxicity
 
 A RoBERTa sequence classifier with one logit (positive = non-toxic, negative = toxic, as the real
 model's card describes), a byte-level BPE tokenizer trained here, and a few seconds of training on
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from alignkit.fsio import atomic_dir, atomic_write_json
 
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tiny-toxicity"  # assets/tiny-toxicity
 SAFE = [
     "thank you so much, that was kind of you", "the weather is lovely today", "I enjoyed the book a lot",
     "here is a recipe for tomato pasta", "have a wonderful day", "the museum opens at nine",
@@ -115,7 +116,7 @@ def _build(out: Path, seed: int, steps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("assets/tiny-toxicity"))
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=150)
     args = ap.parse_args(argv)
