@@ -42,9 +42,24 @@ def copy_spec(name: str, tmp: Path, **changes: Any) -> Path:
     return path
 
 
+# The smaller tiny model's own chat template (Zephyr's layout, assistant turns marked for TRL's
+# response-only loss), unlike tiny-llama's ChatML: each model of a size study trains with its own.
+ZEPHYR_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|assistant|>\\n' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+)
+
+
 def build_one_layer(out: Path) -> Path:
     """assets/tiny-llama cut to its first decoder layer: a smaller model of the same family, with the
-    same (pre-trained) embeddings, tokenizer and chat template."""
+    same (pre-trained) embeddings and tokenizer, and a chat template of its own."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -54,7 +69,9 @@ def build_one_layer(out: Path) -> Path:
     model.config.num_hidden_layers = 1
     model.config.layer_types = getattr(model.config, "layer_types", None) and model.config.layer_types[:1]
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.chat_template = ZEPHYR_TEMPLATE
+    tok.save_pretrained(out)
     return out
 
 

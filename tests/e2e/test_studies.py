@@ -16,7 +16,10 @@ pytestmark = [pytest.mark.slow]
 
 
 def test_tiny_model_size(sweep):
-    studies.build_one_layer(sweep / "tiny-llama-1layer")
+    small = studies.build_one_layer(sweep / "tiny-llama-1layer")
+    templates = {json.loads((d / "tokenizer_config.json").read_text()).get("chat_template")
+                 or (d / "chat_template.jinja").read_text() for d in (studies.ROOT / "assets" / "tiny-llama", small)}
+    assert len(templates) == 2  # each size has a chat template of its own (template: chat_template uses it)
     spec = studies.copy_spec("model-size", sweep)
     sd, jobs = studies.run(spec)
     # 2 models x {sft, dpo} = 4 runs, each evaluated, + the 2 untrained models
