@@ -160,3 +160,23 @@ def test_model_size_scales_resources_per_size(model, mem_gb, time_min):
     res = {(j.resources.mem_gb, j.resources.time_min, j.resources.gpus) for j in _trains(plan)
            if j.config["model"]["name"] == model}
     assert res == {(mem_gb, time_min, 1)}
+
+
+# ---- the tiny counterparts (sweeps/tiny/; run end to end in tests/e2e/test_studies.py) -----------
+
+@pytest.mark.parametrize("name, stages", [
+    # 2 SFT ranks x 2 alphas + 2 DPO ranks x 2 alphas = 8 runs, no benchmark
+    ("hparam-search", {"train": 8}),
+    # helpful, harmless, honest + their mixture = 4 runs; 3 merges of the 3 single-preference runs;
+    # every run and merge evaluated = 7
+    ("preferences-3", {"train": 4, "merge": 3, "eval": 7}),
+    # {sft, dpo} x 2 (limit, steps) pairs = 4 runs, each evaluated
+    ("quantity", {"train": 4, "eval": 4}),
+    # 2 models x {sft, dpo} = 4 runs, each evaluated, + the 2 untrained models
+    ("model-size", {"train": 4, "eval": 6}),
+])
+def test_tiny_counterparts_plan(name, stages):
+    plan = load_plan(SWEEPS / "tiny" / f"{name}.yaml")
+    assert _stages(plan) == stages
+    assert plan.profile.executor == "local"
+    _distinct_ids(plan)
