@@ -217,7 +217,7 @@ class _Compiler:
         self.axes = swept_axes(spec)  # named axes, then dotted ones in spec order
         self.dotted = [a for a in self.axes if is_dotted(a)]
         self.labels = _dotted_labels(self.dotted)
-        self.origin: dict[str, str] = {}  # dotted axis -> the YAML path that first gives it
+        self.origin: dict[Any, str] = {}  # dotted axis (and (axis, value)) -> the YAML path first giving it
         self._told: set[tuple] = set()  # per-run problems already reported once
         self._training: dict[str, TrainingSpec] = {}  # train job id -> its training section
 
@@ -262,8 +262,15 @@ class _Compiler:
 
     def _block(self, axis: str, values: Any, path: str) -> list[dict[str, Any]]:
         if is_dotted(axis):
-            self.origin.setdefault(axis, path)
+            self._note_origin(axis, values, path)
         return [{axis: v} for v in (values if isinstance(values, (list, tuple)) else [values])]
+
+    def _note_origin(self, axis: str, values: Any, path: str) -> None:
+        """Where a dotted axis and each of its values are first given, for problems about them."""
+        self.origin.setdefault(axis, path)
+        if isinstance(values, (list, tuple)):
+            for i, v in enumerate(values):
+                self.origin.setdefault((axis, _vkey(v)), join(path, i))
 
     def points(self) -> list[dict[str, Any]]:
         spec = self.spec
@@ -278,7 +285,7 @@ class _Compiler:
         for gi, group in enumerate(spec.zip):
             for a in group:
                 if is_dotted(a):
-                    self.origin.setdefault(a, join(join("zip", gi), a))
+                    self._note_origin(a, group[a], join(join("zip", gi), a))
             n = len(next(iter(group.values())))
             blocks.append([{a: group[a][i] for a in group} for i in range(n)])
         base = [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*blocks)] \
@@ -333,11 +340,11 @@ class _Compiler:
                 ok = False
                 continue
             value = p[axis]
-            vkey = json.dumps(value, sort_keys=True, default=str)
+            vkey = _vkey(value)
             one, problems = self._cached(("override", section, entry, rest, vkey),
                                          lambda: override_section(spec, section, entry, {rest: value}))
             for message in problems:
-                self._once(("bad", axis, entry, vkey), at, f"{axis}={value!r} ({section} '{entry}'): {message}"
+                self._once(("bad", axis, entry, vkey), self.origin.get((axis, vkey), at), f"{axis}={value!r} ({section} '{entry}'): {message}"
                            if entry else f"{axis}={value!r}: {message}")
             ok = ok and not problems
             wanted.setdefault(section, {})[rest] = value
@@ -564,10 +571,12 @@ class _Compiler:
             if not all(c in members for c in combos):
                 continue  # some input of this group is not trained in this study
             inputs = [members[c] for c in combos]
+            # the shared named axes, then the combined ones (as before issue 13: configs stay byte-for-byte),
+            # then the dotted ones
             axes = {a: shared[a] for a in AXES if a in shared}
             for a in combine_axes:
                 axes[a] = "{" + ",".join(map(str, combine_vals[a])) + "}"
-            axes = {**{a: axes[a] for a in AXES}, **{a: shared[a] for a in self.dotted if a in shared}}
+            axes.update((a, shared[a]) for a in self.dotted if a in shared)
             axes["merge"] = m.name
             cfg = {"stage": "merge", "axes": axes, "model": inputs[0].config["model"],
                    "merge": {"name": m.name, "method": m.method, "parameters": _plain(m.parameters)},
@@ -685,6 +694,10 @@ def _value_label(value: Any) -> str:
     return _UNSAFE.sub("_", text)[:64]
 
 
+def _vkey(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _has_path(cfg: Any, rest: str) -> bool:
     for part in rest.split("."):
         if not isinstance(cfg, dict) or part not in cfg:
@@ -704,9 +717,20 @@ def _matches(axes: dict[str, Any], where: dict[str, Any]) -> bool:
         values = list(want) if isinstance(want, (list, tuple)) else [want]
         if axis == "preference":
             values = [_norm_pref(v) for v in values]
-        if axes.get(axis) not in values:
+        if axis not in axes or not any(_same(axes[axis], v) for v in values):
             return False
     return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, or the same number however YAML typed it (PyYAML reads 5e-6 as a string, 5.0e-6 as
+    a float; a dotted axis's value is converted to the field's type after `exclude` is applied)."""
+    if a == b:
+        return True
+    try:
+        return not isinstance(a, bool) and not isinstance(b, bool) and float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def compile_spec(spec: Spec, profile: Profile) -> list[Job]:

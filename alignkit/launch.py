@@ -146,12 +146,16 @@ def _in_place(path: Path) -> Iterator[Path]:
 def write_sweep(plan: Plan, sd: SweepDir) -> list[dict[str, Any]]:
     """manifest.json (spec + the union of this plan's jobs and earlier ones) and a job dir each."""
     jobs = [j.to_json() for j in plan.jobs]
+    axes = list(plan.axes)
     if sd.manifest.exists():
         known = {j["id"] for j in jobs}
-        jobs += [j for j in sd.load_manifest().get("jobs", []) if j["id"] not in known]
+        old = sd.load_manifest()
+        jobs += [j for j in old.get("jobs", []) if j["id"] not in known]
+        # earlier jobs keep their columns: a dotted axis an earlier plan swept stays listed
+        axes += [a for a in old.get("axes") or () if isinstance(a, str) and a not in axes]
     atomic_write_json(sd.manifest, {
         "format": 1, "sweep": plan.sweep, "spec_path": str(plan.spec_path), "spec_text": plan.spec_text,
-        "profile": plan.profile.name, "axes": plan.axes, "select": plan.select, "jobs": jobs})
+        "profile": plan.profile.name, "axes": axes, "select": plan.select, "jobs": jobs})
     for job in plan.jobs:
         cfg = sd.job(job.id) / "config.json"
         if not cfg.exists():

@@ -39,10 +39,17 @@ def run(args: argparse.Namespace) -> int:
            + f"  ({s['training_runs']} training runs, {s['mixture_runs']} on preference mixtures)",
            f"  {len(s['arrays'])} arrays (one sbatch each: per stage, resource class and the array it follows):"]
     for a in s["arrays"]:
-        part = f" partition={a['partition']}" if a["partition"] else ""
+        part = "".join(f" {k}={a[k]}" for k in ("partition", "account", "qos", "constraint") if a.get(k))
         after = f" (after {a['after']})" if a["after"] else ""
         out.append(f"    {a['stage'] + after:<28} {a['jobs']:>5} jobs  gpus={a['gpus']} cpus={a['cpus']} mem={a['mem_gb']}G "
                    f"time={a['time_min']}min throttle=%{a['array_parallelism']}{part}")
+    swept = [a for a in plan.axes if "." in a]
+    if swept:
+        out.append(f"  dotted axes: {', '.join(swept)}")
+    if plan.select:
+        sel = plan.select
+        out.append(f"  select: {sel['goal']} {sel['metric']} over {', '.join(sel['over'])}"
+                   + (f" by {', '.join(sel['by'])}" if sel["by"] else "") + f" at {sel['checkpoint']}")
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
     out += judge_lines(s["judges"])
