@@ -35,6 +35,9 @@ class Checks:
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
+        # main() names the step's file: rows are written as they finish, so a step stopped at its
+        # time limit still reports the checks it completed (the first H100 run lost three steps' rows)
+        self.sink = os.environ.get("AK_GPU_STEP_SINK")
 
     def run(self, name: str, fn: Callable[[], dict | None]) -> dict:
         t0 = time.time()
@@ -50,6 +53,10 @@ class Checks:
         row = {"name": name, **row, "seconds": round(time.time() - t0, 2)}
         self.rows.append(row)
         print(f"[{row['status']:4s}] {name}: {row.get('detail', '')}", flush=True)
+        if self.sink:
+            tmp = Path(self.sink + ".tmp")
+            tmp.write_text(json.dumps({"checks": self.rows, "partial": True}, indent=1, default=str))
+            tmp.replace(self.sink)
         return row
 
 
@@ -195,8 +202,15 @@ def step_summary(work: Path, tiny: bool, out: Path, wall_s: float | None) -> dic
     for name in ("install", "env", "pitfalls", "correctness", "deepspeed", "eval", "throughput"):
         f = work / f"step-{name}.json"
         st = status.get(name, {})
+        if not st and not f.exists() and name != "install":
+            continue  # not among --steps
         if f.exists():
             steps[name] = json.loads(f.read_text())
+            if steps[name].pop("partial", False):  # stopped before its end: the checks it did not reach
+                why = "timed out" if st.get("timed_out") else f"exit {st.get('exit')}"
+                steps[name]["checks"].append({"name": f"{name}_unfinished", "status": "fail",
+                                              "detail": f"step stopped ({why}) after {len(steps[name]['checks'])} "
+                                                        f"checks: see the log"})
         elif name == "install":  # a shell step: its exit status is its result
             ok = st.get("exit") == 0
             steps[name] = {"checks": [{"name": "install_carried_wheels", "status": "pass" if ok else "fail",
@@ -243,6 +257,7 @@ def main() -> int:
               "eval": gpu_jobs.step_eval}[a.step]
     else:
         fn = STEPS[a.step]
+    os.environ["AK_GPU_STEP_SINK"] = str(work / f"step-{a.step}.json")
     result = fn(work, a.tiny)
     (work / f"step-{a.step}.json").write_text(json.dumps(result, indent=1, default=str))
     failed = [r["name"] for r in result.get("checks", []) if r["status"] == "fail"]

@@ -6,6 +6,7 @@
 #   bash bench/gpu_check.sh                 # at most 8 min (480 s) on an H100; JSON + log under $OUT
 #   bash bench/gpu_check.sh --install-only  # only install the carried wheels (first of two calls)
 #   bash bench/gpu_check.sh --tiny          # the CPU rehearsal: same steps, tiny model (make bench)
+#   bash bench/gpu_check.sh --steps pitfalls,correctness   # only these steps (install and env always run)
 #
 # Steps, each in its own process under its own time limit, so one failure or hang does not eat
 # the rest: install, env, pitfalls, correctness, deepspeed, eval, throughput; then a summary.
@@ -16,15 +17,23 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-TINY=0; INSTALL_ONLY=0
-for arg in "$@"; do
-  case "$arg" in
+TINY=0; INSTALL_ONLY=0; ONLY=""
+KNOWN_STEPS="pitfalls correctness deepspeed eval throughput"
+while (( $# )); do
+  case "$1" in
     --tiny) TINY=1 ;;
     --install-only) INSTALL_ONLY=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) echo "gpu_check.sh: error: unknown argument '$arg' (known: --tiny, --install-only)" >&2; exit 2 ;;
+    --steps)
+      shift; ONLY="${1:-}"
+      for s in ${ONLY//,/ }; do
+        [[ " $KNOWN_STEPS " == *" $s "* ]] || { echo "gpu_check.sh: error: --steps: unknown step '$s' (known: ${KNOWN_STEPS// /, })" >&2; exit 2; }
+      done ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: error: unknown argument '$1' (known: --tiny, --install-only, --steps LIST)" >&2; exit 2 ;;
   esac
+  shift
 done
+wanted() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
 
 OUT="${OUT:-$ROOT/bench/out}"
 WORK="${AK_GPU_WORK:-/tmp/ak-gpu-check}"
@@ -35,7 +44,9 @@ if [[ $TINY == 1 && -x "$ROOT/.venv/bin/python" ]]; then PY="$ROOT/.venv/bin/pyt
 if [[ $TINY == 1 ]]; then
   TOTAL=${AK_GPU_TOTAL_S:-5400}; B_INSTALL=600; B_ENV=300; B_PITFALLS=600; B_CORRECT=1800; B_DS=600; B_EVAL=900; B_TPUT=1200
 else
-  TOTAL=${AK_GPU_TOTAL_S:-480}; B_INSTALL=60; B_ENV=25; B_PITFALLS=45; B_CORRECT=120; B_DS=45; B_EVAL=50; B_TPUT=300
+  # From the first H100 run (2026-11-27): install 13 s, env 8 s, pitfalls >45 s, correctness >120 s,
+  # deepspeed 44 s, eval >50 s, the 7B throughput runs ~60 s each (docs/gpu.md).
+  TOTAL=${AK_GPU_TOTAL_S:-480}; B_INSTALL=40; B_ENV=20; B_PITFALLS=80; B_CORRECT=170; B_DS=55; B_EVAL=80; B_TPUT=300
 fi
 START=$(date +%s)
 mkdir -p "$OUT" "$WORK/logs"
@@ -143,15 +154,15 @@ TINYFLAG=(); [[ $TINY == 1 ]] && TINYFLAG=(--tiny)
 # The 7B-shaped model (random init on the GPU, 13.5 GB saved to disk) is built in the background
 # while the tiny-model steps run; the throughput step waits for it.
 BUILD_PID=""
-if [[ $TINY == 0 ]]; then
+if [[ $TINY == 0 ]] && wanted throughput; then
   timeout 240 "$PY" bench/gpu_qlora.py --build-only --out "$WORK/throughput" > "$WORK/logs/build-7b.log" 2>&1 &
   BUILD_PID=$!
 fi
 run_step env         "$B_ENV"      "$PY" bench/gpu_check.py env         --work "$WORK" "${TINYFLAG[@]}"
-run_step pitfalls    "$B_PITFALLS" "$PY" bench/gpu_check.py pitfalls    --work "$WORK" "${TINYFLAG[@]}"
-run_step correctness "$B_CORRECT"  "$PY" bench/gpu_check.py correctness --work "$WORK" "${TINYFLAG[@]}"
-run_step deepspeed   "$B_DS"       "$PY" bench/gpu_check.py deepspeed   --work "$WORK" "${TINYFLAG[@]}"
-run_step eval        "$B_EVAL"     "$PY" bench/gpu_check.py eval        --work "$WORK" "${TINYFLAG[@]}"
+wanted pitfalls && run_step pitfalls    "$B_PITFALLS" "$PY" bench/gpu_check.py pitfalls    --work "$WORK" "${TINYFLAG[@]}"
+wanted correctness && run_step correctness "$B_CORRECT"  "$PY" bench/gpu_check.py correctness --work "$WORK" "${TINYFLAG[@]}"
+wanted deepspeed && run_step deepspeed   "$B_DS"       "$PY" bench/gpu_check.py deepspeed   --work "$WORK" "${TINYFLAG[@]}"
+wanted eval && run_step eval        "$B_EVAL"     "$PY" bench/gpu_check.py eval        --work "$WORK" "${TINYFLAG[@]}"
 # Throughput last: the most expensive step gets what the others left (up to its own budget).
 if [[ -n $BUILD_PID ]]; then
   wait "$BUILD_PID"; log "7B model build: exit $? ($(tail -n 1 "$WORK/logs/build-7b.log"))"
@@ -159,7 +170,7 @@ if [[ -n $BUILD_PID ]]; then
 fi
 TPUT_LEFT=$(( TOTAL - ($(date +%s) - START) - 15 ))
 if [[ $TINY == 1 ]]; then TPUT_ARGS=(--tiny --steps 4 --warmup 1); else TPUT_ARGS=(--steps 6 --warmup 2 --variants trl,alignkit,alignkit:liger=off); fi
-run_step throughput "$B_TPUT" "$PY" bench/gpu_qlora.py "${TPUT_ARGS[@]}" --out "$WORK/throughput" \
+wanted throughput && run_step throughput "$B_TPUT" "$PY" bench/gpu_qlora.py "${TPUT_ARGS[@]}" --out "$WORK/throughput" \
   --deadline "$(( TPUT_LEFT < B_TPUT ? TPUT_LEFT : B_TPUT ))" --check-json "$WORK/step-throughput.json"
 
 WALL=$(( $(date +%s) - START ))

@@ -87,6 +87,16 @@ def sweep(work: Path) -> dict[str, Any]:
     return out
 
 
+def as_float32(job_dir: Path) -> None:
+    """The job's model and 4-bit compute/storage dtypes set to float32 (the CPU's precision)."""
+    cfg = json.loads((job_dir / "config.json").read_text())
+    cfg["model"]["dtype"] = "float32"
+    q = (cfg.get("peft") or {}).get("quantization")
+    if q:
+        q.update(compute_dtype="float32", storage_dtype="float32")
+    (job_dir / "config.json").write_text(json.dumps(cfg, indent=1))
+
+
 def config_of(job: dict) -> dict:
     return json.loads((Path(job["dir"]) / "config.json").read_text())
 
@@ -275,25 +285,45 @@ def step_correctness(work: Path, tiny: bool) -> dict:
                 "first_loss": first["loss"], "first_reward_margin": margin}
 
     def first_losses_as_on_cpu() -> dict:
-        """Step-1 losses of SFT and DPO QLoRA here (in this process) against a CPU run of the same
-        config in a fresh process (float32; on the CPU rehearsal both sides are CPU runs)."""
+        """Step-1 losses of SFT and DPO QLoRA on this device against a CPU run of the same config in
+        a fresh process. The gate compares like with like: on CUDA a float32 copy of the job (model,
+        4-bit compute and storage dtype float32, as on the CPU); the study's bf16 run is reported
+        beside it (bf16 against float32 differs by rounding, 3.5% on the first H100 run's SFT loss
+        of 0.09, so it cannot show a bug)."""
         rows, worst = {}, 0.0
         for key in ("sft_qlora", "dpo_qlora"):
-            here = whole if key == "dpo_qlora" else work / "sweep" / f"first-{key}"
-            if not (here / "DONE").exists():
-                copy_job(jobs[key], here, max_steps=1, save_steps=1)
-                run_in_process(here)
             ref = work / "sweep" / f"first-{key}-cpu"
             if not (ref / "DONE").exists():
                 copy_job(jobs[key], ref, max_steps=1, save_steps=1)
                 entry(ref, cpu=True)
-            a, b = metrics(here)["first_loss"], metrics(ref)["first_loss"]
-            rel = abs(a - b) / abs(b)
-            rows[key] = {dev: a, "cpu": b, "rel_diff": rel}
-            worst = max(worst, rel)
-        tol = 1e-6 if dev == "cpu" else 2e-2  # bf16 compute on CUDA against float32 on CPU
-        return {**expect(worst <= tol, "; ".join(f"{k}: {v[dev]:.5f} vs CPU {v['cpu']:.5f} (rel {v['rel_diff']:.1e})"
-                                                 for k, v in rows.items()) + f" (tolerance {tol:g})"),
+            b = metrics(ref)["first_loss"]
+            row = {"cpu": b}
+            if dev == "cuda":
+                fp32 = work / "sweep" / f"first-{key}-fp32"
+                if not (fp32 / "DONE").exists():
+                    copy_job(jobs[key], fp32, max_steps=1, save_steps=1)
+                    as_float32(fp32)
+                    run_in_process(fp32)
+                row["cuda_fp32"] = metrics(fp32)["first_loss"]
+                bf16 = whole if key == "dpo_qlora" else None  # the DPO run above is the study's bf16 job
+                if bf16 is not None and (bf16 / "DONE").exists():
+                    row["cuda_bf16_rel_diff"] = abs(metrics(bf16)["first_loss"] - b) / abs(b)
+                a = row["cuda_fp32"]
+            else:
+                here = whole if key == "dpo_qlora" else work / "sweep" / f"first-{key}"
+                if not (here / "DONE").exists():
+                    copy_job(jobs[key], here, max_steps=1, save_steps=1)
+                    run_in_process(here)
+                a = metrics(here)["first_loss"]
+            row["rel_diff"] = abs(a - b) / abs(b)
+            row[dev] = a
+            rows[key] = row
+            worst = max(worst, row["rel_diff"])
+        tol = 1e-6 if dev == "cpu" else 1e-3  # float32 both sides; CUDA and CPU kernels differ in the last bits
+        label = "CUDA fp32" if dev == "cuda" else dev
+        return {**expect(worst <= tol, "; ".join(f"{k}: {label} {v[dev]:.6f} vs CPU {v['cpu']:.6f} (rel {v['rel_diff']:.1e}"
+                                                 + (f"; bf16 run rel {v['cuda_bf16_rel_diff']:.1e}" if "cuda_bf16_rel_diff" in v else "")
+                                                 + ")" for k, v in rows.items()) + f" (tolerance {tol:g})"),
                 "first_losses": rows}
 
     def target_model(kind: str, final: Path | None = None):

@@ -200,6 +200,11 @@ def worker_trl(cfg_path: str, out: str, warmup: int) -> dict:
     common = dict(output_dir=out, max_steps=t["max_steps"], per_device_train_batch_size=m["per_device_batch_size"],
                   gradient_accumulation_steps=m["batch_size"] // m["per_device_batch_size"],
                   learning_rate=m["learning_rate"], max_length=m["max_length"], save_strategy="no",
+                  # the job's own optimizer and schedule, so the ratio measures alignkit, not a choice
+                  # of settings (the first H100 run compared TRL's default fused AdamW with paged AdamW)
+                  optim=m["optimizer"] if cuda else "adamw_torch", lr_scheduler_type=m["lr_scheduler"],
+                  max_grad_norm=m["max_grad_norm"], weight_decay=m["weight_decay"],
+                  gradient_checkpointing=bool(t["gradient_checkpointing"]),
                   report_to="none", logging_steps=1, disable_tqdm=True,
                   include_num_input_tokens_seen="non_padding",  # instrumentation: the same count as the job's
                   **({} if cuda else {"bf16": False, "use_cpu": True}),

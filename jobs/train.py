@@ -158,9 +158,11 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
                                     is_main=dist.is_main)
         saver = checkpoints.CheckpointCallback(job_dir, int(training["save_steps"]), dist.is_main,
                                                prior=checkpoints.run_state(resume))
+        from jobs.paged_optim import RepageOnResume  # a resumed paged optimizer stays paged (docs/gpu.md)
+
         trainer = trl_adapter.make_trainer(
             plan.kind, model=model, tokenizer=tokenizer, dataset=data.dataset, peft_config=lora, args=args,
-            callbacks=[progress, saver, *track.callbacks],
+            callbacks=[progress, saver, RepageOnResume(), *track.callbacks],
             fp32_adapters=plan.quantization is not None and stage != 3)
 
         # 8. Train (from the resume point, with the same data order: the Trainer skips the batches

@@ -106,6 +106,13 @@ def run(args) -> int:
     print(f"  accounting: {digest['accounting']}")
     if digest["best"] is not None:
         print(f"  best checkpoint per run by {digest['metric']}: {len(digest['best'])} runs (best_checkpoints.csv)")
+    sel = digest.get("selection")
+    if sel:
+        print(f"  selection ({sel['goal']} {sel['metric']} over {', '.join(sel['over'])}; selection.csv):")
+        for g in sel["groups"]:
+            by = ", ".join(f"{a}={g.get(a)}" for a in sel["by"]) or "all runs"
+            pick = ", ".join(f"{a}={g.get(a)}" for a in sel["over"]) if g.get("value") is not None else "none yet"
+            print(f"    {by}: {pick}" + (f" ({g['note']})" if g.get("note") else ""))
     for p in digest["problems"]:
         print(f"  skipped {p['path']}: {p['reason']}")
     if args.show:

@@ -1,5 +1,7 @@
 """Training curves from each train job's `train_metrics.json` `loss_curve` (docs/training.md):
-loss, and for DPO-family runs reward accuracy and margin, per run and averaged over seeds.
+loss, and for DPO-family runs reward accuracy and margin, per run and averaged over seeds; and,
+when the dataset holds out a validation split, its `"validation"` `"curve"` (validation loss and
+reward accuracy at every `training.eval_steps`).
 
   train_<quantity>.png   one panel per (model, dataset, method); a thin line per run, a thick
                          line per (preference, PEFT) = the mean over its seeds at each logged step
@@ -14,7 +16,8 @@ from alignkit.collect.study import Study
 from alignkit.collect.summary import MISSING, Stat, Table, _order, fmt
 
 QUANTITIES = (("loss", "training loss"), ("reward_accuracy", "DPO reward accuracy"),
-              ("reward_margin", "DPO reward margin"))
+              ("reward_margin", "DPO reward margin"), ("validation_loss", "validation loss (held-out split)"),
+              ("validation_reward_accuracy", "DPO reward accuracy on the held-out split"))
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -34,16 +37,19 @@ def series(study: Study) -> list[dict[str, Any]]:
         if not isinstance(curve, list):
             continue
         pts: dict[str, list[tuple[int, float]]] = {}
-        for p in curve:
-            if isinstance(p, dict) and isinstance(p.get("step"), int):
-                for q, _ in QUANTITIES:
-                    if _finite(p.get(q)):
-                        pts.setdefault(q, []).append((p["step"], float(p[q])))
+        val = (job.results.get("train_metrics.json") or {}).get("validation")
+        val_curve = val.get("curve") if isinstance(val, dict) and isinstance(val.get("curve"), list) else []
+        for q, _ in QUANTITIES:
+            src, key = (val_curve, q[len("validation_"):]) if q.startswith("validation_") else (curve, q)
+            for p in src:
+                if isinstance(p, dict) and isinstance(p.get("step"), int) and _finite(p.get(key)):
+                    pts.setdefault(q, []).append((p["step"], float(p[key])))
         if pts:
             a = job.axes
             out.append({"job": job.id, "name": job.name, "panel": (a.get("model"), a.get("dataset"), a.get("method")),
                         "line": (_pref(a.get("preference")), a.get("peft"),
-                                 *(f"{x}={axis_value(a.get(x))}" for x in extra if a.get(x) is not None)), "seed": a.get("seed"), "points": pts})
+                                 *(f"{x}={axis_value(a.get(x))}" for x in extra if a.get(x) is not None)),
+                        "seed": a.get("seed"), "points": pts})
     return out
 
 

@@ -181,7 +181,8 @@ def axes(stats: Stats, primary: dict[str, str], out: Path) -> list[Path]:
             if r["checkpoint"] != "final" or r["merge"] or r[axis] is None:
                 continue
             others = [a for a in stats.extra if a != axis]
-            line = (r["model"], r["dataset"], r["preference"], r["method"], r["peft"], *(r[a] for a in others))
+            line = (r["model"], r["dataset"], r["preference"], r["method"], r["peft"],
+                    *(f"{a}={r[a]}" for a in others if r[a] is not None))
             data.setdefault(r["benchmark"], {}).setdefault(line, []).append((r[axis], st))
         for bench in _order(data, BENCH_ORDER):
             values = _axis_sort(list({v for pts in data[bench].values() for v, _ in pts}))

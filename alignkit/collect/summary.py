@@ -116,6 +116,13 @@ def primary_metrics(configured: dict[str, str], rows: Iterable[dict[str, Any]]) 
     return out
 
 
+def _natural(x: Any) -> tuple:
+    """Sort key: numbers by value (a swept r of 8 before 16), everything else as text after them."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return (0, float(x), "")
+    return (1, 0.0, str(x))
+
+
 def _order(values: Iterable[Any], first: Iterable[Any] = ()) -> list[Any]:
     vals = set(v for v in values if v is not None)
     head = [v for v in first if v in vals]
@@ -233,7 +240,7 @@ def overview_table(stats: Stats, primary: dict[str, str]) -> Table:
     bench_list = _order(benches, BENCH_ORDER)
     cols = axes + [f"{b} ({primary[b]})" for b in bench_list]
     out = [[str(x) if x is not None else "" for x in key] + [rows[key].get(b, Stat()).text() for b in bench_list]
-           for key in sorted(rows, key=lambda k: tuple(str(x) for x in k))]
+           for key in sorted(rows, key=lambda k: tuple(_natural(x) for x in k))]
     return Table("All runs at the final checkpoint (mean ± std over seeds)", cols, out,
                  "n = number of seeds with a result; — = no result yet.", "overview")
 
