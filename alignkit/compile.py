@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import functools
 import itertools
 import json
 import math
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignkit.benchmarks import resolve_config
 from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
@@ -30,9 +32,6 @@ from alignkit.spec import (AXES, DPO_MAX_PROMPT_LENGTH, BenchmarkSpec, DatasetSp
                            swept_axes)
 
 ID_LEN = 12
-# jobs/safety/realtoxicity.py's default, the paper's classifier: named in the config so that
-# prefetch and preflight cover it
-DEFAULT_TOXICITY_CLASSIFIER = "nicholasKluge/ToxicityModel"
 
 # Used where neither the profile nor the spec says otherwise (docs/spec.md lists them).
 BUILTIN_RESOURCES: dict[str, dict[str, Any]] = {
@@ -342,10 +341,10 @@ class _Compiler:
             value = p[axis]
             vkey = _vkey(value)
             one, problems = self._cached(("override", section, entry, rest, vkey),
-                                         lambda: override_section(spec, section, entry, {rest: value}))
+                                         functools.partial(override_section, spec, section, entry, {rest: value}))
             for message in problems:
-                self._once(("bad", axis, entry, vkey), self.origin.get((axis, vkey), at), f"{axis}={value!r} ({section} '{entry}'): {message}"
-                           if entry else f"{axis}={value!r}: {message}")
+                self._once(("bad", axis, entry, vkey), self.origin.get((axis, vkey), at),
+                           f"{axis}={value!r} ({section} '{entry}'): {message}" if entry else f"{axis}={value!r}: {message}")
             ok = ok and not problems
             wanted.setdefault(section, {})[rest] = value
         if not ok:
@@ -353,7 +352,7 @@ class _Compiler:
         for section, values in wanted.items():
             key = json.dumps(values, sort_keys=True, default=str)
             new, problems = self._cached(("override", section, entries[section], key),
-                                         lambda: override_section(spec, section, entries[section], values))
+                                         functools.partial(override_section, spec, section, entries[section], values))
             for message in problems:
                 self._once(("run", name, message), "grid", f"run '{name}': {message}")
             if problems:
@@ -477,24 +476,8 @@ class _Compiler:
                             lambda: {**self._benchmark_config(b, model, with_judge), "checkpoints": at})
 
     def _benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool) -> dict[str, Any]:
-        cfg = _plain(b)
-        del cfg["checkpoints"]  # resolved per target by the caller
-        if b.type == "lm_eval":
-            if cfg["chat_template"] is None:  # the model's choice; false unless it says otherwise
-                cfg["chat_template"] = model.get("lm_eval_chat_template", False)
-        else:
-            del cfg["chat_template"]  # only lm-eval reads it
-        if b.type == "realtoxicity" and not cfg["classifier"]:
-            cfg["classifier"] = DEFAULT_TOXICITY_CLASSIFIER
-        for key in ("include_path", "source", "classifier"):
-            if cfg[key]:
-                cfg[key] = _local_path(self.spec, cfg[key])
-        judge = cfg.pop("judge")
-        if with_judge and judge:
-            cfg["judge"] = {"name": judge, **_plain(self.spec.evals.judges[judge])}
-            if cfg["judge"].get("source"):
-                cfg["judge"]["source"] = _local_path(self.spec, cfg["judge"]["source"])
-        return cfg
+        # ISSUE-13 EVAL seam: the per-type part lives in alignkit/benchmarks (one module per type)
+        return resolve_config("", b, model, with_judge, spec=self.spec)
 
     def eval_jobs(self, target: Job, kind: str, checkpoints: list[Any]) -> list[Job]:
         return self._eval_and_judge(target.name, target.config["axes"], target.config["model"],

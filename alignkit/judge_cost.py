@@ -12,40 +12,19 @@ Retries (a Red-Instruct reply with the wrong tag count is asked again) are not c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
+from alignkit import benchmarks
+from alignkit.benchmarks.base import JudgedShape
 
 CHARS_PER_TOKEN = 4  # OpenAI, "What are tokens and how to count them?": ~4 characters per token
 OPENAI_REPLY_TOKENS = 512  # jobs/judges.py: an openai judge's max_tokens
 HF_REPLY_TOKENS = 256  # jobs/judges.py: an hf judge's max_new_tokens
 
 
-@dataclass(frozen=True)
-class JudgedShape:
-    """What one judge call of a benchmark holds, measured on the benchmark's official files."""
-    items: int  # items judged per checkpoint when the benchmark sets no num_prompts
-    template_chars: int  # the judge prompt without its placeholders
-    instruction_chars: float  # mean instruction / question
-    reference_chars: float  # mean reference output shown beside the model's (0: none)
-    reply_tokens: int | None  # the judge's reply; None: up to the judge's own limit
-
-
-SHAPES: dict[str, JudgedShape] = {
-    # AlpacaEval 2: 805 instructions; weighted_alpaca_eval_gpt4_turbo's prompt
-    # (alpaca_eval src/alpaca_eval/evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt,
-    # 1,365 characters without {instruction}/{output_1}/{output_2}) with max_tokens 1 (its configs.yaml);
-    # instructions average 164.9 characters, the gpt4_1106_preview reference outputs 2,049.4 (the
-    # leaderboard's avg_length for it is 2049).
-    "alpaca_eval": JudgedShape(items=805, template_chars=1365, instruction_chars=164.9,
-                               reference_chars=2049.4, reply_tokens=1),
-    # Red-Instruct: DangerousQA's 200 questions (41.5 characters on average), judged with the
-    # system + user prompt of declare-lab/red-instruct gpt4_as_judge.py (363 + 48 characters);
-    # the official script sets no reply limit: the judge's own applies.
-    "red_instruct": JudgedShape(items=200, template_chars=411, instruction_chars=41.46,
-                                reference_chars=0.0, reply_tokens=None),
-}
+# What one judge call of each judged benchmark type holds: each type's module says (judge_shape).
+SHAPES: dict[str, JudgedShape] = {n: benchmarks.get(n).judge_shape for n in benchmarks.BENCHMARKS.names()
+                                  if benchmarks.get(n).judge_shape is not None}
 
 
 def call_tokens(shape: JudgedShape, output_tokens: float, judge: dict[str, Any]) -> tuple[float, float]:
@@ -70,7 +49,7 @@ def judge_costs(jobs: list[Any]) -> dict[str, dict[str, Any]]:
                 continue
             items = b.get("num_prompts") or shape.items
             calls = items * len(b.get("checkpoints") or ["final"])
-            tin, tout = call_tokens(shape, b["max_new_tokens"] or REFERENCE_MAX_NEW_TOKENS[b["type"]], judge)
+            tin, tout = call_tokens(shape, b["max_new_tokens"] or benchmarks.get(b["type"]).reference_max_new_tokens, judge)
             entry = out.setdefault(judge["name"], {
                 "type": judge["type"], "model": judge.get("model") or judge.get("source"),
                 "calls": 0, "input_tokens": 0.0, "output_tokens": 0.0, "benchmarks": {},

@@ -26,12 +26,20 @@ def is_local(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~")) or os.path.exists(source)
 
 
+def data_dirs(dataset: dict) -> list[str]:
+    """The folders of a hub dataset repo a study reads: its subsets' (HH-RLHF style) and the hub
+    data_dirs among its per-preference `files` (a local file there is checked as itself)."""
+    dirs = set((dataset.get("subsets") or {}).values())
+    dirs |= {f for f in (dataset.get("files") or {}).values() if not is_local(f)}
+    return sorted(dirs)
+
+
 def dataset_allow_patterns(dataset: dict) -> list[str] | None:
-    """Files of a hub dataset repo the study reads: its subsets' folders, or all (None)."""
-    subsets = dataset.get("subsets")
-    if not subsets:
+    """Files of a hub dataset repo the study reads: its data_dirs' folders, or all (None)."""
+    dirs = data_dirs(dataset)
+    if not dirs:
         return None
-    return [f"{d.strip('/')}/*" for d in sorted(set(subsets.values()))] + DATASET_METADATA
+    return [f"{d.strip('/')}/*" for d in dirs] + DATASET_METADATA
 
 
 def missing_assets(models: list[dict], datasets: list[dict]) -> list[str]:
@@ -50,13 +58,15 @@ def missing_assets(models: list[dict], datasets: list[dict]) -> list[str]:
 
 def _check(item: dict, kind: str) -> str | None:
     source, name = str(item["source"]), item.get("name", item["source"])
+    # an evaluated adapter (targets:) is a PEFT folder: adapter_config.json and adapter weights
+    marker, what = ("adapter_config.json", "PEFT adapter") if item.get("adapter") else ("config.json", "model")
     revision = item.get("revision") or "main"
     if is_local(source):
         path = Path(source).expanduser()
         if not path.exists():
             return f"{kind} {name}: local path {source} does not exist"
-        if kind == "model" and path.is_dir() and not (path / "config.json").exists():
-            return f"{kind} {name}: local path {source} has no config.json (not a Hugging Face model folder)"
+        if kind == "model" and path.is_dir() and not (path / marker).exists():
+            return f"{kind} {name}: local path {source} has no {marker} (not a Hugging Face {what} folder)"
         return None
     where = f"{kind} {name}: {source}@{revision}"
     try:
@@ -64,7 +74,7 @@ def _check(item: dict, kind: str) -> str | None:
         from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
     except ImportError:
         return f"{where}: cannot check the Hugging Face cache (huggingface_hub is not installed)"
-    patterns = ["config.json"] if kind == "model" else dataset_allow_patterns(item)
+    patterns = [marker] if kind == "model" else dataset_allow_patterns(item)
     try:
         folder = Path(snapshot_download(source, repo_type=kind, revision=revision, local_files_only=True,
                                         allow_patterns=patterns))
@@ -75,12 +85,12 @@ def _check(item: dict, kind: str) -> str | None:
     except Exception as exc:  # a broken cache entry
         return f"{where}: cannot read the Hugging Face cache: {type(exc).__name__}: {_first_line(exc)}"
     if kind == "model":
-        if not (folder / "config.json").exists():
-            return f"{where} is in the Hugging Face cache without config.json"
+        if not (folder / marker).exists():
+            return f"{where} is in the Hugging Face cache without {marker}"
         if not any(p.name.endswith(WEIGHTS) for p in folder.rglob("*")):
             return f"{where} is in the Hugging Face cache without weights (*.safetensors or *.bin)"
     else:
-        for sub in sorted(set((item.get("subsets") or {}).values())):
+        for sub in data_dirs(item):
             if not (folder / sub).is_dir():
                 return f"{where} is in the Hugging Face cache without its subset folder {sub}/"
     return None
@@ -93,7 +103,8 @@ def _first_line(exc: BaseException) -> str:
 def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
     """The distinct models and datasets named by compiled jobs (manifest entries or bare configs).
 
-    Covers each job's `model` and `dataset`, eval benchmarks' `source` (a dataset, at `revision`)
+    Covers each job's `model` and `dataset`, an external adapter target's `source` (targets:),
+    eval benchmarks' `source` (a dataset, at `revision`)
     and `classifier` (a model, at `classifier_revision`), and hf judges' `source` (a model). The
     datasets lm-eval tasks load are `lm_eval_datasets`'.
     """
@@ -101,7 +112,8 @@ def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
     datasets: dict[tuple, dict] = {}
 
     def add(into: dict, item: dict) -> None:
-        ident = (item["source"], item.get("revision"), repr(sorted((item.get("subsets") or {}).items())))
+        ident = (item["source"], item.get("revision"), repr(sorted((item.get("subsets") or {}).items())),
+                 repr(sorted((item.get("files") or {}).items())))
         into.setdefault(ident, item)
 
     for job in jobs:
@@ -110,6 +122,10 @@ def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
             item = config.get(key)
             if isinstance(item, dict) and "source" in item:
                 add(into, item)
+        target = config.get("target")
+        if isinstance(target, dict) and target.get("kind") == "external" and isinstance(target.get("source"), str):
+            add(models, {"name": f"target {target.get('name')}", "source": target["source"],
+                         "revision": target.get("revision"), "adapter": True})
         for bench, spec in (config.get("benchmarks") or {}).items():
             if not isinstance(spec, dict):
                 continue

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+from alignkit.benchmarks import check as check_benchmark
+from alignkit.benchmarks import reference_max_new_tokens as benchmark_reference_tokens
+from alignkit.benchmarks import spec_class as benchmark_spec_class
 from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
@@ -34,7 +37,7 @@ Scalar = Union[str, int]
 # (alpaca_eval 0.6.6 models_configs/*/configs.yaml; declare-lab/red-instruct generate_responses.py
 # `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper). The jobs and plan's
 # judge-cost estimate read it from here.
-REFERENCE_MAX_NEW_TOKENS = {"alpaca_eval": 2048, "red_instruct": 500, "realtoxicity": 20}
+REFERENCE_MAX_NEW_TOKENS = benchmark_reference_tokens()  # each type's module: alignkit/benchmarks/<type>.py
 DPO_MAX_PROMPT_LENGTH = 128  # TRL 0.7/0.8's default when a DPO method gives none
 
 # The checkout this code runs from: a sweep directory must never land in (or over) its packages.
@@ -136,7 +139,9 @@ class TrainingSpec:
     gradient_checkpointing: bool = True
     packing: bool = False
     precompute_ref_log_probs: bool = False
-    liger: Literal["auto", "on", "off"] = "auto"
+    # Opt-in: on the first H100 run (2026-11-27) the SFT first-step loss with Liger on was 3.5% away
+    # from the same float32 job on CPU (0.088786 vs 0.092045) while the DPO loss matched (docs/gpu.md)
+    liger: Literal["auto", "on", "off"] = "off"
     logging_steps: int = 10
     eval_steps: Optional[int] = None  # validation every N steps; null = save_steps (with validation only)
 
@@ -173,35 +178,9 @@ class JudgeSpec:
     price_per_million_tokens: Optional[PriceSpec] = None  # for `plan`'s cost estimate only
 
 
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    type: Literal["lm_eval", "realtoxicity", "red_instruct", "alpaca_eval"]
-    task: Optional[str] = None  # lm_eval: a task or group name
-    include_path: Optional[str] = None  # lm_eval: a directory of local task YAMLs (TaskManager include_path)
-    filter: Optional[str] = None  # lm_eval: which filter's score to report (default: 'none' or the only one)
-    num_fewshot: Optional[int] = None
-    metric: Optional[str] = None
-    limit: Optional[int] = None  # examples per task (null = all)
-    chat_template: Optional[bool] = None  # lm_eval: null = the model's lm_eval_chat_template
-    source: Optional[str] = None  # dataset file/dir or hub id for the safety/generation evals
-    revision: Optional[str] = None  # hub revision of `source` (null = main; ignored for local paths)
-    num_prompts: Optional[int] = None
-    # generation length; null = the benchmark's reference setting (AlpacaEval's model configs 2048,
-    # Red-Instruct's generate_responses.py 500, RealToxicityPrompts 20: docs/evaluation.md)
-    max_new_tokens: Optional[int] = None
-    classifier: Optional[str] = None  # realtoxicity: sequence classifier (hub id or path)
-    classifier_revision: Optional[str] = None  # hub revision of `classifier` (null = main)
-    judge: Optional[str] = None  # red_instruct / alpaca_eval: a name in evals.judges
-    # alpaca_eval: the reference outputs file in `source` (null = alpaca_eval_gpt4_baseline.json, AlpacaEval 2's
-    # GPT-4 Turbo outputs; alpaca_eval.json = AlpacaEval 1's davinci-003), the alpaca_eval package's annotator
-    # config (null = weighted_alpaca_eval_gpt4_turbo; alpaca_eval_gpt4 = AlpacaEval 1's), and whether to add its
-    # length-controlled win rate (needs df_gamed.csv and instruction_difficulty.csv of tatsu-lab/alpaca_eval)
-    reference: Optional[str] = None
-    annotator: Optional[str] = None
-    length_controlled: bool = True
-    # where this benchmark runs: steps and/or "final" (null = evals.checkpoints); a subset of
-    # evals.checkpoints, e.g. a judged benchmark at the final checkpoint only
-    checkpoints: Optional[tuple[Scalar, ...]] = None
+# A benchmark: `type` plus the fields of every type in alignkit/benchmarks/ (one module per type,
+# each with its own fields, defaults and checks); a field its type does not take is an error.
+BenchmarkSpec = benchmark_spec_class()
 
 
 @dataclass(frozen=True)
@@ -873,34 +852,7 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
     for name, b in ev.benchmarks.items():
         bp = join(join("evals", "benchmarks"), name)
         check_name(name, "benchmark name", bp, problems)
-        if b.type == "lm_eval" and not b.task:
-            problems.add(join(bp, "task"), "an lm_eval benchmark needs 'task' (an lm-eval task or group name)")
-        if b.type == "lm_eval" and not b.metric:
-            problems.add(join(bp, "metric"), "an lm_eval benchmark needs 'metric' (e.g. acc, exact_match)")
-        if b.type in ("red_instruct", "alpaca_eval"):
-            if not b.judge:
-                problems.add(join(bp, "judge"), f"a {b.type} benchmark needs 'judge' (a name in evals.judges)")
-            elif b.judge not in ev.judges:
-                problems.add(join(bp, "judge"), f"unknown judge '{b.judge}' (known: {', '.join(ev.judges) or 'none defined'})")
-        if b.type in ("realtoxicity", "red_instruct", "alpaca_eval") and not b.source:
-            problems.add(join(bp, "source"), f"a {b.type} benchmark needs 'source' (its data file or hub id)")
-        for key in ("num_fewshot", "limit", "num_prompts"):
-            v = getattr(b, key)
-            if v is not None and (v < 0 or (v == 0 and key != "num_fewshot")):
-                problems.add(join(bp, key), f"must be positive, got {v}")
-        if b.max_new_tokens is not None and b.max_new_tokens <= 0:
-            problems.add(join(bp, "max_new_tokens"), f"must be positive, got {b.max_new_tokens}")
-        for key in ("reference", "annotator"):  # file/config names: they become paths on the compute node
-            v = getattr(b, key)
-            if v is not None and b.type != "alpaca_eval":
-                problems.add(join(bp, key), f"only an alpaca_eval benchmark takes '{key}'")
-            elif v is not None and not _PLAIN_NAME.match(v):
-                problems.add(join(bp, key), f"{v!r} is not a plain file or config name (letters, digits, _ . -)")
-        for key, needs in (("revision", "source"), ("classifier_revision", "classifier")):
-            default = key == "classifier_revision" and b.type == "realtoxicity"  # pins the default classifier
-            if getattr(b, key) is not None and not getattr(b, needs) and not default:
-                problems.add(join(bp, key), f"'{key}' pins '{needs}', which this benchmark does not set"
-                             + (" (lm-eval tasks name their datasets in their task YAMLs)" if b.type == "lm_eval" else ""))
+        check_benchmark(name, b, bp, ev.judges, problems)  # the type's own fields and checks
         if b.checkpoints is not None:
             cp = join(bp, "checkpoints")
             if not b.checkpoints:

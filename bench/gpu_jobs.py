@@ -10,6 +10,7 @@ itself substitutes float32 (and adamw_torch for the paged optimizer) and records
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -301,7 +302,7 @@ def step_correctness(work: Path, tiny: bool) -> dict:
             if dev == "cuda":
                 fp32 = work / "sweep" / f"first-{key}-fp32"
                 if not (fp32 / "DONE").exists():
-                    copy_job(jobs[key], fp32, max_steps=1, save_steps=1)
+                    copy_job(jobs[key], fp32, max_steps=1, save_steps=1, liger="off")
                     as_float32(fp32)
                     run_in_process(fp32)
                 row["cuda_fp32"] = metrics(fp32)["first_loss"]
@@ -325,6 +326,26 @@ def step_correctness(work: Path, tiny: bool) -> dict:
                                                  + (f"; bf16 run rel {v['cuda_bf16_rel_diff']:.1e}" if "cuda_bf16_rel_diff" in v else "")
                                                  + ")" for k, v in rows.items()) + f" (tolerance {tol:g})"),
                 "first_losses": rows}
+
+    def sft_liger_as_without() -> dict:
+        """The SFT job's first-step loss with `training.liger: on` against the same float32 job with
+        Liger off (both on this GPU). On the first H100 run the Liger job was 3.5% from the CPU's
+        float32 loss; this row isolates Liger. Liger stays opt-in (spec default "off") until it passes."""
+        if dev != "cuda":
+            raise Skip("Liger's Triton kernels need a GPU")
+        if not importlib.util.find_spec("liger_kernel"):
+            raise Skip("liger-kernel not installed")
+        losses = {}
+        for liger in ("off", "on"):
+            d = work / "sweep" / f"first-sft_qlora-fp32-liger-{liger}"
+            if not (d / "DONE").exists():
+                copy_job(jobs["sft_qlora"], d, max_steps=1, save_steps=1, liger=liger)
+                as_float32(d)
+                run_in_process(d)
+            losses[liger] = metrics(d)["first_loss"]
+        rel = abs(losses["on"] - losses["off"]) / abs(losses["off"])
+        return {**expect(rel <= 1e-3, f"SFT QLoRA float32 first loss: Liger on {losses['on']:.6f}, off "
+                                      f"{losses['off']:.6f} (rel {rel:.1e}, tolerance 1e-3)"), "losses": losses}
 
     def target_model(kind: str, final: Path | None = None):
         """The weights the eval job loads for its target: a QLoRA adapter's dequantized 4-bit base,
@@ -391,6 +412,7 @@ def step_correctness(work: Path, tiny: bool) -> dict:
     checks.run("resumed_trainer_state", resumed_trainer_state)
     checks.run("dpo_first_step_loss_ln2_and_zero_margin", dpo_first_step)
     checks.run("sft_dpo_first_step_losses_as_on_cpu", first_losses_as_on_cpu)
+    checks.run("sft_liger_first_step_loss_as_without", sft_liger_as_without)
     checks.run("eval_adapter_swap_equals_fresh_load", swap_equals_fresh)
     checks.run("qlora_adapter_evaluated_equals_merged", eval_equals_merge)
     return {"device": dev, "observed": seen, "checks": checks.rows}

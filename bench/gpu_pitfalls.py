@@ -155,7 +155,10 @@ def left_padded_sdpa() -> dict:
 
 
 def liger_matches() -> dict:
-    """Loss with and without Liger's kernels on one fixed batch within 1e-2; LoRA grads non-zero."""
+    """Loss and LoRA gradients with and without Liger's kernels on one fixed batch: loss within 1e-2,
+    every LoRA gradient non-zero with Liger wherever it is without, gradient sums within 5%.
+    LoRA weights are random in both A and B (`init_lora_weights=False`): PEFT's default B = 0 makes
+    every lora_A gradient exactly zero at the first step, which the first H100 run took for a Liger bug."""
     import torch
 
     if device() != "cuda":
@@ -175,15 +178,22 @@ def liger_matches() -> dict:
         model = AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.bfloat16).to("cuda")
         if liger:
             _apply_liger_kernel_to_instance(model=model)
+        torch.manual_seed(1)
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights="gaussian"))
+                                                 init_lora_weights=False))
         loss = model(**batch, labels=batch["input_ids"]).loss
         loss.backward()
-        grads = [p.grad.abs().sum().item() for n, p in model.named_parameters() if "lora_" in n and p.grad is not None]
-        out[liger] = (loss.item(), min(grads) if grads else 0.0)
+        grads = {n: p.grad.float().abs().sum().item() for n, p in model.named_parameters()
+                 if "lora_" in n and p.grad is not None}
+        out[liger] = (loss.item(), grads)
     diff = abs(out[True][0] - out[False][0])
-    return {**expect(diff <= 1e-2 and out[True][1] > 0, f"loss {out[False][0]:.5f} vs Liger {out[True][0]:.5f} "
-                     f"(|diff| {diff:.2e}, tolerance 1e-2); smallest LoRA grad sum with Liger {out[True][1]:.3g}")}
+    plain, fused = out[False][1], out[True][1]
+    zero = [n for n in plain if plain[n] > 0 and fused.get(n, 0.0) == 0.0]
+    worst = max((abs(fused.get(n, 0.0) - g) / g for n, g in plain.items() if g > 0), default=float("inf"))
+    ok = diff <= 1e-2 and not zero and worst <= 0.05
+    return {**expect(ok, f"loss {out[False][0]:.5f} vs Liger {out[True][0]:.5f} (|diff| {diff:.2e}, tolerance 1e-2); "
+                         f"{len(plain)} LoRA grads, {len(zero)} zero only with Liger; worst grad-sum rel diff "
+                         f"{worst:.2e} (tolerance 5e-2)"), "loss_diff": diff, "worst_grad_rel_diff": worst}
 
 
 def master_port_range() -> dict:

@@ -1,18 +1,21 @@
 """The eval stage: one base load, every checkpoint's adapter swapped in, every benchmark run on each.
 
-Recipe (config: docs/contract.md "eval"; outputs: docs/evaluation.md):
+Recipe (config: alignkit/contract/eval.py EvalConfig; outputs and the store: docs/evaluation.md):
   1. resolve the target: `<sweep>/jobs/<target.job>/`; checkpoint N -> checkpoints/step-N/,
-     "final" -> adapter/; target.kind "merged" -> model/ (a full model, no adapter, "final" only)
-  2. skip checkpoints already in eval.json with the same adapter checksum (a requeued job resumes)
-  3. load the tokenizer (with the model family's template) and the target's base weights once
-     (jobs.base_weights, the function the merge job uses too: a QLoRA target gets its 4-bit base
-     dequantized exactly as training used it, a LoRA target the base in `model.dtype`)
-  4. per checkpoint: load its adapter beside the previous one, switch to it, drop the previous;
-     check on a probe input that the adapter changes the logits (else fail: an adapter that is
-     silently not applied would report the base model's scores as the run's)
-  5. per benchmark that runs at this checkpoint (its `checkpoints`): lm-eval tasks
-     (jobs.lm_eval_adapter), RealToxicityPrompts (generate + score), Red-Instruct and AlpacaEval
-     (generate only; jobs.judge scores them on a CPU node)
+     "final" -> adapter/; target.kind "merged" -> model/ (a full model, no adapter, "final" only);
+     "external" -> the adapter at target.source (a path or a hub id at target.revision, "final" only)
+  2. look every (checkpoint, benchmark) up in the sweep's result store (<sweep>/results/, keyed by
+     target, checkpoint and benchmark config; an adapter's stored sha256 must match): what is there
+     is reused, only the rest is computed (a requeued job, or a study given one more benchmark)
+  3. when anything is left: load the tokenizer (with the model family's template) and the target's
+     base weights once (jobs.base_weights, the function the merge job uses too: a QLoRA target gets
+     its 4-bit base dequantized exactly as training used it, a LoRA target the base in `model.dtype`)
+  4. per checkpoint with work left: load its adapter beside the previous one, switch to it, drop
+     the previous; check on a probe input that the adapter changes the logits (else fail: an adapter
+     that is silently not applied would report the base model's scores as the run's)
+  5. per benchmark left at this checkpoint: its type's `run` (alignkit/benchmarks/<type>.py: lm-eval
+     tasks, RealToxicityPrompts generate + score, Red-Instruct and AlpacaEval generate only; jobs.judge
+     scores them on a CPU node); each result goes to the store as soon as it exists
   6. after each checkpoint, write eval.json atomically; generations under generations/<ckpt>/
 """
 
@@ -26,24 +29,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alignkit import benchmarks as benchmarks_reg
+from alignkit.benchmarks import RunContext
+from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, as_dict, eval_key,
+                                    load_eval)
+from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs import base_weights, lm_eval_adapter
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted
-from jobs.safety import alpaca_eval, realtoxicity, red_instruct
 from jobs.task_progress import TaskProgress
 from jobs.templates import apply_template
 
-BENCHMARK_TYPES = ("lm_eval", "realtoxicity", "red_instruct", "alpaca_eval")
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Question: what is 2 plus 2? Answer:"
 # The guard's tolerance, relative to the logits' scale: a LoRA whose B is zero, or whose target
 # modules matched nothing, adds exactly 0, so any real adapter clears this by orders of magnitude.
 GUARD_RTOL = 1e-6
 
 
-def runs_at(benchmark: dict, ckpt: str) -> bool:
+def runs_at(benchmark: Any, ckpt: str) -> bool:
     """A benchmark runs at the checkpoints its config lists (`checkpoints`; absent: all of the job's)."""
-    at = benchmark.get("checkpoints")
+    at = benchmark.get("checkpoints") if isinstance(benchmark, dict) else benchmark.checkpoints
     return at is None or ckpt in {str(c) for c in at}
 
 
@@ -66,22 +72,46 @@ def adapter_sha256(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def _validate(config: dict) -> tuple[str, list[str], dict]:
-    target = config.get("target") or {}
-    kind = target.get("kind", "adapter")
-    if kind not in ("adapter", "merged", "base") or (kind != "base" and not target.get("job")):
-        raise JobFailure("config.json target: needs 'kind' adapter|merged (with 'job') or base")
-    ckpts = config.get("checkpoints") or ["final"]
-    if kind == "base" and [str(c) for c in ckpts] != ["final"]:
-        raise JobFailure("config.json checkpoints: the untrained base model has only 'final'")
-    benchmarks = config.get("benchmarks") or {}
-    if not benchmarks:
+def load_config(config: EvalConfig | dict, job_dir: Path) -> EvalConfig:
+    """The typed config; a dict (config.json's content) goes through the strict loader."""
+    if isinstance(config, EvalConfig):
+        return config
+    try:
+        return load_eval(config, str(Path(job_dir) / "config.json"))
+    except UserError as exc:
+        raise JobFailure(str(exc)) from None
+
+
+def _validate(config: EvalConfig) -> tuple[str, list[str]]:
+    t = config.target
+    if t.kind in ("adapter", "merged") and not t.job:
+        raise JobFailure(f"config.json target.job: a {t.kind} target names its job")
+    if t.kind == "external" and not t.source:
+        raise JobFailure("config.json target.source: an external target names its adapter (a path or hub id)")
+    ckpts = [str(c) for c in config.checkpoints] or ["final"]
+    if t.kind in ("base", "external") and ckpts != ["final"]:
+        what = "the untrained base model" if t.kind == "base" else "an external adapter"
+        raise JobFailure(f"config.json checkpoints: {what} has only 'final'")
+    if not config.benchmarks:
         raise JobFailure("config.json benchmarks: empty; nothing to evaluate")
-    for name, b in benchmarks.items():
-        if not isinstance(b, dict) or b.get("type") not in BENCHMARK_TYPES:
-            raise JobFailure(f"config.json benchmarks.{name}.type: {b.get('type') if isinstance(b, dict) else b!r} "
-                             f"is not one of {', '.join(BENCHMARK_TYPES)}")
-    return kind, [str(c) for c in ckpts], benchmarks
+    return t.kind, ckpts
+
+
+def external_adapter(target: Target) -> Path:
+    """The external adapter's folder: a local path, or the hub snapshot (prefetched; offline here)."""
+    src = str(target.source)
+    if Path(src).is_dir():
+        return Path(src)
+    if src.startswith(("/", "./", "../", "~")):
+        raise JobFailure(f"config.json target.source: {src} does not exist")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(src, revision=target.revision))
+    except Exception as exc:  # not in the cache / unknown repo: one line, naming it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise JobFailure(f"config.json target.source: cannot load adapter {src}@{target.revision or 'main'}: "
+                         f"{type(exc).__name__}: {first}") from None
 
 
 def _device() -> str:
@@ -96,28 +126,30 @@ def load_base(model_cfg: dict, path: str | Path, device: str) -> Any:
     return base_weights.load(base_weights.of_model(dict(model_cfg, source=str(path), revision=rev)), device)
 
 
-def target_base(kind: str, config: dict, job_dir: Path, paths: dict[str, Path]) -> BaseWeights:
+def target_base(kind: str, config: EvalConfig, job_dir: Path, paths: dict[str, Path]) -> BaseWeights:
     """The weights this eval job's target runs on, one per job (so per target, LoRA or QLoRA).
 
-    adapter: the base its train job trained on (jobs.base_weights.of_train_job), which must be the
-             model this eval config names; a target without a config.json (a hand-made layout,
-             never a sweep's train job) is a LoRA adapter on the eval config's model.
-    merged:  the merge's model/ in the dtype the merge wrote it (merge.json "dtype").
-    base:    the untrained model in `model.dtype`.
+    adapter:  the base its train job trained on (jobs.base_weights.of_train_job), which must be the
+              model this eval config names; a target without a config.json (a hand-made layout,
+              never a sweep's train job) is a LoRA adapter on the eval config's model.
+    merged:   the merge's model/ in the dtype the merge wrote it (merge.json "dtype").
+    base:     the untrained model in `model.dtype`.
+    external: a LoRA adapter on the eval config's model, in `model.dtype`.
     """
-    model_cfg = config["model"]
+    model_cfg = as_dict(config.model)
     if kind == "merged":
         rec = paths["final"].parent / "merge.json"
         dtype = read_json(rec).get("dtype") if rec.is_file() else None
         return base_weights.of_model(dict(model_cfg, source=str(paths["final"]), revision=None,
-                                          dtype=dtype or model_cfg.get("dtype")))
+                                          dtype=dtype or config.model.dtype))
     if kind == "adapter":
-        target_dir = job_dir.parent / config["target"]["job"]
+        target_dir = job_dir.parent / str(config.target.job)
         if (target_dir / "config.json").is_file():
             bw = base_weights.of_train_job(target_dir)
-            if (bw.source, bw.revision) != (str(model_cfg["source"]), model_cfg.get("revision") or None):
-                raise JobFailure(f"config.json model: {model_cfg['source']!r} (revision {model_cfg.get('revision')!r}) "
-                                 f"is not the base target {config['target']['job']} was trained on "
+            m = config.model
+            if (bw.source, bw.revision) != (str(m.source), m.revision or None):
+                raise JobFailure(f"config.json model: {m.source!r} (revision {m.revision!r}) "
+                                 f"is not the base target {config.target.job} was trained on "
                                  f"({bw.source!r}, revision {bw.revision!r})")
             return bw
     return base_weights.of_model(model_cfg)
@@ -185,13 +217,14 @@ def _make_generator(kind: str, bw: BaseWeights, tok: Any, model: Any, device: st
     from jobs.generate import HFGenerator, VLLMGenerator, vllm_available
 
     if backend == "vllm" or (backend == "auto" and vllm_available()):
-        ranks = [read_json(p / "adapter_config.json").get("r", 16) for p in paths.values()] if kind == "adapter" else [16]
+        lora = kind in ("adapter", "external")
+        ranks = [read_json(p / "adapter_config.json").get("r", 16) for p in paths.values()] if lora else [16]
         source, revision = bw.source, bw.revision
         if bw.quantization:  # vLLM must serve the dequantized weights, not the checkpoint's: write them
             model.save_pretrained(work)
             tok.save_pretrained(work)
             source, revision = str(work), None
-        return VLLMGenerator(source, revision, bw.dtype, max(ranks), kind == "adapter", tok)
+        return VLLMGenerator(source, revision, bw.dtype, max(ranks), lora, tok)
     if backend not in ("auto", "hf"):
         raise JobFailure(f"config.json generation.backend: {backend!r} is not auto, hf or vllm")
     return HFGenerator(model, tok, device)
@@ -201,18 +234,17 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def _provenance(config: dict, kind: str, device: str, backend: str) -> dict:
+def _provenance(config: EvalConfig, kind: str, device: str, backend: str) -> dict:
     import peft
     import torch
     import transformers
 
-    m = config["model"]
+    m = config.model
     return {
         "lm_eval_version": lm_eval_adapter.lm_eval_version(), "transformers_version": transformers.__version__,
         "peft_version": peft.__version__, "torch_version": torch.__version__,
-        "base_model": {"source": m.get("source"), "revision": m.get("revision"), "dtype": m.get("dtype"),
-                       "name": m.get("name"), "kind": m.get("kind")},
-        "template": m.get("template"), "target": dict(config["target"], kind=kind),
+        "base_model": {"source": m.source, "revision": m.revision, "dtype": m.dtype, "name": m.name, "kind": m.kind},
+        "template": m.template, "target": config.target.record(),
         "device": device, "generation_backend": backend, "checkpoints": {},
     }
 
@@ -223,105 +255,143 @@ def _check_stop(stop: threading.Event, job_dir: Path, result: dict) -> None:
         raise Preempted("eval: stopped between checkpoints; finished checkpoints are in eval.json")
 
 
-def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
-    job_dir = Path(job_dir)
-    kind, ckpts, benchmarks = _validate(config)
-    model_cfg = config["model"]
-    device = _device()
-    backend_cfg = (config.get("generation") or {}).get("backend", "auto")
-
-    # 1-2. resolve every checkpoint first (fail before loading anything) and find what is left to do
+def _target_paths(kind: str, config: EvalConfig, job_dir: Path, ckpts: list[str]) -> dict[str, Path]:
     if kind == "base":  # the untrained model itself (the paper's "Original" rows)
-        paths = {"final": Path(model_cfg["source"])}
-    else:
-        target_dir = job_dir.parent / config["target"]["job"]
-        paths = {c: checkpoint_dir(target_dir, kind, c) for c in ckpts}
+        return {"final": Path(config.model.source)}
+    if kind == "external":
+        return {"final": external_adapter(config.target)}
+    target_dir = job_dir.parent / str(config.target.job)
+    paths = {c: checkpoint_dir(target_dir, kind, c) for c in ckpts}
     for c, p in paths.items():
-        if kind != "base" and not p.is_dir():
-            raise JobFailure(f"checkpoint {c}: {p} does not exist (has the target job {config['target']['job']} finished?)")
-    shas = {c: adapter_sha256(p) if kind == "adapter" else None for c, p in paths.items()}
-    for c, s in shas.items():
-        if kind == "adapter" and s is None:
-            raise JobFailure(f"checkpoint {c}: {paths[c]} has no adapter_model.safetensors")
-    out_path = job_dir / "eval.json"
-    result = read_json(out_path) if out_path.exists() else {"checkpoints": {}}
-    done = result.get("provenance", {}).get("checkpoints", {})
-    todo = [c for c in ckpts if not (c in result["checkpoints"] and done.get(c, {}).get("adapter_sha256") == shas[c])]
-    for c in todo:
-        result["checkpoints"].pop(c, None)
+        if not p.is_dir():
+            raise JobFailure(f"checkpoint {c}: {p} does not exist (has the target job {config.target.job} finished?)")
+    return paths
 
+
+def _reuse(store: ResultStore, rec: StoredResult, bench: Any, name: str, gen_dir: Path, job_dir: Path) -> dict:
+    """A stored result as this job's entry: its generations copied under this job's name for it."""
+    entry = dict(rec.entry, result_key=rec.key, reused=True, reused_from=rec.job)
+    rows = store.rows_path(rec)
+    if rows is not None:
+        dest = gen_dir / f"{name}.jsonl"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dest, rows.read_text(encoding="utf-8"))
+        bench.write_outputs(gen_dir, name, [json.loads(x) for x in dest.read_text(encoding="utf-8").splitlines() if x])
+        entry["generations"] = str(dest.relative_to(job_dir))
+    return entry
+
+
+def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None:
+    job_dir = Path(job_dir)
+    config = load_config(config, job_dir)
+    kind, ckpts = _validate(config)
+    benchmarks = config.benchmarks
+    adapters = kind in ("adapter", "external")  # a LoRA adapter swapped onto the base
+    device = _device()
+    backend_cfg = config.generation.backend if config.generation else "auto"
+
+    # 1. resolve every checkpoint first (fail before loading anything)
+    paths = _target_paths(kind, config, job_dir, ckpts)
+    shas = {c: adapter_sha256(p) if adapters else None for c, p in paths.items()}
+    for c, s in shas.items():
+        if adapters and s is None:
+            raise JobFailure(f"checkpoint {c}: {paths[c]} has no adapter_model.safetensors")
+    # 2. what the store already holds (same target, checkpoint, benchmark config and adapter bytes)
+    store = ResultStore(job_dir.parent.parent)
+    keys = {(c, n): eval_key(config, c, b) for c in ckpts for n, b in benchmarks.items() if runs_at(b, c)}
+    stored: dict[tuple[str, str], StoredResult] = {}
+    for (c, n), (key, _) in keys.items():
+        rec = store.get(key)
+        if rec is not None and rec.checkpoint_provenance.get("adapter_sha256") == shas[c]:
+            stored[(c, n)] = rec
+    todo = [c for c in ckpts if any((c, n) in keys and (c, n) not in stored for n in benchmarks)]
+
+    result: dict = {"checkpoints": {}}
     bw = target_base(kind, config, job_dir, paths)
     generator = None
     work = job_dir / ".eval-base"  # the dequantized base, only when vLLM serves a QLoRA target
+    ctx = None
+    backend, load_s = "none", None
     if todo:
         # 3. one base load for all checkpoints
         t0 = time.time()
-        tok = load_tokenizer(model_cfg, bw.source)
+        tok = load_tokenizer(as_dict(config.model), bw.source)
         base = base_weights.load(bw, device)
         load_s = time.time() - t0
         slot = AdapterSlot(base)
-        need_gen = any(b["type"] != "lm_eval" for b in benchmarks.values())
-        scorer = None
-        if any(b["type"] == "realtoxicity" for b in benchmarks.values()):
-            name, b = next((n, b) for n, b in benchmarks.items() if b["type"] == "realtoxicity")
-            scorer = realtoxicity.ToxicityScorer(realtoxicity.classifier_source(b), device, f"benchmarks.{name}",
-                                                 revision=b.get("classifier_revision"))
-        task_managers: dict = {}
-        backend = "none"
-        if need_gen:
+        left = {n for (c, n) in keys if (c, n) not in stored}
+        if any(benchmarks_reg.get(benchmarks[n].type).generates for n in left):
             generator = _make_generator(kind, bw, tok, base, device, paths, backend_cfg, work)
             backend = generator.name
-        prov = _provenance(config, kind, device, backend)
-        prov["checkpoints"] = {c: v for c, v in done.items() if c in result["checkpoints"]}
+        ctx = RunContext(model=base, tokenizer=tok, device=device, generator=generator, gen_dir=job_dir,
+                         generator_name="")
+        for n in left:
+            benchmarks_reg.get(benchmarks[n].type).prepare(ctx, n, benchmarks[n])
+    prov = _provenance(config, kind, device, backend)
+    if load_s is not None:
         prov["base_load_s"] = round(load_s, 3)
-        prov["base_weights"] = bw.record()
-        result["provenance"] = prov
+    prov["base_weights"] = bw.record()
+    prov["result_store"] = str(store.root)
+    result["provenance"] = prov
 
-    progress = TaskProgress(job_dir, sum(runs_at(b, c) for c in todo for b in benchmarks.values()))
-    for c in todo:
+    progress = TaskProgress(job_dir, sum(1 for k in keys if k not in stored))
+    label = config.target.job or (config.target.name if kind == "external" else None) or kind
+    for c in ckpts:
         _check_stop(stop, job_dir, result)
         t0 = time.time()
-        # 4. swap in this checkpoint's adapter and make sure it is really applied
-        model, diff = base, None
-        if kind == "adapter":
-            model = slot.swap(c, paths[c])
-            diff = adapter_guard(model, tok, paths[c], device)
-        if generator is not None:
-            if generator.name == "hf":
-                generator.model = model
-            generator.set_checkpoint(c, paths[c] if kind == "adapter" else None)
-        # 5. every benchmark
-        entries: dict[str, dict] = {}
         gen_dir = job_dir / "generations" / c
+        model, diff = None, None
+        if c in todo:
+            # 4. swap in this checkpoint's adapter and make sure it is really applied
+            model = base
+            if adapters:
+                model = slot.swap(c, paths[c])
+                diff = adapter_guard(model, tok, paths[c], device)
+            if generator is not None:
+                if generator.name == "hf":
+                    generator.model = model
+                generator.set_checkpoint(c, paths[c] if adapters else None)
+            ctx.model, ctx.gen_dir = model, gen_dir
+            ctx.generator_name = f"{config.model.name}/{label}/{c}"
+        ckpt_prov = {"path": str(paths[c]), "adapter_sha256": shas[c], "guard_max_logit_diff": diff,
+                     "generation_backend": backend}
+        # 5. every benchmark: stored, or computed now (and stored)
+        entries: dict[str, dict] = {}
+        last, computed_at = None, None
         for name, b in benchmarks.items():
-            if not runs_at(b, c):  # e.g. a judged benchmark at the final checkpoint only
+            if (c, name) not in keys:  # e.g. a judged benchmark at the final checkpoint only
+                continue
+            bench = benchmarks_reg.get(b.type)
+            key, material = keys[(c, name)]
+            if (c, name) in stored:
+                last = stored[(c, name)]
+                entries[name] = _reuse(store, last, bench, name, gen_dir, job_dir)
                 continue
             _check_stop(stop, job_dir, result)
             progress.start(c, name)
-            where = f"benchmarks.{name}"
-            if b["type"] == "lm_eval":
-                entries[name] = lm_eval_adapter.run_benchmark(model, tok, name, b, device=device,
-                                                              task_managers=task_managers)
-                progress.done()
-                continue
-            if b["type"] == "realtoxicity":
-                entry, rows = realtoxicity.evaluate(generator, tok, scorer, b, where)
-            elif b["type"] == "red_instruct":
-                entry, rows = red_instruct.generate(generator, tok, b, where)
-            else:
-                gen_name = f"{model_cfg.get('name', 'model')}/{config['target'].get('job', 'base')}/{c}"
-                entry, rows = alpaca_eval.generate(generator, tok, b, where, gen_name)
-                atomic_write_json(gen_dir / f"{name}_model_outputs.json", rows)
-            _write_jsonl(gen_dir / f"{name}.jsonl", rows)
-            entry["generations"] = str((gen_dir / f"{name}.jsonl").relative_to(job_dir))
-            entries[name] = entry
-            progress.done(len(rows))
+            entry, rows = bench.run(ctx, name, b)
+            rows_path = None
+            if rows is not None:
+                rows_path = gen_dir / f"{name}.jsonl"
+                _write_jsonl(rows_path, rows)
+                bench.write_outputs(gen_dir, name, rows)
+            done_at = computed_at = time.time()
+            last = StoredResult(key=key, stage="eval", material=material, job=job_dir.name, benchmark=name,
+                                checkpoint=c, entry=entry, checkpoint_provenance=dict(
+                                    ckpt_prov, seconds=round(done_at - t0, 3), evaluated_at=done_at),
+                                created_at=done_at)
+            store.put(last, rows_path)
+            entries[name] = dict(entry, result_key=key)
+            if rows_path is not None:
+                entries[name]["generations"] = str(rows_path.relative_to(job_dir))
+            progress.done(len(rows) if rows is not None else 0)
         # 6. one checkpoint done: record it
         result["checkpoints"][c] = entries
-        result["provenance"]["checkpoints"][c] = {
-            "path": str(paths[c]), "adapter_sha256": shas[c], "guard_max_logit_diff": diff,
-            "seconds": round(time.time() - t0, 3), "evaluated_at": time.time()}
-        atomic_write_json(out_path, result)
-    if not todo:
-        atomic_write_json(out_path, result)
+        if c in todo or last is None:
+            prov["checkpoints"][c] = dict(ckpt_prov, seconds=round(time.time() - t0, 3),
+                                          evaluated_at=computed_at or time.time())
+        else:  # every benchmark here was stored: when and how it was evaluated then
+            prov["checkpoints"][c] = dict(last.checkpoint_provenance, reused=True)
+        atomic_write_json(job_dir / "eval.json", result)
+    atomic_write_json(job_dir / "eval.json", result)
     shutil.rmtree(work, ignore_errors=True)

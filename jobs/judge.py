@@ -1,6 +1,6 @@
 """The judge stage: score an eval job's generations for the judged benchmarks, on a CPU node.
 
-Config (docs/contract.md "judge"):
+Config (alignkit/contract/judge.py JudgeConfig; docs/contract.md "judge"):
   {"stage": "judge", "target": {"job": "<eval id>"},
    "benchmarks": {"red_instruct": {"type": "red_instruct", ..., "judge": {...}},
                   "alpaca_eval": {"type": "alpaca_eval", "source": ..., "judge": {...}}}}
@@ -10,6 +10,9 @@ Reads `<sweep>/jobs/<eval id>/eval.json` and the generations it points to; write
 Judge replies are cached in `<sweep>/judge_cache/` (or $ALIGNKIT_JUDGE_CACHE), shared by every
 judge job of the sweep, so a rerun or requeue asks the judge nothing it asked before (AlpacaEval:
 the alpaca_eval package's own annotation cache, one file per eval job, under `alpaca_eval/`).
+Verdicts are also kept in the sweep's result store (<sweep>/results/, alignkit/contract/eval.py),
+keyed by the stored eval result they judge and the judge's settings: a judge job whose eval job
+reused stored generations reuses their stored verdicts too (docs/evaluation.md "Result store").
 
 Secrets: while the stage runs, the value of every judge's `api_key_env` variable is replaced by
 "[redacted]" in every log record (the alpaca_eval package and the openai client log their errors)
@@ -28,14 +31,16 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+from alignkit import benchmarks as benchmarks_reg
+from alignkit.benchmarks import JudgeContext
+from alignkit.contract.eval import ResultStore, StoredResult, judge_key
+from alignkit.contract.judge import JudgeConfig, load_judge
+from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
 from jobs.evaluate import runs_at
 from jobs.judges import Judge, make_judge, redact, secrets
-from jobs.safety import alpaca_eval, red_instruct
 from jobs.task_progress import TaskProgress
-
-JUDGED_TYPES = ("red_instruct", "alpaca_eval")
 
 
 def cache_dir(job_dir: Path) -> Path:
@@ -89,46 +94,59 @@ def _redacting(values: list[str]):
             h.removeFilter(filt)
 
 
-def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
-    values = secrets([b.get("judge") for b in (config.get("benchmarks") or {}).values() if isinstance(b, dict)])
+def load_config(config: JudgeConfig | dict, job_dir: Path) -> JudgeConfig:
+    """The typed config; a dict (config.json's content) goes through the strict loader."""
+    if isinstance(config, JudgeConfig):
+        return config
+    try:
+        return load_judge(config, str(Path(job_dir) / "config.json"))
+    except UserError as exc:
+        raise JobFailure(str(exc)) from None
+
+
+def run(job_dir: Path, config: JudgeConfig | dict, stop: threading.Event) -> None:
+    # the secrets first, from the raw config too: a config the loader refuses must not leak a key either
+    raw = config if isinstance(config, dict) else None
+    judges = ([b.get("judge") for b in (raw.get("benchmarks") or {}).values() if isinstance(b, dict)] if raw is not None
+              else [b.judge for b in config.benchmarks.values()])
+    values = secrets(judges)
     with _redacting(values):
-        _run(Path(job_dir), config, stop, values)
+        _run(Path(job_dir), load_config(config, job_dir), stop, values)
 
 
-def _run(job_dir: Path, config: dict, stop: threading.Event, values: list[str]) -> None:
-    job_dir = Path(job_dir)
-    target = (config.get("target") or {}).get("job")
-    if not target:
-        raise JobFailure("config.json target.job: missing (the eval job whose generations to judge)")
+def _run(job_dir: Path, config: JudgeConfig, stop: threading.Event, values: list[str]) -> None:
+    target = config.target.job
     eval_dir = job_dir.parent / target
     if not (eval_dir / "DONE").exists() or not (eval_dir / "eval.json").exists():
         raise JobFailure(f"eval job {target} has not finished: {eval_dir / 'eval.json'} is not complete")
     evaluation = read_json(eval_dir / "eval.json")
-    benchmarks = config.get("benchmarks") or {}
+    benchmarks = config.benchmarks
+    types = {name: benchmarks_reg.get(b.type) for name, b in benchmarks.items()}
     for name, b in benchmarks.items():
-        if b.get("type") not in JUDGED_TYPES:
-            raise JobFailure(f"config.json benchmarks.{name}.type: {b.get('type')!r} is not judged "
-                             f"(expected {' or '.join(JUDGED_TYPES)})")
+        if not types[name].judged:
+            judged = [n for n in benchmarks_reg.BENCHMARKS.names() if benchmarks_reg.get(n).judged]
+            raise JobFailure(f"config.json benchmarks.{name}.type: {b.type!r} is not judged "
+                             f"(expected {' or '.join(judged)})")
 
     made: dict[str, Judge] = {}  # one client (and one rate limit, one loaded model) per distinct judge
     judges: dict[str, Judge | None] = {}
     for name, b in benchmarks.items():
-        if b["type"] == "alpaca_eval" and (b.get("judge") or {}).get("type") == "openai":
-            judges[name] = None  # the alpaca_eval package makes the requests itself
+        if not types[name].own_judge(b):
+            judges[name] = None  # the benchmark's own package makes the requests itself
             continue
-        key = json.dumps(b.get("judge"), sort_keys=True)
+        key = json.dumps(b.judge, sort_keys=True)
         if key not in made:
-            made[key] = make_judge(b.get("judge"), cache_dir(job_dir), f"benchmarks.{name}.judge")
+            made[key] = make_judge(b.judge, cache_dir(job_dir), f"benchmarks.{name}.judge")
         judges[name] = made[key]
-    refs = {name: alpaca_eval.load(b, f"benchmarks.{name}")
-            for name, b in benchmarks.items() if b["type"] == "alpaca_eval"}
 
+    store = ResultStore(job_dir.parent.parent)
+    ctx = JudgeContext(cache_dir=cache_dir(job_dir), eval_job=target)
     result: dict = {"checkpoints": {}, "provenance": {
         "eval_job": target,
-        "judges": {n: {"name": j.name if j else f"openai:{b['judge'].get('base_url')}", "key": j.key if j else None,
-                       "config_name": (b.get("judge") or {}).get("name")}
-                   for (n, j), b in zip(judges.items(), benchmarks.values(), strict=True)},
-        "cache_dir": str(cache_dir(job_dir)), "requests_made": 0}}
+        "judges": {n: {"name": j.name if j else f"openai:{(benchmarks[n].judge or {}).get('base_url')}",
+                       "key": j.key if j else None, "config_name": (benchmarks[n].judge or {}).get("name")}
+                   for n, j in judges.items()},
+        "cache_dir": str(cache_dir(job_dir)), "result_store": str(store.root), "requests_made": 0}}
     package_requests = 0
     progress = TaskProgress(job_dir, sum(runs_at(b, c) for c in evaluation["checkpoints"] for b in benchmarks.values()))
     for ckpt, entries in evaluation["checkpoints"].items():
@@ -142,21 +160,33 @@ def _run(job_dir: Path, config: dict, stop: threading.Event, values: list[str]) 
             where = f"checkpoint {ckpt} benchmark {name}"
             if name not in entries or not entries[name].get("generations"):
                 raise JobFailure(f"{where}: eval.json of {target} has no generations for it")
-            rows = _read_rows(eval_dir / entries[name]["generations"], where)
-            progress.start(ckpt, name)
-            t0 = time.time()
-            if b["type"] == "red_instruct":
-                entry, verdicts = red_instruct.judge(rows, judges[name])
-            else:
-                entry, verdicts = alpaca_eval.score(rows, refs[name], b, b.get("judge") or {}, judges[name],
-                                                    cache_dir(job_dir), target, f"benchmarks.{name}")
-                package_requests += entry["requests_made"] if judges[name] is None else 0
-            entry["seconds"] = round(time.time() - t0, 3)
             vpath = job_dir / "verdicts" / ckpt / f"{name}.jsonl"
+            progress.start(ckpt, name)
+            # verdicts on the same stored generations by the same judge: reused, not asked again
+            eval_key = entries[name].get("result_key")
+            key, material = judge_key(eval_key, b.judge) if eval_key else (None, None)
+            rec = store.get(key) if key else None
+            if rec is not None:
+                rows_file = store.rows_path(rec)
+                text = rows_file.read_text(encoding="utf-8") if rows_file else ""
+                atomic_write_text(vpath, text)
+                out[name] = dict(rec.entry, verdicts=str(vpath.relative_to(job_dir)), result_key=key, reused=True,
+                                 reused_from=rec.job)
+                progress.done(sum(1 for line in text.splitlines() if line.strip()))
+                continue
+            rows = _read_rows(eval_dir / entries[name]["generations"], where)
+            t0 = time.time()
+            entry, verdicts = types[name].score(ctx, name, b, rows, judges[name])
+            if judges[name] is None:
+                package_requests += entry.get("requests_made", 0)
+            entry["seconds"] = round(time.time() - t0, 3)
             atomic_write_text(vpath, redact("".join(json.dumps(v, ensure_ascii=False) + "\n" for v in verdicts),
                                             values))
+            if key:
+                store.put(StoredResult(key=key, stage="judge", material=material, job=job_dir.name, benchmark=name,
+                                       checkpoint=ckpt, entry=entry), vpath)
             entry["verdicts"] = str(vpath.relative_to(job_dir))
-            out[name] = entry
+            out[name] = dict(entry, result_key=key) if key else entry
             progress.done(len(verdicts))
         if out:
             result["checkpoints"][ckpt] = out

@@ -45,11 +45,11 @@ def benchmarks(judge: dict | None = None, lm_eval: bool = True, safety: bool = T
                     "metric": "exact_match", "limit": 4, "chat_template": False}
     if safety:
         b["realtoxicity"] = {"type": "realtoxicity", "source": str(SMOKE / "realtoxicityprompts" / "prompts.jsonl"),
-                             "num_prompts": 4, "max_new_tokens": 6, "classifier": str(TOX), "chat_template": False}
+                             "num_prompts": 4, "max_new_tokens": 6, "classifier": str(TOX)}
         b["red_instruct"] = {"type": "red_instruct", "source": str(SMOKE / "red-instruct"), "num_prompts": 3,
-                             "max_new_tokens": 6, "chat_template": False}
+                             "max_new_tokens": 6}
         b["alpaca_eval"] = {"type": "alpaca_eval", "source": str(SMOKE / "alpaca_eval" / "alpaca_eval.json"),
-                            "num_prompts": 3, "max_new_tokens": 6, "chat_template": False}
+                            "num_prompts": 3, "max_new_tokens": 6}
         if judge is not None:
             for k in ("red_instruct", "alpaca_eval"):
                 b[k]["judge"] = dict(judge)

@@ -21,7 +21,7 @@ def test_missing_checkpoint_fails_before_any_model_is_loaded(tmp_path):
     with pytest.raises(JobFailure, match=r"checkpoint 99: .*/jobs/tr/checkpoints/step-99 does not exist"):
         evaluate.run(d, cfg, threading.Event())
     cfg["benchmarks"]["x"] = {"type": "helm"}
-    with pytest.raises(JobFailure, match="benchmarks.x.type: 'helm' is not one of lm_eval"):
+    with pytest.raises(JobFailure, match="benchmarks.x.type: 'helm' is not one of alpaca_eval, lm_eval"):
         evaluate.run(d, cfg, threading.Event())
     cfg["benchmarks"].pop("x")
     cfg["target"]["kind"] = "merged"
@@ -157,10 +157,26 @@ def test_adapter_swaps_on_one_base_match_fresh_loads_and_differ_from_base(tmp_pa
     assert any(s != base_text for s in seen)  # the adapters change generations, not only logits
 
 
+def _count_lm_eval(monkeypatch) -> list:
+    """Record every lm-eval run (benchmark name, checkpoint's adapter) the eval job starts."""
+    from jobs import lm_eval_adapter
+
+    calls: list = []
+    real = lm_eval_adapter.run_benchmark
+
+    def counted(model, tok, name, cfg, **kw):
+        calls.append((name, getattr(model, "active_adapter", None)))
+        return real(model, tok, name, cfg, **kw)
+
+    monkeypatch.setattr(lm_eval_adapter, "run_benchmark", counted)
+    return calls
+
+
 @pytest.mark.slow
-def test_requeued_eval_resumes_after_the_finished_checkpoints(tmp_path):
+def test_requeued_eval_resumes_after_the_finished_checkpoints(tmp_path, monkeypatch):
     from jobs import evaluate
 
+    calls = _count_lm_eval(monkeypatch)
     train_job_with_adapters(tmp_path, [2], final=True)
     bench = {"mmlu": benchmarks(safety=False)["mmlu"]}
     d, cfg = eval_job(tmp_path, "tr", [2, "final"], bench)
@@ -171,22 +187,32 @@ def test_requeued_eval_resumes_after_the_finished_checkpoints(tmp_path):
     assert json.loads((d / "eval.json").read_text())["checkpoints"] == {}
     evaluate.run(d, cfg, threading.Event())
     first = json.loads((d / "eval.json").read_text())
-    # a requeue that finds checkpoint 2 done evaluates only "final"
-    partial = json.loads(json.dumps(first))
-    del partial["checkpoints"]["final"]
-    (d / "eval.json").write_text(json.dumps(partial))
+    assert [c[0] for c in calls] == ["mmlu", "mmlu"]
+    # a requeue finds both results in the sweep's store: nothing is evaluated again
     evaluate.run(d, cfg, threading.Event())
     second = json.loads((d / "eval.json").read_text())
-    p1, p2 = first["provenance"]["checkpoints"], second["provenance"]["checkpoints"]
-    assert p2["2"]["evaluated_at"] == p1["2"]["evaluated_at"]
-    assert p2["final"]["evaluated_at"] > p1["final"]["evaluated_at"]
+    assert len(calls) == 2
+    assert all(second["checkpoints"][c]["mmlu"]["reused"] is True for c in ("2", "final"))
     assert second["checkpoints"]["final"]["mmlu"]["acc"] == first["checkpoints"]["final"]["mmlu"]["acc"]
+    p1, p2 = first["provenance"]["checkpoints"], second["provenance"]["checkpoints"]
+    assert p2["2"]["evaluated_at"] == p1["2"]["evaluated_at"] and p2["2"]["reused"] is True
+    # a result missing from the store (a job stopped mid-checkpoint) is computed again, alone
+    key = first["checkpoints"]["final"]["mmlu"]["result_key"]
+    (tmp_path / "results" / f"{key}.json").unlink()
+    evaluate.run(d, cfg, threading.Event())
+    third = json.loads((d / "eval.json").read_text())
+    assert len(calls) == 3 and calls[-1][1] == "ckpt_final"
+    p3 = third["provenance"]["checkpoints"]
+    assert p3["2"]["evaluated_at"] == p1["2"]["evaluated_at"]
+    assert p3["final"]["evaluated_at"] > p1["final"]["evaluated_at"]
+    assert third["checkpoints"]["final"]["mmlu"]["acc"] == first["checkpoints"]["final"]["mmlu"]["acc"]
     # a checkpoint whose adapter changed on disk since is evaluated again
     make_adapter(tmp_path / "jobs" / "tr" / "checkpoints" / "step-2", seed=42)
     evaluate.run(d, cfg, threading.Event())
-    third = json.loads((d / "eval.json").read_text())["provenance"]["checkpoints"]
-    assert third["2"]["evaluated_at"] > p2["2"]["evaluated_at"]
-    assert third["final"]["evaluated_at"] == p2["final"]["evaluated_at"]
+    fourth = json.loads((d / "eval.json").read_text())["provenance"]["checkpoints"]
+    assert len(calls) == 4 and calls[-1][1] == "ckpt_2"
+    assert fourth["2"]["evaluated_at"] > p3["2"]["evaluated_at"]
+    assert fourth["final"]["evaluated_at"] == p3["final"]["evaluated_at"]
 
 
 @pytest.mark.slow

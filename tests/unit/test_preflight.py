@@ -288,3 +288,32 @@ def test_hf_judges_and_unknown_lm_eval_tasks_are_covered():
     evaluate = {"stage": "eval", "benchmarks": {"x": {"type": "lm_eval", "task": "no_such_task_anywhere"}}}
     assert lm_eval_datasets([evaluate], MANAGERS) == ([], ["lm_eval x: lm-eval knows no task or group "
                                                           "'no_such_task_anywhere'"])
+
+
+def test_hub_data_dirs_given_per_preference_in_files_are_checked_and_fetched(cache, tmp_path):
+    """A normalized dataset's `files` may name hub data_dirs (issue 13): each must be cached; a
+    local file among them is the loader's business, not a folder of the hub repo."""
+    put(cache, "dataset", "org/prefs", {"honest/train.jsonl": "x", "README.md": "x"})
+    local = tmp_path / "kind.jsonl"
+    ds = {"name": "prefs", "format": "normalized", "source": "org/prefs", "revision": "main",
+          "files": {"honest": "honest", "helpful": "helpful", "kind": str(local)}}
+    assert missing_assets([], [ds]) == [
+        "dataset prefs: org/prefs@main is in the Hugging Face cache without its subset folder helpful/"]
+    assert dataset_allow_patterns(ds)[:2] == ["helpful/*", "honest/*"]
+    assert missing_assets([], [dict(ds, files={"honest": "honest", "kind": str(local)})]) == []
+
+
+def test_external_adapter_targets_are_assets_checked_as_adapters(cache, tmp_path):
+    """An adapter named in `targets:` is fetched with the study and must be a PEFT folder."""
+    put(cache, "model", "org/dpo-adapter", {"adapter_config.json": "{}", "adapter_model.safetensors": "x"})
+    put(cache, "model", "org/not-an-adapter", {"config.json": "{}", "model.safetensors": "x"})
+    evaluate = {"stage": "eval", "model": SMOKE_MODELS[0], "benchmarks": {},
+                "target": {"kind": "external", "name": "theirs", "source": "org/dpo-adapter", "revision": None}}
+    other = dict(evaluate, target=dict(evaluate["target"], name="wrong", source="org/not-an-adapter"))
+    local = dict(evaluate, target=dict(evaluate["target"], name="mine", source=str(tmp_path)))
+    models, _ = spec_assets([evaluate, other, local])
+    assert [(m["name"], m.get("adapter", False)) for m in models] == [
+        ("tiny-llama", False), ("target theirs", True), ("target wrong", True), ("target mine", True)]
+    assert missing_assets(models, []) == [
+        "model target wrong: org/not-an-adapter@main is in the Hugging Face cache without adapter_config.json",
+        f"model target mine: local path {tmp_path} has no adapter_config.json (not a Hugging Face PEFT adapter folder)"]

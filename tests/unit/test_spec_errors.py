@@ -74,7 +74,7 @@ CASES = [
     ("zero-cpus", _set("resources.eval", {"cpus": 0}), "resources.eval.cpus: must be positive, got 0"),
     ("malformed-time", _set("resources.train.time", "2 hours"), "resources.train.time: malformed time '2 hours'"),
     ("minutes-over-59", _set("resources.train.time", "01:75:00"), "resources.train.time: malformed time '01:75:00': minutes and seconds must be below 60"),
-    ("unknown-benchmark-type", _set("evals.benchmarks.mmlu.type", "helm"), "evals.benchmarks.mmlu.type: unknown value 'helm' (allowed: lm_eval, realtoxicity, red_instruct, alpaca_eval)"),
+    ("unknown-benchmark-type", _set("evals.benchmarks.mmlu.type", "helm"), "evals.benchmarks.mmlu.type: unknown value 'helm' (allowed: alpaca_eval, lm_eval, realtoxicity, red_instruct)"),
     ("benchmark-unknown-judge", _set("evals.benchmarks.ae.judge", "gpt5"), "evals.benchmarks.ae.judge: unknown judge 'gpt5' (known: j)"),
     ("checkpoint-not-saved", _set("evals.checkpoints", [150, "final"]), "evals.checkpoints[0]: step 150 is not a multiple of training.save_steps 100"),
     ("checkpoint-beyond-end", _set("evals.checkpoints", [800]), "evals.checkpoints[0]: step 800 is beyond training.max_steps 700"),

@@ -1,0 +1,198 @@
+"""The eval stage's typed config (what the compiler writes to config.json), its strict loader, and
+the result store the eval and judge jobs share (docs/evaluation.md "Result store").
+
+Torch-free: the login node (compile, collect) and the compute node (jobs/evaluate.py) import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from alignkit.benchmarks import config_class
+from alignkit.benchmarks.base import Scalar
+from alignkit.errors import UserError
+from alignkit.fsio import atomic_write_json, read_json
+from alignkit.schema import Problems, from_dict, is_missing
+from alignkit.spec import ModelSpec
+
+# A benchmark in a job config: `type` plus every type's fields (alignkit/benchmarks), resolved.
+BenchmarkConfig = config_class()
+
+RESULTS_DIR = "results"  # <sweep>/results/<key>.json (ISSUE-13: the lead may move it to contract/paths.py)
+
+
+@dataclass(frozen=True)
+class ModelConfig(ModelSpec):
+    """config["model"]: the spec's model (its defaults, one place) with its name and an absolute source."""
+    name: str = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is evaluated. adapter/merged: the train/merge job `job` of this sweep; base: the untrained
+    config["model"]; external: an existing LoRA adapter at `source` (abs path or hub id, at `revision`)
+    on the base config["model"], with `name` as its label."""
+    kind: Literal["adapter", "merged", "base", "external"] = "adapter"
+    job: Optional[str] = None
+    name: Optional[str] = None
+    source: Optional[str] = None
+    revision: Optional[str] = None
+
+    def record(self) -> dict[str, Any]:
+        """As the config gave it (unset fields left out): eval.json's provenance.target."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vLLM when installed, else transformers
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    stage: Literal["eval"]
+    model: ModelConfig
+    target: Target
+    benchmarks: dict[str, BenchmarkConfig]
+    axes: dict[str, Any] = field(default_factory=dict)  # labels
+    checkpoints: tuple[Scalar, ...] = ("final",)
+    generation: Optional[GenerationConfig] = None
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A config dataclass as the plain dict the compiler wrote (for the dict-taking helpers)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+class ContractError(UserError):
+    """A config.json that does not match its stage's contract: one line naming the file and key."""
+
+
+def load_strict(cls: type, data: Any, file: str) -> Any:
+    """`data` (config.json's content) as `cls`, strictly: an unknown key, a wrong type or a missing
+    required key raises ContractError naming the file and the key (the first problem; more counted)."""
+    if isinstance(data, (str, Path)):
+        file, data = str(data), read_json(data)
+    problems = Problems(file, {})
+    benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
+    if isinstance(benchmarks, dict):  # say which types exist, not only that this one does not
+        from alignkit.benchmarks import BENCHMARKS
+
+        for name, b in benchmarks.items():
+            t = b.get("type") if isinstance(b, dict) else b
+            if t not in BENCHMARKS.names():
+                raise ContractError(f"{file}: benchmarks.{name}.type: {t!r} is not one of "
+                                    f"{', '.join(BENCHMARKS.names())}")
+    out = from_dict(cls, data, "", problems)
+    if problems.items or is_missing(out):
+        more = f" (and {len(problems.items) - 1} more)" if len(problems.items) > 1 else ""
+        raise ContractError((problems.items[0] if problems.items else f"{file}: not a {cls.__name__}") + more)
+    return out
+
+
+def load_eval(data: Any, file: str = "config.json") -> EvalConfig:
+    return load_strict(EvalConfig, data, file)
+
+
+# ---- result store ---------------------------------------------------------------------------------
+
+# What names or prices things, not what a result depends on (alignkit/compile.py's _LABELS).
+_LABELS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens", "tracking")
+
+
+def identity(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        value = as_dict(value)
+    if isinstance(value, dict):
+        return {k: identity(v) for k, v in value.items() if k not in _LABELS}
+    if isinstance(value, (list, tuple)):
+        return [identity(v) for v in value]
+    return value
+
+
+def _hash(material: dict) -> str:
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+def target_identity(config: EvalConfig) -> dict[str, Any]:
+    """Who the target is: its train/merge job id, or the external adapter / base model itself, on
+    the model config it is evaluated with (template and dtype change generations)."""
+    t = config.target
+    who = {"kind": t.kind, "job": t.job} if t.kind in ("adapter", "merged") else identity(t)
+    return {"target": who, "model": identity(config.model),
+            "generation": identity(config.generation) if config.generation else None}
+
+
+def eval_key(config: EvalConfig, checkpoint: str, benchmark: Any) -> tuple[str, dict]:
+    """(key, material) of one (target, checkpoint, benchmark) result: the benchmark's config
+    without its `checkpoints` list and judge block."""
+    bench = {k: v for k, v in identity(benchmark).items() if k not in ("checkpoints", "judge")}
+    material = {"stage": "eval", **target_identity(config), "checkpoint": str(checkpoint), "benchmark": bench}
+    return _hash(material), material
+
+
+def judge_key(eval_result_key: str, judge: Optional[dict]) -> tuple[str, dict]:
+    """(key, material) of the verdicts on one stored eval result by one judge (labels left out)."""
+    material = {"stage": "judge", "eval": eval_result_key, "judge": identity(judge or {})}
+    return _hash(material), material
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """<sweep>/results/<key>.json: one (target, checkpoint, benchmark) result, eval or judge."""
+    key: str
+    stage: Literal["eval", "judge"]
+    material: dict[str, Any]  # what the key hashes
+    job: str  # the job that computed it
+    benchmark: str  # its name in that job (a label)
+    checkpoint: str
+    entry: dict[str, Any]  # the eval.json / judge.json entry, without its job-relative file paths
+    rows_file: Optional[str] = None  # generations (eval) or verdicts (judge), beside the record
+    checkpoint_provenance: dict[str, Any] = field(default_factory=dict)  # adapter sha256, guard, timing
+    created_at: float = 0.0
+
+
+class ResultStore:
+    """Results kept per (target, checkpoint, benchmark) in a sweep, shared by all its jobs."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.root = Path(sweep_dir) / RESULTS_DIR
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def get(self, key: str) -> Optional[StoredResult]:
+        """The stored result, or None when absent or unreadable (then it is computed again)."""
+        p = self.path(key)
+        try:
+            rec = load_strict(StoredResult, read_json(p), str(p)) if p.is_file() else None
+        except (OSError, ValueError, UserError):
+            return None
+        if rec is None or rec.key != key:
+            return None
+        if rec.rows_file and (not rec.rows_file.startswith(f"{key}.") or "/" in rec.rows_file
+                              or not (self.root / rec.rows_file).is_file()):
+            return None  # rows beside the record only (a record edited to point elsewhere is not followed)
+        return rec
+
+    def put(self, rec: StoredResult, rows: Optional[Path] = None) -> None:
+        """Store `rec` (and its rows file) atomically: the rows first, the record last."""
+        if rows is not None:
+            name = f"{rec.key}{''.join(rows.suffixes)}"
+            tmp = self.root / f".{name}.tmp"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(rows, tmp)
+            tmp.replace(self.root / name)
+            rec = dataclasses.replace(rec, rows_file=name)
+        atomic_write_json(self.path(rec.key), as_dict(dataclasses.replace(rec, created_at=rec.created_at or time.time())))
+
+    def rows_path(self, rec: StoredResult) -> Optional[Path]:
+        return self.root / rec.rows_file if rec.rows_file else None
