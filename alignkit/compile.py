@@ -26,7 +26,8 @@ from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
 from alignkit.schema import Problems, join, one_line
-from alignkit.spec import (AXES, DPO_MAX_PROMPT_LENGTH, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
+from alignkit.methods import resolve_config as method_config
+from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
                            TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
                            override_section, parse_time, provided_preferences, resolve_source, section_entry,
                            swept_axes)
@@ -422,15 +423,7 @@ class _Compiler:
         }
 
     def _method_config(self, name: str, method: Any) -> dict[str, Any]:
-        cfg = {"name": name, **_plain(method)}
-        if method.type == "dpo" and method.beta is None:
-            cfg["beta"] = 0.1  # TRL's long-standing default; the paper does not state it
-        if method.type == "dpo" and method.max_prompt_length is None:
-            cfg["max_prompt_length"] = DPO_MAX_PROMPT_LENGTH
-        if method.type == "sft":
-            cfg.pop("beta")
-            cfg.pop("max_prompt_length")
-        return cfg
+        return method_config(name, method)  # the method's own resolve (alignkit/methods/)
 
     def check_preferences(self, p: dict[str, Any], ds: DatasetSpec) -> bool:
         """A run's preference must be one its dataset provides (subsets, files or its format)."""

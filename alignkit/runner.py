@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import submitit
 
+from alignkit.contract import paths as jobfiles
+
 
 class StageRunner(submitit.helpers.Checkpointable):
     """Pickled once per job (it holds only settings); the job dir is its one argument."""
@@ -112,7 +114,7 @@ def _link_logs(job_dir: Path, env: Any) -> None:
     """jobs/<id>/logs/<submitit id>_<rank>_log.{out,err} → submitit's files of this attempt."""
     try:
         paths = env.paths
-        logs = job_dir / "logs"
+        logs = job_dir / jobfiles.LOGS
         logs.mkdir(parents=True, exist_ok=True)
         for target in (paths.stdout, paths.stderr):
             link = logs / Path(target).name

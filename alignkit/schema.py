@@ -389,6 +389,11 @@ def convert(tp: Any, value: Any, path: str, problems: Problems, free_text: bool 
             out[k] = convert(val_tp, v, join(path, k), problems, free_text)
         return _MISSING if any(v is _MISSING for v in out.values()) else out
     if dataclasses.is_dataclass(tp):
+        if "__variant__" in vars(tp):  # a tagged union: the class picks the variant the mapping names
+            picked = tp.__variant__(value, path, problems)
+            if picked is None:
+                return _MISSING
+            tp, value = picked
         return from_dict(tp, value, path, problems)
     if tp is bool:
         if isinstance(value, bool):

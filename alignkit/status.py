@@ -22,6 +22,7 @@ from typing import Any
 
 from alignkit import backends, journal
 from alignkit.backends.base import AttemptState, Backend
+from alignkit.contract import paths as jobfiles
 from alignkit.errors import UserError
 from alignkit.fsio import read_json
 from alignkit.journal import Attempt, Journal
@@ -181,7 +182,7 @@ def _read_object(path: Path, warnings: list[str] | None) -> dict[str, Any] | Non
 
 def error_reason(job_dir: Path, warnings: list[str] | None = None) -> str | None:
     """error.json's one-line reason; None when missing; a warning when it is not what jobs write."""
-    err = _read_object(job_dir / "error.json", warnings)
+    err = _read_object(job_dir / jobfiles.ERROR, warnings)
     return (str(err.get("reason") or "") or None) if err is not None else None
 
 
@@ -213,7 +214,7 @@ _TASK_KEYS = {"benchmark": str, "checkpoint": str, "items_done": int}
 
 
 def _progress(job_dir: Path, warnings: list[str]) -> dict[str, Any] | None:
-    path = job_dir / "progress.json"
+    path = job_dir / jobfiles.PROGRESS
     p = _read_object(path, warnings)
     if p is None:
         return None
@@ -279,7 +280,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
     # raw state of every attempt (dependencies may point at attempts that are no longer latest)
     raw: dict[tuple[str, int | None], tuple[str, str | None]] = {}
     for job_id, atts in jr.attempts.items():
-        done = "DONE" in files.get(job_id, ())
+        done = jobfiles.DONE in files.get(job_id, ())
         for att in atts:
             st = states.get(att.key) or AttemptState("UNKNOWN", f"unknown executor '{att.executor}'")
             raw[att.key] = ("COMPLETED", None) if done and att is atts[-1] else (st.state, st.reason)
@@ -347,9 +348,9 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         present = files.get(j["id"], ())
         s = JobStatus(id=j["id"], name=j["name"], stage=j["stage"], state="UNSUBMITTED",
                       attempts=len(atts), attempt=att, resources=j["resources"],
-                      progress=_progress(job_dir, warnings) if "progress.json" in present else None)
+                      progress=_progress(job_dir, warnings) if jobfiles.PROGRESS in present else None)
         if att is None:
-            if "DONE" in present:
+            if jobfiles.DONE in present:
                 s.state = "COMPLETED"
             jobs.append(s)
             continue

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignkit.contract import paths
 from alignkit.errors import UserError
 from alignkit.fsio import remove_stale_temps
 
@@ -75,11 +76,11 @@ class SweepDir:
 
     @property
     def code(self) -> Path:
-        return self.root / "code"
+        return self.root / paths.CODE
 
     @property
     def jobs(self) -> Path:
-        return self.root / "jobs"
+        return self.root / paths.JOBS
 
     @property
     def lock(self) -> Path:

@@ -58,30 +58,40 @@ def _dtype_name(value: Any, where: str, allow_auto: bool = False) -> str:
     return str(value)
 
 
-def of_model(model_cfg: dict[str, Any], where: str = "model.dtype") -> BaseWeights:
-    """The plain base (LoRA targets, the untrained model itself)."""
+def of_model(model_cfg: Any, where: str = "model.dtype") -> BaseWeights:
+    """The plain base (LoRA targets, the untrained model itself); `model_cfg` typed or a dict."""
+    if not isinstance(model_cfg, dict):
+        return BaseWeights(str(model_cfg.source), model_cfg.revision or None, _dtype_name(model_cfg.dtype, where))
     return BaseWeights(str(model_cfg["source"]), model_cfg.get("revision") or None,
                        _dtype_name(model_cfg.get("dtype"), where, allow_auto=True))
 
 
-def of_train_config(config: dict[str, Any], substitutions: list[dict] | None = None,
+def of_train_config(config: Any, substitutions: list[dict] | None = None,
                     where: str = "config.json") -> BaseWeights:
-    """The base a train job's adapters were trained on, from its config (+ what it substituted)."""
+    """The base a train job's adapters were trained on, from its config (typed TrainConfig or its
+    dict) + what it substituted. Missing values take the spec's defaults (alignkit/spec.py ModelSpec,
+    QuantSpec), the ones the compiler writes and jobs/train.py reads: no second set of defaults."""
+    from alignkit.spec import ModelSpec, QuantSpec
+
+    if not isinstance(config, dict):
+        from alignkit.contract import to_dict
+
+        config = to_dict(config)
     quant = (config.get("peft") or {}).get("quantization")
     model = config["model"]
     if not quant:
         return of_model(model, f"{where} model.dtype")
     used = {_SUBSTITUTABLE[s["key"]]: s["used"] for s in substitutions or [] if s.get("key") in _SUBSTITUTABLE}
-    if int(quant.get("bits", 4)) != 4:
+    if int(quant.get("bits", QuantSpec.bits)) != 4:
         raise JobFailure(f"{where} peft.quantization.bits: only 4-bit QLoRA is supported, got {quant['bits']}")
-    q = {"bits": 4, "quant_type": quant.get("quant_type", "nf4"), "double_quant": bool(quant.get("double_quant", True)),
-         # defaults as jobs/train.py resolve() applies them
-         "compute_dtype": _dtype_name(used.get("compute_dtype", quant.get("compute_dtype", "bfloat16")),
+    q = {"bits": 4, "quant_type": quant.get("quant_type", QuantSpec.quant_type),
+         "double_quant": bool(quant.get("double_quant", QuantSpec.double_quant)),
+         "compute_dtype": _dtype_name(used.get("compute_dtype", quant.get("compute_dtype", QuantSpec.compute_dtype)),
                                       f"{where} peft.quantization.compute_dtype"),
-         "storage_dtype": used.get("storage_dtype", quant.get("storage_dtype", "uint8"))}
+         "storage_dtype": used.get("storage_dtype", quant.get("storage_dtype", QuantSpec.storage_dtype))}
     if q["storage_dtype"] != "uint8":
         _dtype_name(q["storage_dtype"], f"{where} peft.quantization.storage_dtype")
-    load = _dtype_name(used.get("load_dtype", model.get("dtype") or "float32"), f"{where} model.dtype")
+    load = _dtype_name(used.get("load_dtype", model.get("dtype") or ModelSpec.dtype), f"{where} model.dtype")
     return BaseWeights(str(model["source"]), model.get("revision") or None, q["compute_dtype"], q, load)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from alignkit.contract import paths
 from alignkit.fsio import atomic_dir, atomic_write_json, read_json
 from jobs import distributed
 
@@ -31,11 +32,11 @@ _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def resume_dir(job_dir: Path) -> Path:
-    return Path(job_dir) / "checkpoints" / ".resume"
+    return Path(job_dir) / paths.CHECKPOINTS / ".resume"
 
 
 def step_dir(job_dir: Path, step: int) -> Path:
-    return Path(job_dir) / "checkpoints" / f"step-{step}"
+    return paths.step_dir(job_dir, step)
 
 
 def _trainer_checkpoints(job_dir: Path) -> list[tuple[int, Path]]:
@@ -71,11 +72,10 @@ def finish(job_dir: Path) -> None:
 
 
 def saved_steps(job_dir: Path) -> list[int]:
-    root = Path(job_dir) / "checkpoints"
+    root = Path(job_dir) / paths.CHECKPOINTS
     if not root.is_dir():
         return []
-    steps = [int(p.name[5:]) for p in root.iterdir() if p.name.startswith("step-") and p.name[5:].isdigit()]
-    return sorted(steps)
+    return sorted(n for p in root.iterdir() if (n := paths.step_of(p.name)) is not None)
 
 
 def export_adapter(src: Path, dst: Path) -> None:

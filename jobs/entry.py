@@ -1,7 +1,8 @@
 """Run one job of a sweep, given only its directory: `python -m jobs.entry <sweep>/jobs/<id>`.
 
-The directory holds `config.json` (the resolved config, see docs/contract.md); the stage module
-writes its results there. A failure leaves `error.json` with a one-line reason for `alignkit
+The directory holds `config.json` (the resolved config, see docs/contract.md), read through the
+typed contract (alignkit.contract.load: a config that does not match is a one-line error naming
+the file and key); the stage module writes its results there. A failure leaves `error.json` with a one-line reason for `alignkit
 status`; success leaves `DONE`, written last. `stop` is polled by long stages (training) at step
 boundaries: when it is set they save a resumable checkpoint and raise `Preempted`.
 """
@@ -16,6 +17,9 @@ import time
 import traceback
 from pathlib import Path
 
+from alignkit import contract
+from alignkit.contract import ContractError, paths
+from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
 
@@ -35,35 +39,52 @@ def _one_line(exc: BaseException) -> str:
     name = type(exc).__name__
     if "out of memory" in str(exc).lower() and "cuda" in str(exc).lower():
         return f"CUDA out of memory: {msg}"
+    if isinstance(exc, UserError):  # a bad config.json (ContractError): the first line names the file and key
+        return text[0] if text else name
     return msg if isinstance(exc, JobFailure) else f"{name}: {msg}"
 
 
 def run_job(job_dir: str | os.PathLike, stop: threading.Event | None = None) -> str:
     """Run the job in `job_dir`; return "done" or "skipped" (already done). Raises on failure."""
     job_dir = Path(job_dir).resolve()
-    if (job_dir / "DONE").exists():
+    if (job_dir / paths.DONE).exists():
         return "skipped"
     _offline_env()
-    config = read_json(job_dir / "config.json")
-    stage = config["stage"]
-    # "stage_module" (tests only, docs/slurm.md): run a test stage through the real submission path
-    module = importlib.import_module(config.get("stage_module") or STAGE_MODULES[stage])
     stop = stop or threading.Event()
-    (job_dir / "error.json").unlink(missing_ok=True)
+    (job_dir / paths.ERROR).unlink(missing_ok=True)
     try:
+        module, config = _stage(job_dir)
         module.run(job_dir, config, stop)
     except (Preempted, SystemExit, KeyboardInterrupt):
         raise  # requeued or stopped: not a failure of the job
     except BaseException as exc:  # record why, then let the scheduler see the failure
         if _is_main_rank():
-            atomic_write_json(job_dir / "error.json", {
+            atomic_write_json(job_dir / paths.ERROR, {
                 "reason": _one_line(exc), "type": type(exc).__name__,
                 "time": time.time(), "traceback": traceback.format_exc(limit=20),
             })
         raise
     if _is_main_rank():
-        atomic_write_text(job_dir / "DONE", f"{time.time()}\n")
+        atomic_write_text(job_dir / paths.DONE, f"{time.time()}\n")
     return "done"
+
+
+def _stage(job_dir: Path) -> tuple[object, object]:
+    """The stage module and the config it takes: the typed config of its stage (alignkit.contract).
+    "stage_module" (tests only, docs/slurm.md) runs a test stage through the real submission path
+    with the plain config; a stage whose contract class is not importable here gets the plain dict."""
+    raw = read_json(job_dir / paths.CONFIG)
+    if isinstance(raw, dict) and raw.get("stage_module"):
+        return importlib.import_module(raw["stage_module"]), raw
+    stage = raw.get("stage") if isinstance(raw, dict) else None
+    if stage not in STAGE_MODULES:
+        raise ContractError(f"{job_dir / paths.CONFIG}: stage: unknown stage {stage!r} "
+                            f"(known: {', '.join(STAGE_MODULES)})")
+    try:
+        contract.config_class(stage)
+    except ImportError:  # eval/judge before their contract classes land: the plain config
+        return importlib.import_module(STAGE_MODULES[stage]), raw
+    return importlib.import_module(STAGE_MODULES[stage]), contract.parse(raw, str(job_dir / paths.CONFIG))
 
 
 def _is_main_rank() -> bool:
@@ -80,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except Preempted:
         print("preempted: checkpoint saved; run again to resume", file=sys.stderr)
         return 3
+    except UserError as exc:  # bad input (ContractError): the config.json, not the job, is at fault
+        print(f"job failed: {_one_line(exc)}", file=sys.stderr)
+        return 2
     except BaseException as exc:
         print(f"job failed: {_one_line(exc)}", file=sys.stderr)
         return 1

@@ -29,7 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alignkit.fsio import atomic_dir, atomic_write_json, read_json
+from alignkit import contract
+from alignkit.contract import ContractError, paths
+from alignkit.contract.merge import MergeConfig
+from alignkit.contract.train import TrainConfig
+from alignkit.fsio import atomic_dir, atomic_write_json
 from jobs import base_weights, merge_methods
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted
@@ -49,35 +53,36 @@ def adapter_sha256(adapter_dir: Path) -> str:
     return h.hexdigest()
 
 
-def _inputs(job_dir: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+def _inputs(job_dir: Path, config: MergeConfig) -> list[dict[str, Any]]:
     """The train jobs to merge, checked: finished, with an adapter, on this merge's base model."""
-    ids = config.get("inputs")
-    if not isinstance(ids, list) or not ids:
-        raise JobFailure(f"{job_dir / 'config.json'}: key 'inputs' must be a non-empty list of job ids")
-    axes = config.get("input_axes") or [None] * len(ids)
-    model = config["model"]
+    ids = config.inputs
+    if not ids:
+        raise JobFailure(f"{job_dir / paths.CONFIG}: key 'inputs' must be a non-empty list of job ids")
+    axes = list(config.input_axes) or [None] * len(ids)
+    model = config.model
     out = []
     for i, job_id in enumerate(ids):
         d = job_dir.parent / str(job_id)
-        adapter = d / "adapter"
-        if not (d / "DONE").exists():
-            raise JobFailure(f"input {job_id}: train job has not finished ({d / 'DONE'} missing)")
+        adapter = d / paths.ADAPTER
+        if not (d / paths.DONE).exists():
+            raise JobFailure(f"input {job_id}: train job has not finished ({d / paths.DONE} missing)")
         if not (adapter / "adapter_config.json").exists():
             raise JobFailure(f"input {job_id}: no adapter at {adapter}")
         try:
-            in_cfg = read_json(d / "config.json")
-        except (OSError, ValueError) as exc:
-            raise JobFailure(f"input {job_id}: cannot read {d / 'config.json'}: {exc}") from None
-        in_model = in_cfg.get("model", {})
+            in_cfg = contract.load(d)
+        except ContractError as exc:
+            raise JobFailure(f"input {job_id}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(in_cfg, TrainConfig):
+            raise JobFailure(f"input {job_id}: {d / paths.CONFIG} is not a train job's config")
         for key in _MODEL_KEYS:
-            if in_model.get(key) != model.get(key):
-                raise JobFailure(f"input {job_id}: trained on model.{key}={in_model.get(key)!r}, "
-                                 f"this merge is for {model.get(key)!r}")
-        quant = (in_cfg.get("peft") or {}).get("quantization")
+            if getattr(in_cfg.model, key) != getattr(model, key):
+                raise JobFailure(f"input {job_id}: trained on model.{key}={getattr(in_cfg.model, key)!r}, "
+                                 f"this merge is for {getattr(model, key)!r}")
+        quant = in_cfg.peft.quantization
         out.append({"id": str(job_id), "dir": d, "adapter": adapter, "quantization": quant,
                     "base": base_weights.of_train_job(d),
-                    "axes": (axes[i] if i < len(axes) else None) or in_cfg.get("axes"),
-                    "peft": (in_cfg.get("peft") or {}).get("name")})
+                    "axes": (axes[i] if i < len(axes) else None) or in_cfg.axes,
+                    "peft": in_cfg.peft.name})
     quants = {repr(x["quantization"]) for x in out}
     if len(quants) > 1:
         raise JobFailure("inputs: adapters were trained with different quantization "
@@ -146,17 +151,19 @@ def _check_stop(stop: threading.Event) -> None:
         raise Preempted("merge stopped; it restarts from scratch")
 
 
-def run(job_dir: Path, config: dict[str, Any], stop: threading.Event) -> None:
+def run(job_dir: Path, config: MergeConfig, stop: threading.Event) -> None:
     job_dir = Path(job_dir)
     t_start = time.time()
-    merge_cfg = config.get("merge") or {}
+    if isinstance(config, dict):  # a plain config (older callers): read through the contract
+        config = contract.parse(config, str(job_dir / paths.CONFIG))
+    merge_cfg = config.merge
     inputs = _inputs(job_dir, config)
     try:
-        spec = merge_methods.parse_spec(merge_cfg.get("method", ""), merge_cfg.get("parameters"), len(inputs))
+        spec = merge_methods.parse_spec(merge_cfg.method, merge_cfg.parameters, len(inputs))
     except merge_methods.MergeParameterError as exc:
-        raise JobFailure(f"{job_dir / 'config.json'}: {exc}") from None
+        raise JobFailure(f"{job_dir / paths.CONFIG}: {exc}") from None
     bw: BaseWeights = inputs[0]["base"]
-    seed = int((config.get("axes") or {}).get("seed") or 0)
+    seed = int(config.axes.get("seed") or 0)  # axes: the run's labels; a merge of seeded runs keeps the seed
     checksums = [adapter_sha256(x["adapter"]) for x in inputs]
 
     import torch
@@ -181,7 +188,7 @@ def run(job_dir: Path, config: dict[str, Any], stop: threading.Event) -> None:
         t = time.time()
         mk_cfg = merge_methods.mergekit_config(spec, fulls, base_dir if spec.uses_base else None,
                                                dtype=COMPUTE_DTYPE, out_dtype=out_dtype)
-        with atomic_dir(job_dir / "model") as out:
+        with atomic_dir(job_dir / paths.MODEL) as out:
             merge_methods.run_mergekit(mk_cfg, out, seed=seed, cuda=torch.cuda.is_available())
             _copy_side_files(str(base_dir), None, out)
             if not any(out.glob("*.safetensors")):
@@ -190,10 +197,10 @@ def run(job_dir: Path, config: dict[str, Any], stop: threading.Event) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     timings["total_s"] = time.time() - t_start
-    model_dir = job_dir / "model"
-    atomic_write_json(job_dir / "merge.json", {
+    model_dir = job_dir / paths.MODEL
+    atomic_write_json(job_dir / paths.MERGE, {
         "method": spec.method,
-        "name": merge_cfg.get("name", spec.method),
+        "name": merge_cfg.name,
         "parameters": spec.resolved_parameters(),
         "seed": seed,
         "inputs": [{"job": x["id"], "axes": x["axes"], "peft": x["peft"], "adapter": str(x["adapter"]),

@@ -53,8 +53,13 @@ class Tracking:
     callbacks: list = field(default_factory=list)
 
 
-def setup(job_dir: Path, config: dict, *, is_main: bool) -> Tracking:
-    """Configure the spec's tracker for this process; no section, no tracker."""
+def setup(job_dir: Path, config: Any, *, is_main: bool) -> Tracking:
+    """Configure the spec's tracker for this process; no section, no tracker. `config` is the
+    typed TrainConfig (or its plain dict)."""
+    if not isinstance(config, dict):
+        from alignkit.contract import to_dict
+
+        config = to_dict(config)
     settings = config.get("tracking")
     if not settings:
         return Tracking()

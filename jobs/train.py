@@ -2,8 +2,9 @@
 QLoRA) -> TRL trainer -> train with checkpoints -> save.
 
 `run(job_dir, config, stop)` is called by jobs.entry in every process of the job (one per GPU,
-or per CPU rank in tests). The config is the resolved "train" config of docs/contract.md; the
-hyperparameters are used exactly as given. Where the machine cannot honour one (no CUDA for a
+or per CPU rank in tests). The config is the typed "train" config (alignkit.contract.train,
+docs/contract.md); the method (alignkit/methods/, looked up by `method.type`) decides the rows,
+examples, TRL arguments, trainer and metric names; the hyperparameters are used exactly as given. Where the machine cannot honour one (no CUDA for a
 paged optimizer or bf16), the job uses the nearest thing and records the substitution in
 train_metrics.json. What the job writes is described in docs/training.md.
 """
@@ -15,11 +16,16 @@ import resource
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from alignkit.contract import paths
+from alignkit.contract.train import ModelConfig, TrainConfig, as_model_config, as_train_config
 from alignkit.fsio import atomic_write_json
+from alignkit.methods import METHODS
+from alignkit.methods.base import LoraFields, Method
+from alignkit.spec import QuantSpec
 from jobs import checkpoints, distributed
 from jobs.deepspeed_config import quant_storage_dtype, zero_config
 from jobs.errors import JobFailure, Preempted
@@ -34,14 +40,18 @@ CUDA_ONLY_OPTIMIZERS = ("paged_", "8bit", "bnb")
 class Plan:
     """The config's values turned into run-time choices, plus what had to be substituted."""
 
-    kind: str  # sft | dpo
+    method: Method  # the registered method of config.method.type
     grad_accum: int
     optimizer: str
     model_dtype: str
     bf16: bool
     liger: bool
-    quantization: dict | None
+    quantization: QuantSpec | None  # as used here (compute/storage dtypes after substitutions)
     substitutions: list[dict] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return self.method.name
 
 
 def _substitute(plan_subs: list[dict], key: str, configured: Any, used: Any, reason: str) -> Any:
@@ -49,27 +59,26 @@ def _substitute(plan_subs: list[dict], key: str, configured: Any, used: Any, rea
     return used
 
 
-def resolve(config: dict, *, cuda: bool, world_size: int) -> Plan:
-    """Check the config and decide what this machine runs; no heavy imports, unit-testable."""
-    method, training, peft = config["method"], config["training"], config["peft"]
-    kind = method.get("type")
-    if kind not in ("sft", "dpo"):
-        raise JobFailure(f"method.type: {kind!r} is not sft or dpo")
+def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
+    """Check the config and decide what this machine runs; no heavy imports, unit-testable.
+    Every default is the spec's (alignkit/spec.py, alignkit/methods/): none is restated here."""
+    config = as_train_config(config)
+    method, training, quant = config.method, config.training, config.peft.quantization
     subs: list[dict] = []
 
     # Global batch = per-device batch x accumulation x world size, exactly.
-    per_step = int(method["per_device_batch_size"]) * world_size
-    if int(method["batch_size"]) % per_step:
-        raise JobFailure(f"method.batch_size {method['batch_size']} is not a multiple of per_device_batch_size "
-                         f"{method['per_device_batch_size']} x world size {world_size}")
-    grad_accum = int(method["batch_size"]) // per_step
+    per_step = method.per_device_batch_size * world_size
+    if method.batch_size % per_step:
+        raise JobFailure(f"method.batch_size {method.batch_size} is not a multiple of per_device_batch_size "
+                         f"{method.per_device_batch_size} x world size {world_size}")
+    grad_accum = method.batch_size // per_step
 
-    optimizer = method["optimizer"]
+    optimizer = method.optimizer
     if not cuda and any(tag in optimizer for tag in CUDA_ONLY_OPTIMIZERS):
         optimizer = _substitute(subs, "method.optimizer", optimizer, "adamw_torch",
                                 "bitsandbytes paged/8-bit optimizers need CUDA")
 
-    def dtype_here(key: str, value: str | None) -> str | None:
+    def dtype_here(key: str, value: str) -> str:
         if value in ("bfloat16", "float16") and not cuda:
             return _substitute(subs, key, value, "float32", "half-precision training on CPU is slow and "
                                "unsupported by the trainer here; float32 instead")
@@ -77,28 +86,24 @@ def resolve(config: dict, *, cuda: bool, world_size: int) -> Plan:
             raise JobFailure(f"{key}: float16 training is not supported (use bfloat16)")
         return value
 
-    model_dtype = dtype_here("model.dtype", config["model"].get("dtype") or "float32")
-    quant = peft.get("quantization")
+    model_dtype = dtype_here("model.dtype", config.model.dtype)
     if quant is not None:
-        if int(quant.get("bits", 4)) != 4:
-            raise JobFailure(f"peft.quantization.bits: {quant['bits']} is not supported (QLoRA is 4-bit)")
-        compute = dtype_here("peft.quantization.compute_dtype", quant.get("compute_dtype", "bfloat16"))
-        storage = dtype_here("peft.quantization.storage_dtype", quant.get("storage_dtype", "uint8"))
-        stage = int(training["deepspeed_stage"])
-        if quant_storage_dtype(stage, storage, model_dtype) != storage:
+        compute = dtype_here("peft.quantization.compute_dtype", quant.compute_dtype)
+        storage = dtype_here("peft.quantization.storage_dtype", quant.storage_dtype)  # uint8 stays
+        if quant_storage_dtype(training.deepspeed_stage, storage, model_dtype) != storage:
             storage = _substitute(subs, "peft.quantization.storage_dtype", storage, model_dtype,
                                   "ZeRO-3 shards all parameters with one dtype: 4-bit storage = model dtype")
-        quant = {**quant, "compute_dtype": compute, "storage_dtype": storage}
+        quant = replace(quant, compute_dtype=compute, storage_dtype=storage)
 
-    liger = training.get("liger", "auto")
+    impl = METHODS.get(method.type)()
     liger_ok = cuda and _importable("liger_kernel")
-    if liger == "on" and not liger_ok:
+    if training.liger == "on" and not liger_ok:
         raise JobFailure("training.liger: 'on' needs a GPU and the liger-kernel package (use 'auto' or 'off')")
-    if training.get("packing") and kind == "dpo":
-        _substitute(subs, "training.packing", True, False, "TRL's DPOTrainer does not pack")
-    bf16 = cuda and "bfloat16" in (model_dtype, (quant or {}).get("compute_dtype"))
-    return Plan(kind=kind, grad_accum=grad_accum, optimizer=optimizer, model_dtype=model_dtype, bf16=bf16,
-                liger=liger != "off" and liger_ok, quantization=quant, substitutions=subs)
+    if training.packing and not impl.packs:
+        _substitute(subs, "training.packing", True, False, f"TRL's trainer for {impl.name} does not pack")
+    bf16 = cuda and "bfloat16" in (model_dtype, quant.compute_dtype if quant else None)
+    return Plan(method=impl, grad_accum=grad_accum, optimizer=optimizer, model_dtype=model_dtype, bf16=bf16,
+                liger=training.liger != "off" and liger_ok, quantization=quant, substitutions=subs)
 
 
 def _importable(name: str) -> bool:
@@ -107,18 +112,19 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
+def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
     import torch
 
     job_dir = Path(job_dir)
     started = time.time()
-    method, training = config["method"], config["training"]
+    config = as_train_config(config, str(job_dir / paths.CONFIG))
+    method, training = config.method, config.training
 
     # 1. Where we run. The distributed variables and the CPU process group must exist before the
     #    trainer arguments, and those before the model (ZeRO-3 shards it while loading).
     cuda = torch.cuda.is_available()
     dist = distributed.read_env()
-    stage = int(training["deepspeed_stage"])
+    stage = training.deepspeed_stage
     extra = distributed.setup(dist, cuda=cuda, deepspeed=stage > 0)
     plan = resolve(config, cuda=cuda, world_size=dist.world_size)
     clean_exit = False
@@ -129,39 +135,39 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             checkpoints.drop_partial(job_dir)
         distributed.barrier()
 
-        # 3. Trainer arguments, in the config's terms (jobs.trl_adapter maps them onto TRL's).
+        # 3. Trainer arguments, in the config's terms (jobs.trl_adapter and the method map them onto TRL's).
         from jobs import tracking, trl_adapter
 
         track = tracking.setup(job_dir, config, is_main=dist.is_main)  # the spec's tracker, if any
-        args = trl_adapter.make_args(plan.kind, method, training, config["seed"], trl_adapter.Runtime(
+        args = trl_adapter.make_args(plan.method, config, trl_adapter.Runtime(
             output_dir=str(checkpoints.resume_dir(job_dir)), grad_accum=plan.grad_accum,
             optimizer=plan.optimizer, bf16=plan.bf16, deepspeed=zero_config(stage, bf16=plan.bf16),
             liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra,
             tracking=track.args))
 
         # 4-5. Data, tokenizer and template: normalized preference pairs turned into the tokenized,
-        #      truncated, masked examples the trainer gets (SFT: loss on the chosen response only).
-        #      `alignkit preview` shows these same examples.
-        data = load_examples(config, plan.kind)
+        #      truncated, masked examples the trainer gets (SFT: loss on the chosen response only), and
+        #      the held-out validation examples built the same way. `alignkit preview` shows these.
+        data = load_examples(config, plan.method)
         tokenizer = data.tokenizer
         if dist.is_main:
             print(f"data: {data.report.summary()}", flush=True)
 
         # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT.
-        model = load_model(config["model"], plan, stage, device=args.device)
-        lora = lora_config(method["lora"])
+        model = load_model(config.model, plan, stage, device=args.device)
+        lora = lora_config(method.lora)
 
         # 7. The TRL trainer with our callbacks: progress + stop requests + NaN, checkpoints.
         from jobs.progress import ProgressCallback
 
-        progress = ProgressCallback(job_dir, stop, every=int(training.get("logging_steps", 10)),
-                                    is_main=dist.is_main)
-        saver = checkpoints.CheckpointCallback(job_dir, int(training["save_steps"]), dist.is_main,
+        progress = ProgressCallback(job_dir, stop, every=training.logging_steps, is_main=dist.is_main)
+        saver = checkpoints.CheckpointCallback(job_dir, training.save_steps, dist.is_main,
                                                prior=checkpoints.run_state(resume))
         from jobs.paged_optim import RepageOnResume  # a resumed paged optimizer stays paged (docs/gpu.md)
 
         trainer = trl_adapter.make_trainer(
-            plan.kind, model=model, tokenizer=tokenizer, dataset=data.dataset, peft_config=lora, args=args,
+            plan.method, config, model=model, tokenizer=tokenizer, dataset=data.dataset,
+            eval_dataset=data.validation, peft_config=lora, args=args,
             callbacks=[progress, saver, RepageOnResume(), *track.callbacks],
             fp32_adapters=plan.quantization is not None and stage != 3)
 
@@ -177,8 +183,8 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
         step = trainer.state.global_step
         if dist.is_main:
             checkpoints.export_adapter(checkpoints.resume_dir(job_dir) / f"checkpoint-{step}",
-                                       job_dir / "adapter")
-            atomic_write_json(job_dir / "train_metrics.json", metrics(
+                                       job_dir / paths.ADAPTER)
+            atomic_write_json(job_dir / paths.TRAIN_METRICS, metrics(
                 job_dir, config, plan, trainer, data.report, dist.world_size, stage, saver.wall_s(), saver.attempts,
                 train_wall_s=time.time() - train_started, setup_s=train_started - started,
                 tokens_at_start=progress.tokens_at_start, step_at_start=progress.step_at_start))
@@ -187,9 +193,9 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
             checkpoints.finish(job_dir)
         clean_exit = True
     except torch.cuda.OutOfMemoryError as exc:
-        raise JobFailure(f"CUDA out of memory (per_device_batch_size {method['per_device_batch_size']}, "
-                         f"max_length {method['max_length']}, gradient_checkpointing "
-                         f"{training['gradient_checkpointing']}): lower the batch or length, or turn on "
+        raise JobFailure(f"CUDA out of memory (per_device_batch_size {method.per_device_batch_size}, "
+                         f"max_length {method.max_length}, gradient_checkpointing "
+                         f"{training.gradient_checkpointing}): lower the batch or length, or turn on "
                          f"gradient checkpointing") from exc
     finally:
         distributed.teardown(clean=clean_exit)
@@ -199,40 +205,51 @@ def run(job_dir: Path, config: dict, stop: threading.Event) -> None:
 class Examples:
     """What the trainer trains on, and how it came about (read by `alignkit preview` too)."""
 
-    dataset: Any  # trainer-ready: SFT input_ids + completion_mask; DPO prompt_ids, chosen_ids, rejected_ids
-    rows: Any  # the rows before tokenizing (SFT: prompt/completion; DPO: prompt/chosen/rejected)
+    dataset: Any  # trainer-ready, the method's columns (Method.columns)
+    rows: Any  # the method's rows before tokenizing (SFT: prompt/completion; DPO: prompt/chosen/rejected)
     kept: list[int]  # for each example, its index in `rows`
     tokenizer: Any
     report: Any  # jobs.data.DropReport, including the rows dropped while building examples
+    validation: Any = None  # held-out examples built the same way (dataset.validation), or None
 
 
-def load_examples(config: dict, kind: str) -> Examples:
-    from jobs.data import examples, load_preferences_with_report, sft_rows
+def load_examples(config: TrainConfig, method: Method | None = None) -> Examples:
+    from jobs.data import load_with_validation
 
-    rows, report = load_preferences_with_report(config["dataset"], config["preference"], config["seed"])
-    if kind == "sft":
-        rows = sft_rows(rows)
+    config = as_train_config(config)
+    method = method or METHODS.get(config.method.type)()
+    prefs = load_with_validation(config.dataset, list(config.preference), config.seed)
+    rows, report = method.rows(prefs.train), prefs.report
+    name = config.dataset.name
     if len(rows) == 0:
-        raise JobFailure(f"dataset {config['dataset'].get('name')}: zero rows after filtering "
-                         f"(preference {config['preference']})")
-    tokenizer = load_tokenizer(config["model"])
-    dataset, dropped, kept = examples.build(kind, rows, tokenizer, config["method"])
+        raise JobFailure(f"dataset {name}: zero rows after filtering (preference {list(config.preference)})")
+    tokenizer = load_tokenizer(config.model)
+    dataset, dropped, kept = method.examples(rows, tokenizer, config.method)
     report.examples_dropped, report.trained = dropped, len(dataset)
     if len(dataset) == 0:
-        raise JobFailure(f"dataset {config['dataset'].get('name')}: no rows left after tokenizing and "
-                         f"truncating to max_length {config['method']['max_length']} ({report.summary()})")
-    return Examples(dataset=dataset, rows=rows, kept=kept, tokenizer=tokenizer, report=report)
+        raise JobFailure(f"dataset {name}: no rows left after tokenizing and "
+                         f"truncating to max_length {config.method.max_length} ({report.summary()})")
+    validation = None
+    if prefs.validation is not None:
+        validation, vdropped, _ = method.examples(method.rows(prefs.validation), tokenizer, config.method)
+        report.validation = {"rows": len(prefs.validation), "examples": len(validation), "dropped": dict(vdropped)}
+        if len(validation) == 0:
+            raise JobFailure(f"dataset {name}: no validation examples left after tokenizing and truncating "
+                             f"to max_length {config.method.max_length}")
+    return Examples(dataset=dataset, rows=rows, kept=kept, tokenizer=tokenizer, report=report,
+                    validation=validation)
 
 
-def load_tokenizer(model_cfg: dict):
+def load_tokenizer(model_cfg: ModelConfig):
     from transformers import AutoTokenizer
 
     from jobs.templates import apply_template
 
+    model_cfg = as_model_config(model_cfg)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_cfg["source"], revision=model_cfg.get("revision"))
+        tokenizer = AutoTokenizer.from_pretrained(model_cfg.source, revision=model_cfg.revision)
     except Exception as exc:
-        raise JobFailure(f"model {model_cfg.get('name')}: cannot load the tokenizer from {model_cfg['source']}: "
+        raise JobFailure(f"model {model_cfg.name}: cannot load the tokenizer from {model_cfg.source}: "
                          f"{_first_line(exc)}") from exc
     apply_template(tokenizer, model_cfg)
     if tokenizer.pad_token is None:
@@ -240,27 +257,26 @@ def load_tokenizer(model_cfg: dict):
     return tokenizer
 
 
-def load_model(model_cfg: dict, plan: Plan, stage: int, device):
+def load_model(model_cfg: ModelConfig, plan: Plan, stage: int, device):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    kwargs: dict[str, Any] = {"revision": model_cfg.get("revision"), "dtype": getattr(torch, plan.model_dtype)}
+    kwargs: dict[str, Any] = {"revision": model_cfg.revision, "dtype": getattr(torch, plan.model_dtype)}
     q = plan.quantization
     if q is not None:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=q.get("quant_type", "nf4"),
-            bnb_4bit_use_double_quant=bool(q.get("double_quant", True)),
-            bnb_4bit_compute_dtype=getattr(torch, q["compute_dtype"]),
-            bnb_4bit_quant_storage=getattr(torch, q["storage_dtype"]))
+            load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+            bnb_4bit_quant_storage=getattr(torch, q.storage_dtype))
         if stage != 3:  # ZeRO-3 places (shards) the weights itself and refuses a device_map
             kwargs["device_map"] = {"": device}
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_cfg["source"], **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(model_cfg.source, **kwargs)
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as exc:
-        raise JobFailure(f"model {model_cfg.get('name')}: cannot load {model_cfg['source']} "
-                         f"(revision {model_cfg.get('revision')}): {_first_line(exc)}") from exc
+        raise JobFailure(f"model {model_cfg.name}: cannot load {model_cfg.source} "
+                         f"(revision {model_cfg.revision}): {_first_line(exc)}") from exc
     model.config.use_cache = False  # no KV cache while training (and it conflicts with checkpointing)
     if q is not None:
         import bitsandbytes as bnb
@@ -279,11 +295,11 @@ def load_model(model_cfg: dict, plan: Plan, stage: int, device):
     return model
 
 
-def lora_config(lora: dict):
+def lora_config(lora: LoraFields):
     from peft import LoraConfig
 
-    return LoraConfig(r=int(lora["r"]), lora_alpha=int(lora["alpha"]), lora_dropout=float(lora["dropout"]),
-                      target_modules=list(lora["target_modules"]), bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -312,36 +328,43 @@ def loss_curve(rows: list[dict], every: int) -> list[dict]:
     return curve
 
 
-def metrics(job_dir: Path, config: dict, plan: Plan, trainer, report, world_size: int, stage: int, wall_s: float,
-            attempts: int, *, train_wall_s: float, setup_s: float, tokens_at_start: int,
+def validation(points: list[dict]) -> dict | None:
+    """train_metrics.json's "validation": every evaluation of the held-out examples, and the last."""
+    if not points:
+        return None
+    return {"curve": points, "final": points[-1]}
+
+
+def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, world_size: int, stage: int,
+            wall_s: float, attempts: int, *, train_wall_s: float, setup_s: float, tokens_at_start: int,
             step_at_start: int) -> dict:
     import torch
 
     from jobs import trl_adapter
 
-    method, training = config["method"], config["training"]
-    rows = trl_adapter.rows_of_history(trainer.state.log_history)
-    curve = loss_curve(rows, max(1, int(training.get("logging_steps", 10))))
+    method, training = config.method, config.training
+    names = trl_adapter.metric_names(plan.method)
+    rows = trl_adapter.rows_of_history(trainer.state.log_history, names)
+    curve = loss_curve(rows, max(1, training.logging_steps))
     steps_here = trainer.state.global_step - step_at_start
     tokens_here = trainer.state.num_input_tokens_seen - tokens_at_start
     last = curve[-1] if curve else {}
     cuda = torch.cuda.is_available()
-    return {
+    out = {
         "method": plan.kind,
-        "peft": config["peft"].get("name"),
+        "peft": config.peft.name,
         "steps": trainer.state.global_step,
-        "max_steps": int(training["max_steps"]),
+        "max_steps": training.max_steps,
         "loss_curve": curve,
         "first_loss": curve[0]["loss"] if curve else None,
         "final_loss": last.get("loss"),
-        "dpo": None if plan.kind != "dpo" else {
-            "reward_accuracy": last.get("reward_accuracy"), "reward_margin": last.get("reward_margin"),
-            "first_reward_accuracy": curve[0].get("reward_accuracy") if curve else None},
+        "dpo": None,  # DPO's reward block; null for other methods (train_metrics.json's documented shape)
+        **plan.method.summary(curve),  # the method's own blocks (DPO: "dpo", reward accuracy and margin)
         "checkpoints": checkpoints.saved_steps(job_dir),
         "train_rows": len(trainer.train_dataset),
         "data": report.as_dict(),
-        "global_batch_size": int(method["batch_size"]),
-        "per_device_batch_size": int(method["per_device_batch_size"]),
+        "global_batch_size": method.batch_size,
+        "per_device_batch_size": method.per_device_batch_size,
         "grad_accum": plan.grad_accum,
         "world_size": world_size,
         "deepspeed_stage": stage,
@@ -353,7 +376,7 @@ def metrics(job_dir: Path, config: dict, plan: Plan, trainer, report, world_size
         "tokens_seen": trainer.state.num_input_tokens_seen,
         # Throughput of this attempt's steps (a resumed run measures only what it ran).
         "tokens_per_s": tokens_here / train_wall_s if train_wall_s > 0 else None,
-        "samples_per_s": steps_here * int(method["batch_size"]) / train_wall_s if train_wall_s > 0 else None,
+        "samples_per_s": steps_here * method.batch_size / train_wall_s if train_wall_s > 0 else None,
         "train_wall_s": train_wall_s,
         "setup_s": setup_s,
         "wall_s": wall_s,
@@ -367,6 +390,9 @@ def metrics(job_dir: Path, config: dict, plan: Plan, trainer, report, world_size
         "packages": _versions(),
         "code_commit": code_commit(job_dir),
     }
+    if config.eval_steps is not None:  # only runs with validation carry the key
+        out["validation"] = validation(trl_adapter.validation_of_history(trainer.state.log_history, names))
+    return out
 
 
 def _versions() -> dict[str, str | None]:
@@ -381,7 +407,7 @@ def _versions() -> dict[str, str | None]:
 
 def code_commit(job_dir: Path) -> str | None:
     """The commit of the code snapshot the job ran: <sweep>/code/COMMIT, else git, else None."""
-    snap = Path(job_dir).parent.parent / "code" / "COMMIT"
+    snap = Path(job_dir).parent.parent / paths.CODE / "COMMIT"
     if snap.is_file():
         return snap.read_text().strip() or None
     try:

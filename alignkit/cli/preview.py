@@ -5,7 +5,8 @@ text marked (like axolotl's `preprocess --debug`).
 It builds them with the training job's own code (jobs.train.load_examples: data, tokenizer,
 template, truncation, masks) and reads only the tokenizer and the data, no model, so it runs on a
 login node. JSON: {"job", "method", "rows_in", "rows_kept", "dropped": {reason: n}, "examples"};
-SFT examples {"row", "text", "loss_text"}, DPO examples {"row", "prompt", "chosen", "rejected"};
+each example {"row", ...the method's decoded fields (Method.decode): SFT "text", "loss_text";
+DPO "prompt", "chosen", "rejected"};
 "row" is the example's index in the job's (seeded, shuffled) rows, so a dropped row leaves a gap.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from alignkit.errors import UserError
 
@@ -48,18 +50,24 @@ def find_job(jobs: list, selector: str):
     return hits[0]
 
 
-def preview(config: dict, n: int) -> dict:
-    """The preview of one resolved train config (docs/contract.md "train")."""
-    from jobs.data import examples
+def preview(config: Any, n: int) -> dict:
+    """The preview of one train config (docs/contract.md "train"; typed or as config.json holds it)."""
+    from alignkit.contract import ContractError
+    from alignkit.contract.train import as_train_config
+    from alignkit.methods import method as method_of
     from jobs.errors import JobFailure
     from jobs.train import load_examples
 
     import datasets
 
     datasets.disable_progress_bars()  # stdout/stderr carry the preview, not map() bars
-    kind = config["method"]["type"]
     try:
-        data = load_examples(config, kind)
+        config = as_train_config(config)
+    except ContractError as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    method = method_of(config.method.type)
+    try:
+        data = load_examples(config, method)
     except JobFailure as exc:
         raise UserError(str(exc)) from None
     report = data.report
@@ -67,12 +75,11 @@ def preview(config: dict, n: int) -> dict:
     beyond = sum(p.kept for p in report.parts) - report.total  # rows the dataset's `limit` left out
     if beyond > 0:
         dropped["beyond_limit"] = beyond
-    only_completion = bool(config["method"].get("completion_only_loss", True))
     shown = []
     for i in range(min(n, len(data.dataset))):
-        view = examples.decode(kind, data.dataset[i], data.tokenizer, only_completion)
+        view = method.decode(data.dataset[i], data.tokenizer, config.method)
         shown.append({"row": data.kept[i], **view})
-    return {"method": kind, "rows_in": sum(p.rows for p in report.parts), "rows_kept": report.trained,
+    return {"method": method.name, "rows_in": sum(p.rows for p in report.parts), "rows_kept": report.trained,
             "dropped": dropped, "examples": shown}
 
 
@@ -90,10 +97,9 @@ def run(args: argparse.Namespace) -> int:
     why = ", ".join(f"{k}={v}" for k, v in sorted(out["dropped"].items()))
     lines = [f"job {job.id} {job.name} ({out['method']}): {out['rows_in']} rows in, {out['rows_kept']} kept"
              + (f" (dropped: {why})" if why else "")]
-    fields = ("text", "loss_text") if out["method"] == "sft" else ("prompt", "chosen", "rejected")
     for i, ex in enumerate(out["examples"], 1):
         lines.append(f"--- example {i} (row {ex['row']})")
-        for key in fields:
+        for key in (k for k in ex if k != "row"):  # the method's decoded fields, in its order
             # repr keeps leading spaces and newlines visible: they are part of what trains
             lines.append(f"{key}{' (carries the loss)' if key == 'loss_text' else ''}: {ex[key]!r}")
     print("\n".join(lines))

@@ -1,97 +1,178 @@
 """Preference datasets in one normalized form: TRL's conversational preference format.
 
-`load_preferences(dataset, preference, seed)` reads the resolved dataset config of
-docs/contract.md and returns a `datasets.Dataset` with columns
+`load_preferences(dataset, preference, seed)` reads the dataset section of a train config
+(alignkit.contract.train.DatasetConfig, docs/contract.md) and returns a `datasets.Dataset` with
+columns
   prompt    [{role, content}, ...] ending with a user turn
   chosen    [{role: "assistant", content}]
   rejected  [{role: "assistant", content}]
 Adapters (one module each) turn a raw schema into these rows: `hh_rlhf` (Anthropic/hh-rlhf
 transcripts), `beavertails` (PKU-SafeRLHF pairs with safety labels), `normalized` (users' own
-data already in this form). Several preferences make a mixture: parts are concatenated, then
-shuffled with the seed, then cut to `limit`. A single preference is shuffled the same way, so
-`limit` takes a random sample rather than the file's first rows.
+data already in this form). Where each preference comes from: `files` (normalized: one local
+file/folder, or a data_dir of a hub source, per preference), else `subsets` (a data_dir per
+preference), else the source's top level. Several preferences make a mixture: parts are
+concatenated, then shuffled with the seed, then cut to `limit`. A single preference is shuffled
+the same way, so `limit` takes a random sample rather than the file's first rows.
+
+Validation (`dataset.validation`): `{split: test}` reads the same preferences from that split;
+`{fraction: f, seed: s}` holds out ceil(f x rows) rows before the training rows are shuffled and
+cut to `limit`, chosen by `datasets.Dataset.train_test_split(test_size=f, seed=s)` alone, so the
+held-out rows are the same for every run seed and never trained on.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
+from alignkit.preflight import is_local
 from jobs.data import beavertails, hh_rlhf, normalized
 from jobs.data.report import DropReport, PartReport
 from jobs.data.source import load_split
 from jobs.errors import JobFailure
 
 ADAPTERS = {"hh_rlhf": hh_rlhf, "beavertails": beavertails, "normalized": normalized}
-PREFERENCES = ("helpful", "harmless")
 # Anthropic/hh-rlhf's folders, used when an hh_rlhf dataset gives no `subsets`
 HH_SUBSETS = {"helpful": "helpful-base", "harmless": "harmless-base"}
 
-__all__ = ["DropReport", "PartReport", "load_preferences", "load_preferences_with_report", "sft_rows"]
+__all__ = ["DropReport", "PartReport", "Preferences", "load_preferences", "load_preferences_with_report",
+           "load_with_validation", "sft_rows"]
 
 
-def _data_dirs(dataset: dict, preference: list[str]) -> dict[str, str | None]:
-    """preference -> data_dir to read it from (None: the source's top level)."""
-    subsets = dataset.get("subsets")
-    if subsets is None and dataset["format"] == "hh_rlhf":
+def as_dataset_config(dataset: Any) -> Any:
+    """The typed dataset section; a plain dict (tests, older callers) is read with the strict loader."""
+    from alignkit.contract.train import DatasetConfig
+    from alignkit.schema import Problems, from_dict, is_missing
+
+    if not isinstance(dataset, dict):
+        return dataset
+    problems = Problems("dataset", {})
+    typed = from_dict(DatasetConfig, dataset, "dataset", problems)
+    if problems.items or is_missing(typed):
+        raise JobFailure(problems.items[0] if problems.items else "dataset: unreadable")
+    return typed
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where one preference's rows are read: a source (local path or hub id) and a data_dir in it."""
+
+    source: str
+    data_dir: Optional[str]
+
+
+def _wheres(dataset: Any, preference: list[str]) -> dict[str, Where]:
+    name = dataset.name
+    if dataset.files is not None:
+        missing = [p for p in preference if p not in dataset.files]
+        if missing:
+            raise JobFailure(f"dataset {name}: files has no entry for preference {missing[0]!r} "
+                             f"(it has: {', '.join(sorted(dataset.files))})")
+        # a local file or folder is read as it is; anything else is a data_dir of the (hub) source
+        return {p: Where(dataset.files[p], None) if is_local(dataset.files[p]) else Where(dataset.source, dataset.files[p])
+                for p in preference}
+    subsets = dataset.subsets
+    if subsets is None and dataset.format == "hh_rlhf":
         subsets = HH_SUBSETS
     if subsets is None:
-        return {p: None for p in preference}
+        return {p: Where(dataset.source, None) for p in preference}
     missing = [p for p in preference if p not in subsets]
     if missing:
-        raise JobFailure(f"dataset {dataset.get('name')}: subsets has no entry for preference {missing[0]!r} "
+        raise JobFailure(f"dataset {name}: subsets has no entry for preference {missing[0]!r} "
                          f"(it has: {', '.join(sorted(subsets))})")
-    return {p: subsets[p] for p in preference}
+    return {p: Where(dataset.source, subsets[p]) for p in preference}
 
 
-def load_preferences_with_report(dataset: dict, preference: list[str], seed: int) -> tuple[Any, DropReport]:
-    """The normalized preference dataset and the report of what was read, kept and dropped."""
-    import datasets
-
-    fmt = dataset.get("format")
+def _read(dataset: Any, preference: list[str], split: str, held_out: bool = False) -> tuple[list[dict], DropReport]:
+    """Every usable row of `split` for the preferences, in order, and what was kept and dropped."""
+    fmt = dataset.format
     if fmt not in ADAPTERS:
-        raise JobFailure(f"dataset {dataset.get('name')}: unknown format {fmt!r} "
-                         f"(expected one of {', '.join(ADAPTERS)})")
-    if not preference or any(p not in PREFERENCES for p in preference):
-        raise JobFailure(f"dataset {dataset.get('name')}: preference must list some of "
-                         f"{', '.join(PREFERENCES)}, got {preference!r}")
+        raise JobFailure(f"dataset {dataset.name}: unknown format {fmt!r} (expected one of {', '.join(ADAPTERS)})")
     adapter = ADAPTERS[fmt]
-    dirs = _data_dirs(dataset, preference)
+    known = getattr(adapter, "PREFERENCES", None)  # a format that derives its preferences itself
+    if not preference or (known is not None and any(p not in known for p in preference)):
+        raise JobFailure(f"dataset {dataset.name}: preference must list some of "
+                         f"{', '.join(known or ('its files/subsets',))}, got {list(preference)!r}")
+    wheres = _wheres(dataset, preference)
     report, rows = DropReport(), []
-    raw_by_dir: dict[str | None, tuple[Any, str]] = {}
+    raw_by_where: dict[Where, tuple[Any, str]] = {}
     seen: set = set()
     for pref in preference:
         # A format whose rows do not depend on the preference (hh_rlhf, normalized) converts each
-        # data_dir once: two preferences mapped to the same data are the same rows, not a mixture.
-        key = (dirs[pref], pref if fmt == "beavertails" else None)
+        # place once: two preferences mapped to the same data are the same rows, not a mixture.
+        key = (wheres[pref], pref if known is not None else None)
         if key in seen:
             continue
         seen.add(key)
-        if dirs[pref] not in raw_by_dir:
-            raw_by_dir[dirs[pref]] = load_split(dataset, dirs[pref])
-        raw, label = raw_by_dir[dirs[pref]]
+        if wheres[pref] not in raw_by_where:
+            raw_by_where[wheres[pref]] = load_split(dataset, wheres[pref].data_dir, split=split,
+                                                    source=wheres[pref].source, held_out=held_out)
+        raw, label = raw_by_where[wheres[pref]]
         part = PartReport(preference=pref, source=label)
         rows += adapter.convert(raw, label, part)
         report.parts.append(part)
     if not rows:
-        raise JobFailure(f"dataset {dataset.get('name')}: no usable rows ({report.summary()})")
-    ds = datasets.Dataset.from_list(rows).shuffle(seed=seed)
-    limit = dataset.get("limit")
-    if limit is not None:
-        if limit > len(ds):
-            raise JobFailure(f"dataset {dataset.get('name')}: limit {limit} is more than the "
-                             f"{len(ds)} usable rows ({report.summary()})")
-        ds = ds.select(range(limit))
+        raise JobFailure(f"dataset {dataset.name}: no usable rows ({report.summary()})")
+    return rows, report
+
+
+@dataclass
+class Preferences:
+    train: Any  # datasets.Dataset: shuffled with the run seed, cut to limit
+    report: DropReport
+    validation: Any = None  # datasets.Dataset of held-out rows, or None
+    validation_report: Optional[DropReport] = None
+
+
+def load_with_validation(dataset: Any, preference: list[str], seed: int) -> Preferences:
+    """The training rows and, with `dataset.validation`, the held-out rows (never among them)."""
+    import datasets
+
+    dataset = as_dataset_config(dataset)
+    rows, report = _read(dataset, list(preference), dataset.split or "train")
+    ds = datasets.Dataset.from_list(rows)
+    val = dataset.validation
+    held, held_report = None, None
+    if val is not None and val.split is not None:
+        if val.split == (dataset.split or "train"):
+            raise JobFailure(f"dataset {dataset.name}: validation.split {val.split!r} is the training split")
+        held_rows, held_report = _read(dataset, list(preference), val.split, held_out=True)
+        held = datasets.Dataset.from_list(held_rows)
+    elif val is not None and val.fraction is not None:
+        if not 0 < val.fraction < 1:
+            raise JobFailure(f"dataset {dataset.name}: validation.fraction must be in (0, 1), got {val.fraction}")
+        if len(ds) < 2:
+            raise JobFailure(f"dataset {dataset.name}: {len(ds)} usable row(s), too few to hold out a validation set")
+        parts = ds.train_test_split(test_size=val.fraction, shuffle=True, seed=val.seed)
+        ds, held = parts["train"].flatten_indices(), parts["test"].flatten_indices()
+        held_report = DropReport(total=len(held))
+    elif val is not None:
+        raise JobFailure(f"dataset {dataset.name}: validation needs 'split' or 'fraction'")
+    ds = ds.shuffle(seed=seed)
+    if dataset.limit is not None:
+        if dataset.limit > len(ds):
+            raise JobFailure(f"dataset {dataset.name}: limit {dataset.limit} is more than the "
+                             f"{len(ds)} usable rows{' left after holding out validation' if held is not None else ''} "
+                             f"({report.summary()})")
+        ds = ds.select(range(dataset.limit))
     report.total = len(ds)
-    return ds.flatten_indices(), report
+    if held_report is not None:
+        held_report.total = len(held)
+    return Preferences(ds.flatten_indices(), report, held, held_report)
 
 
-def load_preferences(dataset: dict, preference: list[str], seed: int) -> Any:
+def load_preferences_with_report(dataset: Any, preference: list[str], seed: int) -> tuple[Any, DropReport]:
+    """The normalized training rows and the report of what was read, kept and dropped."""
+    got = load_with_validation(dataset, preference, seed)
+    return got.train, got.report
+
+
+def load_preferences(dataset: Any, preference: list[str], seed: int) -> Any:
     return load_preferences_with_report(dataset, preference, seed)[0]
 
 
 def sft_rows(ds: Any) -> Any:
-    """SFT data from preference data: TRL's conversational prompt/completion form, the completion
-    being the chosen (final) response. The loss is then on that response only; earlier assistant
-    turns of a multi-turn transcript are context, as in DPO (docs/training.md)."""
-    return ds.map(lambda row: {"prompt": row["prompt"], "completion": row["chosen"]},
-                  remove_columns=ds.column_names)
+    """SFT data from preference data (alignkit/methods/sft.py `rows`)."""
+    from alignkit.methods import method
+
+    return method("sft").rows(ds)

@@ -16,6 +16,7 @@ from jobs.data.report import PartReport
 from jobs.data.source import field, require_columns
 from jobs.errors import JobFailure
 
+PREFERENCES = ("helpful", "harmless")  # the paper's derivations; other names have none
 COLUMNS = ("prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe", "better_response_id")
 
 REASONS = {

@@ -1,6 +1,7 @@
 """Training examples exactly as the trainer receives them: templated, tokenized, truncated, masked.
 
-The train job and `alignkit preview` both build their rows here, so what preview shows is what
+Each method (alignkit/methods/) builds its examples with these functions; the train job and
+`alignkit preview` both go through the method, so what preview shows is what
 trains. Tokenization is TRL 1.16's own (`trl.data_utils._tokenize` and `common_prefix_length`,
 called as SFTTrainer/DPOTrainer's `tokenize_fn` call them for conversational prompt/completion
 rows); truncation follows the TRL of the paper's time (docs/training.md quotes the lines):
@@ -16,12 +17,11 @@ DPO  `prompt_ids`, `chosen_ids`, `rejected_ids` (TRL 1.16's columns). As TRL 0.8
      BOS off with the rest), the cut keeps the template's head: BOS and the leading system text.
 
 The trainer then finds the columns it would have made itself (TRL skips tokenizing an SFT set
-that has `input_ids`; the DPO trainer's preparation is bypassed in jobs.trl_adapter).
+that has `input_ids`; the DPO trainer's preparation is bypassed in alignkit/methods/dpo.py).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 DROP_REASONS = {"completion_truncated": "SFT: the final response lies wholly beyond max_length"}
@@ -97,32 +97,8 @@ def dpo_example(row: dict, tokenizer: Any, max_length: int, max_prompt_length: i
     return {"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected}
 
 
-def build(kind: str, rows: Any, tokenizer: Any, method: dict) -> tuple[Any, Counter, list[int]]:
-    """(trainer-ready datasets.Dataset, drops by reason, index in `rows` of each kept example)."""
+def to_dataset(examples: list[dict], columns: tuple[str, ...]) -> Any:
+    """The trainer-ready datasets.Dataset of `examples` (each a dict holding `columns`)."""
     import datasets
 
-    max_length = int(method["max_length"])
-    out, kept, drops = [], [], Counter()
-    for i, row in enumerate(rows):
-        if kind == "sft":
-            ex = sft_example(row, tokenizer, max_length)
-            if ex is None:
-                drops["completion_truncated"] += 1
-                continue
-        else:
-            ex = dpo_example(row, tokenizer, max_length, int(method["max_prompt_length"]))
-        out.append(ex)
-        kept.append(i)
-    columns = ("input_ids", "completion_mask") if kind == "sft" else ("prompt_ids", "chosen_ids", "rejected_ids")
-    ds = datasets.Dataset.from_dict({c: [ex[c] for ex in out] for c in columns})
-    return ds, drops, kept
-
-
-def decode(kind: str, example: dict, tokenizer: Any, completion_only_loss: bool = True) -> dict:
-    """The decoded view `alignkit preview` prints (special tokens shown, nothing skipped)."""
-    dec = tokenizer.decode
-    if kind == "sft":
-        ids, mask = example["input_ids"], example["completion_mask"]
-        loss = [t for t, m in zip(ids, mask, strict=True) if m or not completion_only_loss]
-        return {"text": dec(ids), "loss_text": dec(loss)}
-    return {k: dec(example[f"{k}_ids"]) for k in ("prompt", "chosen", "rejected")}
+    return datasets.Dataset.from_dict({c: [ex[c] for ex in examples] for c in columns})

@@ -36,6 +36,8 @@ class DropReport:
     # away by max_length), after mixing and the limit; `trained` = rows left, None until built.
     examples_dropped: Counter = field(default_factory=Counter)
     trained: int | None = None
+    # Held-out validation rows and the examples built from them (dataset.validation); None without
+    validation: dict | None = None
 
     def dropped(self) -> dict[str, int]:
         out: Counter = Counter()
@@ -45,8 +47,11 @@ class DropReport:
         return dict(sorted(out.items()))
 
     def as_dict(self) -> dict:
-        return {"parts": [p.as_dict() for p in self.parts], "dropped": self.dropped(), "total": self.total,
-                "trained": self.trained}
+        out = {"parts": [p.as_dict() for p in self.parts], "dropped": self.dropped(), "total": self.total,
+               "trained": self.trained}
+        if self.validation is not None:  # only runs with validation carry the key
+            out["validation"] = self.validation
+        return out
 
     def summary(self) -> str:
         """One line for logs, e.g. "helpful: 240 rows, 231 kept (dropped: identical=9); total 200"."""

@@ -27,7 +27,14 @@ def builder_for(path: Path) -> str:
     return builder
 
 
-def hub_snapshot(dataset: dict) -> Path:
+def _data_dirs(dataset: Any) -> dict[str, str]:
+    """The data_dirs a study reads from a hub source: its subsets', or its `files` that are not local."""
+    if dataset.files is not None:
+        return {p: d for p, d in dataset.files.items() if not is_local(d)}
+    return dict(dataset.subsets or {})
+
+
+def hub_snapshot(dataset: Any, source: str) -> Path:
     """The cached snapshot folder of a hub dataset (downloads only when the hub is online)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (HfHubHTTPError, IncompleteSnapshotError, LocalEntryNotFoundError,
@@ -35,28 +42,31 @@ def hub_snapshot(dataset: dict) -> Path:
 
     from alignkit.preflight import dataset_allow_patterns
 
-    repo_id, revision, name = dataset["source"], dataset.get("revision"), dataset.get("name", dataset["source"])
+    revision, name = dataset.revision, dataset.name
     try:
         # the same file patterns as `alignkit prefetch`, so a subset-only download counts as complete
-        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
-                                      allow_patterns=dataset_allow_patterns(dataset)))
+        return Path(snapshot_download(source, repo_type="dataset", revision=revision,
+                                      allow_patterns=dataset_allow_patterns({"subsets": _data_dirs(dataset)})))
     except IncompleteSnapshotError:
-        raise JobFailure(f"dataset {name}: {repo_id}@{revision or 'main'} is only partly in the Hugging Face "
+        raise JobFailure(f"dataset {name}: {source}@{revision or 'main'} is only partly in the Hugging Face "
                          f"cache (an interrupted download?); run `alignkit prefetch` again") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
-        raise JobFailure(f"dataset {name}: {repo_id}@{revision or 'main'} is not in the Hugging Face cache and "
+        raise JobFailure(f"dataset {name}: {source}@{revision or 'main'} is not in the Hugging Face cache and "
                          f"the hub cannot be reached ({type(exc).__name__}); run `alignkit prefetch` on "
                          f"the login node") from None
 
 
-def load_split(dataset: dict, data_dir: str | None) -> tuple[Any, str]:
-    """Load one split; return (datasets.Dataset, label naming the file or folder for errors)."""
+def load_split(dataset: Any, data_dir: str | None, *, split: str, source: str,
+               held_out: bool = False) -> tuple[Any, str]:
+    """Load one split of `source` (the dataset's, or a preference's own file); return
+    (datasets.Dataset, label naming the file or folder for errors)."""
     import datasets
 
-    source = str(dataset["source"])
-    split = dataset.get("split") or "train"
-    name = dataset.get("name", source)
+    name = dataset.name
     path = Path(source).expanduser()
+    if path.is_file() and held_out:  # the file is the training split: it has no other
+        raise JobFailure(f"dataset {name}: validation.split {split!r} cannot come from the single file {path} "
+                         f"(it is the training split); use validation.fraction")
     if path.is_file():
         # a single file is the split: datasets names it "train" whatever the spec's split is
         label, kwargs = str(path), {"path": builder_for(path), "data_files": str(path), "split": "train"}
@@ -66,8 +76,8 @@ def load_split(dataset: dict, data_dir: str | None) -> tuple[Any, str]:
     elif is_local(source):
         raise JobFailure(f"dataset {name}: local source {source} does not exist")
     else:
-        snap = hub_snapshot(dataset)
-        label = f"{source}@{dataset.get('revision') or 'main'}{'/' + data_dir if data_dir else ''} ({split})"
+        snap = hub_snapshot(dataset, source)
+        label = f"{source}@{dataset.revision or 'main'}{'/' + data_dir if data_dir else ''} ({split})"
         kwargs = {"path": str(snap), "data_dir": data_dir, "split": split}
     try:
         ds = datasets.load_dataset(**kwargs)

@@ -179,7 +179,7 @@ def test_bad_rows_name_file_row_and_field(name, fmt, message):
 def test_config_errors(tmp_path):
     with pytest.raises(JobFailure, match="local source .* does not exist"):
         load_preferences(cfg("hh_rlhf", FIX / "nope"), ["helpful"], seed=0)
-    with pytest.raises(JobFailure, match="unknown format 'alpaca'"):
+    with pytest.raises(JobFailure, match=r"dataset.format: unknown value 'alpaca' \(allowed: hh_rlhf"):
         load_preferences(cfg("alpaca", FIX / "hh-rlhf"), ["helpful"], seed=0)
     with pytest.raises(JobFailure, match="subsets has no entry for preference 'harmless'"):
         load_preferences(cfg("hh_rlhf", FIX / "hh-rlhf", {"helpful": "helpful-base"}), ["harmless"], seed=0)
@@ -247,7 +247,7 @@ def test_cut_keeps_bos_and_the_vicuna_system_prompt():
     from jobs.templates import VICUNA_SYSTEM
     from jobs.train import load_tokenizer
 
-    tok = load_tokenizer({"source": str(SMOKE.parent / "tiny-llama"), "template": "vicuna"})
+    tok = load_tokenizer({"name": "tiny-llama", "source": str(SMOKE.parent / "tiny-llama"), "template": "vicuna"})
     prompt = [u("hello " * 80 + "what is the moon?")]
     ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     head = tok.decode(ids[:head_length(tok, prompt, ids)])

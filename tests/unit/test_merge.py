@@ -19,6 +19,7 @@ pytest.importorskip("mergekit")
 from jobs import merge  # noqa: E402
 from jobs.errors import JobFailure  # noqa: E402
 from jobs.merge_methods import MergeParameterError, parse_spec  # noqa: E402
+from tests.unit.train_configs import train_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSET = ROOT / "assets" / "tiny-llama"
@@ -51,7 +52,7 @@ def _tiny_model(tmp: Path) -> Path:
 
 
 def _model_cfg(model: Path) -> dict[str, Any]:
-    return {"name": "tiny-llama", "source": str(model), "revision": None, "template": "plain",
+    return {"name": "tiny-llama", "source": str(model), "revision": "main", "template": "plain",
             "kind": "pretrained", "dtype": "float32"}
 
 
@@ -67,8 +68,8 @@ def _train_job(jobs: Path, job_id: str, model: Path, seed: int, targets: list[st
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False, task_type="CAUSAL_LM")
     get_peft_model(base, lora).save_pretrained(d / "adapter")
     peft = "qlora" if quantization else "lora"
-    cfg = {"stage": "train", "model": _model_cfg(model), "peft": {"name": peft, "quantization": quantization},
-           "axes": {"model": "tiny-llama", "dataset": "toy", "preference": [f"p{seed}"], "method": "sft",
+    cfg = {**train_config("sft", peft), "model": _model_cfg(model), "peft": {"name": peft, "quantization": quantization},
+           "axes": {"model": "tiny-llama", "dataset": "toy", "preference": f"p{seed}", "method": "sft",
                     "peft": peft, "seed": 0}}
     (d / "config.json").write_text(json.dumps(cfg))
     (d / "DONE").write_text("1\n")
@@ -80,7 +81,7 @@ def _merge(jobs: Path, job_id: str, model: Path, inputs: list[str], method: str,
     d.mkdir(parents=True)
     cfg = {"stage": "merge", "axes": {"model": "tiny-llama", "seed": 0, "merge": method},
            "model": _model_cfg(model), "merge": {"name": method, "method": method, "parameters": params},
-           "inputs": inputs, "input_axes": [None] * len(inputs)}
+           "inputs": inputs}
     (d / "config.json").write_text(json.dumps(cfg))
     merge.run(d, cfg, threading.Event())
     return d
@@ -243,7 +244,7 @@ def test_output_loads_like_any_model_and_records_inputs(study):
     assert rec["method"] == "dare_ties" and rec["parameters"] == {"weights": [0.5, 0.5], "density": [0.7, 0.7]}
     assert [x["job"] for x in rec["inputs"]] == study["ids"][:2]
     assert rec["inputs"][0]["adapter_sha256"] == merge.adapter_sha256(study["jobs"] / study["ids"][0] / "adapter")
-    assert rec["inputs"][0]["axes"]["preference"] == ["p1"]
+    assert rec["inputs"][0]["axes"]["preference"] == "p1"
     assert rec["base"]["task_vector_base"] is True and rec["timings"]["total_s"] > 0
     assert not (d / ".merge-work").exists()
 

@@ -113,7 +113,7 @@ def test_sft_loss_text_is_the_final_chosen_response(tmp_path, raw):
 def test_dpo_prompts_are_whole_when_the_pair_fits(tmp_path, raw):
     from jobs.train import load_tokenizer
 
-    tok = load_tokenizer({"source": str(TINY), "template": "vicuna"})
+    tok = load_tokenizer({"name": "tiny-llama", "source": str(TINY), "template": "vicuna"})
 
     def count(text: str) -> int:
         return len(tok(text, add_special_tokens=False)["input_ids"])

@@ -96,7 +96,7 @@ def test_qlora_target_evaluated_and_merged_gives_the_same_logits(qlora_run):
     mg.mkdir()
     mcfg = {"stage": "merge", "axes": {"model": "tiny-llama", "seed": 0, "merge": "linear"}, "model": tc["model"],
             "merge": {"name": "linear", "method": "linear", "parameters": {"weights": [1.0]}},
-            "inputs": ["qtr"], "input_axes": [None]}
+            "inputs": ["qtr"]}
     (mg / "config.json").write_text(json.dumps(mcfg))
     merge.run(mg, mcfg, threading.Event())
     rec = json.loads((mg / "merge.json").read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.train_configs import ROOT, train_config
+from tests.unit.train_configs import ROOT, train_config, typed
 
 pytestmark = pytest.mark.slow
 
@@ -207,15 +207,16 @@ def _trainer_on_real_hh(tmp_path, kind: str, **method):
     config["model"]["template"] = "vicuna"
     config["dataset"] = {"name": "hh", "format": "hh_rlhf", "source": str(HH), "revision": "main", "split": "train",
                          "subsets": None, "limit": 40}
-    data = train.load_examples(config, kind)
+    config = typed(config)
     plan = train.resolve(config, cuda=False, world_size=1)
-    args = trl_adapter.make_args(kind, config["method"], config["training"], 0, trl_adapter.Runtime(
+    data = train.load_examples(config, plan.method)
+    args = trl_adapter.make_args(plan.method, config, trl_adapter.Runtime(
         output_dir=str(tmp_path), grad_accum=1, optimizer="adamw_torch", bf16=False, deepspeed=None,
         liger=False, ddp_backend=None))
-    model = train.load_model(config["model"], plan, 0, device=args.device)
-    trainer = trl_adapter.make_trainer(kind, model=model, tokenizer=data.tokenizer, dataset=data.dataset,
-                                       peft_config=train.lora_config(config["method"]["lora"]), args=args,
-                                       callbacks=[])
+    model = train.load_model(config.model, plan, 0, device=args.device)
+    trainer = trl_adapter.make_trainer(plan.method, config, model=model, tokenizer=data.tokenizer,
+                                       dataset=data.dataset, peft_config=train.lora_config(config.method.lora),
+                                       args=args, callbacks=[])
     return data, trainer
 
 

@@ -9,7 +9,7 @@ from jobs import checkpoints, distributed
 from jobs.deepspeed_config import zero_config
 from jobs.errors import JobFailure
 from jobs.train import loss_curve, resolve
-from tests.unit.train_configs import train_config
+from tests.unit.train_configs import train_config, typed
 
 
 def test_grad_accum_is_global_batch_over_per_device_times_world():
@@ -32,22 +32,22 @@ def test_cpu_substitutes_paged_optimizer_and_bf16_and_records_it():
     assert subs["method.optimizer"]["configured"] == "paged_adamw_32bit"
     assert subs["method.optimizer"]["used"] == "adamw_torch"
     assert subs["peft.quantization.compute_dtype"]["used"] == "float32"
-    assert plan.quantization["compute_dtype"] == "float32"
-    assert plan.quantization["double_quant"] is True and plan.quantization["quant_type"] == "nf4"
+    assert plan.quantization.compute_dtype == "float32"
+    assert plan.quantization.double_quant is True and plan.quantization.quant_type == "nf4"
 
 
 def test_gpu_keeps_the_configured_values():
     plan = resolve(train_config("dpo", "qlora"), cuda=True, world_size=1)
     assert plan.optimizer == "paged_adamw_32bit" and plan.bf16 is True
     assert plan.substitutions == []
-    assert plan.quantization["compute_dtype"] == "bfloat16"
+    assert plan.quantization.compute_dtype == "bfloat16"
 
 
 def test_zero3_qlora_storage_dtype_follows_the_model_dtype():
     cfg = train_config("sft", "qlora", deepspeed_stage=3)
     cfg["peft"]["quantization"]["storage_dtype"] = "uint8"
     plan = resolve(cfg, cuda=True, world_size=2)
-    assert plan.quantization["storage_dtype"] == "bfloat16"
+    assert plan.quantization.storage_dtype == "bfloat16"
     assert [s["key"] for s in plan.substitutions] == ["peft.quantization.storage_dtype"]
 
 
@@ -57,11 +57,27 @@ def test_liger_on_without_gpu_fails_and_auto_is_off_on_cpu():
     assert resolve(train_config("sft", liger="auto"), cuda=False, world_size=1).liger is False
 
 
-def test_unknown_method_type_fails():
+def test_unknown_method_type_fails_naming_the_key():
+    from alignkit.contract import ContractError
+
     cfg = train_config("sft")
     cfg["method"]["type"] = "ppo"
-    with pytest.raises(JobFailure, match="method.type"):
+    with pytest.raises(ContractError, match=r"method.type: unknown method type 'ppo' \(known: .*dpo.*sft"):
         resolve(cfg, cuda=False, world_size=1)
+
+
+def test_defaults_come_from_the_spec_model_dtype_and_qlora_storage():
+    """The issue's disagreements: a config without model.dtype or storage_dtype gets the spec's
+    defaults (bfloat16 both), not train's old float32/uint8."""
+    from alignkit.spec import ModelSpec, QuantSpec
+
+    cfg = train_config("sft", "qlora")
+    del cfg["model"]["dtype"], cfg["peft"]["quantization"]["storage_dtype"]
+    typed_cfg = typed(cfg)
+    assert typed_cfg.model.dtype == ModelSpec.dtype == "bfloat16"
+    assert typed_cfg.peft.quantization.storage_dtype == QuantSpec.storage_dtype == "bfloat16"
+    plan = resolve(typed_cfg, cuda=True, world_size=1)
+    assert (plan.model_dtype, plan.quantization.storage_dtype) == ("bfloat16", "bfloat16")
 
 
 def test_trl_arguments_carry_the_hyperparameters_exactly(tmp_path):
@@ -73,7 +89,9 @@ def test_trl_arguments_carry_the_hyperparameters_exactly(tmp_path):
                        save_steps=100, precompute_ref_log_probs=True)
     rt = trl_adapter.Runtime(output_dir=str(tmp_path), grad_accum=4, optimizer="adamw_torch", bf16=False,
                              deepspeed=None, liger=False, ddp_backend=None)
-    a = trl_adapter.make_args("dpo", cfg["method"], cfg["training"], 3, rt)
+    from alignkit.methods import method
+
+    a = trl_adapter.make_args(method("dpo"), typed(dict(cfg, seed=3)), rt)
     assert (a.learning_rate, a.lr_scheduler_type.value, a.warmup_steps) == (5e-5, "cosine", 0.1)
     assert (a.per_device_train_batch_size, a.gradient_accumulation_steps) == (4, 4)
     assert (a.max_grad_norm, a.weight_decay, a.adam_beta1, a.adam_beta2) == (0.3, 0.01, 0.85, 0.99)
@@ -82,7 +100,7 @@ def test_trl_arguments_carry_the_hyperparameters_exactly(tmp_path):
     assert a.loss_type == ["sigmoid"]
     assert a.get_warmup_steps(700) == 70
 
-    s = trl_adapter.make_args("sft", train_config("sft")["method"], train_config("sft")["training"], 0, rt)
+    s = trl_adapter.make_args(method("sft"), typed(train_config("sft")), rt)
     assert s.assistant_only_loss is False and s.completion_only_loss is True and s.packing is False
 
 

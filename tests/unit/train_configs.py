@@ -24,17 +24,17 @@ def train_config(kind: str = "sft", peft: str = "lora", *, max_steps: int = 6, s
         "lr_scheduler": "constant" if kind == "sft" else "cosine", "warmup_ratio": 0.0,
         "batch_size": batch_size, "per_device_batch_size": per_device_batch_size,
         "max_grad_norm": 1.0, "weight_decay": 0.0, "optimizer": "paged_adamw_32bit",
-        "adam_beta1": 0.9, "adam_beta2": 0.999, "max_length": 96, "max_prompt_length": 48,
+        "adam_beta1": 0.9, "adam_beta2": 0.999, "max_length": 96,
         "completion_only_loss": True,
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ALL_LINEAR},
     }
-    if kind == "dpo":
-        method["beta"] = 0.1
+    if kind == "dpo":  # the fields only DPO has (alignkit/methods/dpo.py)
+        method.update(beta=0.1, max_prompt_length=48)
     training = {"max_steps": max_steps, "save_steps": save_steps, "deepspeed_stage": deepspeed_stage,
                 "gradient_checkpointing": False, "packing": False, "precompute_ref_log_probs": False,
                 "liger": "auto", "logging_steps": logging_steps}
     for key, value in overrides.items():
-        target = method if key in method or key == "beta" else training
+        target = method if key in method or key in ("beta", "loss_type", "label_smoothing") else training
         target[key] = value
     config = {
         "stage": "train",
@@ -51,3 +51,10 @@ def train_config(kind: str = "sft", peft: str = "lora", *, max_steps: int = 6, s
         "seed": seed,
     }
     return config
+
+
+def typed(config: dict):
+    """The typed TrainConfig of a plain one (alignkit.contract)."""
+    from alignkit.contract import parse
+
+    return parse(config, "test config")

@@ -1,0 +1,124 @@
+"""The train stage's config.json and train_metrics.json, typed (docs/contract.md "train").
+
+Every class mirrors what alignkit/compile.py writes; defaults are not restated here: the model,
+dataset, PEFT and training sections are the spec's own dataclasses plus their `name`, and the
+method section is the registered method's fields class plus `name` (alignkit/methods/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, Literal, Optional
+
+from alignkit.methods import METHODS
+from alignkit.methods.base import CommonFields
+from alignkit.schema import Problems, join
+from alignkit.spec import DatasetSpec, ModelSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec, ValidationSpec
+
+
+def _named(base: type) -> type:
+    """`base` (a spec dataclass) plus a required keyword-only `name`."""
+    return make_dataclass(base.__name__.removesuffix("Spec") + "Config", [("name", str, field(kw_only=True))],
+                          bases=(base,), frozen=True)
+
+
+ModelConfig = _named(ModelSpec)
+DatasetConfig = _named(DatasetSpec)  # with `files` and `validation` (ValidationSpec) when a study uses them
+PeftConfig = _named(PeftSpec)
+TrainingConfig = TrainingSpec  # `eval_steps` written only with validation
+ValidationConfig = ValidationSpec
+QuantConfig = QuantSpec
+
+
+@dataclass(frozen=True)
+class TrackingConfig(TrackingSpec):
+    sweep: Optional[str] = None
+    run_name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MethodConfig(CommonFields):
+    """Parsed as the registered method's config class (its fields + name), picked by `type`."""
+
+    @classmethod
+    def __variant__(cls, value: Any, path: str, problems: Problems) -> Optional[tuple[type, Any]]:
+        kind = value.get("type") if isinstance(value, dict) else None
+        if not isinstance(kind, str) or kind not in METHODS:
+            problems.add(join(path, "type"), f"unknown method type {kind!r} (known: {', '.join(METHODS.names())})")
+            return None
+        return METHODS.get(kind).config_class(), value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    stage: Literal["train"]
+    axes: dict[str, Any]
+    model: ModelConfig
+    dataset: DatasetConfig
+    preference: tuple[str, ...]
+    method: MethodConfig
+    peft: PeftConfig
+    training: TrainingConfig
+    seed: int
+    tracking: Optional[TrackingConfig] = None  # a label: where the run is reported
+
+    @property
+    def eval_steps(self) -> Optional[int]:
+        """How often validation runs: training.eval_steps, else save_steps; None without validation."""
+        if self.dataset.validation is None:
+            return None
+        return self.training.eval_steps or self.training.save_steps
+
+
+@dataclass(frozen=True)
+class ValidationPoint:
+    step: int
+    loss: float
+    metrics: dict[str, float] = field(default_factory=dict)  # the method's, e.g. reward_accuracy
+
+
+@dataclass(frozen=True)
+class TrainMetrics:
+    """The parts of train_metrics.json that other stages and collect read (the file holds more:
+    docs/training.md)."""
+
+    method: str
+    steps: int
+    max_steps: int
+    loss_curve: tuple[dict[str, Any], ...]
+    first_loss: Optional[float]
+    final_loss: Optional[float]
+    checkpoints: tuple[int, ...]
+    substitutions: tuple[dict[str, Any], ...] = ()
+    validation: Optional[dict[str, Any]] = None  # {"curve": [{"step", "loss", ...}], "final": {...}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainMetrics":
+        keep = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in keep})
+
+
+def as_train_config(config: Any, where: str = "config.json") -> TrainConfig:
+    """`config` typed: a TrainConfig as is, a plain dict (as config.json holds it) strictly parsed."""
+    if isinstance(config, TrainConfig):
+        return config
+    from alignkit.contract import parse
+
+    typed = parse(config, where)
+    if not isinstance(typed, TrainConfig):
+        raise TypeError(f"{where}: a {type(typed).__name__}, not a train config")
+    return typed
+
+
+def as_model_config(model: Any, where: str = "model") -> Any:
+    """A ModelConfig as is; a plain dict strictly parsed (the spec's defaults fill what it leaves out)."""
+    if not isinstance(model, dict):
+        return model
+    from alignkit.contract import ContractError
+    from alignkit.schema import from_dict, is_missing
+
+    problems = Problems(where, {})
+    typed = from_dict(ModelConfig, model, "model", problems)
+    if problems.items or is_missing(typed):
+        raise ContractError("\n".join(problems.items) or f"{where}: unreadable model config")
+    return typed
