@@ -83,6 +83,9 @@ def test_tiny_hparam_search_selects_per_method(sweep):
         assert float(row["value"]) == pytest.approx(mine[best])
         assert row["metric"].startswith("validation_loss") and row["goal"] == "min" and row["n"] == "1"
         assert row["candidates"] == "4" and row["runner_up"]  # 2 ranks x 2 alphas per method
+    # and the summary (the report's tables) has the selection section
+    assert "Selection: min validation_loss over method.lora.r, method.lora.alpha per method" in \
+        (out / "summary.md").read_text()
 
 
 def test_tiny_preferences_3_mixes_and_merges_three_ways(sweep):
