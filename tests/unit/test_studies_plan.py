@@ -102,15 +102,19 @@ def test_preferences_3_trains_a_third_preference_alone_and_mixed_and_merges_thre
 
 
 def test_preferences_3_example_files_are_in_the_normalized_format():
-    from jobs.data import normalized  # noqa: F401  (the loader the train job uses)
-    import json
+    """The shipped example files pass the train job's own normalized-format reader, every pair kept."""
+    import datasets
+
+    from jobs.data import normalized
+    from jobs.data.report import PartReport
+
     for name in ("helpful", "harmless", "honest"):
-        rows = [json.loads(line) for line in (SWEEPS / "data" / "preferences-3" / f"{name}.jsonl").read_text().splitlines()]
-        assert len(rows) == 12
-        for r in rows:
-            assert r["prompt"][-1]["role"] == "user"
-            assert [m["role"] for m in r["chosen"]] == ["assistant"] == [m["role"] for m in r["rejected"]]
-            assert r["chosen"] != r["rejected"]
+        path = SWEEPS / "data" / "preferences-3" / f"{name}.jsonl"
+        ds = datasets.load_dataset("json", data_files=str(path), split="train")
+        part = PartReport(preference=name, source=str(path))
+        rows = normalized.convert(ds, str(path), part)
+        assert (part.rows, part.kept, dict(part.dropped)) == (12, 12, {})
+        assert all(r["prompt"][-1]["role"] == "user" and r["chosen"] != r["rejected"] for r in rows)
 
 
 # ---- quantity ----------------------------------------------------------------------------------
