@@ -184,3 +184,15 @@ def test_tiny_counterparts_plan(name, stages):
     assert _stages(plan) == stages
     assert plan.profile.executor == "local"
     _distinct_ids(plan)
+
+
+@pytest.mark.parametrize("path", [f"{d}{n}.yaml" for d in ("", "tiny/")
+                                  for n in ("hparam-search", "preferences-3", "quantity", "model-size")])
+def test_every_compiled_config_loads_through_the_typed_contract(path):
+    """What the jobs will read: each job's config.json parses strictly into its stage's typed config."""
+    from alignkit.contract import parse
+
+    plan = load_plan(SWEEPS / path, "template" if "/" not in path else None)
+    for job in plan.jobs:
+        typed = parse(job.config, f"{path}: {job.name}")
+        assert type(typed).__name__.lower().startswith(job.stage)
