@@ -67,7 +67,8 @@ def build_one_layer(out: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
     model.model.layers = model.model.layers[:1]
     model.config.num_hidden_layers = 1
-    model.config.layer_types = getattr(model.config, "layer_types", None) and model.config.layer_types[:1]
+    if getattr(model.config, "layer_types", None):  # per-layer attention kinds, where the config has them
+        model.config.layer_types = model.config.layer_types[:1]
     model.save_pretrained(out)
     tok = AutoTokenizer.from_pretrained(src)
     tok.chat_template = ZEPHYR_TEMPLATE
