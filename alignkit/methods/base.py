@@ -74,8 +74,8 @@ class CommonFields:
         for key, v in value.items():
             owners = [n for n in METHODS.names() if n != kind and key in {f.name for f in dc_fields(METHODS.get(n).fields)}]
             if key not in names and owners:
-                problems.add(join(path, key), f"{key} is a {'/'.join(o.upper() for o in owners)} setting; remove it "
-                                              f"from an {kind.upper()} method")
+                problems.add(join(path, key), f"{key} is not an {kind.upper()} setting (methods of type "
+                                              f"{', '.join(owners)} take it); remove it")
                 continue
             kept[key] = v
         return own, kept
