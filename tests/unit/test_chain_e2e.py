@@ -1,4 +1,4 @@
-"""Chained stages end to end (issue 14 item 2): sweeps/sft-then-dpo-smoke.yaml on the local
+"""Chained stages end to end (issue 14 item 2): sweeps/tiny/sft-then-dpo.yaml on the local
 executor. Each DPO run starts from its SFT run (continue: the SFT adapter trained on; merge: SFT
 merged into the base, a fresh adapter) with the SFT model as its reference, so its first step's
 loss is ln 2 and its rewards are 0 (policy = reference); evals, a merge and collect treat the
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT / "sweeps" / "sft-then-dpo-smoke.yaml"
+SPEC = ROOT / "sweeps" / "tiny" / "sft-then-dpo.yaml"
 
 
 @pytest.fixture(scope="module")

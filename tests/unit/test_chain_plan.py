@@ -14,7 +14,7 @@ from alignkit.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = ROOT / "sweeps" / "sft-then-dpo.yaml"
-SMOKE = ROOT / "sweeps" / "sft-then-dpo-smoke.yaml"
+SMOKE = ROOT / "sweeps" / "tiny" / "sft-then-dpo.yaml"
 OTHER = ("model", "dataset", "preference", "peft", "seed")
 
 
@@ -58,7 +58,7 @@ def test_chained_ids_follow_the_upstream_and_plain_configs_are_unchanged(tmp_pat
     plan = load_plan(SMOKE, output_dir=tmp_path / "a")
     spec["methods"]["sft"]["learning_rate"] = 1.0e-3  # only SFT changes
     changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump(spec).replace("../assets", str(ROOT / "assets")))
+    changed.write_text(yaml.safe_dump(spec).replace("../../assets", str(ROOT / "assets")))
     plan2 = load_plan(changed, output_dir=tmp_path / "b")
     names = lambda p: {j.name: j.id for j in p.jobs if j.stage == "train"}  # noqa: E731
     a, b = names(plan), names(plan2)
@@ -68,7 +68,7 @@ def test_chained_ids_follow_the_upstream_and_plain_configs_are_unchanged(tmp_pat
     spec["grid"]["method"] = ["dpo"]
     spec["merges"] = []
     plain = tmp_path / "plain.yaml"
-    plain.write_text(yaml.safe_dump(spec).replace("../assets", str(ROOT / "assets")))
+    plain.write_text(yaml.safe_dump(spec).replace("../../assets", str(ROOT / "assets")))
     for j in load_plan(plain, output_dir=tmp_path / "c").jobs:
         assert "init" not in j.config and not j.depends_on or j.stage != "train"
         assert j.config["axes"]["method"] == "dpo"
@@ -78,7 +78,7 @@ def _problems(tmp_path: Path, edit) -> list[str]:
     spec = yaml.safe_load(SMOKE.read_text())
     edit(spec)
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False).replace("../assets", str(ROOT / "assets")))
+    path.write_text(yaml.safe_dump(spec, sort_keys=False).replace("../../assets", str(ROOT / "assets")))
     with pytest.raises(SpecError) as info:
         load_plan(path, output_dir=tmp_path / "out")
     return info.value.problems
@@ -122,7 +122,7 @@ def _plan(tmp_path: Path, edit):
     spec = yaml.safe_load(SMOKE.read_text())
     edit(spec)
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False).replace("../assets", str(ROOT / "assets")))
+    path.write_text(yaml.safe_dump(spec, sort_keys=False).replace("../../assets", str(ROOT / "assets")))
     return load_plan(path, output_dir=tmp_path / "out")
 
 
@@ -149,3 +149,18 @@ def test_continue_refuses_a_dotted_lora_axis_of_the_chained_method_only(tmp_path
         _plan(tmp_path, edit)
     assert any("methods.dpo.lora: run 'tiny-llama/beavertails/harmless/sft/lora/s0' has lora" in p
                and "init_mode continue trains the upstream adapter" in p for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize("path", [FULL, SMOKE])
+def test_every_chained_config_loads_through_the_typed_contract(path, tmp_path):
+    """What the jobs read: each config.json parses strictly, a chained run's `init` included."""
+    from alignkit.contract import parse
+
+    plan = load_plan(path, output_dir=tmp_path / "out")
+    inits = 0
+    for job in plan.jobs:
+        typed = parse(job.config, f"{path.name}: {job.name}")
+        if job.stage == "train" and job.depends_on:
+            assert typed.init is not None and typed.init.job == job.depends_on[0]
+            inits += 1
+    assert inits == (160 if path == FULL else 4)
