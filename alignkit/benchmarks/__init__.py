@@ -10,50 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
-import pkgutil
 import typing
 from typing import Any, Literal, Optional
 
 from alignkit.benchmarks.base import Benchmark, JudgeContext, RunContext  # noqa: F401 (re-exported)
-
-
-class Registry:
-    """Named classes of one kind, collected from the modules of a package on first use.
-
-    (The same small generic registry issue 13's design asks for in alignkit/registry.py; it did not
-    exist on main when this was written, so it lives here; the lead may move it.)"""
-
-    def __init__(self, kind: str, package: str) -> None:
-        self.kind, self.package = kind, package
-        self._items: dict[str, type] = {}
-        self._loaded = False
-
-    def register(self, name: str):
-        def add(cls: type) -> type:
-            if name in self._items and self._items[name] is not cls:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
-            self._items[name] = cls
-            return cls
-        return add
-
-    def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            pkg = importlib.import_module(self.package)
-            for mod in pkgutil.iter_modules(pkg.__path__):
-                if not mod.name.startswith("_") and mod.name != "base":
-                    importlib.import_module(f"{self.package}.{mod.name}")
-
-    def get(self, name: str) -> type:
-        self._load()
-        if name not in self._items:
-            raise KeyError(f"unknown {self.kind} {name!r} (known: {', '.join(self.names())})")
-        return self._items[name]
-
-    def names(self) -> list[str]:
-        self._load()
-        return sorted(self._items)
+from alignkit.registry import Registry
 
 
 BENCHMARKS = Registry("benchmark type", __name__)
