@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional
 
 from alignkit.benchmarks.base import Benchmark, JudgeContext, RunContext  # noqa: F401 (re-exported)
 from alignkit.registry import Registry
+from alignkit.schema import plain
 
 
 BENCHMARKS = Registry("benchmark type", __name__)
@@ -95,16 +96,6 @@ def reference_max_new_tokens() -> dict[str, int]:
             if get(n).reference_max_new_tokens is not None}
 
 
-def _plain(v: Any) -> Any:
-    if dataclasses.is_dataclass(v):
-        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
-
-
 def config_keys(type_name: str) -> list[str]:
     """The keys of a benchmark config of this type (without `checkpoints` and `judge` resolution)."""
     keys = [k for k in LEGACY_KEYS if k not in _ONLY_OWN or takes(type_name, k)]
@@ -119,14 +110,14 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
     from alignkit.spec import resolve_source
 
     bench = get(b.type)
-    cfg = {k: _plain(getattr(b, k)) for k in config_keys(b.type)}
+    cfg = {k: plain(getattr(b, k)) for k in config_keys(b.type)}
     cfg = bench.resolve(cfg, model_spec)
     for key in dict.fromkeys(("include_path", "source", "classifier") + bench.path_fields):
         if cfg.get(key):
             cfg[key] = resolve_source(spec.path.parent, cfg[key])
     judge = cfg.pop("judge", None)
     if with_judge and judge:
-        cfg["judge"] = {"name": judge, **_plain(spec.evals.judges[judge])}
+        cfg["judge"] = {"name": judge, **plain(spec.evals.judges[judge])}
         if cfg["judge"].get("source"):
             cfg["judge"]["source"] = resolve_source(spec.path.parent, cfg["judge"]["source"])
     return cfg
