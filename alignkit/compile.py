@@ -25,7 +25,7 @@ from alignkit.benchmarks import resolve_config
 from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
-from alignkit.schema import Problems, join, one_line
+from alignkit.schema import Problems, join, one_line, plain
 from alignkit.methods import resolve_config as method_config
 from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
                            TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
@@ -168,17 +168,6 @@ def _identity(value: Any) -> Any:
 def job_id(config: dict) -> str:
     canonical = json.dumps(_identity(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:ID_LEN]
-
-
-def _plain(obj: Any) -> Any:
-    """Dataclasses/tuples → JSON-ready dicts/lists."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    return obj
 
 
 def _local_path(spec: Spec, source: str) -> str:
@@ -359,7 +348,7 @@ class _Compiler:
             if problems:
                 return None
             out[section] = new
-            data = _plain(new)
+            data = plain(new)
             for rest in values:  # the label holds the value as the spec would (5e-6 read as a number)
                 p[f"{section}.{rest}"] = _get_path(data, rest)
         return out
@@ -372,18 +361,18 @@ class _Compiler:
         if section == "method":
             return self.method_config(entry, obj)
         if section == "peft":
-            return self._cached(("peft", entry, id(obj)), lambda: {"name": entry, **_plain(obj)})
+            return self._cached(("peft", entry, id(obj)), lambda: {"name": entry, **plain(obj)})
         return self.training_config(obj, sections["dataset"].validation is not None)
 
     # ---- configs ------------------------------------------------------------------------------
     def model_config(self, name: str, m: ModelSpec | None = None) -> dict[str, Any]:
         m = m or self.spec.models[name]
-        return self._cached(("model", name, id(m)), lambda: {**_plain(m), "name": name,
+        return self._cached(("model", name, id(m)), lambda: {**plain(m), "name": name,
                                                              "source": _local_path(self.spec, m.source)})
 
     def dataset_config(self, name: str, ds: DatasetSpec) -> dict[str, Any]:
         def make() -> dict[str, Any]:
-            cfg = {"name": name, **_plain(ds), "source": _local_path(self.spec, ds.source)}
+            cfg = {"name": name, **plain(ds), "source": _local_path(self.spec, ds.source)}
             for key in ("files", "validation"):  # written only when used: old studies' ids stay
                 if cfg[key] is None:
                     del cfg[key]
@@ -401,7 +390,7 @@ class _Compiler:
 
     def training_config(self, t: TrainingSpec, validation: bool) -> dict[str, Any]:
         def make() -> dict[str, Any]:
-            cfg = _plain(t)
+            cfg = plain(t)
             if validation:  # null: validate where checkpoints are saved
                 cfg["eval_steps"] = t.eval_steps or t.save_steps
             else:
@@ -497,7 +486,7 @@ class _Compiler:
             target = {"kind": "external", "name": name, "source": source, "revision": t.revision}
         else:
             m = self.spec.models[t.base] if t.base is not None else ModelSpec(source=t.source)
-            model = {**_plain(m), "name": axes["model"], "source": source, "revision": t.revision or "main"}
+            model = {**plain(m), "name": axes["model"], "source": source, "revision": t.revision or "main"}
             target = {"kind": "base"}
         jobs = self._eval_and_judge(f"target:{name}", axes, model, target, ["final"], ())
         if not jobs:
@@ -561,7 +550,7 @@ class _Compiler:
             axes.update((a, shared[a]) for a in self.dotted if a in shared)
             axes["merge"] = m.name
             cfg = {"stage": "merge", "axes": axes, "model": inputs[0].config["model"],
-                   "merge": {"name": m.name, "method": m.method, "parameters": _plain(m.parameters)},
+                   "merge": {"name": m.name, "method": m.method, "parameters": plain(m.parameters)},
                    "inputs": [t.id for t in inputs], "input_axes": [t.config["axes"] for t in inputs]}
             name = f"{m.name}:" + self.run_name(axes)
             merged = self._job(name, "merge", tuple(t.id for t in inputs), cfg)
@@ -576,7 +565,7 @@ class _Compiler:
     # ---- jobs and resources ---------------------------------------------------------------------
     def _job(self, name: str, stage: str, deps: tuple[str, ...], config: dict) -> Job:
         if stage == "train" and self.spec.tracking is not None:  # a label: job_id leaves it out
-            config = {**config, "tracking": {**_plain(self.spec.tracking), "sweep": self.spec.name, "run_name": name}}
+            config = {**config, "tracking": {**plain(self.spec.tracking), "sweep": self.spec.name, "run_name": name}}
         return Job(id=job_id(config), name=name, stage=stage, depends_on=deps, config=config,
                    resources=self.resources(stage, config["axes"]))
 

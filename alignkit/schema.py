@@ -435,6 +435,17 @@ def _schema_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]
     return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
+def plain(obj: Any) -> Any:
+    """A dataclass as the plain mapping its YAML or JSON would be: dataclasses -> dicts, tuples -> lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    return obj
+
+
 def from_dict(cls: type, data: Any, path: str, problems: Problems) -> Any:
     """Build dataclass `cls` from a mapping; unknown keys and missing required keys are problems."""
     if data is None:

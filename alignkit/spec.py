@@ -7,7 +7,6 @@ reference; `load_spec` returns a validated `Spec` or raises `SpecError`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from alignkit.benchmarks import reference_max_new_tokens as benchmark_reference_
 from alignkit.benchmarks import spec_class as benchmark_spec_class
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, LoraFields, check_common
-from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
+from alignkit.schema import Problems, from_dict, is_missing, join, plain, read_yaml
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
 # The sections of a run's resolved config that a dotted axis (`method.beta`) may path into, and
@@ -366,17 +365,6 @@ def section_entry(spec: Spec, section: str, entry: Optional[str]) -> Any:
     return spec.training if SECTIONS[section] is None else getattr(spec, SECTIONS[section])[entry]
 
 
-def as_data(obj: Any) -> Any:
-    """A spec dataclass as the plain mapping its YAML would be (tuples as lists)."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: as_data(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
-    if isinstance(obj, (list, tuple)):
-        return [as_data(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: as_data(v) for k, v in obj.items()}
-    return obj
-
-
 class _Capture(Problems):
     """Problems kept as (path, message) pairs, to be re-told at the grid key that caused them."""
 
@@ -392,7 +380,7 @@ def override_section(spec: Spec, section: str, entry: Optional[str], values: dic
     """The section entry with `values` ({field path under the section: value}) in place, converted
     and checked exactly like the same fields written in the spec: (new entry, problems)."""
     obj = section_entry(spec, section, entry)
-    data = as_data(obj)
+    data = plain(obj)
     for rest, value in values.items():
         node = data
         parts = rest.split(".")
