@@ -25,7 +25,7 @@ from alignkit.benchmarks import resolve_config
 from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
-from alignkit.schema import Problems, join, one_line, plain
+from alignkit.schema import Problems, join, one_line, plain, similar
 from alignkit.methods import resolve_config as method_config
 from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
                            TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
@@ -320,12 +320,16 @@ class _Compiler:
             section, _, rest = axis.partition(".")
             entry = entries[section]
             at = self.origin.get(axis, "grid")
-            if not _has_path(self.section_config(section, entry, out[section], out), rest):
+            resolved = self.section_config(section, entry, out[section], out)
+            if not _has_path(resolved, rest):
                 what = f"{section} '{entry}'" if entry else section
+                close = _close_path(resolved, rest)
+                way_out = (f"did you mean '{section}.{close}'?" if close else
+                           f"sweep it only where it applies: an include block per {section}, e.g. include: "
+                           f"[{{{section}: <name>, {axis}: [...]}}]")
                 self._once(("missing", axis, entry), at,
                            f"axis '{axis}' does not exist for run '{name}' ({what} has no '{rest}' in its resolved "
-                           f"config); sweep it only where it applies: an include block per {section}, e.g. include: "
-                           f"[{{{section}: <name>, {axis}: [...]}}]")
+                           f"config); {way_out}")
                 ok = False
                 continue
             value = p[axis]
@@ -747,6 +751,20 @@ def _has_path(cfg: Any, rest: str) -> bool:
             return False
         cfg = cfg[part]
     return True
+
+
+def _close_path(cfg: Any, rest: str) -> str | None:
+    """A typo's likely meaning: the path with its first missing part replaced by a similar key
+    at that level (method.lora.rank -> lora.r is too far; lora.alpah -> lora.alpha is not)."""
+    parts = rest.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(cfg, dict):
+            return None
+        if part not in cfg:
+            close = [k for k in cfg if similar(str(k), part)]
+            return ".".join(parts[:i] + [close[0]] + parts[i + 1:]) if close else None
+        cfg = cfg[part]
+    return None
 
 
 def _get_path(cfg: Any, rest: str) -> Any:

@@ -458,7 +458,7 @@ def from_dict(cls: type, data: Any, path: str, problems: Problems) -> Any:
     ok = True
     for key in data:
         if key not in fields:
-            close = [f for f in fields if _similar(str(key), f)]
+            close = [f for f in fields if similar(str(key), f)]
             hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(fields)})"
             problems.add(join(path, key), f"unknown key '{key}'{hint}")
             ok = False
@@ -505,7 +505,7 @@ def _check_any(value: Any, path: str, problems: Problems) -> bool:
     return True
 
 
-def _similar(a: str, b: str) -> bool:
+def similar(a: str, b: str) -> bool:
     """Cheap typo detector: same letters give or take one edit."""
     if abs(len(a) - len(b)) > 2:
         return False
