@@ -25,7 +25,7 @@ from alignkit.benchmarks import resolve_config
 from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
-from alignkit.schema import Problems, join, one_line
+from alignkit.schema import Problems, join, one_line, plain, similar
 from alignkit.methods import resolve_config as method_config
 from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
                            TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
@@ -168,17 +168,6 @@ def _identity(value: Any) -> Any:
 def job_id(config: dict) -> str:
     canonical = json.dumps(_identity(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:ID_LEN]
-
-
-def _plain(obj: Any) -> Any:
-    """Dataclasses/tuples → JSON-ready dicts/lists."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    return obj
 
 
 def _local_path(spec: Spec, source: str) -> str:
@@ -331,12 +320,16 @@ class _Compiler:
             section, _, rest = axis.partition(".")
             entry = entries[section]
             at = self.origin.get(axis, "grid")
-            if not _has_path(self.section_config(section, entry, out[section], out), rest):
+            resolved = self.section_config(section, entry, out[section], out)
+            if not _has_path(resolved, rest):
                 what = f"{section} '{entry}'" if entry else section
+                close = _close_path(resolved, rest)
+                way_out = (f"did you mean '{section}.{close}'?" if close else
+                           f"sweep it only where it applies: an include block per {section}, e.g. include: "
+                           f"[{{{section}: <name>, {axis}: [...]}}]")
                 self._once(("missing", axis, entry), at,
                            f"axis '{axis}' does not exist for run '{name}' ({what} has no '{rest}' in its resolved "
-                           f"config); sweep it only where it applies: an include block per {section}, e.g. include: "
-                           f"[{{{section}: <name>, {axis}: [...]}}]")
+                           f"config); {way_out}")
                 ok = False
                 continue
             value = p[axis]
@@ -359,7 +352,7 @@ class _Compiler:
             if problems:
                 return None
             out[section] = new
-            data = _plain(new)
+            data = plain(new)
             for rest in values:  # the label holds the value as the spec would (5e-6 read as a number)
                 p[f"{section}.{rest}"] = _get_path(data, rest)
         return out
@@ -372,18 +365,18 @@ class _Compiler:
         if section == "method":
             return self.method_config(entry, obj)
         if section == "peft":
-            return self._cached(("peft", entry, id(obj)), lambda: {"name": entry, **_plain(obj)})
+            return self._cached(("peft", entry, id(obj)), lambda: {"name": entry, **plain(obj)})
         return self.training_config(obj, sections["dataset"].validation is not None)
 
     # ---- configs ------------------------------------------------------------------------------
     def model_config(self, name: str, m: ModelSpec | None = None) -> dict[str, Any]:
         m = m or self.spec.models[name]
-        return self._cached(("model", name, id(m)), lambda: {**_plain(m), "name": name,
+        return self._cached(("model", name, id(m)), lambda: {**plain(m), "name": name,
                                                              "source": _local_path(self.spec, m.source)})
 
     def dataset_config(self, name: str, ds: DatasetSpec) -> dict[str, Any]:
         def make() -> dict[str, Any]:
-            cfg = {"name": name, **_plain(ds), "source": _local_path(self.spec, ds.source)}
+            cfg = {"name": name, **plain(ds), "source": _local_path(self.spec, ds.source)}
             for key in ("files", "validation"):  # written only when used: old studies' ids stay
                 if cfg[key] is None:
                     del cfg[key]
@@ -401,7 +394,7 @@ class _Compiler:
 
     def training_config(self, t: TrainingSpec, validation: bool) -> dict[str, Any]:
         def make() -> dict[str, Any]:
-            cfg = _plain(t)
+            cfg = plain(t)
             if validation:  # null: validate where checkpoints are saved
                 cfg["eval_steps"] = t.eval_steps or t.save_steps
             else:
@@ -497,7 +490,7 @@ class _Compiler:
             target = {"kind": "external", "name": name, "source": source, "revision": t.revision}
         else:
             m = self.spec.models[t.base] if t.base is not None else ModelSpec(source=t.source)
-            model = {**_plain(m), "name": axes["model"], "source": source, "revision": t.revision or "main"}
+            model = {**plain(m), "name": axes["model"], "source": source, "revision": t.revision or "main"}
             target = {"kind": "base"}
         jobs = self._eval_and_judge(f"target:{name}", axes, model, target, ["final"], ())
         if not jobs:
@@ -535,18 +528,24 @@ class _Compiler:
         groups: dict[str, tuple[dict[str, Any], dict[tuple, Job]]] = {}
         for t in trains:
             axes = t.config["axes"]
-            if not _matches(axes, m.where) or any(axes[a] not in combine_vals[a] for a in combine_axes):
+            if not _matches(axes, m.where) or any(_own(a, axes[a]) not in combine_vals[a] for a in combine_axes):
                 continue
             # every other axis, dotted ones too, is shared by a merge's inputs
             shared = {a: axes[a] for a in self.axes if a in axes and a not in m.combine}
             gkey = json.dumps(list(shared.items()), default=str)
-            groups.setdefault(gkey, (shared, {}))[1][tuple(axes[a] for a in combine_axes)] = t
+            groups.setdefault(gkey, (shared, {}))[1][tuple(_own(a, axes[a]) for a in combine_axes)] = t
         jobs = []
         for shared, members in groups.values():
             combos = list(itertools.product(*(combine_vals[a] for a in combine_axes)))
             if not all(c in members for c in combos):
                 continue  # some input of this group is not trained in this study
             inputs = [members[c] for c in combos]
+            inits = {json.dumps(t.config.get("init")) for t in inputs}
+            if len(inits) > 1 and any((t.config.get("init") or {}).get("mode") == "merge" for t in inputs):
+                self._once(("chain-merge", m.name), join("merges", index),
+                           f"merge '{m.name}' combines runs on different bases (a chained init_mode: merge run "
+                           f"trains on its own merged upstream): combine runs of init_mode continue or plain runs")
+                continue
             # the shared named axes, then the combined ones (as before issue 13: configs stay byte-for-byte),
             # then the dotted ones
             axes = {a: shared[a] for a in AXES if a in shared}
@@ -555,7 +554,7 @@ class _Compiler:
             axes.update((a, shared[a]) for a in self.dotted if a in shared)
             axes["merge"] = m.name
             cfg = {"stage": "merge", "axes": axes, "model": inputs[0].config["model"],
-                   "merge": {"name": m.name, "method": m.method, "parameters": _plain(m.parameters)},
+                   "merge": {"name": m.name, "method": m.method, "parameters": plain(m.parameters)},
                    "inputs": [t.id for t in inputs], "input_axes": [t.config["axes"] for t in inputs]}
             name = f"{m.name}:" + self.run_name(axes)
             merged = self._job(name, "merge", tuple(t.id for t in inputs), cfg)
@@ -570,7 +569,7 @@ class _Compiler:
     # ---- jobs and resources ---------------------------------------------------------------------
     def _job(self, name: str, stage: str, deps: tuple[str, ...], config: dict) -> Job:
         if stage == "train" and self.spec.tracking is not None:  # a label: job_id leaves it out
-            config = {**config, "tracking": {**_plain(self.spec.tracking), "sweep": self.spec.name, "run_name": name}}
+            config = {**config, "tracking": {**plain(self.spec.tracking), "sweep": self.spec.name, "run_name": name}}
         return Job(id=job_id(config), name=name, stage=stage, depends_on=deps, config=config,
                    resources=self.resources(stage, config["axes"]))
 
@@ -597,13 +596,24 @@ class _Compiler:
         points = self.points()
         self.problems.raise_if_any()
         trains, by_id = [], {}
-        for p in points:
+        chains = _Chains(self.spec)
+        for p in sorted(points, key=lambda p: chains.depth(p["method"])):  # an upstream run before its chain
             name = self.run_name(p)
             s = self.sections(p, name)
             if s is None or not self.check_preferences(p, s["dataset"]):
                 continue
             name = self.run_name(p)  # the converted values
-            job = self._job(name, "train", (), self.train_config(p, s))
+            config, deps = self.train_config(p, s), ()
+            if chains.upstream_method(p["method"]) is not None:
+                up = chains.find(p, name, self._once)
+                if up is None:
+                    continue
+                if not chains.compatible(config, up, self._once):
+                    continue
+                config, deps = chains.chained(config, up), (up.id,)
+                name = self.run_name({**p, "method": config["axes"]["method"]})
+            job = self._job(name, "train", deps, config)
+            chains.add(p, job)
             self._training[job.id] = s["training"]
             if job.id in by_id:
                 self.problems.add("grid", f"runs '{by_id[job.id].name}' and '{job.name}' resolve to the same "
@@ -630,6 +640,67 @@ class _Compiler:
         used = {a for j in jobs for a in j.config["axes"]}
         return list(AXES) + [a for a in self.dotted if a in used]
 
+
+class _Chains:
+    """Chained stages (a method's `init_from`): which run each chained run starts from.
+
+    The upstream of a run of method M (init_from: {method: U}) is the run of U with the same other
+    axes; a dotted `method.*` axis is U's own unless both carry it (then the values must match).
+    The chained run depends on it, names it in config["init"] (so its id follows the upstream's),
+    and its method label shows the chain (`sft>dpo`)."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.runs: dict[str, list[tuple[dict[str, Any], Job]]] = {}
+
+    def upstream_method(self, method: str) -> str | None:
+        init = self.spec.methods[method].init_from
+        return init.method if init is not None else None
+
+    def depth(self, method: str) -> int:
+        up = self.upstream_method(method)
+        return 0 if up is None else 1 + self.depth(up)
+
+    @staticmethod
+    def _key(method: str, p: dict[str, Any]) -> str:
+        return json.dumps([method] + [[a, p[a]] for a in p if a != "method" and not a.startswith("method.")],
+                          default=str)
+
+    def add(self, p: dict[str, Any], job: Job) -> None:
+        self.runs.setdefault(self._key(p["method"], p), []).append((p, job))
+
+    def find(self, p: dict[str, Any], name: str, once: Any) -> Job | None:
+        up = self.upstream_method(p["method"])
+        found = [job for q, job in self.runs.get(self._key(up, p), [])
+                 if all(_same(q[a], p[a]) for a in q if a.startswith("method.") and a in p)]
+        at = join(join(join("methods", p["method"]), "init_from"), "method")
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            once(("chain", p["method"]), at, f"run '{name}' starts from a '{up}' run with the same other axes, which the grid does "
+                             f"not train (excluded or never listed): add it, or exclude the chained run too")
+        else:
+            once(("chain", p["method"]), at, f"run '{name}' matches {len(found)} '{up}' runs ({', '.join(j.name for j in found[:3])}): "
+                             f"sweep the dotted method axes of both methods together, or of one only")
+        return None
+
+    def compatible(self, config: dict[str, Any], up: Job, once: Any) -> bool:
+        """continue trains the upstream adapter itself: a dotted `method.lora.*` axis must not
+        give the chained run another LoRA shape than its upstream's (the spec check covers the rest)."""
+        method = config["axes"]["method"]
+        if self.spec.methods[method].init_mode != "continue" or config["method"]["lora"] == up.config["method"]["lora"]:
+            return True
+        once(("chain-lora", method), join(join("methods", method), "lora"),
+             f"run '{up.name}' has lora {up.config['method']['lora']}, its continued run "
+             f"{config['method']['lora']}: init_mode continue trains the upstream adapter (sweep method.lora.* "
+             f"of both methods together, or use init_mode: merge)")
+        return False
+
+    def chained(self, config: dict[str, Any], up: Job) -> dict[str, Any]:
+        """The chained run's config: its upstream named by id (content hash), the chain in its label."""
+        m = self.spec.methods[config["axes"]["method"]]
+        axes = {**config["axes"], "method": f"{up.config['axes']['method']}>{config['axes']['method']}"}
+        return {**config, "axes": axes, "init": {"job": up.id, "mode": m.init_mode}}
 
 def _upstream(key: tuple) -> str:
     """'train' or 'merge>eval' for an array key: the stages of the arrays it follows."""
@@ -682,6 +753,20 @@ def _has_path(cfg: Any, rest: str) -> bool:
     return True
 
 
+def _close_path(cfg: Any, rest: str) -> str | None:
+    """A typo's likely meaning: the path with its first missing part replaced by a similar key
+    at that level (method.lora.rank -> lora.r is too far; lora.alpah -> lora.alpha is not)."""
+    parts = rest.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(cfg, dict):
+            return None
+        if part not in cfg:
+            close = [k for k in cfg if similar(str(k), part)]
+            return ".".join(parts[:i] + [close[0]] + parts[i + 1:]) if close else None
+        cfg = cfg[part]
+    return None
+
+
 def _get_path(cfg: Any, rest: str) -> Any:
     for part in rest.split("."):
         cfg = cfg[part]
@@ -693,9 +778,14 @@ def _matches(axes: dict[str, Any], where: dict[str, Any]) -> bool:
         values = list(want) if isinstance(want, (list, tuple)) else [want]
         if axis == "preference":
             values = [_norm_pref(v) for v in values]
-        if axis not in axes or not any(_same(axes[axis], v) for v in values):
+        if axis not in axes or not any(_same(axes[axis], v) or _same(_own(axis, axes[axis]), v) for v in values):
             return False
     return True
+
+
+def _own(axis: str, value: Any) -> Any:
+    """A chained run's method label `sft>dpo` is its method `dpo` wherever a method is named."""
+    return value.rsplit(">", 1)[-1] if axis == "method" and isinstance(value, str) else value
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -435,6 +435,17 @@ def _schema_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]
     return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
+def plain(obj: Any) -> Any:
+    """A dataclass as the plain mapping its YAML or JSON would be: dataclasses -> dicts, tuples -> lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    return obj
+
+
 def from_dict(cls: type, data: Any, path: str, problems: Problems) -> Any:
     """Build dataclass `cls` from a mapping; unknown keys and missing required keys are problems."""
     if data is None:
@@ -447,7 +458,7 @@ def from_dict(cls: type, data: Any, path: str, problems: Problems) -> Any:
     ok = True
     for key in data:
         if key not in fields:
-            close = [f for f in fields if _similar(str(key), f)]
+            close = [f for f in fields if similar(str(key), f)]
             hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(fields)})"
             problems.add(join(path, key), f"unknown key '{key}'{hint}")
             ok = False
@@ -494,7 +505,7 @@ def _check_any(value: Any, path: str, problems: Problems) -> bool:
     return True
 
 
-def _similar(a: str, b: str) -> bool:
+def similar(a: str, b: str) -> bool:
     """Cheap typo detector: same letters give or take one edit."""
     if abs(len(a) - len(b)) > 2:
         return False

@@ -7,7 +7,6 @@ reference; `load_spec` returns a validated `Spec` or raises `SpecError`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from alignkit.benchmarks import reference_max_new_tokens as benchmark_reference_
 from alignkit.benchmarks import spec_class as benchmark_spec_class
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, LoraFields, check_common
-from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
+from alignkit.schema import Problems, from_dict, is_missing, join, plain, read_yaml
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
 # The sections of a run's resolved config that a dotted axis (`method.beta`) may path into, and
@@ -366,17 +365,6 @@ def section_entry(spec: Spec, section: str, entry: Optional[str]) -> Any:
     return spec.training if SECTIONS[section] is None else getattr(spec, SECTIONS[section])[entry]
 
 
-def as_data(obj: Any) -> Any:
-    """A spec dataclass as the plain mapping its YAML would be (tuples as lists)."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: as_data(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
-    if isinstance(obj, (list, tuple)):
-        return [as_data(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: as_data(v) for k, v in obj.items()}
-    return obj
-
-
 class _Capture(Problems):
     """Problems kept as (path, message) pairs, to be re-told at the grid key that caused them."""
 
@@ -392,7 +380,7 @@ def override_section(spec: Spec, section: str, entry: Optional[str], values: dic
     """The section entry with `values` ({field path under the section: value}) in place, converted
     and checked exactly like the same fields written in the spec: (new entry, problems)."""
     obj = section_entry(spec, section, entry)
-    data = as_data(obj)
+    data = plain(obj)
     for rest, value in values.items():
         node = data
         parts = rest.split(".")
@@ -517,6 +505,7 @@ def check(spec: Spec, problems: Problems) -> None:
     if spec.training.eval_steps is not None and not any(ds.validation for ds in spec.datasets.values()):
         problems.add("training.eval_steps", "no dataset holds out validation rows (give a dataset "
                                             "validation: {split: ...} or {fraction: ...}), so nothing is evaluated")
+    _check_chains(spec, problems)
     _check_grid(spec, problems)
     _check_evals(spec, problems)
     _check_merges(spec, problems)
@@ -622,6 +611,34 @@ def _check_tracking(spec: Spec, problems: Problems) -> None:
         if not TAG.fullmatch(tag):
             problems.add(join("tracking.tags", i), f"tag {tag!r} must start with a letter or digit and be at most 64 "
                                                    f"letters, digits or '_.+:=/-'")
+
+
+def _check_chains(spec: Spec, problems: Problems) -> None:
+    """Chained stages: `init_from.method` names another method, the chain has no cycle, and a
+    `continue` keeps training the upstream adapter, so its LoRA shape must be the upstream's."""
+    for name, m in spec.methods.items():
+        if m.init_from is None:
+            if m.init_mode != "continue":
+                problems.add(join(join("methods", name), "init_mode"), "only a chained method (init_from) takes init_mode")
+            continue
+        p = join(join(join("methods", name), "init_from"), "method")
+        up = m.init_from.method
+        if up not in spec.methods:
+            problems.add(p, f"unknown method '{up}' (known: {', '.join(spec.methods)})")
+            continue
+        seen, at = [name], up
+        while at is not None and at in spec.methods and at not in seen:
+            seen.append(at)
+            nxt = spec.methods[at].init_from
+            at = nxt.method if nxt is not None else None
+        if at is not None and at in seen:
+            problems.add(p, f"init_from makes a cycle ({' > '.join(reversed(seen + [at]))}): a chain must start "
+                            f"from a method without init_from")
+            continue
+        if m.init_mode == "continue" and m.lora != spec.methods[up].lora:
+            problems.add(join(join("methods", name), "lora"), f"init_mode continue keeps training method '{up}''s "
+                                                               f"adapter: give it the same lora as '{up}' (or use "
+                                                               f"init_mode: merge for a fresh adapter)")
 
 
 def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:

@@ -105,7 +105,18 @@ def of_train_job(train_dir: Path) -> BaseWeights:
         raise JobFailure(f"{cfg_path}: cannot read the train job's config: {exc}") from None
     metrics = Path(train_dir) / "train_metrics.json"
     subs = read_json(metrics).get("substitutions") if metrics.is_file() else None
+    merged = merged_init(train_dir, config)
+    if merged is not None:
+        config = {**config, "model": {**config["model"], "source": str(merged), "revision": None}}
     return of_train_config(config, subs, str(cfg_path))
+
+
+def merged_init(train_dir: Path, config: dict) -> Path | None:
+    """A chained run of init_mode merge trained on its merged upstream, <job>/init_model/
+    (jobs/chain.py), not on the raw base; None for every other run."""
+    if (config.get("init") or {}).get("mode") == "merge":
+        return Path(train_dir) / "init_model"
+    return None
 
 
 def _bnb_config(q: dict[str, Any]):

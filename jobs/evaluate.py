@@ -147,7 +147,8 @@ def target_base(kind: str, config: EvalConfig, job_dir: Path, paths: dict[str, P
         if (target_dir / "config.json").is_file():
             bw = base_weights.of_train_job(target_dir)
             m = config.model
-            if (bw.source, bw.revision) != (str(m.source), m.revision or None):
+            chained = base_weights.merged_init(target_dir, read_json(target_dir / "config.json"))  # its own base
+            if chained is None and (bw.source, bw.revision) != (str(m.source), m.revision or None):
                 raise JobFailure(f"config.json model: {m.source!r} (revision {m.revision!r}) "
                                  f"is not the base target {config.target.job} was trained on "
                                  f"({bw.source!r}, revision {bw.revision!r})")

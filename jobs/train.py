@@ -26,7 +26,7 @@ from alignkit.fsio import atomic_write_json
 from alignkit.methods import METHODS
 from alignkit.methods.base import LoraFields, Method
 from alignkit.spec import QuantSpec
-from jobs import checkpoints, distributed
+from jobs import chain, checkpoints, distributed
 from jobs.deepspeed_config import quant_storage_dtype, zero_config
 from jobs.errors import JobFailure, Preempted
 
@@ -153,9 +153,18 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
         if dist.is_main:
             print(f"data: {data.report.summary()}", flush=True)
 
-        # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT.
-        model = load_model(config.model, plan, stage, device=args.device)
+        # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT. A chained
+        #    run (config.init, jobs/chain.py) starts from its upstream's result instead: merged into
+        #    the base under a fresh adapter, or its adapter trained on (no new one).
+        model_cfg, chained = config.model, config.init is not None
+        if chained and config.init.mode == "merge":
+            source = chain.merged_base(job_dir, config, plan.model_dtype, dist.is_main)
+            distributed.barrier()
+            model_cfg = replace(model_cfg, source=str(source))
+        model = load_model(model_cfg, plan, stage, device=args.device)
         lora = lora_config(method.lora)
+        if chained and config.init.mode == "continue":
+            model, lora = chain.continue_adapter(model, job_dir, config), None
 
         # 7. The TRL trainer with our callbacks: progress + stop requests + NaN, checkpoints.
         from jobs.progress import ProgressCallback
@@ -165,11 +174,16 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
                                                prior=checkpoints.run_state(resume))
         from jobs.paged_optim import RepageOnResume  # a resumed paged optimizer stays paged (docs/gpu.md)
 
+        start = chain.adapter_values(model) if chained and config.init.mode == "continue" else None
         trainer = trl_adapter.make_trainer(
             plan.method, config, model=model, tokenizer=tokenizer, dataset=data.dataset,
             eval_dataset=data.validation, peft_config=lora, args=args,
             callbacks=[progress, saver, RepageOnResume(), *track.callbacks],
             fp32_adapters=plan.quantization is not None and stage != 3)
+        if start is not None:
+            chain.check_reference(trainer.model, plan.method)
+            if plan.quantization is not None and stage != 3:
+                chain.exact_start(trainer.model, start)
 
         # 8. Train (from the resume point, with the same data order: the Trainer skips the batches
         #    it already consumed and restores the RNG states).

@@ -10,50 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
-import pkgutil
 import typing
 from typing import Any, Literal, Optional
 
 from alignkit.benchmarks.base import Benchmark, JudgeContext, RunContext  # noqa: F401 (re-exported)
-
-
-class Registry:
-    """Named classes of one kind, collected from the modules of a package on first use.
-
-    (The same small generic registry issue 13's design asks for in alignkit/registry.py; it did not
-    exist on main when this was written, so it lives here; the lead may move it.)"""
-
-    def __init__(self, kind: str, package: str) -> None:
-        self.kind, self.package = kind, package
-        self._items: dict[str, type] = {}
-        self._loaded = False
-
-    def register(self, name: str):
-        def add(cls: type) -> type:
-            if name in self._items and self._items[name] is not cls:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
-            self._items[name] = cls
-            return cls
-        return add
-
-    def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            pkg = importlib.import_module(self.package)
-            for mod in pkgutil.iter_modules(pkg.__path__):
-                if not mod.name.startswith("_") and mod.name != "base":
-                    importlib.import_module(f"{self.package}.{mod.name}")
-
-    def get(self, name: str) -> type:
-        self._load()
-        if name not in self._items:
-            raise KeyError(f"unknown {self.kind} {name!r} (known: {', '.join(self.names())})")
-        return self._items[name]
-
-    def names(self) -> list[str]:
-        self._load()
-        return sorted(self._items)
+from alignkit.registry import Registry
+from alignkit.schema import plain
 
 
 BENCHMARKS = Registry("benchmark type", __name__)
@@ -134,16 +96,6 @@ def reference_max_new_tokens() -> dict[str, int]:
             if get(n).reference_max_new_tokens is not None}
 
 
-def _plain(v: Any) -> Any:
-    if dataclasses.is_dataclass(v):
-        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
-
-
 def config_keys(type_name: str) -> list[str]:
     """The keys of a benchmark config of this type (without `checkpoints` and `judge` resolution)."""
     keys = [k for k in LEGACY_KEYS if k not in _ONLY_OWN or takes(type_name, k)]
@@ -158,14 +110,14 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
     from alignkit.spec import resolve_source
 
     bench = get(b.type)
-    cfg = {k: _plain(getattr(b, k)) for k in config_keys(b.type)}
+    cfg = {k: plain(getattr(b, k)) for k in config_keys(b.type)}
     cfg = bench.resolve(cfg, model_spec)
     for key in dict.fromkeys(("include_path", "source", "classifier") + bench.path_fields):
         if cfg.get(key):
             cfg[key] = resolve_source(spec.path.parent, cfg[key])
     judge = cfg.pop("judge", None)
     if with_judge and judge:
-        cfg["judge"] = {"name": judge, **_plain(spec.evals.judges[judge])}
+        cfg["judge"] = {"name": judge, **plain(spec.evals.judges[judge])}
         if cfg["judge"].get("source"):
             cfg["judge"]["source"] = resolve_source(spec.path.parent, cfg["judge"]["source"])
     return cfg

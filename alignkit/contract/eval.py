@@ -20,18 +20,12 @@ from alignkit.benchmarks.base import Scalar
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, read_json
 from alignkit.schema import Problems, from_dict, is_missing
-from alignkit.spec import ModelSpec
+from alignkit.contract import ContractError, paths
+from alignkit.contract.common import ModelConfig
 
 # A benchmark in a job config: `type` plus every type's fields (alignkit/benchmarks), resolved.
 BenchmarkConfig = config_class()
 
-RESULTS_DIR = "results"  # <sweep>/results/<key>.json (ISSUE-13: the lead may move it to contract/paths.py)
-
-
-@dataclass(frozen=True)
-class ModelConfig(ModelSpec):
-    """config["model"]: the spec's model (its defaults, one place) with its name and an absolute source."""
-    name: str = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -69,10 +63,6 @@ class EvalConfig:
 def as_dict(obj: Any) -> dict[str, Any]:
     """A config dataclass as the plain dict the compiler wrote (for the dict-taking helpers)."""
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-
-
-class ContractError(UserError):
-    """A config.json that does not match its stage's contract: one line naming the file and key."""
 
 
 def load_strict(cls: type, data: Any, file: str) -> Any:
@@ -164,7 +154,7 @@ class ResultStore:
     """Results kept per (target, checkpoint, benchmark) in a sweep, shared by all its jobs."""
 
     def __init__(self, sweep_dir: Path) -> None:
-        self.root = Path(sweep_dir) / RESULTS_DIR
+        self.root = Path(sweep_dir) / paths.RESULTS
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.json"

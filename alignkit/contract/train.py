@@ -7,24 +7,18 @@ method section is the registered method's fields class plus `name` (alignkit/met
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional
 
+from alignkit.contract.common import ModelConfig, named
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields
 from alignkit.schema import Problems, join
-from alignkit.spec import DatasetSpec, ModelSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec, ValidationSpec
+from alignkit.spec import DatasetSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec, ValidationSpec
 
 
-def _named(base: type) -> type:
-    """`base` (a spec dataclass) plus a required keyword-only `name`."""
-    return make_dataclass(base.__name__.removesuffix("Spec") + "Config", [("name", str, field(kw_only=True))],
-                          bases=(base,), frozen=True)
-
-
-ModelConfig = _named(ModelSpec)
-DatasetConfig = _named(DatasetSpec)  # with `files` and `validation` (ValidationSpec) when a study uses them
-PeftConfig = _named(PeftSpec)
+DatasetConfig = named(DatasetSpec)  # with `files` and `validation` (ValidationSpec) when a study uses them
+PeftConfig = named(PeftSpec)
 TrainingConfig = TrainingSpec  # `eval_steps` written only with validation
 ValidationConfig = ValidationSpec
 QuantConfig = QuantSpec
@@ -50,6 +44,15 @@ class MethodConfig(CommonFields):
 
 
 @dataclass(frozen=True)
+class InitConfig:
+    """A chained run's start (docs/methods.md "Chained stages"): the upstream train job's id and
+    whether its adapter is trained on (`continue`) or merged into the base under a fresh one."""
+
+    job: str
+    mode: Literal["continue", "merge"]
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     stage: Literal["train"]
     axes: dict[str, Any]
@@ -61,6 +64,7 @@ class TrainConfig:
     training: TrainingConfig
     seed: int
     tracking: Optional[TrackingConfig] = None  # a label: where the run is reported
+    init: Optional[InitConfig] = None  # chained runs only (absent from other configs)
 
     @property
     def eval_steps(self) -> Optional[int]:

@@ -12,6 +12,7 @@ from typing import Any
 from alignkit.registry import Registry
 
 METHODS = Registry("method type", "alignkit.methods")
+CHAIN_KEYS = ("init_from", "init_mode")  # CommonFields' chained-stage keys, never in a method block
 
 
 def method(kind: str) -> Any:
@@ -28,7 +29,10 @@ def resolve_config(name: str, fields: Any) -> dict:
     """config.json's method block for the spec's method `name` (compile time)."""
     from alignkit.methods.base import plain
 
-    return method(fields.type).resolve({"name": name, **plain(fields)})
+    cfg = {"name": name, **plain(fields)}
+    for key in CHAIN_KEYS:  # compile writes the chain as config["init"]: method blocks (and ids) stay
+        cfg.pop(key, None)
+    return method(fields.type).resolve(cfg)
 
 
 __all__ = ["METHODS", "method", "method_fields_class", "resolve_config"]

@@ -25,6 +25,13 @@ class LoraFields:
 
 
 @dataclass(frozen=True)
+class InitFrom:
+    """Chained stages: start from the result of this method's run with the same other axes."""
+
+    method: str  # a name in the spec's `methods:`
+
+
+@dataclass(frozen=True)
 class CommonFields:
     """The fields every method takes (today's MethodSpec less the method-specific ones)."""
 
@@ -41,6 +48,10 @@ class CommonFields:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_length: int = 512
+    # Chained stages (docs/methods.md "Chained stages"): compile turns these into the run's
+    # config["init"] (the upstream run's id and the mode); they never reach the method block.
+    init_from: Optional[InitFrom] = None
+    init_mode: Literal["continue", "merge"] = "continue"
 
     @classmethod
     def __variant__(cls, value: Any, path: str, problems: Problems) -> Optional[tuple[type, Any]]:
@@ -63,8 +74,8 @@ class CommonFields:
         for key, v in value.items():
             owners = [n for n in METHODS.names() if n != kind and key in {f.name for f in dc_fields(METHODS.get(n).fields)}]
             if key not in names and owners:
-                problems.add(join(path, key), f"{key} is a {'/'.join(o.upper() for o in owners)} setting; remove it "
-                                              f"from an {kind.upper()} method")
+                problems.add(join(path, key), f"{key} is not an {kind.upper()} setting (methods of type "
+                                              f"{', '.join(owners)} take it); remove it")
                 continue
             kept[key] = v
         return own, kept

@@ -27,13 +27,6 @@ def builder_for(path: Path) -> str:
     return builder
 
 
-def _data_dirs(dataset: Any) -> dict[str, str]:
-    """The data_dirs a study reads from a hub source: its subsets', or its `files` that are not local."""
-    if dataset.files is not None:
-        return {p: d for p, d in dataset.files.items() if not is_local(d)}
-    return dict(dataset.subsets or {})
-
-
 def hub_snapshot(dataset: Any, source: str) -> Path:
     """The cached snapshot folder of a hub dataset (downloads only when the hub is online)."""
     from huggingface_hub import snapshot_download
@@ -45,8 +38,8 @@ def hub_snapshot(dataset: Any, source: str) -> Path:
     revision, name = dataset.revision, dataset.name
     try:
         # the same file patterns as `alignkit prefetch`, so a subset-only download counts as complete
-        return Path(snapshot_download(source, repo_type="dataset", revision=revision,
-                                      allow_patterns=dataset_allow_patterns({"subsets": _data_dirs(dataset)})))
+        patterns = dataset_allow_patterns({"subsets": dataset.subsets, "files": dataset.files})
+        return Path(snapshot_download(source, repo_type="dataset", revision=revision, allow_patterns=patterns))
     except IncompleteSnapshotError:
         raise JobFailure(f"dataset {name}: {source}@{revision or 'main'} is only partly in the Hugging Face "
                          f"cache (an interrupted download?); run `alignkit prefetch` again") from None

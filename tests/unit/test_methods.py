@@ -47,7 +47,7 @@ def test_unknown_method_type_is_one_line_listing_the_known_types(tmp_path):
 
 def test_a_key_of_another_method_is_named_as_such(tmp_path):
     msg = _problems(tmp_path, lambda d: d["methods"]["sft"].update(loss_type="ipo"))
-    assert "methods.sft.loss_type: loss_type is a CPO/DPO setting; remove it from an SFT method" in msg
+    assert "methods.sft.loss_type: loss_type is not an SFT setting (methods of type cpo, dpo take it); remove it" in msg
 
 
 def test_dpo_defaults_are_resolved_and_new_fields_stay_out_of_old_configs(tmp_path):

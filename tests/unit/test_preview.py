@@ -167,4 +167,4 @@ def test_sft_method_refuses_max_prompt_length(tmp_path):
     spec.write_text(SPEC.replace("    max_length: 512\n    lora: {r: 8, alpha: 16, dropout: 0.1",
                                  "    max_length: 512\n    max_prompt_length: 64\n    lora: {r: 8, alpha: 16, dropout: 0.1"))
     proc = _alignkit("plan", str(spec))
-    assert proc.returncode == 2 and "methods.sft.max_prompt_length: max_prompt_length is a CPO/DPO/KTO/ORPO setting" in proc.stderr
+    assert proc.returncode == 2 and "methods.sft.max_prompt_length: max_prompt_length is not an SFT setting" in proc.stderr

@@ -59,8 +59,9 @@ def _eval_model(sweep: Path, kind: str, target: str, ckpt: str, model_cfg: dict)
     """The model the eval job runs for one checkpoint of a target, via its own loading functions."""
     from jobs import evaluate
 
-    cfg = {"model": model_cfg, "target": {"job": target, "kind": kind}}
     job_dir = sweep / "jobs" / "ev-probe"
+    cfg = evaluate.load_config({"stage": "eval", "model": model_cfg, "target": {"job": target, "kind": kind},
+                                "benchmarks": {}}, job_dir)
     paths = {ckpt: evaluate.checkpoint_dir(sweep / "jobs" / target, kind, ckpt)}
     bw = evaluate.target_base(kind, cfg, job_dir, paths)
     model = base_weights.load(bw, "cpu")
@@ -157,7 +158,8 @@ def test_eval_config_naming_another_base_than_the_target_fails(tmp_path):
     tr = tmp_path / "jobs" / "tr"
     tr.mkdir(parents=True)
     (tr / "config.json").write_text(json.dumps({"model": MODEL, "peft": {"quantization": QUANT}}))
-    cfg = {"model": dict(MODEL, source="/models/other"), "target": {"job": "tr", "kind": "adapter"}}
+    cfg = evaluate.load_config({"stage": "eval", "model": dict(MODEL, source="/models/other"),
+                                "target": {"job": "tr", "kind": "adapter"}, "benchmarks": {}}, tmp_path / "jobs" / "ev")
     with pytest.raises(JobFailure, match=r"config.json model: '/models/other' .* is not the base target tr was trained on"):
         evaluate.target_base("adapter", cfg, tmp_path / "jobs" / "ev", {"final": tr / "adapter"})
 

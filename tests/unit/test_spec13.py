@@ -448,3 +448,18 @@ def test_missing_local_files_and_targets_warn_at_plan_and_block_submit(tmp_path)
     plan = plan_of(tmp_path, d)
     assert not any("files.honest" in p for p in plan.not_ready)
     assert trains(plan)[0].config["dataset"]["files"]["honest"] == "honest-base"
+
+
+def test_a_dotted_axis_typo_gets_the_field_it_likely_means(tmp_path):
+    """A misspelt dotted axis names the field it probably means instead of suggesting an include
+    block (the way out when the field exists only for some methods)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "sweeps" / "tiny" / "hparam-search.yaml").read_text().replace("../../assets", str(root / "assets"))
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(text.replace("  method.lora.alpha: [8, 16]\n", "  method.lora.alpah: [8, 16]\n", 1))
+    with pytest.raises(SpecError) as err:
+        load_plan(spec)
+    assert "grid.method.lora.alpah: axis 'method.lora.alpah' does not exist for run" in str(err.value)
+    assert str(err.value).endswith("did you mean 'method.lora.alpha'?")

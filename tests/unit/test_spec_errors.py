@@ -80,7 +80,7 @@ CASES = [
     ("checkpoint-beyond-end", _set("evals.checkpoints", [800]), "evals.checkpoints[0]: step 800 is beyond training.max_steps 700"),
     ("unknown-template", _set("models.m1.template", "llama3"), "models.m1.template: unknown value 'llama3' (allowed: vicuna, mistral, chat_template, plain)"),
     ("missing-required", _del("models.m1.source"), "models.m1.source: required key 'source' is missing"),
-    ("beta-on-sft", _set("methods.sft.beta", 0.1), "methods.sft.beta: beta is a CPO/DPO/KTO/ORPO setting"),
+    ("beta-on-sft", _set("methods.sft.beta", 0.1), "methods.sft.beta: beta is not an SFT setting"),
     ("batch-not-divisible", _set("methods.dpo.per_device_batch_size", 5), "methods.dpo.batch_size: 16 is not a multiple of per_device_batch_size 5"),
     ("unknown-quant-type", _set("peft.qlora.quantization.quant_type", "int3"), "peft.qlora.quantization.quant_type: unknown value 'int3' (allowed: nf4, fp4)"),
     # issue 13: subsets may name any preference; the grid's 'harmless' is then missing from hh

@@ -184,3 +184,35 @@ def test_eval_steps_defaults_to_save_steps_and_only_with_validation():
     assert typed(config).eval_steps == 2
 
 
+
+
+@pytest.mark.slow
+def test_a_compiled_spec_with_validation_trains_and_logs_it_through_the_job_entry(tmp_path, _restore_process_state):
+    """The seam from the spec (dataset.validation, training.eval_steps) to the job: sweeps/smoke.yaml
+    with a held-out fraction, one DPO run through `jobs.entry` as `submit` would run it."""
+    from alignkit.compile import load_plan
+    from alignkit.fsio import atomic_write_json
+    from jobs.entry import run_job
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "sweeps" / "smoke.yaml").read_text()
+    text = text.replace("../assets", str(root / "assets")).replace("output_dir: runs/smoke", f"output_dir: {tmp_path / 'runs'}")
+    text = text.replace("    source: %s/smoke-data/pku-saferlhf\n" % (root / "assets"),
+                        "    source: %s/smoke-data/pku-saferlhf\n    validation: {fraction: 0.05, seed: 0}\n" % (root / "assets"))
+    text = text.replace("  logging_steps: 2\n", "  logging_steps: 2\n  eval_steps: 5\n")
+    spec = tmp_path / "smoke-val.yaml"
+    spec.write_text(text)
+    plan = load_plan(spec)
+    job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == "dpo"
+               and j.config["axes"]["peft"] == "lora")
+    assert job.config["dataset"]["validation"] == {"fraction": 0.05, "seed": 0} and job.config["training"]["eval_steps"] == 5
+    d = tmp_path / "runs" / "jobs" / job.id
+    d.mkdir(parents=True)
+    atomic_write_json(d / "config.json", job.config)
+    assert run_job(d) == "done"
+    m = json.loads((d / "train_metrics.json").read_text())
+    assert [p["step"] for p in m["validation"]["curve"]] == [5, 10, 15, 20]
+    held, data = m["data"]["validation"], m["data"]
+    assert held["rows"] == held["examples"] == 18  # ceil(0.05 x 360 smoke helpful pairs), none trained on:
+    assert data["total"] + held["rows"] == sum(p["kept"] for p in data["parts"]) == 360
+    assert 0 <= m["validation"]["final"]["reward_accuracy"] <= 1
