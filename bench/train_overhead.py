@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=2 .venv/bin/python bench/train_overhead.py [--steps 40] [--repeats 3]
 
 Both sides train the same compiled smoke configs (sweeps/smoke.yaml: SFT and DPO; with
---methods also sweeps/methods-smoke.yaml's IPO, KTO, ORPO and SimPO; LoRA, tiny Llama, smoke data) for the same number of steps with the same hyperparameters and checkpoint
+--methods also sweeps/tiny/methods.yaml's IPO, KTO, ORPO and SimPO; LoRA, tiny Llama, smoke data) for the same number of steps with the same hyperparameters and checkpoint
 interval, each in a fresh process, alternating, in the same run. The plain script is what a user
 would write: load rows, tokenizer, model, LoRA config, the method's TRL trainer (SFTTrainer,
 DPOTrainer, KTOTrainer, trl.experimental's ORPOTrainer/CPOTrainer) on the raw rows, train, save. The
@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", default="sft,dpo",
-                    help="comma-separated: sft, dpo (sweeps/smoke.yaml), ipo, kto, orpo, simpo (sweeps/methods-smoke.yaml)")
+                    help="comma-separated: sft, dpo (sweeps/smoke.yaml), ipo, kto, orpo, simpo (sweeps/tiny/methods.yaml)")
     ap.add_argument("--plain", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.plain:
@@ -122,8 +122,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ak-bench-") as tmp:
         work = Path(tmp)
-        plans = {"sft": "smoke.yaml", "dpo": "smoke.yaml", "ipo": "methods-smoke.yaml", "kto": "methods-smoke.yaml",
-                 "orpo": "methods-smoke.yaml", "simpo": "methods-smoke.yaml"}
+        plans = {"sft": "smoke.yaml", "dpo": "smoke.yaml", "ipo": "tiny/methods.yaml", "kto": "tiny/methods.yaml",
+                 "orpo": "tiny/methods.yaml", "simpo": "tiny/methods.yaml"}
         print(f"steps={a.steps} repeats={a.repeats} OMP_NUM_THREADS={_env()['OMP_NUM_THREADS']}")
         for kind in a.methods.split(","):
             plan = load_plan(ROOT / "sweeps" / plans[kind], output_dir=work / "runs")

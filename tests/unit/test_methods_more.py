@@ -184,7 +184,7 @@ def test_preview_shows_what_the_trainer_gets(name):
     from jobs.train import load_examples
     from tests.unit.test_methods_study import ROOT
 
-    plan = load_plan(ROOT / "sweeps" / "methods-smoke.yaml")
+    plan = load_plan(ROOT / "sweeps" / "tiny" / "methods.yaml")
     job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == name)
     out = preview(job.config, 4)
     data = load_examples(job.config)

@@ -1,5 +1,5 @@
 """sweeps/methods.yaml (SFT, DPO, IPO, KTO, ORPO, SimPO with the paper's evaluation) plans the expected
-jobs and dependencies, and its tiny counterpart sweeps/methods-smoke.yaml runs end to end on the
+jobs and dependencies, and its tiny counterpart sweeps/tiny/methods.yaml runs end to end on the
 local executor (slow): every job finishes, every method trains and is evaluated like SFT/DPO."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_every_unstated_value_of_the_new_methods_is_marked():
 
 
 def test_tiny_counterpart_plans_the_same_shape():
-    plan = load_plan(ROOT / "sweeps" / "methods-smoke.yaml")
+    plan = load_plan(ROOT / "sweeps" / "tiny" / "methods.yaml")
     assert _check_shape(plan, runs=1) == {"train": 6, "eval": 7, "judge": 7}
 
 
@@ -73,7 +73,7 @@ def test_tiny_counterpart_plans_the_same_shape():
 def test_tiny_methods_study_runs_on_the_local_executor(tmp_path):
     out = tmp_path / "sweep"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "alignkit", "submit", str(ROOT / "sweeps" / "methods-smoke.yaml"),
+    subprocess.run([sys.executable, "-m", "alignkit", "submit", str(ROOT / "sweeps" / "tiny" / "methods.yaml"),
                     "--executor", "local", "-o", str(out), "--skip-preflight"], check=True, env=env, cwd=ROOT,
                    capture_output=True, timeout=120)
     jobs = [p for p in (out / "jobs").iterdir() if p.is_dir()]
