@@ -74,7 +74,7 @@ class CommonFields:
         for key, v in value.items():
             owners = [n for n in METHODS.names() if n != kind and key in {f.name for f in dc_fields(METHODS.get(n).fields)}]
             if key not in names and owners:
-                problems.add(join(path, key), f"{key} is not an {kind.upper()} setting (methods of type "
+                problems.add(join(path, key), f"{key} is not {_article(kind)} {kind.upper()} setting (methods of type "
                                               f"{', '.join(owners)} take it); remove it")
                 continue
             kept[key] = v
@@ -177,3 +177,8 @@ def plain(obj: Any) -> Any:
 def _config_class(fields_cls: type) -> type:
     return make_dataclass(f"{fields_cls.__name__.removesuffix('Fields')}Config",
                           [("name", str, field(kw_only=True))], bases=(fields_cls,), frozen=True)
+
+
+def _article(acronym: str) -> str:
+    """'an' before a letter read with a vowel sound (an SFT, an ORPO), else 'a' (a DPO, a KTO)."""
+    return "an" if acronym[:1].upper() in "AEFHILMNORSX" else "a"

@@ -64,14 +64,14 @@ def test_configs_carry_every_default_explicitly(tmp_path):
     ("kto", {"desirable_weight": 0.0}, "methods.kto.desirable_weight: must be positive, got 0.0"),
     ("kto", {"undesirable_weight": -1.0}, "methods.kto.undesirable_weight: must be positive, got -1.0"),
     ("kto", {"max_prompt_length": 600}, "methods.kto.max_prompt_length: 600 must be positive and below max_length"),
-    ("kto", {"loss_type": "ipo"}, "methods.kto.loss_type: loss_type is not an KTO setting (methods of type cpo, dpo take it)"),
+    ("kto", {"loss_type": "ipo"}, "methods.kto.loss_type: loss_type is not a KTO setting (methods of type cpo, dpo take it)"),
     ("orpo", {"beta": 0.0}, "methods.orpo.beta: must be positive, got 0.0"),
     ("orpo", {"simpo_gamma": 1.0}, "methods.orpo.simpo_gamma: simpo_gamma is not an ORPO setting (methods of type cpo take it)"),
     ("simpo", {"loss_type": "ipo"}, "methods.simpo.loss_type: unknown value 'ipo' (allowed: sigmoid, simpo)"),
     ("simpo", {"cpo_alpha": -0.5}, "methods.simpo.cpo_alpha: must be zero or more, got -0.5"),
     ("simpo", {"label_smoothing": 0.5}, "methods.simpo.label_smoothing: must be in [0, 0.5), got 0.5"),
     ("simpo", {"loss_type": "sigmoid", "simpo_gamma": 1.0}, "methods.simpo.simpo_gamma: read only by loss_type simpo"),
-    ("simpo", {"desirable_weight": 1.0}, "methods.simpo.desirable_weight: desirable_weight is not an CPO setting (methods of type kto take it)"),
+    ("simpo", {"desirable_weight": 1.0}, "methods.simpo.desirable_weight: desirable_weight is not a CPO setting (methods of type kto take it)"),
 ])
 def test_spec_errors_are_one_line_naming_the_key(tmp_path, name, change, message):
     msg = _problems(tmp_path, lambda d: d["methods"][name].update(change))
