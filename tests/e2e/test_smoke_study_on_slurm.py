@@ -29,8 +29,9 @@ ENDED = {"COMPLETED", "FAILED", "BLOCKED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMOR
 
 
 def _spec(tmp: Path) -> Path:
-    """sweeps/smoke.yaml with absolute asset paths, longer training (so a run can be caught
-    mid-way), and one extra run on a copy of the data that we break, then fix."""
+    """sweeps/smoke.yaml with absolute asset paths, one seed (the second seed doubles the runs and
+    the suite's longest test without exercising anything new on the scheduler), longer training (so
+    a run can be caught mid-way), and one extra run on a copy of the data that we break, then fix."""
     spec = yaml.safe_load((ROOT / "sweeps/smoke.yaml").read_text())
 
     def fix(path: str) -> str:
@@ -47,6 +48,7 @@ def _spec(tmp: Path) -> Path:
     broken = tmp / "broken-data"
     shutil.copytree(ROOT / "assets/smoke-data/pku-saferlhf", broken)
     spec["datasets"]["broken"] = {"format": "beavertails", "source": str(broken), "split": "train"}
+    spec["grid"]["seed"] = [0]
     spec["include"] = [{"dataset": "broken", "preference": "helpful", "method": "sft", "peft": "lora", "seed": 0}]
     spec["training"]["max_steps"] = 40
     spec["training"]["save_steps"] = 10
@@ -137,7 +139,7 @@ def test_smoke_study_preempted_failed_resubmitted_collected(cluster, sweep, caps
     capsys.readouterr()
     assert cli(["status", str(sweep), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)["summary"]
-    assert summary["train"] == {"COMPLETED": 16, "FAILED": 1}
+    assert summary["train"] == {"COMPLETED": 8, "FAILED": 1}
 
     # fix the data, submit again: only the failed run and its two blocked jobs go again
     (tmp_path / "broken-data" / "data" / "train.jsonl").write_text(good)
