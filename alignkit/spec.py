@@ -958,25 +958,45 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
         entries: Any = spec
         for part in section.split("."):
             entries = getattr(entries, part)
-        for name, entry in entries.items():
-            for key, at, source in _path_values(section, name, entry, keys):
-                resolved = resolve_source(spec_dir, source)
-                explicit = source.startswith(_EXPLICIT_LOCAL)
-                if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
-                    continue  # a local path, found where the spec file says
-                elsewhere = _found_elsewhere(source)
-                hub = (_DATA_DIR.fullmatch(source) and not source.endswith(DATA_FILE_SUFFIXES) if key == "files"
-                       else _HUB_ID.fullmatch(source))
-                if not explicit and not elsewhere and hub:
-                    continue  # a hub id (or a hub data_dir, for `files`)
-                message = (f"local path {source!r} not found in {spec_dir} (the spec file's folder: relative paths "
-                           f"are resolved against it)")
-                if elsewhere:
-                    fix = os.path.relpath(os.path.join(elsewhere, os.path.expanduser(source)), spec_dir)
-                    errors.append((at, f"{message}; it exists relative to {elsewhere}: write {fix!r}"))
-                else:
-                    missing.append((at, message))
+        values = [v for name, entry in entries.items() for v in _path_values(section, name, entry, keys)]
+        if section in _DOTTED_PATH_SECTIONS:  # a swept `dataset.source` is a source like any other
+            values += [(key, at, v) for key, at, v in _dotted_path_values(spec, _DOTTED_PATH_SECTIONS[section], keys)]
+        for key, at, source in values:
+            resolved = resolve_source(spec_dir, source)
+            explicit = source.startswith(_EXPLICIT_LOCAL)
+            if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
+                continue  # a local path, found where the spec file says
+            elsewhere = _found_elsewhere(source)
+            hub = (_DATA_DIR.fullmatch(source) and not source.endswith(DATA_FILE_SUFFIXES) if key == "files"
+                   else _HUB_ID.fullmatch(source))
+            if not explicit and not elsewhere and hub:
+                continue  # a hub id (or a hub data_dir, for `files`)
+            message = (f"local path {source!r} not found in {spec_dir} (the spec file's folder: relative paths "
+                       f"are resolved against it)")
+            if elsewhere:
+                fix = os.path.relpath(os.path.join(elsewhere, os.path.expanduser(source)), spec_dir)
+                errors.append((at, f"{message}; it exists relative to {elsewhere}: write {fix!r}"))
+            else:
+                missing.append((at, message))
     return errors, missing
+
+
+_DOTTED_PATH_SECTIONS = {"models": "model", "datasets": "dataset"}  # spec section -> its dotted-axis prefix
+
+
+def _dotted_path_values(spec: Spec, prefix: str, keys: tuple[str, ...]):
+    """(field, YAML path, value) of each string value a dotted axis gives a path field
+    (`dataset.source`, `dataset.files.honest`, `model.source`) in grid, zip or include."""
+    places = [(join("grid", a), a, v) for a, v in spec.grid.items()]
+    places += [(join(join("zip", i), a), a, v) for i, g in enumerate(spec.zip) for a, v in g.items()]
+    places += [(join(join("include", i), a), a, v) for i, e in enumerate(spec.include) for a, v in e.items()]
+    for at, axis, value in places:
+        section, _, rest = axis.partition(".")
+        if section != prefix or rest.split(".")[0] not in keys:
+            continue
+        for i, v in enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]:
+            if isinstance(v, str):
+                yield rest.split(".")[0], at if i is None else join(at, i), v
 
 
 def _path_values(section: str, name: str, entry: Any, keys: tuple[str, ...]):

@@ -463,3 +463,22 @@ def test_a_dotted_axis_typo_gets_the_field_it_likely_means(tmp_path):
         load_plan(spec)
     assert "grid.method.lora.alpah: axis 'method.lora.alpah' does not exist for run" in str(err.value)
     assert str(err.value).endswith("did you mean 'method.lora.alpha'?")
+
+
+def test_a_swept_source_is_checked_like_a_source_in_the_spec(tmp_path):
+    """`dataset.source` as a dotted axis: each value is a local path or hub id like a source written
+    in `datasets:` (plan warns, submit refuses a local path that exists nowhere)."""
+    from pathlib import Path
+
+    from alignkit.spec import load_spec, local_path_issues
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "sweeps" / "tiny" / "hparam-search.yaml").read_text().replace("../../assets", str(root / "assets"))
+    good = root / "assets" / "smoke-data" / "pku-saferlhf"
+    text = text.replace("  method.lora.r: [4, 8]\n", f"  dataset.source: [{good}, ../nowhere/data, 'bad;rm']\n", 1)
+    spec = tmp_path / "sources.yaml"
+    spec.write_text(text)
+    errors, missing = local_path_issues(load_spec(spec))
+    assert errors == []
+    assert [at for at, _ in missing] == ["grid.dataset.source[1]", "grid.dataset.source[2]"]
+    assert "local path '../nowhere/data' not found in" in missing[0][1]
