@@ -14,6 +14,7 @@ from typing import Any
 
 from alignkit.collect.study import Study
 from alignkit.collect.summary import MISSING, Stat, Table, _order, fmt
+from alignkit.contract import paths
 
 QUANTITIES = (("loss", "training loss"), ("reward_accuracy", "DPO reward accuracy"),
               ("reward_margin", "DPO reward margin"), ("validation_loss", "validation loss (held-out split)"),
@@ -33,11 +34,11 @@ def series(study: Study) -> list[dict[str, Any]]:
     extra = extra_axes(study)
     out = []
     for job in study.of_stage("train"):
-        curve = (job.results.get("train_metrics.json") or {}).get("loss_curve")
+        curve = (job.results.get(paths.TRAIN_METRICS) or {}).get("loss_curve")
         if not isinstance(curve, list):
             continue
         pts: dict[str, list[tuple[int, float]]] = {}
-        val = (job.results.get("train_metrics.json") or {}).get("validation")
+        val = (job.results.get(paths.TRAIN_METRICS) or {}).get("validation")
         val_curve = val.get("curve") if isinstance(val, dict) and isinstance(val.get("curve"), list) else []
         for q, _ in QUANTITIES:
             src, key = (val_curve, q[len("validation_"):]) if q.startswith("validation_") else (curve, q)

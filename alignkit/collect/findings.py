@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 from alignkit.collect import stats
 from alignkit.collect.study import Study
 from alignkit.collect.tidy import AXIS_COLUMNS, axis_value
+from alignkit.contract import paths
 
 # Direction of a metric when its result entry does not say (`higher_is_better`, as the eval and
 # judge jobs and lm-eval write it). Unknown metrics get verdicts "higher"/"lower", not better/worse.
@@ -120,7 +121,7 @@ def study_axes(study: Study, rows: list[dict[str, Any]]) -> tuple[list[str], dic
 def _directions(study: Study, primary: dict[str, str]) -> dict[str, bool | None]:
     out: dict[str, bool | None] = {}
     for job in study.jobs.values():
-        for res in (job.results.get("eval.json"), job.results.get("judge.json")):
+        for res in (job.results.get(paths.EVAL), job.results.get(paths.JUDGE)):
             for benches in ((res or {}).get("checkpoints") or {}).values():
                 for b, v in benches.items():
                     if b not in out and isinstance(v, dict) and v.get("metric") == primary.get(b) \

@@ -12,6 +12,7 @@ from typing import Any
 
 from alignkit.collect.study import Study
 from alignkit.errors import UserError
+from alignkit.contract import paths
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 INDEX_COLUMNS = ("job_id", "name", "kind", "checkpoint", "step", "model", "dataset", "preference", "method",
@@ -76,7 +77,7 @@ def build_index(study: Study, extra: list[str] | tuple[str, ...] = ()) -> list[d
                   "peft": axes.get("peft"), "seed": axes.get("seed"), "merge": axes.get("merge"),
                   **{a: axis_value(axes.get(a)) for a in extra}, "state": job.state}
         if job.stage == "train":
-            ck = job.dir / "checkpoints"
+            ck = job.dir / paths.CHECKPOINTS
             try:
                 steps = sorted((int(m.group(1)), e.path) for e in os.scandir(ck)
                                if e.is_dir() and (m := _STEP_DIR.match(e.name)))
@@ -85,10 +86,10 @@ def build_index(study: Study, extra: list[str] | tuple[str, ...] = ()) -> list[d
             for step, path in steps:
                 out.append({**common, "kind": "checkpoint", "checkpoint": str(step), "step": step,
                             "bytes": dir_bytes(Path(path)), "path": path})
-            if (job.dir / "adapter").is_dir():
+            if (job.dir / paths.ADAPTER).is_dir():
                 final = (job.config.get("training") or {}).get("max_steps")
                 out.append({**common, "kind": "adapter", "checkpoint": "final", "step": final,
-                            "bytes": dir_bytes(job.dir / "adapter"), "path": str(job.dir / "adapter")})
+                            "bytes": dir_bytes(job.dir / paths.ADAPTER), "path": str(job.dir / paths.ADAPTER)})
         elif job.stage == "merge" and (job.dir / "model").is_dir():
             out.append({**common, "kind": "merged", "checkpoint": "final", "step": None,
                         "bytes": dir_bytes(job.dir / "model"), "path": str(job.dir / "model")})

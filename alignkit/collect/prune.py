@@ -24,6 +24,7 @@ from alignkit.collect.index import _STEP_DIR, dir_bytes
 from alignkit.collect.study import Study
 from alignkit.fsio import is_stale_temp, temp_name
 from alignkit.sweepdir import contained
+from alignkit.contract import paths
 
 OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin", "optimizer.safetensors", "scheduler.pt", "scaler.pt",
                    "rng_state.pth", "rng_state_*.pth", "*optim_states.pt")
@@ -69,7 +70,7 @@ def candidates(study: Study, skipped: list[str] | None = None) -> list[Candidate
             skipped.append(f"{job.dir}: a symbolic link (or not a directory); not followed")
             continue
         dropped: set[str] = set()
-        ck = job.dir / "checkpoints"
+        ck = job.dir / paths.CHECKPOINTS
         if os.path.islink(ck):
             skipped.append(f"{ck}: a symbolic link; not followed")
         elif _real_dir(ck):

@@ -11,6 +11,7 @@ from typing import Any
 from alignkit.collect.prune import human
 from alignkit.collect.study import Study
 from alignkit.collect.summary import HTML_STYLE, Table
+from alignkit.contract import paths
 
 
 def _states(study: Study) -> Table:
@@ -39,7 +40,7 @@ def failures(study: Study) -> Table | None:
     the job died before it could write one (killed, out of memory, time limit)."""
     rows = []
     for j in study.jobs.values():
-        err = j.results.get("error.json") or {}
+        err = j.results.get(paths.ERROR) or {}
         if j.state == "failed":
             rows.append([j.stage, j.name, str(err.get("type") or ""), str(err.get("reason") or "(no reason)"), j.id])
         elif j.state != "done" and (j.slurm_state or "").split(" ")[0] in _SACCT_FAILED:

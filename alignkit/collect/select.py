@@ -27,6 +27,7 @@ from alignkit.collect.study import Study
 from alignkit.collect.summary import Table, fmt
 from alignkit.collect.tidy import _num, axis_value, validation_point
 from alignkit.errors import UserError
+from alignkit.contract import paths
 
 GOALS = ("min", "max")
 _TIE = 1e-12   # relative: scores this close are a tie (float sums in another order differ in the last bits)
@@ -99,7 +100,7 @@ def units(study: Study, rows: list[dict[str, Any]], sel: Select, primary: dict[s
         key = sel.metric[len("validation_"):]
         out = []
         for job in study.of_stage("train"):
-            point = validation_point(job.results.get("train_metrics.json"), sel.checkpoint)
+            point = validation_point(job.results.get(paths.TRAIN_METRICS), sel.checkpoint)
             out.append((_run_axes(job.axes, names), _num((point or {}).get(key))))
         return out, f"{sel.metric} (held-out split, checkpoint {sel.checkpoint})"
     bench, _, metric = sel.metric.partition("/")

@@ -18,6 +18,7 @@ from typing import Any
 from alignkit.errors import UserError
 from alignkit.fsio import is_stale_temp, remove_stale_temps
 from alignkit.sweepdir import SweepDir
+from alignkit.contract import paths
 
 # The axes every config carries (canonical order); a manifest without "axes" (written before
 # dotted axes existed) is read as sweeping exactly these.
@@ -25,7 +26,7 @@ NAMED_AXES = ("model", "dataset", "preference", "method", "peft", "seed")
 # A named axis or a dotted path into a run's config (docs/spec.md): it becomes a column name.
 _AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
 
-RESULT_FILES = ("train_metrics.json", "eval.json", "judge.json", "merge.json", "error.json")
+RESULT_FILES = (paths.TRAIN_METRICS, paths.EVAL, paths.JUDGE, paths.MERGE, paths.ERROR)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _shape_ok(name: str, obj: Any) -> str | None:
     """Why a result file's top-level shape is unusable, or None when it is fine."""
     if not isinstance(obj, dict):
         return f"expected a JSON object, got {type(obj).__name__}"
-    if name in ("eval.json", "judge.json"):
+    if name in (paths.EVAL, paths.JUDGE):
         ck = obj.get("checkpoints")
         if not isinstance(ck, dict):
             return "key 'checkpoints' is missing or not an object"
@@ -162,11 +163,11 @@ def _read_job(rec: JobRecord, problems: list[Problem]) -> None:
                 problems.append(Problem(str(rec.dir / name), f"{why}; skipped"))
                 continue
             rec.results[name] = obj
-    if "DONE" in names:
+    if paths.DONE in names:
         rec.state = "done"
-    elif "error.json" in names:
+    elif paths.ERROR in names:
         rec.state = "failed"
-    elif "progress.json" in names or "logs" in names:
+    elif paths.PROGRESS in names or paths.LOGS in names:
         rec.state = "running"
     else:
         rec.state = "pending"

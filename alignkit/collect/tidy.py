@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from alignkit.collect.study import JobRecord, Problem, Study
 from alignkit.fsio import atomic_write_bytes, atomic_write_text
+from alignkit.contract import paths
 
 AXIS_COLUMNS = ("model", "paper_model", "dataset", "preference", "method", "peft", "seed", "merge", "merge_method")
 _HEAD = ("job_id", "stage", "target_job", "target_kind")
@@ -137,7 +138,7 @@ def _final_step(target: JobRecord | None) -> int | None:
     if target is None:
         return None
     step = _int(((target.config.get("training") or {}).get("max_steps")))
-    return step if step is not None else _int(_find(target.results.get("train_metrics.json"), ("global_step",)))
+    return step if step is not None else _int(_find(target.results.get(paths.TRAIN_METRICS), ("global_step",)))
 
 
 def _extra_columns(job: JobRecord, target: JobRecord | None, extra: list[str]) -> dict[str, Any]:
@@ -169,8 +170,8 @@ def _axes_columns(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
 
 
 def _provenance(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
-    tm = target.results.get("train_metrics.json") if target else None
-    mj = target.results.get("merge.json") if target else None
+    tm = target.results.get(paths.TRAIN_METRICS) if target else None
+    mj = target.results.get(paths.MERGE) if target else None
     wall, source = None, None
     if target is not None and target.elapsed_s is not None:
         wall, source = target.elapsed_s, "sacct"
@@ -180,7 +181,7 @@ def _provenance(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
     ds_rev = _find(tm, ("dataset_revision",))
     if ds_rev is None and target is not None:
         ds_rev = (target.config.get("dataset") or {}).get("revision")
-    own = job.results.get("eval.json") or job.results.get("judge.json")
+    own = job.results.get(paths.EVAL) or job.results.get(paths.JUDGE)
     return {
         "state": job.state, "slurm_id": job.slurm_id,
         "target_state": target.state if target else None, "target_slurm_id": target.slurm_id if target else None,
@@ -228,7 +229,7 @@ def build_rows(study: Study, extra: list[str] | None = None) -> list[dict[str, A
     for job in study.jobs.values():
         if job.stage in ("eval", "judge"):
             rows.extend(_eval_rows(study, job, extra))
-        elif job.stage == "train" and "train_metrics.json" in job.results:
+        elif job.stage == "train" and paths.TRAIN_METRICS in job.results:
             rows.extend(_train_rows(job, study.problems, extra))
     return rows
 
@@ -243,7 +244,7 @@ def _eval_rows(study: Study, job: JobRecord, extra: list[str]) -> list[dict[str,
     target, kind = _target_of(study, job)
     base = _base_row(job, target, kind, extra)
     final = _final_step(target) if target is not None and target.stage == "train" else None
-    fname = "eval.json" if job.stage == "eval" else "judge.json"
+    fname = paths.EVAL if job.stage == "eval" else paths.JUDGE
     result = job.results.get(fname)
     got = result["checkpoints"] if result else {}
     benches = job.config.get("benchmarks") or {}
@@ -287,7 +288,7 @@ def validation_point(tm: Any, checkpoint: str = "final") -> dict[str, Any] | Non
 
 
 def _train_rows(job: JobRecord, problems: list[Problem], extra: list[str]) -> list[dict[str, Any]]:
-    tm = job.results["train_metrics.json"]
+    tm = job.results[paths.TRAIN_METRICS]
     base = _base_row(job, job, "adapter", extra)
     values = {k: (k, tm[k]) for k in TRAIN_METRICS if _is_number(tm.get(k))}
     for sub in ("metrics", "dpo"):  # nested blocks: every number in them
@@ -299,7 +300,7 @@ def _train_rows(job: JobRecord, problems: list[Problem], extra: list[str]) -> li
                    if k not in ("step", "epoch") and _is_number(v)})
     for key, v in values.values():
         if _num(v) is None:  # a diverged run's NaN loss: reported, not averaged
-            _not_finite(problems, job.dir / "train_metrics.json", key, v)
+            _not_finite(problems, job.dir / paths.TRAIN_METRICS, key, v)
     return [{**base, "checkpoint": "final", "step": _final_step(job), "benchmark": "train", "metric": m,
              "value": _num(v), "stderr": None, "n": None} for m, (_key, v) in values.items()]
 

@@ -9,6 +9,7 @@ status, launch and collect (docs/contract.md "Job directory").
                         train: adapter/, checkpoints/step-N/, train_metrics.json
                         merge: model/, merge.json
                         eval:  eval.json
+                        judge: judge.json
     <sweep>/results/<key>.json   evaluation results kept per (target, checkpoint, benchmark)
 """
 
@@ -32,6 +33,7 @@ CHECKPOINTS = "checkpoints"
 MERGE = "merge.json"
 MODEL = "model"
 EVAL = "eval.json"
+JUDGE = "judge.json"
 
 STEP_PREFIX = "step-"
 _STEP = re.compile(r"^step-(\d+)$")
