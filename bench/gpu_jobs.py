@@ -23,21 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.gpu_check import ROOT, Checks, Skip, device, expect
+from tests.unit.train_configs import StopAtStep
 
 STEPS, SAVE = 8, 4  # short runs: two checkpoints (4, final) for the eval job's adapter swap
 PROBE = "The quick brown fox jumps over the lazy dog. Question: what is 2 plus 2? Answer:"
-
-
-class StopAtStep(threading.Event):
-    """A stop request that arrives at optimizer step k (the job reads the event once per step)."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k, self.reads = k, 0
-
-    def is_set(self) -> bool:
-        self.reads += 1
-        return self.reads >= self.k
 
 
 # ---- the compiled smoke sweep ----------------------------------------------------------------------

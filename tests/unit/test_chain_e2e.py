@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.unit.train_configs import StopAtStep
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "sweeps" / "tiny" / "sft-then-dpo.yaml"
@@ -109,30 +110,6 @@ def test_evals_merge_and_collect_treat_chained_runs_like_any_other(sweep):
     for stage in ("train", "eval"):
         assert {"sft", "sft>dpo", "sft>dpo-merged"} <= {r["method"] for r in rows if r["stage"] == stage}
     assert any(r["method"] == "sft>dpo" and r["benchmark"] == "mmlu" and r["value"] for r in rows)
-
-
-@pytest.fixture
-def _restore_process_state():
-    # train.run exports RANK/WORLD_SIZE/MASTER_* and sets torch's thread count, as a job process should
-    import torch
-
-    env, threads = dict(os.environ), torch.get_num_threads()
-    yield
-    os.environ.clear()
-    os.environ.update(env)
-    torch.set_num_threads(threads)
-
-
-class StopAtStep(threading.Event):
-    """A stop request that arrives at step k (the job reads the event once per optimizer step)."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k, self.reads = k, 0
-
-    def is_set(self) -> bool:
-        self.reads += 1
-        return self.reads >= self.k
 
 
 @pytest.mark.parametrize("label,peft", [("sft>dpo", "qlora"), ("sft>dpo-merged", "lora")])

@@ -13,34 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.train_configs import ROOT, train_config, typed
+from tests.unit.train_configs import StopAtStep, ROOT, train_config, typed
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
-def _restore_process_state():
-    # run() exports RANK/WORLD_SIZE/MASTER_* and sets torch's thread count, as a job process
-    # should; tests share one interpreter, so put both back.
-    import torch
-
-    env, threads = dict(os.environ), torch.get_num_threads()
+def _every_test_restores_process_state(_restore_process_state):
+    # every test here may call run() in this interpreter (tests/unit/conftest.py)
     yield
-    os.environ.clear()
-    os.environ.update(env)
-    torch.set_num_threads(threads)
-
-
-class StopAtStep(threading.Event):
-    """A stop request that arrives at step k: the job reads the event once per optimizer step."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k, self.reads = k, 0
-
-    def is_set(self) -> bool:
-        self.reads += 1
-        return self.reads >= self.k
 
 
 def _run(job_dir: Path, config: dict, stop: threading.Event | None = None) -> dict:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_train_job import StopAtStep, _adapter, _restore_process_state  # noqa: F401 (fixture)
+from tests.unit.test_train_job import _adapter
+from tests.unit.train_configs import StopAtStep
 from tests.unit.train_configs import train_config
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,12 @@ PROFILES = {
     "simpo": ("cpo", {"loss_type": "simpo", "beta": 2.0, "simpo_gamma": 0.5, "cpo_alpha": 0.0,
                       "label_smoothing": 0.0, "max_prompt_length": 48}),
 }
+
+
+@pytest.fixture(autouse=True)
+def _every_test_restores_process_state(_restore_process_state):
+    # the training tests call run() in this interpreter (tests/unit/conftest.py)
+    yield
 
 
 def method_config(profile: str, peft: str, **kw) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.train_configs import SMOKE, train_config
+from tests.unit.train_configs import StopAtStep, SMOKE, train_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -105,27 +105,6 @@ def test_validation_examples_are_built_like_the_training_ones():
 
 
 # ---- training with validation (slow) ----
-
-class StopAtStep(threading.Event):
-    def __init__(self, k: int):
-        super().__init__()
-        self.k, self.reads = k, 0
-
-    def is_set(self) -> bool:
-        self.reads += 1
-        return self.reads >= self.k
-
-
-@pytest.fixture
-def _restore_process_state():
-    import torch
-
-    env, threads = dict(os.environ), torch.get_num_threads()
-    yield
-    os.environ.clear()
-    os.environ.update(env)
-    torch.set_num_threads(threads)
-
 
 def _run(job: Path, config: dict, stop: threading.Event | None = None) -> dict:
     from jobs import train

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +59,15 @@ def typed(config: dict):
     from alignkit.contract import parse
 
     return parse(config, "test config")
+
+
+class StopAtStep(threading.Event):
+    """A stop request that arrives at optimizer step k: the job reads the event once per step."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k, self.reads = k, 0
+
+    def is_set(self) -> bool:
+        self.reads += 1
+        return self.reads >= self.k
