@@ -31,13 +31,11 @@ from typing import Any
 
 from alignkit import benchmarks as benchmarks_reg
 from alignkit.benchmarks import RunContext
-from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, as_dict, eval_key,
-                                    load_eval)
-from alignkit.errors import UserError
+from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, as_dict, eval_key)
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs import base_weights, lm_eval_adapter
 from jobs.base_weights import BaseWeights
-from jobs.errors import JobFailure, Preempted
+from jobs.errors import JobFailure, Preempted, typed_config
 from jobs.task_progress import TaskProgress
 from jobs.templates import apply_template
 
@@ -73,13 +71,8 @@ def adapter_sha256(path: Path) -> str | None:
 
 
 def load_config(config: EvalConfig | dict, job_dir: Path) -> EvalConfig:
-    """The typed config; a dict (config.json's content) goes through the strict loader."""
-    if isinstance(config, EvalConfig):
-        return config
-    try:
-        return load_eval(config, str(Path(job_dir) / "config.json"))
-    except UserError as exc:
-        raise JobFailure(str(exc)) from None
+    """The typed config (jobs.errors.typed_config)."""
+    return typed_config(config, job_dir, "eval")
 
 
 def _validate(config: EvalConfig) -> tuple[str, list[str]]:

@@ -34,10 +34,9 @@ from pathlib import Path
 from alignkit import benchmarks as benchmarks_reg
 from alignkit.benchmarks import JudgeContext
 from alignkit.contract.eval import ResultStore, StoredResult, judge_key
-from alignkit.contract.judge import JudgeConfig, load_judge
-from alignkit.errors import UserError
+from alignkit.contract.judge import JudgeConfig
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
-from jobs.errors import JobFailure, Preempted
+from jobs.errors import JobFailure, Preempted, typed_config
 from jobs.evaluate import runs_at
 from jobs.judges import Judge, make_judge, redact, secrets
 from jobs.task_progress import TaskProgress
@@ -95,13 +94,8 @@ def _redacting(values: list[str]):
 
 
 def load_config(config: JudgeConfig | dict, job_dir: Path) -> JudgeConfig:
-    """The typed config; a dict (config.json's content) goes through the strict loader."""
-    if isinstance(config, JudgeConfig):
-        return config
-    try:
-        return load_judge(config, str(Path(job_dir) / "config.json"))
-    except UserError as exc:
-        raise JobFailure(str(exc)) from None
+    """The typed config (jobs.errors.typed_config)."""
+    return typed_config(config, job_dir, "judge")
 
 
 def run(job_dir: Path, config: JudgeConfig | dict, stop: threading.Event) -> None:

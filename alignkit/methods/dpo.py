@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Literal, Optional
 
 from alignkit.methods import METHODS
@@ -31,24 +30,6 @@ class DPOFields(CommonFields):
     completion_only_loss: bool = True
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
     label_smoothing: float = 0.0  # sigmoid: conservative DPO; robust: the label-flip rate, in [0, 0.5)
-
-
-@lru_cache(maxsize=1)
-def _pretokenized_trainer() -> type:
-    from trl import DPOTrainer
-
-    class PretokenizedDPOTrainer(DPOTrainer):
-        """DPOTrainer on rows jobs.data.examples already tokenized and truncated as TRL 0.8 did.
-        TRL 1.16's `_prepare_dataset` would tokenize `prompt`/`chosen`/`rejected` again; these rows
-        are already its output (`prompt_ids`, `chosen_ids`, `rejected_ids`), each fitting
-        `max_length`, so the collator's own keep_start truncation never cuts."""
-
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            if "prompt_ids" in dataset.column_names:
-                return dataset
-            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-
-    return PretokenizedDPOTrainer
 
 
 @METHODS.register("dpo")
@@ -97,9 +78,9 @@ class DPO(Method):
         return to_dataset(out, self.columns), Counter(), list(range(len(out)))
 
     def trl_args(self, f: DPOFields, common: dict[str, Any], *, training: Any = None) -> Any:
-        from trl import DPOConfig
+        from jobs import trl_classes
 
-        return DPOConfig(
+        return trl_classes.dpo_config()(
             **common,
             beta=float(f.beta if f.beta is not None else DEFAULT_BETA),
             loss_type=[f.loss_type],
@@ -111,7 +92,9 @@ class DPO(Method):
                 peft_config: Any, args: Any, callbacks: list) -> Any:
         # ref_model=None with a PEFT model: the reference is the base with the adapter disabled, so
         # there is no second copy of the model in memory.
-        return _pretokenized_trainer()(model=model, ref_model=None, args=args, train_dataset=train_dataset,
+        from jobs import trl_classes
+
+        return trl_classes.dpo_trainer()(model=model, ref_model=None, args=args, train_dataset=train_dataset,
                                        eval_dataset=eval_dataset, processing_class=tokenizer,
                                        peft_config=peft_config, callbacks=callbacks)
 

@@ -1,4 +1,4 @@
-"""Odds Ratio Preference Optimization (TRL 1.16's trl.experimental ORPOTrainer, via alignkit/methods/_trl.py).
+"""Odds Ratio Preference Optimization (TRL 1.16's trl.experimental ORPOTrainer, via jobs/trl_classes.py).
 
 No reference model: the loss is the chosen response's NLL plus λ times the log-odds-ratio term
 (TRL calls λ `beta`). Rows are DPO's pairs, tokenized and truncated exactly as DPO's
@@ -63,20 +63,20 @@ class ORPO(Method):
         check_pair_spec("ORPO", spec, p, problems)
 
     def examples(self, rows: Any, tokenizer: Any, f: ORPOFields) -> tuple[Any, Counter, list[int]]:
-        from alignkit.methods._trl import pair_example
+        from jobs.trl_classes import pair_example
         from jobs.data.examples import to_dataset
 
         out = [pair_example(row, tokenizer, f.max_length, f.max_prompt_length) for row in rows]
         return to_dataset(out, self.columns), Counter(), list(range(len(out)))
 
     def trl_args(self, f: ORPOFields, common: dict[str, Any], *, training: Any = None) -> Any:
-        from alignkit.methods._trl import orpo_config
+        from jobs.trl_classes import orpo_config
 
         return orpo_config()(**common, beta=float(f.beta), remove_unused_columns=False)
 
     def trainer(self, f: ORPOFields, *, model: Any, tokenizer: Any, train_dataset: Any, eval_dataset: Any,
                 peft_config: Any, args: Any, callbacks: list) -> Any:
-        from alignkit.methods._trl import orpo_trainer
+        from jobs.trl_classes import orpo_trainer
 
         return orpo_trainer()(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)

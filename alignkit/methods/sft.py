@@ -47,9 +47,9 @@ class SFT(Method):
         return to_dataset(out, self.columns), drops, kept
 
     def trl_args(self, f: SFTFields, common: dict[str, Any], *, training: Any = None) -> Any:
-        from trl import SFTConfig
+        from jobs import trl_classes
 
-        return SFTConfig(
+        return trl_classes.sft_config()(
             **common,
             packing=bool(training is not None and training.packing),
             packing_strategy="bfd",  # best-fit packing; implies padding-free batches
@@ -61,9 +61,9 @@ class SFT(Method):
 
     def trainer(self, f: SFTFields, *, model: Any, tokenizer: Any, train_dataset: Any, eval_dataset: Any,
                 peft_config: Any, args: Any, callbacks: list) -> Any:
-        from trl import SFTTrainer
+        from jobs import trl_classes
 
-        return SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        return trl_classes.sft_trainer()(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
 
     def decode(self, example: dict, tokenizer: Any, f: SFTFields) -> dict[str, str]:

@@ -1,10 +1,11 @@
-"""The one place the KTO, ORPO and CPO methods touch TRL (1.16): its config and trainer classes,
-and the subclasses that take rows alignkit already tokenized and truncated (jobs.data.examples).
+"""The one place the methods (alignkit/methods/) get TRL's (1.16) config and trainer classes, and
+the subclasses that take rows alignkit already tokenized and truncated (jobs.data.examples).
 
 ORPO and CPO live in `trl.experimental` in TRL 1.16; KTO was promoted to `trl` (its
 `trl.experimental.kto` path is a deprecated alias). A TRL upgrade that moves or renames them
-breaks this file only. Not a registered method (the leading underscore keeps the registry out).
-Every import is inside a function: the login node never imports trl.
+breaks this file only. It is compute-node code: a method's hooks import it when a job runs, so the
+login node never imports trl (each accessor imports it when called, which keeps `alignkit preview`
+and the spec-time code free of it too).
 """
 
 from __future__ import annotations
@@ -25,6 +26,42 @@ def unpair(pairs):
     from trl.data_utils import unpair_preference_dataset
 
     return unpair_preference_dataset(pairs)
+
+def sft_config():
+    from trl import SFTConfig
+
+    return SFTConfig
+
+
+def sft_trainer():
+    from trl import SFTTrainer
+
+    return SFTTrainer
+
+
+def dpo_config():
+    from trl import DPOConfig
+
+    return DPOConfig
+
+
+@lru_cache(maxsize=1)
+def dpo_trainer() -> type:
+    from trl import DPOTrainer
+
+    class PretokenizedDPOTrainer(DPOTrainer):
+        """DPOTrainer on rows jobs.data.examples already tokenized and truncated as TRL 0.8 did.
+        TRL 1.16's `_prepare_dataset` would tokenize `prompt`/`chosen`/`rejected` again; these rows
+        are already its output (`prompt_ids`, `chosen_ids`, `rejected_ids`), each fitting
+        `max_length`, so the collator's own keep_start truncation never cuts."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if "prompt_ids" in dataset.column_names:
+                return dataset
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    return PretokenizedDPOTrainer
+
 
 
 def kto_config():
