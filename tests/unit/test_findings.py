@@ -154,8 +154,15 @@ def test_findings_files_and_report_order(planted):
     root, digest, found = planted
     md = (root / "collect" / "findings.md").read_text()
     assert md.startswith("# full: findings") and "## The paper's takeaways" in md
+    # item 5: the same findings, corrected the same way, at the evaluated intermediate step 100
+    assert "## At checkpoint 100" in md and "### The paper's takeaways" in md
+    at100 = found["checkpoints"]["100"]
+    assert at100["checkpoint"] == "100" and at100["comparisons"] and len(at100["takeaways"]) == 6
+    assert {c["correction"] for c in at100["comparisons"]} == {"Benjamini–Hochberg"}
+    assert {c["correction"] for t in at100["takeaways"] for c in t["evidence"]} == {"Holm"}
     page = (root / "collect" / "report.html").read_text()
     assert page.index("id='findings'") < page.index("id='failures'") < page.index("id='results'")
+    assert "id='findings-checkpoints'" in page and "Benjamini–Hochberg" in page and "Holm" in page
     # the failed train job with its reason (error.json), and the evals it blocked show as missing
     assert "CUDA out of memory" in page and "llama-7b/hh-rlhf/helpful/sft/lora/3" in page
     assert digest["jobs"]["eval"]["missing"] == 1
