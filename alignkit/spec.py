@@ -741,6 +741,9 @@ def _check_select(spec: Spec, problems: Problems) -> None:
         problems.add("select.by", f"'{both[0]}' is both chosen over and grouped by")
     if s.checkpoint != "final":
         _check_checkpoints(spec, (s.checkpoint,), "select.checkpoint", problems)
+    from alignkit import select_check   # the metric, goal and loss rules (issue 25)
+
+    select_check.check(spec, problems)
 
 
 def _check_targets(spec: Spec, problems: Problems) -> None:

@@ -259,6 +259,7 @@ def test_validation_configs_and_eval_steps(tmp_path):
 # ---- select and the manifest ---------------------------------------------------------------------------
 def test_select_is_validated_and_written_to_the_manifest(tmp_path):
     d = small(**{"method.lora.r": [8, 16], "method.lora.alpha": [16, 32]})
+    d["datasets"]["hh"]["validation"] = {"split": "test"}   # validation_loss needs a held-out split (issue 25)
     d["select"] = {"metric": "validation_loss", "goal": "min", "over": ["method.lora.r", "method.lora.alpha"],
                    "by": ["method"]}
     plan = plan_of(tmp_path, d)
