@@ -557,8 +557,14 @@ def _check_dataset(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> N
             problems.add(join(vp, "split"), f"'{v.split}' is the training split too: validation rows must be held out")
         if v.fraction is not None and not 0 < v.fraction < 1:
             problems.add(join(vp, "fraction"), f"must be in (0, 1), got {v.fraction}")
+        elif v.fraction is not None and v.fraction > MAX_VALIDATION_FRACTION:   # issue 23 class 7
+            problems.add(join(vp, "fraction"), f"{v.fraction:g} holds out more rows than it trains on (at most "
+                                               f"{MAX_VALIDATION_FRACTION:g}; near 1 no training rows are left)")
         if not 0 <= v.seed < SEED_LIMIT:
             problems.add(join(vp, "seed"), f"must be an integer in [0, 2^32), got {v.seed}")
+
+
+MAX_VALIDATION_FRACTION = 0.5   # validation.fraction: the held-out share never exceeds the trained one
 
 
 def _check_preference_name(pref: str, path: str, problems: Problems) -> None:

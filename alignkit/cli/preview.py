@@ -72,7 +72,12 @@ def preview(config: Any, n: int) -> dict:
         raise UserError(str(exc)) from None
     report = data.report
     dropped = report.dropped()
-    beyond = sum(p.kept for p in report.parts) - report.total  # rows the dataset's `limit` left out
+    # rows held out by validation.fraction come out of the kept rows too: say so, not "beyond_limit"
+    val = config.dataset.validation
+    held = (report.validation or {}).get("rows", 0) if val is not None and val.fraction is not None else 0
+    if held:
+        dropped["held_out_validation"] = held
+    beyond = sum(p.kept for p in report.parts) - report.total - held  # rows the dataset's `limit` left out
     if beyond > 0:
         dropped["beyond_limit"] = beyond
     shown = []

@@ -251,6 +251,10 @@ def test_validation_configs_and_eval_steps(tmp_path):
     assert any("datasets.bt.validation: give exactly one of split" in p for p in problems)
     d["datasets"]["bt"]["validation"] = {"fraction": 1.5}
     assert any("datasets.bt.validation.fraction: must be in (0, 1)" in p for p in problems_of(tmp_path, d))
+    d["datasets"]["bt"]["validation"] = {"fraction": 0.999}   # issue 23 class 7: no training rows would be left
+    (p,) = problems_of(tmp_path, d)
+    assert p.startswith(str(tmp_path / "spec.yaml") + ":") and \
+        "datasets.bt.validation.fraction: 0.999 holds out more rows than it trains on (at most 0.5" in p
     d = small()
     d["training"]["eval_steps"] = 50
     assert any("training.eval_steps: no dataset holds out validation rows" in p for p in problems_of(tmp_path, d))
