@@ -9,7 +9,7 @@ Three refusals, each one located line (docs/spec.md, "select"):
     so its value says nothing about which run is better.
 What the study will produce: `validation_loss` and `validation_<m>` for each logged metric m of its
 methods (only when a dataset holds out a validation split), `train/<name>` for the train rows
-collect reads (alignkit/collect/tidy.py), each benchmark and judge name, and `<benchmark>/<metric>`.
+collect reads (alignkit/collect/tidy.py), each benchmark name, and `<benchmark>/<metric>`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,13 @@ EXTRA_DIRECTION = {"reward_accuracy": True, "reward_margin": True, "token_accura
 
 
 def _method_types(spec: Any) -> dict[str, Any]:
-    return dict(spec.methods)
+    """The spec's methods the study runs (named in grid, zip or include), by name; all when none is named."""
+    named: list[Any] = []
+    for mapping in (spec.grid, *spec.zip, *spec.include):
+        v = mapping.get("method") if isinstance(mapping, dict) else None
+        named += list(v) if isinstance(v, (list, tuple)) else [] if v is None else [v]
+    used = {n: spec.methods[n] for n in named if isinstance(n, str) and n in spec.methods}
+    return used or dict(spec.methods)
 
 
 def produced(spec: Any) -> tuple[list[str], list[str]]:
@@ -50,7 +56,7 @@ def produced(spec: Any) -> tuple[list[str], list[str]]:
         names += [f"validation_{k}" for k in logged]
     names += [f"train/{k}" for k in (*TRAIN_METRICS, *logged)]
     names += [f"train/dpo_{k}" for k in ("reward_accuracy", "reward_margin", "first_reward_accuracy")]
-    benches = [*spec.evals.benchmarks, *spec.evals.judges]
+    benches = list(spec.evals.benchmarks)
     return names + benches, benches
 
 

@@ -151,8 +151,8 @@ def load_with_validation(dataset: Any, preference: list[str], seed: int) -> Pref
         if n_held == len(rows):
             raise JobFailure(f"dataset {dataset.name}: validation.fraction {val.fraction:g} holds out all {len(rows)} "
                              "usable rows: no training rows left (use a smaller fraction)")
-        held = datasets.Dataset.from_list([r for r, h in zip(rows, out, strict=True) if h])
-        ds = datasets.Dataset.from_list([r for r, h in zip(rows, out, strict=True) if not h])
+        held = ds.select([i for i, h in enumerate(out) if h]).flatten_indices()
+        ds = ds.select([i for i, h in enumerate(out) if not h]).flatten_indices()
         held_report = DropReport(total=len(held))
     elif val is not None:
         raise JobFailure(f"dataset {dataset.name}: validation needs 'split' or 'fraction'")
