@@ -155,27 +155,30 @@ def checkpoints(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def build_data(study: Study, rows: list[dict[str, Any]], primary: dict[str, str], checkpoint: str = "final") -> Data:
+    return build_all(study, rows, primary, [checkpoint])[checkpoint]
+
+
+def build_all(study: Study, rows: list[dict[str, Any]], primary: dict[str, str], wanted: list[str]) -> dict[str, Data]:
+    """Each wanted checkpoint's Data, read in one pass over the rows and the jobs."""
     axes, order = study_axes(study, rows)
     axes = [a for a in axes if a != "seed"]   # a cell's seeds are its replicates
-    raw: dict[str, dict[Cell, dict[Any, list[float]]]] = {}
-    merges: dict[str, list] = {}
-    by_target: dict[str, dict[str, float]] = {}
+    raw: dict[str, dict[str, dict[Cell, dict[Any, list[float]]]]] = {ck: {} for ck in wanted}
+    merges: dict[str, dict[str, list]] = {ck: {} for ck in wanted}
+    by_target: dict[str, dict[str, dict[str, float]]] = {ck: {} for ck in wanted}
     for r in rows:
-        if r["stage"] == "train" or r["checkpoint"] != checkpoint or r["value"] is None \
+        ck = r["checkpoint"]
+        if r["stage"] == "train" or ck not in raw or r["value"] is None \
                 or r.get("target_kind") == "base" or primary.get(r["benchmark"]) != r["metric"]:
             continue
         b = r["benchmark"]
         cell = tuple(r.get(a) for a in axes)
         target = study.jobs.get(r["target_job"] or "")
         if r.get("merge") is not None and target is not None and target.stage == "merge":
-            merges.setdefault(b, []).append((cell, r.get("seed"), r["value"], list(target.config.get("inputs") or [])))
+            merges[ck].setdefault(b, []).append((cell, r.get("seed"), r["value"], list(target.config.get("inputs") or [])))
             continue
-        raw.setdefault(b, {}).setdefault(cell, {}).setdefault(r.get("seed"), []).append(r["value"])
+        raw[ck].setdefault(b, {}).setdefault(cell, {}).setdefault(r.get("seed"), []).append(r["value"])
         if r["target_job"]:
-            by_target.setdefault(b, {})[r["target_job"]] = r["value"]
-    # two runs that share every axis value and seed (an axis the tidy table lacks) are averaged
-    cells = {b: {c: {s: sum(v) / len(v) for s, v in seeds.items()} for c, seeds in by_cell.items()}
-             for b, by_cell in raw.items()}
+            by_target[ck].setdefault(b, {})[r["target_job"]] = r["value"]
     labels, kinds, types = {}, {}, {}
     for job in study.jobs.values():
         model = job.config.get("model") or {}
@@ -186,8 +189,14 @@ def build_data(study: Study, rows: list[dict[str, Any]], primary: dict[str, str]
         for name, bc in (job.config.get("benchmarks") or {}).items():
             if isinstance(bc, dict) and isinstance(bc.get("type"), str):
                 types.setdefault(name, bc["type"])
-    return Data(axes, order, cells, merges, by_target, labels, kinds, types, dict(primary),
-                _directions(study, primary))
+    direction = _directions(study, primary)
+    out = {}
+    for ck in wanted:
+        # two runs that share every axis value and seed (an axis the tidy table lacks) are averaged
+        cells = {b: {c: {s: sum(v) / len(v) for s, v in seeds.items()} for c, seeds in by_cell.items()}
+                 for b, by_cell in raw[ck].items()}
+        out[ck] = Data(axes, order, cells, merges[ck], by_target[ck], labels, kinds, types, dict(primary), direction)
+    return out
 
 
 def _pref(p: Any) -> str:
@@ -420,18 +429,22 @@ def axis_comparisons(data: Data) -> list[Comparison]:
 
 def at_checkpoint(study: Study, rows: list[dict[str, Any]], primary: dict[str, str], paper_study: bool,
                   checkpoint: str = "final") -> Findings:
+    return _findings(build_data(study, rows, primary, checkpoint), paper_study, checkpoint)
+
+
+def _findings(data: Data, paper_study: bool, checkpoint: str) -> Findings:
     """One checkpoint's findings: its comparisons table corrected as one family (Benjamini–Hochberg),
     each takeaway's evidence as its own family (Holm)."""
-    data = build_data(study, rows, primary, checkpoint)
     comps = corrected(axis_comparisons(data) + merge_comparisons(data), TABLE_CORRECTION)
     return Findings(data.axes, comps, takeaways(data) if paper_study else None, checkpoint)
 
 
 def compute(study: Study, rows: list[dict[str, Any]], primary: dict[str, str], paper_study: bool) -> Findings:
     """The final checkpoint's findings; `earlier` holds the same at each evaluated intermediate step."""
-    final = at_checkpoint(study, rows, primary, paper_study)
-    final.earlier = [f for f in (at_checkpoint(study, rows, primary, paper_study, ck)
-                                 for ck in checkpoints(rows)[:-1]) if f.comparisons]
+    wanted = checkpoints(rows)
+    data = build_all(study, rows, primary, wanted)
+    final = _findings(data["final"], paper_study, "final")
+    final.earlier = [f for f in (_findings(data[ck], paper_study, ck) for ck in wanted[:-1]) if f.comparisons]
     return final
 
 
