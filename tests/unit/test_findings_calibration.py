@@ -96,3 +96,17 @@ def test_planted_effects_of_two_to_three_sd_are_found(shape):
         # among a table's verdicts, so with many true effects a null row may pass; the null test above
         # is the calibration)
 
+
+
+def test_merges_below_their_inputs_contradict_the_merging_takeaway(shape):
+    """The other side of the intersection–union rule: some input significantly above its merge."""
+    study, rows, primary = shape
+
+    def below(row: dict, bench: str) -> float:
+        return (3.0 if bench == "red_instruct" else -3.0) if row.get("merge") is not None else 0.0
+
+    f = findings.at_checkpoint(study, null_study.redraw(rows, 7, below), primary, True)
+    merging = next(t for t in f.takeaways if t.claim.startswith("Merging"))
+    assert merging.verdict == "contradicted"
+    assert {c.verdict for c in merging.evidence} == {findings.WORSE}
+    assert all(c.correction == "Holm" and "Bonferroni" in c.interval.test for c in merging.evidence)
