@@ -108,7 +108,7 @@ def check(spec: Any, problems: Problems) -> None:
                                           f"(known: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})")
         return
     up = direction(spec, s.metric)
-    if up is not None and s.goal != ("max" if up else "min"):
+    if up is not None and s.goal in ("min", "max") and s.goal != ("max" if up else "min"):
         problems.add("select.goal", f"{s.goal} of {s.metric!r}, whose {'higher' if up else 'lower'} values are "
                                     f"better: did you mean goal: {'max' if up else 'min'}?")
     if is_loss(s.metric):

@@ -731,7 +731,8 @@ def _check_select(spec: Spec, problems: Problems) -> None:
     if s is None:
         return
     swept = swept_axes(spec)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}", s.metric):
+    metric_ok = bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}", s.metric))
+    if not metric_ok:
         problems.add("select.metric", f"{s.metric!r} is not a metric name (e.g. validation_loss, mmlu)")
     if not s.over:
         problems.add("select.over", "name the axes to choose among, e.g. [method.lora.r, method.lora.alpha]")
@@ -747,9 +748,10 @@ def _check_select(spec: Spec, problems: Problems) -> None:
         problems.add("select.by", f"'{both[0]}' is both chosen over and grouped by")
     if s.checkpoint != "final":
         _check_checkpoints(spec, (s.checkpoint,), "select.checkpoint", problems)
-    from alignkit import select_check   # the metric, goal and loss rules (issue 25)
+    if metric_ok:   # the metric, goal and loss rules (issue 25)
+        from alignkit import select_check
 
-    select_check.check(spec, problems)
+        select_check.check(spec, problems)
 
 
 def _check_targets(spec: Spec, problems: Problems) -> None:
