@@ -658,8 +658,10 @@ class _Chains:
         return init.method if init is not None else None
 
     def depth(self, method: str) -> int:
-        up = self.upstream_method(method)
-        return 0 if up is None else 1 + self.depth(up)
+        n, up = 0, self.upstream_method(method)  # a loop, not recursion: the spec check bounds the chain
+        while up is not None:
+            n, up = n + 1, self.upstream_method(up)
+        return n
 
     @staticmethod
     def _key(method: str, p: dict[str, Any]) -> str:

@@ -613,9 +613,14 @@ def _check_tracking(spec: Spec, problems: Problems) -> None:
                                                    f"letters, digits or '_.+:=/-'")
 
 
+MAX_CHAIN = 32  # stages in one init_from chain: far beyond any study, and no walk over it goes deep
+
+
 def _check_chains(spec: Spec, problems: Problems) -> None:
-    """Chained stages: `init_from.method` names another method, the chain has no cycle, and a
-    `continue` keeps training the upstream adapter, so its LoRA shape must be the upstream's."""
+    """Chained stages: `init_from.method` names another method, the chain has no cycle nor more than
+    MAX_CHAIN stages, and a `continue` keeps training the upstream adapter, so its LoRA shape must be
+    the upstream's."""
+    too_long = False
     for name, m in spec.methods.items():
         if m.init_from is None:
             if m.init_mode != "continue":
@@ -634,6 +639,12 @@ def _check_chains(spec: Spec, problems: Problems) -> None:
         if at is not None and at in seen:
             problems.add(p, f"init_from makes a cycle ({' > '.join(reversed(seen + [at]))}): a chain must start "
                             f"from a method without init_from")
+            continue
+        if len(seen) > MAX_CHAIN:
+            if not too_long:  # one line for the whole chain, at its first method past the limit
+                problems.add(p, f"init_from makes a chain of {len(seen)} stages ({seen[-1]} > ... > {name}); "
+                                f"at most {MAX_CHAIN}")
+            too_long = True
             continue
         if m.init_mode == "continue" and m.lora != spec.methods[up].lora:
             problems.add(join(join("methods", name), "lora"), f"init_mode continue keeps training method '{up}''s "

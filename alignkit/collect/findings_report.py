@@ -7,6 +7,7 @@ from typing import Any
 
 from alignkit.collect.findings import BETTER, SAME, WORSE, Comparison, Findings
 from alignkit.collect.summary import fmt
+from alignkit.textsafe import md_cell
 
 METHOD_NOTE = ("Each row: A − B at the final checkpoint (the benchmark's primary metric), averaged over the "
                "contexts (cells of every other axis) where both exist, with a 95% interval: paired t over "
@@ -47,20 +48,20 @@ def _grouped(comps: list[Comparison]) -> list[list[str]]:
 
 
 def markdown(f: Findings, title: str) -> str:
-    out = [f"# {title}: findings", "", f"Axes read from the study: {', '.join(f.axes) or 'none'}.", ""]
+    out = [f"# {md_cell(title)}: findings", "", f"Axes read from the study: {md_cell(', '.join(f.axes) or 'none')}.", ""]
     if f.takeaways is not None:
         out += ["## The paper's takeaways in this study's data", "", TAKEAWAY_NOTE, "",
                 "| claim | verdict | per benchmark | compared |", "|---|---|---|---|"]
         for t in f.takeaways:
             per = ", ".join(f"{c.benchmark}: {c.verdict}" for c in t.evidence) or "no matching cells"
-            out.append(f"| {t.claim} | **{t.verdict}** | {per} | {t.how} |")
+            out.append(f"| {md_cell(t.claim)} | **{md_cell(t.verdict)}** | {md_cell(per)} | {md_cell(t.how)} |")
         out.append("")
     out += ["## Comparisons", "", METHOD_NOTE, ""]
     if not f.comparisons:
         out += ["No axis has two values with matched results yet.", ""]
     else:
         out += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        out += ["| " + " | ".join(x.replace("|", "\\|") for x in row) + " |" for row in _grouped(f.comparisons)]
+        out += ["| " + " | ".join(md_cell(x) for x in row) + " |" for row in _grouped(f.comparisons)]
     return "\n".join(out) + "\n"
 
 
