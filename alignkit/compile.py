@@ -29,7 +29,7 @@ from alignkit.schema import Problems, join, one_line, plain, similar
 from alignkit.methods import resolve_config as method_config
 from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
                            TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
-                           override_section, parse_time, provided_preferences, resolve_source, section_entry,
+                           check_run, override_section, parse_time, provided_preferences, resolve_source, section_entry,
                            swept_axes)
 
 ID_LEN = 12
@@ -355,7 +355,20 @@ class _Compiler:
             data = plain(new)
             for rest in values:  # the label holds the value as the spec would (5e-6 read as a number)
                 p[f"{section}.{rest}"] = _get_path(data, rest)
+        if wanted and not self._run_rules(out, entries, wanted, p, name):
+            return None
         return out
+
+    def _run_rules(self, out: dict[str, Any], entries: dict[str, Any], wanted: dict[str, dict[str, Any]],
+                   p: dict[str, Any], name: str) -> bool:
+        """The method's spec-wide rules on this run, its dotted values in place (spec.check_run)."""
+        names = {s: e for s, e in entries.items() if e is not None}
+        key = json.dumps([names, wanted], sort_keys=True, default=str)
+        problems = self._cached(("run-rules", key), lambda: check_run(self.spec, out, names))
+        at = next((self.origin.get(a, "grid") for a in self.dotted if a in p), "grid")
+        for message in problems:
+            self._once(("run-rule", message), at, f"run '{name}': {message} (set by a dotted axis)")
+        return not problems
 
     def section_config(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> dict[str, Any]:
         if section == "model":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from alignkit.benchmarks import spec_class as benchmark_spec_class
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, LoraFields, check_common
 from alignkit.schema import Problems, from_dict, is_missing, join, plain, read_yaml
+from alignkit.datafile import file_problem
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
 # The sections of a run's resolved config that a dotted axis (`method.beta`) may path into, and
@@ -346,7 +348,18 @@ def dotted_axis_problem(axis: str) -> str | None:
     section = axis.split(".")[0]
     if section not in SECTIONS:
         return f"dotted axis '{axis}' starts with unknown section '{section}' (known: {', '.join(SECTIONS)})"
+    for field_path, why in NOT_AXES.items():
+        if axis == field_path or axis.startswith(field_path + "."):
+            return why
     return None
+
+
+# Fields that decide what a section entry is, not a value of it: sweeping them would give a run another
+# entry's shape (an sft config labelled dpo); sweep the entries by name instead.
+NOT_AXES = {"method.type": "'method.type' is not an axis: a method's type decides its fields; define one method "
+                           "per type and sweep them by name (grid: {method: [sft, dpo]})",
+            "method.init_from": "'method.init_from' is not an axis: chain methods in methods.NAME.init_from",
+            "method.init_mode": "'method.init_mode' is not an axis: set it in methods.NAME.init_mode"}
 
 
 def method_fields_class(type_name: str) -> type:
@@ -394,6 +407,21 @@ def override_section(spec: Spec, section: str, entry: Optional[str], values: dic
     if not is_missing(new):
         SECTION_CHECKS.get(section, lambda *_: None)(spec, new, "", capture)
     return new, [f"{p}: {m}" if p else m for p, m in capture.found]
+
+
+def check_run(spec: Spec, sections: dict[str, Any], names: dict[str, str]) -> list[str]:
+    """The spec-wide rules of a run's method re-checked on the run itself, its dotted axes in place:
+    `sections` ({model, dataset, method, peft, training: resolved spec object}), `names` the run's
+    entry names. A rule a section obeys applies to every resolved run, however its value arrived
+    (e.g. ORPO refuses training.precompute_ref_log_probs whether the section or an axis sets it)."""
+    check_spec = getattr(METHODS.get(spec.methods[names["method"]].type)(), "check_spec", None)
+    if check_spec is None:
+        return []
+    one = dataclasses.replace(spec, training=sections["training"], models={names["model"]: sections["model"]},
+                              peft={names["peft"]: sections["peft"]})
+    capture = _Capture()
+    check_spec(sections["method"], one, join("methods", names["method"]), capture)
+    return [f"{p}: {m}" if p else m for p, m in capture.found]
 
 
 def provided_preferences(ds: DatasetSpec) -> Optional[tuple[str, ...]]:
@@ -950,11 +978,20 @@ _EXPLICIT_LOCAL = ("/", "./", "../", "~")
 def resolve_source(spec_dir: Path, source: str) -> str:
     """Local paths become absolute (relative ones are relative to the spec file); hub ids stay."""
     if source.startswith(_EXPLICIT_LOCAL):
-        return str((spec_dir / os.path.expanduser(source)).resolve())
+        return _resolved(spec_dir / os.path.expanduser(source))
     candidate = spec_dir / source
-    if candidate.exists():
-        return str(candidate.resolve())
+    if candidate.exists() or candidate.is_symlink():
+        return _resolved(candidate)
     return source
+
+
+def _resolved(path: Path) -> str:
+    """The absolute path; a symlink loop (which resolve() raises on) stays as written, made absolute,
+    for local_path_issues to name."""
+    try:
+        return str(path.resolve())
+    except (RuntimeError, OSError):
+        return os.path.abspath(path)
 
 
 def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -975,6 +1012,10 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
         for key, at, source in values:
             resolved = resolve_source(spec_dir, source)
             explicit = source.startswith(_EXPLICIT_LOCAL)
+            bad = file_problem(resolved) if os.path.lexists(resolved) else None
+            if bad:  # there, but no file or folder to read (a loop, a FIFO, a device, NUL bytes): refused now
+                errors.append((at, f"local path {source!r} ({resolved}): {bad}"))
+                continue
             if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
                 continue  # a local path, found where the spec file says
             elsewhere = _found_elsewhere(source)
