@@ -51,7 +51,7 @@ def stat_problem(path: str | os.PathLike) -> str | None:
         if exc.errno == errno.ELOOP:
             return "a symlink loop"
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return "not found" + (" (a dangling symlink)" if os.path.islink(path) else "")
+            return "does not exist" + (" (a dangling symlink)" if os.path.islink(path) else "")
         return f"cannot be read ({os.strerror(exc.errno or 0) or type(exc).__name__})"
     for test, kind in _KINDS:
         if test(st.st_mode):
