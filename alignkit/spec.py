@@ -491,14 +491,22 @@ def check_name(value: str, what: str, path: str, problems: Problems) -> None:
                            f"digits, '.', '_', '+' or '-'")
 
 
-def output_dir_problem(value: str, base: Path) -> str | None:
-    """A sweep directory is written into: never the checkout, its packages, or a regular file."""
-    out = (base / os.path.expanduser(value)).resolve()
+def checkout_problem(value: str, out: Path) -> str | None:
+    """A place jobs write into (a sweep, a tracker's store) is never the checkout or its packages."""
     inside = [d for d in CHECKOUT_DIRS if out == CHECKOUT / d or (CHECKOUT / d) in out.parents]
     if inside:
         return f"{value!r} resolves to {out}, inside this checkout's {inside[0]}/ (refused)"
     if out == CHECKOUT or out in CHECKOUT.parents:
         return f"{value!r} resolves to {out}, which holds this checkout (refused)"
+    return None
+
+
+def output_dir_problem(value: str, base: Path) -> str | None:
+    """A sweep directory is written into: never the checkout, its packages, or a regular file."""
+    out = Path(_resolved(base / os.path.expanduser(value)))
+    bad = checkout_problem(value, out)
+    if bad:
+        return bad
     if out.exists() and not out.is_dir():
         return f"{value!r} resolves to {out}, which is not a directory"
     return None
@@ -620,6 +628,19 @@ TRACKING_URI = re.compile(r"(https?|file|sqlite|postgresql|mysql|databricks)://?
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+:=/\-]{0,63}")  # W&B refuses tags over 64 characters
 
 
+def tracking_store_path(uri: str) -> Optional[str]:
+    """The local path of an MLflow file store (file:) or SQLite database (sqlite:///rel, sqlite:////abs);
+    None for a server or another database."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    if uri.startswith("file:"):
+        return url2pathname(urlparse(uri).path)
+    if uri.startswith("sqlite:///"):
+        return uri[len("sqlite:///"):] or None
+    return None
+
+
 def _check_tracking(spec: Spec, problems: Problems) -> None:
     t = spec.tracking
     if t is None:
@@ -635,6 +656,12 @@ def _check_tracking(spec: Spec, problems: Problems) -> None:
         elif not TRACKING_URI.fullmatch(t.tracking_uri):
             problems.add("tracking.tracking_uri", f"{t.tracking_uri!r} is not an MLflow tracking URI (http(s)://, "
                                                   f"file://, sqlite://, postgresql://, mysql:// or databricks)")
+        else:  # a named store outside the sweep is the user's choice, but not inside the checkout (as output_dir)
+            local = tracking_store_path(t.tracking_uri)
+            bad = checkout_problem(t.tracking_uri, Path(_resolved(spec.path.parent / local))) if local else None
+            if bad:
+                problems.add("tracking.tracking_uri", f"{bad}, as output_dir would be: name a store outside the "
+                                                      f"checkout, or leave tracking_uri null (<sweep>/mlruns)")
     for i, tag in enumerate(t.tags):
         if not TAG.fullmatch(tag):
             problems.add(join("tracking.tags", i), f"tag {tag!r} must start with a letter or digit and be at most 64 "
@@ -1002,6 +1029,7 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
     errors: list[tuple[str, str]] = []
     missing: list[tuple[str, str]] = []
     spec_dir = spec.path.parent
+    targets = {join(join("targets", n), "source"): n for n in spec.targets}  # YAML path -> target name
     for section, keys in PATH_FIELDS.items():
         entries: Any = spec
         for part in section.split("."):
@@ -1016,6 +1044,12 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
             if bad:  # there, but no file or folder to read (a loop, a FIFO, a device, NUL bytes): refused now
                 errors.append((at, f"local path {source!r} ({resolved}): {bad}"))
                 continue
+            target = targets.get(at) if section == "targets" else None
+            if target is not None and os.path.lexists(resolved):
+                bad = target_folder_problem(resolved, spec.targets[target].type)
+                if bad:
+                    errors.append((at, f"target {target}: local path {source!r} ({resolved}) {bad}"))
+                    continue
             if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
                 continue  # a local path, found where the spec file says
             elsewhere = _found_elsewhere(source)
@@ -1049,6 +1083,17 @@ def _dotted_path_values(spec: Spec, prefix: str, keys: tuple[str, ...]):
         for i, v in enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]:
             if isinstance(v, str):
                 yield rest.split(".")[0], at if i is None else join(at, i), v
+
+
+def target_folder_problem(path: str, kind: str) -> str | None:
+    """What makes a local target no PEFT adapter folder (adapter_config.json) or model folder
+    (config.json): a regular file such as /etc/passwd, or a folder without the marker."""
+    marker, what = ("adapter_config.json", "PEFT adapter") if kind == "adapter" else ("config.json", "Hugging Face model")
+    if not os.path.isdir(path):
+        return f"is a file, not a {what} folder (one that holds {marker})"
+    if not os.path.isfile(os.path.join(path, marker)):
+        return f"has no {marker}: not a {what} folder"
+    return None
 
 
 def _path_values(section: str, name: str, entry: Any, keys: tuple[str, ...]):
