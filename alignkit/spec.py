@@ -1047,8 +1047,9 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
             target = targets.get(at) if section == "targets" else None
             if target is not None and os.path.lexists(resolved):
                 bad = target_folder_problem(resolved, spec.targets[target].type)
-                if bad:
-                    errors.append((at, f"target {target}: local path {source!r} ({resolved}) {bad}"))
+                if bad:  # a file is refused now; a folder without its marker may be filled before submit
+                    into = errors if not os.path.isdir(resolved) else missing
+                    into.append((at, f"target {target}: local path {source!r} ({resolved}) {bad}"))
                     continue
             if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
                 continue  # a local path, found where the spec file says
