@@ -645,8 +645,30 @@ class _Compiler:
                 jobs += self.base_eval_jobs(model_name)
         for name, target in self.spec.targets.items():
             jobs += self.target_jobs(name, target)
+        self._unique_names(jobs)
         self.problems.raise_if_any()
         return jobs
+
+    def _unique_names(self, jobs: list[Job]) -> None:
+        """Two different jobs never share a name (status, logs and cancel select by name): dotted values
+        that differ only in characters a name cannot hold (zero-width characters, accents: 'été' and
+        'ètè' both label as '_t_') are refused here, in one line, rather than renamed (no existing
+        name moves)."""
+        seen: dict[str, Job] = {}
+        for job in jobs:
+            other = seen.setdefault(job.name, job)
+            if other is job or other.id == job.id:
+                continue
+            a, b = other.config.get("axes") or {}, job.config.get("axes") or {}
+            axis = next((x for x in self.dotted if _vkey(a.get(x)) != _vkey(b.get(x))), None)
+            if axis is None:
+                self.problems.add("grid", f"jobs {other.id} and {job.id} share the name '{job.name}'")
+                return
+            at = self.origin.get((axis, _vkey(b[axis])), self.origin.get(axis, "grid"))
+            self.problems.add(at, f"{axis} values {a.get(axis)!r} and {b.get(axis)!r} give two runs one name "
+                                  f"'{job.name}': they differ only in characters a name cannot hold (it keeps "
+                                  f"letters A-Z, digits and . _ + -); make them differ in those")
+            return
 
     def manifest_axes(self, jobs: list[Job]) -> list[str]:
         """The axes of this plan: the named ones, then each dotted one some job carries."""
