@@ -19,7 +19,7 @@ from pathlib import Path
 
 from alignkit import contract
 from alignkit.contract import ContractError, paths
-from alignkit.contract.redact import env_secrets, redact
+from alignkit.contract.redact import config_secrets, redact
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
@@ -76,21 +76,10 @@ def run_job(job_dir: str | os.PathLike, stop: threading.Event | None = None) -> 
 
 def _secrets(job_dir: Path) -> list[str]:
     """The values of every `api_key_env` variable the job's config names (a judge's key)."""
-    names: list[str] = []
-
-    def walk(obj: object) -> None:
-        if isinstance(obj, dict):
-            names.extend(v for k, v in obj.items() if k == "api_key_env" and isinstance(v, str))
-            for v in obj.values():
-                walk(v)
-        elif isinstance(obj, list):
-            for v in obj:
-                walk(v)
     try:
-        walk(read_json(job_dir / paths.CONFIG))
+        return config_secrets(read_json(job_dir / paths.CONFIG))
     except (OSError, ValueError):
-        pass
-    return env_secrets(names)
+        return []
 
 
 def _stage(job_dir: Path) -> tuple[object, object]:

@@ -33,6 +33,20 @@ def env_secrets(names: Iterable[str | None]) -> list[str]:
     return sorted((v for v in out if v and len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
 
 
+def config_secrets(config: object) -> list[str]:
+    """The values of every `api_key_env` variable a job's config names, at any depth (a judge's key)."""
+    names: list[str] = []
+    todo = [config]
+    while todo:  # a loop, not recursion: a config is data from disk
+        obj = todo.pop()
+        if isinstance(obj, dict):
+            names.extend(v for k, v in obj.items() if k == "api_key_env" and isinstance(v, str))
+            todo.extend(obj.values())
+        elif isinstance(obj, list):
+            todo.extend(obj)
+    return env_secrets(names)
+
+
 def _key_runs(text: str, secret: str) -> list[tuple[int, int]]:
     """Spans of `text` made of runs of >= KEY_RUN characters that also occur in `secret`."""
     if len(secret) < KEY_RUN:

@@ -109,3 +109,18 @@ def test_echoing_gateway_leaves_no_run_of_the_key_in_any_file_of_the_sweep(tmp_p
     out = capsys.readouterr()
     assert _leaks(out.out + out.err) == []
     assert _scan(sd.root) == {}
+
+
+def test_status_masks_key_material_an_older_job_wrote(tmp_path, monkeypatch):
+    """An error.json written before this redaction (or by hand) never reaches status, the journal or a
+    report with a run of the key: status reads the reason through the same redaction."""
+    from alignkit.status import error_reason
+
+    monkeypatch.setenv("LONG_KEY", KEY)
+    job = tmp_path / "jobs" / "j1"
+    job.mkdir(parents=True)
+    (job / "config.json").write_text(json.dumps({"stage": "judge", "benchmarks": {"b": {"judge": {
+        "api_key_env": "LONG_KEY"}}}}))
+    (job / "error.json").write_text(json.dumps({"reason": f"HTTP 401: key {KEY[20:60]} and Bearer abcdefgh12345"}))
+    reason = error_reason(job)
+    assert _leaks(reason) == [] and "abcdefgh12345" not in reason and reason.startswith("HTTP 401: key [redacted]")
