@@ -503,7 +503,10 @@ def checkout_problem(value: str, out: Path) -> str | None:
 
 def output_dir_problem(value: str, base: Path) -> str | None:
     """A sweep directory is written into: never the checkout, its packages, or a regular file."""
-    out = Path(_resolved(base / os.path.expanduser(value)))
+    try:
+        out = (base / os.path.expanduser(value)).resolve()
+    except (RuntimeError, OSError):
+        return f"{value!r} is a symlink loop"
     bad = checkout_problem(value, out)
     if bad:
         return bad

@@ -129,3 +129,17 @@ def test_text_problem_stops_at_max_bytes(tmp_path):
     assert datafile.text_problem(p, max_bytes=10) is None  # one chunk read: a bounded pass stops there
     assert "is not UTF-8" in datafile.text_problem(p)
     assert datafile.file_problem(tmp_path) is None and datafile.folder_problem(tmp_path) is None
+
+
+def test_a_looped_output_or_sweep_dir_is_one_line(tmp_path, capsys):
+    """A symlink loop where the sweep goes (or is read from): one line from plan, status, collect, cancel."""
+    os.symlink(tmp_path / "o2", tmp_path / "o1")
+    os.symlink(tmp_path / "o1", tmp_path / "o2")
+    _make(tmp_path, "latin1").unlink()
+    (tmp_path / "good.jsonl").write_text(ROW)
+    spec = _spec(tmp_path, "good.jsonl")
+    for argv in (["plan", str(spec), "-o", str(tmp_path / "o1")], ["status", str(tmp_path / "o1")],
+                 ["collect", str(tmp_path / "o1")], ["cancel", str(tmp_path / "o1")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "symlink loop" in err[0], (argv, err)
