@@ -41,6 +41,7 @@ CASES = [
     ({"training.precompute_ref_log_probs": [True]}, "cpo",
      "training.precompute_ref_log_probs: CPO has no reference model"),
     ({"training.deepspeed_stage": [0, 3]}, "orpo", "training.deepspeed_stage: ORPO with QLoRA under ZeRO-3"),
+    ({"training.eval_steps": [100]}, "dpo", "grid.training.eval_steps: axis 'training.eval_steps' does not exist for run"),  # by design
 ]
 
 
