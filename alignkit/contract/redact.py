@@ -20,10 +20,11 @@ from collections.abc import Iterable
 MASK = "[redacted]"
 KEY_RUN = 8  # shorter runs of a key occur in ordinary text; a key leaks nothing in fewer characters
 MIN_SECRET_LEN = 4  # shorter values would redact ordinary words; no real API key is that short
-# key shapes: `sk-` plus a token of 16+ key characters; `Bearer <token>` of 8+ (Authorization headers)
+# key shapes: `sk-` plus a token of 16+ key characters; `Bearer <token>` of 8+ with a digit (Authorization headers)
 _SHAPES = (
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), MASK),
-    (re.compile(r"(?i)\b(bearer\s+)(?!\[redacted\])[A-Za-z0-9._~+/=\-]{8,}"), r"\1" + MASK),
+    # a token holds a digit: "Bearer authentication" in an error message is prose, not a key
+    (re.compile(r"(?i)\b(bearer\s+)(?!\[redacted\])(?=[A-Za-z._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}"), r"\1" + MASK),
 )
 
 

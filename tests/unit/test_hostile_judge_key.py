@@ -53,6 +53,7 @@ def test_redact_masks_every_run_of_the_key_and_key_shapes():
     assert redact("Authorization: Bearer abcdefgh12345678") == "Authorization: Bearer [redacted]"
     assert redact("key sk-proj-AAAAbbbbCCCCdddd1234 used") == "key [redacted] used"
     assert redact("the task-level risk-free sk-learn run") == "the task-level risk-free sk-learn run"
+    assert redact("missing Bearer authentication") == "missing Bearer authentication"
 
 
 @pytest.mark.parametrize("action", ["echo_token", "echo_key", "echo_token_ok"])
