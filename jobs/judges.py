@@ -40,7 +40,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
-from alignkit.contract.redact import MIN_SECRET_LEN, env_secrets, redact
+from alignkit.contract.redact import env_secrets, redact
 from alignkit.fsio import atomic_write_json
 from jobs.errors import JobFailure
 
@@ -48,7 +48,6 @@ RETRIABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 REFUSAL_MARKERS = ("content_filter", "policy")  # the official Red-Instruct script: `if 'policy' in str(e)`
 ERROR_BYTES = 64 * 1024  # how much of an error reply is read (and redacted) before it is cut to DETAIL_CHARS
 DETAIL_CHARS = 200
-__all__ = ["MIN_SECRET_LEN", "redact", "secrets"]
 
 
 def secrets(cfgs: list[dict | None]) -> list[str]:
