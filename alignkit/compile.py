@@ -29,7 +29,7 @@ from alignkit.schema import Problems, join, one_line, plain, similar
 from alignkit.methods import resolve_config as method_config
 from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
                            TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
-                           override_section, parse_time, provided_preferences, resolve_source, section_entry,
+                           check_run, override_section, parse_time, provided_preferences, resolve_source, section_entry,
                            swept_axes)
 
 ID_LEN = 12
@@ -355,7 +355,20 @@ class _Compiler:
             data = plain(new)
             for rest in values:  # the label holds the value as the spec would (5e-6 read as a number)
                 p[f"{section}.{rest}"] = _get_path(data, rest)
+        if wanted and not self._run_rules(out, entries, wanted, p, name):
+            return None
         return out
+
+    def _run_rules(self, out: dict[str, Any], entries: dict[str, Any], wanted: dict[str, dict[str, Any]],
+                   p: dict[str, Any], name: str) -> bool:
+        """The method's spec-wide rules on this run, its dotted values in place (spec.check_run)."""
+        names = {s: e for s, e in entries.items() if e is not None}
+        key = json.dumps([names, wanted], sort_keys=True, default=str)
+        problems = self._cached(("run-rules", key), lambda: check_run(self.spec, out, names))
+        at = next((self.origin.get(a, "grid") for a in self.dotted if a in p), "grid")
+        for message in problems:
+            self._once(("run-rule", message), at, f"run '{name}': {message} (set by a dotted axis)")
+        return not problems
 
     def section_config(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> dict[str, Any]:
         if section == "model":
@@ -632,8 +645,30 @@ class _Compiler:
                 jobs += self.base_eval_jobs(model_name)
         for name, target in self.spec.targets.items():
             jobs += self.target_jobs(name, target)
+        self._unique_names(jobs)
         self.problems.raise_if_any()
         return jobs
+
+    def _unique_names(self, jobs: list[Job]) -> None:
+        """Two different jobs never share a name (status, logs and cancel select by name): dotted values
+        that differ only in characters a name cannot hold (zero-width characters, accents: 'été' and
+        'ètè' both label as '_t_') are refused here, in one line, rather than renamed (no existing
+        name moves)."""
+        seen: dict[str, Job] = {}
+        for job in jobs:
+            other = seen.setdefault(job.name, job)
+            if other is job or other.id == job.id:
+                continue
+            a, b = other.config.get("axes") or {}, job.config.get("axes") or {}
+            axis = next((x for x in self.dotted if _vkey(a.get(x)) != _vkey(b.get(x))), None)
+            if axis is None:
+                self.problems.add("grid", f"jobs {other.id} and {job.id} share the name '{job.name}'")
+                return
+            at = self.origin.get((axis, _vkey(b[axis])), self.origin.get(axis, "grid"))
+            self.problems.add(at, f"{axis} values {a.get(axis)!r} and {b.get(axis)!r} give two runs one name "
+                                  f"'{job.name}': they differ only in characters a name cannot hold (it keeps "
+                                  f"letters A-Z, digits and . _ + -); make them differ in those")
+            return
 
     def manifest_axes(self, jobs: list[Job]) -> list[str]:
         """The axes of this plan: the named ones, then each dotted one some job carries."""
@@ -658,8 +693,10 @@ class _Chains:
         return init.method if init is not None else None
 
     def depth(self, method: str) -> int:
-        up = self.upstream_method(method)
-        return 0 if up is None else 1 + self.depth(up)
+        n, up = 0, self.upstream_method(method)  # a loop, not recursion: the spec check bounds the chain
+        while up is not None:
+            n, up = n + 1, self.upstream_method(up)
+        return n
 
     @staticmethod
     def _key(method: str, p: dict[str, Any]) -> str:

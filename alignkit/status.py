@@ -23,6 +23,7 @@ from typing import Any
 from alignkit import backends, journal
 from alignkit.backends.base import AttemptState, Backend
 from alignkit.contract import paths as jobfiles
+from alignkit.contract.redact import config_secrets, redact
 from alignkit.errors import UserError
 from alignkit.fsio import read_json
 from alignkit.journal import Attempt, Journal
@@ -159,7 +160,7 @@ def last_exception_line(stderr: Path) -> str | None:
     for line in reversed(_tail(stderr)):
         line = line.strip()
         if _EXC_LINE.match(line) and not line.startswith(("submitit", "File ")):
-            return line
+            return redact(line)  # key shapes (sk-..., Bearer ...) never reach the journal or a report
     return None
 
 
@@ -183,7 +184,14 @@ def _read_object(path: Path, warnings: list[str] | None) -> dict[str, Any] | Non
 def error_reason(job_dir: Path, warnings: list[str] | None = None) -> str | None:
     """error.json's one-line reason; None when missing; a warning when it is not what jobs write."""
     err = _read_object(job_dir / jobfiles.ERROR, warnings)
-    return (str(err.get("reason") or "") or None) if err is not None else None
+    reason = str(err.get("reason") or "") if err is not None else ""
+    if not reason:
+        return None
+    try:  # the key of a judge the job names, where this shell has it: any 8-character run of it masked
+        values = config_secrets(read_json(job_dir / jobfiles.CONFIG))
+    except (OSError, ValueError):
+        values = []
+    return redact(reason, values)
 
 
 def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: AttemptState | None,

@@ -9,6 +9,7 @@ from alignkit.collect import stats
 from alignkit.collect.findings import (BETTER, SAME, TABLE_CORRECTION, TAKEAWAY_CORRECTION, WORSE, Comparison,
                                        Findings)
 from alignkit.collect.summary import fmt
+from alignkit.textsafe import md_cell
 
 METHOD_NOTE = ("Each row: A − B at the checkpoint (the benchmark's primary metric), averaged over the "
                "contexts (cells of every other axis) where both exist, with a 95% interval and a two-sided "
@@ -64,7 +65,8 @@ def _grouped(comps: list[Comparison]) -> list[list[str]]:
 
 
 def markdown(f: Findings, title: str) -> str:
-    out = [f"# {title}: findings", "", f"Axes read from the study: {', '.join(f.axes) or 'none'}.", ""]
+    out = [f"# {md_cell(title)}: findings", "", f"Axes read from the study: {md_cell(', '.join(f.axes) or 'none')}.",
+           ""]
     out += _checkpoint_markdown(f, "##")
     for e in f.earlier:   # the same questions, the same corrections, at each evaluated intermediate step
         out += [f"## At checkpoint {e.checkpoint}", ""] + _checkpoint_markdown(e, "###")
@@ -78,14 +80,14 @@ def _checkpoint_markdown(f: Findings, h: str) -> list[str]:
                 "| claim | verdict | per benchmark | compared |", "|---|---|---|---|"]
         for t in f.takeaways:
             per = _per_benchmark(t.evidence)
-            out.append(f"| {t.claim} | **{t.verdict}** | {per} | {t.how} |")
+            out.append(f"| {md_cell(t.claim)} | **{md_cell(t.verdict)}** | {md_cell(per)} | {md_cell(t.how)} |")
         out.append("")
     out += [f"{h} Comparisons", "", METHOD_NOTE, ""]
     if not f.comparisons:
         out += ["No axis has two values with matched results yet.", ""]
     else:
         out += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        out += ["| " + " | ".join(x.replace("|", "\\|") for x in row) + " |" for row in _grouped(f.comparisons)]
+        out += ["| " + " | ".join(md_cell(x) for x in row) + " |" for row in _grouped(f.comparisons)]
         out.append("")
     return out
 
