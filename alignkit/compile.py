@@ -27,6 +27,7 @@ from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
 from alignkit.schema import Problems, join, one_line, plain, similar
 from alignkit.methods import resolve_config as method_config
+from alignkit.reference import summarize as reference_summary
 from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
                            TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
                            override_section, parse_time, provided_preferences, resolve_source, section_entry,
@@ -143,6 +144,7 @@ class Plan:
             "gpu_hours": {k: round(v, 2) for k, v in gpu_hours.items()},
             "gpu_hours_total": round(sum(gpu_hours.values()), 2),
             "judges": judge_costs(self.jobs),
+            **reference_summary(self.jobs),  # shared DPO reference passes (alignkit/reference.py)
         }
 
     def to_json(self) -> dict[str, Any]:
