@@ -1,25 +1,26 @@
 """Shared reference log-probs: one pass per study and key (alignkit/reference.py), reused by every
 DPO run that reads the same base and pairs. docs/training.md "Shared reference log-probs".
 
-The pass is stored as <sweep>/reference/<key>/<split>.json: {"rows": {row_hash: [chosen, rejected]}}
-keyed by the content of each tokenized pair (sha256 of its prompt/chosen/rejected ids), so a run
-whose seed orders the rows differently, or whose `limit` keeps another subset, finds its rows by
-content; rows the file lacks are computed by the run itself (counted in train_metrics.json).
+The pass is stored under <sweep>/reference/<key>/ in SHARDS files per split, `<split>.<shard>.json`
+= {"rows": {row_hash: [chosen, rejected]}}: a row (a tokenized pair, hashed by its prompt/chosen/
+rejected ids) belongs to shard int(hash, 16) % SHARDS. Keyed by content, so a run whose seed orders
+the rows differently, or whose `limit` keeps another subset, finds its rows; rows a shard lacks are
+computed by the run itself (counted in train_metrics.json).
 
 Concurrency (array tasks of one study start together; any may be preempted or resubmitted):
-* the file is written once, complete: to a temporary name in the same folder, then os.replace;
-  a reader sees all of it or nothing;
-* one job computes: it creates `<split>.lock` with O_CREAT|O_EXCL (atomic on local file systems and
-  on NFSv3+, unlike flock) and refreshes its mtime every HEARTBEAT_S while computing; the others poll
-  for the file;
+* the sharers split the pass instead of waiting idle on one computer: each job walks the shards
+  (from an offset of its own), computes every shard nobody has claimed, then waits only for the
+  shards others are still computing. Five concurrent seeds each compute about a fifth;
+* a shard is claimed by creating `<split>.<shard>.lock` with O_CREAT|O_EXCL (atomic on local file
+  systems and on NFSv3+, unlike flock); the holder refreshes its mtime every HEARTBEAT_S;
+* a shard file is written once, complete: to a temporary name in the same folder, then os.replace;
+  a reader sees all of it or nothing, and a resubmitted job reads what is there;
 * a holder killed without cleanup (SIGKILL, node failure) leaves a lock whose mtime stops moving:
-  after STALE_S a waiter renames it away (os.rename: one waiter wins) and computes itself;
-* a holder that fails with an exception removes its lock, so the next waiter takes over at once.
-The pass is computed in a canonical order (rows sorted by hash) so its batches, hence its values to
-the last bit, do not depend on which run computed it.
+  after STALE_S a waiter renames it away (os.rename: one waiter wins) and computes the shard;
+* a holder that fails with an exception removes its lock, so a waiter takes the shard over at once.
+Within a shard the rows are batched in hash order, so the values, to the last bit, do not depend on
+which run computed them.
 """
-
-from __future__ import annotations
 
 import hashlib
 import json
@@ -34,6 +35,7 @@ from typing import Any
 from alignkit.fsio import atomic_write_json
 from alignkit.reference import REFERENCE_DIR
 
+SHARDS = 16
 HEARTBEAT_S = 30.0
 STALE_S = 600.0  # 20 missed heartbeats: a slow shared file system is not a dead holder
 POLL_S = 5.0
@@ -56,40 +58,65 @@ class SharedReference:
         self.poll_s, self.stale_s, self.heartbeat_s = poll_s, stale_s, heartbeat_s
         self.status: str | None = None
         self.rows_computed_here = 0
+        self.shards_computed_here = 0
+        self.shards_total = 0
         self.waited_s = 0.0
 
     # ---- the store ------------------------------------------------------------------------------
     def table(self, split: str, hashes: list[str], compute) -> dict[str, list[float]]:
-        """hash -> [chosen, rejected] for every hash: read, or computed once and published.
-        `compute(missing_hashes)` returns the values for those rows (in the order given)."""
+        """hash -> [chosen, rejected] for every hash: read, or computed (shard by shard, shared with
+        the other sharers) and published. `compute(hashes)` returns the values of those rows in order."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        path, lock = self.dir / f"{split}.json", self.dir / f"{split}.lock"
-        t0 = time.time()
-        while True:
-            if path.is_file():
-                rows = json.loads(path.read_text())["rows"]
-                missing = sorted({h for h in hashes if h not in rows})
-                if missing:  # another subset of the same pairs (a `limit`): this run's rows only
-                    rows.update(zip(missing, compute(missing), strict=True))
-                    self.rows_computed_here += len(missing)
-                self.status = self.status or "reused"
-                self.waited_s += time.time() - t0
-                return rows
-            if self._acquire(lock):
-                break
-            time.sleep(self.poll_s)
-        self.waited_s += time.time() - t0
+        shards: dict[int, list[str]] = {}
+        for h in sorted(set(hashes)):
+            shards.setdefault(int(h, 16) % SHARDS, []).append(h)
+        start = int(hashlib.sha256(self.job_dir.name.encode()).hexdigest()[:8], 16) % SHARDS  # sharers start apart
+        order = sorted(shards, key=lambda k: (k - start) % SHARDS)
+        rows: dict[str, list[float]] = {}
+        waiting = 0.0
+        while order:
+            pending = []
+            for k in order:
+                got = self._shard(split, k, shards[k], compute)
+                if got is None:
+                    pending.append(k)  # another job is computing it
+                else:
+                    rows.update(got)
+            if pending:
+                t = time.time()
+                time.sleep(self.poll_s)
+                waiting += time.time() - t
+            order = pending
+        self.waited_s += waiting
+        self.status = "computed" if self.shards_computed_here else "reused"
+        self.shards_total = len(shards)
+        return rows
+
+    def _shard(self, split: str, k: int, todo: list[str], compute) -> dict[str, list[float]] | None:
+        """Shard k's values for `todo`: read, or computed here; None while another job holds it."""
+        path, lock = self.dir / f"{split}.{k:02d}.json", self.dir / f"{split}.{k:02d}.lock"
+        if path.is_file():
+            rows = json.loads(path.read_text())["rows"]
+            missing = [h for h in todo if h not in rows]
+            if missing:  # another subset of the same pairs (a `limit`): this run's rows only
+                rows.update(zip(missing, compute(missing), strict=True))
+                self.rows_computed_here += len(missing)
+            return rows
+        if not self._acquire(lock):
+            return None
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(lock, stop), daemon=True)
         beat.start()
         try:
-            todo = sorted(set(hashes))
+            if path.is_file():  # published between our check and our claim
+                return json.loads(path.read_text())["rows"]
             rows = dict(zip(todo, compute(todo), strict=True))
-            tmp = self.dir / f".{split}.{uuid.uuid4().hex}.tmp"
-            tmp.write_text(json.dumps({"key": self.key, "split": split, "computed_by": self.job_dir.name,
-                                       "rows": rows}))
+            tmp = self.dir / f".{split}.{k:02d}.{uuid.uuid4().hex}.tmp"
+            tmp.write_text(json.dumps({"key": self.key, "split": split, "shard": k,
+                                       "computed_by": self.job_dir.name, "rows": rows}))
             os.replace(tmp, path)
-            self.status, self.rows_computed_here = "computed", len(todo)
+            self.shards_computed_here += 1
+            self.rows_computed_here += len(todo)
             return rows
         finally:
             stop.set()
@@ -127,11 +154,13 @@ class SharedReference:
         """What train_metrics.json says; a resumed attempt keeps "computed" from its first attempt."""
         marker = self.job_dir / MARKER
         prior = json.loads(marker.read_text()) if marker.is_file() else {}
-        status = "computed" if prior.get("status") == "computed" and prior.get("key") == self.key else self.status
-        rec = {"status": status, "key": self.key, "path": f"{REFERENCE_DIR}/{self.key}",
-               "rows_computed_here": max(self.rows_computed_here, prior.get("rows_computed_here", 0))
-               if status == "computed" else self.rows_computed_here,
-               "waited_s": round(self.waited_s, 1)}
+        if prior.get("key") == self.key and prior.get("status") == "computed":
+            self.status = "computed"
+            self.shards_computed_here = max(self.shards_computed_here, prior.get("shards_computed_here", 0))
+            self.rows_computed_here = max(self.rows_computed_here, prior.get("rows_computed_here", 0))
+        rec = {"status": self.status, "key": self.key, "path": f"{REFERENCE_DIR}/{self.key}",
+               "shards_computed_here": self.shards_computed_here, "shards": self.shards_total,
+               "rows_computed_here": self.rows_computed_here, "waited_s": round(self.waited_s, 1)}
         atomic_write_json(marker, rec)
         return rec
 

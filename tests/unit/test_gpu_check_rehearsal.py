@@ -47,7 +47,7 @@ def test_every_gpu_check_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("TQDM_DISABLE", "1")
     monkeypatch.delenv("AK_GPU_STEP_SINK", raising=False)
-    from bench import gpu_check, gpu_jobs, gpu_pitfalls, gpu_qlora
+    from bench import gpu_check, gpu_evalrate, gpu_jobs, gpu_pitfalls, gpu_qlora
 
     work = tmp_path / "work"
     work.mkdir()
@@ -67,6 +67,15 @@ def test_every_gpu_check_runs_on_cpu(tmp_path, monkeypatch):
         for check, row in rows.items():
             want = "skip" if check in CUDA_ONLY else ("pass", "skip") if check == "carried_wheels_installed" else "pass"
             assert row["status"] in want, f"{name}/{check}: {row['status']}: {row.get('detail')}"
+
+    t0 = time.time()  # the eval rates (the table plan's estimates read), on the tiny model
+    rc = gpu_evalrate.main(["--tiny", "--out", str(work / "eval_rates.json"), "--check-json",
+                            str(work / "step-evalrate.json")])
+    seconds["evalrate"] = round(time.time() - t0, 1)
+    status["evalrate"] = {"exit": rc, "seconds": int(seconds["evalrate"]), "budget_s": 0, "timed_out": False}
+    rates = json.loads((work / "eval_rates.json").read_text())
+    assert rc == 0 and rates["measured"] is False and set(rates["benchmarks"]) == set(gpu_evalrate.KINDS)
+    assert rates["rates"]["loglikelihood"]["requests_per_s"] > 0 and rates["rates"]["generation"]["tokens_per_s"] > 0
 
     t0 = time.time()
     rc = gpu_qlora.main(["--tiny", "--in-process", "--steps", "3", "--warmup", "1", "--variants", VARIANTS,

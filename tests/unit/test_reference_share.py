@@ -110,53 +110,73 @@ def job_dirs(tmp_path: Path, n: int) -> list[Path]:
     return out
 
 
-def test_concurrent_jobs_compute_once_and_all_read_the_same_values(tmp_path):
-    from jobs.reference import SharedReference
+def hexes(n: int, salt: str = "") -> list[str]:
+    import hashlib
 
-    calls: list[str] = []
-    hashes = [f"h{i:02d}" for i in range(10)]
+    return [hashlib.sha256(f"{salt}{i}".encode()).hexdigest()[:24] for i in range(n)]
+
+
+def value(h: str) -> list[float]:
+    return [-(int(h[:6], 16) % 997) / 7, -(int(h[6:12], 16) % 991) / 3]
+
+
+def test_concurrent_jobs_split_the_pass_and_all_read_the_same_values(tmp_path):
+    from jobs.reference import SHARDS, SharedReference
+
+    computed: list[str] = []
+    lock = threading.Lock()
+    hashes = hexes(200)
 
     def compute(todo):
-        calls.append(threading.current_thread().name)
-        time.sleep(0.3)  # the others arrive while it computes
-        return [[-float(h[1:]), -float(h[1:]) - 1] for h in todo]
+        time.sleep(0.05)  # the others arrive while it computes
+        with lock:
+            computed.extend(todo)
+        return [value(h) for h in todo]
 
-    refs = [SharedReference(d, "k", poll_s=0.05) for d in job_dirs(tmp_path, 4)]
+    refs = [SharedReference(d, "k", poll_s=0.02) for d in job_dirs(tmp_path, 5)]
     got: dict[int, dict] = {}
-    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, refs[i].table("train", hashes[::-1], compute)),
-                                name=f"t{i}") for i in range(4)]
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, refs[i].table("train", hashes[::-1], compute)))
+               for i in range(5)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(calls) == 1
-    assert all(got[i] == got[0] for i in range(4)) and got[0]["h03"] == [-3.0, -4.0]
-    assert sorted(r.status for r in refs) == ["computed", "reused", "reused", "reused"]
+    assert sorted(computed) == sorted(hashes)  # every row computed once, by one of the five
+    assert all(got[i] == {h: value(h) for h in hashes} for i in range(5))
+    assert sum(r.shards_computed_here for r in refs) == SHARDS
+    assert sum(r.status == "computed" for r in refs) >= 2  # the pass was split, not computed by one
     store = tmp_path / "sweep" / "reference" / "k"
-    assert sorted(p.name for p in store.iterdir()) == ["train.json"]  # no lock or temporary left
+    assert sorted(p.name for p in store.iterdir()) == [f"train.{k:02d}.json" for k in range(SHARDS)]  # no lock left
+    later = SharedReference(job_dirs(tmp_path / "later", 1)[0], "k")
+    later.dir = store  # a resubmitted or later job of the same study
+    assert later.table("train", hashes, compute) == got[0] and later.status == "reused"
+    assert len(computed) == len(hashes)
 
 
 def test_a_killed_holder_is_taken_over_and_a_failing_one_releases(tmp_path):
-    from jobs.reference import SharedReference
+    from jobs.reference import SHARDS, SharedReference
 
     a, b = job_dirs(tmp_path, 2)
     store = tmp_path / "sweep" / "reference" / "k"
     store.mkdir(parents=True)
-    lock = store / "train.lock"
+    h = hexes(1)[0]
+    k = int(h, 16) % SHARDS
+    lock = store / f"train.{k:02d}.lock"
     lock.write_text("{}")  # left by a holder killed with SIGKILL: its heartbeat stopped
     old = time.time() - 3600
     os.utime(lock, (old, old))
     ref = SharedReference(a, "k", poll_s=0.01, stale_s=60)
-    assert ref.table("train", ["x"], lambda todo: [[1.0, 2.0]]) == {"x": [1.0, 2.0]}
+    assert ref.table("train", [h], lambda todo: [[1.0, 2.0]]) == {h: [1.0, 2.0]}
     assert ref.status == "computed" and not lock.exists()
 
-    (store / "eval.lock").write_text("{}")  # a live holder (fresh mtime) is waited for, not broken
+    live = store / f"eval.{k:02d}.lock"
+    live.write_text("{}")  # a live holder (fresh mtime) is waited for, not broken
     waiter = SharedReference(b, "k", poll_s=0.01, stale_s=60)
-    t = threading.Thread(target=lambda: waiter.table("eval", ["y"], lambda todo: [[5.0, 6.0]]))
+    t = threading.Thread(target=lambda: waiter.table("eval", [h], lambda todo: [[5.0, 6.0]]))
     t.start()
     time.sleep(0.2)
-    assert t.is_alive() and (store / "eval.lock").exists()
-    (store / "eval.lock").unlink()  # the holder failed and removed its lock: the waiter computes
+    assert t.is_alive() and live.exists()
+    live.unlink()  # the holder failed and removed its lock: the waiter computes the shard
     t.join(5)
     assert waiter.status == "computed"
 
@@ -164,18 +184,20 @@ def test_a_killed_holder_is_taken_over_and_a_failing_one_releases(tmp_path):
         raise RuntimeError("out of memory")
 
     with pytest.raises(RuntimeError):
-        SharedReference(a, "k2", poll_s=0.01).table("train", ["z"], boom)
-    assert not (tmp_path / "sweep" / "reference" / "k2" / "train.lock").exists()
+        SharedReference(a, "k2", poll_s=0.01).table("train", [h], boom)
+    assert not list((tmp_path / "sweep" / "reference" / "k2").glob("*.lock"))
 
 
 def test_rows_the_pass_lacks_are_computed_by_the_run(tmp_path):
-    from jobs.reference import SharedReference
+    from jobs.reference import SHARDS, SharedReference
 
     a, b = job_dirs(tmp_path, 2)
-    SharedReference(a, "k").table("train", ["p", "q"], lambda todo: [[1.0, 1.0]] * len(todo))
+    p, q = hexes(2)
+    r = next(h for h in hexes(500, "r") if int(h, 16) % SHARDS == int(q, 16) % SHARDS)  # in q's shard
+    SharedReference(a, "k").table("train", [p, q], lambda todo: [[1.0, 1.0]] * len(todo))
     ref = SharedReference(b, "k")
-    rows = ref.table("train", ["q", "r"], lambda todo: [[2.0, 2.0]] * len(todo))
-    assert rows["q"] == [1.0, 1.0] and rows["r"] == [2.0, 2.0]
+    rows = ref.table("train", [q, r], lambda todo: [[2.0, 2.0]] * len(todo))
+    assert rows[q] == [1.0, 1.0] and rows[r] == [2.0, 2.0]
     assert ref.status == "reused" and ref.rows_computed_here == 1
 
 
