@@ -166,6 +166,20 @@ def timed(marks: list[tuple[float, int]], warmup: int, batch: int) -> dict:
                                                                       for a, b in zip(marks, marks[1:], strict=False)]}
 
 
+def with_lengths(trainer) -> None:
+    """LengthGroupedSampler infers lengths from `input_ids` (SFT has them); DPO's pairs have
+    prompt/chosen/rejected ids instead: give it a `length` column (prompt + the longer response,
+    what a padded pair costs) and keep that column through the unused-column removal."""
+    ds = trainer.train_dataset
+    if "input_ids" in ds.column_names or "prompt_ids" not in ds.column_names:
+        return
+    lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"],
+                                                                strict=True)]
+    trainer.train_dataset = ds.add_column(trainer.args.length_column_name, lengths)
+    trainer._set_signature_columns_if_needed()
+    trainer._signature_columns = [*trainer._signature_columns, trainer.args.length_column_name]
+
+
 def worker_alignkit(cfg_path: str, out: str, warmup: int) -> dict:
     from jobs import trl_adapter
     from jobs.entry import run_job
@@ -178,6 +192,8 @@ def worker_alignkit(cfg_path: str, out: str, warmup: int) -> dict:
     def make_trainer(*args, **kwargs):  # the job's own trainer, plus the timing callback
         trainer = make(*args, **kwargs)
         trainer.add_callback(timer)
+        if extra_args.get("train_sampling_strategy") == "group_by_length":
+            with_lengths(trainer)
         return trainer
 
     def common_args(*args, **kwargs):

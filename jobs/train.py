@@ -434,7 +434,9 @@ def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, wor
     }
     if plan.method.reference_model:  # DPO-family: where the reference log-probs came from
         rec = shared.record() if shared is not None else None
-        out["reference"] = rec["status"] if rec else "inline"  # computed | reused | inline
+        # computed | reused: the study's shared pass (this run computed part of it, or read it);
+        # own_pass: TRL's per-run precompute; inline: the reference forward in every step
+        out["reference"] = rec["status"] if rec else ("own_pass" if training.precompute_ref_log_probs else "inline")
         out["reference_pass"] = rec
     if config.eval_steps is not None:  # only runs with validation carry the key
         out["validation"] = validation(trl_adapter.validation_of_history(trainer.state.log_history, names))
