@@ -78,7 +78,7 @@ def test_every_gpu_check_runs_on_cpu(tmp_path, monkeypatch):
     assert rates["rates"]["loglikelihood"]["requests_per_s"] > 0 and rates["rates"]["generation"]["tokens_per_s"] > 0
 
     t0 = time.time()
-    rc = gpu_qlora.main(["--tiny", "--in-process", "--steps", "3", "--warmup", "1", "--variants", VARIANTS,
+    rc = gpu_qlora.main(["--tiny", "--in-process", "--steps", "2", "--warmup", "1", "--variants", VARIANTS,
                          "--out", str(work / "throughput"), "--check-json", str(work / "step-throughput.json")])
     seconds["throughput"] = round(time.time() - t0, 1)
     status["throughput"] = {"exit": rc, "seconds": int(seconds["throughput"]), "budget_s": 0, "timed_out": False}
@@ -100,4 +100,5 @@ def test_every_gpu_check_runs_on_cpu(tmp_path, monkeypatch):
     (work / "status.json").write_text(json.dumps(status))
     summary = gpu_check.step_summary(work, True, tmp_path / "gpu_check.json", sum(seconds.values()))
     assert summary["passed"] and summary["counts"].get("fail", 0) == 0, summary["counts"]
+    assert "install" not in summary["steps"] and set(summary["steps"]) == {*EXPECTED, "evalrate", "throughput"}
     print(f"rehearsal seconds per step: {seconds}")
