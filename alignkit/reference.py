@@ -21,8 +21,10 @@ import hashlib
 import json
 from typing import Any
 
+from alignkit.contract import paths
+
 SHARED_METHODS = ("dpo",)
-REFERENCE_DIR = "reference"  # under the sweep directory
+REFERENCE_DIR = paths.REFERENCE  # under the sweep directory
 _MODEL_KEYS = ("source", "revision", "dtype", "template")
 _METHOD_KEYS = ("max_length", "max_prompt_length", "ld_alpha")  # what shapes the pairs or the reference's sum
 

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                            **r})
         except Exception as exc:  # one benchmark's failure is a row, the others still run
             checks.append({"name": f"eval_rate {name}", "status": "fail", "detail": f"{type(exc).__name__}: {exc}"[:300]})
-        print(checks[-1]["detail"], flush=True)
+        print(f"[{checks[-1]['status']:4s}] {checks[-1]['name']}: {checks[-1]['detail']}", flush=True)
     gen = [r["tokens_per_s"] for r in rows.values() if r["kind"] == "generation"]
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
     table = {
