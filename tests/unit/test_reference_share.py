@@ -23,7 +23,7 @@ name: ref-share
 models:
   tiny-llama: {{source: {root}/assets/tiny-llama, template: chat_template, kind: instruct, dtype: float32}}
 datasets:
-  beavertails: {{format: beavertails, source: {root}/assets/smoke-data/pku-saferlhf, split: train, limit: 24}}
+  beavertails: {{format: beavertails, source: {root}/assets/smoke-data/pku-saferlhf, split: train}}
 methods:
   dpo:
     type: dpo
@@ -250,4 +250,14 @@ def test_tiny_study_reuses_one_pass_and_trains_as_a_run_computing_its_own(tmp_pa
     assert ta.keys() == tb.keys()
     for k in ta:
         assert (ta[k] - tb[k]).abs().max().item() <= 1e-6 * max(tb[k].abs().max().item(), 1e-12), k
+    # and as the same run with the reference computed inline in every step (a job outside a sweep:
+    # what every DPO run did before): equal within the same 1e-6 (0.0 on this CPU)
+    inline = tmp_path / "inline" / last.id
+    inline.mkdir(parents=True)
+    (inline / "config.json").write_text(json.dumps(last.config))
+    run_train_job(inline)
+    m = json.loads((inline / "train_metrics.json").read_text())
+    assert m["reference"] == "inline" and m["reference_pass"] is None
+    li = [p["loss"] for p in m["loss_curve"]]
+    assert max(abs(x - y) / abs(y) for x, y in zip(la, li, strict=True)) <= 1e-6
     shutil.rmtree(tmp_path / "sweep" / "jobs")  # the adapters are large-ish; the store is kept for debugging
