@@ -37,7 +37,7 @@ from alignkit.reference import REFERENCE_DIR
 
 SHARDS = 16
 HEARTBEAT_S = 30.0
-STALE_S = 600.0  # 20 missed heartbeats: a slow shared file system is not a dead holder
+STALE_S = 180.0  # 6 missed heartbeats: a slow shared file system is not a dead holder; a killed one costs the waiters 3 min
 POLL_S = 5.0
 MARKER = "reference.json"  # in the job dir: what this job's reference was (kept across attempts)
 
