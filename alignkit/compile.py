@@ -27,6 +27,8 @@ from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
 from alignkit.schema import Problems, join, one_line, plain, similar
 from alignkit.methods import resolve_config as method_config
+from alignkit.estimates import estimate as estimate_costs
+from alignkit.reference import summarize as reference_summary
 from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
                            TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
                            check_run, override_section, parse_time, provided_preferences, resolve_source, section_entry,
@@ -134,6 +136,9 @@ class Plan:
             arr["jobs"] += 1
             gpu_hours[job.stage] = gpu_hours.get(job.stage, 0.0) + r.gpus * r.nodes * r.estimate_min / 60
         train = [j for j in self.jobs if j.stage == "train"]
+        # evaluation from measured (or stated-guess) rates, the rest from the stages' `estimate`
+        costs = estimate_costs(self.jobs, keys)
+        gpu_hours = {k: v["gpu_hours"] for k, v in costs["stages"].items()}
         return {
             "jobs": len(self.jobs),
             "jobs_per_stage": stages,
@@ -143,6 +148,8 @@ class Plan:
             "gpu_hours": {k: round(v, 2) for k, v in gpu_hours.items()},
             "gpu_hours_total": round(sum(gpu_hours.values()), 2),
             "judges": judge_costs(self.jobs),
+            **reference_summary(self.jobs),  # shared DPO reference passes (alignkit/reference.py)
+            "estimates": costs,
         }
 
     def to_json(self) -> dict[str, Any]:

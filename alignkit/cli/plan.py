@@ -52,11 +52,36 @@ def run(args: argparse.Namespace) -> int:
                    + (f" by {', '.join(sel['by'])}" if sel["by"] else "") + f" at {sel['checkpoint']}")
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
+    out += estimate_lines(s["estimates"])
+    if s["reference_pass_runs"]:
+        out.append(f"  DPO reference log-probs: {s['reference_passes']} shared passes for {s['reference_pass_runs']} runs"
+                   + (f"; {s['reference_inline_runs']} compute their own" if s["reference_inline_runs"] else ""))
     out += judge_lines(s["judges"])
     if args.profile and plan.profile.executor == "slurm":
         out += _cluster_lines(plan)
     print("\n".join(out))
     return 0
+
+
+def estimate_lines(e: dict) -> list[str]:
+    """Eval GPU-hours per benchmark (from alignkit/eval_rates.json), CPU-hours, the wall-clock."""
+    r = e["eval_rates"]
+    out = [f"  eval estimate: {'rates measured on ' + str(r['device']) if r['measured'] else 'a GUESS (no GPU has measured the rates yet)'}"
+           f" from {r['file']}" + ("" if r["measured"] else "; its basis is stated there and in docs/gpu.md")]
+    for name, b in e["eval_benchmarks"].items():
+        each = f"{b['gpu_s_per_checkpoint']:,.0f} s each" if "gpu_s_per_checkpoint" in b else "work unknown"
+        out.append(f"    {name:<26} {b['checkpoint_evals']:>7,} checkpoint evals x {each:<16} {b['gpu_hours']:>9,.1f} GPU-h")
+    if e["eval_jobs_on_stage_estimate"]:
+        out.append(f"    {e['eval_jobs_on_stage_estimate']} eval jobs have a benchmark of unknown size: the stage's "
+                   f"`estimate` stands for them")
+    cpu = ", ".join(f"{k} {v['cpu_hours']:,.1f}" for k, v in e["stages"].items() if not v["gpu_hours"] and v["jobs"])
+    if cpu:
+        out.append(f"  CPU-hours (jobs without a GPU): {cpu}")
+    w = e["wall_clock"]
+    out.append(f"  expected wall-clock at the array throttles: {w['hours']:,.1f} h ("
+               + ", ".join(f"{k} done at {v:,.1f} h" for k, v in w["stage_done_at_hours"].items())
+               + "; each array after the arrays it waits on, no queue wait)")
+    return out
 
 
 def judge_lines(judges: dict) -> list[str]:
