@@ -9,7 +9,9 @@ inputs by id, its dependents' ids change too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import hashlib
 import functools
 import itertools
@@ -19,9 +21,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from alignkit.benchmarks import resolve_config
+from alignkit.canonical import Encoder
 from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
@@ -107,12 +110,16 @@ class Plan:
         train or merge array it follows (aftercorr), and each judge array with its eval array."""
         by_id = self.by_id()
         keys: dict[str, tuple] = {}
+        classes: dict[int, tuple] = {}  # id(Resources) -> its key(): jobs share Resources objects
 
         def key(job: Job) -> tuple:
             if job.id not in keys:
                 # a job with several inputs (a merge) waits on each through afterok: no upstream array
                 up = by_id.get(job.depends_on[0]) if len(job.depends_on) == 1 else None
-                keys[job.id] = (job.stage, job.resources.key(), key(up) if up else None)
+                r = classes.get(id(job.resources))
+                if r is None:
+                    r = classes[id(job.resources)] = job.resources.key()
+                keys[job.id] = (job.stage, r, key(up) if up else None)
             return keys[job.id]
 
         for job in self.jobs:
@@ -127,10 +134,11 @@ class Plan:
         for job in self.jobs:
             stages[job.stage] = stages.get(job.stage, 0) + 1
             r = job.resources
-            arr = arrays.setdefault(keys[job.id], {"stage": job.stage, "after": _upstream(keys[job.id]),
-                                                   "jobs": 0, **{
-                k: getattr(r, k) for k in ("gpus", "cpus", "mem_gb", "time_min", "nodes", "partition",
-                                           "account", "qos", "constraint", "array_parallelism")}})
+            arr = arrays.get(keys[job.id])
+            if arr is None:  # made once per array, not once per job
+                arr = arrays[keys[job.id]] = {"stage": job.stage, "after": _upstream(keys[job.id]), "jobs": 0, **{
+                    k: getattr(r, k) for k in ("gpus", "cpus", "mem_gb", "time_min", "nodes", "partition",
+                                               "account", "qos", "constraint", "array_parallelism")}}
             arr["jobs"] += 1
             gpu_hours[job.stage] = gpu_hours.get(job.stage, 0.0) + r.gpus * r.nodes * r.estimate_min / 60
         train = [j for j in self.jobs if j.stage == "train"]
@@ -165,9 +173,18 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def job_id(config: dict) -> str:
-    canonical = json.dumps(_identity(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+def job_id(config: dict, encoder: Encoder | None = None) -> str:
+    """The sha256 of the canonical JSON of what affects the result. An `id_encoder()` gives the
+    same text, encoding the sub-configs it was told are shared once (the compiler's path)."""
+    if encoder is not None:
+        canonical = encoder.encode(config)
+    else:
+        canonical = json.dumps(_identity(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:ID_LEN]
+
+
+def id_encoder() -> Encoder:
+    return Encoder(canonical=True, drop=_LABELS)
 
 
 def _local_path(spec: Spec, source: str) -> str:
@@ -203,6 +220,8 @@ class _Compiler:
         self.profile = profile
         self.problems = spec.problems()
         self._cache: dict[tuple, Any] = {}  # resolved sub-configs, shared (read-only) between jobs
+        self.ids = id_encoder()  # job ids: each shared sub-config's canonical JSON made once
+        self._resources: dict[tuple, Resources] = {}  # one object per stage and override match
         self.axes = swept_axes(spec)  # named axes, then dotted ones in spec order
         self.dotted = [a for a in self.axes if is_dotted(a)]
         self.labels = _dotted_labels(self.dotted)
@@ -213,6 +232,7 @@ class _Compiler:
     def _cached(self, key: tuple, make: Any) -> Any:
         if key not in self._cache:
             self._cache[key] = make()
+            self.ids.share(self._cache[key])
         return self._cache[key]
 
     def _once(self, key: tuple, path: str, message: str) -> None:
@@ -465,6 +485,15 @@ class _Compiler:
         # ISSUE-13 EVAL seam: the per-type part lives in alignkit/benchmarks (one module per type)
         return resolve_config("", b, model, with_judge, spec=self.spec)
 
+    def _benchmarks(self, benchmarks: dict[str, BenchmarkSpec], model: dict[str, Any], with_judge: bool,
+                    at: dict[str, list[Any]]) -> dict[str, Any]:
+        """{name: benchmark_config}, one dict shared by every job with the same benchmarks, model
+        and checkpoints (their ids encode it once)."""
+        # keyed as benchmark_config is (the model enters through lm_eval_chat_template only)
+        return self._cached(("benchmarks", model.get("lm_eval_chat_template", False), with_judge,
+                             tuple((n, id(b), tuple(map(str, at[n]))) for n, b in benchmarks.items())),
+                            lambda: {n: self.benchmark_config(b, model, with_judge, at[n]) for n, b in benchmarks.items()})
+
     def eval_jobs(self, target: Job, kind: str, checkpoints: list[Any]) -> list[Job]:
         return self._eval_and_judge(target.name, target.config["axes"], target.config["model"],
                                     {"job": target.id, "kind": kind}, checkpoints, (target.id,))
@@ -498,27 +527,33 @@ class _Compiler:
                                                      "evaluate (add evals.benchmarks)")
         return jobs
 
-    def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
-                        checkpoints: list[Any], deps: tuple[str, ...]) -> list[Job]:
-        """One eval job over the target's checkpoints, each benchmark at its own ones (a benchmark's
-        `checkpoints` in its config), and one judge job for the judged benchmarks' generations."""
+    def _benchmarks_at(self, checkpoints: list[Any]) -> tuple[dict[str, list[Any]], dict[str, BenchmarkSpec], list[Any]]:
+        """Each benchmark's checkpoints among these, the benchmarks with any, the checkpoints loaded."""
         at: dict[str, list[Any]] = {}
         for n, b in self.spec.evals.benchmarks.items():
             wanted = set(self.checkpoints(b.checkpoints) if b.checkpoints is not None else checkpoints)
             if here := [c for c in checkpoints if c in wanted]:
                 at[n] = here
-        if not at:
-            return []
         benchmarks = {n: b for n, b in self.spec.evals.benchmarks.items() if n in at}
         loaded = [c for c in checkpoints if any(c in v for v in at.values())]
+        self.ids.share(loaded)
+        return at, benchmarks, loaded
+
+    def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
+                        checkpoints: list[Any], deps: tuple[str, ...]) -> list[Job]:
+        """One eval job over the target's checkpoints, each benchmark at its own ones (a benchmark's
+        `checkpoints` in its config), and one judge job for the judged benchmarks' generations."""
+        at, benchmarks, loaded = self._cached(("at", tuple(checkpoints)), lambda: self._benchmarks_at(checkpoints))
+        if not at:
+            return []
         cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": loaded,
-               "benchmarks": {n: self.benchmark_config(b, model, False, at[n]) for n, b in benchmarks.items()}}
+               "benchmarks": self._benchmarks(benchmarks, model, False, at)}
         ev = self._job(f"{name}/eval", "eval", deps, cfg)
         jobs = [ev]
         judged = {n: b for n, b in benchmarks.items() if b.judge}
         if judged:
             jcfg = {"stage": "judge", "axes": axes, "target": {"job": ev.id},
-                    "benchmarks": {n: self.benchmark_config(b, model, True, at[n]) for n, b in judged.items()}}
+                    "benchmarks": self._benchmarks(judged, model, True, at)}
             jobs.append(self._job(f"{name}/judge", "judge", (ev.id,), jcfg))
         return jobs
 
@@ -570,8 +605,16 @@ class _Compiler:
     def _job(self, name: str, stage: str, deps: tuple[str, ...], config: dict) -> Job:
         if stage == "train" and self.spec.tracking is not None:  # a label: job_id leaves it out
             config = {**config, "tracking": {**plain(self.spec.tracking), "sweep": self.spec.name, "run_name": name}}
-        return Job(id=job_id(config), name=name, stage=stage, depends_on=deps, config=config,
-                   resources=self.resources(stage, config["axes"]))
+        return Job(id=job_id(config, self.ids), name=name, stage=stage, depends_on=deps, config=config,
+                   resources=self._stage_resources(stage, config["axes"]))
+
+    def _stage_resources(self, stage: str, axes: dict[str, Any]) -> Resources:
+        """resources(), made once per stage and the values of the axes its overrides look at."""
+        where = [a for o in self.spec.resources.overrides if o.stage == stage for a in o.where]
+        key = (stage, *((a in axes, repr(axes.get(a))) for a in where))
+        if key not in self._resources:
+            self._resources[key] = self.resources(stage, axes)
+        return self._resources[key]
 
     def resources(self, stage: str, axes: dict[str, Any]) -> Resources:
         merged = dict(BUILTIN_RESOURCES[stage], estimate=None,
@@ -809,6 +852,19 @@ def _select(spec: Spec) -> dict[str, Any] | None:
                                    "checkpoint": s.checkpoint}
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cycle collector off while compiling: the plan's ~10 objects per job are all alive
+    until the end and hold no cycles, and re-scanning them as they grow cost 25% of a 100,000-job plan."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str | Path | None = None) -> Plan:
     """Load, validate and compile a spec. Raises SpecError / UserError with one line per problem."""
     spec = load_spec(spec_path)
@@ -824,7 +880,8 @@ def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str
             problems.raise_if_any()
     prof = load_profile(profile or spec.profile)
     compiler = _Compiler(spec, prof)
-    jobs = compiler.compile()
+    with _no_gc():
+        jobs = compiler.compile()
     out = Path(output_dir or spec.output_dir or f"runs/{spec.name}").expanduser().resolve()
     plan = Plan(sweep=spec.name, spec_path=spec.path, spec_text=spec.text, output_dir=out, jobs=jobs, profile=prof,
                 spec_lines=spec.lines, axes=compiler.manifest_axes(jobs), select=_select(spec))
