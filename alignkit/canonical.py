@@ -14,7 +14,7 @@ an id() is never reused by another object while its text is remembered.
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring_ascii as _string  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as encode_string  # type: ignore[attr-defined]
 from typing import Any, Iterable
 
 _FLOAT_ANY = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
@@ -27,6 +27,10 @@ class Encoder:
         self.sep, self.colon = ((",", ":") if canonical else (", ", ": "))
         self._shared: dict[int, Any] = {}  # id -> the object (kept alive so its id stays its own)
         self._text: dict[int, str] = {}
+        self._orders: dict[tuple, list[tuple[str, str]]] = {}  # a dict's keys -> (key, its text) in output order
+
+    def shared(self) -> list[Any]:
+        return list(self._shared.values())
 
     def share(self, obj: Any) -> None:
         """Mark an object that many configs hold (and nobody mutates) for encoding once."""
@@ -36,7 +40,7 @@ class Encoder:
     def encode(self, value: Any) -> str:
         kind = type(value)
         if kind is str:  # the common leaves first: one call each
-            return _string(value)
+            return encode_string(value)
         if kind is int:
             return int.__repr__(value)
         key = id(value)
@@ -49,7 +53,7 @@ class Encoder:
 
     def _encode(self, value: Any) -> str:
         if isinstance(value, str):
-            return _string(value)
+            return encode_string(value)
         if isinstance(value, dict):
             return self._dict(value)
         if isinstance(value, (list, tuple)):
@@ -71,18 +75,16 @@ class Encoder:
         return self._stdlib(value)  # anything else: the stdlib's answer (a TypeError for what JSON cannot hold)
 
     def _dict(self, value: dict) -> str:
-        try:  # keys are unique: sorting the items never compares values
-            items = sorted(value.items()) if self.canonical else value.items()
-        except TypeError:
-            return self._stdlib(value)  # keys of mixed types: the stdlib's own error
-        encode, drop, colon = self.encode, self.drop, self.colon
-        parts = []
-        for k, v in items:
-            if type(k) is not str:  # noqa: E721  (rare: the stdlib's rules for other keys)
+        shape = tuple(value)
+        keys = self._orders.get(shape)
+        if keys is None:  # configs come in few shapes: each shape's key order is worked out once
+            if not all(type(k) is str for k in shape):  # noqa: E721  (rare: the stdlib's rules for other keys)
                 return self._stdlib(value)
-            if k not in drop:
-                parts.append(_string(k) + colon + (_string(v) if type(v) is str else encode(v)))  # noqa: E721
-        return "{" + self.sep.join(parts) + "}"
+            keys = self._orders[shape] = [(k, encode_string(k) + self.colon) for k in
+                                          (sorted(shape) if self.canonical else shape) if k not in self.drop]
+        encode = self.encode
+        return "{" + self.sep.join([key + (encode_string(v) if type(v) is str else encode(v))  # noqa: E721
+                                    for k, key in keys for v in (value[k],)]) + "}"
 
     def _stdlib(self, value: Any) -> str:
         return json.dumps(self._plain(value), sort_keys=self.canonical, separators=(self.sep, self.colon),

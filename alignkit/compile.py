@@ -100,6 +100,8 @@ class Plan:
     # the manifest's axes (named, then the dotted ones jobs carry) and selection (null: none)
     axes: list[str] = dataclasses.field(default_factory=lambda: list(AXES))
     select: dict[str, Any] | None = None
+    # sub-configs many jobs hold (one object each): `plan --json` encodes each once (alignkit/planjson.py)
+    shared: list[Any] = dataclasses.field(default_factory=list, repr=False, compare=False)
 
     def by_id(self) -> dict[str, Job]:
         return {j.id: j for j in self.jobs}
@@ -193,6 +195,7 @@ def _local_path(spec: Spec, source: str) -> str:
 
 
 DEFAULT_MAX_JOBS = 1_000_000
+_COUNTED = 200_000  # grids of up to this many runs (before exclude) are counted exactly (~1 s) when refused
 MAX_JOBS_ENV = "ALIGNKIT_MAX_JOBS"
 
 
@@ -222,6 +225,7 @@ class _Compiler:
         self._cache: dict[tuple, Any] = {}  # resolved sub-configs, shared (read-only) between jobs
         self.ids = id_encoder()  # job ids: each shared sub-config's canonical JSON made once
         self._resources: dict[tuple, Resources] = {}  # one object per stage and override match
+        self._override_axes: dict[str, list[str]] = {}  # stage -> the axes its resource overrides match on
         self.axes = swept_axes(spec)  # named axes, then dotted ones in spec order
         self.dotted = [a for a in self.axes if is_dotted(a)]
         self.labels = _dotted_labels(self.dotted)
@@ -260,14 +264,50 @@ class _Compiler:
         per_run = 1 + (1 if spec.evals.benchmarks else 0) + (1 if any(b.judge for b in spec.evals.benchmarks.values())
                                                               else 0)
         merges = sum(runs // max(1, math.prod(len(v) for v in m.combine.values())) for m in spec.merges)
+        self.runs_bound = runs
         return runs * per_run + merges * per_run + (len(spec.models) + len(spec.targets)) * per_run
 
-    def check_size(self) -> None:
+    def check_size(self) -> bool:
+        """Refuse a grid of more training runs than the limit (and than _COUNTED) before expanding
+        anything, from list lengths; True where the bound passes the limit but the runs are few
+        enough to expand: count_jobs() then counts the real jobs."""
         limit, bound = max_jobs(self.spec), self.job_bound()
-        if bound > limit:
+        if bound > limit and self.runs_bound > max(limit, _COUNTED):
             self.problems.add("grid", f"the grid expands to up to {bound:,} jobs, beyond the limit of {limit:,} "
                                       f"(refused before expanding; raise it with max_jobs or ${MAX_JOBS_ENV})")
             self.problems.raise_if_any()
+        return bound > limit
+
+    def refuse_if_over(self, points: list[dict[str, Any]]) -> None:
+        limit, jobs = max_jobs(self.spec), self.count_jobs(points)
+        if jobs > limit:
+            self.problems.add("grid", f"the grid expands to {jobs:,} jobs, beyond the limit of {limit:,} "
+                                      f"(refused before compiling them; raise it with max_jobs or ${MAX_JOBS_ENV})")
+            self.problems.raise_if_any()
+
+    def count_jobs(self, points: list[dict[str, Any]]) -> int:
+        """The jobs these runs compile to, counted without building them: each run's train, eval
+        and judge jobs (at evals.checkpoints), each merge's complete groups with their evals, the
+        base-model and target evals. A dotted training axis that moves a run's checkpoints can
+        change its eval count; the compiled plan is then the count that matters."""
+        def evals(checkpoints: list[Any]) -> int:
+            at, _, judged, _ = self._benchmarks_at(checkpoints)
+            return (1 if at else 0) + (1 if judged else 0)
+
+        jobs = len(points) * (1 + evals(self.checkpoints()))
+        for m in self.spec.merges:
+            combine_axes = [a for a in AXES if a in m.combine]
+            combine_vals = {a: {_hkey(_norm_pref(v) if a == "preference" else v) for v in m.combine[a]}
+                            for a in combine_axes}
+            groups: dict[tuple, set] = {}
+            for p in points:
+                if _matches(p, m.where) and all(_hkey(p[a]) in combine_vals[a] for a in combine_axes):
+                    shared = tuple((a, _hkey(p[a])) for a in self.axes if a in p and a not in m.combine)
+                    groups.setdefault(shared, set()).add(tuple(_hkey(p[a]) for a in combine_axes))
+            complete = sum(1 for g in groups.values() if len(g) == math.prod(len(v) for v in combine_vals.values()))
+            jobs += complete * (1 + (evals(["final"]) if m.evaluate else 0))
+        models = len({p["model"] for p in points}) if self.spec.evals.base_models else 0
+        return jobs + (models + len(self.spec.targets)) * evals(["final"])
 
     def _block(self, axis: str, values: Any, path: str) -> list[dict[str, Any]]:
         if is_dotted(axis):
@@ -283,7 +323,7 @@ class _Compiler:
 
     def points(self) -> list[dict[str, Any]]:
         spec = self.spec
-        self.check_size()
+        over = self.check_size()
         blocks: list[list[dict[str, Any]]] = []
         for axis in AXES:  # canonical axis order, whatever the YAML's order
             if axis in spec.grid:
@@ -308,12 +348,14 @@ class _Compiler:
             extra += [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*axes)]
         points, seen = [], set()
         for p in base + extra:
-            key = json.dumps([[a, p[a]] for a in self.axes if a in p], default=str)
+            key = tuple((a, _hkey(p[a])) for a in self.axes if a in p)
             if key not in seen and not any(_matches(p, ex) for ex in spec.exclude):
                 seen.add(key)
                 points.append(p)
         if not points and not spec.targets:
             self.problems.add("grid", "the grid expands to no training runs (check exclude)")
+        if over:
+            self.refuse_if_over(points)
         return points
 
     def _norm(self, point: dict[str, Any]) -> dict[str, Any]:
@@ -489,9 +531,10 @@ class _Compiler:
                     at: dict[str, list[Any]]) -> dict[str, Any]:
         """{name: benchmark_config}, one dict shared by every job with the same benchmarks, model
         and checkpoints (their ids encode it once)."""
-        # keyed as benchmark_config is (the model enters through lm_eval_chat_template only)
-        return self._cached(("benchmarks", model.get("lm_eval_chat_template", False), with_judge,
-                             tuple((n, id(b), tuple(map(str, at[n]))) for n, b in benchmarks.items())),
+        # keyed as benchmark_config is (the model enters through lm_eval_chat_template only); `at`
+        # and `benchmarks` come from the cache (_benchmarks_at), so their ids stay theirs
+        return self._cached(("benchmarks", model.get("lm_eval_chat_template", False), with_judge, id(at),
+                             id(benchmarks)),
                             lambda: {n: self.benchmark_config(b, model, with_judge, at[n]) for n, b in benchmarks.items()})
 
     def eval_jobs(self, target: Job, kind: str, checkpoints: list[Any]) -> list[Job]:
@@ -527,30 +570,33 @@ class _Compiler:
                                                      "evaluate (add evals.benchmarks)")
         return jobs
 
-    def _benchmarks_at(self, checkpoints: list[Any]) -> tuple[dict[str, list[Any]], dict[str, BenchmarkSpec], list[Any]]:
-        """Each benchmark's checkpoints among these, the benchmarks with any, the checkpoints loaded."""
+    def _benchmarks_at(self, checkpoints: list[Any]) -> tuple[dict[str, list[Any]], dict[str, BenchmarkSpec],
+                                                              dict[str, BenchmarkSpec], list[Any]]:
+        """Each benchmark's checkpoints among these, the benchmarks with any, the judged ones among
+        them, the checkpoints loaded."""
         at: dict[str, list[Any]] = {}
         for n, b in self.spec.evals.benchmarks.items():
             wanted = set(self.checkpoints(b.checkpoints) if b.checkpoints is not None else checkpoints)
             if here := [c for c in checkpoints if c in wanted]:
                 at[n] = here
         benchmarks = {n: b for n, b in self.spec.evals.benchmarks.items() if n in at}
+        judged = {n: b for n, b in benchmarks.items() if b.judge}
         loaded = [c for c in checkpoints if any(c in v for v in at.values())]
         self.ids.share(loaded)
-        return at, benchmarks, loaded
+        return at, benchmarks, judged, loaded
 
     def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
                         checkpoints: list[Any], deps: tuple[str, ...]) -> list[Job]:
         """One eval job over the target's checkpoints, each benchmark at its own ones (a benchmark's
         `checkpoints` in its config), and one judge job for the judged benchmarks' generations."""
-        at, benchmarks, loaded = self._cached(("at", tuple(checkpoints)), lambda: self._benchmarks_at(checkpoints))
+        at, benchmarks, judged, loaded = self._cached(("at", tuple(checkpoints)),
+                                                      lambda: self._benchmarks_at(checkpoints))
         if not at:
             return []
         cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": loaded,
                "benchmarks": self._benchmarks(benchmarks, model, False, at)}
         ev = self._job(f"{name}/eval", "eval", deps, cfg)
         jobs = [ev]
-        judged = {n: b for n, b in benchmarks.items() if b.judge}
         if judged:
             jcfg = {"stage": "judge", "axes": axes, "target": {"job": ev.id},
                     "benchmarks": self._benchmarks(judged, model, True, at)}
@@ -560,14 +606,14 @@ class _Compiler:
     def merge_jobs(self, index: int, m: MergeSpec, trains: list[Job]) -> list[Job]:
         combine_axes = [a for a in AXES if a in m.combine]
         combine_vals = {a: [_norm_pref(v) if a == "preference" else v for v in m.combine[a]] for a in combine_axes}
-        groups: dict[str, tuple[dict[str, Any], dict[tuple, Job]]] = {}
+        groups: dict[tuple, tuple[dict[str, Any], dict[tuple, Job]]] = {}
         for t in trains:
             axes = t.config["axes"]
             if not _matches(axes, m.where) or any(_own(a, axes[a]) not in combine_vals[a] for a in combine_axes):
                 continue
             # every other axis, dotted ones too, is shared by a merge's inputs
             shared = {a: axes[a] for a in self.axes if a in axes and a not in m.combine}
-            gkey = json.dumps(list(shared.items()), default=str)
+            gkey = tuple((a, _hkey(v)) for a, v in shared.items())
             groups.setdefault(gkey, (shared, {}))[1][tuple(_own(a, axes[a]) for a in combine_axes)] = t
         jobs = []
         for shared, members in groups.values():
@@ -575,8 +621,8 @@ class _Compiler:
             if not all(c in members for c in combos):
                 continue  # some input of this group is not trained in this study
             inputs = [members[c] for c in combos]
-            inits = {json.dumps(t.config.get("init")) for t in inputs}
-            if len(inits) > 1 and any((t.config.get("init") or {}).get("mode") == "merge" for t in inputs):
+            first = inputs[0].config.get("init")
+            if any(t.config.get("init") != first for t in inputs) and any((t.config.get("init") or {}).get("mode") == "merge" for t in inputs):
                 self._once(("chain-merge", m.name), join("merges", index),
                            f"merge '{m.name}' combines runs on different bases (a chained init_mode: merge run "
                            f"trains on its own merged upstream): combine runs of init_mode continue or plain runs")
@@ -610,7 +656,10 @@ class _Compiler:
 
     def _stage_resources(self, stage: str, axes: dict[str, Any]) -> Resources:
         """resources(), made once per stage and the values of the axes its overrides look at."""
-        where = [a for o in self.spec.resources.overrides if o.stage == stage for a in o.where]
+        where = self._override_axes.get(stage)
+        if where is None:
+            where = self._override_axes[stage] = [a for o in self.spec.resources.overrides if o.stage == stage
+                                                  for a in o.where]
         key = (stage, *((a in axes, repr(axes.get(a))) for a in where))
         if key not in self._resources:
             self._resources[key] = self.resources(stage, axes)
@@ -694,7 +743,7 @@ class _Chains:
 
     def __init__(self, spec: Spec):
         self.spec = spec
-        self.runs: dict[str, list[tuple[dict[str, Any], Job]]] = {}
+        self.runs: dict[tuple, list[tuple[dict[str, Any], Job]]] = {}
 
     def upstream_method(self, method: str) -> str | None:
         init = self.spec.methods[method].init_from
@@ -705,9 +754,8 @@ class _Chains:
         return 0 if up is None else 1 + self.depth(up)
 
     @staticmethod
-    def _key(method: str, p: dict[str, Any]) -> str:
-        return json.dumps([method] + [[a, p[a]] for a in p if a != "method" and not a.startswith("method.")],
-                          default=str)
+    def _key(method: str, p: dict[str, Any]) -> tuple:
+        return (method, *((a, _hkey(p[a])) for a in p if a != "method" and not a.startswith("method.")))
 
     def add(self, p: dict[str, Any], job: Job) -> None:
         self.runs.setdefault(self._key(p["method"], p), []).append((p, job))
@@ -786,6 +834,18 @@ def _value_label(value: Any) -> str:
 
 def _vkey(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _hkey(value: Any) -> Any:
+    """A hashable key equal for values equal as JSON: a scalar with its type (1, 1.0 and True
+    stay apart, as their JSON does), anything else its JSON text."""
+    kind = type(value)
+    if kind is float:
+        return kind, repr(value)  # -0.0 and 0.0 differ in JSON
+    return (kind, value) if kind in _SCALARS else json.dumps(value, default=str)
 
 
 def _has_path(cfg: Any, rest: str) -> bool:
@@ -884,7 +944,8 @@ def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str
         jobs = compiler.compile()
     out = Path(output_dir or spec.output_dir or f"runs/{spec.name}").expanduser().resolve()
     plan = Plan(sweep=spec.name, spec_path=spec.path, spec_text=spec.text, output_dir=out, jobs=jobs, profile=prof,
-                spec_lines=spec.lines, axes=compiler.manifest_axes(jobs), select=_select(spec))
+                spec_lines=spec.lines, axes=compiler.manifest_axes(jobs), select=_select(spec),
+                shared=compiler.ids.shared())
     problems = spec.problems()
     for at, message in local_path_issues(spec)[1]:
         problems.add(at, message)
