@@ -43,7 +43,7 @@ from alignkit.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy
 from alignkit.sweepdir import SweepDir
 
 # states in which a job is left alone by a re-submit
-KEEP_STATES = frozenset({"COMPLETED", "PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING",
+KEEP_STATES = frozenset({"COMPLETED", "PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING",
                          "CONFIGURING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"})
 STAGE_ORDER = {"train": 0, "merge": 1, "eval": 2, "judge": 3}
 
