@@ -27,6 +27,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import re
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -291,6 +292,38 @@ def layout(plan: Plan, todo: list[Job], pending: dict[str, tuple[str, int | None
                 c.dependency = _afterok(c.waits_on, sizes)
             out.append(c)
     return out
+
+
+_TASK = re.compile(r"(\$\{ARRAY_\d+\}|[^_:]+)(?:_(\d+))?")  # an array (id or placeholder), then its task index
+
+
+def describe_dependency(group: Group, groups: list[Group]) -> str:
+    """A group's sbatch dependency in words for `submit`: "after train #123 (element-wise)",
+    "after all of merge #130", "after 2 tasks of eval #131"; arrays of this call named by stage
+    and id (a dry run's by stage and script number), earlier ones as "earlier array #id"; "" without one."""
+    kind, _, rest = (group.dependency or "").partition(":")
+    if not rest:
+        return ""
+    names = {}
+    for i, g in enumerate(groups):  # queued: its SLURM id; a dry run's: its script's number (03-train.sbatch)
+        label = f"{g.stage} #{g.array_job_id}" if g.array_job_id else f"{g.stage} array {i:02d}"
+        names.update({k: label for k in (g.placeholder, g.array_job_id) if k})
+    tasks: dict[str, list[str]] = {}
+    for part in rest.split(":"):
+        m = _TASK.fullmatch(part)
+        arr, index = (m.group(1), m.group(2) or "") if m else (part, "")
+        tasks.setdefault(arr, []).append(index)
+    label = {a: names.get(a, f"earlier array #{a}") for a in tasks}
+    if kind == "aftercorr":
+        return "after " + ", ".join(f"{label[a]} (element-wise)" for a in tasks)
+    words = [f"all of {label[a]}" if idx == [""] else f"{len(idx)} task{'s' if len(idx) > 1 else ''} of {label[a]}"
+             for a, idx in tasks.items()]
+    text = "after " + ", ".join(words)
+    if len(text) > 100:  # many arrays (a merge over several runs' arrays): count them instead
+        stages = sorted({label[a].split()[0] for a in tasks})
+        n = sum(len(idx) for idx in tasks.values())
+        text = f"after {n} tasks of {len(tasks)} arrays ({', '.join(stages)})"
+    return text
 
 
 def queue_limit(limits: Limits, max_queued: int | None) -> int | None:
