@@ -341,8 +341,8 @@ def describe_limits(plan: Plan, limits: Limits, max_queued: int | None = None) -
         split = [g for g in groups if len(g.jobs) > limits.max_array_size]
         if split:
             n = sum(-(-len(g.jobs) // limits.max_array_size) for g in groups)
-            lines.append(f"  {len(split)} array(s) exceed MaxArraySize={limits.max_array_size}: "
-                         f"{n} sbatch calls in all (element-wise dependencies kept across chunks)")
+            lines.append(f"  {len(split)} group(s) exceed MaxArraySize={limits.max_array_size}: "
+                         f"{n} SLURM arrays, one sbatch each (element-wise dependencies kept across them)")
     cap = queue_limit(limits, max_queued)
     if cap is not None and cap < len(plan.jobs):
         lines.append(f"  {len(plan.jobs)} jobs exceed the {cap} you may queue now: submit queues them in "

@@ -165,6 +165,6 @@ def test_plan_with_profile_says_arrays_split_and_waves(limits, sweep, capsys):
     assert cli(["plan", str(big), "--profile", str(profile)]) == 0
     out = capsys.readouterr().out
     assert f"QOS {QOS}: MaxSubmitJobsPerUser=150" in out and "MaxArraySize=101" in out
-    assert "6 array(s) exceed MaxArraySize=101: 14 sbatch calls in all" in out
+    assert "6 group(s) exceed MaxArraySize=101: 14 SLURM arrays, one sbatch each" in out
     assert "770 jobs exceed the" in out and "submit queues them in waves" in out
 
