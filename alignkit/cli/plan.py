@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import sys
 
@@ -30,6 +31,22 @@ _CHECK_FIRST = 20_000
 
 def run(args: argparse.Namespace) -> int:
     from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
+    # the plan's ~10 objects per job live until it is printed and hold no cycles: the cycle
+    # collector would only re-scan them as they grow (a quarter of a 100,000-job plan's time)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        # what is still alive goes to the permanent generation: the interpreter's collection at
+        # exit skips it (another ~0.3 s at 100,000 jobs); refcounting still frees it as usual
+        gc.freeze()
+        if was:
+            gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alignkit.compile import load_plan
     plan = load_plan(args.spec, args.profile, args.output_dir)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
