@@ -25,9 +25,9 @@ from tests.unit.spec_fixtures import base  # noqa: E402
 SEEDS = 695  # 144 jobs per seed
 
 
-def measure(cmd: list[str], out_path: str) -> tuple[float, float, float]:
+def measure(cmd: list[str], out_path: str, tree: Path = ROOT) -> tuple[float, float, float]:
     """(wall s, user+sys CPU s, peak RSS MiB) of one fresh process, stdout to out_path."""
-    env = {**os.environ, "KEY": "x", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "KEY": "x", "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
     with open(out_path, "wb") as out:
         pid = os.fork()
@@ -43,6 +43,8 @@ def measure(cmd: list[str], out_path: str) -> tuple[float, float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--before", type=Path, metavar="CHECKOUT",
+                    help="also time another checkout's alignkit (e.g. the main branch) in the same run")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="plan-scale-"))
     d = base()
@@ -57,12 +59,16 @@ def main() -> None:
              "plan --json --summary": [py, "-m", "alignkit", "plan", str(spec), "--json", "--summary"]}
     base_wall = None
     os.chdir(tmp)
-    for name, cmd in cases.items():
-        runs = [measure(cmd, out) for _ in range(args.repeat)]
+    trees = [("", ROOT)] + ([(f" [{args.before}]", args.before.resolve())] if args.before else [])
+    for (label, tree), (name, cmd) in ((t, c) for t in trees for c in cases.items()):
+        if label and (name == "python -c pass" or "--summary" in cmd):  # no --summary before
+            continue
+        name += label
+        runs = [measure(cmd, out, tree) for _ in range(args.repeat)]
         wall, cpu, rss = (statistics.median(r[i] for r in runs) for i in range(3))
         size = os.path.getsize(out)
         base_wall = base_wall or wall
-        print(f"{name:<24} wall {wall:5.2f} s ({wall / base_wall:5.1f}x python -c pass)  cpu {cpu:5.2f} s  "
+        print(f"{name:<36} wall {wall:5.2f} s ({wall / base_wall:5.1f}x python -c pass)  cpu {cpu:5.2f} s  "
               f"peak {rss:5.0f} MiB  stdout {size / 1e6:7.1f} MB")
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
