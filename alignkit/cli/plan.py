@@ -64,8 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     out = [f"sweep {plan.sweep}: {s['jobs']} jobs -> {plan.output_dir}  (profile: {plan.profile.name})",
            "  " + ", ".join(f"{n} {stage}" for stage, n in s["jobs_per_stage"].items())
            + f"  ({s['training_runs']} training runs, {s['mixture_runs']} on preference mixtures)",
-           f"  {len(s['arrays'])} groups (jobs of one stage, resource class and upstream group; each is queued "
-           f"as one SLURM array, or several where larger than the cluster's MaxArraySize):"]
+           f"  {len(s['arrays'])} groups (stage x resource class x upstream group; each queued as one SLURM array, "
+           f"split beyond MaxArraySize):"]
     for a in s["arrays"]:
         part = "".join(f" {k}={a[k]}" for k in ("partition", "account", "qos", "constraint") if a.get(k))
         after = f" (after {a['after']})" if a["after"] else ""
