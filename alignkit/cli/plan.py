@@ -30,7 +30,6 @@ _CHECK_FIRST = 20_000
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
     # the plan's ~10 objects per job live until it is printed and hold no cycles: the cycle
     # collector would only re-scan them as they grow (a quarter of a 100,000-job plan's time)
     was = gc.isenabled()
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan
+    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
     plan = load_plan(args.spec, args.profile, args.output_dir)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
