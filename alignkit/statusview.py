@@ -1,10 +1,10 @@
 """What `alignkit status` prints for a person: one line per array, or per-job rows, fit to the
 terminal (`COLUMNS`/`LINES`, as shutil.get_terminal_size reads them).
 
-An array is what the launcher queued as one (alignkit/launch.py groups jobs by
-`Plan.array_keys()`: stage × resource class × upstream array): here, the journal's submission a
-job's latest attempt belongs to; jobs never submitted are grouped by stage and resource class
-from the manifest. Plain-text bars: rich is in the venv only as a dependency of something else,
+An array is one SLURM array, one sbatch (alignkit/launch.py queues each group of
+`Plan.array_keys()`, stage × resource class × upstream group, as one array, or several beyond
+MaxArraySize): here, the journal's submission a job's latest attempt belongs to; jobs never
+submitted are grouped by stage and resource class from the manifest. Plain-text bars: rich is in the venv only as a dependency of something else,
 not pinned by us (requirements/constraints.txt), so it is not used.
 """
 
