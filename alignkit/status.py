@@ -31,8 +31,9 @@ from alignkit.sweepdir import SweepDir
 
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
                            "DEADLINE", "BLOCKED"})
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING", "CONFIGURING",
+ACTIVE_STATES = frozenset({"PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING", "CONFIGURING",
                            "SUSPENDED", "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED"})
+HELD_REASON = "held (alignkit release)"  # what the backends give a pending attempt queued with --hold
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Failure|Exit|Interrupt|Preempted)|"
                        r"[A-Za-z_][\w.]*\.[A-Z]\w*)(: .*)?$")
 
@@ -53,6 +54,7 @@ class JobStatus:
     attempts: int = 0
     log: str | None = None
     attempt: Attempt | None = field(default=None, repr=False)
+    ended_at: float | None = field(default=None, repr=False)  # when it ended (DONE's mtime), for ELAPSED; not in --json
     resources: dict[str, Any] = field(default_factory=dict, repr=False)  # the manifest's; not in --json
 
     def to_json(self) -> dict[str, Any]:
@@ -357,6 +359,8 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         s = JobStatus(id=j["id"], name=j["name"], stage=j["stage"], state="UNSUBMITTED",
                       attempts=len(atts), attempt=att, resources=j["resources"],
                       progress=_progress(job_dir, warnings) if jobfiles.PROGRESS in present else None)
+        if jobfiles.DONE in present:
+            s.ended_at = _mtime(job_dir / jobfiles.DONE)
         if att is None:
             if jobfiles.DONE in present:
                 s.state = "COMPLETED"
@@ -366,13 +370,24 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         paths = log_paths(att)
         s.log = str(paths[1]) if paths else None
         s.state, s.reason = raw[att.key]
+        if s.state == "PENDING" and s.reason == HELD_REASON:  # its own state: it starts only when released
+            s.state = "HELD"
         rec = states.get(att.key)
         if rec:
             s.elapsed_s, s.node, s.restarts = rec.elapsed_s, rec.node, rec.restarts
+        if s.ended_at is None and s.state not in ACTIVE_STATES and s.elapsed_s:
+            s.ended_at = att.time + s.elapsed_s  # at least this late (queued at att.time, then ran elapsed_s)
         if s.state in FAILED_STATES - {"BLOCKED", "CANCELLED"} or (s.state == "CANCELLED" and not s.reason):
             s.reason = s.reason or _failure_reason(s.state, job_dir, att, rec, warnings)
         jobs.append(s)
     return StudyStatus(sweep, sd.root, jobs, sacct_ok, sacct_s, warnings)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _cancel_blocked(sd: SweepDir, jr: Journal, newly: dict[str, str]) -> None:

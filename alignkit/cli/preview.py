@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from alignkit.errors import UserError
@@ -50,11 +52,44 @@ def find_job(jobs: list, selector: str):
     return hits[0]
 
 
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "config.json")
+
+
+def not_cached(config: dict) -> list[str]:
+    """What preview would find missing, checked with huggingface_hub alone: the job's dataset
+    (as `submit`'s preflight checks it) and its model's tokenizer files (no weights needed)."""
+    from alignkit.preflight import is_local, missing_assets
+    out = missing_assets([], [config["dataset"]]) if isinstance(config.get("dataset"), dict) else []
+    model = config.get("model") or {}
+    source, name, revision = str(model.get("source", "")), model.get("name", model.get("source")), \
+        model.get("revision") or "main"
+    if not source:
+        return out
+    if is_local(source):
+        if not Path(source).expanduser().exists():
+            out.append(f"model {name}: local path {source} does not exist")
+        return out
+    try:
+        from huggingface_hub import constants, snapshot_download
+        folder = Path(snapshot_download(source, revision=revision, local_files_only=True,
+                                        allow_patterns=list(TOKENIZER_FILES)))
+    except Exception:  # LocalEntryNotFoundError, or a broken entry: not usable offline either way
+        from huggingface_hub import constants
+        return out + [f"model {name}: {source}@{revision}: its tokenizer is not in the Hugging Face cache "
+                      f"({constants.HF_HUB_CACHE})"]
+    if not any((folder / f).exists() for f in TOKENIZER_FILES[:3]):
+        out.append(f"model {name}: {source}@{revision} is in the Hugging Face cache without tokenizer files")
+    return out
+
+
 def preview(config: Any, n: int) -> dict:
     """The preview of one train config (docs/contract.md "train"; typed or as config.json holds it)."""
     from alignkit.contract import ContractError
     from alignkit.contract.train import as_train_config
     from alignkit.methods import method as method_of
+
+    # bitsandbytes logs a "pip install kernels" warning on import (a CPU kernel preview never uses)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     from jobs.errors import JobFailure
     from jobs.train import load_examples
 
@@ -95,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n: must be 0 or more, got {args.n}")
     plan = load_plan(args.spec)
     job = find_job(plan.jobs, args.job)
+    missing = not_cached(job.config)  # before importing the training stack (~4 s): answer at once
+    if missing:
+        raise UserError("\n".join([f"preview needs the tokenizer and the data offline; run `alignkit prefetch "
+                                    f"{args.spec}` first:", *[f"  missing: {m}" for m in missing]]))
     out = {"job": job.id, **preview(job.config, args.n)}
     if args.json:
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")

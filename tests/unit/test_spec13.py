@@ -142,8 +142,8 @@ def test_exclude_and_overrides_match_dotted_keys(tmp_path):
 def test_size_bound_counts_dotted_axes(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIGNKIT_MAX_JOBS", "100")
     d = small(**{"method.beta": [0.1 * i for i in range(1, 11)], "method.learning_rate": [1e-5 * i for i in range(1, 11)]})
-    problems = problems_of(tmp_path, d)  # 100 runs x 3 jobs, + 2 models' base evals (bound: evals + judges)
-    assert any("expands to up to 306 jobs, beyond the limit of 100" in p for p in problems)
+    problems = problems_of(tmp_path, d)  # 100 runs x (train, eval, judge), counted exactly (no base evals)
+    assert any("expands to 300 jobs, beyond the limit of 100" in p for p in problems)
     d = small()
     d["include"] = [{"method.beta": [0.1 * i for i in range(1, 60)]}]
     assert any("beyond the limit of 100" in p for p in problems_of(tmp_path, d))
