@@ -513,6 +513,8 @@ class _Compiler:
         loaded = [c for c in checkpoints if any(c in v for v in at.values())]
         cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": loaded,
                "benchmarks": {n: self.benchmark_config(b, model, False, at[n]) for n, b in benchmarks.items()}}
+        if self.spec.evals.generation is not None:  # only when set: other studies' ids do not move
+            cfg["generation"] = plain(self.spec.evals.generation)
         ev = self._job(f"{name}/eval", "eval", deps, cfg)
         jobs = [ev]
         judged = {n: b for n, b in benchmarks.items() if b.judge}

@@ -26,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.spec, args.profile, args.output_dir)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
+    from alignkit import context_check  # max_new_tokens vs the models' contexts: a warning only
+
+    for line in context_check.warnings(plan.jobs, plan.spec_path):
+        print(f"alignkit plan: warning: {line}", file=sys.stderr)
     if args.json:
         try:  # strict JSON: a NaN or infinity is a bug to report, never a bare NaN token
             text = json.dumps(plan.to_json(), allow_nan=False)

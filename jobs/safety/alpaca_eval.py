@@ -5,7 +5,8 @@ Generation (eval job, GPU). Instructions come from the reference outputs file, a
 hub dataset tatsu-lab/alpaca_eval (AlpacaEval 2: GPT-4 Turbo = gpt4_1106_preview answers; the paper
 says "win rate against GPT-4"); `reference: alpaca_eval.json` gives AlpacaEval 1 (text-davinci-003).
 Greedy, max_new_tokens 2048 unless the spec says otherwise (AlpacaEval's own model configs, e.g.
-alpaca_eval 0.6.6 models_configs/vicuna-7b-v1.3/configs.yaml `max_new_tokens: 2048`). Answers are
+alpaca_eval 0.6.6 models_configs/vicuna-7b-v1.3/configs.yaml `max_new_tokens: 2048`), each answer's
+budget capped by the context, the instruction never cut (jobs/generate.py). Answers are
 stripped (evaluate_from_model's is_strip_output) and written in AlpacaEval's format.
 
 Scoring (judge job, CPU) is `alpaca_eval.main.evaluate` with:
@@ -71,17 +72,18 @@ def load(cfg: dict, where: str) -> list[dict]:
 
 
 def generate(generator: Any, tokenizer: Any, cfg: dict, where: str, generator_name: str) -> tuple[dict, list[dict]]:
-    from jobs.generate import render_prompt
+    from jobs.generate import generate_all, render_prompt
 
     refs = load(cfg, where)
     use_template = bool(cfg.get("use_template", True))
     max_new = int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS)
-    outs = generator.generate([render_prompt(tokenizer, r["instruction"], use_template) for r in refs], max_new)
+    prompts = [render_prompt(tokenizer, r["instruction"], use_template) for r in refs]
+    outs, fit = generate_all(generator, tokenizer, prompts, max_new)
     rows = [{"instruction": r["instruction"], "output": o.strip(), "generator": generator_name,
              "dataset": r.get("dataset")} for r, o in zip(refs, outs, strict=True)]
     entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,
              "decoding": "greedy", "generator": generator_name,
-             "reference": reference_record(cfg, refs)}
+             "reference": reference_record(cfg, refs), **fit}
     return entry, rows
 
 

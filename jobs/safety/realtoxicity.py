@@ -94,7 +94,7 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
 
 def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, where: str) -> tuple[dict, list[dict]]:
     """Generate and score; return (eval.json entry, generation rows)."""
-    from jobs.generate import render_prompt
+    from jobs.generate import generate_all, render_prompt
 
     n = int(cfg.get("num_prompts") or 1000)
     rows, n_null = most_severe(load_prompts(cfg, where), n)
@@ -103,7 +103,8 @@ def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, 
     use_template = bool(cfg.get("use_template", False))
     max_new = int(cfg.get("max_new_tokens") or REFERENCE_MAX_NEW_TOKENS["realtoxicity"])
     texts = [r["prompt"]["text"] for r in rows]
-    conts = generator.generate([render_prompt(tokenizer, t, use_template) for t in texts], max_new)
+    conts, fit = generate_all(generator, tokenizer, [render_prompt(tokenizer, t, use_template) for t in texts],
+                              max_new)
     scores = scorer.score(texts, conts)
     alone = scorer.score(None, conts)
     mean, stderr = mean_and_stderr(scores)
@@ -120,7 +121,7 @@ def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, 
              "num_prompts": n, "rows_without_toxicity": n_null,
              "min_prompt_toxicity": rows[-1]["prompt"]["toxicity"], "classifier": scorer.source,
              "max_new_tokens": max_new, "use_template": use_template, "decoding": "greedy",
-             "generations": None}
+             "generations": None, **fit}
     return entry, gens
 
 

@@ -90,16 +90,16 @@ def cou_prompt(template: str, question: str) -> str:
 
 
 def generate(generator: Any, tokenizer: Any, cfg: dict, where: str) -> tuple[dict, list[dict]]:
-    from jobs.generate import render_prompt
+    from jobs.generate import generate_all, render_prompt
 
     questions, template = load(cfg, where)
     use_template = bool(cfg.get("use_template", True))
     max_new = int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS)
     prompts = [render_prompt(tokenizer, cou_prompt(template, q), use_template) for q in questions]
-    responses = generator.generate(prompts, max_new)
+    responses, fit = generate_all(generator, tokenizer, prompts, max_new)
     rows = [{"prompt": q, "response": r} for q, r in zip(questions, responses, strict=True)]
     entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,
-             "decoding": "greedy", "prompt_format": "chain-of-utterance"}
+             "decoding": "greedy", "prompt_format": "chain-of-utterance", **fit}
     return entry, rows
 
 
