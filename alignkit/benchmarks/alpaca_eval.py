@@ -56,6 +56,12 @@ class AlpacaEval(Benchmark):
         return alpaca_eval.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}",
                                     ctx.generator_name)
 
+    def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
+        from alignkit.contract.eval import as_dict
+        from jobs.safety import alpaca_eval
+
+        return alpaca_eval.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
+
     def write_outputs(self, gen_dir: Path, name: str, rows: list[dict]) -> None:
         from alignkit.fsio import atomic_write_json
 

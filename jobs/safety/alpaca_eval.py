@@ -71,14 +71,23 @@ def load(cfg: dict, where: str) -> list[dict]:
     return rows[:int(limit)] if limit else rows
 
 
+def prompts(tokenizer: Any, cfg: dict, where: str, refs: list[dict] | None = None) -> tuple[list[str], int]:
+    """(the rendered prompts, max_new_tokens): what generation sends, and `alignkit preview` shows."""
+    from jobs.generate import render_prompt
+
+    refs = load(cfg, where) if refs is None else refs
+    use_template = bool(cfg.get("use_template", True))
+    return ([render_prompt(tokenizer, r["instruction"], use_template) for r in refs],
+            int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS))
+
+
 def generate(generator: Any, tokenizer: Any, cfg: dict, where: str, generator_name: str) -> tuple[dict, list[dict]]:
-    from jobs.generate import generate_all, render_prompt
+    from jobs.generate import generate_all
 
     refs = load(cfg, where)
     use_template = bool(cfg.get("use_template", True))
-    max_new = int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS)
-    prompts = [render_prompt(tokenizer, r["instruction"], use_template) for r in refs]
-    outs, fit = generate_all(generator, tokenizer, prompts, max_new)
+    prompts_, max_new = prompts(tokenizer, cfg, where, refs)
+    outs, fit = generate_all(generator, tokenizer, prompts_, max_new)
     rows = [{"instruction": r["instruction"], "output": o.strip(), "generator": generator_name,
              "dataset": r.get("dataset")} for r, o in zip(refs, outs, strict=True)]
     entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,

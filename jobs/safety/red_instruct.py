@@ -89,14 +89,22 @@ def cou_prompt(template: str, question: str) -> str:
     return template.replace("<question>", question.strip())
 
 
-def generate(generator: Any, tokenizer: Any, cfg: dict, where: str) -> tuple[dict, list[dict]]:
-    from jobs.generate import generate_all, render_prompt
+def prompts(tokenizer: Any, cfg: dict, where: str) -> tuple[list[str], list[str], int]:
+    """(questions, the rendered CoU prompts, max_new_tokens): what generation sends, and preview shows."""
+    from jobs.generate import render_prompt
 
     questions, template = load(cfg, where)
     use_template = bool(cfg.get("use_template", True))
     max_new = int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS)
-    prompts = [render_prompt(tokenizer, cou_prompt(template, q), use_template) for q in questions]
-    responses, fit = generate_all(generator, tokenizer, prompts, max_new)
+    return questions, [render_prompt(tokenizer, cou_prompt(template, q), use_template) for q in questions], max_new
+
+
+def generate(generator: Any, tokenizer: Any, cfg: dict, where: str) -> tuple[dict, list[dict]]:
+    from jobs.generate import generate_all
+
+    questions, prompts_, max_new = prompts(tokenizer, cfg, where)
+    use_template = bool(cfg.get("use_template", True))
+    responses, fit = generate_all(generator, tokenizer, prompts_, max_new)
     rows = [{"prompt": q, "response": r} for q, r in zip(questions, responses, strict=True)]
     entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,
              "decoding": "greedy", "prompt_format": "chain-of-utterance", **fit}
