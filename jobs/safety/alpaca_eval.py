@@ -16,7 +16,9 @@ Scoring (judge job, CPU) is `alpaca_eval.main.evaluate` with:
   * `caching_path`: the package's own annotation cache, one file per eval job under the sweep's
     judge cache, so a rerun or requeue re-asks nothing (seeding that file with published
     annotations reproduces the leaderboard with zero requests: test_alpaca_eval_official.py);
-  * `fn_metric="get_winrate"`: its win rate (preference 1..2, ties 1.5 count half) and discrete win rate;
+  * `fn_metric`: its `get_winrate` (preference 1..2, ties 1.5 count half, and the discrete win rate),
+    behind a guard: when no annotation has a preference (every request failed or every reply was
+    unparseable) the job fails with that reason instead of scoring nothing;
   * then its `metrics.get_length_controlled_winrate` on the same annotations (AlpacaEval 2's LC win
     rate), fed the two files it downloads (df_gamed.csv, instruction_difficulty.csv of the same hub
     dataset, found offline: the HF cache or the `source` folder) and with save_weights_dir=None (it
@@ -307,11 +309,20 @@ def score(rows: list[dict], refs: list[dict], cfg: dict, judge_cfg: dict, judge:
             single.fn_completions = counted
         return ann
 
+    def winrate(annotations: Any, **kw: Any) -> dict:
+        """The package's get_winrate, after making sure there is something to rate: with no preference
+        at all it would fail on a None (0.6.6) or report a number of nothing."""
+        prefs = pd.DataFrame(annotations).get("preference")
+        if prefs is None or not prefs.notna().any():
+            raise JobFailure(f"{where}: none of the {len(rows)} annotations has a preference (every request "
+                             f"failed or every reply was unparseable by {name}'s parser); no score is written")
+        return ae.metrics.get_winrate(annotations, **kw)
+
     df, annotations = ae.main.evaluate(
         model_outputs=pd.DataFrame(rows), reference_outputs=pd.DataFrame(ref_rows),
         annotators_config=str(conf_path), name=rows[0].get("generator") if rows else None,
         output_path=None, precomputed_leaderboard=None, is_return_instead_of_print=True,
-        fn_metric="get_winrate", sort_by="win_rate", is_cache_leaderboard=False,
+        fn_metric=winrate, sort_by="win_rate", is_cache_leaderboard=False,
         annotation_kwargs=kwargs, Annotator=make_annotator, caching_path=str(cache))
     metrics = df.iloc[0].to_dict()
     ann = pd.DataFrame(annotations)
