@@ -26,9 +26,9 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.spec, args.profile, args.output_dir)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
-    from alignkit import context_check  # max_new_tokens vs the models' contexts: a warning only
+    from alignkit import plan_advice  # settings that run but deserve a look: warnings only
 
-    for line in context_check.warnings(plan.jobs, plan.spec_path):
+    for line in plan_advice.lines(plan):
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
     if args.json:
         try:  # strict JSON: a NaN or infinity is a bug to report, never a bare NaN token
