@@ -89,3 +89,20 @@ def test_budgets_match_the_generator(tiny):
     b = budgets(tok, ["a " * 600, "b"], 64, context_length(model.config))  # tiny-llama: 512 positions
     assert context_length(model.config) == 512
     assert b.per_prompt[0] == 0 and b.per_prompt[1] == 64 and b.capped == 1
+
+
+def test_the_benchmark_entry_records_the_capped_answers(tiny, monkeypatch):
+    """AlpacaEval on a model whose context leaves less than max_new_tokens: eval.json's entry says so."""
+    from jobs.safety import alpaca_eval
+    from tests.unit.eval_fixtures import REPO
+
+    model, tok = tiny
+    monkeypatch.setattr(model.config, "max_position_embeddings", 64)
+    cfg = {"source": str(REPO / "assets" / "smoke-eval" / "alpaca_eval" / "alpaca_eval.json"), "num_prompts": 3,
+           "max_new_tokens": 2048}
+    entry, rows = alpaca_eval.generate(HFGenerator(model, tok, "cpu"), tok, cfg, "b", "tiny/x/final")
+    prompts, _ = alpaca_eval.prompts(tok, cfg, "b")
+    lengths = [len(prompt_ids(tok, p)) for p in prompts]
+    assert entry["max_new_tokens"] == 2048 and entry["context"] == 64
+    assert entry["capped"] == 3 and entry["no_room"] == 0 and entry["min_budget"] == 64 - max(lengths)
+    assert len(rows) == 3
