@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "and the data.")
     p.add_argument("spec", help="sweep spec YAML file")
     p.add_argument("--job", required=True, metavar="NAME_OR_ID",
-                   help="a training job's name, id or unique id prefix (see alignkit plan --json)")
+                   help="a training or eval job's name, id or unique id prefix (see alignkit plan --json); "
+                        "an eval job shows the prompts its generating benchmarks send")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"number of examples (default {DEFAULT_N})")
     p.add_argument("--benchmark", metavar="B", help="an eval job's benchmark (default: every generating one)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
