@@ -615,6 +615,8 @@ class _Compiler:
             return []
         cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": loaded,
                "benchmarks": self._benchmarks(benchmarks, model, False, at)}
+        if self.spec.evals.generation is not None:  # only when set: other studies' ids do not move
+            cfg["generation"] = plain(self.spec.evals.generation)
         ev = self._job(f"{name}/eval", "eval", deps, cfg)
         jobs = [ev]
         if judged:

@@ -164,11 +164,21 @@ BenchmarkSpec = benchmark_spec_class()
 
 
 @dataclass(frozen=True)
+class GenerationSpec:
+    """`evals.generation`: the engine of the generating benchmarks (docs/evaluation.md). Absent: hf,
+    and the eval configs (and job ids) are what they were."""
+    backend: Literal["hf", "vllm"] = "hf"
+    agreement_prompts: int = 16  # vllm: the first prompts both engines answer at each checkpoint
+    agreement_threshold: float = 0.9  # vllm: the least exact-match share of greedy answers
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     checkpoints: tuple[Scalar, ...] = ("final",)  # steps (multiples of save_steps) and/or "final"
     base_models: bool = False  # also evaluate each untrained base model (the paper's "Original" rows)
     benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
     judges: dict[str, JudgeSpec] = field(default_factory=dict)
+    generation: Optional[GenerationSpec] = None
 
 
 @dataclass(frozen=True)
@@ -871,6 +881,12 @@ def _final_step(spec: Spec, c: Scalar) -> Scalar:
 def _check_evals(spec: Spec, problems: Problems) -> None:
     ev = spec.evals
     _check_checkpoints(spec, ev.checkpoints, join("evals", "checkpoints"), problems)
+    g = ev.generation
+    if g is not None and g.agreement_prompts < 1:
+        problems.add(join(join("evals", "generation"), "agreement_prompts"), f"must be 1 or more, got {g.agreement_prompts}")
+    if g is not None and not 0 < g.agreement_threshold <= 1:
+        problems.add(join(join("evals", "generation"), "agreement_threshold"),
+                     f"must be in (0, 1], got {g.agreement_threshold}")
     evaluated = {_final_step(spec, c) for c in ev.checkpoints}
     for name, j in ev.judges.items():
         jp = join(join("evals", "judges"), name)

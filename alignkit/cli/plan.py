@@ -49,6 +49,10 @@ def _run(args: argparse.Namespace) -> int:
     plan = load_plan(args.spec, args.profile, args.output_dir)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
+    from alignkit import plan_advice  # settings that run but deserve a look: warnings only
+
+    for line in plan_advice.lines(plan):
+        print(f"alignkit plan: warning: {line}", file=sys.stderr)
     if args.json:
         from alignkit.planjson import write_plan_json
         buffer = io.StringIO() if not args.summary and len(plan.jobs) <= _CHECK_FIRST else None

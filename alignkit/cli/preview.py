@@ -31,8 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "and the data.")
     p.add_argument("spec", help="sweep spec YAML file")
     p.add_argument("--job", required=True, metavar="NAME_OR_ID",
-                   help="a training job's name, id or unique id prefix (see alignkit plan --json)")
+                   help="a training or eval job's name, id or unique id prefix (see alignkit plan --json); "
+                        "an eval job shows the prompts its generating benchmarks send")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"number of examples (default {DEFAULT_N})")
+    p.add_argument("--benchmark", metavar="B", help="an eval job's benchmark (default: every generating one)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(run=run)
 
@@ -46,9 +48,9 @@ def find_job(jobs: list, selector: str):
     if len(hits) > 1:
         raise UserError(f"--job: '{selector}' matches {len(hits)} jobs ({', '.join(j.id for j in hits[:4])}"
                         f"{', ...' if len(hits) > 4 else ''}); give more of the id")
-    if hits[0].stage != "train":
-        raise UserError(f"--job: {hits[0].name} is not a training job (stage {hits[0].stage}); "
-                        f"preview shows training jobs")
+    if hits[0].stage not in ("train", "eval"):
+        raise UserError(f"--job: {hits[0].name} is not a training or eval job (stage {hits[0].stage}); "
+                        f"preview shows training jobs and eval jobs' prompts")
     return hits[0]
 
 
@@ -130,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n: must be 0 or more, got {args.n}")
     plan = load_plan(args.spec)
     job = find_job(plan.jobs, args.job)
+    if job.stage == "eval":  # the prompts an eval job sends (its own module)
+        from alignkit.cli import preview_eval
+
+        return preview_eval.run(args, job)
+    if args.benchmark is not None:
+        raise UserError("--benchmark: only for an eval job")
     missing = not_cached(job.config)  # before importing the training stack (~4 s): answer at once
     if missing:
         raise UserError("\n".join([f"preview needs the tokenizer and the data offline; run `alignkit prefetch "

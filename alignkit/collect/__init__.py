@@ -18,6 +18,7 @@ from alignkit.collect import findings as findings_mod
 from alignkit.collect import findings_report, summary, tidy
 from alignkit.collect import index as index_mod
 from alignkit.collect import select as select_mod
+from alignkit.collect import capped as capped_mod
 from alignkit.collect.study import Study, load_study
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text
@@ -110,6 +111,10 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
             files.append(out / "best_checkpoints.csv")
     if "parquet" in formats:
         files.append(tidy.write_parquet(rows, out / "results.parquet", cols))
+    capped = capped_mod.rows(study)  # answers the model's context left fewer new tokens (jobs/generate.py)
+    if capped:
+        _write_dict_csv(out / "capped.csv", capped, capped_mod.COLUMNS)
+        files.append(out / "capped.csv")
     title = f"{study.name}: summary"
     if "md" in formats:
         atomic_write_text(out / "summary.md", summary.markdown(([sel_table] if sel_table else []) + tables, title))
@@ -151,6 +156,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
                       "by": list(selection[0].by), "checkpoint": selection[0].checkpoint, "groups": selection[1]}
         if selection else None,
         "findings": findings_report.counts(found) if found is not None else None,
+        "capped_answers": capped_mod.digest(capped),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     digest = json_safe(digest)

@@ -154,7 +154,7 @@ def _alignkit(*argv: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("job,message", [
     ("nope", "--job: no job matches 'nope'"),
-    ("tiny-llama/beavertails/helpful/sft/lora/s0/eval", "is not a training job (stage eval)"),
+    ("tiny-llama/beavertails/helpful/sft/lora/s0/judge", "is not a training or eval job (stage judge)"),
 ])
 def test_bad_job_is_one_line_and_exit_2(job, message):
     proc = _alignkit("preview", str(ROOT / "sweeps" / "smoke.yaml"), "--job", job)
