@@ -432,6 +432,7 @@ def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, wor
         "packages": _versions(),
         "code_commit": code_commit(job_dir),
     }
+    out["reference"] = out["reference_pass"] = None  # like "dpo": a documented key, null without a reference model
     if plan.method.reference_model:  # DPO-family: where the reference log-probs came from
         rec = shared.record() if shared is not None else None
         # computed | reused: the study's shared pass (this run computed part of it, or read it);

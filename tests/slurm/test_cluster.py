@@ -89,7 +89,7 @@ def test_chain_failure_blocks_eval_and_resubmit_is_idempotent(cluster, sweep, ca
     assert len(ids) == len(set(ids)) == 8, rows  # 6 + 2 resubmitted, no duplicates
 
 
-def test_hold_release_cancel(cluster, sweep, capsys):
+def test_hold_release_cancel(cluster, sweep, capsys, monkeypatch):
     jobs = [fp.job(f"h{i}", steps=1, sleep_s=0.2) for i in range(2)]
     res = submit(fp.plan(sweep, jobs), hold=True)
     sd = SweepDir.of(sweep)
@@ -100,6 +100,7 @@ def test_hold_release_cancel(cluster, sweep, capsys):
     st = wait_for(held, 30, "held in sacct")
     assert {j.state for j in st.jobs} == {"HELD"}  # its own state (issue 22 item 5), not PEND
     capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "160")  # wide enough for the ETA column (an xdist worker has no terminal)
     assert cli(["status", str(sweep)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split()[1:7] == ["DONE", "RUN", "PEND", "HELD", "FAIL", "TODO"]
