@@ -133,9 +133,9 @@ def status_line(study: Study) -> tuple[str, str]:
 
 def _banner(models: list[str]) -> str:
     return ("<div class='banner'><b>Test model — these numbers carry no meaning.</b> "
-            f"{html.escape(', '.join(models))} {'is a' if len(models) == 1 else 'are'} tiny test "
-            "asset(s) (a TEST_ASSET file in the model's directory): this study checks that the pipeline runs end "
-            "to end; its verdicts say nothing about the methods compared.</div>")
+            f"{html.escape(', '.join(models))} {'is a tiny test model' if len(models) == 1 else 'are tiny test models'}"
+            " (a TEST_ASSET file in the model's directory): this study checks that the pipeline runs end to end; "
+            "its verdicts say nothing about the methods compared.</div>")
 
 
 # ---------------------------------------------------------------- findings
