@@ -26,12 +26,17 @@ INIT = ("document.querySelectorAll('div.ltable').forEach(function(e){"
         "new List(e.id,{valueNames:JSON.parse(e.dataset.cols),page:100000});});")
 
 
+def _text(s: str) -> str:
+    """Escaped for a text node (<, >, &); quotes stay as typed ("the paper's takeaways")."""
+    return html.escape(s, quote=False)
+
+
 def render(t: Table, tid: str, heading: str = "h3", cell_class: dict[int, list[str]] | None = None,
            text: bool = False) -> str:
     """`t` as an interactive table; `cell_class` gives extra classes per row for one column
     ({column index: [class per row]}, e.g. a verdict's colour); `text`: every cell left-aligned."""
     cols = [f"c{i}" for i in range(len(t.columns))]
-    head = "".join(f"<th class='sort' data-sort='{c}'>{html.escape(name)}</th>"
+    head = "".join(f"<th class='sort' data-sort='{c}'>{_text(name)}</th>"
                    for c, name in zip(cols, t.columns, strict=True))
     extra = cell_class or {}
     body = []
@@ -39,10 +44,10 @@ def render(t: Table, tid: str, heading: str = "h3", cell_class: dict[int, list[s
         tds = []
         for i, cell in enumerate(row):
             cls = cols[i] + (f" {extra[i][r]}" if i in extra and extra[i][r] else "")
-            tds.append(f"<td class='{cls}'>{html.escape(str(cell))}</td>")
+            tds.append(f"<td class='{cls}'>{_text(str(cell))}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
-    note = f"<p class='note'>{html.escape(t.note)}</p>" if t.note else ""
-    title = f"<{heading} id='{html.escape(t.slug)}'>{html.escape(t.title)}</{heading}>" if t.title else ""
+    note = f"<p class='note'>{_text(t.note)}</p>" if t.note else ""
+    title = f"<{heading} id='{html.escape(t.slug)}'>{_text(t.title)}</{heading}>" if t.title else ""
     filt = (f"<input class='search' placeholder='filter {len(t.rows)} rows' aria-label='filter'>"
             if len(t.rows) > 5 else "")
     return (f"{title}{note}<div class='ltable{' text' if text else ''}' id='{html.escape(tid)}' data-cols='{html.escape(json.dumps(cols))}'>"
