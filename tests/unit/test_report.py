@@ -101,6 +101,16 @@ def test_smoke_shaped_report_renders(tmp_path):
     img = pixels(screenshot(root / "collect" / "report.html", tmp_path / "smoke-report.png"))
     _check_not_blank(img)
     assert img.shape[:2] == (2600, 1400)
+    # the tables filter offline: the inlined List.js runs from file:// (a probe filters one table)
+    probe = root / "collect" / "probe.html"
+    probe.write_text(page.replace("</body>", "<script>var e=document.getElementById('t-comparisons');"
+                                  "var l=new List(e.id,{valueNames:JSON.parse(e.dataset.cols)});l.search('mmlu');"
+                                  "document.title='filtered '+l.visibleItems.length+' of '+l.items.length;</script></body>"))
+    dom = subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'probe-profile'}", "--dump-dom", probe.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=180).stdout
+    shown, total = map(int, re.search(r"<title>filtered (\d+) of (\d+)</title>", dom).groups())
+    assert 0 < shown < total
 
 
 def test_full_size_report_opens_on_the_takeaways(tmp_path):
