@@ -124,7 +124,8 @@ def render(figs: list[Figure], out: Path, workers: int | None = None) -> tuple[l
         k = key(fig)
         if not fresh(fig, out, k):
             todo.append((fig, str(out), k))
-    n_workers = min(len(todo), workers if workers is not None else (os.cpu_count() or 1))
+    # at most 8: a login node's CPUs are shared with everyone on it
+    n_workers = min(len(todo), workers if workers is not None else min(8, os.cpu_count() or 1))
     if n_workers > 1 and len(todo) >= 4:
         import multiprocessing as mp
 

@@ -30,8 +30,8 @@ VERDICT_CLASS = {"better": "better", "worse": "worse", "no detectable difference
 VERDICT_COLOUR = {"better": "#2e8b3e", "worse": "#c62828", "same": "#777777", "dir": "#1f5fa8", "few": "#b0b0b0"}
 
 STYLE = """
-.forests{display:grid;grid-template-columns:repeat(auto-fill,minmax(500px,1fr));gap:0.6em 1.4em;margin:0.4em 0 1em}
-.forest{border:1px solid #ddd;border-radius:4px;padding:0.3em 0.6em 0.4em}
+.forests{column-width:500px;column-gap:1.4em;margin:0.4em 0 1em}
+.forest{border:1px solid #ddd;border-radius:4px;padding:0.3em 0.6em 0.4em;break-inside:avoid;margin:0 0 0.6em}
 .forest h4{margin:0.1em 0 0.3em;font-size:14px}
 .frow{display:grid;grid-template-columns:9em 1fr 7.5em;align-items:center;gap:0.5em;font-size:12px;margin:2px 0}
 .flabel{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;line-height:1.15}
@@ -122,7 +122,7 @@ def _row(c: dict[str, Any]) -> str:
     right = f"{c['a']}: {words} →"
     left = f"← {c['b']}: {words}" if c.get("higher_is_better") is not None else f"← lower {c['metric']}"
     ends = f"<span class='fends'><span>{html.escape(left)}</span><span>{html.escape(right)}</span></span>"
-    label = f"{c['benchmark']} {c['metric']}"
+    label = f"{c['benchmark']} {c['metric']}"   # B is named at the row's left end
     return (f"<div class='frow' title='{html.escape(hover(c))}'><span class='flabel'>{html.escape(label)}<br>"
             f"<b>{html.escape(_f(d))}</b></span><span class='ftrack'><span class='fzero'></span>{marks}{ends}</span>"
             f"<span class='fverdict {cls}'>{html.escape(str(c.get('verdict')))}</span></div>")
@@ -181,7 +181,9 @@ def draw(d: dict[str, Any]):
         for s in ("top", "right", "left"):
             ax.spines[s].set_visible(False)
         words = direction_words(str(c["metric"]), c.get("higher_is_better"))
-        ax.set_title(f"{c['benchmark']} {c['metric']}: {_f(d)} — {c.get('verdict')}", fontsize=8, loc="left", pad=2)
+        vs = f" vs {c['b']}" if len({r["b"] for r in rows}) > 1 else ""
+        ax.set_title(f"{c['benchmark']} {c['metric']}{vs}: {_f(d)} — {c.get('verdict')}", fontsize=8, loc="left",
+                     pad=2)
         ax.text(1.0, 1.02, f"{c['a']}: {words} →", transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
                 color="#555")
     fig.suptitle(f"{question}: A − B, 95% interval", fontsize=10)
