@@ -67,11 +67,17 @@ def failures(study: Study) -> Table | None:
 # ---------------------------------------------------------------- the head of the page
 def description(study: Study) -> str:
     """The spec's `description:` (manifest.json `spec_text`, the YAML as submitted)."""
+    # submit writes spec_text near the top of manifest.json: read only the head (a 100k-job
+    # manifest is hundreds of MB, and load_study has parsed it once already)
     try:
-        manifest = json.loads((study.root / "manifest.json").read_text(encoding="utf-8"))
+        with open(study.root / "manifest.json", encoding="utf-8") as f:
+            head = f.read(4 << 20)
+        at = head.find('"spec_text":')
+        start = at + len('"spec_text":') + (len(head[at + len('"spec_text":'):]) -
+                                            len(head[at + len('"spec_text":'):].lstrip()))
+        text = json.JSONDecoder().raw_decode(head, start)[0] if at >= 0 else None
     except (OSError, ValueError):
         return ""
-    text = manifest.get("spec_text") if isinstance(manifest, dict) else None
     if not isinstance(text, str) or "description" not in text:
         return ""
     import yaml

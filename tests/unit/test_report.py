@@ -134,7 +134,9 @@ def test_full_size_report_opens_on_the_takeaways(tmp_path):
 
 
 def _visible_text(page: str) -> str:
-    return re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)>.*?</\1>", "", page, flags=re.S))
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)>.*?</\1>", "", page, flags=re.S)))
 
 
 def _panels_with_data(svg: str) -> tuple[int, set[int]]:
@@ -159,6 +161,11 @@ def test_shipped_tiny_reports_have_no_none_and_no_empty_panels(tmp_path, capfd, 
     text = _visible_text(page)
     assert not re.search(r"\bNone\b", text), re.search(r".{80}\bNone\b.{40}", text, flags=re.S)
     assert "Test model — these numbers carry no meaning" in text   # every shipped tiny spec trains assets/tiny-llama
+    import yaml
+
+    desc = yaml.safe_load(spec.read_text()).get("description")
+    assert desc and " ".join(desc.split()) in text                   # the spec's own words, at the top
+    assert text.index(" ".join(desc.split())) < text.index("Findings")
     plots = root / "collect" / "plots"
     for svg in sorted(plots.glob("*.svg")):
         body = svg.read_text()
