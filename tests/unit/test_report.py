@@ -97,6 +97,11 @@ def test_smoke_shaped_report_renders(tmp_path):
         assert f"id='{fig}'" in page or fig.startswith("forest_"), fig
         assert (root / "collect" / "plots" / f"{fig}.png").exists() and (root / "collect" / "plots" / f"{fig}.pdf").exists()
     assert "id='failures'" in page and "OutOfMemoryError" in page
+    # figures are inline SVG whose series carry their values as hover titles (no script)
+    figs = re.findall(r"<figure class='plot' id='([^']+)'><svg.*?</figure>", page, flags=re.S)
+    assert len(figs) >= 10
+    for fig in re.findall(r"<figure class='plot' id='[^']+'><svg.*?</figure>", page, flags=re.S):
+        assert re.search(r"<title>[^<]*\d\.\d+ ± [^<]*</title>|<title>[^<]*step \d+: \d", fig), fig[:200]
     assert "paper" not in re.sub(r"<style>.*?</style>", "", page, flags=re.S)
     img = pixels(screenshot(root / "collect" / "report.html", tmp_path / "smoke-report.png"))
     _check_not_blank(img)
