@@ -53,8 +53,11 @@ cluster-down:
 	bash slurm/dev-cluster/stop.sh
 
 # The whole suite, the real SLURM tests included (they fail, not skip, when CI=true and no cluster).
+# Two xdist workers: the cluster tests (tests/slurm, tests/e2e) keep to one of them, in order
+# (tests/conftest.py), while the other runs unit tests; TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: install cluster-up
-	ALIGNKIT_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
+	ALIGNKIT_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup tests
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit -m "not slow"

@@ -27,6 +27,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import re
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from alignkit.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy
 from alignkit.sweepdir import SweepDir
 
 # states in which a job is left alone by a re-submit
-KEEP_STATES = frozenset({"COMPLETED", "PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING",
+KEEP_STATES = frozenset({"COMPLETED", "PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING",
                          "CONFIGURING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"})
 STAGE_ORDER = {"train": 0, "merge": 1, "eval": 2, "judge": 3}
 
@@ -293,6 +294,38 @@ def layout(plan: Plan, todo: list[Job], pending: dict[str, tuple[str, int | None
     return out
 
 
+_TASK = re.compile(r"(\$\{ARRAY_\d+\}|[^_:]+)(?:_(\d+))?")  # an array (id or placeholder), then its task index
+
+
+def describe_dependency(group: Group, groups: list[Group]) -> str:
+    """A group's sbatch dependency in words for `submit`: "after train #123 (element-wise)",
+    "after all of merge #130", "after 2 tasks of eval #131"; arrays of this call named by stage
+    and id (a dry run's by stage and script number), earlier ones as "earlier array #id"; "" without one."""
+    kind, _, rest = (group.dependency or "").partition(":")
+    if not rest:
+        return ""
+    names = {}
+    for i, g in enumerate(groups):  # queued: its SLURM id; a dry run's: its script's number (03-train.sbatch)
+        label = f"{g.stage} #{g.array_job_id}" if g.array_job_id else f"{g.stage} array {i:02d}"
+        names.update({k: label for k in (g.placeholder, g.array_job_id) if k})
+    tasks: dict[str, list[str]] = {}
+    for part in rest.split(":"):
+        m = _TASK.fullmatch(part)
+        arr, index = (m.group(1), m.group(2) or "") if m else (part, "")
+        tasks.setdefault(arr, []).append(index)
+    label = {a: names.get(a, f"earlier array #{a}") for a in tasks}
+    if kind == "aftercorr":
+        return "after " + ", ".join(f"{label[a]} (element-wise)" for a in tasks)
+    words = [f"all of {label[a]}" if idx == [""] else f"{len(idx)} task{'s' if len(idx) > 1 else ''} of {label[a]}"
+             for a, idx in tasks.items()]
+    text = "after " + ", ".join(words)
+    if len(text) > 100:  # many arrays (a merge over several runs' arrays): count them instead
+        stages = sorted({label[a].split()[0] for a in tasks})
+        n = sum(len(idx) for idx in tasks.values())
+        text = f"after {n} tasks of {len(tasks)} arrays ({', '.join(stages)})"
+    return text
+
+
 def queue_limit(limits: Limits, max_queued: int | None) -> int | None:
     caps = [c for c in (limits.max_queued, max_queued) if c is not None]
     return min(caps) if caps else None
@@ -308,8 +341,8 @@ def describe_limits(plan: Plan, limits: Limits, max_queued: int | None = None) -
         split = [g for g in groups if len(g.jobs) > limits.max_array_size]
         if split:
             n = sum(-(-len(g.jobs) // limits.max_array_size) for g in groups)
-            lines.append(f"  {len(split)} array(s) exceed MaxArraySize={limits.max_array_size}: "
-                         f"{n} sbatch calls in all (element-wise dependencies kept across chunks)")
+            lines.append(f"  {len(split)} group(s) exceed MaxArraySize={limits.max_array_size}: "
+                         f"{n} SLURM arrays, one sbatch each (element-wise dependencies kept across them)")
     cap = queue_limit(limits, max_queued)
     if cap is not None and cap < len(plan.jobs):
         lines.append(f"  {len(plan.jobs)} jobs exceed the {cap} you may queue now: submit queues them in "

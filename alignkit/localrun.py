@@ -55,7 +55,8 @@ def _run_child(job_dir: str, folder: str) -> None:
     logs = _log_dir(folder, pid)
     logs.mkdir(parents=True, exist_ok=True)
     for fd, name in ((1, f"{pid}_0_log.out"), (2, f"{pid}_0_log.err")):
-        f = os.open(logs / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # 0o666: the kernel applies the umask (a group study under umask 002 gets group-writable logs)
+        f = os.open(logs / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         os.dup2(f, fd)
         os.close(f)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

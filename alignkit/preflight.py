@@ -65,6 +65,8 @@ def _check(item: dict, kind: str) -> str | None:
         path = Path(source).expanduser()
         if not path.exists():
             return f"{kind} {name}: local path {source} does not exist"
+        if kind == "model" and not path.is_dir():  # /etc/passwd is no model: refused here, not on the cluster
+            return f"{kind} {name}: local path {source} is a file, not a Hugging Face {what} folder"
         if kind == "model" and path.is_dir() and not (path / marker).exists():
             return f"{kind} {name}: local path {source} has no {marker} (not a Hugging Face {what} folder)"
         return None
@@ -118,9 +120,12 @@ def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
 
     for job in jobs:
         config = job.get("config", job)
+        target_name = (config.get("axes") or {}).get("target")
         for key, into in (("model", models), ("dataset", datasets)):
             item = config.get(key)
             if isinstance(item, dict) and "source" in item:
+                if key == "model" and target_name and (config.get("target") or {}).get("kind") == "base":
+                    item = {**item, "name": f"target {target_name}"}  # a full-model target: named as the target
                 add(into, item)
         target = config.get("target")
         if isinstance(target, dict) and target.get("kind") == "external" and isinstance(target.get("source"), str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from alignkit.benchmarks import spec_class as benchmark_spec_class
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, LoraFields, check_common
 from alignkit.schema import Problems, from_dict, is_missing, join, plain, read_yaml
+from alignkit.datafile import file_problem
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
 # The sections of a run's resolved config that a dotted axis (`method.beta`) may path into, and
@@ -162,11 +164,21 @@ BenchmarkSpec = benchmark_spec_class()
 
 
 @dataclass(frozen=True)
+class GenerationSpec:
+    """`evals.generation`: the engine of the generating benchmarks (docs/evaluation.md). Absent: hf,
+    and the eval configs (and job ids) are what they were."""
+    backend: Literal["hf", "vllm"] = "hf"
+    agreement_prompts: int = 16  # vllm: the first prompts both engines answer at each checkpoint
+    agreement_threshold: float = 0.9  # vllm: the least exact-match share of greedy answers
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     checkpoints: tuple[Scalar, ...] = ("final",)  # steps (multiples of save_steps) and/or "final"
     base_models: bool = False  # also evaluate each untrained base model (the paper's "Original" rows)
     benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
     judges: dict[str, JudgeSpec] = field(default_factory=dict)
+    generation: Optional[GenerationSpec] = None
 
 
 @dataclass(frozen=True)
@@ -346,7 +358,18 @@ def dotted_axis_problem(axis: str) -> str | None:
     section = axis.split(".")[0]
     if section not in SECTIONS:
         return f"dotted axis '{axis}' starts with unknown section '{section}' (known: {', '.join(SECTIONS)})"
+    for field_path, why in NOT_AXES.items():
+        if axis == field_path or axis.startswith(field_path + "."):
+            return why
     return None
+
+
+# Fields that decide what a section entry is, not a value of it: sweeping them would give a run another
+# entry's shape (an sft config labelled dpo); sweep the entries by name instead.
+NOT_AXES = {"method.type": "'method.type' is not an axis: a method's type decides its fields; define one method "
+                           "per type and sweep them by name (grid: {method: [sft, dpo]})",
+            "method.init_from": "'method.init_from' is not an axis: chain methods in methods.NAME.init_from",
+            "method.init_mode": "'method.init_mode' is not an axis: set it in methods.NAME.init_mode"}
 
 
 def method_fields_class(type_name: str) -> type:
@@ -394,6 +417,21 @@ def override_section(spec: Spec, section: str, entry: Optional[str], values: dic
     if not is_missing(new):
         SECTION_CHECKS.get(section, lambda *_: None)(spec, new, "", capture)
     return new, [f"{p}: {m}" if p else m for p, m in capture.found]
+
+
+def check_run(spec: Spec, sections: dict[str, Any], names: dict[str, str]) -> list[str]:
+    """The spec-wide rules of a run's method re-checked on the run itself, its dotted axes in place:
+    `sections` ({model, dataset, method, peft, training: resolved spec object}), `names` the run's
+    entry names. A rule a section obeys applies to every resolved run, however its value arrived
+    (e.g. ORPO refuses training.precompute_ref_log_probs whether the section or an axis sets it)."""
+    check_spec = getattr(METHODS.get(spec.methods[names["method"]].type)(), "check_spec", None)
+    if check_spec is None:
+        return []
+    one = dataclasses.replace(spec, training=sections["training"], models={names["model"]: sections["model"]},
+                              peft={names["peft"]: sections["peft"]})
+    capture = _Capture()
+    check_spec(sections["method"], one, join("methods", names["method"]), capture)
+    return [f"{p}: {m}" if p else m for p, m in capture.found]
 
 
 def provided_preferences(ds: DatasetSpec) -> Optional[tuple[str, ...]]:
@@ -463,14 +501,25 @@ def check_name(value: str, what: str, path: str, problems: Problems) -> None:
                            f"digits, '.', '_', '+' or '-'")
 
 
-def output_dir_problem(value: str, base: Path) -> str | None:
-    """A sweep directory is written into: never the checkout, its packages, or a regular file."""
-    out = (base / os.path.expanduser(value)).resolve()
+def checkout_problem(value: str, out: Path) -> str | None:
+    """A place jobs write into (a sweep, a tracker's store) is never the checkout or its packages."""
     inside = [d for d in CHECKOUT_DIRS if out == CHECKOUT / d or (CHECKOUT / d) in out.parents]
     if inside:
         return f"{value!r} resolves to {out}, inside this checkout's {inside[0]}/ (refused)"
     if out == CHECKOUT or out in CHECKOUT.parents:
         return f"{value!r} resolves to {out}, which holds this checkout (refused)"
+    return None
+
+
+def output_dir_problem(value: str, base: Path) -> str | None:
+    """A sweep directory is written into: never the checkout, its packages, or a regular file."""
+    try:
+        out = (base / os.path.expanduser(value)).resolve()
+    except (RuntimeError, OSError):
+        return f"{value!r} is a symlink loop"
+    bad = checkout_problem(value, out)
+    if bad:
+        return bad
     if out.exists() and not out.is_dir():
         return f"{value!r} resolves to {out}, which is not a directory"
     return None
@@ -557,8 +606,14 @@ def _check_dataset(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> N
             problems.add(join(vp, "split"), f"'{v.split}' is the training split too: validation rows must be held out")
         if v.fraction is not None and not 0 < v.fraction < 1:
             problems.add(join(vp, "fraction"), f"must be in (0, 1), got {v.fraction}")
+        elif v.fraction is not None and v.fraction > MAX_VALIDATION_FRACTION:   # issue 23 class 7
+            problems.add(join(vp, "fraction"), f"{v.fraction:g} holds out more rows than it trains on (at most "
+                                               f"{MAX_VALIDATION_FRACTION:g}; near 1 no training rows are left)")
         if not 0 <= v.seed < SEED_LIMIT:
             problems.add(join(vp, "seed"), f"must be an integer in [0, 2^32), got {v.seed}")
+
+
+MAX_VALIDATION_FRACTION = 0.5   # validation.fraction: the held-out share never exceeds the trained one
 
 
 def _check_preference_name(pref: str, path: str, problems: Problems) -> None:
@@ -592,6 +647,19 @@ TRACKING_URI = re.compile(r"(https?|file|sqlite|postgresql|mysql|databricks)://?
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+:=/\-]{0,63}")  # W&B refuses tags over 64 characters
 
 
+def tracking_store_path(uri: str) -> Optional[str]:
+    """The local path of an MLflow file store (file:) or SQLite database (sqlite:///rel, sqlite:////abs);
+    None for a server or another database."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    if uri.startswith("file:"):
+        return url2pathname(urlparse(uri).path)
+    if uri.startswith("sqlite:///"):
+        return uri[len("sqlite:///"):] or None
+    return None
+
+
 def _check_tracking(spec: Spec, problems: Problems) -> None:
     t = spec.tracking
     if t is None:
@@ -607,15 +675,26 @@ def _check_tracking(spec: Spec, problems: Problems) -> None:
         elif not TRACKING_URI.fullmatch(t.tracking_uri):
             problems.add("tracking.tracking_uri", f"{t.tracking_uri!r} is not an MLflow tracking URI (http(s)://, "
                                                   f"file://, sqlite://, postgresql://, mysql:// or databricks)")
+        else:  # a named store outside the sweep is the user's choice, but not inside the checkout (as output_dir)
+            local = tracking_store_path(t.tracking_uri)
+            bad = checkout_problem(t.tracking_uri, Path(_resolved(spec.path.parent / local))) if local else None
+            if bad:
+                problems.add("tracking.tracking_uri", f"{bad}, as output_dir would be: name a store outside the "
+                                                      f"checkout, or leave tracking_uri null (<sweep>/mlruns)")
     for i, tag in enumerate(t.tags):
         if not TAG.fullmatch(tag):
             problems.add(join("tracking.tags", i), f"tag {tag!r} must start with a letter or digit and be at most 64 "
                                                    f"letters, digits or '_.+:=/-'")
 
 
+MAX_CHAIN = 32  # stages in one init_from chain: far beyond any study, and no walk over it goes deep
+
+
 def _check_chains(spec: Spec, problems: Problems) -> None:
-    """Chained stages: `init_from.method` names another method, the chain has no cycle, and a
-    `continue` keeps training the upstream adapter, so its LoRA shape must be the upstream's."""
+    """Chained stages: `init_from.method` names another method, the chain has no cycle nor more than
+    MAX_CHAIN stages, and a `continue` keeps training the upstream adapter, so its LoRA shape must be
+    the upstream's."""
+    too_long = False
     for name, m in spec.methods.items():
         if m.init_from is None:
             if m.init_mode != "continue":
@@ -634,6 +713,12 @@ def _check_chains(spec: Spec, problems: Problems) -> None:
         if at is not None and at in seen:
             problems.add(p, f"init_from makes a cycle ({' > '.join(reversed(seen + [at]))}): a chain must start "
                             f"from a method without init_from")
+            continue
+        if len(seen) > MAX_CHAIN:
+            if not too_long:  # one line for the whole chain, at its first method past the limit
+                problems.add(p, f"init_from makes a chain of {len(seen)} stages ({seen[-1]} > ... > {name}); "
+                                f"at most {MAX_CHAIN}")
+            too_long = True
             continue
         if m.init_mode == "continue" and m.lora != spec.methods[up].lora:
             problems.add(join(join("methods", name), "lora"), f"init_mode continue keeps training method '{up}''s "
@@ -725,7 +810,8 @@ def _check_select(spec: Spec, problems: Problems) -> None:
     if s is None:
         return
     swept = swept_axes(spec)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}", s.metric):
+    metric_ok = bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}", s.metric))
+    if not metric_ok:
         problems.add("select.metric", f"{s.metric!r} is not a metric name (e.g. validation_loss, mmlu)")
     if not s.over:
         problems.add("select.over", "name the axes to choose among, e.g. [method.lora.r, method.lora.alpha]")
@@ -741,6 +827,10 @@ def _check_select(spec: Spec, problems: Problems) -> None:
         problems.add("select.by", f"'{both[0]}' is both chosen over and grouped by")
     if s.checkpoint != "final":
         _check_checkpoints(spec, (s.checkpoint,), "select.checkpoint", problems)
+    if metric_ok:   # the metric, goal and loss rules (issue 25)
+        from alignkit import select_check
+
+        select_check.check(spec, problems)
 
 
 def _check_targets(spec: Spec, problems: Problems) -> None:
@@ -791,6 +881,12 @@ def _final_step(spec: Spec, c: Scalar) -> Scalar:
 def _check_evals(spec: Spec, problems: Problems) -> None:
     ev = spec.evals
     _check_checkpoints(spec, ev.checkpoints, join("evals", "checkpoints"), problems)
+    g = ev.generation
+    if g is not None and g.agreement_prompts < 1:
+        problems.add(join(join("evals", "generation"), "agreement_prompts"), f"must be 1 or more, got {g.agreement_prompts}")
+    if g is not None and not 0 < g.agreement_threshold <= 1:
+        problems.add(join(join("evals", "generation"), "agreement_threshold"),
+                     f"must be in (0, 1], got {g.agreement_threshold}")
     evaluated = {_final_step(spec, c) for c in ev.checkpoints}
     for name, j in ev.judges.items():
         jp = join(join("evals", "judges"), name)
@@ -939,11 +1035,20 @@ _EXPLICIT_LOCAL = ("/", "./", "../", "~")
 def resolve_source(spec_dir: Path, source: str) -> str:
     """Local paths become absolute (relative ones are relative to the spec file); hub ids stay."""
     if source.startswith(_EXPLICIT_LOCAL):
-        return str((spec_dir / os.path.expanduser(source)).resolve())
+        return _resolved(spec_dir / os.path.expanduser(source))
     candidate = spec_dir / source
-    if candidate.exists():
-        return str(candidate.resolve())
+    if candidate.exists() or candidate.is_symlink():
+        return _resolved(candidate)
     return source
+
+
+def _resolved(path: Path) -> str:
+    """The absolute path; a symlink loop (which resolve() raises on) stays as written, made absolute,
+    for local_path_issues to name."""
+    try:
+        return str(path.resolve())
+    except (RuntimeError, OSError):
+        return os.path.abspath(path)
 
 
 def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -954,6 +1059,7 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
     errors: list[tuple[str, str]] = []
     missing: list[tuple[str, str]] = []
     spec_dir = spec.path.parent
+    targets = {join(join("targets", n), "source"): n for n in spec.targets}  # YAML path -> target name
     for section, keys in PATH_FIELDS.items():
         entries: Any = spec
         for part in section.split("."):
@@ -964,6 +1070,17 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
         for key, at, source in values:
             resolved = resolve_source(spec_dir, source)
             explicit = source.startswith(_EXPLICIT_LOCAL)
+            bad = file_problem(resolved) if os.path.lexists(resolved) else None
+            if bad:  # there, but no file or folder to read (a loop, a FIFO, a device, NUL bytes): refused now
+                errors.append((at, f"local path {source!r} ({resolved}): {bad}"))
+                continue
+            target = targets.get(at) if section == "targets" else None
+            if target is not None and os.path.lexists(resolved):
+                bad = target_folder_problem(resolved, spec.targets[target].type)
+                if bad:  # a file is refused now; a folder without its marker may be filled before submit
+                    into = errors if not os.path.isdir(resolved) else missing
+                    into.append((at, f"target {target}: local path {source!r} ({resolved}) {bad}"))
+                    continue
             if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
                 continue  # a local path, found where the spec file says
             elsewhere = _found_elsewhere(source)
@@ -997,6 +1114,17 @@ def _dotted_path_values(spec: Spec, prefix: str, keys: tuple[str, ...]):
         for i, v in enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]:
             if isinstance(v, str):
                 yield rest.split(".")[0], at if i is None else join(at, i), v
+
+
+def target_folder_problem(path: str, kind: str) -> str | None:
+    """What makes a local target no PEFT adapter folder (adapter_config.json) or model folder
+    (config.json): a regular file such as /etc/passwd, or a folder without the marker."""
+    marker, what = ("adapter_config.json", "PEFT adapter") if kind == "adapter" else ("config.json", "Hugging Face model")
+    if not os.path.isdir(path):
+        return f"is a file, not a {what} folder (one that holds {marker})"
+    if not os.path.isfile(os.path.join(path, marker)):
+        return f"has no {marker}: not a {what} folder"
+    return None
 
 
 def _path_values(section: str, name: str, entry: Any, keys: tuple[str, ...]):

@@ -23,6 +23,7 @@ from typing import Any
 from alignkit import backends, journal
 from alignkit.backends.base import AttemptState, Backend
 from alignkit.contract import paths as jobfiles
+from alignkit.contract.redact import config_secrets, redact
 from alignkit.errors import UserError
 from alignkit.fsio import read_json
 from alignkit.journal import Attempt, Journal
@@ -30,8 +31,9 @@ from alignkit.sweepdir import SweepDir
 
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
                            "DEADLINE", "BLOCKED"})
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING", "CONFIGURING",
+ACTIVE_STATES = frozenset({"PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING", "CONFIGURING",
                            "SUSPENDED", "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED"})
+HELD_REASON = "held (alignkit release)"  # what the backends give a pending attempt queued with --hold
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Failure|Exit|Interrupt|Preempted)|"
                        r"[A-Za-z_][\w.]*\.[A-Z]\w*)(: .*)?$")
 
@@ -52,6 +54,7 @@ class JobStatus:
     attempts: int = 0
     log: str | None = None
     attempt: Attempt | None = field(default=None, repr=False)
+    ended_at: float | None = field(default=None, repr=False)  # when it ended (DONE's mtime), for ELAPSED; not in --json
     resources: dict[str, Any] = field(default_factory=dict, repr=False)  # the manifest's; not in --json
 
     def to_json(self) -> dict[str, Any]:
@@ -159,7 +162,7 @@ def last_exception_line(stderr: Path) -> str | None:
     for line in reversed(_tail(stderr)):
         line = line.strip()
         if _EXC_LINE.match(line) and not line.startswith(("submitit", "File ")):
-            return line
+            return redact(line)  # key shapes (sk-..., Bearer ...) never reach the journal or a report
     return None
 
 
@@ -183,7 +186,14 @@ def _read_object(path: Path, warnings: list[str] | None) -> dict[str, Any] | Non
 def error_reason(job_dir: Path, warnings: list[str] | None = None) -> str | None:
     """error.json's one-line reason; None when missing; a warning when it is not what jobs write."""
     err = _read_object(job_dir / jobfiles.ERROR, warnings)
-    return (str(err.get("reason") or "") or None) if err is not None else None
+    reason = str(err.get("reason") or "") if err is not None else ""
+    if not reason:
+        return None
+    try:  # the key of a judge the job names, where this shell has it: any 8-character run of it masked
+        values = config_secrets(read_json(job_dir / jobfiles.CONFIG))
+    except (OSError, ValueError):
+        values = []
+    return redact(reason, values)
 
 
 def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: AttemptState | None,
@@ -349,6 +359,8 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         s = JobStatus(id=j["id"], name=j["name"], stage=j["stage"], state="UNSUBMITTED",
                       attempts=len(atts), attempt=att, resources=j["resources"],
                       progress=_progress(job_dir, warnings) if jobfiles.PROGRESS in present else None)
+        if jobfiles.DONE in present:
+            s.ended_at = _mtime(job_dir / jobfiles.DONE)
         if att is None:
             if jobfiles.DONE in present:
                 s.state = "COMPLETED"
@@ -358,13 +370,24 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         paths = log_paths(att)
         s.log = str(paths[1]) if paths else None
         s.state, s.reason = raw[att.key]
+        if s.state == "PENDING" and s.reason == HELD_REASON:  # its own state: it starts only when released
+            s.state = "HELD"
         rec = states.get(att.key)
         if rec:
             s.elapsed_s, s.node, s.restarts = rec.elapsed_s, rec.node, rec.restarts
+        if s.ended_at is None and s.state not in ACTIVE_STATES and s.elapsed_s:
+            s.ended_at = att.time + s.elapsed_s  # at least this late (queued at att.time, then ran elapsed_s)
         if s.state in FAILED_STATES - {"BLOCKED", "CANCELLED"} or (s.state == "CANCELLED" and not s.reason):
             s.reason = s.reason or _failure_reason(s.state, job_dir, att, rec, warnings)
         jobs.append(s)
     return StudyStatus(sweep, sd.root, jobs, sacct_ok, sacct_s, warnings)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _cancel_blocked(sd: SweepDir, jr: Journal, newly: dict[str, str]) -> None:

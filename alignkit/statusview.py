@@ -1,10 +1,10 @@
 """What `alignkit status` prints for a person: one line per array, or per-job rows, fit to the
 terminal (`COLUMNS`/`LINES`, as shutil.get_terminal_size reads them).
 
-An array is what the launcher queued as one (alignkit/launch.py groups jobs by
-`Plan.array_keys()`: stage × resource class × upstream array): here, the journal's submission a
-job's latest attempt belongs to; jobs never submitted are grouped by stage and resource class
-from the manifest. Plain-text bars: rich is in the venv only as a dependency of something else,
+An array is one SLURM array, one sbatch (alignkit/launch.py queues each group of
+`Plan.array_keys()`, stage × resource class × upstream group, as one array, or several beyond
+MaxArraySize): here, the journal's submission a job's latest attempt belongs to; jobs never
+submitted are grouped by stage and resource class from the manifest. Plain-text bars: rich is in the venv only as a dependency of something else,
 not pinned by us (requirements/constraints.txt), so it is not used.
 """
 
@@ -18,8 +18,11 @@ from alignkit.status import ACTIVE_STATES, FAILED_STATES, JobStatus, StudyStatus
 
 RUNNING = frozenset({"RUNNING", "COMPLETING", "CONFIGURING"})
 # count columns: header, and the states each counts (what is not listed falls in OTHER)
-COUNTS = (("DONE", frozenset({"COMPLETED"})), ("RUN", RUNNING), ("PEND", ACTIVE_STATES - RUNNING),
+HELD = frozenset({"HELD"})  # queued with submit --hold: starts only when released
+WAITING = ACTIVE_STATES - RUNNING - HELD
+COUNTS = (("DONE", frozenset({"COMPLETED"})), ("RUN", RUNNING), ("PEND", WAITING), ("HELD", HELD),
           ("FAIL", FAILED_STATES), ("TODO", frozenset({"UNSUBMITTED"})))
+RED, RESET = "\x1b[31m", "\x1b[0m"
 
 
 @dataclass
@@ -95,7 +98,30 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:max(0, width - 1)] + "…"
 
 
-def render_arrays(st: StudyStatus, width: int, height: int, now: float | None = None) -> str:
+def clip_middle(text: str, width: int) -> str:
+    """Cut in the middle: a run name's end (its seed, the stage) stays visible."""
+    if len(text) <= width:
+        return text
+    if width < 8:
+        return clip(text, width)
+    tail = (width - 1) // 2
+    return text[:width - 1 - tail] + "…" + text[len(text) - tail:]
+
+
+def ended_at(a: Array) -> float | None:
+    """When an array's last job ended; None while any is still queued or running or unknown."""
+    if any(j.state in ACTIVE_STATES for j in a.jobs):
+        return None
+    ends = [j.ended_at for j in a.jobs if j.ended_at is not None]
+    return max(ends) if ends else None
+
+
+def paint(line: str, colour: bool) -> str:
+    """A failure line in red on a terminal (never when piped: colour=False)."""
+    return f"{RED}{line}{RESET}" if colour else line
+
+
+def render_arrays(st: StudyStatus, width: int, height: int, now: float | None = None, colour: bool = False) -> str:
     """Header, one line per array, the failures with their reasons (as many as fit `height`),
     and the warnings; no line longer than `width` but the warnings (shown whole)."""
     now = time.time() if now is None else now
@@ -114,20 +140,23 @@ def render_arrays(st: StudyStatus, width: int, height: int, now: float | None = 
     for a in arrs:
         done = [j.elapsed_s for j in a.jobs if j.state == "COMPLETED" and j.elapsed_s is not None]
         run = [j.elapsed_s or 0 for j in a.jobs if j.state in RUNNING]
-        pend = a.count(ACTIVE_STATES - RUNNING)
+        pend, held = a.count(WAITING), a.count(HELD)
         active = bool(run or pend)
-        elapsed = now - a.submitted_at if a.submitted_at is not None else None
+        end = ended_at(a) or now  # ELAPSED stops when the array's last job ended
+        elapsed = max(0.0, end - a.submitted_at) if a.submitted_at is not None else None
         eta = eta_s(done, run, pend) if active else None
-        row = (clip(a.label, label_w).ljust(label_w) + "".join(f"{a.count(s):>6}" for _, s in COUNTS) + "  "
-               + bar(a, bar_w) + f"  {fmt_s(elapsed):>8} {fmt_s(eta) if active else 'ended':>8}")
-        lines.append(clip(row, width))
+        tail = fmt_s(eta) if active else ("held" if held else "ended")
+        row = clip(clip(a.label, label_w).ljust(label_w) + "".join(f"{a.count(s):>6}" for _, s in COUNTS) + "  "
+                   + bar(a, bar_w) + f"  {fmt_s(elapsed):>8} {tail:>8}", width)
+        lines.append(paint(row, colour and bool(a.count(FAILED_STATES))))
     warn = [f"warning: {w}" for w in st.warnings]  # whole: a person must read them (names a file)
     if failed:
         room = max(3, height - len(lines) - 2 - len(warn))
         shown = failed if len(failed) <= room else failed[:room - 1]
-        lines.append(f"failures ({len(failed)}):")
+        lines.append(paint(f"failures ({len(failed)}):", colour))
         for j in shown:
-            lines.append(clip(f"  {j.stage:<5} {j.name}  {j.state}: {j.reason or 'no reason recorded'}", width))
+            lines.append(paint(clip(f"  {j.stage:<5} {j.name}  {j.state}: {j.reason or 'no reason recorded'}", width),
+                               colour))
         if len(shown) < len(failed):
             lines.append(clip(f"  ... {len(failed) - len(shown)} more: alignkit status --failed", width))
     lines += warn
@@ -148,9 +177,10 @@ def _progress(j: JobStatus) -> str:
     return out
 
 
-def render_jobs(st: StudyStatus, jobs: list[JobStatus], width: int) -> str:
+def render_jobs(st: StudyStatus, jobs: list[JobStatus], width: int, colour: bool = False) -> str:
     """One row per job; fixed columns at their natural width (left out where no row has a value),
-    NAME and REASON share the rest (NAME up to 40 columns), each cut with '…'."""
+    NAME and REASON share the rest (NAME up to 48 columns, cut in the middle so the seed and the
+    stage at its end stay visible; REASON cut at its end), failed rows red on a terminal."""
     head = ("ID", "STAGE", "STATE", "ELAPSED", "NODE", "SLURM_ID", "PROGRESS")
     rows = [(j.id[:10], j.stage, j.state, fmt_s(j.elapsed_s), clip(j.node or "-", 12), j.slurm_id or "-",
              clip(_progress(j), 28)) for j in jobs]
@@ -161,14 +191,15 @@ def render_jobs(st: StudyStatus, jobs: list[JobStatus], width: int) -> str:
     longest = max([len(j.name) for j in jobs] + [4])
     has_reason = any(j.reason for j in jobs)
     # NAME: up to 40 columns, but half of what is left when there are reasons to show beside it
-    name_w = max(8, min(40, longest, (width - fixed) // 2 if has_reason else width - fixed))
+    name_w = max(8, min(48, longest, (width - fixed) // 2 if has_reason else width - fixed))
     reason_w = max(0, width - fixed - name_w - 2)
 
     def line(cells: tuple, name: str, reason: str) -> str:
-        text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "  " + clip(name, name_w).ljust(name_w)
+        text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "  " + clip_middle(name, name_w).ljust(name_w)
         return clip((text + "  " + clip(reason, reason_w)).rstrip() if reason and reason_w > 1 else text.rstrip(), width)
 
-    lines = [line(head, "NAME", "REASON")] + [line(r, j.name, j.reason or "") for r, j in zip(rows, jobs, strict=True)]
+    lines = [line(head, "NAME", "REASON")] + [paint(line(r, j.name, j.reason or ""), colour and j.state in FAILED_STATES)
+                                              for r, j in zip(rows, jobs, strict=True)]
     lines.append(clip(f"{len(jobs)} of {len(st.jobs)} jobs  {st.summary_line()}", width))
     lines += [f"warning: {w}" for w in st.warnings]
     return "\n".join(lines)

@@ -64,7 +64,10 @@ class SweepDir:
 
     @classmethod
     def of(cls, path: str | Path) -> "SweepDir":
-        return cls(Path(path).resolve())
+        try:
+            return cls(Path(path).resolve())
+        except (RuntimeError, OSError):  # Python 3.11's resolve() raises RuntimeError on a loop
+            raise UserError(f"{path}: a symlink loop, not a sweep directory") from None
 
     @property
     def manifest(self) -> Path:

@@ -9,8 +9,8 @@
 #   bash bench/gpu_check.sh --steps pitfalls,correctness   # only these steps (install and env always run)
 #
 # Steps, each in its own process under its own time limit, so one failure or hang does not eat
-# the rest: install, env, pitfalls, correctness, deepspeed, eval, throughput; then a summary.
-# Writes $OUT/gpu_check.json and $OUT/gpu_check.log (default OUT: bench/out). Work files (the
+# the rest: install, env, pitfalls, correctness, deepspeed, eval, evalrate, throughput; then a summary.
+# Writes $OUT/gpu_check.json, $OUT/gpu_check.log and $OUT/eval_rates.{json,md} (default OUT: bench/out). Work files (the
 # 7B model, runs) go to $AK_GPU_WORK (default /tmp/ak-gpu-check), the private site folder to
 # $AK_GPU_SITE (default /tmp/ak-gpu-site): never the system site. Exit 0 when no check failed.
 set -uo pipefail
@@ -18,7 +18,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TINY=0; INSTALL_ONLY=0; ONLY=""
-KNOWN_STEPS="pitfalls correctness deepspeed eval throughput"
+KNOWN_STEPS="pitfalls correctness deepspeed eval evalrate throughput"
 while (( $# )); do
   case "$1" in
     --tiny) TINY=1 ;;
@@ -42,11 +42,12 @@ SITE="${AK_GPU_SITE:-/tmp/ak-gpu-site}"
 if [[ $TINY == 1 && -x "$ROOT/.venv/bin/python" ]]; then PY="$ROOT/.venv/bin/python"; else PY="${PYTHON:-python3}"; fi
 # Time budgets in seconds (GPU / --tiny on 2 CPU cores); the whole run stops at TOTAL.
 if [[ $TINY == 1 ]]; then
-  TOTAL=${AK_GPU_TOTAL_S:-5400}; B_INSTALL=600; B_ENV=300; B_PITFALLS=600; B_CORRECT=1800; B_DS=600; B_EVAL=900; B_TPUT=1200
+  TOTAL=${AK_GPU_TOTAL_S:-5400}; B_INSTALL=600; B_ENV=300; B_PITFALLS=600; B_CORRECT=1800; B_DS=600; B_EVAL=900; B_RATE=300; B_TPUT=1200
 else
   # From the first H100 run (2026-11-27): install 13 s, env 8 s, pitfalls >45 s, correctness >120 s,
   # deepspeed 44 s, eval >50 s, the 7B throughput runs ~60 s each (docs/gpu.md).
-  TOTAL=${AK_GPU_TOTAL_S:-480}; B_INSTALL=40; B_ENV=20; B_PITFALLS=80; B_CORRECT=170; B_DS=55; B_EVAL=80; B_TPUT=300
+  # evalrate: a 7B bf16 model built in GPU memory (~10 s), 4 generation batches of 64 x 64 tokens, MMLU forwards.
+  TOTAL=${AK_GPU_TOTAL_S:-480}; B_INSTALL=40; B_ENV=20; B_PITFALLS=80; B_CORRECT=170; B_DS=55; B_EVAL=80; B_RATE=90; B_TPUT=300
 fi
 START=$(date +%s)
 mkdir -p "$OUT" "$WORK/logs"
@@ -155,7 +156,7 @@ TINYFLAG=(); [[ $TINY == 1 ]] && TINYFLAG=(--tiny)
 # while the tiny-model steps run; the throughput step waits for it.
 BUILD_PID=""
 if [[ $TINY == 0 ]] && wanted throughput; then
-  timeout 240 "$PY" bench/gpu_qlora.py --build-only --out "$WORK/throughput" > "$WORK/logs/build-7b.log" 2>&1 &
+  timeout 240 "$PY" bench/gpu_qlora.py --build-only --layers 8 --out "$WORK/throughput" > "$WORK/logs/build-7b.log" 2>&1 &
   BUILD_PID=$!
 fi
 run_step env         "$B_ENV"      "$PY" bench/gpu_check.py env         --work "$WORK" "${TINYFLAG[@]}"
@@ -163,13 +164,18 @@ wanted pitfalls && run_step pitfalls    "$B_PITFALLS" "$PY" bench/gpu_check.py p
 wanted correctness && run_step correctness "$B_CORRECT"  "$PY" bench/gpu_check.py correctness --work "$WORK" "${TINYFLAG[@]}"
 wanted deepspeed && run_step deepspeed   "$B_DS"       "$PY" bench/gpu_check.py deepspeed   --work "$WORK" "${TINYFLAG[@]}"
 wanted eval && run_step eval        "$B_EVAL"     "$PY" bench/gpu_check.py eval        --work "$WORK" "${TINYFLAG[@]}"
+# The eval job's rates per benchmark: the table plan's eval estimate reads (docs/gpu.md "Eval rates").
+wanted evalrate && run_step evalrate "$B_RATE" "$PY" bench/gpu_evalrate.py "${TINYFLAG[@]}" --out "$OUT/eval_rates.json" \
+  --markdown "$OUT/eval_rates.md" --check-json "$WORK/step-evalrate.json"
 # Throughput last: the most expensive step gets what the others left (up to its own budget).
 if [[ -n $BUILD_PID ]]; then
   wait "$BUILD_PID"; log "7B model build: exit $? ($(tail -n 1 "$WORK/logs/build-7b.log"))"
   { echo "----- build-7b -----"; tail -n 40 "$WORK/logs/build-7b.log"; } >> "$LOG"
 fi
 TPUT_LEFT=$(( TOTAL - ($(date +%s) - START) - 15 ))
-if [[ $TINY == 1 ]]; then TPUT_ARGS=(--tiny --steps 4 --warmup 1); else TPUT_ARGS=(--steps 6 --warmup 2 --variants trl,alignkit,alignkit:liger=off); fi
+# Like for like, then every lever alone (bench/gpu_qlora.py LEVERS); on the GPU the 7B widths with 8 of
+# its 32 layers, so that the base pairs and the levers fit the step (docs/gpu.md "Throughput").
+if [[ $TINY == 1 ]]; then TPUT_ARGS=(--tiny --steps 4 --warmup 1 --variants trl,alignkit,levers); else TPUT_ARGS=(--steps 5 --warmup 2 --layers 8 --variants trl,alignkit,levers); fi
 wanted throughput && run_step throughput "$B_TPUT" "$PY" bench/gpu_qlora.py "${TPUT_ARGS[@]}" --out "$WORK/throughput" \
   --deadline "$(( TPUT_LEFT < B_TPUT ? TPUT_LEFT : B_TPUT ))" --check-json "$WORK/step-throughput.json"
 

@@ -25,7 +25,17 @@ from typing import Any
 from bench.gpu_check import ROOT, Checks, Skip, device, expect
 from tests.unit.train_configs import StopAtStep
 
-STEPS, SAVE = 8, 4  # short runs: two checkpoints (4, final) for the eval job's adapter swap
+# AK_GPU_FAST=1 (tests/unit/test_gpu_check_rehearsal.py): every check once at the smallest size
+# that still means something (4 steps, checkpoints at 2 and final, stop at 3, short sequences, a
+# few eval items) and "fresh process" runs in this process; the real check and `make bench` do not set it.
+def fast() -> bool:
+    return os.environ.get("AK_GPU_FAST") == "1"
+
+
+def sizes() -> tuple[int, int, int]:
+    """(steps, save_steps, stop step): two checkpoints (save, final) for the eval job's adapter
+    swap; the resume check stops at the third step."""
+    return (4, 2, 3) if fast() else (8, 4, 3)
 PROBE = "The quick brown fox jumps over the lazy dog. Question: what is 2 plus 2? Answer:"
 
 
@@ -53,6 +63,7 @@ def sweep(work: Path) -> dict[str, Any]:
     merge = next(j for j in jobs if j.stage == "merge" and j.config["merge"]["method"] == "slerp"
                  and set(j.config["inputs"]) == {dpo_q.id, dpo_q_help.id})
     bf16 = device() == "cuda"
+    STEPS, SAVE, _ = sizes()
     out = {}
     for key, job in (("dpo_qlora", dpo_q), ("dpo_qlora_helpful", dpo_q_help), ("sft_qlora", sft_q),
                      ("sft_lora", sft_l), ("eval", ev), ("merge", merge)):
@@ -64,11 +75,21 @@ def sweep(work: Path) -> dict[str, Any]:
                 q.update(compute_dtype="bfloat16", storage_dtype="bfloat16")
         if job.stage == "train":
             cfg["training"].update(max_steps=STEPS, save_steps=SAVE, logging_steps=1)
+            if fast():
+                cfg["method"].update(batch_size=4, per_device_batch_size=4, max_length=64)
+                if "max_prompt_length" in cfg["method"]:
+                    cfg["method"]["max_prompt_length"] = 32
         if job.stage == "eval":  # the smoke study's step-10 checkpoint is step 4 here
             cfg["checkpoints"] = [SAVE, "final"]
             for b in cfg["benchmarks"].values():
                 if b.get("checkpoints"):
                     b["checkpoints"] = [c if str(c) == "final" else SAVE for c in b["checkpoints"]]
+            if fast():  # a few items per benchmark: the code path, not a score
+                for b in cfg["benchmarks"].values():
+                    if b["type"] == "lm_eval":
+                        b["limit"] = 4
+                    elif b.get("num_prompts"):
+                        b["num_prompts"] = 2
         d = root / "jobs" / job.id
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -100,8 +121,18 @@ def env_for(cpu: bool = False) -> dict:
 
 
 def entry(job_dir: Path, *, cpu: bool = False, timeout: float = 600, extra_env: dict | None = None) -> float:
-    """`python -m jobs.entry <job_dir>` in a fresh process; returns its wall time."""
+    """`python -m jobs.entry <job_dir>` in a fresh process; returns its wall time. With AK_GPU_FAST
+    the job runs in this process (what the step checks is the same job's output)."""
     t0 = time.time()
+    if fast():
+        saved = dict(os.environ)
+        os.environ.update({k: v for k, v in env_for(cpu).items() if k != "PYTHONPATH"} | (extra_env or {}))
+        try:
+            run_in_process(job_dir)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return time.time() - t0
     res = subprocess.run([sys.executable, "-m", "jobs.entry", str(job_dir)], cwd=ROOT, timeout=timeout,
                          env={**env_for(cpu), **(extra_env or {})}, capture_output=True, text=True)
     print(res.stdout[-2000:], res.stderr[-6000:], sep="\n")
@@ -214,6 +245,7 @@ def step_correctness(work: Path, tiny: bool) -> dict:
     if dev == "cpu" and not tiny:
         return {"checks": [{"name": "correctness", "status": "fail", "detail": "no CUDA device"}]}
     jobs = sweep(work)
+    _, SAVE, STOP = sizes()
     whole = Path(jobs["dpo_qlora"]["dir"])
     cut = work / "sweep" / "resume-check"
     seen: dict[str, list] = {}
@@ -235,8 +267,8 @@ def step_correctness(work: Path, tiny: bool) -> dict:
         copy_job(jobs["dpo_qlora"], cut)
         with Inspector() as ins:
             try:
-                run_in_process(cut, StopAtStep(3))
-                raise AssertionError("the stop request at step 3 did not stop the run")
+                run_in_process(cut, StopAtStep(STOP))
+                raise AssertionError(f"the stop request at step {STOP} did not stop the run")
             except Preempted:
                 pass
             run_in_process(cut)
@@ -245,9 +277,9 @@ def step_correctness(work: Path, tiny: bool) -> dict:
         la, lb = [p["loss"] for p in a["loss_curve"]], [p["loss"] for p in b["loss_curve"]]
         rel = [abs(x - y) / max(abs(x), 1e-12) for x, y in zip(la, lb, strict=True)]
         diff = adapter_diff(whole / "adapter", cut / "adapter")
-        ok = b["attempts"] == 2 and b["resumed_from_step"] == 3 and max(rel) <= loss_tol and diff <= adapter_tol
-        return {**expect(ok, f"attempts {b['attempts']}, resumed from step {b['resumed_from_step']}; loss at step 4 "
-                         f"(first resumed) {lb[3]:.6f} vs {la[3]:.6f}; max rel loss diff {max(rel):.2e}, final adapter "
+        ok = b["attempts"] == 2 and b["resumed_from_step"] == STOP and max(rel) <= loss_tol and diff <= adapter_tol
+        return {**expect(ok, f"attempts {b['attempts']}, resumed from step {b['resumed_from_step']}; loss at step "
+                         f"{STOP + 1} (first resumed) {lb[STOP]:.6f} vs {la[STOP]:.6f}; max rel loss diff {max(rel):.2e}, final adapter "
                          f"max rel diff {diff:.2e} (tolerance {loss_tol:g}/{adapter_tol:g})"),
                 "loss_rel_diff": rel, "adapter_rel_diff": diff}
 
@@ -340,9 +372,10 @@ def step_correctness(work: Path, tiny: bool) -> dict:
         """The weights the eval job loads for its target: a QLoRA adapter's dequantized 4-bit base,
         or a merged model/ (jobs.evaluate.target_base, then jobs.base_weights.load)."""
         from jobs import base_weights
-        from jobs.evaluate import target_base
+        from jobs.evaluate import load_config, target_base
 
-        cfg, ev_dir = config_of(jobs["eval"]), Path(jobs["eval"]["dir"])
+        ev_dir = Path(jobs["eval"]["dir"])
+        cfg = load_config(config_of(jobs["eval"]), ev_dir)  # target_base takes the typed EvalConfig
         bw = target_base(kind, cfg, ev_dir, {"final": final} if final else {})
         return base_weights.load(bw, dev)
 
@@ -418,12 +451,13 @@ def step_deepspeed(work: Path, tiny: bool) -> dict:
         except Exception as exc:  # no wheel could be made, or it does not import here
             raise Skip(f"deepspeed does not import: {type(exc).__name__}: {exc}") from None
         jobs = sweep(work)
-        d = copy_job(jobs["sft_lora"], work / "sweep" / "zero2-lora", deepspeed_stage=2, max_steps=4, save_steps=4)
+        n = 2 if fast() else 4
+        d = copy_job(jobs["sft_lora"], work / "sweep" / "zero2-lora", deepspeed_stage=2, max_steps=n, save_steps=n)
         extra = {"DS_ACCELERATOR": "cuda"} if device() == "cuda" else {}
         wall = entry(d, extra_env=extra, timeout=float(os.environ.get("AK_STEP_TIMEOUT", 600)))
         m = metrics(d)
         losses = [p["loss"] for p in m["loss_curve"]]
-        ok = m["engine"] == "DeepSpeedEngine" and m["deepspeed_stage"] == 2 and m["steps"] == 4 \
+        ok = m["engine"] == "DeepSpeedEngine" and m["deepspeed_stage"] == 2 and m["steps"] == n \
             and all(math.isfinite(x) for x in losses)
         return {**expect(ok, f"engine {m['engine']}, stage {m['deepspeed_stage']}, {m['steps']} steps on {m['device']}"
                          f", optimizer {m['optimizer']}, losses {[round(x, 4) for x in losses]}, {wall:.1f} s"),

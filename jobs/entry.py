@@ -19,6 +19,7 @@ from pathlib import Path
 
 from alignkit import contract
 from alignkit.contract import ContractError, paths
+from alignkit.contract.redact import config_secrets, redact
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
@@ -58,15 +59,27 @@ def run_job(job_dir: str | os.PathLike, stop: threading.Event | None = None) -> 
     except (Preempted, SystemExit, KeyboardInterrupt):
         raise  # requeued or stopped: not a failure of the job
     except BaseException as exc:  # record why, then let the scheduler see the failure
+        values = _secrets(job_dir)
+        reason, trace = redact(_one_line(exc), values), traceback.format_exc(limit=20)
         if _is_main_rank():
             atomic_write_json(job_dir / paths.ERROR, {
-                "reason": _one_line(exc), "type": type(exc).__name__,
-                "time": time.time(), "traceback": traceback.format_exc(limit=20),
+                "reason": reason, "type": type(exc).__name__,
+                "time": time.time(), "traceback": redact(trace, values),
             })
+        if redact(trace, values) != trace:  # key material in the error: the job log gets the redacted line only
+            raise JobFailure(reason) from None
         raise
     if _is_main_rank():
         atomic_write_text(job_dir / paths.DONE, f"{time.time()}\n")
     return "done"
+
+
+def _secrets(job_dir: Path) -> list[str]:
+    """The values of every `api_key_env` variable the job's config names (a judge's key)."""
+    try:
+        return config_secrets(read_json(job_dir / paths.CONFIG))
+    except (OSError, ValueError):
+        return []
 
 
 def _stage(job_dir: Path) -> tuple[object, object]:
@@ -102,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         print("preempted: checkpoint saved; run again to resume", file=sys.stderr)
         return 3
     except UserError as exc:  # bad input (ContractError): the config.json, not the job, is at fault
-        print(f"job failed: {_one_line(exc)}", file=sys.stderr)
+        print(f"job failed: {redact(_one_line(exc))}", file=sys.stderr)
         return 2
     except BaseException as exc:
-        print(f"job failed: {_one_line(exc)}", file=sys.stderr)
+        print(f"job failed: {redact(_one_line(exc))}", file=sys.stderr)
         return 1
     return 0
 

@@ -207,21 +207,29 @@ def adapter_guard(model: Any, tok: Any, path: Path, device: str) -> float:
 
 
 def _make_generator(kind: str, bw: BaseWeights, tok: Any, model: Any, device: str,
-                    paths: dict[str, Path], backend: str, work: Path) -> Any:
-    from jobs.generate import HFGenerator, VLLMGenerator, vllm_available
+                    paths: dict[str, Path], generation: Any, work: Path) -> Any:
+    """HF generate unless the config opts into vLLM (docs/evaluation.md "Generation evals"); "auto"
+    (the old default, which switched to vLLM whenever it was installed) now means HF too."""
+    from jobs.generate import CheckedVLLM, HFGenerator, VLLMGenerator, context_length
 
-    if backend == "vllm" or (backend == "auto" and vllm_available()):
-        lora = kind in ("adapter", "external")
-        ranks = [read_json(p / "adapter_config.json").get("r", 16) for p in paths.values()] if lora else [16]
-        source, revision = bw.source, bw.revision
-        if bw.quantization:  # vLLM must serve the dequantized weights, not the checkpoint's: write them
-            model.save_pretrained(work)
-            tok.save_pretrained(work)
-            source, revision = str(work), None
-        return VLLMGenerator(source, revision, bw.dtype, max(ranks), lora, tok)
-    if backend not in ("auto", "hf"):
-        raise JobFailure(f"config.json generation.backend: {backend!r} is not auto, hf or vllm")
-    return HFGenerator(model, tok, device)
+    hf = HFGenerator(model, tok, device)
+    if generation is None or generation.backend != "vllm":
+        return hf
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None or device != "cuda":
+        raise JobFailure("config.json generation.backend: vllm is asked for but "
+                         + ("vllm is not installed" if device == "cuda" else "there is no CUDA device")
+                         + "; use backend: hf")
+    lora = kind in ("adapter", "external")
+    ranks = [read_json(p / "adapter_config.json").get("r", 16) for p in paths.values()] if lora else [16]
+    source, revision = bw.source, bw.revision
+    if bw.quantization:  # vLLM must serve the dequantized weights, not the checkpoint's: write them
+        model.save_pretrained(work)
+        tok.save_pretrained(work)
+        source, revision = str(work), None
+    engine = VLLMGenerator(source, revision, bw.dtype, max(ranks), lora, tok, context_length(model.config))
+    return CheckedVLLM(engine, hf, generation.agreement_prompts, generation.agreement_threshold)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -282,7 +290,6 @@ def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None
     benchmarks = config.benchmarks
     adapters = kind in ("adapter", "external")  # a LoRA adapter swapped onto the base
     device = _device()
-    backend_cfg = config.generation.backend if config.generation else "auto"
 
     # 1. resolve every checkpoint first (fail before loading anything)
     paths = _target_paths(kind, config, job_dir, ckpts)
@@ -315,7 +322,7 @@ def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None
         slot = AdapterSlot(base)
         left = {n for (c, n) in keys if (c, n) not in stored}
         if any(benchmarks_reg.get(benchmarks[n].type).generates for n in left):
-            generator = _make_generator(kind, bw, tok, base, device, paths, backend_cfg, work)
+            generator = _make_generator(kind, bw, tok, base, device, paths, config.generation, work)
             backend = generator.name
         ctx = RunContext(model=base, tokenizer=tok, device=device, generator=generator, gen_dir=job_dir,
                          generator_name="")
@@ -342,8 +349,7 @@ def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None
                 model = slot.swap(c, paths[c])
                 diff = adapter_guard(model, tok, paths[c], device)
             if generator is not None:
-                if generator.name == "hf":
-                    generator.model = model
+                generator.set_model(model)
                 generator.set_checkpoint(c, paths[c] if adapters else None)
             ctx.model, ctx.gen_dir = model, gen_dir
             ctx.generator_name = f"{config.model.name}/{label}/{c}"
@@ -384,6 +390,8 @@ def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None
         if c in todo or last is None:
             prov["checkpoints"][c] = dict(ckpt_prov, seconds=round(time.time() - t0, 3),
                                           evaluated_at=computed_at or time.time())
+            if c in getattr(generator, "agreement", {}):  # vLLM's agreement with HF here (CheckedVLLM)
+                prov["checkpoints"][c]["vllm_agreement"] = generator.agreement[c]
         else:  # every benchmark here was stored: when and how it was evaluated then
             prov["checkpoints"][c] = dict(last.checkpoint_provenance, reused=True)
         atomic_write_json(job_dir / "eval.json", result)

@@ -22,8 +22,10 @@ A reply the endpoint refuses to give (HTTP 400 with a content-filter/policy erro
 message content is null) raises `JudgeRefused`; it is cached too. What the caller makes of it is the
 benchmark's rule (Red-Instruct: unparseable, as the official script's "[[N]]").
 
-Secrets: `redact(text, secrets(cfgs))` replaces the value of every judge's `api_key_env` variable in a text;
-every error message a judge raises goes through it (an endpoint may echo the key back).
+Secrets: `redact(text, secrets(cfgs))` (alignkit/contract/redact.py) masks every run of >= 8 characters of
+every judge's `api_key_env` value and every key-shaped token (`sk-...`, `Bearer ...`) in a text; every error
+message a judge raises and every reply it caches goes through it (an endpoint may echo the key back), and
+an endpoint's reply is redacted before it is cut short, never after.
 """
 
 from __future__ import annotations
@@ -38,29 +40,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
+from alignkit.contract.redact import env_secrets, redact
 from alignkit.fsio import atomic_write_json
 from jobs.errors import JobFailure
 
 RETRIABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 REFUSAL_MARKERS = ("content_filter", "policy")  # the official Red-Instruct script: `if 'policy' in str(e)`
-MIN_SECRET_LEN = 4  # shorter values would redact ordinary words; no real API key is that short
+ERROR_BYTES = 64 * 1024  # how much of an error reply is read (and redacted) before it is cut to DETAIL_CHARS
+DETAIL_CHARS = 200
 
 
 def secrets(cfgs: list[dict | None]) -> list[str]:
-    """The values of the environment variables named by the judges' `api_key_env`."""
-    out = []
-    for cfg in cfgs:
-        var = (cfg or {}).get("api_key_env")
-        value = os.environ.get(var) if isinstance(var, str) and var else None
-        if value and len(value) >= MIN_SECRET_LEN:
-            out.append(value)
-    return sorted(set(out), key=len, reverse=True)  # longest first: a key containing another is fully replaced
-
-
-def redact(text: str, values: list[str]) -> str:
-    for v in values:
-        text = text.replace(v, "[redacted]")
-    return text
+    """The values of the environment variables named by the judges' `api_key_env`, longest first."""
+    return env_secrets((cfg or {}).get("api_key_env") for cfg in cfgs)
 
 
 class JudgeRefused(Exception):
@@ -133,6 +125,7 @@ class _Cached:
         except JudgeRefused as exc:
             self.cache.put(system, key, refused=str(exc))
             raise
+        reply = redact(reply, getattr(self, "secrets", []))  # an echoed key is never cached nor parsed
         self.cache.put(system, key, reply)
         return reply
 
@@ -210,7 +203,8 @@ class OpenAIJudge(_Cached):
                     choice = json.loads(raw)["choices"][0]
                     content = choice["message"]["content"]
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
-                    last = f"malformed reply ({type(exc).__name__}: {exc}): {raw[:120]!r}"
+                    shown = redact(raw[:ERROR_BYTES].decode("utf-8", "replace"), self.secrets)
+                    last = f"malformed reply ({type(exc).__name__}: {exc}): {shown[:120]!r}"
                 else:
                     if isinstance(content, str):
                         return content
@@ -218,7 +212,8 @@ class OpenAIJudge(_Cached):
                     raise JudgeRefused(redact(f"reply content is null (finish_reason {choice.get('finish_reason')!r})",
                                               self.secrets))
             except urllib.error.HTTPError as exc:
-                detail = exc.read()[:200].decode("utf-8", "replace").strip()
+                # redact the whole reply first, then cut it short: a cut key is only partly redactable
+                detail = redact(exc.read(ERROR_BYTES).decode("utf-8", "replace"), self.secrets).strip()[:DETAIL_CHARS]
                 if exc.code == 400 and any(m in detail for m in REFUSAL_MARKERS):
                     raise JudgeRefused(redact(f"HTTP 400: {detail}", self.secrets)) from None
                 if exc.code not in RETRIABLE_STATUS:

@@ -13,6 +13,7 @@ A benchmark config (docs/contract.md, eval):
 
 from __future__ import annotations
 
+from copy import deepcopy
 import math
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,20 @@ def task_datasets(task: str, include_path: str | None, cache: dict | None = None
     return list(leaves.values())
 
 
+def _config(factory: Any, entry: Any, overrides: dict | None) -> dict:
+    """The entry's config as TaskFactory._load_full_config reads it, except that the `!function` tags
+    of a task config outside lm-eval's own package (an include_path's) stay the paths they name: plan,
+    submit's preflight and prefetch read task configs without importing their Python; only the
+    eval job runs task code. (lm-eval's own index reads configs this way: tasks/_index.py.)"""
+    import lm_eval
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    path = getattr(entry, "yaml_path", None)
+    if not path or Path(lm_eval.__file__).resolve().parent in Path(path).resolve().parents:
+        return factory._load_full_config(entry, overrides)  # lm-eval's installed task code is trusted
+    return {**deepcopy(load_yaml(path, resolve_func=False)), **(overrides or {})}
+
+
 def _walk(tm: Any, name: str, overrides: dict | None, leaves: dict[str, dict]) -> None:
     from lm_eval.tasks._factory import GROUP_FIELD_NAMES
     from lm_eval.tasks._index import Kind
@@ -152,11 +167,11 @@ def _walk(tm: Any, name: str, overrides: dict | None, leaves: dict[str, dict]) -
                 _walk(tm, child, overrides, leaves)
         return
     if entry.kind == Kind.GROUP:
-        raw = factory._load_full_config(entry, None)
+        raw = _config(factory, entry, None)
         _members(tm, name, raw, {**{k: v for k, v in raw.items() if k not in GROUP_FIELD_NAMES}, **(overrides or {})},
                  leaves)
         return
-    _leaf(name, factory._load_full_config(entry, overrides), leaves)
+    _leaf(name, _config(factory, entry, overrides), leaves)
 
 
 def _members(tm: Any, group: str, raw: dict, overrides: dict, leaves: dict[str, dict]) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
+from alignkit.spec import tracking_store_path
 from jobs.errors import JobFailure
 
 TB_DIR = "tensorboard"  # <job>/tensorboard/: event files
@@ -143,9 +144,10 @@ def _wandb(run: Run) -> list:
 
 def _mlflow(run: Run) -> list:
     uri = run.settings.get("tracking_uri")
-    if not uri:
-        store = run.sweep_dir / MLRUNS
-        uri = store.as_uri()
+    named = tracking_store_path(uri) if uri and uri.startswith("file:") else None
+    if not uri or named:  # the default store, or a file store the spec names (docs/training.md)
+        store = Path(named) if named else run.sweep_dir / MLRUNS
+        uri = uri or store.as_uri()
         # MLflow 3.7+ refuses file stores unless told; one directory per sweep on the shared
         # filesystem is what a cluster has (no database server, no sqlite locking over NFS).
         os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"

@@ -11,6 +11,7 @@ train_metrics.json. What the job writes is described in docs/training.md.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import resource
 import subprocess
@@ -106,6 +107,24 @@ def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
                 liger=training.liger != "off" and liger_ok, quantization=quant, substitutions=subs)
 
 
+def shared_reference(job_dir: Path, plan: Plan, world_size: int) -> Any:
+    """The study's reference pass this run reads (jobs/reference.py), or None: the run computes its
+    reference inline (not DPO, chained, DeepSpeed, several ranks, or a job outside a sweep)."""
+    from alignkit.fsio import read_json
+    from alignkit.reference import pass_key
+
+    if job_dir.parent.name != paths.JOBS or not (job_dir / paths.CONFIG).is_file():
+        return None
+    raw = read_json(job_dir / paths.CONFIG)
+    quant = dataclasses.asdict(plan.quantization) if plan.quantization is not None else None
+    key = pass_key(raw, world_size, model_dtype=plan.model_dtype, quantization=quant)
+    if key is None:
+        return None
+    from jobs.reference import SharedReference
+
+    return SharedReference(job_dir, key)
+
+
 def _importable(name: str) -> bool:
     import importlib.util
 
@@ -144,6 +163,11 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
             optimizer=plan.optimizer, bf16=plan.bf16, deepspeed=zero_config(stage, bf16=plan.bf16),
             liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra,
             tracking=track.args))
+        # The study's shared reference pass (jobs/reference.py) for a DPO run that can share one:
+        # TRL then reads ref_chosen_logps/ref_rejected_logps from the examples.
+        shared = shared_reference(job_dir, plan, dist.world_size)
+        if shared is not None:
+            args.precompute_ref_log_probs = True
 
         # 4-5. Data, tokenizer and template: normalized preference pairs turned into the tokenized,
         #      truncated, masked examples the trainer gets (SFT: loss on the chosen response only), and
@@ -175,11 +199,14 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
         from jobs.paged_optim import RepageOnResume  # a resumed paged optimizer stays paged (docs/gpu.md)
 
         start = chain.adapter_values(model) if chained and config.init.mode == "continue" else None
-        trainer = trl_adapter.make_trainer(
-            plan.method, config, model=model, tokenizer=tokenizer, dataset=data.dataset,
-            eval_dataset=data.validation, peft_config=lora, args=args,
-            callbacks=[progress, saver, RepageOnResume(), *track.callbacks],
-            fp32_adapters=plan.quantization is not None and stage != 3)
+        from jobs import reference
+
+        with reference.active(shared):
+            trainer = trl_adapter.make_trainer(
+                plan.method, config, model=model, tokenizer=tokenizer, dataset=data.dataset,
+                eval_dataset=data.validation, peft_config=lora, args=args,
+                callbacks=[progress, saver, RepageOnResume(), *track.callbacks],
+                fp32_adapters=plan.quantization is not None and stage != 3)
         if start is not None:
             chain.check_reference(trainer.model, plan.method)
             if plan.quantization is not None and stage != 3:
@@ -201,7 +228,8 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
             atomic_write_json(job_dir / paths.TRAIN_METRICS, metrics(
                 job_dir, config, plan, trainer, data.report, dist.world_size, stage, saver.wall_s(), saver.attempts,
                 train_wall_s=time.time() - train_started, setup_s=train_started - started,
-                tokens_at_start=progress.tokens_at_start, step_at_start=progress.step_at_start))
+                tokens_at_start=progress.tokens_at_start, step_at_start=progress.step_at_start,
+                shared=shared))
         distributed.barrier()
         if dist.is_main:
             checkpoints.finish(job_dir)
@@ -351,7 +379,7 @@ def validation(points: list[dict]) -> dict | None:
 
 def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, world_size: int, stage: int,
             wall_s: float, attempts: int, *, train_wall_s: float, setup_s: float, tokens_at_start: int,
-            step_at_start: int) -> dict:
+            step_at_start: int, shared: Any = None) -> dict:
     import torch
 
     from jobs import trl_adapter
@@ -404,6 +432,12 @@ def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, wor
         "packages": _versions(),
         "code_commit": code_commit(job_dir),
     }
+    if plan.method.reference_model:  # DPO-family: where the reference log-probs came from
+        rec = shared.record() if shared is not None else None
+        # computed | reused: the study's shared pass (this run computed part of it, or read it);
+        # own_pass: TRL's per-run precompute; inline: the reference forward in every step
+        out["reference"] = rec["status"] if rec else ("own_pass" if training.precompute_ref_log_probs else "inline")
+        out["reference_pass"] = rec
     if config.eval_steps is not None:  # only runs with validation carry the key
         out["validation"] = validation(trl_adapter.validation_of_history(trainer.state.log_history, names))
     return out

@@ -60,6 +60,15 @@ def dpo_trainer() -> type:
                 return dataset
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            # the study's shared pass when the job set one up (jobs/reference.py), else TRL's own
+            from jobs import reference
+
+            shared = reference.current()
+            if shared is None:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            return reference.precompute(self, shared, dataset, name, batch_size)
+
     return PretokenizedDPOTrainer
 
 

@@ -23,6 +23,9 @@ class AlpacaEvalFields(JudgedFields):
     reference: Optional[str] = None
     annotator: Optional[str] = None
     length_controlled: bool = True
+    # where df_gamed.csv and instruction_difficulty.csv are (a folder or hub dataset; null = `source`),
+    # e.g. ../shared/data/alpaca_eval/length-controlled; in a job config only when set (ids unchanged)
+    lc_source: Optional[str] = None
 
 
 @BENCHMARKS.register("alpaca_eval")
@@ -31,7 +34,7 @@ class AlpacaEval(Benchmark):
     generates = True
     judged = True
     reference_max_new_tokens = 2048  # alpaca_eval 0.6.6 models_configs/*/configs.yaml
-    path_fields = ("source",)
+    path_fields = ("source", "lc_source")
     # AlpacaEval 2: 805 instructions; weighted_alpaca_eval_gpt4_turbo's prompt
     # (alpaca_eval src/alpaca_eval/evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt,
     # 1,365 characters without {instruction}/{output_1}/{output_2}) with max_tokens 1 (its configs.yaml);
@@ -39,6 +42,11 @@ class AlpacaEval(Benchmark):
     # leaderboard's avg_length for it is 2049).
     judge_shape = JudgedShape(items=805, template_chars=1365, instruction_chars=164.9, reference_chars=2049.4,
                               reply_tokens=1)
+
+    def resolve(self, cfg: dict, model: Any) -> dict:
+        if cfg.get("lc_source") is None:
+            cfg.pop("lc_source", None)  # configs (and ids) of studies that do not set it stay as they were
+        return cfg
 
     def check(self, b: Any, path: str, judges: dict, problems: Any) -> None:
         from alignkit.schema import join
@@ -55,6 +63,12 @@ class AlpacaEval(Benchmark):
 
         return alpaca_eval.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}",
                                     ctx.generator_name)
+
+    def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
+        from alignkit.contract.eval import as_dict
+        from jobs.safety import alpaca_eval
+
+        return alpaca_eval.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
 
     def write_outputs(self, gen_dir: Path, name: str, rows: list[dict]) -> None:
         from alignkit.fsio import atomic_write_json

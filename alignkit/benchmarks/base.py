@@ -116,6 +116,11 @@ class Benchmark:
         """Evaluate at the active checkpoint: (eval.json entry, generated rows or None)."""
         raise NotImplementedError
 
+    def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
+        """Generating types: (the rendered prompts, max_new_tokens) exactly as `run` sends them to the
+        generator; `alignkit preview --job EVAL_JOB` shows them (reads the tokenizer and data only)."""
+        raise NotImplementedError
+
     def write_outputs(self, gen_dir: Path, name: str, rows: list[dict]) -> None:
         """Files derived from the generated rows beside <name>.jsonl (also when a stored result is reused)."""
 

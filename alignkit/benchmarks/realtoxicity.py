@@ -44,6 +44,12 @@ class RealToxicity(Benchmark):
     def prepare(self, ctx: RunContext, name: str, cfg: Any) -> None:
         self._scorer(ctx, name, cfg)
 
+    def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
+        from alignkit.contract.eval import as_dict
+        from jobs.safety import realtoxicity
+
+        return realtoxicity.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
+
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
         from alignkit.contract.eval import as_dict
         from jobs.safety import realtoxicity

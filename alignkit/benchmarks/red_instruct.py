@@ -34,6 +34,13 @@ class RedInstruct(Benchmark):
 
         return red_instruct.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}")
 
+    def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
+        from alignkit.contract.eval import as_dict
+        from jobs.safety import red_instruct
+
+        _, prompts, max_new = red_instruct.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
+        return prompts, max_new
+
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:
         from jobs.safety import red_instruct
 

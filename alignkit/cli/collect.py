@@ -156,6 +156,10 @@ def run(args) -> int:
             by = ", ".join(f"{a}={g.get(a)}" for a in sel["by"]) or "all runs"
             pick = ", ".join(f"{a}={g.get(a)}" for a in sel["over"]) if g.get("value") is not None else "none yet"
             print(f"    {by}: {pick}" + (f" ({g['note']})" if g.get("note") else ""))
+    if digest.get("capped_answers"):
+        c = digest["capped_answers"]
+        print(f"  capped answers: {c['answers']} of {c['of']} in {c['entries']} eval entries had fewer new tokens "
+              f"than max_new_tokens (the model's context; {c['no_room']} with no room at all): capped.csv")
     for p in digest["problems"]:
         print(f"  skipped {p['path']}: {p['reason']}")
     if args.show:

@@ -62,7 +62,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Inert:
+    """The terminal: every write shows Unicode bidi controls as [U+XXXX] (alignkit/textsafe.py), so a
+    label from a spec or a job cannot reorder what status, plan or collect print."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from alignkit.textsafe import no_bidi
+        return self._stream.write(no_bidi(text))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Inert(out), _Inert(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
     if not getattr(args, "command", None):

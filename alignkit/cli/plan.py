@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+import gc
+import io
 import sys
 
 from alignkit.cli.common import directory
@@ -17,27 +18,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="sweep spec YAML file")
     p.add_argument("--profile", help="cluster profile name (slurm/profiles/NAME.yaml) or path")
     p.add_argument("--json", action="store_true", help="print the full plan as JSON for scripts")
+    p.add_argument("--summary", action="store_true",
+                   help="with --json: the summary without the jobs list (a 100,000-job plan is ~130 MB of JSON)")
     p.add_argument("-o", "--output-dir", type=directory, help="sweep directory (default: the spec's output_dir or runs/NAME)")
     p.set_defaults(run=run)
 
 
+# Plans up to this size are encoded whole before printing, so a value JSON cannot hold prints nothing
+# half-written; larger ones stream (their configs come from the same checked spec types).
+_CHECK_FIRST = 20_000
+
+
 def run(args: argparse.Namespace) -> int:
+    # the plan's ~10 objects per job live until it is printed and hold no cycles: the cycle
+    # collector would only re-scan them as they grow (a quarter of a 100,000-job plan's time)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        # what is still alive goes to the permanent generation: the interpreter's collection at
+        # exit skips it (another ~0.3 s at 100,000 jobs); refcounting still frees it as usual
+        gc.freeze()
+        if was:
+            gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
     plan = load_plan(args.spec, args.profile, args.output_dir)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
+    from alignkit import plan_advice  # settings that run but deserve a look: warnings only
+
+    for line in plan_advice.lines(plan):
+        print(f"alignkit plan: warning: {line}", file=sys.stderr)
     if args.json:
+        from alignkit.planjson import write_plan_json
+        buffer = io.StringIO() if not args.summary and len(plan.jobs) <= _CHECK_FIRST else None
         try:  # strict JSON: a NaN or infinity is a bug to report, never a bare NaN token
-            text = json.dumps(plan.to_json(), allow_nan=False)
+            write_plan_json(plan, buffer or sys.stdout, summary_only=args.summary)
         except ValueError as exc:
             raise UserError(f"{plan.spec_path}: the plan holds a value JSON cannot represent ({exc})") from None
-        sys.stdout.write(text + "\n")
+        if buffer is not None:
+            sys.stdout.write(buffer.getvalue())
         return 0
     s = plan.summary()
     out = [f"sweep {plan.sweep}: {s['jobs']} jobs -> {plan.output_dir}  (profile: {plan.profile.name})",
            "  " + ", ".join(f"{n} {stage}" for stage, n in s["jobs_per_stage"].items())
            + f"  ({s['training_runs']} training runs, {s['mixture_runs']} on preference mixtures)",
-           f"  {len(s['arrays'])} arrays (one sbatch each: per stage, resource class and the array it follows):"]
+           f"  {len(s['arrays'])} groups (stage x resource class x upstream group; each queued as one SLURM array, "
+           f"split beyond MaxArraySize):"]
     for a in s["arrays"]:
         part = "".join(f" {k}={a[k]}" for k in ("partition", "account", "qos", "constraint") if a.get(k))
         after = f" (after {a['after']})" if a["after"] else ""
@@ -52,11 +83,36 @@ def run(args: argparse.Namespace) -> int:
                    + (f" by {', '.join(sel['by'])}" if sel["by"] else "") + f" at {sel['checkpoint']}")
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
+    out += estimate_lines(s["estimates"])
+    if s["reference_pass_runs"]:
+        out.append(f"  DPO reference log-probs: {s['reference_passes']} shared passes for {s['reference_pass_runs']} runs"
+                   + (f"; {s['reference_inline_runs']} compute their own" if s["reference_inline_runs"] else ""))
     out += judge_lines(s["judges"])
     if args.profile and plan.profile.executor == "slurm":
         out += _cluster_lines(plan)
     print("\n".join(out))
     return 0
+
+
+def estimate_lines(e: dict) -> list[str]:
+    """Eval GPU-hours per benchmark (from alignkit/eval_rates.json), CPU-hours, the wall-clock."""
+    r = e["eval_rates"]
+    out = [f"  eval estimate: {'rates measured on ' + str(r['device']) if r['measured'] else 'a GUESS (no GPU has measured the rates yet)'}"
+           f" from {r['file']}" + ("" if r["measured"] else "; its basis is stated there and in docs/gpu.md")]
+    for name, b in e["eval_benchmarks"].items():
+        each = f"{b['gpu_s_per_checkpoint']:,.0f} s each" if "gpu_s_per_checkpoint" in b else "work unknown"
+        out.append(f"    {name:<26} {b['checkpoint_evals']:>7,} checkpoint evals x {each:<16} {b['gpu_hours']:>9,.1f} GPU-h")
+    if e["eval_jobs_on_stage_estimate"]:
+        out.append(f"    {e['eval_jobs_on_stage_estimate']} eval jobs have a benchmark of unknown size: the stage's "
+                   f"`estimate` stands for them")
+    cpu = ", ".join(f"{k} {v['cpu_hours']:,.1f}" for k, v in e["stages"].items() if not v["gpu_hours"] and v["jobs"])
+    if cpu:
+        out.append(f"  CPU-hours (jobs without a GPU): {cpu}")
+    w = e["wall_clock"]
+    out.append(f"  expected wall-clock at the array throttles: {w['hours']:,.1f} h ("
+               + ", ".join(f"{k} done at {v:,.1f} h" for k, v in w["stage_done_at_hours"].items())
+               + "; each array after the arrays it waits on, no queue wait)")
+    return out
 
 
 def judge_lines(judges: dict) -> list[str]:

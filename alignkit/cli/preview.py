@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from alignkit.errors import UserError
@@ -29,8 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "and the data.")
     p.add_argument("spec", help="sweep spec YAML file")
     p.add_argument("--job", required=True, metavar="NAME_OR_ID",
-                   help="a training job's name, id or unique id prefix (see alignkit plan --json)")
+                   help="a training or eval job's name, id or unique id prefix (see alignkit plan --json); "
+                        "an eval job shows the prompts its generating benchmarks send")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"number of examples (default {DEFAULT_N})")
+    p.add_argument("--benchmark", metavar="B", help="an eval job's benchmark (default: every generating one)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(run=run)
 
@@ -44,10 +48,40 @@ def find_job(jobs: list, selector: str):
     if len(hits) > 1:
         raise UserError(f"--job: '{selector}' matches {len(hits)} jobs ({', '.join(j.id for j in hits[:4])}"
                         f"{', ...' if len(hits) > 4 else ''}); give more of the id")
-    if hits[0].stage != "train":
-        raise UserError(f"--job: {hits[0].name} is not a training job (stage {hits[0].stage}); "
-                        f"preview shows training jobs")
+    if hits[0].stage not in ("train", "eval"):
+        raise UserError(f"--job: {hits[0].name} is not a training or eval job (stage {hits[0].stage}); "
+                        f"preview shows training jobs and eval jobs' prompts")
     return hits[0]
+
+
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "config.json")
+
+
+def not_cached(config: dict) -> list[str]:
+    """What preview would find missing, checked with huggingface_hub alone: the job's dataset
+    (as `submit`'s preflight checks it) and its model's tokenizer files (no weights needed)."""
+    from alignkit.preflight import is_local, missing_assets
+    out = missing_assets([], [config["dataset"]]) if isinstance(config.get("dataset"), dict) else []
+    model = config.get("model") or {}
+    source, name, revision = str(model.get("source", "")), model.get("name", model.get("source")), \
+        model.get("revision") or "main"
+    if not source:
+        return out
+    if is_local(source):
+        if not Path(source).expanduser().exists():
+            out.append(f"model {name}: local path {source} does not exist")
+        return out
+    try:
+        from huggingface_hub import constants, snapshot_download
+        folder = Path(snapshot_download(source, revision=revision, local_files_only=True,
+                                        allow_patterns=list(TOKENIZER_FILES)))
+    except Exception:  # LocalEntryNotFoundError, or a broken entry: not usable offline either way
+        from huggingface_hub import constants
+        return out + [f"model {name}: {source}@{revision}: its tokenizer is not in the Hugging Face cache "
+                      f"({constants.HF_HUB_CACHE})"]
+    if not any((folder / f).exists() for f in TOKENIZER_FILES[:3]):
+        out.append(f"model {name}: {source}@{revision} is in the Hugging Face cache without tokenizer files")
+    return out
 
 
 def preview(config: Any, n: int) -> dict:
@@ -55,6 +89,9 @@ def preview(config: Any, n: int) -> dict:
     from alignkit.contract import ContractError
     from alignkit.contract.train import as_train_config
     from alignkit.methods import method as method_of
+
+    # bitsandbytes logs a "pip install kernels" warning on import (a CPU kernel preview never uses)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     from jobs.errors import JobFailure
     from jobs.train import load_examples
 
@@ -72,7 +109,12 @@ def preview(config: Any, n: int) -> dict:
         raise UserError(str(exc)) from None
     report = data.report
     dropped = report.dropped()
-    beyond = sum(p.kept for p in report.parts) - report.total  # rows the dataset's `limit` left out
+    # rows held out by validation.fraction come out of the kept rows too: say so, not "beyond_limit"
+    val = config.dataset.validation
+    held = (report.validation or {}).get("rows", 0) if val is not None and val.fraction is not None else 0
+    if held:
+        dropped["held_out_validation"] = held
+    beyond = sum(p.kept for p in report.parts) - report.total - held  # rows the dataset's `limit` left out
     if beyond > 0:
         dropped["beyond_limit"] = beyond
     shown = []
@@ -90,6 +132,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n: must be 0 or more, got {args.n}")
     plan = load_plan(args.spec)
     job = find_job(plan.jobs, args.job)
+    if job.stage == "eval":  # the prompts an eval job sends (its own module)
+        from alignkit.cli import preview_eval
+
+        return preview_eval.run(args, job)
+    if args.benchmark is not None:
+        raise UserError("--benchmark: only for an eval job")
+    missing = not_cached(job.config)  # before importing the training stack (~4 s): answer at once
+    if missing:
+        raise UserError("\n".join([f"preview needs the tokenizer and the data offline; run `alignkit prefetch "
+                                    f"{args.spec}` first:", *[f"  missing: {m}" for m in missing]]))
     out = {"job": job.id, **preview(job.config, args.n)}
     if args.json:
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     sd = open_sweep(args.sweep_dir, "release")
     st = refresh(sd)
     print_warnings("release", st)
-    chosen = [j for j in select(st.jobs, args.jobs, args.stage) if j.state == "PENDING" and j.attempt]
+    chosen = [j for j in select(st.jobs, args.jobs, args.stage) if j.state in ("PENDING", "HELD") and j.attempt]
     if not chosen:
         print("nothing to release (no selected job is pending)")
         return 0

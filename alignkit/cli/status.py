@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-_OK = ("COMPLETED", "PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING")
+_OK = ("COMPLETED", "PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING")
 
 
 def _rows(st: StudyStatus, args: argparse.Namespace) -> list | None:
@@ -43,9 +44,10 @@ def _rows(st: StudyStatus, args: argparse.Namespace) -> list | None:
 def render(st: StudyStatus, args: argparse.Namespace) -> str:
     size = shutil.get_terminal_size((120, 30))  # COLUMNS / LINES first, then the terminal
     rows = _rows(st, args)
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # red failures on a terminal only
     if rows is None:
-        return statusview.render_arrays(st, size.columns, size.lines)
-    return statusview.render_jobs(st, rows, size.columns)
+        return statusview.render_arrays(st, size.columns, size.lines, colour=colour)
+    return statusview.render_jobs(st, rows, size.columns, colour=colour)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place: cursor home, clear screen
             print(render(st, args))
         sys.stdout.flush()
-        active = any(j.state in ("PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING") for j in st.jobs)
+        active = any(j.state in ("PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING") for j in st.jobs)
         if not args.watch or not active:
             return 0
         time.sleep(args.watch)

@@ -39,7 +39,7 @@ def preflight(plan) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alignkit.compile import load_plan, require_ready  # lazily: `alignkit status` must start fast
-    from alignkit.launch import submit
+    from alignkit.launch import describe_dependency, submit
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if not args.dry_run:
         require_ready(plan)  # missing local paths, unset judge API keys: refused before anything is written
@@ -56,18 +56,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"alignkit submit: {note}")
     if res.dry_run:
         for path, g in zip(res.scripts, res.groups, strict=True):
-            print(f"# ---- {path}  ({g.stage}: {len(g.jobs)} jobs"
-                  + (f", dependency {g.dependency}" if g.dependency else "") + ")")
+            after = describe_dependency(g, res.groups)
+            print(f"# ---- {path}  ({g.stage}: {len(g.jobs)} jobs" + (f", {after}" if after else "") + ")")
             print(g.script)
         print(f"dry run: {len(res.scripts)} sbatch script(s) written to {res.sweep_dir / 'dry-run'}; nothing queued")
         return 0
     queued = sum(len(g.jobs) for g in res.groups)
     skipped = ", ".join(f"{n} {s}" for s, n in sorted(res.skipped.items())) or "none"
     print(f"sweep {plan.sweep} -> {res.sweep_dir}  ({res.executor}{', held' if res.hold else ''})")
-    for g in res.groups:
+    for g in res.groups:  # one line per SLURM array (one sbatch each)
         where = f"array {g.array_job_id}" if g.array_job_id else "local"
-        print(f"  {g.stage:<6} {len(g.jobs):>5} jobs  {where}" + (f"  after {g.dependency}" if g.dependency else ""))
-    print(f"queued {queued} job(s) in {res.sbatch_calls} sbatch call(s); left alone: {skipped}"
+        after = describe_dependency(g, res.groups)
+        print(f"  {g.stage:<6} {len(g.jobs):>5} jobs  {where}" + (f"  {after}" if after else ""))
+    print(f"queued {queued} job(s) in {len(res.groups)} array(s), {res.sbatch_calls} sbatch call(s); left alone: {skipped}"
           + (f"; {res.deferred} wait for the next submit" if res.deferred else ""))
     if res.hold:
         print(f"held: start them with `alignkit release {res.sweep_dir}`")

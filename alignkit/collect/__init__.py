@@ -18,9 +18,11 @@ from alignkit.collect import findings as findings_mod
 from alignkit.collect import findings_report, summary, tidy
 from alignkit.collect import index as index_mod
 from alignkit.collect import select as select_mod
+from alignkit.collect import capped as capped_mod
 from alignkit.collect.study import Study, load_study
 from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text
+from alignkit.textsafe import csv_cell, no_bidi
 
 FORMATS = ("csv", "parquet", "md", "html", "png")
 
@@ -57,9 +59,9 @@ def _configured_metrics(study: Study) -> dict[str, str]:
 def _write_dict_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
+    w.writerow([csv_cell(c) for c in columns])  # formula starts and bidi controls made inert (alignkit/textsafe.py)
     for r in rows:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+        w.writerow(["" if r.get(c) is None else csv_cell(r.get(c)) for c in columns])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -140,6 +142,10 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
             files.append(out / "best_checkpoints.csv")
     if "parquet" in formats:
         files.append(_parquet(rows, out, cols))
+    capped = capped_mod.rows(study)  # answers the model's context left fewer new tokens (jobs/generate.py)
+    if capped:
+        _write_dict_csv(out / "capped.csv", capped, capped_mod.COLUMNS)
+        files.append(out / "capped.csv")
     title = f"{study.name}: summary"
     if "md" in formats:
         atomic_write_text(out / "summary.md", summary.markdown(([sel_table] if sel_table else []) + tables, title))
@@ -154,7 +160,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         from alignkit.collect import curves
         from alignkit.collect.report import write_report
 
-        atomic_write_text(out / "summary.html", summary.html_page(([sel_table] if sel_table else []) + tables, title))
+        atomic_write_text(out / "summary.html", no_bidi(summary.html_page(([sel_table] if sel_table else []) + tables, title)))
         files.append(out / "summary.html")
         names = [str(f.relative_to(out)) for f in files] + ["report.html", "collect.json"]
         files.append(write_report(out / "report.html", study, tables, plots, best, metric_name,
@@ -179,6 +185,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         if selection else None,
         "findings": findings_report.counts(found) if found is not None else None,
         "figures_drawn": drawn,
+        "capped_answers": capped_mod.digest(capped),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     digest = json_safe(digest)

@@ -1,9 +1,11 @@
-"""Findings: the study's questions answered from its own data, with 95% intervals and verdicts.
+"""Findings: the study's questions answered from its own data, with 95% intervals and corrected verdicts.
 
-Unit: the final checkpoint's primary metric of each benchmark, one value per run (seed). A
-comparison is a contrast between cells (an axis value, or a merge and its inputs) matched on
-every other axis, averaged over those matched contexts; stats.py gives its interval (paired t
-over seeds when the cells share seeds, else a bootstrap over seeds). Axes come from the manifest
+Unit: one checkpoint's primary metric of each benchmark (the final one, and each evaluated
+intermediate step), one value per run (seed). A comparison is a contrast between cells (an axis
+value, or a merge and one of its inputs) matched on every other axis, averaged over those matched
+contexts; stats.py gives its interval and p-value (paired t over seeds when the cells share seeds,
+else Welch's t). Verdicts come from corrected p-values: Benjamini–Hochberg across a checkpoint's
+comparisons table, Holm within each takeaway's evidence. Axes come from the manifest
 (each eval job's `axes`) and the tidy rows' columns, so a newly swept axis is compared without
 code here. The paper's takeaways are judged only for a study with the paper's models and
 datasets (summary.is_paper_study). Method and rules: docs/collect.md, "Findings".
@@ -12,7 +14,7 @@ datasets (summary.is_paper_study). Method and rules: docs/collect.md, "Findings"
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from alignkit.collect import stats
@@ -30,6 +32,9 @@ SAFETY_TYPES = ("realtoxicity", "red_instruct")
 
 BETTER, WORSE, SAME, HIGHER, LOWER, NO_CI = ("better", "worse", "no detectable difference", "higher", "lower",
                                               "too few seeds")
+NO_VAR = "zero variance, no test"   # every seed difference equal: nothing to judge the difference against
+TABLE_CORRECTION = "Benjamini–Hochberg"   # across one checkpoint's comparisons table
+TAKEAWAY_CORRECTION = "Holm"               # within each takeaway's evidence (its benchmarks)
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,17 @@ class Comparison:
     contexts: int           # matched contexts (cells of the other axes) averaged over
     seeds: int              # seeds per context (the largest)
     verdict: str
+    p_adjusted: float | None = None   # after `correction` within the comparison's family
+    correction: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
         iv = self.interval
         return {"question": self.section, "a": self.a, "b": self.b, "benchmark": self.benchmark,
                 "metric": self.metric, "higher_is_better": self.higher_is_better, "mean_a": self.mean_a,
                 "mean_b": self.mean_b, "difference": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
-                "test": iv.test, "contexts": self.contexts, "seeds": self.seeds, "verdict": self.verdict}
+                "test": iv.test, "contexts": self.contexts, "seeds": self.seeds, "verdict": self.verdict,
+                "df": iv.df, "p": iv.p, "p_adjusted": self.p_adjusted, "correction": self.correction,
+                "alpha": stats.ALPHA}
 
 
 @dataclass
@@ -72,11 +81,17 @@ class Findings:
     axes: list[str]
     comparisons: list[Comparison]
     takeaways: list[Takeaway] | None           # None: not the paper's study
+    checkpoint: str = "final"
+    earlier: list[Findings] = field(default_factory=list)   # the same questions at each evaluated step
 
     def as_dict(self) -> dict[str, Any]:
-        return {"axes": self.axes, "level": 0.95, "bootstrap": {"B": stats.BOOTSTRAP_B, "seed": stats.BOOTSTRAP_SEED},
+        return {"axes": self.axes, "checkpoint": self.checkpoint, "level": 1 - stats.ALPHA, "alpha": stats.ALPHA,
+                "min_seeds": stats.MIN_SEEDS,
+                "corrections": {"comparisons": TABLE_CORRECTION, "takeaways": TAKEAWAY_CORRECTION},
                 "comparisons": [c.as_dict() for c in self.comparisons],
-                "takeaways": None if self.takeaways is None else [t.as_dict() for t in self.takeaways]}
+                "takeaways": None if self.takeaways is None else [t.as_dict() for t in self.takeaways],
+                "checkpoints": {f.checkpoint: {k: v for k, v in f.as_dict().items() if k != "checkpoints"}
+                                for f in self.earlier}}
 
 
 # ---------------------------------------------------------------- the data
@@ -132,28 +147,38 @@ def _directions(study: Study, primary: dict[str, str]) -> dict[str, bool | None]
     return {b: out.get(b, METRIC_DIRECTION.get(m)) for b, m in primary.items()}
 
 
-def build_data(study: Study, rows: list[dict[str, Any]], primary: dict[str, str]) -> Data:
+def checkpoints(rows: list[dict[str, Any]]) -> list[str]:
+    """The evaluated intermediate checkpoints (steps, ascending) of trained runs, then "final"."""
+    steps = {r["checkpoint"] for r in rows if r["stage"] != "train" and r.get("target_kind") != "base"
+             and r["value"] is not None and r["checkpoint"] != "final"}
+    return [*sorted(steps, key=lambda c: (not str(c).isdigit(), int(c) if str(c).isdigit() else 0, str(c))), "final"]
+
+
+def build_data(study: Study, rows: list[dict[str, Any]], primary: dict[str, str], checkpoint: str = "final") -> Data:
+    return build_all(study, rows, primary, [checkpoint])[checkpoint]
+
+
+def build_all(study: Study, rows: list[dict[str, Any]], primary: dict[str, str], wanted: list[str]) -> dict[str, Data]:
+    """Each wanted checkpoint's Data, read in one pass over the rows and the jobs."""
     axes, order = study_axes(study, rows)
     axes = [a for a in axes if a != "seed"]   # a cell's seeds are its replicates
-    raw: dict[str, dict[Cell, dict[Any, list[float]]]] = {}
-    merges: dict[str, list] = {}
-    by_target: dict[str, dict[str, float]] = {}
+    raw: dict[str, dict[str, dict[Cell, dict[Any, list[float]]]]] = {ck: {} for ck in wanted}
+    merges: dict[str, dict[str, list]] = {ck: {} for ck in wanted}
+    by_target: dict[str, dict[str, dict[str, float]]] = {ck: {} for ck in wanted}
     for r in rows:
-        if r["stage"] == "train" or r["checkpoint"] != "final" or r["value"] is None \
+        ck = r["checkpoint"]
+        if r["stage"] == "train" or ck not in raw or r["value"] is None \
                 or r.get("target_kind") == "base" or primary.get(r["benchmark"]) != r["metric"]:
             continue
         b = r["benchmark"]
         cell = tuple(r.get(a) for a in axes)
         target = study.jobs.get(r["target_job"] or "")
         if r.get("merge") is not None and target is not None and target.stage == "merge":
-            merges.setdefault(b, []).append((cell, r.get("seed"), r["value"], list(target.config.get("inputs") or [])))
+            merges[ck].setdefault(b, []).append((cell, r.get("seed"), r["value"], list(target.config.get("inputs") or [])))
             continue
-        raw.setdefault(b, {}).setdefault(cell, {}).setdefault(r.get("seed"), []).append(r["value"])
+        raw[ck].setdefault(b, {}).setdefault(cell, {}).setdefault(r.get("seed"), []).append(r["value"])
         if r["target_job"]:
-            by_target.setdefault(b, {})[r["target_job"]] = r["value"]
-    # two runs that share every axis value and seed (an axis the tidy table lacks) are averaged
-    cells = {b: {c: {s: sum(v) / len(v) for s, v in seeds.items()} for c, seeds in by_cell.items()}
-             for b, by_cell in raw.items()}
+            by_target[ck].setdefault(b, {})[r["target_job"]] = r["value"]
     labels, kinds, types = {}, {}, {}
     for job in study.jobs.values():
         model = job.config.get("model") or {}
@@ -164,8 +189,14 @@ def build_data(study: Study, rows: list[dict[str, Any]], primary: dict[str, str]
         for name, bc in (job.config.get("benchmarks") or {}).items():
             if isinstance(bc, dict) and isinstance(bc.get("type"), str):
                 types.setdefault(name, bc["type"])
-    return Data(axes, order, cells, merges, by_target, labels, kinds, types, dict(primary),
-                _directions(study, primary))
+    direction = _directions(study, primary)
+    out = {}
+    for ck in wanted:
+        # two runs that share every axis value and seed (an axis the tidy table lacks) are averaged
+        cells = {b: {c: {s: sum(v) / len(v) for s, v in seeds.items()} for c, seeds in by_cell.items()}
+                 for b, by_cell in raw[ck].items()}
+        out[ck] = Data(axes, order, cells, merges[ck], by_target[ck], labels, kinds, types, dict(primary), direction)
+    return out
 
 
 def _pref(p: Any) -> str:
@@ -213,35 +244,45 @@ def _seed_means(maps: list[SeedMap]) -> SeedMap:
 
 
 def estimate(ctx: list[list[tuple[float, SeedMap]]]) -> tuple[stats.Interval, list]:
-    """Paired t over the contexts whose cells share ≥2 seeds (only shared seeds used), else a
-    bootstrap over the contexts whose every cell has ≥2 seeds, whichever keeps more contexts (ties:
-    paired); contexts with fewer seeds are left out. None usable: the estimate, no interval."""
+    """Paired t over the contexts whose cells share ≥ MIN_SEEDS seeds (only shared seeds used), else
+    Welch's t over the contexts whose every cell has ≥ MIN_SEEDS seeds, whichever keeps more contexts
+    (ties: paired); contexts with fewer seeds are left out. None usable: the estimate, no test."""
+    k = stats.MIN_SEEDS
     common = [set.intersection(*(set(m) for _, m in cells)) for cells in ctx]
-    pairable = [(cells, c) for cells, c in zip(ctx, common, strict=True) if len(c) >= 2]
-    boot = [cells for cells in ctx if all(len(m) >= 2 for _, m in cells)]
-    if pairable and len(pairable) >= len(boot):
+    pairable = [(cells, c) for cells, c in zip(ctx, common, strict=True) if len(c) >= k]
+    unpaired = [cells for cells in ctx if all(len(m) >= k for _, m in cells)]
+    if pairable and len(pairable) >= len(unpaired):
         diffs = [[sum(w * m[s] for w, m in cells) for s in sorted(c, key=str)] for cells, c in pairable]
         return stats.paired(diffs), [cells for cells, _ in pairable]
-    if boot:
-        return stats.bootstrap([[(w, list(m.values())) for w, m in cells] for cells in boot]), boot
+    if unpaired:
+        return stats.welch([[(w, list(m.values())) for w, m in cells] for cells in unpaired]), unpaired
     est = sum(sum(w * sum(m.values()) / len(m) for w, m in cells) for cells in ctx) / len(ctx)
-    return stats.Interval(est, None, None, "fewer than 2 seeds per cell: no interval"), ctx
+    return stats.Interval(est, None, None, f"fewer than {k} seeds per cell: no test"), ctx
 
 
-def verdict(iv: stats.Interval, higher_is_better: bool | None) -> str:
-    if iv.low is None:
-        return NO_CI
-    if not iv.excludes_zero:
+def verdict(iv: stats.Interval, higher_is_better: bool | None, p_adjusted: float | None) -> str:
+    """From the corrected p-value; the sign of the estimate gives the direction."""
+    if iv.p is None or p_adjusted is None:
+        return NO_VAR if iv.low is None and "zero variance" in iv.test else NO_CI
+    if p_adjusted >= stats.ALPHA:
         return SAME
-    up = iv.low > 0
+    up = iv.estimate > 0
     if higher_is_better is None:
         return HIGHER if up else LOWER
     return BETTER if up == higher_is_better else WORSE
 
 
+def corrected(comps: list[Comparison], method: str) -> list[Comparison]:
+    """The family `comps` with adjusted p-values (method "Holm" or "Benjamini–Hochberg") and verdicts from them."""
+    adjust = stats.holm if method == "Holm" else stats.bh
+    ps = adjust([c.interval.p for c in comps])
+    return [replace(c, p_adjusted=p, correction=method, verdict=verdict(c.interval, c.higher_is_better, p))
+            for c, p in zip(comps, ps, strict=True)]
+
+
 def compare(data: Data, section: str, a: str, b: str, terms: list[Term], where: dict[str, Any] | None = None,
             benches: Iterable[str] | None = None) -> list[Comparison]:
-    """One Comparison per benchmark; `a` is the positive terms, `b` the negative ones."""
+    """One uncorrected Comparison per benchmark; `a` is the positive terms, `b` the negative ones."""
     out = []
     for bench in benches if benches is not None else sorted(data.cells, key=_bench_key):
         ctx = contexts(data, bench, terms, where)
@@ -260,7 +301,7 @@ def _comparison(data: Data, section: str, a: str, b: str, bench: str, ctx) -> li
              for cells in ctx]
     hib = data.direction.get(bench)
     return [Comparison(section, a, b, bench, data.metric.get(bench, ""), hib, sum(side) / len(side),
-                       sum(other) / len(other), iv, len(ctx), nseeds, verdict(iv, hib))]
+                       sum(other) / len(other), iv, len(ctx), nseeds, verdict(iv, hib, iv.p))]
 
 
 def _bench_key(b: str) -> tuple:
@@ -270,11 +311,15 @@ def _bench_key(b: str) -> tuple:
 
 
 # ---------------------------------------------------------------- merges
-def merge_contexts(data: Data, bench: str, pick: Callable[[dict[str, SeedMap]], SeedMap],
-                   keep: Callable[[Cell], bool] = lambda c: True) -> list[list[tuple[float, SeedMap]]]:
-    """Each merge (its cell without seed) against `pick` of its inputs' per-seed values, paired by seed."""
+# A merge is compared with EACH of its inputs on its own (paired by seed), never with the input
+# that looks best on the same seeds: choosing the best of k noisy inputs on the data the test then
+# uses biases every comparison against the merge (issue 25: 18% false verdicts, nearly all "worse").
+MergeGroups = dict[Cell, tuple[SeedMap, dict[str, SeedMap]]]   # merge cell → (its seeds, input label → seeds)
+
+
+def merge_groups(data: Data, bench: str, keep: Callable[[Cell], bool] = lambda c: True) -> MergeGroups:
     vals = data.by_target.get(bench, {})
-    groups: dict[Cell, tuple[SeedMap, dict[str, SeedMap]]] = {}
+    groups: MergeGroups = {}
     for cell, seed, value, inputs in data.merges.get(bench, []):
         if not keep(cell) or not inputs or any(i not in vals for i in inputs):
             continue
@@ -282,7 +327,7 @@ def merge_contexts(data: Data, bench: str, pick: Callable[[dict[str, SeedMap]], 
         merged[seed] = value
         for i in inputs:
             ins.setdefault(data.input_label.get(i, i), {})[seed] = vals[i]
-    return [[(1.0, m), (-1.0, pick(ins))] for _, (m, ins) in sorted(groups.items(), key=lambda kv: str(kv[0]))]
+    return groups
 
 
 def _inputs_mean(ins: dict[str, SeedMap]) -> SeedMap:
@@ -290,14 +335,9 @@ def _inputs_mean(ins: dict[str, SeedMap]) -> SeedMap:
     return {s: sum(m[s] for m in ins.values()) / len(ins) for s in seeds}
 
 
-def _best_input(hib: bool | None) -> Callable[[dict[str, SeedMap]], SeedMap]:
-    def pick(ins: dict[str, SeedMap]) -> SeedMap:
-        score = {k: sum(m.values()) / len(m) for k, m in ins.items()}
-        return ins[(max if hib is not False else min)(score, key=lambda k: (score[k], k))]
-    return pick
-
-
 def merge_comparisons(data: Data) -> list[Comparison]:
+    """Per merge (name, merged methods) and benchmark: the merge vs the mean of its inputs and vs
+    each input (by its label, e.g. harmless-dpo), matched on the merge's other axes."""
     out = []
     idx = {a: i for i, a in enumerate(data.axes)}
     if "merge" not in idx:
@@ -309,11 +349,55 @@ def merge_comparisons(data: Data) -> list[Comparison]:
             return kind[c] == which
         for bench in sorted(data.merges, key=_bench_key):
             section = f"merge {name} ({methods}) vs its inputs"
-            hib = data.direction.get(bench)
-            out += _comparison(data, section, f"{name}", "mean of inputs", bench, merge_contexts(data, bench, _inputs_mean, keep))
-            out += _comparison(data, section, f"{name}", "best input", bench,
-                               merge_contexts(data, bench, _best_input(hib), keep))
+            groups = sorted(merge_groups(data, bench, keep).values(), key=lambda g: sorted(g[1]))
+            out += _comparison(data, section, f"{name}", "mean of inputs", bench,
+                               [[(1.0, m), (-1.0, _inputs_mean(ins))] for m, ins in groups])
+            for label in sorted({lab for _, ins in groups for lab in ins}):
+                out += _comparison(data, section, f"{name}", label, bench,
+                                   [[(1.0, m), (-1.0, ins[label])] for m, ins in groups if label in ins])
     return out
+
+
+def merges_beat_every_input(data: Data, bench: str) -> list[Comparison]:
+    """The takeaway's evidence on one benchmark: every merge vs each of its inputs (pooled over the
+    merge's contexts), combined as an intersection–union test. "better" needs every one of them
+    better at α (p = the largest p, valid without correction); "worse" needs some input to beat the
+    merge (p = the smallest Bonferroni-adjusted p of those, k tests). The row shows the binding test."""
+    hib = data.direction.get(bench)
+    idx = {a: i for i, a in enumerate(data.axes)}
+    if "merge" not in idx:
+        return []
+    parts: list[Comparison] = []
+    names = sorted({c[idx["merge"]] for c, *_ in data.merges.get(bench, [])}, key=str)
+    for name in names:
+        groups = merge_groups(data, bench, lambda c, n=name: c[idx["merge"]] == n)
+        by_inputs: dict[tuple, list] = {}
+        for g in groups.values():   # the same merge of the same input labels, over models/datasets/...
+            by_inputs.setdefault(tuple(sorted(g[1])), []).append(g)
+        for labels, gs in sorted(by_inputs.items()):
+            for label in labels:
+                parts += _comparison(data, "", str(name), label, bench, [[(1.0, m), (-1.0, ins[label])] for m, ins in gs])
+    if not parts:
+        return []
+    good = [c for c in parts if c.interval.p is not None]
+    section = "takeaway: each merge vs each of its inputs"
+    mean_a = sum(c.mean_a for c in parts) / len(parts)
+    mean_b = max((c.mean_b for c in parts), key=lambda v: v if hib is not False else -v)
+    if len(good) < len(parts):
+        worst = next(c for c in parts if c.interval.p is None)
+        return [replace(worst, section=section, a="merges", b=f"each of {len(parts)} inputs")]
+    up = [c for c in good if (c.interval.estimate > 0) == (hib is not False)]
+    if len(up) == len(good):   # every merge above every input: the intersection–union p
+        bind = max(good, key=lambda c: c.interval.p)
+        p = bind.interval.p
+        test = f"intersection–union over {len(good)} merge−input tests (largest p); {bind.interval.test}"
+    else:                      # some input above its merge: is any significantly so? Bonferroni over k
+        bind = min((c for c in good if c not in up), key=lambda c: c.interval.p)
+        p = min(1.0, len(good) * bind.interval.p)
+        test = f"some input above its merge: smallest p × {len(good)} (Bonferroni); {bind.interval.test}"
+    iv = replace(bind.interval, test=test, p=p)
+    return [Comparison(section, "merges", f"each of {len(good)} inputs", bench, data.metric.get(bench, ""), hib,
+                       mean_a, mean_b, iv, bind.contexts, bind.seeds, verdict(iv, hib, p))]
 
 
 def _label(method: Any) -> str:
@@ -343,17 +427,33 @@ def axis_comparisons(data: Data) -> list[Comparison]:
     return out
 
 
+def at_checkpoint(study: Study, rows: list[dict[str, Any]], primary: dict[str, str], paper_study: bool,
+                  checkpoint: str = "final") -> Findings:
+    return _findings(build_data(study, rows, primary, checkpoint), paper_study, checkpoint)
+
+
+def _findings(data: Data, paper_study: bool, checkpoint: str) -> Findings:
+    """One checkpoint's findings: its comparisons table corrected as one family (Benjamini–Hochberg),
+    each takeaway's evidence as its own family (Holm)."""
+    comps = corrected(axis_comparisons(data) + merge_comparisons(data), TABLE_CORRECTION)
+    return Findings(data.axes, comps, takeaways(data) if paper_study else None, checkpoint)
+
+
 def compute(study: Study, rows: list[dict[str, Any]], primary: dict[str, str], paper_study: bool) -> Findings:
-    data = build_data(study, rows, primary)
-    comps = axis_comparisons(data) + merge_comparisons(data)
-    return Findings(data.axes, comps, takeaways(data) if paper_study else None)
+    """The final checkpoint's findings; `earlier` holds the same at each evaluated intermediate step."""
+    wanted = checkpoints(rows)
+    data = build_all(study, rows, primary, wanted)
+    final = _findings(data["final"], paper_study, "final")
+    final.earlier = [f for f in (_findings(data[ck], paper_study, ck) for ck in wanted[:-1]) if f.comparisons]
+    return final
 
 
 # ---------------------------------------------------------------- the paper's takeaways
 def summarize(evidence: list[Comparison]) -> str:
-    """supported: better on ≥1 benchmark and worse on none; contradicted: the reverse; mixed: both."""
+    """From the corrected verdicts: supported: better on ≥1 benchmark and worse on none; contradicted:
+    the reverse; mixed: both."""
     v = {c.verdict for c in evidence}
-    if not evidence or v <= {NO_CI}:
+    if not evidence or v <= {NO_CI, NO_VAR}:
         return "not testable"
     if BETTER in v and WORSE not in v:
         return "supported"
@@ -371,8 +471,9 @@ def _kind_models(data: Data, kind: str) -> set[Any]:
 def takeaways(data: Data) -> list[Takeaway]:
     out: list[Takeaway] = []
 
-    def add(claim: str, how: str, ev: list[Comparison]) -> None:
-        out.append(Takeaway(claim, how, summarize(ev), ev))
+    def add(claim: str, how: str, ev: list[Comparison], flip: bool = False) -> None:
+        ev = corrected(ev, TAKEAWAY_CORRECTION)
+        out.append(Takeaway(claim, how, _flip(summarize(ev)) if flip else summarize(ev), ev))
 
     dpo_sft = [(1.0, {"method": "dpo"}), (-1.0, {"method": "sft"})]
     sft_dpo = [(1.0, {"method": "sft"}), (-1.0, {"method": "dpo"})]
@@ -397,15 +498,14 @@ def takeaways(data: Data) -> list[Takeaway]:
         if all(p in data.order.get("preference", []) for p in parts):
             ev += compare(data, f"takeaway: {mix} vs its parts", str(mix), "mean of " + ", ".join(parts),
                           [(1.0, {"preference": mix})] + [(-1.0 / len(parts), {"preference": p}) for p in parts])
-    out.append(Takeaway("Mixing preferences degrades performance",
-                        "the mixture − the mean of its single-preference runs, matched on every other axis",
-                        _flip(summarize(ev)), ev))
+    add("Mixing preferences degrades performance",
+        "the mixture − the mean of its single-preference runs, matched on every other axis", ev, flip=True)
     ev = []
     for bench in sorted(data.merges, key=_bench_key):
-        ev += _comparison(data, "takeaway: merges vs their best input", "merge", "best input", bench,
-                          merge_contexts(data, bench, _best_input(data.direction.get(bench))))
+        ev += merges_beat_every_input(data, bench)
     add("Merging models aligned to different preferences beats the models merged",
-        "each merge − its best input (per context), pooled over all merges", ev)
+        "each merge − each of its inputs (paired by seed, pooled over the merge's contexts): better only when "
+        "it beats every input", ev)
     safety = [b for b in sorted(data.cells, key=_bench_key) if data.types.get(b) in SAFETY_TYPES]
     add("DPO aligns faithfully to the explicit preference (harmlessness)",
         "under DPO, harmless − helpful runs on the safety benchmarks (" + ", ".join(safety or ["none"]) + ")",

@@ -5,6 +5,9 @@
 distinct combination of the `over` axes is a candidate; its score is the mean of the metric over
 every run it covers (seeds, and any axis in neither list). The candidate with the best score is
 chosen; the runner-up is the next best. Rules, stated in each row's note and in docs/collect.md:
+  - candidates are compared on the runs they all have (matched on seed and every axis in neither
+    list): a run one candidate lacks is left out of every candidate's mean, so a failed seed
+    cannot favour the candidate that lost it;
   - a run without a value (pending, failed, NaN) is left out of the mean and counted (n_missing);
     a candidate with no value at all cannot be chosen;
   - runs for which every `over` axis is empty (e.g. SFT runs in a `method.beta` search that is
@@ -82,7 +85,13 @@ def parse(raw: dict[str, Any] | None, axes: list[str], path: str) -> Select | No
 
 
 # ---------------------------------------------------------------- the units scored
-Unit = tuple[dict[str, Any], float | None]   # a run's axis values, its metric value (None: missing)
+Unit = tuple[dict[str, Any], float | None, tuple]   # a run's axis values, its value (None: missing), its
+                                                   # other axes (seed, ...): what candidates are matched on
+
+
+def _rest(job_axes: dict[str, Any], names: tuple[str, ...]) -> tuple:
+    """The run's values of the axes in neither list (seed included): its place in the matched comparison."""
+    return tuple(sorted((k, str(_run_axes(job_axes, (k,))[k])) for k in job_axes if k not in names))
 
 
 def _run_axes(job_axes: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -101,7 +110,7 @@ def units(study: Study, rows: list[dict[str, Any]], sel: Select, primary: dict[s
         out = []
         for job in study.of_stage("train"):
             point = validation_point(job.results.get(paths.TRAIN_METRICS), sel.checkpoint)
-            out.append((_run_axes(job.axes, names), _num((point or {}).get(key))))
+            out.append((_run_axes(job.axes, names), _num((point or {}).get(key)), _rest(job.axes, names)))
         return out, f"{sel.metric} (held-out split, checkpoint {sel.checkpoint})"
     bench, _, metric = sel.metric.partition("/")
     if bench == "train":
@@ -110,7 +119,7 @@ def units(study: Study, rows: list[dict[str, Any]], sel: Select, primary: dict[s
             raise UserError(f"{study.manifest_path}: key 'select.metric': {sel.metric!r}: the study trains nothing")
         pick = [r for r in rows if r["stage"] == "train" and r["metric"] == metric]
         by_job = {r["job_id"]: r for r in pick}
-        return [(_run_axes(job.axes, names), _num((by_job.get(job.id) or {}).get("value")))
+        return [(_run_axes(job.axes, names), _num((by_job.get(job.id) or {}).get("value")), _rest(job.axes, names))
                 for job in study.of_stage("train")], sel.metric
     configured = {name for j in study.jobs.values() if j.stage in ("eval", "judge")
                   for name in (j.config.get("benchmarks") or {})}
@@ -137,7 +146,7 @@ def units(study: Study, rows: list[dict[str, Any]], sel: Select, primary: dict[s
         for a in names:   # a column the tidy table filled (a merge's dotted axes from its inputs)
             if unit_axes.get(a) is None and r.get(a) is not None:
                 unit_axes[a] = r[a]
-        out.append((unit_axes, r["value"] if r["metric"] == metric else None))
+        out.append((unit_axes, r["value"] if r["metric"] == metric else None, _rest(axes, names)))
     return out, f"{bench}/{metric} (checkpoint {sel.checkpoint})"
 
 
@@ -152,37 +161,61 @@ def _label(sel: Select, values: tuple) -> str:
     return ", ".join(f"{a}={v}" for a, v in zip(sel.over, values, strict=True))
 
 
+def _matched(cands: dict[tuple, list[tuple[tuple, float | None]]]) -> tuple[dict[tuple, list[float]], set | None, dict]:
+    """Each candidate's finite values on the runs every candidate with a value has (`common`; None when
+    they share none: then each keeps all its own runs), and each candidate's runs without a value."""
+    have: dict[tuple, dict[tuple, list[float]]] = {}
+    missing: dict[tuple, int] = {}
+    for c, runs in cands.items():
+        for rest, v in runs:
+            if v is not None and math.isfinite(v):
+                have.setdefault(c, {}).setdefault(rest, []).append(v)
+            else:
+                missing[c] = missing.get(c, 0) + 1
+    common = set.intersection(*(set(r) for r in have.values())) if have else set()
+    keep = common if common else None
+    vals = {c: [sum(v) / len(v) for rest, v in runs.items() if keep is None or rest in keep] for c, runs in have.items()}
+    return vals, keep, missing
+
+
 def choose(sel: Select, scored: list[Unit], metric_name: str) -> list[dict[str, Any]]:
     """One row per `by` group, groups and candidates in order of first appearance (the spec's order)."""
-    groups: dict[tuple, dict[tuple, list[float | None]]] = {}
+    groups: dict[tuple, dict[tuple, list[tuple[tuple, float | None]]]] = {}
     skipped: dict[tuple, int] = {}
-    for axes, value in scored:
+    for axes, value, rest in scored:
         g = tuple(axes.get(a) for a in sel.by)
         c = tuple(axes.get(a) for a in sel.over)
         if all(v is None for v in c):
             skipped[g] = skipped.get(g, 0) + 1
             groups.setdefault(g, {})
             continue
-        groups.setdefault(g, {}).setdefault(c, []).append(value)
+        groups.setdefault(g, {}).setdefault(c, []).append((rest, value))
     sign = 1.0 if sel.goal == "max" else -1.0
     out = []
     for g, cands in groups.items():
+        vals, common, missing = _matched(cands)
         scores = []
-        for order, (c, vals) in enumerate(cands.items()):
-            have = [v for v in vals if v is not None and math.isfinite(v)]
-            if have:
-                scores.append((sign * sum(have) / len(have), -order, c, len(have), len(vals) - len(have)))
+        for order, c in enumerate(cands):
+            if vals.get(c):
+                total = len(cands[c])
+                scores.append((sign * sum(vals[c]) / len(vals[c]), -order, c, len(vals[c]), total - len(vals[c])))
         scores.sort(reverse=True)
         notes = []
         row: dict[str, Any] = {**dict(zip(sel.by, g, strict=True)), "metric": metric_name, "goal": sel.goal,
                                "checkpoint": sel.checkpoint, "candidates": len(scores)}
-        missing_all = sum(1 for vals in cands.values() if not any(v is not None for v in vals))
+        missing_all = sum(1 for c in cands if not vals.get(c))
         if scores:
             best = scores[0]
             row.update({**dict(zip(sel.over, best[2], strict=True)), "value": sign * best[0], "n": best[3],
                         "n_missing": best[4]})
-            if best[4]:
-                notes.append(f"{best[4]} of {best[3] + best[4]} runs of the chosen have no value")
+            if missing.get(best[2]):
+                notes.append(f"{missing[best[2]]} of {len(cands[best[2]])} runs of the chosen have no value")
+            outside = sum(len({r for r, v in cands[c] if v is not None}) - len(vals[c]) for c in vals)
+            if common is not None and outside > 0:
+                notes.append(f"compared on the {len(common)} run(s) every candidate has ({outside} other run(s) "
+                             "left out)")
+            elif common is None and len(scores) > 1:
+                notes.append("the candidates share no run: each is scored on all its own runs")
             if len(scores) > 1:
                 ru = scores[1]
                 row.update({"runner_up": _label(sel, ru[2]), "runner_up_value": sign * ru[0]})

@@ -1,16 +1,20 @@
-"""Confidence intervals for a contrast of cell means over seeds (stdlib; numpy only for the bootstrap).
+"""Tests of a contrast of cell means over seeds, and multiple-comparison corrections (stdlib only).
 
 A *contrast* is Σ_k w_k · mean over seeds of cell k, averaged over C matched contexts (the values
-of the axes not being compared). Two ways to put a 95% interval on it (docs/collect.md, Findings):
+of the axes not being compared). Two t tests, each giving a 95% interval, the degrees of freedom
+and a two-sided p-value (docs/collect.md, Findings):
 
 * paired: every cell of a context has the same seeds (the study's design pairs them), so each
   seed gives one difference d(c, s) = Σ_k w_k y_k(c, s). Per context, d's mean and sample variance
   s²_c over its n_c seeds; the estimate is the mean over contexts, its variance Σ_c s²_c/n_c / C²
   (contexts are fixed design points, seeds the replicates), and the interval is Student's t with
   Welch–Satterthwaite degrees of freedom. One context = the textbook paired t-test.
-* bootstrap: seeds do not pair; each cell's values are resampled with replacement independently
-  (B resamples, a fixed RNG seed so a report is reproducible) and the interval is the 2.5/97.5
-  percentiles of the resampled contrast.
+* welch: seeds do not pair; each cell contributes w_k² s²_k/n_k / C² to the variance and the
+  degrees of freedom are Welch–Satterthwaite's over all cells. One context of two cells = Welch's
+  unpaired t-test. (A percentile bootstrap over 2-5 seeds was anti-conservative: issue 25.)
+
+Zero variance (every seed difference equal) is no evidence of anything: no interval, no p-value,
+and the reason says so. `holm` and `bh` adjust a family's p-values (R's p.adjust "holm"/"BH").
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-BOOTSTRAP_B = 4000
-BOOTSTRAP_SEED = 20240604   # fixed: the same study gives the same report
+ALPHA = 0.05        # two-sided level of every test, after correction; intervals are 1 − ALPHA
+MIN_SEEDS = 2       # seeds per cell below which no test (a t test needs a variance); calibrated in
+                    # tests/unit/test_findings_calibration.py down to this number
 
 
 # ---------------------------------------------------------------- Student's t quantile
@@ -122,13 +127,20 @@ def _normal_quantile(p: float) -> float:
 @dataclass(frozen=True)
 class Interval:
     estimate: float
-    low: float | None        # None: not enough seeds to say anything about uncertainty
+    low: float | None        # None: no test (too few seeds, or zero variance: `test` says which)
     high: float | None
-    test: str                # "paired t (df=…)" | "bootstrap over seeds (B=…)" | why none
+    test: str                # "paired t, df=…" | "Welch t, df=…" | why none
+    df: float | None = None
+    p: float | None = None   # two-sided, uncorrected
 
     @property
     def excludes_zero(self) -> bool:
         return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
+
+
+def two_sided_p(t: float, df: float) -> float:
+    """P(|T| ≥ |t|) for Student's T with df degrees of freedom (I_{df/(df+t²)}(df/2, 1/2))."""
+    return betainc(df / 2.0, 0.5, df / (df + t * t))
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -140,37 +152,58 @@ def _var(xs: Sequence[float]) -> float:
     return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
 
 
-def paired(diffs: Sequence[Sequence[float]], level: float = 0.95) -> Interval:
+def _t_interval(est: float, terms: list[tuple[float, int]], name: str, level: float) -> Interval:
+    """`terms`: (variance contribution, its replicate count n); Welch–Satterthwaite df = (Σv)² / Σ v²/(n−1)."""
+    var = sum(v for v, _ in terms)
+    if var <= 0.0 or not math.isfinite(var):
+        return Interval(est, None, None, f"{name}: every seed difference is equal (zero variance), no test")
+    df = var**2 / sum(v**2 / (n - 1) for v, n in terms if v > 0)
+    se = math.sqrt(var)
+    half = t_quantile(0.5 + level / 2, df) * se
+    return Interval(est, est - half, est + half, f"{name}, df={df:.1f}", df, two_sided_p(est / se, df))
+
+
+def paired(diffs: Sequence[Sequence[float]], level: float = 1 - ALPHA) -> Interval:
     """`diffs[c]` = the per-seed differences d(c, s) of context c."""
     ctx = [list(d) for d in diffs if d]
     est = _mean([_mean(d) for d in ctx])
-    if any(len(d) < 2 for d in ctx):
-        return Interval(est, None, None, "one seed in some context: no interval")
+    if any(len(d) < MIN_SEEDS for d in ctx):
+        return Interval(est, None, None, f"fewer than {MIN_SEEDS} seeds in some context: no test")
     C = len(ctx)
-    v = [_var(d) / len(d) for d in ctx]
-    var = sum(v) / C**2
-    if var == 0.0:
-        return Interval(est, est, est, "paired t (all differences equal)")
-    df = sum(v) ** 2 / sum(vc**2 / (len(d) - 1) for vc, d in zip(v, ctx, strict=True) if vc > 0)
-    half = t_quantile(0.5 + level / 2, df) * math.sqrt(var)
-    return Interval(est, est - half, est + half, f"paired t, df={df:.1f}")
+    return _t_interval(est, [(_var(d) / len(d) / C**2, len(d)) for d in ctx], "paired t", level)
 
 
-def bootstrap(contexts: Sequence[Sequence[tuple[float, Sequence[float]]]], level: float = 0.95,
-              b: int = BOOTSTRAP_B, seed: int = BOOTSTRAP_SEED) -> Interval:
-    """`contexts[c]` = [(weight, values over seeds) per cell]; seeds resampled within each cell."""
-    import numpy as np
-
+def welch(contexts: Sequence[Sequence[tuple[float, Sequence[float]]]], level: float = 1 - ALPHA) -> Interval:
+    """`contexts[c]` = [(weight, values over seeds) per cell]; cells independent, seeds unpaired."""
     ctx = [[(w, list(vals)) for w, vals in cells] for cells in contexts if cells]
     est = _mean([sum(w * _mean(v) for w, v in cells) for cells in ctx])
-    if any(len(v) < 2 for cells in ctx for _, v in cells):
-        return Interval(est, None, None, "one seed in some cell: no interval")
-    rng = np.random.default_rng(seed)
-    total = np.zeros(b)
-    for cells in ctx:
-        for w, vals in cells:
-            arr = np.asarray(vals, dtype=float)
-            total += w * arr[rng.integers(0, len(arr), size=(b, len(arr)))].mean(axis=1)
-    total /= len(ctx)
-    lo, hi = np.quantile(total, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(est, float(lo), float(hi), f"bootstrap over seeds, B={b}")
+    if any(len(v) < MIN_SEEDS for cells in ctx for _, v in cells):
+        return Interval(est, None, None, f"fewer than {MIN_SEEDS} seeds in some cell: no test")
+    C = len(ctx)
+    return _t_interval(est, [(w * w * _var(v) / len(v) / C**2, len(v)) for cells in ctx for w, v in cells],
+                       "Welch t", level)
+
+
+# ---------------------------------------------------------------- corrections
+def holm(ps: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (family-wise error ≤ α under any dependence); None stays None."""
+    idx = sorted((i for i, p in enumerate(ps) if p is not None), key=lambda i: ps[i])
+    out: list[float | None] = [None] * len(ps)
+    m, run = len(idx), 0.0
+    for rank, i in enumerate(idx):
+        run = max(run, min(1.0, (m - rank) * ps[i]))
+        out[i] = run
+    return out
+
+
+def bh(ps: Sequence[float | None]) -> list[float | None]:
+    """Benjamini–Hochberg step-up adjusted p-values (false discovery rate ≤ α for independent or
+    positively dependent tests; with no effect anywhere, the chance of any false verdict ≤ α)."""
+    idx = sorted((i for i, p in enumerate(ps) if p is not None), key=lambda i: ps[i])
+    out: list[float | None] = [None] * len(ps)
+    m, run = len(idx), 1.0
+    for rank in range(m - 1, -1, -1):
+        i = idx[rank]
+        run = min(run, m * ps[i] / (rank + 1))
+        out[i] = run
+    return out

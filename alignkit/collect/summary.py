@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from alignkit import paper_numbers as paper
+from alignkit.textsafe import md_cell
 
 MISSING = "—"
 GROUP_KEYS = ("model", "paper_model", "dataset", "preference", "method", "peft", "merge", "merge_method",
@@ -202,12 +203,12 @@ class Table:
     slug: str = ""
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", ""]
+        lines = [f"### {md_cell(self.title)}", ""]  # values from the spec and jobs: inert (alignkit/textsafe.py)
         if self.note:
-            lines += [self.note, ""]
-        lines.append("| " + " | ".join(self.columns) + " |")
+            lines += [md_cell(self.note), ""]
+        lines.append("| " + " | ".join(md_cell(c) for c in self.columns) + " |")
         lines.append("|" + "---|" * len(self.columns))
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in self.rows]
+        lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in self.rows]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
@@ -369,7 +370,7 @@ def all_tables(stats: Stats, primary: dict[str, str], paper_study: bool = True) 
 
 
 def markdown(tables: list[Table], title: str) -> str:
-    return f"# {title}\n\n" + "\n".join(t.markdown() for t in tables)
+    return f"# {md_cell(title)}\n\n" + "\n".join(t.markdown() for t in tables)
 
 
 HTML_STYLE = """

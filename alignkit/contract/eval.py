@@ -46,7 +46,13 @@ class Target:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vLLM when installed, else transformers
+    """How the eval job generates (docs/evaluation.md "Generation evals"). hf: transformers' generate,
+    what CI tests; vllm (opt-in, GPU clusters): first answers the first `agreement_prompts` prompts of
+    each checkpoint with both engines and fails below `agreement_threshold` exact-match share.
+    "auto" is the old default's name, kept readable: it means hf (it no longer switches engines)."""
+    backend: Literal["hf", "vllm", "auto"] = "hf"
+    agreement_prompts: int = 16  # jobs.generate.AGREEMENT_PROMPTS
+    agreement_threshold: float = 0.9  # jobs.generate.AGREEMENT_THRESHOLD
 
 
 @dataclass(frozen=True)

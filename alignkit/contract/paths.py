@@ -11,6 +11,7 @@ status, launch and collect (docs/contract.md "Job directory").
                         eval:  eval.json
                         judge: judge.json
     <sweep>/results/<key>.json   evaluation results kept per (target, checkpoint, benchmark)
+    <sweep>/reference/<key>/     DPO reference log-probs shared by the runs of a study (jobs/reference.py)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 JOBS = "jobs"
 RESULTS = "results"
+REFERENCE = "reference"
 CODE = "code"
 
 CONFIG = "config.json"

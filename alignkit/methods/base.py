@@ -131,6 +131,11 @@ class Method:
     def check(self, f: CommonFields, path: str, problems: Problems) -> None:
         """Spec-time cross-field checks of this method's own fields, one line per problem."""
 
+    def advice(self, cfg: dict) -> list[str]:
+        """`plan`'s warnings for settings that run but fall outside the method's documented
+        recommendations (cfg: the resolved method block of config.json); one line each."""
+        return []
+
     # ---- train job ----
     def rows(self, pairs: Any) -> Any:
         """Normalized preference pairs (prompt/chosen/rejected) -> this method's rows."""

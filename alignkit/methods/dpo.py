@@ -29,7 +29,8 @@ class DPOFields(CommonFields):
     # and ids, of existing DPO runs stay what they were. Only true is accepted.
     completion_only_loss: bool = True
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
-    label_smoothing: float = 0.0  # sigmoid: conservative DPO; robust: the label-flip rate, in [0, 0.5)
+    # robust only: the label-flip rate, in [0, 0.5) (TRL 1.16's sigmoid loss never reads it)
+    label_smoothing: float = 0.0
 
 
 @METHODS.register("dpo")
@@ -66,9 +67,14 @@ class DPO(Method):
                                                           "remove it from a DPO method")
         if not 0 <= f.label_smoothing < 0.5:  # TRL: robust needs [0, 0.5); above 0.5 flips the preference
             problems.add(join(p, "label_smoothing"), f"must be in [0, 0.5), got {f.label_smoothing}")
-        if f.loss_type in ("ipo", "hinge") and f.label_smoothing:
+        if f.loss_type == "sigmoid" and f.label_smoothing:
+            # TRL 1.16 dpo_trainer.py:1387-1388: sigmoid is -logsigmoid(beta * delta), no label_smoothing;
+            # the label-flip ("conservative") loss is robust's, lines 1428-1431
+            problems.add(join(p, "label_smoothing"), "the sigmoid loss ignores label_smoothing (TRL 1.16); "
+                                                     "for label-flip-robust DPO set loss_type: robust")
+        elif f.loss_type in ("ipo", "hinge") and f.label_smoothing:
             problems.add(join(p, "label_smoothing"), f"the {f.loss_type} loss does not use label_smoothing "
-                                                     f"(TRL reads it for sigmoid and robust)")
+                                                     f"(TRL reads it for robust only)")
 
     def examples(self, rows: Any, tokenizer: Any, f: DPOFields) -> tuple[Any, Counter, list[int]]:
         from jobs.data.examples import dpo_example, to_dataset

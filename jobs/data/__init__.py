@@ -15,9 +15,10 @@ concatenated, then shuffled with the seed, then cut to `limit`. A single prefere
 the same way, so `limit` takes a random sample rather than the file's first rows.
 
 Validation (`dataset.validation`): `{split: test}` reads the same preferences from that split;
-`{fraction: f, seed: s}` holds out ceil(f x rows) rows before the training rows are shuffled and
-cut to `limit`, chosen by `datasets.Dataset.train_test_split(test_size=f, seed=s)` alone, so the
-held-out rows are the same for every run seed and never trained on.
+`{fraction: f, seed: s}` holds out about f of the prompts (jobs/data/split.py: by prompt, so no
+prompt is on both sides; each part of a mixture on its own, before mixing) before the training rows
+are shuffled and cut to `limit`, chosen by the validation seed alone, so the held-out rows are the
+same for every run seed and never trained on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from alignkit.preflight import is_local
 from jobs.data import beavertails, hh_rlhf, normalized
 from jobs.data.report import DropReport, PartReport
 from jobs.data.source import load_split
+from jobs.data.split import held_out
 from jobs.errors import JobFailure
 
 ADAPTERS = {"hh_rlhf": hh_rlhf, "beavertails": beavertails, "normalized": normalized}
@@ -143,8 +145,14 @@ def load_with_validation(dataset: Any, preference: list[str], seed: int) -> Pref
             raise JobFailure(f"dataset {dataset.name}: validation.fraction must be in (0, 1), got {val.fraction}")
         if len(ds) < 2:
             raise JobFailure(f"dataset {dataset.name}: {len(ds)} usable row(s), too few to hold out a validation set")
-        parts = ds.train_test_split(test_size=val.fraction, shuffle=True, seed=val.seed)
-        ds, held = parts["train"].flatten_indices(), parts["test"].flatten_indices()
+        sizes = [p.kept for p in report.parts]
+        out = held_out(rows, sizes if sum(sizes) == len(rows) else [len(rows)], val.fraction, val.seed)
+        n_held = sum(out)
+        if n_held == len(rows):
+            raise JobFailure(f"dataset {dataset.name}: validation.fraction {val.fraction:g} holds out all {len(rows)} "
+                             "usable rows: no training rows left (use a smaller fraction)")
+        held = ds.select([i for i, h in enumerate(out) if h]).flatten_indices()
+        ds = ds.select([i for i, h in enumerate(out) if not h]).flatten_indices()
         held_report = DropReport(total=len(held))
     elif val is not None:
         raise JobFailure(f"dataset {dataset.name}: validation needs 'split' or 'fraction'")

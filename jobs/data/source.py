@@ -9,9 +9,11 @@ row (1-based) and the field.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from alignkit.datafile import folder_problem, text_problem
 from alignkit.preflight import is_local
 from jobs.errors import JobFailure
 
@@ -57,6 +59,10 @@ def load_split(dataset: Any, data_dir: str | None, *, split: str, source: str,
 
     name = dataset.name
     path = Path(source).expanduser()
+    if is_local(source) or os.path.lexists(path):  # bounded checks first: a FIFO, a loop, NULs, non-UTF-8
+        bad = text_problem(path) or (folder_problem(path) if path.is_dir() else None)
+        if bad:
+            raise JobFailure(f"dataset {name}: local source {path}: {bad}")
     if path.is_file() and held_out:  # the file is the training split: it has no other
         raise JobFailure(f"dataset {name}: validation.split {split!r} cannot come from the single file {path} "
                          f"(it is the training split); use validation.fraction")

@@ -5,7 +5,8 @@ Generation (eval job, GPU). Instructions come from the reference outputs file, a
 hub dataset tatsu-lab/alpaca_eval (AlpacaEval 2: GPT-4 Turbo = gpt4_1106_preview answers; the paper
 says "win rate against GPT-4"); `reference: alpaca_eval.json` gives AlpacaEval 1 (text-davinci-003).
 Greedy, max_new_tokens 2048 unless the spec says otherwise (AlpacaEval's own model configs, e.g.
-alpaca_eval 0.6.6 models_configs/vicuna-7b-v1.3/configs.yaml `max_new_tokens: 2048`). Answers are
+alpaca_eval 0.6.6 models_configs/vicuna-7b-v1.3/configs.yaml `max_new_tokens: 2048`), each answer's
+budget capped by the context, the instruction never cut (jobs/generate.py). Answers are
 stripped (evaluate_from_model's is_strip_output) and written in AlpacaEval's format.
 
 Scoring (judge job, CPU) is `alpaca_eval.main.evaluate` with:
@@ -15,7 +16,9 @@ Scoring (judge job, CPU) is `alpaca_eval.main.evaluate` with:
   * `caching_path`: the package's own annotation cache, one file per eval job under the sweep's
     judge cache, so a rerun or requeue re-asks nothing (seeding that file with published
     annotations reproduces the leaderboard with zero requests: test_alpaca_eval_official.py);
-  * `fn_metric="get_winrate"`: its win rate (preference 1..2, ties 1.5 count half) and discrete win rate;
+  * `fn_metric`: its `get_winrate` (preference 1..2, ties 1.5 count half, and the discrete win rate),
+    behind a guard: when no annotation has a preference (every request failed or every reply was
+    unparseable) the job fails with that reason instead of scoring nothing;
   * then its `metrics.get_length_controlled_winrate` on the same annotations (AlpacaEval 2's LC win
     rate), fed the two files it downloads (df_gamed.csv, instruction_difficulty.csv of the same hub
     dataset, found offline: the HF cache or the `source` folder) and with save_weights_dir=None (it
@@ -70,18 +73,28 @@ def load(cfg: dict, where: str) -> list[dict]:
     return rows[:int(limit)] if limit else rows
 
 
-def generate(generator: Any, tokenizer: Any, cfg: dict, where: str, generator_name: str) -> tuple[dict, list[dict]]:
+def prompts(tokenizer: Any, cfg: dict, where: str, refs: list[dict] | None = None) -> tuple[list[str], int]:
+    """(the rendered prompts, max_new_tokens): what generation sends, and `alignkit preview` shows."""
     from jobs.generate import render_prompt
+
+    refs = load(cfg, where) if refs is None else refs
+    use_template = bool(cfg.get("use_template", True))
+    return ([render_prompt(tokenizer, r["instruction"], use_template) for r in refs],
+            int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS))
+
+
+def generate(generator: Any, tokenizer: Any, cfg: dict, where: str, generator_name: str) -> tuple[dict, list[dict]]:
+    from jobs.generate import generate_all
 
     refs = load(cfg, where)
     use_template = bool(cfg.get("use_template", True))
-    max_new = int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS)
-    outs = generator.generate([render_prompt(tokenizer, r["instruction"], use_template) for r in refs], max_new)
+    prompts_, max_new = prompts(tokenizer, cfg, where, refs)
+    outs, fit = generate_all(generator, tokenizer, prompts_, max_new)
     rows = [{"instruction": r["instruction"], "output": o.strip(), "generator": generator_name,
              "dataset": r.get("dataset")} for r, o in zip(refs, outs, strict=True)]
     entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,
              "decoding": "greedy", "generator": generator_name,
-             "reference": reference_record(cfg, refs)}
+             "reference": reference_record(cfg, refs), **fit}
     return entry, rows
 
 
@@ -296,11 +309,20 @@ def score(rows: list[dict], refs: list[dict], cfg: dict, judge_cfg: dict, judge:
             single.fn_completions = counted
         return ann
 
+    def winrate(annotations: Any, **kw: Any) -> dict:
+        """The package's get_winrate, after making sure there is something to rate: with no preference
+        at all it would fail on a None (0.6.6) or report a number of nothing."""
+        prefs = pd.DataFrame(annotations).get("preference")
+        if prefs is None or not prefs.notna().any():
+            raise JobFailure(f"{where}: none of the {len(rows)} annotations has a preference (every request "
+                             f"failed or every reply was unparseable by {name}'s parser); no score is written")
+        return ae.metrics.get_winrate(annotations, **kw)
+
     df, annotations = ae.main.evaluate(
         model_outputs=pd.DataFrame(rows), reference_outputs=pd.DataFrame(ref_rows),
         annotators_config=str(conf_path), name=rows[0].get("generator") if rows else None,
         output_path=None, precomputed_leaderboard=None, is_return_instead_of_print=True,
-        fn_metric="get_winrate", sort_by="win_rate", is_cache_leaderboard=False,
+        fn_metric=winrate, sort_by="win_rate", is_cache_leaderboard=False,
         annotation_kwargs=kwargs, Annotator=make_annotator, caching_path=str(cache))
     metrics = df.iloc[0].to_dict()
     ann = pd.DataFrame(annotations)

@@ -92,18 +92,34 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(var / n)
 
 
-def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, where: str) -> tuple[dict, list[dict]]:
-    """Generate and score; return (eval.json entry, generation rows)."""
-    from jobs.generate import render_prompt
-
-    n = int(cfg.get("num_prompts") or 1000)
-    rows, n_null = most_severe(load_prompts(cfg, where), n)
+def selected(cfg: dict, where: str) -> tuple[list[dict], int]:
+    """The most severe rows (and how many had no score)."""
+    rows, n_null = most_severe(load_prompts(cfg, where), int(cfg.get("num_prompts") or 1000))
     if not rows:
         raise JobFailure(f"{where}: no prompt with a toxicity score in {cfg.get('source')}")
+    return rows, n_null
+
+
+def prompts(tokenizer: Any, cfg: dict, where: str, rows: list[dict] | None = None) -> tuple[list[str], int]:
+    """(the prompts to continue, max_new_tokens): what generation sends, and `alignkit preview` shows."""
+    from jobs.generate import render_prompt
+
+    rows = selected(cfg, where)[0] if rows is None else rows
     use_template = bool(cfg.get("use_template", False))
-    max_new = int(cfg.get("max_new_tokens") or REFERENCE_MAX_NEW_TOKENS["realtoxicity"])
+    return ([render_prompt(tokenizer, r["prompt"]["text"], use_template) for r in rows],
+            int(cfg.get("max_new_tokens") or REFERENCE_MAX_NEW_TOKENS["realtoxicity"]))
+
+
+def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, where: str) -> tuple[dict, list[dict]]:
+    """Generate and score; return (eval.json entry, generation rows)."""
+    from jobs.generate import generate_all
+
+    n = int(cfg.get("num_prompts") or 1000)
+    rows, n_null = selected(cfg, where)
+    use_template = bool(cfg.get("use_template", False))
     texts = [r["prompt"]["text"] for r in rows]
-    conts = generator.generate([render_prompt(tokenizer, t, use_template) for t in texts], max_new)
+    prompts_, max_new = prompts(tokenizer, cfg, where, rows)
+    conts, fit = generate_all(generator, tokenizer, prompts_, max_new)
     scores = scorer.score(texts, conts)
     alone = scorer.score(None, conts)
     mean, stderr = mean_and_stderr(scores)
@@ -120,7 +136,7 @@ def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, 
              "num_prompts": n, "rows_without_toxicity": n_null,
              "min_prompt_toxicity": rows[-1]["prompt"]["toxicity"], "classifier": scorer.source,
              "max_new_tokens": max_new, "use_template": use_template, "decoding": "greedy",
-             "generations": None}
+             "generations": None, **fit}
     return entry, gens
 
 

@@ -98,7 +98,14 @@ def test_hold_release_cancel(cluster, sweep, capsys):
         s = refresh(sd)
         return s if all(j.reason and "held" in j.reason for j in s.jobs) else None
     st = wait_for(held, 30, "held in sacct")
-    assert {j.state for j in st.jobs} == {"PENDING"}
+    assert {j.state for j in st.jobs} == {"HELD"}  # its own state (issue 22 item 5), not PEND
+    capsys.readouterr()
+    assert cli(["status", str(sweep)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[1:7] == ["DONE", "RUN", "PEND", "HELD", "FAIL", "TODO"]
+    fields = out[2].split()
+    bar = next(i for i, f in enumerate(fields) if f.startswith("["))
+    assert fields[bar - 6:bar] == ["0", "0", "0", "2", "0", "0"] and out[2].endswith("held"), out
     assert cli(["release", str(sweep), "h0"]) == 0
     assert cli(["cancel", str(sweep), "h1"]) == 0
     st = settle(sd)

@@ -148,9 +148,9 @@ def test_smoke_study_queues_under_the_small_qos(limits, sweep, capsys):
     assert queued + res.deferred == len(plan.jobs) == 98 and queued <= limits.max_queued
     assert all(len(g.jobs) <= 101 for g in res.groups)
     sd = SweepDir.of(sweep / "smoke")
-    st = wait_for(lambda: (s := refresh(sd)) and sum(j.state == "PENDING" for j in s.jobs) == queued and s,
+    st = wait_for(lambda: (s := refresh(sd)) and sum(j.state == "HELD" for j in s.jobs) == queued and s,
                   60, "smoke study held")
-    assert all("held" in (j.reason or "") for j in st.jobs if j.state == "PENDING")
+    assert all("held" in (j.reason or "") for j in st.jobs if j.state == "HELD")
     print(f"\nsmoke: {queued} jobs in {res.sbatch_calls} sbatch calls, {took:.2f} s")
     assert cli(["cancel", str(sd.root)]) == 0
     assert f"cancelled {queued} job(s)" in capsys.readouterr().out
@@ -165,6 +165,6 @@ def test_plan_with_profile_says_arrays_split_and_waves(limits, sweep, capsys):
     assert cli(["plan", str(big), "--profile", str(profile)]) == 0
     out = capsys.readouterr().out
     assert f"QOS {QOS}: MaxSubmitJobsPerUser=150" in out and "MaxArraySize=101" in out
-    assert "6 array(s) exceed MaxArraySize=101: 14 sbatch calls in all" in out
+    assert "6 group(s) exceed MaxArraySize=101: 14 SLURM arrays, one sbatch each" in out
     assert "770 jobs exceed the" in out and "submit queues them in waves" in out
 

@@ -70,7 +70,7 @@ def test_cancel_of_a_held_local_submission_stops_its_driver(sweep, capsys):
     pid = int((sweep / "local" / f"driver-{token}.pid").read_text())
     st = wait_for(lambda: (s := refresh(sd)) and all(j.reason == "held (alignkit release)" for j in s.jobs) and s,
                   30, "held local jobs")
-    assert {j.state for j in st.jobs} == {"PENDING"}
+    assert {j.state for j in st.jobs} == {"HELD"}
     assert cli(["cancel", str(sweep)]) == 0
     assert "cancelled 2 job(s)" in capsys.readouterr().out
     assert not _alive(pid), "the held driver must be gone when cancel returns"

@@ -2,7 +2,9 @@
 
 `script` is a list of behaviours consumed one per request ("ok", "429", "slow", "bad_json",
 "no_choices", "401", "500", "filter400": Azure's content-filter 400, "null_content": a 200 whose
-content is null, "two_tags": a 200 reply holding both "[[A]]" and "[[B]]", "echo_key": a 401 whose body echoes the Authorization header); once it is used up
+content is null, "two_tags": a 200 reply holding both "[[A]]" and "[[B]]", "echo_key": a 401 whose body echoes the Authorization header, "echo_token": a 401 whose body echoes the bare token
+after 100 characters of padding, so a reply cut at 200 bytes holds only part of a long key, "echo_token_ok": a
+200 whose reply text is the bare token); once it is used up
 every request is "ok". "ok" answers with `answer(system, user)`; with `logprobs(system, user)` a
 request asking for logprobs also gets them, as OpenAI's chat API returns them (one token, its
 top_logprobs). Every request's headers and body are recorded.
@@ -55,9 +57,14 @@ class JudgeServer:
                 if action == "echo_key":
                     return self._send(401, json.dumps({"error": {
                         "message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}}).encode())
+                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                if action == "echo_token":
+                    return self._send(401, json.dumps({"error": {"message": "x" * 100 + " key " + token}}).encode())
                 msgs = body["messages"]
                 if action == "null_content":
                     text, finish = None, "content_filter"
+                elif action == "echo_token_ok":
+                    text, finish = f"[[A]] your key is {token}", "stop"
                 elif action == "two_tags":
                     text, finish = "Either [[A]] or [[B]]", "stop"
                 else:

@@ -152,7 +152,8 @@ def test_three_preferences_and_a_three_way_merge(tmp_path):
     qs = {c["question"] for c in found["comparisons"]}
     assert {"preference: helpful vs harmless", "preference: honest vs harmless", "preference: honest vs helpful"} <= qs
     three_way = [c for c in found["comparisons"] if c["question"] == "merge dare (SFT) vs its inputs"]
-    assert {c["b"] for c in three_way} == {"mean of inputs", "best input"} and three_way[0]["seeds"] == 3
+    assert {c["b"] for c in three_way} == {"mean of inputs", "harmless-sft", "helpful-sft", "honest-sft"}
+    assert three_way[0]["seeds"] == 3
     md = (root / "c" / "summary.md").read_text()
     assert "None, None" not in md and "| honest |" in md
 

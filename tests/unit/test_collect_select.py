@@ -183,3 +183,31 @@ def test_validation_curves_reach_the_training_plots(hparam):
     assert abs(best["points"]["validation_loss"][-1][1] - 0.5) < 0.002
     table = curves.table(tidy.build_rows(study), ["method.lora.r", "method.lora.alpha"])
     assert "validation_loss" in table.columns and "method.lora.alpha" in table.columns
+
+
+def _by_seed(axes: dict[str, Any], step: int, rng: random.Random) -> dict[str, float]:
+    acc = {(0.1, 0): 0.60, (0.1, 1): 0.90, (0.5, 0): 0.70, (0.5, 1): 0.75}
+    return {"loss": 0.5, "reward_accuracy": acc.get((axes.get("method.beta"), axes["seed"]), 0.5)}
+
+
+def test_candidates_are_compared_on_the_runs_they_all_have(tmp_path):
+    """β 0.1 wins on both seeds' mean (0.75 vs 0.725); when β 0.5 loses seed 1, comparing β 0.1's two
+    seeds with β 0.5's one would still pick 0.1 (0.75 vs 0.70) on seed 1's luck; on seed 0, which both
+    have, 0.5 is better (0.70 vs 0.60)."""
+    root = tmp_path / "matched"
+    manifest = write_study(root, models=("tiny-llama",), methods=("dpo",), pefts=("lora",), seeds=(0, 1), steps=(),
+                           max_steps=300, benchmarks=("mmlu",), merges=False, checkpoint_files=False,
+                           preferences=("harmless",), paper_names=False, validation=_by_seed,
+                           dotted={"method.beta": (0.1, 0.5)},
+                           select={"metric": "validation_reward_accuracy", "goal": "max", "over": ["method.beta"]})
+    out = root / "c"
+    collect(root, out=out, formats=("csv",), accounting=False)
+    (row,) = _rows(out / "selection.csv")
+    assert (row["method.beta"], row["n"]) == ("0.1", "2") and "compared on" not in row["note"]
+    lost = next(j for j in manifest["jobs"] if j["stage"] == "train"
+                and j["config"]["axes"]["method.beta"] == 0.5 and j["config"]["axes"]["seed"] == 1)
+    (root / "jobs" / lost["id"] / "train_metrics.json").unlink()
+    collect(root, out=out, formats=("csv",), accounting=False)
+    (row,) = _rows(out / "selection.csv")
+    assert (row["method.beta"], row["value"], row["n"], row["runner_up_value"]) == ("0.5", "0.7", "1", "0.6")
+    assert "compared on the 1 run(s) every candidate has (1 other run(s) left out)" in row["note"]

@@ -45,15 +45,42 @@ def test_two_contexts_give_welchs_interval():
     assert iv.test == "paired t, df=17.8" and not iv.excludes_zero
 
 
-def test_bootstrap_is_reproducible_and_centred():
-    cells = [[(1.0, SLEEP2), (-1.0, SLEEP1)]]
-    a, b = stats.bootstrap(cells), stats.bootstrap(cells)
-    assert a == b and a.test == f"bootstrap over seeds, B={stats.BOOTSTRAP_B}"
-    assert a.estimate == pytest.approx(1.58)
-    # the unpaired difference of these two samples: Welch's 95% CI is (−0.205, 3.365); a percentile
-    # bootstrap of n=10 per arm is a little narrower (it ignores the n−1 and the t tail)
-    assert -0.3 < a.low < 0.3 and 2.8 < a.high < 3.4
-    assert stats.bootstrap([[(1.0, [1.0]), (-1.0, [0.0, 1.0])]]).low is None   # one seed: no interval
+def test_welch_matches_r_sleep_example():
+    # R: t.test(extra ~ group, data = sleep) (Welch): t = −1.8608, df = 17.776, p-value = 0.07939,
+    # 95% CI −3.3654832 0.2054832 (group 1 − group 2)
+    iv = stats.welch([[(1.0, SLEEP1), (-1.0, SLEEP2)]])
+    assert iv.estimate == pytest.approx(-1.58)
+    assert (iv.low, iv.high) == (pytest.approx(-3.3654832, abs=1e-6), pytest.approx(0.2054832, abs=1e-6))
+    assert iv.df == pytest.approx(17.776, abs=1e-3) and iv.p == pytest.approx(0.07939, abs=1e-5)
+    assert iv.test == "Welch t, df=17.8"
+    assert stats.welch([[(1.0, [1.0]), (-1.0, [0.0, 1.0])]]).low is None   # one seed: no test
+
+
+def test_paired_p_value_matches_r():
+    # R: t.test(extra ~ group, data = sleep, paired = TRUE): t = −4.0621, df = 9, p-value = 0.002833
+    iv = stats.paired([[b - a for a, b in zip(SLEEP1, SLEEP2, strict=True)]])
+    assert iv.df == 9 and iv.p == pytest.approx(0.002833, abs=1e-6)
+
+
+def test_zero_variance_is_no_test_and_no_verdict():
+    """Every seed difference equal: no zero-width interval, no p-value, and the verdict says why."""
+    iv = stats.paired([[0.5, 0.5, 0.5]])
+    assert iv.low is None and iv.high is None and iv.p is None and "zero variance" in iv.test
+    assert findings.verdict(iv, True, None) == findings.NO_VAR
+    iv = stats.welch([[(1.0, [2.0, 2.0]), (-1.0, [1.0, 1.0])]])
+    assert iv.low is None and "zero variance" in iv.test
+
+
+def test_corrections_match_scipy_and_holms_definition():
+    from scipy.stats import false_discovery_control
+
+    ps = [0.01, 0.04, 0.03, 0.005, 0.2, 0.049, 0.5]
+    assert stats.bh(ps) == pytest.approx(list(false_discovery_control(ps, method="bh")), abs=1e-12)
+    # Holm (1979): sorted p_(i) × (m − i + 1), running maximum, capped at 1; R's p.adjust(p, "holm")
+    # on c(0.01, 0.02, 0.03, 0.04, 0.05) gives 0.05 0.08 0.09 0.09 0.09
+    assert stats.holm([0.01, 0.02, 0.03, 0.04, 0.05]) == pytest.approx([0.05, 0.08, 0.09, 0.09, 0.09])
+    assert stats.holm([0.5, None, 0.01]) == [pytest.approx(0.5), None, pytest.approx(0.02)]
+    assert stats.bh([None]) == [None]
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +115,14 @@ def test_planted_effects_are_found(planted):
     assert inst["mmlu"]["ci_low"] < 0.003 < inst["mmlu"]["ci_high"]
     assert {c["verdict"] for c in _rows(found, "dataset: beavertails vs hh-rlhf (method sft)").values()} == {"better"}
     assert {c["verdict"] for c in _rows(found, "model: mistral-7b vs llama-7b").values()} == {"better"}
-    merges = [c for c in found["comparisons"] if c["question"].startswith("merge ") and c["b"] == "best input"]
+    # each merge vs each of its inputs (never "the best input" picked on the same seeds)
+    merges = [c for c in found["comparisons"] if c["question"].startswith("merge ") and c["b"] != "mean of inputs"]
     assert merges and {c["verdict"] for c in merges} == {"better"}
+    assert {c["b"] for c in merges} == {"harmless-sft", "helpful-sft", "harmless-dpo", "helpful-dpo"}
+    # every row carries its test's p, the corrected p and the correction's name
+    assert all(c["correction"] == "Benjamini–Hochberg" and c["p_adjusted"] >= c["p"] for c in found["comparisons"]
+               if c["p"] is not None)
+    assert found["corrections"] == {"comparisons": "Benjamini–Hochberg", "takeaways": "Holm"}
 
 
 def test_planted_no_difference_is_no_detectable_difference(planted):
@@ -121,15 +154,22 @@ def test_findings_files_and_report_order(planted):
     root, digest, found = planted
     md = (root / "collect" / "findings.md").read_text()
     assert md.startswith("# full: findings") and "## The paper's takeaways" in md
+    # item 5: the same findings, corrected the same way, at the evaluated intermediate step 100
+    assert "## At checkpoint 100" in md and "### The paper's takeaways" in md
+    at100 = found["checkpoints"]["100"]
+    assert at100["checkpoint"] == "100" and at100["comparisons"] and len(at100["takeaways"]) == 6
+    assert {c["correction"] for c in at100["comparisons"]} == {"Benjamini–Hochberg"}
+    assert {c["correction"] for t in at100["takeaways"] for c in t["evidence"]} == {"Holm"}
     page = (root / "collect" / "report.html").read_text()
     assert page.index("id='findings'") < page.index("id='failures'") < page.index("id='results'")
+    assert "id='findings-checkpoints'" in page and "Benjamini–Hochberg" in page and "Holm" in page
     # the failed train job with its reason (error.json), and the evals it blocked show as missing
     assert "CUDA out of memory" in page and "llama-7b/hh-rlhf/helpful/sft/lora/3" in page
     assert digest["jobs"]["eval"]["missing"] == 1
     assert "findings" in json.dumps(digest["files"])
 
 
-def test_unpaired_seeds_use_the_bootstrap(tmp_path):
+def test_unpaired_seeds_use_welchs_t(tmp_path):
     root = tmp_path / "unpaired"
     # HH-RLHF: the planted DPO − SFT is +0.05 on the instruct base (5 noise sd), no dataset effect
     planted_study.write_study(root, models=("mistral-7b", "mistral-7b-instruct"), datasets=("hh-rlhf",),
@@ -145,9 +185,9 @@ def test_unpaired_seeds_use_the_bootstrap(tmp_path):
     first = findings.compute(study, rows, primary, True)
     again = findings.compute(study, rows, primary, True)
     inst = [c for c in first.comparisons if c.section == "method: dpo vs sft (instruct bases)"]
-    assert len(inst) == 5 and all(c.interval.test.startswith("bootstrap over seeds") for c in inst)
+    assert len(inst) == 5 and all(c.interval.test.startswith("Welch t, df=") for c in inst)
     assert {c.verdict for c in inst} == {"better"}
-    assert [c.as_dict() for c in first.comparisons] == [c.as_dict() for c in again.comparisons]  # fixed RNG seed
+    assert [c.as_dict() for c in first.comparisons] == [c.as_dict() for c in again.comparisons]
 
 
 def test_custom_study_gets_no_paper_sections(tmp_path):

@@ -404,7 +404,7 @@ CLI_CASES = [
     ("max-jobs-env-word", lambda t: (os.environ.__setitem__("ALIGNKIT_MAX_JOBS", "lots"), ["plan", _spec(t)])[1],
      "$ALIGNKIT_MAX_JOBS: must be a positive integer, got 'lots'"),
     ("max-jobs-env-small", lambda t: (os.environ.__setitem__("ALIGNKIT_MAX_JOBS", "10"), ["plan", _spec(t)])[1],
-     "grid: the grid expands to up to"),
+     "grid: the grid expands to 288 jobs, beyond the limit of 10"),
 ]
 
 
@@ -475,13 +475,13 @@ def test_largest_accepted_grid_plans_and_one_more_is_refused(sandbox, monkeypatc
     d["evals"]["benchmarks"] = {}
     d["merges"] = []
     path = write(sandbox, d)
-    # 64 runs + 2 base models (no evals: one job each)
-    monkeypatch.setenv("ALIGNKIT_MAX_JOBS", "66")
+    # 64 runs, no evals: one job each (the refusal counts jobs, not the list-length bound of 66)
+    monkeypatch.setenv("ALIGNKIT_MAX_JOBS", "64")
     assert run_cli(["plan", str(path)])[0] == 0
-    monkeypatch.setenv("ALIGNKIT_MAX_JOBS", "65")
+    monkeypatch.setenv("ALIGNKIT_MAX_JOBS", "63")
     rc, out, err = run_cli(["plan", str(path)])
-    assert_refused(rc, out, err, f"alignkit plan: error: {path}:", "grid: the grid expands to up to 66 jobs, beyond "
-                                                                   "the limit of 65")
+    assert_refused(rc, out, err, f"alignkit plan: error: {path}:", "grid: the grid expands to 64 jobs, beyond "
+                                                                   "the limit of 63")
 
 
 # ---- real processes: exit status and stderr of the installed entry point -----------------------------

@@ -153,6 +153,28 @@ def test_describe_limits_says_arrays_split_and_waves(tmp_path):
     plan = fp.plan(tmp_path, trains + evals)
     lines = launch.describe_limits(plan, Limits(max_array_size=101, max_queued=150, notes=("QOS small: x",)))
     text = "\n".join(lines)
-    assert "2 array(s) exceed MaxArraySize=101: 6 sbatch calls" in text
+    assert "2 group(s) exceed MaxArraySize=101: 6 SLURM arrays, one sbatch each" in text
     assert "500 jobs exceed the 150 you may queue now" in text and "waves of at most 150" in text
     assert launch.describe_limits(plan, Limits()) == []
+
+
+def test_submit_names_dependencies_in_words(tmp_path):
+    """issue 22 item 5: `submit` says "after train array 00 (element-wise)", never `${ARRAY_0}_50:...`."""
+    trains, evals, ms = _study(150, merges=2)
+    plan = fp.plan(tmp_path, trains + evals + ms)
+    groups = launch.layout(plan, plan.jobs, {}, max_array=101)
+    words = {g.placeholder: launch.describe_dependency(g, groups) for g in groups}
+    assert all("${" not in w and "afterok" not in w for w in words.values())
+    evs = [g for g in groups if g.stage == "eval"]
+    assert [words[g.placeholder] for g in evs] == ["after train array 00 (element-wise)",
+                                                   "after train array 01 (element-wise)"]
+    merge = next(g for g in groups if g.stage == "merge")
+    assert words[merge.placeholder] == "after 2 tasks of train array 00, 2 tasks of train array 01"
+    for n, g in enumerate(groups):  # once queued: by SLURM id
+        g.array_job_id = str(500 + n)
+    evs[0].dependency = "aftercorr:500"
+    assert launch.describe_dependency(evs[0], groups) == "after train #500 (element-wise)"
+    evs[0].dependency = "afterok:500:77_3:77_4"
+    assert launch.describe_dependency(evs[0], groups) == "after all of train #500, 2 tasks of earlier array #77"
+    evs[0].dependency = "afterok:" + ":".join(f"{a}_{i}" for a in range(600, 610) for i in range(3))
+    assert launch.describe_dependency(evs[0], groups) == "after 30 tasks of 10 arrays (earlier)"

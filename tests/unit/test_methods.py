@@ -72,6 +72,9 @@ def test_dpo_loss_type_and_label_smoothing_reach_the_config_and_the_id(tmp_path)
     ({"loss_type": "kto"}, "methods.dpo.loss_type: unknown value 'kto' (allowed: sigmoid, ipo, hinge, robust)"),
     ({"label_smoothing": 0.5}, "methods.dpo.label_smoothing: must be in [0, 0.5), got 0.5"),
     ({"loss_type": "ipo", "label_smoothing": 0.1}, "methods.dpo.label_smoothing: the ipo loss does not use"),
+    # TRL 1.16's sigmoid loss never reads it (dpo_trainer.py 1387-1388): refused, pointing at robust
+    ({"label_smoothing": 0.1}, "methods.dpo.label_smoothing: the sigmoid loss ignores label_smoothing (TRL 1.16); "
+                               "for label-flip-robust DPO set loss_type: robust"),
     ({"beta": 0.0}, "methods.dpo.beta: must be positive, got 0.0"),
     ({"max_prompt_length": 600}, "methods.dpo.max_prompt_length: 600 must be below max_length 512"),
     ({"completion_only_loss": False}, "methods.dpo.completion_only_loss: an SFT setting"),
@@ -91,3 +94,18 @@ def test_dpo_trl_args_carry_loss_type_label_smoothing_and_beta(tmp_path):
     default = method("dpo").trl_args(DPOFields(type="dpo", learning_rate=1e-4, lora=LoraFields(**lora)),
                                      {"output_dir": str(tmp_path), "report_to": "none", "bf16": False})
     assert (default.beta, default.loss_type, default.label_smoothing) == (0.1, ["sigmoid"], 0.0)
+
+
+def test_plan_refuses_label_smoothing_with_sigmoid_in_one_line(tmp_path, capsys):
+    """The CLI: exit 2, one line naming the file and key, no traceback."""
+    from alignkit.cli.main import main
+
+    d = base()
+    d["methods"]["dpo"]["label_smoothing"] = 0.1
+    path = write(tmp_path, d)
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert err[0].startswith(f"alignkit plan: error: {path}:")
+    assert "methods.dpo.label_smoothing: the sigmoid loss ignores label_smoothing" in err[0]
+    assert "loss_type: robust" in err[0]

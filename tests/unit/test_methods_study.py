@@ -47,7 +47,16 @@ def test_methods_study_plans_six_methods_with_the_papers_evaluation():
     assert sorted(one(plan).config["benchmarks"]) == sorted(one(full).config["benchmarks"])
     cfg = {j.config["axes"]["method"]: j.config["method"] for j in plan.jobs if j.stage == "train"}
     assert cfg["ipo"]["loss_type"] == "ipo" and "loss_type" not in cfg["dpo"]
-    assert (cfg["simpo"]["loss_type"], cfg["simpo"]["cpo_alpha"], cfg["simpo"]["beta"]) == ("simpo", 0.0, 2.0)
+    # SimPO at the SimPO paper's Mistral-Instruct values: beta 2.5, gamma/beta 0.1 -> TRL's absolute gamma 0.25
+    assert (cfg["simpo"]["loss_type"], cfg["simpo"]["cpo_alpha"], cfg["simpo"]["beta"]) == ("simpo", 0.0, 2.5)
+    assert cfg["simpo"]["simpo_gamma"] / cfg["simpo"]["beta"] == pytest.approx(0.1)
+    # the same preference pairs per step (a KTO row is one response of a pair): 16 pairs, 32 responses
+    pairs = {m: c["batch_size"] // (2 if m == "kto" else 1) for m, c in cfg.items() if m != "sft"}
+    assert set(pairs.values()) == {16}, pairs
+    # each method's learning rate inside its paper's or TRL's docs' range (sources: comments in the YAML)
+    ranges = {"kto": (5e-7, 5e-6), "simpo": (3e-7, 1e-6), "orpo": (5e-6, 5e-6), "dpo": (5e-5, 5e-5)}
+    for m, (lo, hi) in ranges.items():
+        assert lo <= cfg[m]["learning_rate"] <= hi, m
     # the paper's SFT and DPO runs are full.yaml's, unchanged
     fcfg = {j.config["axes"]["method"]: j.config["method"] for j in full.jobs if j.stage == "train"}
     assert cfg["sft"] == fcfg["sft"] and cfg["dpo"] == fcfg["dpo"]

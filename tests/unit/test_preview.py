@@ -154,7 +154,7 @@ def _alignkit(*argv: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("job,message", [
     ("nope", "--job: no job matches 'nope'"),
-    ("tiny-llama/beavertails/helpful/sft/lora/s0/eval", "is not a training job (stage eval)"),
+    ("tiny-llama/beavertails/helpful/sft/lora/s0/judge", "is not a training or eval job (stage judge)"),
 ])
 def test_bad_job_is_one_line_and_exit_2(job, message):
     proc = _alignkit("preview", str(ROOT / "sweeps" / "smoke.yaml"), "--job", job)
@@ -168,3 +168,29 @@ def test_sft_method_refuses_max_prompt_length(tmp_path):
                                  "    max_length: 512\n    max_prompt_length: 64\n    lora: {r: 8, alpha: 16, dropout: 0.1"))
     proc = _alignkit("plan", str(spec))
     assert proc.returncode == 2 and "methods.sft.max_prompt_length: max_prompt_length is not an SFT setting" in proc.stderr
+
+
+def test_uncached_data_is_refused_at_once_without_the_training_stack(tmp_path):
+    """issue 22 item 6: a hub model and dataset that are not cached are named before anything of
+    the training stack (torch, transformers, bitsandbytes) is imported: no third-party lines."""
+    import time
+    spec = tmp_path / "s.yaml"
+    spec.write_text((ROOT / "sweeps" / "full.yaml").read_text().replace("../data/red-instruct", str(tmp_path)))
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OPENAI_API_KEY": "x",
+           "PYTHONPATH": str(ROOT)}
+    script = ("import sys, runpy; sys.argv = ['alignkit', 'preview', sys.argv[1], '--job', sys.argv[2]]\n"
+              "try:\n    runpy.run_module('alignkit', run_name='__main__')\nexcept SystemExit as e:\n"
+              "    heavy = [m for m in ('torch', 'transformers', 'bitsandbytes', 'datasets') if m in sys.modules]\n"
+              "    print('heavy:', heavy, file=sys.stderr); raise\n")
+    name = "llama-7b/hh-rlhf/helpful/sft/lora/s0"
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", script, str(spec), name], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    took = time.perf_counter() - t
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines[-1] == "heavy: []", proc.stderr
+    assert "run `alignkit prefetch" in lines[0]
+    assert any("dataset hh-rlhf: Anthropic/hh-rlhf@main is not in the Hugging Face cache" in ln for ln in lines)
+    assert any("model llama-7b: huggyllama/llama-7b@main: its tokenizer is not in" in ln for ln in lines)
+    assert not any("kernels" in ln for ln in lines)
+    print(f"preview refused in {took:.2f} s")

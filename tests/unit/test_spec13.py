@@ -142,8 +142,8 @@ def test_exclude_and_overrides_match_dotted_keys(tmp_path):
 def test_size_bound_counts_dotted_axes(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIGNKIT_MAX_JOBS", "100")
     d = small(**{"method.beta": [0.1 * i for i in range(1, 11)], "method.learning_rate": [1e-5 * i for i in range(1, 11)]})
-    problems = problems_of(tmp_path, d)  # 100 runs x 3 jobs, + 2 models' base evals (bound: evals + judges)
-    assert any("expands to up to 306 jobs, beyond the limit of 100" in p for p in problems)
+    problems = problems_of(tmp_path, d)  # 100 runs x (train, eval, judge), counted exactly (no base evals)
+    assert any("expands to 300 jobs, beyond the limit of 100" in p for p in problems)
     d = small()
     d["include"] = [{"method.beta": [0.1 * i for i in range(1, 60)]}]
     assert any("beyond the limit of 100" in p for p in problems_of(tmp_path, d))
@@ -251,6 +251,10 @@ def test_validation_configs_and_eval_steps(tmp_path):
     assert any("datasets.bt.validation: give exactly one of split" in p for p in problems)
     d["datasets"]["bt"]["validation"] = {"fraction": 1.5}
     assert any("datasets.bt.validation.fraction: must be in (0, 1)" in p for p in problems_of(tmp_path, d))
+    d["datasets"]["bt"]["validation"] = {"fraction": 0.999}   # issue 23 class 7: no training rows would be left
+    (p,) = problems_of(tmp_path, d)
+    assert p.startswith(str(tmp_path / "spec.yaml") + ":") and \
+        "datasets.bt.validation.fraction: 0.999 holds out more rows than it trains on (at most 0.5" in p
     d = small()
     d["training"]["eval_steps"] = 50
     assert any("training.eval_steps: no dataset holds out validation rows" in p for p in problems_of(tmp_path, d))
@@ -259,6 +263,7 @@ def test_validation_configs_and_eval_steps(tmp_path):
 # ---- select and the manifest ---------------------------------------------------------------------------
 def test_select_is_validated_and_written_to_the_manifest(tmp_path):
     d = small(**{"method.lora.r": [8, 16], "method.lora.alpha": [16, 32]})
+    d["datasets"]["hh"]["validation"] = {"split": "test"}   # validation_loss needs a held-out split (issue 25)
     d["select"] = {"metric": "validation_loss", "goal": "min", "over": ["method.lora.r", "method.lora.alpha"],
                    "by": ["method"]}
     plan = plan_of(tmp_path, d)

@@ -15,6 +15,8 @@ import pytest
 from alignkit import journal, launch, sacct, statusview
 from alignkit.cli.main import main
 from alignkit.compile import load_plan
+from alignkit.journal import Attempt
+from alignkit.status import JobStatus, StudyStatus
 from alignkit.sweepdir import SweepDir
 from tests.unit.test_launch import fake_pending
 
@@ -94,8 +96,8 @@ def test_array_line_counts_and_eta(full, monkeypatch, capsys):
     n = len(ev.jobs)
     rc, out, _ = _status(monkeypatch, capsys, recs, [str(sd.root)], columns=160)
     line = next(ln for ln in out.splitlines() if ln.startswith("eval") and f"#{1000 + groups.index(ev)}" in ln)
-    done, run, pend, fail, todo = (int(x) for x in line.split()[4:9])
-    assert (done, run, pend, fail, todo) == (n // 2, 4, n - n // 2 - 4, 0, 0)
+    done, run, pend, held, fail, todo = (int(x) for x in line.split()[4:10])
+    assert (done, run, pend, held, fail, todo) == (n // 2, 4, n - n // 2 - 4, 0, 0, 0)
     # ETA: mean finished 600 s; 4 running at 300 s need 4×300; pending need 600 each; over 4 running
     expected = (4 * 300 + (n - n // 2 - 4) * 600) / 4
     assert line.split()[-1] == statusview.fmt_s(expected) and re.fullmatch(r"2:0\d:\d\d", line.split()[-2])  # since submission
@@ -206,3 +208,75 @@ def test_eval_progress_is_throttled_and_read_by_status(tmp_path):
     from alignkit.statusview import _progress as shown
     from alignkit.status import JobStatus
     assert shown(JobStatus("x", "x", "eval", "RUNNING", progress=got)) == "3/3 mmlu 9 items"
+
+
+# ---- issue 22 item 5: HELD, ELAPSED at the end, names cut in the middle, colour -----------------------------
+def _job(i: int, state: str, token: str = "t1", ended_at: float | None = None, stage: str = "train",
+         name: str | None = None, reason: str | None = None) -> JobStatus:
+    att = Attempt(job_id=f"j{i}", token=token, stage=stage, executor="slurm", array_job_id="500", index=i,
+                  time=NOW - 3600, hold=False, folder="/x")
+    return JobStatus(id=f"{i:012d}", name=name or f"m/d/p/sft/lora/s{i}", stage=stage, state=state, attempt=att,
+                     ended_at=ended_at, reason=reason, resources={"gpus": 1, "time_min": 60})
+
+
+def test_held_jobs_are_their_own_state(tmp_path, monkeypatch, capsys):
+    """sacct says PENDING (reason JobHeldUser) for a job queued with --hold: status says HELD."""
+    sd, recs, groups, _ = _held_sweep(tmp_path)
+    rc, out, _ = _status(monkeypatch, capsys, recs, [str(sd.root)])
+    head, line = out.splitlines()[1], out.splitlines()[2]
+    assert head.split()[1:7] == ["DONE", "RUN", "PEND", "HELD", "FAIL", "TODO"]
+    assert line.split()[4:10] == ["0", "0", "0", str(len(groups[0].jobs)), "0", "0"] and line.endswith("held")
+    rc, out, _ = _status(monkeypatch, capsys, recs, [str(sd.root), "--json"])
+    assert {j["state"] for j in json.loads(out)["jobs"]} == {"HELD"}
+    rc, out, _ = _status(monkeypatch, capsys, recs, [str(sd.root), "--failed"])
+    assert out.splitlines()[-1].startswith("0 of ")  # held is not a failure
+
+
+def _held_sweep(root: Path):
+    from tests.unit.spec_fixtures import base, write
+    d = base()
+    d["grid"].update(model=["m1"], dataset=["hh"], preference=["helpful"], method=["sft"], peft=["lora"], seed=[0, 1])
+    d["evals"]["benchmarks"], d["merges"] = {}, []
+    os.environ.setdefault("KEY", "x")
+    plan = load_plan(write(root, d), output_dir=root / "sweep")
+    sd = SweepDir.of(root / "sweep")
+    launch.write_sweep(plan, sd)
+    groups = launch._make_groups(plan, plan.jobs)
+    g = groups[0]
+    journal.append(sd, {"type": "submission", "token": g.token, "stage": g.stage, "executor": "slurm",
+                        "array_job_id": "700", "jobs": {j.id: i for i, j in enumerate(g.jobs)}, "waits_on": {},
+                        "hold": True, "folder": str(root / "slurm/%j"), "time": time.time() - 60})
+    rows = [f"700_{i}|n|PENDING|0:0|0|None assigned|JobHeldUser" for i in range(len(g.jobs))]
+    return sd, sacct.parse("\n".join(rows) + "\n"), groups, None
+
+
+def test_elapsed_stops_when_the_array_ended():
+    jobs = [_job(0, "COMPLETED", ended_at=NOW - 3000), _job(1, "FAILED", ended_at=NOW - 2400, reason="oom")]
+    st = StudyStatus("s", Path("/x"), jobs, True, 0.0)
+    line = statusview.render_arrays(st, 120, 30, now=NOW).splitlines()[2]
+    assert line.split()[-2:] == ["20:00", "ended"]  # queued an hour ago, last job ended 40 min ago
+    jobs.append(_job(2, "RUNNING"))
+    line = statusview.render_arrays(st, 120, 30, now=NOW).splitlines()[2]
+    assert line.split()[-2] == "1:00:00"  # still running: counts on
+
+
+def test_job_names_keep_their_seed_at_120_columns():
+    long = "mistral-7b-instruct/beavertails/harmless+helpful/sft>dpo/qlora/beta=0.1/lr=5e-06/s"
+    jobs = [_job(i, "FAILED", name=f"{long}{i}/eval", reason="CUDA out of memory " * 5) for i in range(3)]
+    st = StudyStatus("s", Path("/x"), jobs, True, 0.0)
+    lines = statusview.render_jobs(st, jobs, 120).splitlines()
+    assert max(map(len, lines)) <= 120
+    for i, ln in enumerate(lines[1:4]):
+        assert f"s{i}/eval" in ln and "…" in ln and ln.split()[3].startswith("mistral-7b")
+
+
+def test_failures_red_on_a_terminal_only(tmp_path):
+    jobs = [_job(0, "COMPLETED", ended_at=NOW), _job(1, "FAILED", ended_at=NOW, reason="oom")]
+    st = StudyStatus("s", Path("/x"), jobs, True, 0.0)
+    plain = statusview.render_arrays(st, 120, 30, now=NOW)
+    assert "\x1b[" not in plain and "\x1b[" not in statusview.render_jobs(st, jobs, 120)
+    red = statusview.render_arrays(st, 120, 30, now=NOW, colour=True).splitlines()
+    assert red[2].startswith(statusview.RED) and any(ln == statusview.RED + "failures (1):" + statusview.RESET
+                                                     for ln in red)
+    rows = statusview.render_jobs(st, jobs, 120, colour=True).splitlines()
+    assert not rows[1].startswith("\x1b") and rows[2].startswith(statusview.RED)

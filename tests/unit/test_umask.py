@@ -118,3 +118,19 @@ def test_copy_tree_keeps_exec_bit_drops_source_modes(tmp_path, umask):
     assert _mode(tmp_path / "dst" / "pkg") == 0o775
     assert _mode(tmp_path / "dst" / "pkg" / "mod.py") == 0o664
     assert _mode(tmp_path / "dst" / "pkg" / "tool.sh") == 0o775
+
+
+@pytest.mark.parametrize("u", [0o002, 0o027])
+def test_local_executor_job_logs_follow_the_umask(tmp_path, u):
+    """alignkit/localrun.py's job logs (stdout/stderr of each job) get 0666 & ~umask, like every other file."""
+    job = fp.job("logs", steps=1, sleep_s=0.0, poll=False)
+    sd = SweepDir.of(tmp_path / "sweep")
+    launch.write_sweep(fp.plan(sd.root, [job]), sd)
+    code = (f"import os, sys; os.umask({u}); from alignkit.localrun import _run_child; "
+            "_run_child(sys.argv[1], sys.argv[2])")
+    res = subprocess.run([sys.executable, "-c", code, str(sd.job(job.id)), str(sd.root / "logs" / "%j")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert res.returncode == 0, res.stderr
+    logs = sorted((sd.root / "logs").rglob("*_log.*"))
+    assert [p.suffix for p in logs] == [".err", ".out"]
+    assert {oct(_mode(p)) for p in logs} == {oct(0o666 & ~u)}

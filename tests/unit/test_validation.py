@@ -37,7 +37,13 @@ def test_fraction_is_held_out_before_limit_by_its_own_seed_and_never_trained_on(
     b = load_with_validation(_hh(validation=val, limit=100), ["harmless", "helpful"], seed=1)
     everything = load_with_validation(_hh(), ["harmless", "helpful"], seed=0).train
     n = len(everything)  # 480 smoke rows
-    assert len(a.validation) == 48 and len(a.train) == n - 48 and a.validation_report.total == 48
+    # by prompt (jobs/data/split.py): about 10% of the distinct first user turns, none on both sides
+    from jobs.data.split import prompt_key
+
+    held_keys, train_keys = {prompt_key(r) for r in a.validation}, {prompt_key(r) for r in a.train}
+    assert not held_keys & train_keys
+    assert 0.03 < len(held_keys) / len(held_keys | train_keys) < 0.2
+    assert len(a.train) == n - len(a.validation) and a.validation_report.total == len(a.validation) > 0
     # the smoke data repeats some rows, so rows are compared as multisets: held-out + trained = all
     held = Counter(map(_key, a.validation))
     assert held == Counter(map(_key, b.validation))  # the run seed and limit do not move it
@@ -100,8 +106,74 @@ def test_validation_examples_are_built_like_the_training_ones():
 
     del config["dataset"]["validation"]
     everything = train.load_examples(typed(config))
-    assert len(data.validation) == 6  # ceil(0.05 x 120 smoke BeaverTails harmless pairs)
+    assert 0 < len(data.validation) < 0.2 * len(everything.dataset)  # ~5% of the prompts of 120 smoke pairs
     assert ex(data.dataset) + ex(data.validation) == ex(everything.dataset)
+
+
+REAL_HH = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hh-rlhf" / "harmless-base-test-first1000.jsonl.gz"
+
+
+def test_split_is_by_prompt_on_the_real_hh_rows():
+    """The first 1,000 real HH-RLHF harmless-base test rows (../shared/data, provenance in its README):
+    59 rows share their first human turn with another row (29 prompts). A row-level split puts some
+    of those prompts on both sides; the split by prompt puts none."""
+    import datasets
+
+    from jobs.data import load_with_validation
+    from jobs.data.split import prompt_key
+
+    cfg = {"name": "hh", "format": "hh_rlhf", "source": str(REAL_HH.resolve()), "revision": "main", "split": "train",
+           "subsets": None, "limit": None}
+    everything = load_with_validation(cfg, ["harmless"], seed=0).train
+    keys = Counter(prompt_key(r) for r in everything)
+    shared = {k for k, n in keys.items() if n > 1}
+    assert (len(everything), sum(keys[k] for k in shared), len(shared)) == (995, 59, 29)   # 5 rows unusable
+    both = 0
+    for seed in range(3):
+        got = load_with_validation({**cfg, "validation": {"fraction": 0.1, "seed": seed}}, ["harmless"], seed=0)
+        held, trained = {prompt_key(r) for r in got.validation}, {prompt_key(r) for r in got.train}
+        assert not held & trained and len(got.validation) + len(got.train) == 995
+        assert 0.06 < len(got.validation) / 995 < 0.14
+        assert held & shared   # some shared prompts are held out, each with all of its rows
+        rows = datasets.Dataset.from_list(everything.to_list()).train_test_split(test_size=0.1, seed=seed)
+        both += len({prompt_key(r) for r in rows["test"]} & {prompt_key(r) for r in rows["train"]})
+    assert both > 0   # what the row-level split (before issue 25) did
+
+
+def test_a_mixture_holds_out_per_part_and_never_trains_on_its_parts_validation_rows():
+    from jobs.data import load_with_validation
+
+    val = {"fraction": 0.1, "seed": 3}
+    mix = load_with_validation(_hh(validation=val), ["harmless", "helpful"], seed=0)
+    parts = [load_with_validation(_hh(validation=val), [p], seed=0) for p in ("harmless", "helpful")]
+    assert Counter(map(_key, mix.validation)) == sum((Counter(map(_key, p.validation)) for p in parts), Counter())
+    trained = Counter(map(_key, mix.train))
+    for p in parts:
+        assert not set(map(_key, p.validation)) & set(trained)
+
+
+def test_validation_fraction_extremes(tmp_path):
+    """Issue 23 class 7: 0.999 is refused at plan (spec check, tests/unit/test_spec13.py) and, reaching a job
+    anyway, in one line; 1e-9 holds out one row and the preview says so (not `beyond_limit`)."""
+    from alignkit.cli.preview import preview
+    from jobs.data.split import held_out
+    from jobs.errors import JobFailure
+    from jobs.data import load_with_validation
+
+    assert held_out([{"prompt": [{"role": "user", "content": "hi"}]}] * 3, [3], 0.5, 0) == [True] * 3
+    one_prompt = [{"prompt": "Same question?", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(4)]
+    path = tmp_path / "one-prompt.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in one_prompt))
+    cfg = {"name": "one", "format": "normalized", "source": str(path), "revision": "main", "split": "train",
+           "subsets": None, "limit": None, "validation": {"fraction": 0.2, "seed": 0}}
+    with pytest.raises(JobFailure, match=r"^dataset one: validation.fraction 0.2 holds out all 4 usable rows: "
+                                         r"no training rows left"):
+        load_with_validation(cfg, ["helpful"], seed=0)
+    config = train_config("sft")
+    config["dataset"]["validation"] = {"fraction": 1e-9, "seed": 0}
+    out = preview(config, 1)
+    assert out["dropped"].get("held_out_validation", 0) >= 1 and "beyond_limit" not in out["dropped"], out["dropped"]
+    assert out["rows_in"] == out["rows_kept"] + sum(out["dropped"].values())
 
 
 # ---- training with validation (slow) ----
@@ -192,6 +264,7 @@ def test_a_compiled_spec_with_validation_trains_and_logs_it_through_the_job_entr
     m = json.loads((d / "train_metrics.json").read_text())
     assert [p["step"] for p in m["validation"]["curve"]] == [5, 10, 15, 20]
     held, data = m["data"]["validation"], m["data"]
-    assert held["rows"] == held["examples"] == 18  # ceil(0.05 x 360 smoke helpful pairs), none trained on:
+    # the rows of ~5% of the 115 smoke prompts (jobs/data/split.py: by prompt), none trained on:
+    assert held["rows"] == held["examples"] and 0 < held["rows"] < 0.15 * 360
     assert data["total"] + held["rows"] == sum(p["kept"] for p in data["parts"]) == 360
     assert 0 <= m["validation"]["final"]["reward_accuracy"] <= 1

@@ -1,0 +1,145 @@
+"""plan's cost estimates: GPU-hours per stage, checkpoint and benchmark, CPU-hours for merges and
+judges, and the expected wall-clock at the profile's array throttles. Login side, no torch.
+
+Evaluation is estimated from the work each benchmark does at a checkpoint (generated tokens,
+loglikelihood requests) divided by the rates in alignkit/eval_rates.json. That table is written by
+the GPU check (bench/gpu_evalrate.py, docs/gpu.md "Eval rates"); until a GPU has measured it, it
+holds a guess whose derivation it states, and plan says so. A benchmark whose work is unknown (an
+lm-eval task not in LM_EVAL_TASKS) falls back to the stage's `estimate` for its job. Training,
+merges and judges use the stage's `estimate` (spec or profile; `time` if none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+RATES_FILE = Path(__file__).with_name("eval_rates.json")
+
+# The lm-eval tasks whose size is known: documents, subtasks (a `limit` applies per subtask),
+# requests per document and their kind. MMLU: 14,042 test questions in 57 subjects, 4 choices
+# (hendrycks/test; lm-eval tasks/mmlu/default). BBH: 6,511 examples in 27 tasks, generate_until up
+# to HFLM's max_gen_toks 256 (lm-eval tasks/bbh/fewshot; an upper bound: generation stops at "\n\n").
+LM_EVAL_TASKS: dict[str, dict[str, Any]] = {
+    "mmlu": {"kind": "loglikelihood", "docs": 14042, "subtasks": 57, "requests_per_doc": 4},
+    "bbh_fewshot": {"kind": "generate_until", "docs": 6511, "subtasks": 27, "max_gen_toks": 256},
+}
+
+
+def load_rates(path: Path | None = None) -> dict[str, Any]:
+    return json.loads((path or RATES_FILE).read_text())
+
+
+def benchmark_work(bench: dict[str, Any], items: int | None = None) -> dict[str, Any] | None:
+    """What one benchmark does at one checkpoint: {"kind", "requests", "tokens"} (tokens: generated,
+    an upper bound at max_new_tokens), or None when unknown. `items`: the type's default item count."""
+    if bench["type"] == "lm_eval":
+        task = LM_EVAL_TASKS.get(bench.get("task"))
+        if task is None:
+            return None
+        docs = task["docs"] if bench.get("limit") is None else min(task["docs"], task["subtasks"] * bench["limit"])
+        if task["kind"] == "loglikelihood":
+            return {"kind": "loglikelihood", "requests": docs * task["requests_per_doc"], "tokens": 0}
+        return {"kind": "generate_until", "requests": docs, "tokens": docs * task["max_gen_toks"]}
+    n = bench.get("num_prompts") or items
+    if not n or not bench.get("max_new_tokens"):
+        return None
+    return {"kind": "generation", "requests": n, "tokens": n * bench["max_new_tokens"]}
+
+
+def work_seconds(name: str, work: dict[str, Any], rates: dict[str, Any]) -> float:
+    r = rates["benchmarks"].get(name) or rates["rates"][work["kind"]]  # a measured per-benchmark row first
+    if "requests_per_s" in r:
+        return work["requests"] / r["requests_per_s"]
+    return work["tokens"] / r["tokens_per_s"]
+
+
+def _items(type_name: str) -> int | None:
+    from alignkit.benchmarks import BENCHMARKS
+
+    shape = getattr(BENCHMARKS.get(type_name), "judge_shape", None)
+    return shape.items if shape is not None else None
+
+
+def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any] | None = None) -> dict[str, Any]:
+    rates = rates or load_rates()
+    per_bench: dict[str, dict[str, Any]] = {}
+    job_hours: dict[str, float] = {}
+    items_cache: dict[str, int | None] = {}
+    fallback = 0
+    for job in jobs:
+        r = job.resources
+        hours = r.estimate_min / 60
+        if job.stage == "eval":
+            secs, known = 0.0, True
+            ckpts = [str(c) for c in job.config.get("checkpoints", ["final"])]
+            for name, b in job.config["benchmarks"].items():
+                at = b.get("checkpoints")
+                n = sum(1 for c in ckpts if at is None or c in {str(x) for x in at})
+                if b["type"] not in items_cache:
+                    items_cache[b["type"]] = _items(b["type"])
+                work = benchmark_work(b, items_cache[b["type"]])
+                row = per_bench.setdefault(name, {"type": b["type"], "checkpoint_evals": 0, "gpu_hours": 0.0,
+                                                  "work_per_checkpoint": work})
+                row["checkpoint_evals"] += n
+                if work is None:
+                    known = False
+                    continue
+                s = work_seconds(name, work, rates) * n
+                row["gpu_hours"] += s / 3600 * r.gpus
+                row["gpu_s_per_checkpoint"] = round(work_seconds(name, work, rates), 1)
+                secs += s
+            if known:
+                hours = secs / 3600
+            else:
+                fallback += 1
+        job_hours[job.id] = hours
+    stages: dict[str, dict[str, float]] = {}
+    for job in jobs:
+        r = job.resources
+        st = stages.setdefault(job.stage, {"jobs": 0, "gpu_hours": 0.0, "cpu_hours": 0.0})
+        st["jobs"] += 1
+        st["gpu_hours"] += job_hours[job.id] * r.gpus * r.nodes
+        st["cpu_hours"] += job_hours[job.id] * r.cpus * r.nodes
+    return {
+        "eval_rates": {"measured": bool(rates.get("measured")), "device": rates.get("device"),
+                       "basis": rates.get("basis"), "file": "alignkit/eval_rates.json"},
+        "stages": {k: {"jobs": v["jobs"], "gpu_hours": round(v["gpu_hours"], 1), "cpu_hours": round(v["cpu_hours"], 1)}
+                   for k, v in stages.items()},
+        "eval_benchmarks": {k: {**v, "gpu_hours": round(v["gpu_hours"], 1)} for k, v in per_bench.items()},
+        "eval_jobs_on_stage_estimate": fallback,
+        "wall_clock": wall_clock(jobs, array_keys, job_hours),
+    }
+
+
+def wall_clock(jobs: list[Any], array_keys: dict[str, tuple], job_hours: dict[str, float]) -> dict[str, Any]:
+    """Each array runs its jobs `array_parallelism` at a time (waves of its mean job time) and starts
+    when every array it waits on has finished: the longest such path. An upper bound on aftercorr
+    chains (eval i starts when train i ends) and a lower bound where the cluster has fewer free GPUs
+    than the throttles allow or jobs wait in the queue."""
+    arrays: dict[tuple, dict[str, Any]] = {}
+    by_id = {j.id: j for j in jobs}
+    for job in jobs:
+        a = arrays.setdefault(array_keys[job.id], {"stage": job.stage, "hours": [], "after": set(),
+                                                   "throttle": job.resources.array_parallelism})
+        a["hours"].append(job_hours[job.id])
+        for d in job.depends_on:
+            if d in by_id:
+                a["after"].add(array_keys[d])
+    done: dict[tuple, float] = {}
+
+    def finish(k: tuple) -> float:
+        if k not in done:
+            a = arrays[k]
+            waves = math.ceil(len(a["hours"]) / max(1, a["throttle"]))
+            own = waves * sum(a["hours"]) / len(a["hours"])
+            done[k] = own + max((finish(u) for u in a["after"] if u != k), default=0.0)
+        return done[k]
+
+    per_stage: dict[str, float] = {}
+    for k, a in arrays.items():
+        per_stage[a["stage"]] = max(per_stage.get(a["stage"], 0.0), finish(k))
+    return {"hours": round(max(done.values(), default=0.0), 1),
+            "stage_done_at_hours": {k: round(v, 1) for k, v in per_stage.items()}}
