@@ -48,7 +48,7 @@ def _cells(c: Comparison) -> list[str]:
             f"{_p(c.interval.p)} / {_p(c.p_adjusted)}", c.verdict, f"{c.contexts}×{c.seeds}", c.interval.test]
 
 
-def _per_benchmark(evidence: list[Comparison]) -> str:
+def per_benchmark(evidence: list[Comparison]) -> str:
     return ", ".join(f"{c.benchmark}: {c.verdict} (p adj. {_p(c.p_adjusted)})" for c in evidence) or "no matching cells"
 
 
@@ -79,7 +79,7 @@ def _checkpoint_markdown(f: Findings, h: str) -> list[str]:
         out += [f"{h} The paper's takeaways in this study's data", "", TAKEAWAY_NOTE, "",
                 "| claim | verdict | per benchmark | compared |", "|---|---|---|---|"]
         for t in f.takeaways:
-            per = _per_benchmark(t.evidence)
+            per = per_benchmark(t.evidence)
             out.append(f"| {md_cell(t.claim)} | **{md_cell(t.verdict)}** | {md_cell(per)} | {md_cell(t.how)} |")
         out.append("")
     out += [f"{h} Comparisons", "", METHOD_NOTE, ""]
@@ -116,12 +116,12 @@ def html_section(f: Findings) -> str:
                      f"<p class='note'>{html.escape(TAKEAWAY_NOTE)}</p><div class='scroll'><table class='findings'>"
                      "<thead><tr><th>claim</th><th>verdict</th><th>per benchmark</th><th>compared</th></tr></thead><tbody>")
         for t in f.takeaways:
-            per = _per_benchmark(t.evidence)
+            per = per_benchmark(t.evidence)
             parts.append("<tr>" + _td(t.claim) + _td(t.verdict, _CLASS.get(t.verdict, "")) + _td(per) + _td(t.how)
                          + "</tr>")
         parts.append("</tbody></table></div>")
     if f.earlier:
-        parts.append(_earlier_html(f))
+        parts.append(earlier_html(f))
     parts.append(f"<h3 id='comparisons'>Comparisons</h3><p class='note'>{html.escape(METHOD_NOTE)}</p>")
     if not f.comparisons:
         parts.append("<p>No axis has two values with matched results yet.</p>")
@@ -137,7 +137,7 @@ def html_section(f: Findings) -> str:
     return "".join(parts)
 
 
-def _earlier_html(f: Findings) -> str:
+def earlier_html(f: Findings) -> str:
     """One row per evaluated checkpoint: its verdict counts and takeaway verdicts (findings.md has the tables)."""
     claims = [t.claim for t in f.takeaways or []]
     head = "<th>checkpoint</th><th>comparisons</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in claims)

@@ -161,8 +161,8 @@ def _findings_html(found: Any) -> tuple[str, list[tuple[str, str]]]:
     if d.get("takeaways") is not None:
         sub.append(("takeaways", "The paper's takeaways"))
         rows, cls = [], []
-        for t in d["takeaways"]:
-            per = ", ".join(f"{e['benchmark']}: {e['verdict']}" for e in t.get("evidence") or []) or "no matching cells"
+        for t, typed in zip(d["takeaways"], found.takeaways, strict=True):
+            per = findings_report.per_benchmark(typed.evidence)  # each benchmark's verdict with its Holm p
             rows.append([t["claim"], t["verdict"], per, t["how"]])
             cls.append({"supported": "better", "contradicted": "worse", "mixed": "mixed"}.get(t["verdict"], "same"))
         note = getattr(findings_report, "TAKEAWAY_NOTE", "")
@@ -197,6 +197,9 @@ def _findings_html(found: Any) -> tuple[str, list[tuple[str, str]]]:
     note = getattr(findings_report, "METHOD_NOTE", "")
     parts.append(htmltable.render(Table(f"All comparisons ({len(comps)})", head, rows, note, "comparisons"),
                                   "t-comparisons", cell_class={head.index("verdict"): vcls}, text=True))
+    if getattr(found, "earlier", None):  # the same questions and corrections at each evaluated intermediate step
+        sub.append(("findings-checkpoints", "At every evaluated checkpoint"))
+        parts.append(findings_report.earlier_html(found))
     return "".join(parts), sub
 
 
