@@ -53,7 +53,6 @@ def per_benchmark(evidence: list[Comparison]) -> str:
 
 
 COLUMNS = ["question", "benchmark", "A", "B", "A − B [95% CI]", "p / p adj.", "verdict", "contexts×seeds", "test"]
-VERDICT_COL = COLUMNS.index("verdict")
 
 
 def _grouped(comps: list[Comparison]) -> list[list[str]]:
@@ -105,36 +104,6 @@ def counts(f: Findings) -> dict[str, int]:
     for c in f.comparisons:
         out[c.verdict] = out.get(c.verdict, 0) + 1
     return out
-
-
-def html_section(f: Findings) -> str:
-    parts = ["<h2 id='findings'>Findings</h2>",
-             f"<p class='note'>Axes read from the study: {html.escape(', '.join(f.axes) or 'none')}. "
-             + html.escape(", ".join(f"{n} {v}" for v, n in sorted(counts(f).items()))) + ".</p>"]
-    if f.takeaways is not None:
-        parts.append("<h3 id='takeaways'>The paper's takeaways in this study's data</h3>"
-                     f"<p class='note'>{html.escape(TAKEAWAY_NOTE)}</p><div class='scroll'><table class='findings'>"
-                     "<thead><tr><th>claim</th><th>verdict</th><th>per benchmark</th><th>compared</th></tr></thead><tbody>")
-        for t in f.takeaways:
-            per = per_benchmark(t.evidence)
-            parts.append("<tr>" + _td(t.claim) + _td(t.verdict, _CLASS.get(t.verdict, "")) + _td(per) + _td(t.how)
-                         + "</tr>")
-        parts.append("</tbody></table></div>")
-    if f.earlier:
-        parts.append(earlier_html(f))
-    parts.append(f"<h3 id='comparisons'>Comparisons</h3><p class='note'>{html.escape(METHOD_NOTE)}</p>")
-    if not f.comparisons:
-        parts.append("<p>No axis has two values with matched results yet.</p>")
-        return "".join(parts)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = []
-    for row, c in zip(_grouped(f.comparisons), f.comparisons, strict=True):
-        cls = " class='first'" if row[0] else ""
-        body.append(f"<tr{cls}>" + "".join(_td(x, _CLASS.get(c.verdict, "") if i == VERDICT_COL else "")
-                                           for i, x in enumerate(row)) + "</tr>")
-    parts.append(f"<div class='scroll'><table class='findings'><thead><tr>{head}</tr></thead><tbody>"
-                 + "".join(body) + "</tbody></table></div>")
-    return "".join(parts)
 
 
 def earlier_html(f: Findings) -> str:
