@@ -203,3 +203,35 @@ def render_jobs(st: StudyStatus, jobs: list[JobStatus], width: int, colour: bool
     lines.append(clip(f"{len(jobs)} of {len(st.jobs)} jobs  {st.summary_line()}", width))
     lines += [f"warning: {w}" for w in st.warnings]
     return "\n".join(lines)
+
+
+def render_table(head: list[str], rows: list[list[str]], width: int, clip_cols: tuple[int, ...] = (),
+                 min_w: int = 6) -> list[str]:
+    """A plain table no wider than `width`: columns at their natural width, two spaces apart; when
+    too wide, the `clip_cols` (labels) are cut with '…' (widest first, to `min_w`), then trailing
+    columns are left out, and a last line says how many (`alignkit collect --show`)."""
+    n = len(head)
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(n)]
+
+    def total(k: int) -> int:
+        return sum(widths[:k]) + 2 * (k - 1)
+
+    while total(n) > width:
+        cands = [i for i in clip_cols if i < n and widths[i] > min_w]
+        if not cands:
+            break
+        i = max(cands, key=lambda c: widths[c])
+        widths[i] -= 1
+    shown = n
+    while shown > 1 and total(shown) > width:
+        shown -= 1
+    lines = ["  ".join(clip(str(c), widths[i]).ljust(widths[i]) for i, c in enumerate(r[:shown])).rstrip()
+             for r in [head, *rows]]
+    lines.insert(1, "  ".join("-" * widths[i] for i in range(shown)))
+    lines = [clip(line, width) for line in lines]
+    if shown < n:   # wrapped, not cut: every left-out column is named
+        import textwrap
+
+        lines += textwrap.wrap(f"… {n - shown} more column(s) not shown at {width} columns: "
+                               + ", ".join(head[shown:]), max(width, 1))
+    return lines

@@ -71,17 +71,60 @@ def _prune(args) -> int:
     return 0
 
 
-def _show_summary(digest: dict) -> None:
-    """The first table of summary.md (all runs at the final checkpoint), as written."""
+def _md_table(text: str) -> tuple[str, list[str], list[list[str]]]:
+    """(title, columns, rows) of the first table in a summary.md section (as summary.py writes it)."""
+    import re
+
+    lines = text.splitlines()
+    title = lines[0].strip()
+    cells = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+             for line in lines if line.startswith("|")]
+    return title, cells[0], [r for r in cells[2:]]
+
+
+def show_lines(digest: dict, width: int) -> list[str]:
+    """The summary's first table (all runs at the final checkpoint) fitted to `width` columns with
+    status's renderer (alignkit/statusview.py): axes with one value go to a line above it, then
+    "(n=…)" is dropped, then labels are cut, then trailing benchmarks are left out (named)."""
+    import re
     from pathlib import Path
+
+    from alignkit.statusview import clip, render_table
 
     md = next((Path(f) for f in digest["files"] if f.endswith("summary.md")), None)
     if md is None or not md.exists():
-        print("  (no summary.md: add md to --format)")
-        return
+        return ["  (no summary.md: add md to --format)"]
     sections = md.read_text(encoding="utf-8").split("\n### ")
-    if len(sections) > 1:
-        print("\n### " + sections[1].rstrip() + "\n")
+    if len(sections) < 2:
+        return []
+    title, head, rows = _md_table(sections[1])
+    n_axes = next((i for i, h in enumerate(head) if "(" in h), len(head))
+    fixed = []
+    for i in reversed(range(n_axes)):
+        vals = {r[i] for r in rows if r[i]}
+        if len(vals) <= 1 and len(head) > 2:
+            if vals:
+                fixed.append(f"{head[i]}={vals.pop()}")
+            head, rows, n_axes = head[:i] + head[i + 1:], [r[:i] + r[i + 1:] for r in rows], n_axes - 1
+    metrics = [h.partition(" (")[2].rstrip(")") for h in head[n_axes:]]
+    head = head[:n_axes] + [h.partition(" (")[0] for h in head[n_axes:]]
+    out = [clip(title, width)]
+    if any(metrics):
+        out.append(clip("metric: " + ", ".join(f"{h} {m}" for h, m in zip(head[n_axes:], metrics, strict=True)), width))
+    if fixed:
+        out.append(clip("one value only: " + ", ".join(reversed(fixed)), width))
+    table = render_table(head, rows, width, tuple(range(n_axes)))
+    if max(len(line) for line in table) >= width or any(line.startswith("…") for line in table):
+        rows = [[re.sub(r" \(n=\d+\)$", "", c) for c in r] for r in rows]
+        out.append(clip("(n = seeds omitted to fit; see summary.md)", width))
+        table = render_table(head, rows, width, tuple(range(n_axes)))
+    return out + table
+
+
+def _show_summary(digest: dict) -> None:
+    import shutil
+
+    print("\n".join(show_lines(digest, shutil.get_terminal_size().columns)) + "\n")
 
 
 def run(args) -> int:

@@ -65,6 +65,37 @@ def _write_dict_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, 
     atomic_write_text(path, buf.getvalue())
 
 
+def _parquet(rows: list[dict[str, Any]], out: Path, cols: tuple[str, ...]) -> Path:
+    """results.parquet, rewritten only when the tidy rows changed (pyarrow's import and the write
+    are most of a repeat collect's time); the key is a hash of the rows."""
+    import hashlib
+
+    path, key_path = out / "results.parquet", out / ".cache" / "results.parquet.key"
+    key = hashlib.sha256(repr((cols, rows)).encode()).hexdigest()
+    try:
+        if path.exists() and key_path.read_text() == key:
+            return path
+    except OSError:
+        pass
+    tidy.write_parquet(rows, path, cols)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(key_path, key)
+    return path
+
+
+def _figures(study: Study, stats: Any, primary: dict[str, str], found: Any, out: Path):
+    """Every figure (plots, training curves, one forest plot per question) through the figure
+    cache: only those whose data changed are drawn, in parallel when several are."""
+    from alignkit.collect import curves, figcache, forest
+    from alignkit.collect import plots as plots_mod
+
+    groups = [plots_mod.figures(stats, primary, summary.final_cells(stats, primary)), curves.figures(study),
+              forest.figures([c.as_dict() for c in found.comparisons]) if found is not None else []]
+    paths, drawn = figcache.render([f for g in groups for f in g], out)
+    a, b = len(groups[0]), len(groups[0]) + len(groups[1])
+    return paths[:a], paths[a:b], paths[b:], drawn
+
+
 def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple[str, ...] = FORMATS,
             metric: str | None = None, accounting: bool = True, findings: bool = True) -> dict[str, Any]:
     """Write the study's findings, tables, summaries, plots, report and index under `out`; return a
@@ -110,7 +141,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
             _write_dict_csv(out / "best_checkpoints.csv", best, idx_cols)
             files.append(out / "best_checkpoints.csv")
     if "parquet" in formats:
-        files.append(tidy.write_parquet(rows, out / "results.parquet", cols))
+        files.append(_parquet(rows, out, cols))
     capped = capped_mod.rows(study)  # answers the model's context left fewer new tokens (jobs/generate.py)
     if capped:
         _write_dict_csv(out / "capped.csv", capped, capped_mod.COLUMNS)
@@ -121,13 +152,10 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         files.append(out / "summary.md")
     plots: list[Path] = []
     curve_plots: list[Path] = []
+    drawn = 0
     if "png" in formats:
-        from alignkit.collect import curves
-        from alignkit.collect import plots as plots_mod
-
-        plots = plots_mod.all_plots(stats, primary, summary.final_cells(stats, primary), out / "plots")
-        curve_plots = curves.plots(study, out / "plots")
-        files += curve_plots + plots
+        plots, curve_plots, forest_plots, drawn = _figures(study, stats, primary, found, out / "plots")
+        files += curve_plots + plots + forest_plots
     if "html" in formats:
         from alignkit.collect import curves
         from alignkit.collect.report import write_report
@@ -137,7 +165,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
         names = [str(f.relative_to(out)) for f in files] + ["report.html", "collect.json"]
         files.append(write_report(out / "report.html", study, tables, plots, best, metric_name,
                                   sum(e["bytes"] for e in idx), len(idx), names, found, curves.table(rows, extra),
-                                  curve_plots, sel_table))
+                                  curve_plots, sel_table, list(primary)))
     states: dict[str, dict[str, int]] = {}
     for j in study.jobs.values():
         states.setdefault(j.stage, {}).setdefault(j.state, 0)
@@ -156,6 +184,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
                       "by": list(selection[0].by), "checkpoint": selection[0].checkpoint, "groups": selection[1]}
         if selection else None,
         "findings": findings_report.counts(found) if found is not None else None,
+        "figures_drawn": drawn,
         "capped_answers": capped_mod.digest(capped),
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -19,7 +19,6 @@ from alignkit.contract import paths
 QUANTITIES = (("loss", "training loss"), ("reward_accuracy", "DPO reward accuracy"),
               ("reward_margin", "DPO reward margin"), ("validation_loss", "validation loss (held-out split)"),
               ("validation_reward_accuracy", "DPO reward accuracy on the held-out split"))
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
 def _finite(v: Any) -> bool:
@@ -68,40 +67,67 @@ def seed_mean(runs: list[dict[str, Any]], q: str) -> list[tuple[int, float]]:
     return [(s, sum(v) / len(v)) for s, v in sorted(by_step.items()) if len(v) == n]
 
 
-def plots(study: Study, out: Path) -> list[Path]:
-    from alignkit.collect.plots import _grid, _plt, _save
+def figures(study: Study) -> list:
+    """train_<quantity> figures: a panel per (model, dataset, method), split further (by the line's
+    leading keys) until no panel has more than plots.MAX_SERIES mean lines."""
+    from alignkit.collect.figcache import Figure
+    from alignkit.collect.plots import facet
 
     runs = series(study)
-    paths: list[Path] = []
-    if not runs:
-        return paths
-    plt = _plt()
-    out.mkdir(parents=True, exist_ok=True)
+    figs = []
     for q, label in QUANTITIES:
         have = [r for r in runs if r["points"].get(q)]
-        panels = _order({r["panel"] for r in have})
-        if not panels:
+        if not have:
             continue
-        fig, axes = _grid(len(panels), plt, 5.0, 3.4)
-        for ax, panel in zip(axes, panels, strict=True):
-            mine = [r for r in have if r["panel"] == panel]
-            for i, line in enumerate(_order({r["line"] for r in mine})):
-                c = _COLORS[i % len(_COLORS)]
-                cell = [r for r in mine if r["line"] == line]
-                for r in cell:
-                    xs, ys = zip(*r["points"][q], strict=True)
-                    ax.plot(xs, ys, color=c, lw=0.6, alpha=0.35)
-                mean = seed_mean(cell, q)
-                if mean:
-                    xs, ys = zip(*mean, strict=True)
-                    ax.plot(xs, ys, color=c, lw=2.0, label="/".join(map(str, line)) + f" (n={len(cell)})")
-            ax.set_title(" / ".join(str(x) for x in panel), fontsize=10)
-            ax.set_xlabel("step")
-            ax.set_ylabel(label)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{label}: thin = one run, thick = mean over seeds")
-        paths.append(_save(fig, out / f"train_{q}.png"))
-    return paths
+        cells: dict[tuple, list[dict[str, Any]]] = {}
+        for r in have:
+            cells.setdefault(tuple(r["panel"]) + tuple(r["line"]), []).append(r)
+        width = max(len(k) for k in cells)
+        cells = {k + (None,) * (width - len(k)): v for k, v in cells.items()}
+        k = facet(cells, [""] * width, fixed=3)
+        panels: dict[tuple, list[dict[str, Any]]] = {}
+        for key in _order(cells):
+            cell = cells[key]
+            panels.setdefault(key[:k], []).append({
+                "label": "/".join(str(x) for x in key[k:] if x is not None) + f" (n={len(cell)})",
+                "runs": [r["points"][q] for r in cell], "mean": seed_mean(cell, q)})
+        figs.append(Figure(f"train_{q}", draw, {"label": label, "panels": [
+            {"title": " / ".join(str(x) for x in p if x is not None), "lines": ls} for p, ls in panels.items()]}))
+    return figs
+
+
+def draw(d: dict[str, Any]):
+    from alignkit.collect.plots import COLORS, _grid, _legend, _plt, _titled
+
+    plt = _plt()
+    fig, axes = _grid(len(d["panels"]), plt, 4.6, 3.2, cols=4)
+    titles, colour = {}, {}
+    for pi, (ax, p) in enumerate(zip(axes, d["panels"], strict=True)):
+        for li, line in enumerate(p["lines"]):
+            c = colour.setdefault(line["label"].rsplit(" (n=", 1)[0], COLORS[len(colour) % len(COLORS)])
+            for pts in line["runs"]:
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, color=c, lw=0.6, alpha=0.35)
+            if line["mean"]:
+                xs, ys = zip(*line["mean"], strict=True)
+                gid = f"p{pi}l{li}"
+                ax.plot(xs, ys, color=c, lw=2.0, label=line["label"].rsplit(" (n=", 1)[0], gid=gid)
+                step = max(1, len(xs) // 8)
+                titles[gid] = f"{p['title']} {line['label']} mean: " + ", ".join(
+                    f"step {x}: {y:.4g}" for x, y in list(zip(xs, ys, strict=True))[::step])
+        ax.set_title(p["title"], fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(d["label"], fontsize=8)
+        ax.tick_params(labelsize=7)
+    _legend(fig, axes, 0)
+    fig.suptitle(f"{d['label']}: thin = one run, thick = mean over seeds", fontsize=11)
+    return _titled(fig, titles)
+
+
+def plots(study: Study, out: Path) -> list[Path]:
+    from alignkit.collect import figcache
+
+    return figcache.render(figures(study), out)[0]
 
 
 def table(rows: list[dict[str, Any]], extra: tuple[str, ...] | list[str] = ()) -> Table | None:
@@ -127,4 +153,4 @@ def table(rows: list[dict[str, Any]], extra: tuple[str, ...] | list[str] = ()) -
                  "on the held-out split.", "training")
 
 
-__all__ = ["plots", "series", "seed_mean", "table", "fmt"]
+__all__ = ["figures", "plots", "series", "seed_mean", "table", "fmt"]

@@ -48,12 +48,11 @@ def _cells(c: Comparison) -> list[str]:
             f"{_p(c.interval.p)} / {_p(c.p_adjusted)}", c.verdict, f"{c.contexts}×{c.seeds}", c.interval.test]
 
 
-def _per_benchmark(evidence: list[Comparison]) -> str:
+def per_benchmark(evidence: list[Comparison]) -> str:
     return ", ".join(f"{c.benchmark}: {c.verdict} (p adj. {_p(c.p_adjusted)})" for c in evidence) or "no matching cells"
 
 
 COLUMNS = ["question", "benchmark", "A", "B", "A − B [95% CI]", "p / p adj.", "verdict", "contexts×seeds", "test"]
-VERDICT_COL = COLUMNS.index("verdict")
 
 
 def _grouped(comps: list[Comparison]) -> list[list[str]]:
@@ -79,7 +78,7 @@ def _checkpoint_markdown(f: Findings, h: str) -> list[str]:
         out += [f"{h} The paper's takeaways in this study's data", "", TAKEAWAY_NOTE, "",
                 "| claim | verdict | per benchmark | compared |", "|---|---|---|---|"]
         for t in f.takeaways:
-            per = _per_benchmark(t.evidence)
+            per = per_benchmark(t.evidence)
             out.append(f"| {md_cell(t.claim)} | **{md_cell(t.verdict)}** | {md_cell(per)} | {md_cell(t.how)} |")
         out.append("")
     out += [f"{h} Comparisons", "", METHOD_NOTE, ""]
@@ -107,37 +106,7 @@ def counts(f: Findings) -> dict[str, int]:
     return out
 
 
-def html_section(f: Findings) -> str:
-    parts = ["<h2 id='findings'>Findings</h2>",
-             f"<p class='note'>Axes read from the study: {html.escape(', '.join(f.axes) or 'none')}. "
-             + html.escape(", ".join(f"{n} {v}" for v, n in sorted(counts(f).items()))) + ".</p>"]
-    if f.takeaways is not None:
-        parts.append("<h3 id='takeaways'>The paper's takeaways in this study's data</h3>"
-                     f"<p class='note'>{html.escape(TAKEAWAY_NOTE)}</p><div class='scroll'><table class='findings'>"
-                     "<thead><tr><th>claim</th><th>verdict</th><th>per benchmark</th><th>compared</th></tr></thead><tbody>")
-        for t in f.takeaways:
-            per = _per_benchmark(t.evidence)
-            parts.append("<tr>" + _td(t.claim) + _td(t.verdict, _CLASS.get(t.verdict, "")) + _td(per) + _td(t.how)
-                         + "</tr>")
-        parts.append("</tbody></table></div>")
-    if f.earlier:
-        parts.append(_earlier_html(f))
-    parts.append(f"<h3 id='comparisons'>Comparisons</h3><p class='note'>{html.escape(METHOD_NOTE)}</p>")
-    if not f.comparisons:
-        parts.append("<p>No axis has two values with matched results yet.</p>")
-        return "".join(parts)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = []
-    for row, c in zip(_grouped(f.comparisons), f.comparisons, strict=True):
-        cls = " class='first'" if row[0] else ""
-        body.append(f"<tr{cls}>" + "".join(_td(x, _CLASS.get(c.verdict, "") if i == VERDICT_COL else "")
-                                           for i, x in enumerate(row)) + "</tr>")
-    parts.append(f"<div class='scroll'><table class='findings'><thead><tr>{head}</tr></thead><tbody>"
-                 + "".join(body) + "</tbody></table></div>")
-    return "".join(parts)
-
-
-def _earlier_html(f: Findings) -> str:
+def earlier_html(f: Findings) -> str:
     """One row per evaluated checkpoint: its verdict counts and takeaway verdicts (findings.md has the tables)."""
     claims = [t.claim for t in f.takeaways or []]
     head = "<th>checkpoint</th><th>comparisons</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in claims)

@@ -184,7 +184,14 @@ def build(out: Path = DEFAULT_OUT, seed: int = 0, pretrain_steps: int = 300) -> 
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "build.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        (tmp / "TEST_ASSET").write_text(TEST_ASSET_TEXT)
     return summary
+
+
+# The marker alignkit collect looks for (alignkit/collect/report.py TEST_ASSET_MARKER): a study that
+# trains this model gets a banner saying its numbers carry no meaning.
+TEST_ASSET_TEXT = ("A tiny test model (assets/build/tiny_model.py): results of studies that train it carry no "
+                   "meaning; alignkit collect says so in the report.\n")
 
 
 def _template_text() -> str:

@@ -148,7 +148,12 @@ def test_report_plots_and_index(study, tmp_path, capsys):
     assert {"sft_vs_dpo_mmlu.png", "steps_mmlu.png", "merges_mmlu.png"} <= set(plots)
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
     report = (out / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == len(plots)
+    # every figure is in the report (inline SVG, or linked when too large), PNG and PDF beside it for papers;
+    # the findings' forest plots are drawn in the page itself (their PNG/PDF are for papers)
+    shown = [p for p in plots if not p.startswith("forest_")]
+    assert all(f"<figure class='plot' id='{p[:-4]}'>" in report for p in shown) and "data:image" not in report
+    assert all((out / "plots" / p).with_suffix(".pdf").read_bytes()[:4] == b"%PDF" for p in plots)
+    assert any(p.startswith("forest_") for p in plots) and "class='forests'" in report
     assert str(root / "jobs" / broken["half"]["id"] / "eval.json") in report and "Best checkpoint" in report
     # index: every step-N checkpoint, final adapter and merged model, with sizes
     idx = _csv(out / "checkpoints.csv")

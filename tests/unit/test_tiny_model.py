@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TINY = Path(__file__).resolve().parents[2] / "assets" / "tiny-llama"
 FILES = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-         "tokenizer_config.json", "chat_template.jinja", "build.json"]
+         "tokenizer_config.json", "chat_template.jinja", "build.json", "TEST_ASSET"]
 
 
 @pytest.fixture(scope="module")
