@@ -133,7 +133,6 @@ class Plan:
     def summary(self) -> dict[str, Any]:
         stages: dict[str, int] = {}
         arrays: dict[tuple, dict[str, Any]] = {}
-        gpu_hours: dict[str, float] = {}
         keys = self.array_keys()
         for job in self.jobs:
             stages[job.stage] = stages.get(job.stage, 0) + 1
@@ -144,7 +143,6 @@ class Plan:
                     k: getattr(r, k) for k in ("gpus", "cpus", "mem_gb", "time_min", "nodes", "partition",
                                                "account", "qos", "constraint", "array_parallelism")}}
             arr["jobs"] += 1
-            gpu_hours[job.stage] = gpu_hours.get(job.stage, 0.0) + r.gpus * r.nodes * r.estimate_min / 60
         train = [j for j in self.jobs if j.stage == "train"]
         # evaluation from measured (or stated-guess) rates, the rest from the stages' `estimate`
         costs = estimate_costs(self.jobs, keys)
@@ -1003,8 +1001,13 @@ def missing_secrets(plan: Plan) -> list[str]:
     """One line per judge a planned job calls whose api_key_env variable is not set here (jobs
     inherit this environment: sbatch exports it, the local executor runs in it)."""
     out: dict[tuple[str, str], None] = {}
+    seen: set[int] = set()  # jobs share their benchmark dicts (compile builds each set once)
     for job in plan.jobs:
-        for bench in job.config.get("benchmarks", {}).values():
+        benchmarks = job.config.get("benchmarks", {})
+        if id(benchmarks) in seen:
+            continue
+        seen.add(id(benchmarks))
+        for bench in benchmarks.values():
             judge = bench.get("judge") if isinstance(bench, dict) else None
             var = judge.get("api_key_env") if isinstance(judge, dict) else None
             if var and not os.environ.get(var):

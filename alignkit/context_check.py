@@ -52,9 +52,14 @@ def warnings(jobs: list[Any], spec_path: Any) -> list[str]:
     """One line per (model, generating benchmark) whose max_new_tokens reaches the model's context."""
     seen: dict[tuple[str, str], str] = {}
     contexts: dict[tuple[str, Optional[str]], tuple[Optional[int], Optional[str]]] = {}
+    checked: set[tuple[int, int]] = set()  # eval jobs share model and benchmark dicts: check each pair once
     for job in jobs:
         if job.stage != "eval":
             continue
+        pair = (id(job.config.get("model")), id(job.config.get("benchmarks")))
+        if pair in checked:
+            continue
+        checked.add(pair)
         model = job.config.get("model") or {}
         key = (str(model.get("source")), model.get("revision"))
         for name, b in (job.config.get("benchmarks") or {}).items():

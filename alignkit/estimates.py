@@ -68,34 +68,46 @@ def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any
     per_bench: dict[str, dict[str, Any]] = {}
     job_hours: dict[str, float] = {}
     items_cache: dict[str, int | None] = {}
+    # eval jobs share their benchmark set and checkpoint list (one object each, compile.py): cost each once
+    costed: dict[tuple, list[tuple[str, str, int, Any, float | None]]] = {}
+
+    def cost(benchmarks: dict[str, Any], ckpts: list[str]) -> list[tuple[str, str, int, Any, float | None]]:
+        out = []
+        for name, b in benchmarks.items():
+            at = b.get("checkpoints")
+            wanted = None if at is None else {str(x) for x in at}
+            n = sum(1 for c in ckpts if wanted is None or c in wanted)
+            if b["type"] not in items_cache:
+                items_cache[b["type"]] = _items(b["type"])
+            work = benchmark_work(b, items_cache[b["type"]])
+            out.append((name, b["type"], n, work, None if work is None else work_seconds(name, work, rates)))
+        return out
+
     fallback = 0
+    groups: dict[tuple, int] = {}  # (benchmark set, checkpoints, gpus) -> eval jobs
     for job in jobs:
         r = job.resources
         hours = r.estimate_min / 60
         if job.stage == "eval":
-            secs, known = 0.0, True
-            ckpts = [str(c) for c in job.config.get("checkpoints", ["final"])]
-            for name, b in job.config["benchmarks"].items():
-                at = b.get("checkpoints")
-                n = sum(1 for c in ckpts if at is None or c in {str(x) for x in at})
-                if b["type"] not in items_cache:
-                    items_cache[b["type"]] = _items(b["type"])
-                work = benchmark_work(b, items_cache[b["type"]])
-                row = per_bench.setdefault(name, {"type": b["type"], "checkpoint_evals": 0, "gpu_hours": 0.0,
-                                                  "work_per_checkpoint": work})
-                row["checkpoint_evals"] += n
-                if work is None:
-                    known = False
-                    continue
-                s = work_seconds(name, work, rates) * n
-                row["gpu_hours"] += s / 3600 * r.gpus
-                row["gpu_s_per_checkpoint"] = round(work_seconds(name, work, rates), 1)
-                secs += s
-            if known:
-                hours = secs / 3600
+            benchmarks, at = job.config["benchmarks"], job.config.get("checkpoints")
+            key = (id(benchmarks), id(at))
+            if key not in costed:
+                costed[key] = cost(benchmarks, [str(c) for c in (at if at is not None else ["final"])])
+            group = (key, r.gpus)
+            groups[group] = groups.get(group, 0) + 1
+            if all(per_ckpt is not None for *_, per_ckpt in costed[key]):
+                hours = sum(per_ckpt * n for _, _, n, _, per_ckpt in costed[key]) / 3600
             else:
                 fallback += 1
         job_hours[job.id] = hours
+    for (key, gpus), count in groups.items():
+        for name, type_name, n, work, per_ckpt in costed[key]:
+            row = per_bench.setdefault(name, {"type": type_name, "checkpoint_evals": 0, "gpu_hours": 0.0,
+                                              "work_per_checkpoint": work})
+            row["checkpoint_evals"] += n * count
+            if per_ckpt is not None:
+                row["gpu_hours"] += per_ckpt * n * count / 3600 * gpus
+                row["gpu_s_per_checkpoint"] = round(per_ckpt, 1)
     stages: dict[str, dict[str, float]] = {}
     for job in jobs:
         r = job.resources

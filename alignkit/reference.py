@@ -86,11 +86,18 @@ def summarize(jobs: list[Any]) -> dict[str, Any]:
     """plan's `summary.reference_passes`: distinct passes, the runs reading them, runs computing their own."""
     keys: dict[Any, int] = {}  # the same grouping as pass_key, without hashing JSON per job
     inline = 0
+    # runs share their sub-config objects (compile.py builds each once): group each combination once
+    seen: dict[tuple, Any] = {}
     for job in jobs:
         if job.stage != "train":
             continue
         cfg = job.config
-        key = None if shareable(cfg, job.resources.gpus * job.resources.nodes) else _frozen(_material(cfg, None, None))
+        gpus = job.resources.gpus * job.resources.nodes
+        ident = (gpus, tuple(cfg.get("preference") or ()),
+                 *(id(cfg.get(k)) for k in ("model", "dataset", "peft", "method", "training", "init")))
+        if ident not in seen:
+            seen[ident] = None if shareable(cfg, gpus) else _frozen(_material(cfg, None, None))
+        key = seen[ident]
         if key is None:
             inline += job.config.get("method", {}).get("type") in SHARED_METHODS  # a DPO run that cannot share
             continue
