@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from alignkit import journal, sacct
+from alignkit import journal
+from alignkit.backends import sacct
 from alignkit.backends import register
 from alignkit.backends.base import (AttemptState, Backend, Group, Key, Limits, Poll, SubmitContext, check_text,
                                     setup_lines, watchdog_s)
