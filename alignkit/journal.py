@@ -12,7 +12,8 @@ Record types (one JSON object per line, every one has "type" and "time"):
   rollback     a submit failed part-way; its tokens' arrays were cancelled: tokens, reason.
   abandoned    an intent whose sbatch never queued anything: token.
   blocked      a job whose dependency can never be satisfied was cancelled: job, token, reason.
-  cancel       the user cancelled: jobs [job ids], slurm_ids.
+  cancel       the user cancelled: jobs [job ids], slurm_ids, local_jobs [job ids: it stops their
+               attempts journaled before it, never a later resubmit].
   release      the user released held jobs: slurm_ids / tokens.
   local_start / local_end   the local driver started / finished a job: job, token, local_id,
                state (COMPLETED, FAILED, CANCELLED, BLOCKED), reason.
@@ -242,9 +243,13 @@ def load(sd: SweepDir) -> Journal:
             if a.executor == "local":
                 a.local_id = local_ids.get((a.token, a.job_id))
     by_slurm = {a.slurm_id: a for atts in attempts.values() for a in atts if a.slurm_id}
+    seen: dict[str, int] = {}  # job id -> its attempts journaled so far: a cancel stops only those
     for r in records:
         kind = r.get("type")
-        if kind == "blocked":
+        if kind in ("submission", "recovered") and r["token"] not in rolled_back:
+            for job_id in r["jobs"]:
+                seen[job_id] = seen.get(job_id, 0) + 1
+        elif kind == "blocked":
             for sid in r.get("slurm_ids", []):
                 if sid in by_slurm:
                     blocked[by_slurm[sid].key] = r.get("reason", "dependency failed")
@@ -252,8 +257,8 @@ def load(sd: SweepDir) -> Journal:
             for sid in r.get("slurm_ids", []):
                 if sid in by_slurm:
                     cancelled.add(by_slurm[sid].key)
-            for job_id in r.get("local_jobs", []):
-                for a in attempts.get(job_id, []):
+            for job_id in r.get("local_jobs", []):  # by job id: not a resubmit made after it
+                for a in attempts.get(job_id, [])[:seen.get(job_id, 0)]:
                     if a.executor == "local":
                         cancelled.add(a.key)
     pending = [r for r in records if r.get("type") == "intent" and r["token"] not in settled]

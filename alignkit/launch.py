@@ -400,23 +400,26 @@ def check_scripts(plan: Plan, sd: SweepDir, executor: str, hold: bool) -> None:
     """Render one script per array before anything is written: a value that may not reach a
     script (a control character, a bad sbatch key) is refused with nothing half-written."""
     ctx = SubmitContext(plan, sd, sd.code, hold, {})
+    backend = backends.get(executor)
     for g in _make_groups(plan, list(plan.jobs)):
-        backends.get(executor).script(ctx, g, sd.root / "slurm" / "%j")
+        backend.script(ctx, g, backend.folder(sd))
 
 
 # ----------------------------------------------------------------------- dry run -------
 def _dry_run(plan: Plan, sd: SweepDir, executor: str, hold: bool) -> SubmitResult:
-    """Write the sbatch scripts a submit would queue (nothing queued, no job state read)."""
-    check_scripts(plan, sd, "slurm", hold)
+    """Write the scripts a submit would queue (nothing queued, no job state read): the
+    executor's own, or those of the backend it previews with (local: the sbatch scripts)."""
     backend = backends.get(executor)
-    limits = backend.limits(plan) if executor == "slurm" and slurm_answers() else Limits()
+    writer = backends.get(backend.previews_with or executor)
+    check_scripts(plan, sd, writer.name, hold)
+    limits = backend.dry_run_limits(plan)
     groups = layout(plan, list(plan.jobs), {}, limits.max_array_size)
     out = sd.root / "dry-run"
     ctx = SubmitContext(plan, sd, sd.code, hold, {})
     scripts = []
     for n, g in enumerate(groups):
-        g.script = backends.get("slurm").script(ctx, g, sd.root / "slurm" / "%j")
-        path = out / f"{n:02d}-{g.stage}.sbatch"
+        g.script = writer.script(ctx, g, writer.folder(sd))
+        path = out / f"{n:02d}-{g.stage}{writer.script_suffix}"
         atomic_write_text(path, g.script)
         scripts.append(path)
     atomic_write_json(out / "jobs.json", [{"script": str(p), "stage": g.stage, "jobs": [j.id for j in g.jobs],

@@ -32,6 +32,21 @@ PRELOAD = ["torch", "transformers", "peft", "trl", "datasets", "lm_eval", "jobs.
            "jobs.evaluate", "jobs.merge", "jobs.judge"]
 
 
+def _cancelled_since(records: list, token: str) -> set[str]:
+    """Job ids named by `cancel` records journaled after this driver's submission: a cancel of an
+    earlier attempt must not stop the resubmitted one."""
+    out: set[str] = set()
+    mine = False
+    for r in records:
+        if not isinstance(r, dict):
+            continue
+        if r.get("type") == "submission" and r.get("token") == token:
+            mine = True
+        elif mine and r.get("type") == "cancel" and isinstance(r.get("local_jobs"), list):
+            out |= {j for j in r["local_jobs"] if isinstance(j, str)}
+    return out
+
+
 def _apply_exports(setup: list[str]) -> None:
     """The profile's `export NAME=VALUE` setup lines, applied to this process's environment (other
     setup lines, such as module loads, concern cluster nodes and are skipped locally)."""
@@ -112,8 +127,7 @@ def drive(sd: SweepDir, token: str, poll_s: float = 0.5) -> int:
         journal.append(sd, {"type": "local_end", "job": job_id, "token": token, "state": state, "reason": reason})
 
     while len(ended) < len(todo):
-        cancelled = {j for r in sd.read_journal() if isinstance(r, dict) and r.get("type") == "cancel"
-                     and isinstance(r.get("local_jobs"), list) for j in r["local_jobs"] if isinstance(j, str)}
+        cancelled = _cancelled_since(sd.read_journal(), token)
         for job_id, job in list(running.items()):
             if job_id in cancelled:
                 job.stop()

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Optional, Union
 
 from alignkit.errors import SpecError, UserError
 from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
@@ -42,7 +42,7 @@ class StageDefaults:
 @dataclass(frozen=True)
 class Profile:
     name: str
-    executor: Literal["slurm", "local"] = "slurm"
+    executor: str = "slurm"  # a registered backend's name (alignkit/backends/)
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
@@ -85,6 +85,9 @@ def load_profile(name_or_path: str | None) -> Profile:
         data = {**data, "name": path.stem}
     profile = from_dict(Profile, data, "", problems)
     if not is_missing(profile):
+        from alignkit import backends  # the executors are the registered backends, not a fixed list
+        if profile.executor not in backends.names():
+            problems.add("executor", f"unknown executor '{profile.executor}' (known: {', '.join(backends.names())})")
         for stage in profile.defaults:
             if stage not in ("train", "eval", "merge", "judge"):
                 problems.add(join("defaults", stage), f"unknown stage '{stage}' (known: train, eval, merge, judge)")

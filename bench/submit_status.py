@@ -23,7 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alignkit import journal, sacct  # noqa: E402
+from alignkit import journal  # noqa: E402
+from alignkit.backends import sacct  # noqa: E402
 from alignkit.compile import load_plan  # noqa: E402
 from alignkit.launch import slurm_answers, submit  # noqa: E402
 from alignkit.status import refresh  # noqa: E402

@@ -108,6 +108,17 @@ class Poll(ABC):
 
 class Backend(ABC):
     name: ClassVar[str]
+    script_suffix: ClassVar[str] = ".sh"       # a dry run's file names: dry-run/NN-<stage><suffix>
+    # the backend whose scripts a dry run writes for this executor (None: its own)
+    previews_with: ClassVar[str | None] = None
+
+    def folder(self, sd: SweepDir) -> Path:
+        """Where an attempt's submitit files go (`%j`: the scheduler's job id)."""
+        return sd.root / self.name / "%j"
+
+    def dry_run_limits(self, plan: Plan) -> Limits:
+        """The limits a dry run splits arrays by: those known without queueing anything."""
+        return Limits()
 
     def check(self, plan: Plan) -> None:
         """Raise UserError when this backend cannot queue `plan` here (no controller, ...)."""
@@ -131,6 +142,11 @@ class Backend(ABC):
     @abstractmethod
     def poll(self, sd: SweepDir, jr: Journal, attempts: list[Attempt]) -> Poll:
         """Start a state query for `attempts` (their latest records)."""
+
+    def accounting(self, attempts: list[Attempt]) -> tuple[dict[Key, AttemptState], str] | None:
+        """For `collect`: each finished or running attempt's scheduler state and elapsed time, and
+        what answered (or why nothing did); None when this backend keeps no accounting."""
+        return None
 
     @abstractmethod
     def kill(self, attempts: list[Attempt]) -> list[str]:

@@ -99,6 +99,8 @@ class _LocalPoll(Poll):
 @register
 class LocalBackend(Backend):
     name = "local"
+    # a dry run of a local profile previews the sbatch scripts a cluster would run (docs/slurm.md)
+    previews_with = "slurm"
 
     def script(self, ctx: SubmitContext, group: Group, folder: Path) -> str:
         lines = ["#!/bin/bash", "# local executor: run by `python -m alignkit.localrun` in dependency order",

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from alignkit import journal, sacct
+from alignkit import journal
+from alignkit.backends import sacct
 from alignkit.backends import register
 from alignkit.backends.base import (AttemptState, Backend, Group, Key, Limits, Poll, SubmitContext, check_text,
                                     setup_lines, watchdog_s)
@@ -189,6 +190,10 @@ def _queued(user: str | None, qos: str | None) -> int:
 @register
 class SlurmBackend(Backend):
     name = "slurm"
+    script_suffix = ".sbatch"
+
+    def dry_run_limits(self, plan) -> Limits:
+        return self.limits(plan) if slurm_answers() else Limits()
 
     def check(self, plan) -> None:
         if not slurm_answers():
@@ -233,7 +238,7 @@ class SlurmBackend(Backend):
             idx = {j: (i if len(jobs) > 1 else None) for i, j in enumerate(jobs)}
             journal.append(sd, {"type": "recovered", "token": r["token"], "stage": r["stage"], "name": r["name"],
                                 "executor": "slurm", "array_job_id": arr, "jobs": idx, "waits_on": {},
-                                "hold": False, "folder": str(sd.root / "slurm" / "%j")})
+                                "hold": False, "folder": str(self.folder(sd))})
             recovered.append(arr)
         return recovered
 
@@ -245,7 +250,7 @@ class SlurmBackend(Backend):
         from alignkit.runner import StageRunner
 
         sd, plan = ctx.sd, ctx.plan
-        folder = sd.root / "slurm" / "%j"
+        folder = self.folder(sd)
         ids: dict[str, str] = {}  # placeholder -> array id
         done: list[Group] = []
         calls = 0
@@ -288,6 +293,20 @@ class SlurmBackend(Backend):
 
     def poll(self, sd, jr, attempts) -> Poll:
         return _SacctPoll(jr, [a for a in attempts if a.executor == self.name])
+
+    def accounting(self, attempts) -> tuple[dict[Key, AttemptState], str]:
+        """One sacct call for the arrays of `attempts`; accounting is optional, so a missing or
+        failing sacct is a reason, never an error."""
+        keys = {a.key for a in attempts if a.array_job_id}
+        if not keys:
+            return {}, "no SLURM submissions in the journal"
+        if not sacct.available():
+            return {}, "sacct not found on this machine"
+        try:
+            records = sacct.query({k[0] for k in keys})
+        except Exception as exc:  # SacctError and anything else
+            return {}, f"sacct failed: {exc}"
+        return {k: AttemptState(r.state, elapsed_s=r.elapsed_s) for k in keys if (r := records.get(k))}, "sacct"
 
     def kill(self, attempts) -> list[str]:
         ids = [a.slurm_id for a in attempts if a.slurm_id]

@@ -11,8 +11,9 @@ from alignkit.status import ACTIVE_STATES, backend_attempts, open_sweep, print_w
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cancel", help="cancel pending/running jobs of a sweep (all, a stage, or some jobs)",
-                       description="scancel the latest attempt of the selected jobs (default: every job that "
-                                   "is pending or running). A later `alignkit submit` resubmits them.")
+                       description="stop the latest attempt of the selected jobs through the executor that queued "
+                                   "it (default: every job that is pending or running). A later `alignkit submit` "
+                                   "resubmits them.")
     add_job_selection(p)
     p.set_defaults(run=run)
 

@@ -11,7 +11,7 @@ from alignkit.status import backend_attempts, open_sweep, print_warnings, refres
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("release", help="release held jobs of a sweep (submitted with --hold)",
-                       description="scontrol release the held jobs (local executor: lets its driver start).")
+                       description="let the held jobs start, each through the executor that queued it.")
     add_job_selection(p)
     p.set_defaults(run=run)
 

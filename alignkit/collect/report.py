@@ -44,19 +44,21 @@ def _best_table(best: list[dict[str, Any]], metric: str) -> Table:
                  slug="best")
 
 
-_SACCT_FAILED = ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED")
+_SCHEDULER_FAILED = (  # states the scheduler's accounting gives a job that died
+    "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED")
 
 
 def failures(study: Study) -> Table | None:
-    """Failed jobs with their one-line reason (error.json, docs/contract.md), or sacct's state when
+    """Failed jobs with their one-line reason (error.json, docs/contract.md), or the accounting's state when
     the job died before it could write one (killed, out of memory, time limit)."""
     rows = []
     for j in study.jobs.values():
         err = j.results.get(paths.ERROR) or {}
         if j.state == "failed":
             rows.append([j.stage, j.name, str(err.get("type") or ""), str(err.get("reason") or "(no reason)"), j.id])
-        elif j.state != "done" and (j.slurm_state or "").split(" ")[0] in _SACCT_FAILED:
-            rows.append([j.stage, j.name, f"sacct {j.slurm_state}", "ended without error.json (killed?)", j.id])
+        elif j.state != "done" and (j.slurm_state or "").split(" ")[0] in _SCHEDULER_FAILED:
+            # named after what answered (study.accounting: the executor's accounting, e.g. "sacct")
+            rows.append([j.stage, j.name, f"{study.accounting} {j.slurm_state}", "ended without error.json (killed?)", j.id])
     if not rows:
         return None
     rows.sort(key=lambda r: (r[0], r[1]))

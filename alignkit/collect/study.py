@@ -174,8 +174,10 @@ def _read_job(rec: JobRecord, problems: list[Problem]) -> None:
 
 
 def _attach_accounting(sd: SweepDir, jobs: dict[str, JobRecord], problems: list[Problem]) -> str:
-    """SLURM ids from the journal, elapsed time and state from one sacct call (when available)."""
+    """Scheduler ids from the journal; state and elapsed time from each executor's accounting
+    (alignkit/backends/: one query per executor, when it keeps accounting and it answers)."""
     try:
+        from alignkit import backends
         from alignkit import journal as journal_mod
         journal = journal_mod.load(sd)
     except ImportError:
@@ -183,29 +185,24 @@ def _attach_accounting(sd: SweepDir, jobs: dict[str, JobRecord], problems: list[
     except Exception as exc:  # a journal record this reader does not understand must not stop collect
         problems.append(Problem(str(sd.journal), f"journal not understood ({type(exc).__name__}: {exc})"))
         return "journal unreadable"
-    keys: dict[tuple[str, int | None], JobRecord] = {}
+    by_executor: dict[str, dict[tuple[str, int | None], tuple[Any, JobRecord]]] = {}
     for job_id, rec in jobs.items():
         att = journal.latest(job_id)
         if att is None:
             continue
         rec.slurm_id = att.slurm_id or (f"local:{att.local_id}" if att.local_id else None)
-        if att.array_job_id:
-            keys[(str(att.array_job_id), att.index)] = rec
-    if not keys:
-        return "no SLURM submissions in the journal"
-    try:
-        from alignkit import sacct
-    except ImportError:
-        return "no sacct reader (alignkit.sacct missing)"
-    if not sacct.available():
-        return "sacct not found on this machine"
-    try:
-        records = sacct.query({k[0] for k in keys})
-    except Exception as exc:  # SacctError and anything else: accounting is optional
-        return f"sacct failed: {exc}"
-    for key, rec in keys.items():
-        r = records.get(key)
-        if r is not None:
-            rec.slurm_state = r.state
-            rec.elapsed_s = float(r.elapsed_s)
-    return "sacct"
+        by_executor.setdefault(att.executor, {})[att.key] = (att, rec)
+    answers = []
+    for name, atts in sorted(by_executor.items()):
+        if name not in backends.names():
+            continue  # status warns about an unknown executor; collect reads the files only
+        got = backends.get(name).accounting([a for a, _ in atts.values()])
+        if got is None:
+            continue
+        states, how = got
+        answers.append(how)
+        for key, st in states.items():
+            rec = atts[key][1]
+            rec.slurm_state = st.state
+            rec.elapsed_s = float(st.elapsed_s) if st.elapsed_s is not None else None
+    return "; ".join(answers) or "no submissions with scheduler accounting in the journal"

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from alignkit import journal, sacct
+from alignkit import journal
+from alignkit.backends import sacct
 from alignkit.cli.main import main as cli
 from alignkit.launch import submit
 from alignkit.status import refresh

@@ -358,6 +358,11 @@ def _profile(tmp: Path, extra: str) -> str:
     return str(tmp / "profile.yaml")
 
 
+def _pbs_profile(tmp: Path) -> str:
+    (tmp / "profile.yaml").write_text("executor: pbs\n")
+    return str(tmp / "profile.yaml")
+
+
 # (id, argv built from the sandbox, fragment of the one line on stderr)
 CLI_CASES = [
     ("watch-negative", lambda t: ["status", str(t), "--watch", "-1"], "argument --watch: must be a positive finite number"),
@@ -401,6 +406,8 @@ CLI_CASES = [
      "profile.yaml:2: sbatch.comment: control character"),
     ("profile-duplicate-key", lambda t: ["plan", _spec(t), "--profile", _profile(t, "executor: local\n")],
      "profile.yaml:2: executor: duplicate key 'executor'"),
+    ("profile-unknown-executor", lambda t: ["plan", _spec(t), "--profile", _pbs_profile(t)],
+     "profile.yaml:1: executor: unknown executor 'pbs' (known: local, slurm)"),  # the registered backends
     ("max-jobs-env-word", lambda t: (os.environ.__setitem__("ALIGNKIT_MAX_JOBS", "lots"), ["plan", _spec(t)])[1],
      "$ALIGNKIT_MAX_JOBS: must be a positive integer, got 'lots'"),
     ("max-jobs-env-small", lambda t: (os.environ.__setitem__("ALIGNKIT_MAX_JOBS", "10"), ["plan", _spec(t)])[1],

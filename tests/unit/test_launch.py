@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import journal, launch, sacct, status
+from alignkit import journal, launch, status
+from alignkit.backends import sacct
 from alignkit.backends import slurm as slurm_backend
 from alignkit.errors import UserError
 from alignkit.sweepdir import SweepDir

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import launch, sacct
+from alignkit import launch
+from alignkit.backends import sacct
 from alignkit.backends import slurm as slurm_backend
 from alignkit.cli.main import main as cli
 from alignkit.sweepdir import SweepDir

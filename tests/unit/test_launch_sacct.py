@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alignkit import sacct
+from alignkit.backends import sacct
 
 # -X -D rows as sacct 22.05 prints them: requeued 5_0 twice, a pending range with a throttle,
 # a range row that still lists a task whose own row exists, a raw id (lag), a plain job.

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import journal, launch, sacct, statusview
+from alignkit import journal, launch, statusview
+from alignkit.backends import sacct
 from alignkit.cli.main import main
 from alignkit.compile import load_plan
 from alignkit.journal import Attempt
