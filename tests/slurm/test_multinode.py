@@ -26,7 +26,7 @@ from tests.unit.train_configs import train_config
 pytestmark = pytest.mark.slurm
 
 PARTITION = "multinode"
-STEPS = 40  # long enough that the preemption lands mid-training (a step takes ~0.3-1 s here)
+STEPS = 300  # ~0.07 s a step on 2 idle cores: the preemption (1-3 s after sbatch) lands mid-training
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def two_nodes(cluster) -> list[str]:
 
 
 def _train_job() -> Job:
-    config = train_config("sft", "lora", max_steps=STEPS, save_steps=STEPS, deepspeed_stage=2, logging_steps=4)
+    config = train_config("sft", "lora", max_steps=STEPS, save_steps=STEPS, deepspeed_stage=2, logging_steps=10)
     res = Resources(gpus=0, cpus=1, mem_gb=2, time_min=30, nodes=2, partition=PARTITION,
                     array_parallelism=1, estimate_min=2.0)
     return Job(id=job_id(config), name="mn", stage="train", depends_on=(), config=config, resources=res)
@@ -125,6 +125,7 @@ def test_two_node_zero2_training_is_preempted_requeued_and_resumes(two_nodes, sw
     resumed, ref = (json.loads((d / "train_metrics.json").read_text()) for d in (pre, whole))
     assert resumed["attempts"] == 2 and ref["attempts"] == 1, (resumed["attempts"], ref["attempts"])
     assert resumed["steps"] == ref["steps"] == STEPS
+    assert 2 <= (resumed["resumed_from_step"] or 0) < STEPS and not ref["resumed_from_step"], resumed
     assert refresh(pre_sd).jobs[0].restarts >= 1  # sacct -D shows the preempted attempt
     assert [p["step"] for p in resumed["loss_curve"]] == [p["step"] for p in ref["loss_curve"]]
     assert [p["loss"] for p in resumed["loss_curve"]] == pytest.approx([p["loss"] for p in ref["loss_curve"]],
