@@ -122,6 +122,8 @@ if [ -n "$NODE2" ]; then
   hosts_first "$NET.2" "$NODE2"
   mkdir -p "/etc/netns/$NETNS"
   printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$NET.1" "$NODE" "$NET.2" "$NODE2" > "/etc/netns/$NETNS/hosts"
+elif grep -q "^$NET\.[12] " /etc/hosts; then   # back to one node: $NODE resolves as before
+  tmp=$(mktemp); grep -v "^$NET\.[12] " /etc/hosts > "$tmp" || true; cat "$tmp" > /etc/hosts; rm -f "$tmp"
 fi
 
 # -------------------------------------------------------------- helpers ------
@@ -363,7 +365,7 @@ EOF
 if [ "$dbd_changed" = 1 ]; then stop_pid "$RUN/slurmdbd.pid" slurmdbd; fi
 if [ "$changed" = 1 ]; then
   stop_pid "$RUN/slurmd.pid" slurmd
-  if [ -n "$NODE2" ]; then stop_pid "$RUN2/slurmd.pid" slurmd; fi
+  for pf in "$RUN"/*/slurmd.pid; do [ -e "$pf" ] && stop_pid "$pf" slurmd; done  # a second node's
   stop_pid "$RUN/slurmctld.pid" slurmctld
 fi
 if alive "$RUN/slurmdbd.pid" slurmdbd; then
