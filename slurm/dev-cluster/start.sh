@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# start.sh - bring up a REAL single-node SLURM cluster (slurmctld + slurmd
-# + slurmdbd/MariaDB accounting + munge) on this machine, without systemd.
+# start.sh - bring up a REAL SLURM cluster (slurmctld + slurmd + slurmdbd/MariaDB
+# accounting + munge) on this machine, without systemd: node $(hostname -s) and, for
+# multi-node jobs, a second node "<host>2" whose slurmd runs in its own network
+# namespace (own address, over a veth pair) and UTS namespace (own hostname).
 #
 # Tested on Debian 12 (bookworm), as root, 2 cores / 24 GiB, no GPU:
 #   slurm-wlm 22.05.8-4+deb12u3, munge 0.5.15, mariadb 10.11, submitit 1.5.4.
@@ -30,6 +32,12 @@
 #                        production clusters, so every test exercises alignkit's array chunks)
 #   SLURM_SMALL_QOS      a QOS with MaxSubmitJobsPerUser=$SLURM_SMALL_QOS_MAX_SUBMIT (default
 #                        "small", 150); "" = none. Limits are enforced (AccountingStorageEnforce).
+#   SLURM_SECOND_NODE    name of the second node ("" = single node, the old setup;
+#                        default: <host>2). It is only in partition $SLURM_MULTI_PARTITION,
+#                        so single-node jobs (debug, urgent) never land on it.
+#   SLURM_MULTI_PARTITION partition of both nodes, for multi-node jobs (default: multinode)
+#   SLURM_NODE_NET       /24 prefix of the node addresses (default 10.213.0): the first node is
+#                        .1 (on lo, so it never vanishes), the second .2 (in netns alignkit-<name>)
 #   SLURM_NO_INSTALL=1   never run apt-get (fail if packages are missing)
 #
 # Stop with stop.sh (kills only the PIDs in the pid files written here).
@@ -47,6 +55,10 @@ SMALL_QOS=${SLURM_SMALL_QOS-small}
 SMALL_QOS_MAX_SUBMIT=${SLURM_SMALL_QOS_MAX_SUBMIT:-150}
 DBPASS=slurmtestpass                   # local test DB only, socket-only MariaDB
 NODE=$(hostname -s)
+NODE2=${SLURM_SECOND_NODE-${NODE}2}
+MULTI=${SLURM_MULTI_PARTITION:-multinode}
+NET=${SLURM_NODE_NET:-10.213.0}
+NETNS=alignkit-$NODE2
 ETC=/etc/slurm
 LOG=/var/log/slurm
 RUN=/run/slurm                         # pid files of the slurm daemons
@@ -57,10 +69,10 @@ die() { log "ERROR: $*"; exit 1; }
 T0=$(date +%s)
 
 # ---------------------------------------------------------------- packages ---
-PKGS=(slurmctld slurmd slurmdbd slurm-client munge mariadb-server)
+PKGS=(slurmctld slurmd slurmdbd slurm-client munge mariadb-server iproute2 util-linux)
 if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null \
    || ! command -v munged >/dev/null || ! command -v mariadbd >/dev/null \
-   || ! command -v sbatch >/dev/null; then
+   || ! command -v sbatch >/dev/null || ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
   [ "${SLURM_NO_INSTALL:-0}" = 1 ] && die "SLURM packages missing: ${PKGS[*]}"
   log "installing ${PKGS[*]} (apt, --no-install-recommends)"
   # No systemd here: make sure postinst does not start daemons through
@@ -78,6 +90,41 @@ fi
 
 # Node name must resolve; slurmd/slurmctld compare it with `hostname -s`.
 getent hosts "$NODE" >/dev/null || echo "127.0.0.1 $NODE" >> /etc/hosts
+
+# ------------------------------------------------------ second node's network --
+# Node 1 gets $NET.1 on lo (any local address answers; it survives a lost netns), node 2
+# $NET.2 in netns $NETNS, joined by the veth pair ak0 (here) / ak1 (there) with host routes.
+# Both names must resolve to these addresses on both sides: gloo binds the address its
+# hostname resolves to (127.0.0.1 is unreachable from the other node), and MASTER_ADDR is the
+# first node's name. /etc/hosts here gets "$NET.1 $NODE" ahead of the 127.0.0.1 line;
+# `ip netns exec` bind-mounts /etc/netns/$NETNS/hosts over /etc/hosts for node 2.
+CTL_ADDR=127.0.0.1
+if [ -n "$NODE2" ]; then
+  CTL_ADDR=$NET.1
+  ip addr show dev lo | grep -q " $NET.1/32 " || ip addr add "$NET.1/32" dev lo
+  [ -e "/run/netns/$NETNS" ] || ip netns add "$NETNS" \
+    || die "cannot create network namespace $NETNS (root + iproute2 needed; SLURM_SECOND_NODE= for one node)"
+  ip link show ak0 >/dev/null 2>&1 || ip link add ak0 type veth peer name ak1 netns "$NETNS"
+  ip link set ak0 up
+  ip route replace "$NET.2/32" dev ak0 src "$NET.1"
+  ip netns exec "$NETNS" sh -ec "
+    ip link set lo up; ip link set ak1 up
+    ip addr show dev ak1 | grep -q ' $NET.2/32 ' || ip addr add $NET.2/32 dev ak1
+    ip route replace $NET.1/32 dev ak1 src $NET.2"
+  # hosts_first ADDR NAME: make "ADDR NAME" the first /etc/hosts line naming NAME
+  hosts_first() {
+    [ "$(getent hosts "$2" | awk '{print $1; exit}')" = "$1" ] && return 0
+    local tmp; tmp=$(mktemp)
+    { echo "$1 $2"; grep -vxF "$1 $2" /etc/hosts || true; } > "$tmp"
+    cat "$tmp" > /etc/hosts; rm -f "$tmp"   # rewritten in place: /etc/hosts may be a bind mount
+  }
+  hosts_first "$NET.1" "$NODE"
+  hosts_first "$NET.2" "$NODE2"
+  mkdir -p "/etc/netns/$NETNS"
+  printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$NET.1" "$NODE" "$NET.2" "$NODE2" > "/etc/netns/$NETNS/hosts"
+elif grep -q "^$NET\.[12] " /etc/hosts; then   # back to one node: $NODE resolves as before
+  tmp=$(mktemp); grep -v "^$NET\.[12] " /etc/hosts > "$tmp" || true; cat "$tmp" > /etc/hosts; rm -f "$tmp"
+fi
 
 # -------------------------------------------------------------- helpers ------
 # alive PIDFILE COMM : true if the pid in PIDFILE runs a process named COMM
@@ -122,6 +169,9 @@ write_if_changed() {
 mkdir -p "$ETC" "$LOG" "$RUN" "$STATE/slurmctld" "$STATE/slurmd"
 chown slurm:slurm "$LOG" "$RUN" "$STATE" "$STATE/slurmctld"
 chown root:root "$STATE/slurmd"    # slurmd runs as root
+# node 2's slurmd sees these at $RUN and $STATE/slurmd (bind mounts): its own pid file and spool
+RUN2=$RUN/$NODE2; SPOOL2=$STATE/slurmd-$NODE2
+if [ -n "$NODE2" ]; then mkdir -p "$RUN2" "$SPOOL2"; fi
 
 # ------------------------------------------------------------------ munge ----
 install -d -o munge -g munge -m 0755 /run/munge
@@ -196,11 +246,19 @@ SlurmctldParameters=preempt_send_user_signal"
   URGENT_PART="PartitionName=$URGENT Nodes=$NODE MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF"
 fi
 
+# The second node: same CPUs/memory, no GPUs, only in partition $MULTI (with the first node),
+# so single-node jobs of $PARTITION/$URGENT never land on it. Its jobs are preempted like theirs.
+NODE2_LINE=""; MULTI_PART=""
+if [ -n "$NODE2" ]; then
+  NODE2_LINE="NodeName=$NODE2 NodeAddr=$NET.2 $TOPO RealMemory=$MEM_MB State=UNKNOWN"
+  MULTI_PART="PartitionName=$MULTI Nodes=$NODE,$NODE2 MaxTime=INFINITE State=UP PriorityTier=1 $GRACE"
+fi
+
 changed=0
 write_if_changed "$ETC/slurm.conf" 0644 root:root <<EOF && changed=1 || true
-# generated by alignkit slurm/dev-cluster/start.sh - single node test cluster, no systemd/cgroups
+# generated by alignkit slurm/dev-cluster/start.sh - test cluster (see its header), no systemd/cgroups
 ClusterName=$CLUSTER
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=$NODE($CTL_ADDR)
 SlurmUser=slurm
 SlurmdUser=root
 AuthType=auth/munge
@@ -240,16 +298,18 @@ InactiveLimit=0
 Waittime=0
 # accounting: sacct (used by submitit to poll job states) needs slurmdbd
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
+AccountingStorageHost=$CTL_ADDR
 AccountingStoragePort=6819
 AccountingStorageTRES=gres/gpu
 # association and QOS limits (MaxSubmitJobs...) are enforced, as on production clusters
 AccountingStorageEnforce=associations,limits,qos
 JobCompType=jobcomp/none
 $GRESTYPES
-NodeName=$NODE NodeAddr=127.0.0.1 $TOPO RealMemory=$MEM_MB $GRES_NODE State=UNKNOWN
+NodeName=$NODE NodeAddr=$CTL_ADDR $TOPO RealMemory=$MEM_MB $GRES_NODE State=UNKNOWN
+$NODE2_LINE
 $PREEMPT_CONF
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP PriorityTier=1 $GRACE
+$MULTI_PART
 $URGENT_PART
 EOF
 
@@ -305,6 +365,7 @@ EOF
 if [ "$dbd_changed" = 1 ]; then stop_pid "$RUN/slurmdbd.pid" slurmdbd; fi
 if [ "$changed" = 1 ]; then
   stop_pid "$RUN/slurmd.pid" slurmd
+  for pf in "$RUN"/*/slurmd.pid; do [ -e "$pf" ] && stop_pid "$pf" slurmd; done  # a second node's
   stop_pid "$RUN/slurmctld.pid" slurmctld
 fi
 if alive "$RUN/slurmdbd.pid" slurmdbd; then
@@ -362,32 +423,55 @@ else
   slurmd                                       # daemonizes, as root
 fi
 
-# -------------------------------------------------------- wait for the node --
-log "waiting for node $NODE to become usable"
-end=$(( $(date +%s) + 90 )); resumed=0
-# registered() : the running slurmd has registered (slurmctld may still show
+# Node 2: slurmd in the netns (own address) + a UTS namespace (hostname $NODE2); `ip netns exec`
+# gives it a private mount namespace, where its pid file and spool are bind-mounted over the
+# first node's paths (slurmd has no option for them). Its jobs see the same files otherwise.
+declare -A started=()
+if [ -n "${slurmd_started:-}" ]; then started[$NODE]=$slurmd_started; fi
+if [ -n "$NODE2" ]; then
+  if alive "$RUN2/slurmd.pid" slurmd; then
+    log "slurmd of $NODE2 already running (pid $(cat "$RUN2/slurmd.pid"))"
+  else
+    log "starting slurmd of $NODE2 ($NET.2, netns $NETNS)"
+    rm -f "$RUN2/slurmd.pid"
+    started[$NODE2]=$(date +%s)
+    ip netns exec "$NETNS" unshare --uts sh -ec "
+      hostname '$NODE2'
+      mount --bind '$RUN2' '$RUN'
+      mount --bind '$SPOOL2' '$STATE/slurmd'
+      exec slurmd -N '$NODE2' -L '$LOG/slurmd-$NODE2.log'"
+  fi
+fi
+
+# ------------------------------------------------------- wait for the nodes --
+# registered NODE : the running slurmd has registered (slurmctld may still show
 # the node state saved before a restart)
 registered() {
-  [ -z "${slurmd_started:-}" ] && return 0
-  local t
-  t=$(scontrol show node "$NODE" -o 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)
-  [ -n "$t" ] && [ "$t" != None ] && [ "$(date -d "$t" +%s)" -ge $(( slurmd_started - 1 )) ]
+  local since=${started[$1]:-} t
+  [ -z "$since" ] && return 0
+  t=$(scontrol show node "$1" -o 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)
+  [ -n "$t" ] && [ "$t" != None ] && [ "$(date -d "$t" +%s)" -ge $(( since - 1 )) ]
 }
-while :; do
-  st=$(sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null | head -1 || true)
-  registered || st="unregistered:$st"
-  case "$st" in
-    idle|mixed|allocated|completing) break ;;
-    drained|draining|down*|drain*|fail*)
-      if [ "$resumed" = 0 ] && [ "$(date +%s)" -gt $(( end - 80 )) ]; then
-        log "node state '$st' -> scontrol update state=resume"
-        scontrol update nodename="$NODE" state=resume || true; resumed=1
-      fi ;;
-  esac
-  if [ "$(date +%s)" -ge "$end" ]; then
-    sinfo -N -l; sinfo -R; die "node never became idle (state '$st'), see $LOG/"
-  fi
-  sleep 0.5
+for node in "$NODE" $NODE2; do
+  log "waiting for node $node to become usable"
+  end=$(( $(date +%s) + 90 )); resumed=0
+  while :; do
+    st=$(sinfo -h -N -n "$node" -o '%T' 2>/dev/null | head -1 || true)
+    registered "$node" || st="unregistered:$st"
+    case "$st" in
+      idle|mixed|allocated|completing) break ;;
+      drained|draining|down*|drain*|fail*)
+        if [ "$resumed" = 0 ] && [ "$(date +%s)" -gt $(( end - 80 )) ]; then
+          log "node $node state '$st' -> scontrol update state=resume"
+          scontrol update nodename="$node" state=resume || true; resumed=1
+        fi ;;
+    esac
+    if [ "$(date +%s)" -ge "$end" ]; then
+      sinfo -N -l; sinfo -R; die "node $node never became idle (state '$st'), see $LOG/"
+    fi
+    sleep 0.5
+  done
+  log "node $node is $st"
 done
-log "cluster $CLUSTER up in $(( $(date +%s) - T0 ))s: node $NODE is $st"
+log "cluster $CLUSTER up in $(( $(date +%s) - T0 ))s"
 sinfo

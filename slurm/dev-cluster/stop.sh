@@ -3,7 +3,7 @@
 # files it uses), never by process name. Running jobs are killed by slurmd's
 # shutdown; job/accounting state is kept unless --purge is given.
 #
-#   stop.sh           stop slurmd, slurmctld, slurmdbd, mariadbd, munged
+#   stop.sh           stop the slurmds, slurmctld, slurmdbd, mariadbd, munged
 #   stop-cluster.sh --purge   also wipe slurmctld state, the accounting DB and logs
 #                             (next start = brand-new cluster, job ids from 1)
 set -uo pipefail
@@ -33,13 +33,15 @@ stop_pid() {
   rm -f "$pf"
 }
 
-# order: compute node, controller, accounting, database, auth
+# order: compute nodes (the second node's slurmd keeps its pid file in $RUN/<node>/, see
+# start.sh), controller, accounting, database, auth. The network namespace and addresses stay.
+for pf in "$RUN"/*/slurmd.pid; do [ -e "$pf" ] && stop_pid "$pf" slurmd; done
 stop_pid "$RUN/slurmd.pid"          slurmd
 stop_pid "$RUN/slurmctld.pid"       slurmctld
 stop_pid "$RUN/slurmdbd.pid"        slurmdbd
 if [ "${1:-}" = "--purge" ]; then
   log "purging slurmctld state, slurmd spool, accounting DB and logs"
-  rm -rf /var/lib/slurm/slurmctld/* /var/lib/slurm/slurmd/*
+  rm -rf /var/lib/slurm/slurmctld/* /var/lib/slurm/slurmd/* /var/lib/slurm/slurmd-*/*
   rm -f /var/log/slurm/*.log
   # drop the DB through the server (deleting its folder would confuse InnoDB)
   if [ -S /run/mysqld/mysqld.sock ]; then
