@@ -85,7 +85,11 @@ def test_chain_failure_blocks_eval_and_resubmit_is_idempotent(cluster, sweep, ca
     for name in ("tr0", "tr2", "ev0", "ev2"):  # ran exactly once
         assert sum(1 for line in steps_log(sweep / "jobs" / by[name].id) if line.startswith("start")) == 1
     arrays = sorted(journal.load(sd).array_ids())
-    rows = sacct_rows(arrays)
+    # slurmdbd records a pending job cancelled through its dependency a moment after scancel: wait for it
+    def recorded():
+        rows = sacct_rows(arrays)
+        return rows if len(rows) >= 8 else None
+    rows = wait_for(recorded, 30, "8 accounting rows")
     ids = [r.split("|")[0] for r in rows]
     assert len(ids) == len(set(ids)) == 8, rows  # 6 + 2 resubmitted, no duplicates
 
