@@ -167,7 +167,7 @@ def _findings_html(found: Any) -> tuple[str, list[tuple[str, str]]]:
             per = findings_report.per_benchmark(typed.evidence)  # each benchmark's verdict with its Holm p
             rows.append([t["claim"], t["verdict"], per, t["how"]])
             cls.append({"supported": "better", "contradicted": "worse", "mixed": "mixed"}.get(t["verdict"], "same"))
-        note = getattr(findings_report, "TAKEAWAY_NOTE", "")
+        note = findings_report.TAKEAWAY_NOTE
         parts.append(htmltable.render(Table("The paper's takeaways in this study's data",
                                             ["claim", "verdict", "per benchmark", "compared"], rows, note,
                                             "takeaways"), "t-takeaways", cell_class={1: cls}, text=True))
@@ -196,10 +196,10 @@ def _findings_html(found: Any) -> tuple[str, list[tuple[str, str]]]:
                      *[_n(c.get(k)) if k != "correction" else str(c.get(k) or "") for k in optional],
                      str(c["verdict"]), f"{c.get('contexts')}×{c.get('seeds')}", str(c.get("test") or "")])
         vcls.append(forest.verdict_class(str(c["verdict"])))
-    note = getattr(findings_report, "METHOD_NOTE", "")
+    note = findings_report.METHOD_NOTE
     parts.append(htmltable.render(Table(f"All comparisons ({len(comps)})", head, rows, note, "comparisons"),
                                   "t-comparisons", cell_class={head.index("verdict"): vcls}, text=True))
-    if getattr(found, "earlier", None):  # the same questions and corrections at each evaluated intermediate step
+    if found.earlier:  # the same questions and corrections at each evaluated intermediate step
         sub.append(("findings-checkpoints", "At every evaluated checkpoint"))
         parts.append(findings_report.earlier_html(found))
     return "".join(parts), sub
