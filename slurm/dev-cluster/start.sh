@@ -101,7 +101,8 @@ getent hosts "$NODE" >/dev/null || echo "127.0.0.1 $NODE" >> /etc/hosts
 CTL_ADDR=127.0.0.1
 if [ -n "$NODE2" ]; then
   CTL_ADDR=$NET.1
-  ip addr show dev lo | grep -q " $NET.1/32 " || ip addr add "$NET.1/32" dev lo
+  # `replace`, not `add`: idempotent whatever state a previous run or a restored machine left
+  ip addr replace "$NET.1/32" dev lo
   [ -e "/run/netns/$NETNS" ] || ip netns add "$NETNS" \
     || die "cannot create network namespace $NETNS (root + iproute2 needed; SLURM_SECOND_NODE= for one node)"
   ip link show ak0 >/dev/null 2>&1 || ip link add ak0 type veth peer name ak1 netns "$NETNS"
@@ -109,7 +110,7 @@ if [ -n "$NODE2" ]; then
   ip route replace "$NET.2/32" dev ak0 src "$NET.1"
   ip netns exec "$NETNS" sh -ec "
     ip link set lo up; ip link set ak1 up
-    ip addr show dev ak1 | grep -q ' $NET.2/32 ' || ip addr add $NET.2/32 dev ak1
+    ip addr replace $NET.2/32 dev ak1
     ip route replace $NET.1/32 dev ak1 src $NET.2"
   # hosts_first ADDR NAME: make "ADDR NAME" the first /etc/hosts line naming NAME
   hosts_first() {
