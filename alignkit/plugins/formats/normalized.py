@@ -3,52 +3,36 @@
 `prompt` is a list of {role, content} messages ending with a user turn, or a plain string (one
 user turn); `chosen` and `rejected` are lists of assistant messages or plain strings. Anything
 else is an error naming the row and field; pairs whose two responses are the same are dropped.
+TRL's preference format (preference.py, the one `format: auto` picks) reads the same rows and
+also the implicit-prompt form; `normalized` is never picked by `format: auto`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from jobs.data.report import PartReport
-from jobs.data.source import field, require_columns
-from jobs.errors import JobFailure
+from alignkit.plugins.formats import field, prompt_messages, require_columns, response_messages
 
+ROWS = "preference"
 REASONS = {"identical": "chosen and rejected are the same"}
-ROLES = ("system", "user", "assistant")
 
 
-def messages(value: Any, key: str, default_role: str, label: str, i: int) -> list[dict]:
-    where = f"{label} row {i + 1}: field {key!r}"
-    if isinstance(value, str):
-        value = [{"role": default_role, "content": value}]
-    if not value:
-        raise JobFailure(f"{where} is empty")
-    out = []
-    for j, m in enumerate(value):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise JobFailure(f"{where} message {j + 1} should be {{'role': str, 'content': str}}, got {m!r:.80}")
-        if m["role"] not in ROLES:
-            raise JobFailure(f"{where} message {j + 1}: unknown role {m['role']!r} (expected {', '.join(ROLES)})")
-        if not m["content"].strip():
-            raise JobFailure(f"{where} message {j + 1} is empty")
-        out.append({"role": m["role"], "content": m["content"]})
-    return out
+def to_pair(prompt: Any, chosen: Any, rejected: Any, label: str, i: int) -> Optional[dict]:
+    """The checked pair, or None for a pair whose two responses are the same (dropped, counted)."""
+    pair = {"prompt": prompt_messages(prompt, label, i),
+            "chosen": response_messages(chosen, "chosen", label, i),
+            "rejected": response_messages(rejected, "rejected", label, i)}
+    return None if pair["chosen"] == pair["rejected"] else pair
 
 
-def convert(ds: Any, label: str, part: PartReport) -> list[dict]:
+def convert(ds: Any, label: str, part: Any) -> list[dict]:
     require_columns(ds, ("prompt", "chosen", "rejected"), label)
     rows = []
     for i, row in enumerate(ds):
         part.rows += 1
-        pair = {}
-        for key, role in (("prompt", "user"), ("chosen", "assistant"), ("rejected", "assistant")):
-            pair[key] = messages(field(row, key, (str, list), label, i), key, role, label, i)
-        if pair["prompt"][-1]["role"] != "user":
-            raise JobFailure(f"{label} row {i + 1}: field 'prompt' should end with a user message")
-        for key in ("chosen", "rejected"):
-            if any(m["role"] != "assistant" for m in pair[key]):
-                raise JobFailure(f"{label} row {i + 1}: field {key!r} should hold assistant messages only")
-        if pair["chosen"] == pair["rejected"]:
+        values = [field(row, key, (str, list), label, i) for key in ("prompt", "chosen", "rejected")]
+        pair = to_pair(*values, label, i)
+        if pair is None:
             part.drop("identical")
             continue
         rows.append(pair)
