@@ -9,7 +9,7 @@ is adding one file. Each module defines
               language_modeling    {messages} (conversational) or {text} (standard)
   convert(rows, label, part) -> list[dict]
             `rows` iterates dicts and has `column_names` (a datasets.Dataset in the job, a `Sample`
-            at plan time); `label` names the file for messages; `part` counts rows (`rows`, `kept`,
+            at plan time); `label` names the file for messages; `part` is the preference read and counts (`preference`, `rows`, `kept`,
             `drop(reason)`: jobs/data/report.py PartReport). A row that cannot be used raises
             RowError naming the file, the row (1-based) and the field; a known non-pair is dropped
             and counted under one of the module's REASONS.
@@ -83,6 +83,40 @@ def detect(columns: Iterable[str], first: Optional[dict], label: str) -> str:
                         f"messages or text (docs/data.md), or set the dataset's format")
 
 
+def rows_type(columns: Iterable[str]) -> str:
+    """The ROW_TYPES entry of converted rows with these columns."""
+    cols = set(columns)
+    if "chosen" in cols:
+        return "preference"
+    if "label" in cols:
+        return "unpaired_preference"
+    if "completion" in cols:
+        return "prompt_completion"
+    return "language_modeling"
+
+
+# What each method trains on (a method's `data_types`, default: pairs), and how other data is used.
+DEFAULT_DATA_TYPES = ("preference",)
+
+
+def data_types(method: Any) -> tuple[str, ...]:
+    return tuple(getattr(method, "data_types", DEFAULT_DATA_TYPES))
+
+
+def refusal(method: Any, rows: str) -> Optional[str]:
+    """Why a method cannot train on rows of this type (None: it can). `method` is a Method class."""
+    accepted = data_types(method)
+    if rows in accepted:
+        return None
+    why = {"unpaired_preference": "each row holds one completion with a label, and a pairwise loss needs a chosen "
+                                  "and a rejected response to the same prompt",
+           "prompt_completion": "the rows hold one completion each, no preference between two",
+           "language_modeling": "the rows hold conversations or text, no preference between two responses",
+           "preference": "the method takes no preference pairs"}[rows]
+    return (f"{method.name} trains on {' or '.join(t.replace('_', ' ') for t in accepted)} data, not "
+            f"{rows.replace('_', ' ')} data: {why}")
+
+
 class Sample(list):
     """Rows read at plan time (a list of dicts) with the source's column names, as `convert` expects."""
 
@@ -154,6 +188,6 @@ def is_conversational(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
 
 
-__all__ = ["AUTO", "DETECT_ORDER", "ROW_TYPES", "RowError", "Sample", "UnknownFormat", "detect", "field", "get",
+__all__ = ["AUTO", "DEFAULT_DATA_TYPES", "DETECT_ORDER", "data_types", "refusal", "rows_type", "ROW_TYPES", "RowError", "Sample", "UnknownFormat", "detect", "field", "get",
            "is_conversational", "messages", "names", "prompt_messages", "require_columns", "response_messages",
            "row_type"]
