@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
+    from alignkit.plan import datacheck
     plan = load_plan(args.spec, args.profile, args.output_dir)
+    datacheck.check(plan, "plan")  # a sample of every dataset through its format, template and tokenizer
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
     from alignkit import plan_advice  # settings that run but deserve a look: warnings only

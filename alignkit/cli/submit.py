@@ -41,7 +41,9 @@ def preflight(plan) -> None:
 def run(args: argparse.Namespace) -> int:
     from alignkit.compile import load_plan, require_ready  # lazily: `alignkit status` must start fast
     from alignkit.launch import describe_dependency, submit
+    from alignkit.plan import datacheck
     plan = load_plan(args.spec, args.profile, args.output_dir)
+    datacheck.check(plan, "submit")  # before anything is written or queued
     if not args.dry_run:
         require_ready(plan)  # missing local paths, unset judge API keys: refused before anything is written
     if not (args.skip_preflight or args.dry_run):

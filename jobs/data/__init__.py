@@ -35,8 +35,6 @@ from jobs.data.source import load_split
 from jobs.data.split import held_out
 from jobs.errors import JobFailure
 
-# Anthropic/hh-rlhf's folders, used when an hh_rlhf dataset gives no `subsets`
-HH_SUBSETS = {"helpful": "helpful-base", "harmless": "harmless-base"}
 
 __all__ = ["DropReport", "PartReport", "Preferences", "load_preferences", "load_preferences_with_report",
            "load_with_validation", "sft_rows"]
@@ -75,8 +73,8 @@ def _wheres(dataset: Any, preference: list[str]) -> dict[str, Where]:
         return {p: Where(dataset.files[p], None) if is_local(dataset.files[p]) else Where(dataset.source, dataset.files[p])
                 for p in preference}
     subsets = dataset.subsets
-    if subsets is None and dataset.format == "hh_rlhf":
-        subsets = HH_SUBSETS
+    if subsets is None and dataset.format != formats.AUTO:  # a format's own folders (hh_rlhf's SUBSETS)
+        subsets = getattr(formats.get(dataset.format), "SUBSETS", None)
     if subsets is None:
         return {p: Where(dataset.source, None) for p in preference}
     missing = [p for p in preference if p not in subsets]

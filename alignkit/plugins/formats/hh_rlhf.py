@@ -14,6 +14,7 @@ from typing import Any
 from alignkit.plugins.formats import field, require_columns
 
 ROWS = "preference"
+SUBSETS = {"helpful": "helpful-base", "harmless": "harmless-base"}  # Anthropic/hh-rlhf's folders, when no subsets
 FILES = False  # its preferences are folders (subsets) of one source, never files of their own
 
 TURN = re.compile(r"\n\n(Human|Assistant):")

@@ -3,11 +3,13 @@
 Explicit prompt: {prompt, chosen, rejected}, read as the normalized format reads them. Implicit
 prompt: {chosen, rejected} each holding the whole conversation (e.g. HuggingFaceH4/
 ultrafeedback_binarized's train_prefs, whose string `prompt` column repeats the user turn that its
-conversational chosen/rejected already hold). As TRL's `maybe_extract_prompt` (trl 1.16.0
-trl/data_utils.py): the prompt is extracted when there is no `prompt` column, or when `prompt` is
-not conversational while chosen is (or the reverse); `extract_prompt` makes the longest shared
-prefix of chosen and rejected (turns, or characters for strings, a space before the split moved to
-the responses) the prompt and the rest the responses.
+conversational chosen/rejected already hold). TRL's `maybe_extract_prompt` (trl 1.16.0
+trl/data_utils.py) extracts the prompt when there is no `prompt` column, or when `prompt` and
+chosen differ in being conversational; here the second case is narrowed to conversational chosen
+that starts with a non-assistant turn (it holds the conversation), so rows the normalized format
+always read (a string prompt with assistant-message responses, or the reverse) keep reading as
+explicit. `extract_prompt` is TRL's: the longest shared prefix of chosen and rejected (turns, or
+characters for strings, a space before the split moved to the responses) is the prompt.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def convert(ds: Any, label: str, part: Any) -> list[dict]:
         chosen = field(row, "chosen", (str, list), label, i)
         rejected = field(row, "rejected", (str, list), label, i)
         prompt = field(row, "prompt", (str, list), label, i) if has_prompt else None
-        if prompt is None or is_conversational(prompt) != is_conversational(chosen):
+        if prompt is None or (is_conversational(chosen) and chosen[0]["role"] != "assistant"):
             if chosen == rejected:
                 part.drop("identical")
                 continue
