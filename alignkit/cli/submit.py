@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from alignkit.launch import describe_dependency, submit
     from alignkit.plan import datacheck
     plan = load_plan(args.spec, args.profile, args.output_dir)
-    datacheck.check(plan, "submit")  # before anything is written or queued
     if not args.dry_run:
         require_ready(plan)  # missing local paths, unset judge API keys: refused before anything is written
+    datacheck.check(plan, "submit")  # a sample of every dataset: refused before anything is written
     if not (args.skip_preflight or args.dry_run):
         preflight(plan)
     with warnings.catch_warnings(record=True) as caught:
