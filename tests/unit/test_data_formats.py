@@ -204,3 +204,56 @@ def test_sft_assistant_only_loss_is_written_only_when_on():
     off = resolve_config("sft", f(type="sft", learning_rate=1e-4, lora=LoraFields(**lora)))
     on = resolve_config("sft", f(type="sft", learning_rate=1e-4, lora=LoraFields(**lora), assistant_only_loss=True))
     assert "assistant_only_loss" not in off and on["assistant_only_loss"] is True
+
+
+def _sft_trainer(tmp_path, source: Path, **method):
+    """The job's SFT trainer on a local file (format auto), built as jobs.train.run builds it."""
+    from jobs import train, trl_adapter
+    from tests.unit.train_configs import train_config, typed
+
+    config = train_config("sft")
+    config["method"].update(method)
+    config["dataset"] = {"name": "mine", "format": "auto", "source": str(source), "revision": "main",
+                         "split": "train", "subsets": None, "limit": None}
+    config["preference"] = ["all"]
+    config = typed(config)
+    plan = train.resolve(config, cuda=False, world_size=1)
+    data = train.load_examples(config, plan.method)
+    args = trl_adapter.make_args(plan.method, config, trl_adapter.Runtime(
+        output_dir=str(tmp_path / "out"), grad_accum=1, optimizer="adamw_torch", bf16=False, deepspeed=None,
+        liger=False, ddp_backend=None))
+    model = train.load_model(config.model, plan, 0, device=args.device)
+    trainer = trl_adapter.make_trainer(plan.method, config, model=model, tokenizer=data.tokenizer,
+                                       dataset=data.dataset, peft_config=train.lora_config(config.method.lora),
+                                       args=args, callbacks=[])
+    return data, trainer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assistant_only", [False, True])
+def test_the_sft_trainer_labels_messages_by_trls_rule(tmp_path, assistant_only):
+    rows = [{"messages": [u(f"Question {i}?"), a(f"Answer {i}."), u("Thanks!"), a("You are welcome.")]}
+            for i in range(8)]
+    data_file = tmp_path / "chat.jsonl"
+    data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data, trainer = _sft_trainer(tmp_path, data_file, assistant_only_loss=assistant_only)
+    tok = data.tokenizer
+    assert data.report.trained == 8
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    labels = [t for t in batch["labels"][0].tolist() if t != -100]
+    loss = tok.decode(labels)
+    assert "Answer" in loss and "You are welcome." in loss
+    if assistant_only:
+        assert "Question" not in loss and "Thanks!" not in loss
+    else:
+        assert labels == [t for t in batch["input_ids"][0].tolist()]  # every token
+
+
+@pytest.mark.slow
+def test_the_sft_trainer_labels_every_token_of_text_rows(tmp_path):
+    data_file = tmp_path / "text.jsonl"
+    data_file.write_text("".join(json.dumps({"text": f"The sky is blue, said row {i}."}) + "\n" for i in range(8)))
+    data, trainer = _sft_trainer(tmp_path, data_file)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    assert labels == ids and ids[-1] == data.tokenizer.eos_token_id
