@@ -292,9 +292,11 @@ def _check_source(entry: dict, found: _Found, samples: dict) -> Optional[tuple[l
     except ValueError as exc:
         found.problems.append(f"{where}: {ds['source']}: {exc}")
         return None
-    key = (str(path), ds.get("format", formats.AUTO), pref)
-    if key in samples:
-        return samples[key]
+    key = (str(path), fmt, pref)
+    if key in samples:  # read and converted for another run already; its methods are this entry's own
+        if samples[key] is not None and fmt == formats.AUTO:
+            _check_methods(entry, samples[key][2], label, found)
+        return samples[key] and samples[key][:2]
     samples[key] = None
     bad = text_problem(path, max_bytes=SAMPLE_BYTES)  # the bounded pass: UTF-8, no NUL, no endless line
     if bad:
@@ -334,8 +336,8 @@ def _check_source(entry: dict, found: _Found, samples: dict) -> Optional[tuple[l
                               f"({identical / part.rows:.0%}) have chosen == rejected; the train job drops them")
     if fmt == formats.AUTO:
         _check_methods(entry, name, label, found)
-    samples[key] = (converted, label)
-    return samples[key]
+    samples[key] = (converted, label, name)
+    return converted, label
 
 
 def _conversations(row: dict) -> list[tuple[str, list[dict]]]:
@@ -422,7 +424,7 @@ def check(plan: Any, command: str) -> None:
     runs = _runs(plan)
     if not runs:
         return
-    found, samples, tokenizers = _Found(), {}, {}
+    found, samples, tokenizers, rendered = _Found(), {}, {}, set()
     for entry in runs.values():
         got = _check_source(entry, found, samples)
         if got is None:
@@ -431,8 +433,8 @@ def check(plan: Any, command: str) -> None:
         for key, model in entry["models"].items():
             if key not in tokenizers:
                 tokenizers[key] = _tokenizer(model)
-            if tokenizers[key] is not None and (key, label) not in samples:
-                samples[(key, label)] = True
+            if tokenizers[key] is not None and (key, label) not in rendered:
+                rendered.add((key, label))
                 _render(model, tokenizers[key], converted, label, found)
     for line in dict.fromkeys(found.warnings):
         print(f"alignkit {command}: warning: {line}", file=sys.stderr)
