@@ -257,3 +257,22 @@ def test_the_sft_trainer_labels_every_token_of_text_rows(tmp_path):
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     assert labels == ids and ids[-1] == data.tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("name", formats.names())
+def test_every_registered_format_keeps_the_plug_in_contract(name):
+    """Registered by scanning the package (no list to edit); pure python; rows of a known type."""
+    import subprocess
+    import sys
+
+    mod = formats.get(name)
+    assert mod.ROWS in formats.ROW_TYPES and callable(mod.convert)
+    every_column = sorted({k for row, _ in DETECTED for k in row})
+    part = Part()
+    assert mod.convert(Sample([], every_column), "f", part) == [] and (part.rows, part.kept) == (0, 0)
+    if hasattr(mod, "detect"):  # `format: auto` can pick it: one of TRL's examples above is its
+        assert any(formats.detect(row.keys(), row, "f") == name for row, _ in DETECTED)
+    code = (f"import sys; import alignkit.plugins.formats.{name}; "
+            "bad = [m for m in ('torch', 'datasets', 'transformers', 'jobs') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
