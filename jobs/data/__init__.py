@@ -10,9 +10,10 @@ Formats (alignkit/plugins/formats/, one module each) turn a raw schema into thes
 (Anthropic/hh-rlhf transcripts), `beavertails` (PKU-SafeRLHF pairs with safety labels), `normalized`
 (users' own data already in this form) and TRL's dataset types, which also give other rows: KTO's
 unpaired {prompt, completion, label} and SFT's {prompt, completion}, {messages} or {text}
-(docs/data.md). `format: auto` picks the format from each source's columns. Where each preference comes from: `files` (normalized: one local
-file/folder, or a data_dir of a hub source, per preference), else `subsets` (a data_dir per
-preference), else the source's top level. Several preferences make a mixture: parts are
+(docs/data.md). `format: auto` picks the format from each source's columns; a mixture's parts
+must give rows of one type. Where each preference comes from: `files` (one local file/folder, or a
+data_dir of a hub source, per preference), else `subsets` (a data_dir per preference, or the
+format's own: hh_rlhf's SUBSETS), else the source's top level. Several preferences make a mixture: parts are
 concatenated, then shuffled with the seed, then cut to `limit`. A single preference is shuffled
 the same way, so `limit` takes a random sample rather than the file's first rows.
 
