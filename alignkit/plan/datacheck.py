@@ -252,21 +252,25 @@ class _Found:
         self.warnings: list[str] = []
 
 
-def _runs(plan: Any) -> dict[tuple, dict]:
+def _runs(plan: Any) -> tuple[dict[tuple, dict], dict[tuple, dict]]:
     """The distinct (dataset, preference part) a study's training runs read, with the methods and
-    models that read them. Configs are shared objects in the plan: keyed by identity, cheaply."""
+    models that read them, and the mixtures (dataset, parts). Configs are shared objects in the
+    plan: keyed by identity, cheaply."""
     seen: dict[tuple, dict] = {}
+    mixtures: dict[tuple, dict] = {}
     for job in plan.jobs:
         if job.stage != "train":
             continue
         cfg = job.config
         ds = cfg["dataset"]
+        if len(cfg["preference"]) > 1:
+            mixtures.setdefault((id(ds), tuple(cfg["preference"])), ds)
         for pref in cfg["preference"]:
             entry = seen.setdefault((id(ds), pref), {"dataset": ds, "preference": pref, "methods": {}, "models": {}})
             entry["methods"].setdefault(cfg["method"]["type"], cfg["method"]["name"])
             model = cfg["model"]
             entry["models"].setdefault((model["source"], model.get("revision"), model.get("template")), model)
-    return seen
+    return seen, mixtures
 
 
 def _check_methods(entry: dict, name: str, label: str, found: _Found) -> None:
@@ -421,21 +425,29 @@ def _render(model: dict, tok: Tokenizer, converted: list[dict], label: str, foun
 def check(plan: Any, command: str) -> None:
     """Check every dataset the plan trains on (see the module docstring); print what could not be
     checked as warnings; raise UserError with one line per problem."""
-    runs = _runs(plan)
+    runs, mixtures = _runs(plan)
     if not runs:
         return
-    found, samples, tokenizers, rendered = _Found(), {}, {}, set()
-    for entry in runs.values():
+    found, samples, tokenizers, rendered, types = _Found(), {}, {}, set(), {}
+    for (ds_id, pref), entry in runs.items():
         got = _check_source(entry, found, samples)
         if got is None:
             continue
         converted, label = got
+        if converted:
+            types[(ds_id, pref)] = (formats.rows_type(converted[0]), label)
         for key, model in entry["models"].items():
             if key not in tokenizers:
                 tokenizers[key] = _tokenizer(model)
             if tokenizers[key] is not None and (key, label) not in rendered:
                 rendered.add((key, label))
                 _render(model, tokenizers[key], converted, label, found)
+    for (ds_id, parts), ds in mixtures.items():  # the job concatenates the parts: one type of rows
+        kinds = [types[(ds_id, p)] for p in parts if (ds_id, p) in types]
+        if len({k for k, _ in kinds}) > 1:
+            found.problems.append(f"datasets.{ds['name']}: the mixture {'+'.join(parts)} mixes "
+                                  + " and ".join(f"{k.replace('_', ' ')} rows ({label})" for k, label in kinds)
+                                  + ": a mixture's parts must be of one type")
     for line in dict.fromkeys(found.warnings):
         print(f"alignkit {command}: warning: {line}", file=sys.stderr)
     if found.problems:

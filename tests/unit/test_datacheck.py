@@ -189,3 +189,19 @@ def test_the_check_is_bounded_and_torch_free(tmp_path):
     if not torch_loaded:  # (another test in this process may have loaded it already)
         datacheck.check(plan, "plan")
         assert "torch" not in sys.modules
+
+
+def test_a_mixture_of_two_row_types_is_refused(tmp_path):
+    import yaml
+
+    pref = jsonl(tmp_path / "pairs.jsonl", pairs(2))
+    kto = jsonl(tmp_path / "kto.jsonl", [{"prompt": "q", "completion": "a", "label": True}] * 2)
+    path = spec(tmp_path, pref, method="kto")
+    d = yaml.safe_load(path.read_text())
+    d["datasets"]["prefs"] = {"source": str(tmp_path), "files": {"a": str(pref), "b": str(kto)}}
+    d["grid"]["preference"] = ["a+b", "a", "b"]
+    path.write_text(yaml.safe_dump(d))
+    rc, _, err = run_cli(["plan", str(path)])
+    assert rc == 2 and err.strip().splitlines() == [
+        f"alignkit plan: error: datasets.prefs: the mixture a+b mixes preference rows ({pref}) and unpaired "
+        f"preference rows ({kto}): a mixture's parts must be of one type"]
