@@ -83,3 +83,18 @@ def test_kto_on_unpaired_prompt_completion_label_jsonl(sweep):
     _, _, metrics = _finished(_spec(sweep, data, {"type": "kto", "beta": 0.1}))
     # 16 unpaired rows train as they are (not 32 from unpairing pairs)
     assert metrics["data"]["total"] == 16 and metrics["data"]["trained"] == 16
+
+
+def test_sft_on_a_messages_jsonl_with_assistant_only_loss(sweep):
+    data = sweep / "chat.jsonl"
+    with open(data, "w") as f:
+        for topic, color in zip(TOPICS * 2, COLORS * 2, strict=True):
+            f.write(json.dumps({"messages": [{"role": "system", "content": "Answer briefly."},
+                                             {"role": "user", "content": f"What color is {topic}?"},
+                                             {"role": "assistant", "content": f"It is {color}."}]}) + "\n")
+    spec = _spec(sweep, data, {"type": "sft", "assistant_only_loss": True})
+    text = yaml.safe_load(spec.read_text())
+    text["methods"]["sft"].pop("max_prompt_length")  # DPO/KTO's field: SFT has none
+    spec.write_text(yaml.safe_dump(text, sort_keys=False))
+    _, _, metrics = _finished(spec)
+    assert metrics["data"]["total"] == 16 and metrics["data"]["trained"] == 16
