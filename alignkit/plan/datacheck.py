@@ -103,10 +103,13 @@ def read_sample(path: Path) -> tuple[list[dict], list[str]]:
         with _open_text(path) as f:
             reader = csv.DictReader(f)
             rows = []
-            for row in reader:
-                rows.append({k: _cell(v) for k, v in row.items()})
-                if len(rows) >= SAMPLE_ROWS:
-                    break
+            try:
+                for row in reader:
+                    rows.append({k: _cell(v) for k, v in row.items()})
+                    if len(rows) >= SAMPLE_ROWS:
+                        break
+            except csv.Error as exc:  # e.g. a field over the csv module's limit, which pandas reads
+                raise Unchecked(f"the csv module cannot read row {len(rows) + 1} ({exc})") from None
             return rows, list(reader.fieldnames or [])
     if kind == ".json" and path.suffix.lower() == ".json" and _first_char(path) == "[":  # one document
         if path.stat().st_size > SAMPLE_BYTES:
@@ -120,12 +123,16 @@ def read_sample(path: Path) -> tuple[list[dict], list[str]]:
             raise Unchecked("a JSON document that is not a list of rows")
         rows = doc[:SAMPLE_ROWS]
     elif kind in (".jsonl", ".json"):
-        rows, read = [], 0
+        rows, read, n = [], 0, 0
         with _open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                read += len(line)
-                if read > SAMPLE_BYTES:
+            while read <= SAMPLE_BYTES:
+                line = f.readline(SAMPLE_BYTES + 1)  # bounded: a file without newlines is not read whole
+                if not line:
                     break
+                n += 1
+                read += len(line)
+                if len(line) > SAMPLE_BYTES:
+                    raise ValueError(f"row {len(rows) + 1} (line {n}): longer than {SAMPLE_BYTES / 2**20:g} MiB")
                 if not line.strip():
                     continue
                 try:

@@ -205,3 +205,13 @@ def test_a_mixture_of_two_row_types_is_refused(tmp_path):
     assert rc == 2 and err.strip().splitlines() == [
         f"alignkit plan: error: datasets.prefs: the mixture a+b mixes preference rows ({pref}) and unpaired "
         f"preference rows ({kto}): a mixture's parts must be of one type"]
+
+
+def test_a_line_without_end_is_not_read_whole(tmp_path, monkeypatch):
+    from alignkit.plan import datacheck
+
+    monkeypatch.setattr(datacheck, "SAMPLE_BYTES", 1 << 16)
+    big = tmp_path / "one-line.jsonl"
+    big.write_text(json.dumps(pairs(1)[0]) + "\n" + "x" * (1 << 20))  # row 2: 1 MiB, no newline
+    rc, _, err = run_cli(["plan", str(spec(tmp_path, big))])
+    assert rc == 2 and f"datasets.prefs: {big} row 2 (line 2): longer than 0.0625 MiB" in err
