@@ -215,3 +215,48 @@ def test_a_line_without_end_is_not_read_whole(tmp_path, monkeypatch):
     big.write_text(json.dumps(pairs(1)[0]) + "\n" + "x" * (1 << 20))  # row 2: 1 MiB, no newline
     rc, _, err = run_cli(["plan", str(spec(tmp_path, big))])
     assert rc == 2 and f"datasets.prefs: {big} row 2 (line 2): longer than 0.0625 MiB" in err
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    import csv
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = path.name
+    if name.endswith(".jsonl.gz"):
+        with gzip.open(path, "wt") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    elif name.endswith(".jsonl"):
+        jsonl(path, rows)
+    elif name.endswith(".json"):
+        path.write_text(json.dumps(rows, indent=1))
+    elif name.endswith(".csv"):
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["prompt", "chosen", "rejected"])
+            w.writeheader()
+            w.writerows(rows)
+    elif name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif name.endswith(".arrow"):  # datasets' own files are Arrow IPC streams
+        table = pa.Table.from_pylist(rows)
+        with pa.ipc.new_stream(str(path), table.schema) as w:
+            w.write_table(table)
+    return path
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.jsonl.gz", "d.json", "d.csv", "d.parquet", "d.arrow"])
+def test_every_file_type_the_job_reads_is_sampled(tmp_path, name):
+    rows = pairs(2) + [{"prompt": "q?", "chosen": "yes", "rejected": None}] + pairs(2)
+    data = _write(tmp_path / name, rows)
+    rc, _, err = run_cli(["plan", str(spec(tmp_path, data))])
+    assert rc == 2 and err.strip().splitlines() == [
+        f"alignkit plan: error: datasets.prefs: {data} row 3: field 'rejected' missing"]
+    # and the job's own loader (datasets) says the same of the same file
+    from jobs.data import load_preferences
+    from jobs.errors import JobFailure
+
+    cfg = {"name": "prefs", "format": "auto", "source": str(data), "revision": "main", "split": "train"}
+    with pytest.raises(JobFailure, match=r"row 3: field 'rejected' missing"):
+        load_preferences(cfg, ["mine"], seed=0)
