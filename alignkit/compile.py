@@ -25,17 +25,15 @@ from typing import Any, Iterator
 
 from alignkit.benchmarks import resolve_config
 from alignkit.canonical import Encoder
-from alignkit.errors import SpecError, UserError
+from alignkit.contract.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
-from alignkit.schema import Problems, join, one_line, plain, similar
+from alignkit.contract.schema import Problems, join, one_line, plain, similar
 from alignkit.methods import resolve_config as method_config
 from alignkit.estimates import estimate as estimate_costs
-from alignkit.reference import summarize as reference_summary
-from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
-                           TargetSpec, TrainingSpec, is_dotted, load_spec, local_path_issues, output_dir_problem,
-                           check_run, override_section, parse_time, provided_preferences, resolve_source, section_entry,
-                           swept_axes)
+from alignkit.plan.reference import summarize as reference_summary
+from alignkit.contract.sections import DatasetSpec, ModelSpec, TrainingSpec
+from alignkit.spec import (AXES, BenchmarkSpec, MergeSpec, Spec, TargetSpec, is_dotted, load_spec, local_path_issues, output_dir_problem, check_run, override_section, parse_time, provided_preferences, resolve_source, section_entry, swept_axes)
 
 ID_LEN = 12
 
@@ -156,7 +154,7 @@ class Plan:
             "gpu_hours": {k: round(v, 2) for k, v in gpu_hours.items()},
             "gpu_hours_total": round(sum(gpu_hours.values()), 2),
             "judges": judge_costs(self.jobs),
-            **reference_summary(self.jobs),  # shared DPO reference passes (alignkit/reference.py)
+            **reference_summary(self.jobs),  # shared DPO reference passes (alignkit/plan/reference.py)
             "estimates": costs,
         }
 

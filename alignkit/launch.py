@@ -39,8 +39,8 @@ from alignkit.backends.base import Group, Limits, SubmitContext, setup_lines, wa
 from alignkit.backends.slurm import (MAX_NUM_TIMEOUT, sbatch_script, slurm_answers,  # noqa: F401
                                      slurm_parameters)
 from alignkit.compile import Job, Plan
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
 from alignkit.sweepdir import SweepDir
 
 # states in which a job is left alone by a re-submit

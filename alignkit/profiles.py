@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from alignkit.errors import SpecError, UserError
-from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
+from alignkit.contract.errors import SpecError, UserError
+from alignkit.contract.schema import Problems, from_dict, is_missing, join, read_yaml
 from alignkit.spec import CONSTRAINT, NAME
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"

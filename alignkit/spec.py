@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from alignkit.benchmarks import check as check_benchmark
-from alignkit.benchmarks import reference_max_new_tokens as benchmark_reference_tokens
 from alignkit.benchmarks import spec_class as benchmark_spec_class
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, LoraFields, check_common
-from alignkit.schema import Problems, from_dict, is_missing, join, plain, read_yaml
-from alignkit.datafile import file_problem
+from alignkit.contract.schema import Problems, from_dict, is_missing, join, plain, read_yaml
+from alignkit.contract.datafile import file_problem
+from alignkit.contract.sections import (DatasetSpec, ModelSpec, PeftSpec, TrackingSpec, TrainingSpec,
+                                        tracking_store_path)
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
 # The sections of a run's resolved config that a dotted axis (`method.beta`) may path into, and
@@ -35,12 +36,6 @@ RESERVED_PREFERENCES = ("original",)  # the base models' rows in collect
 STAGES = ("train", "eval", "merge", "judge")
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
 Scalar = Union[str, int]
-
-# A benchmark's generation length when its `max_new_tokens` is null: each reference's own setting
-# (alpaca_eval 0.6.6 models_configs/*/configs.yaml; declare-lab/red-instruct generate_responses.py
-# `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper). The jobs and plan's
-# judge-cost estimate read it from here.
-REFERENCE_MAX_NEW_TOKENS = benchmark_reference_tokens()  # each type's module: alignkit/benchmarks/<type>.py
 
 # The checkout this code runs from: a sweep directory must never land in (or over) its packages.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -56,86 +51,10 @@ RESOURCE_LIMITS = {"gpus": (0, 64), "cpus": (1, 4096), "mem_gb": (1, 65_536), "n
 MAX_TIME_MIN = 366 * 24 * 60  # a year
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    source: str  # hub id or local path (relative paths are relative to the spec file)
-    revision: str = "main"
-    template: Literal["vicuna", "mistral", "chat_template", "plain"] = "chat_template"
-    kind: Literal["pretrained", "instruct"] = "instruct"
-    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    paper_name: Optional[str] = None  # the name the paper's tables use, for side-by-side tables
-    # lm-eval benchmarks (MMLU, BBH) apply the tokenizer's chat template only when true: lm-eval
-    # had no chat templates at the paper's time, so every model scores on the raw prompt by default
-    lm_eval_chat_template: bool = False
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    format: Literal["hh_rlhf", "beavertails", "normalized"]
-    source: str
-    revision: str = "main"
-    split: str = "train"
-    subsets: Optional[dict[str, str]] = None  # preference -> data_dir (HH-RLHF: helpful-base, ...)
-    limit: Optional[int] = None  # rows kept after filtering and seeded shuffling; null = all
-    # normalized format: preference -> its own file (relative to the spec file) or hub data_dir
-    files: Optional[dict[str, str]] = None
-    validation: Optional[ValidationSpec] = None  # a held-out split; null = no validation
-
-
-@dataclass(frozen=True)
-class ValidationSpec:
-    """Validation rows: the source's own split (`split: test`) or a seeded held-out fraction."""
-
-    split: Optional[str] = None
-    fraction: Optional[float] = None
-    seed: int = 0
-
-
 # Methods come from the registry (alignkit/methods/, one file per method): the spec's `methods:`
 # entries are parsed by their `type:` into that method's fields class (CommonFields + its own).
 LoraSpec = LoraFields
 MethodSpec = CommonFields
-
-
-@dataclass(frozen=True)
-class QuantSpec:
-    bits: Literal[4] = 4
-    quant_type: Literal["nf4", "fp4"] = "nf4"
-    double_quant: bool = True
-    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    storage_dtype: Literal["bfloat16", "float16", "float32", "uint8"] = "bfloat16"
-
-
-@dataclass(frozen=True)
-class PeftSpec:
-    quantization: Optional[QuantSpec] = None  # null = LoRA on the base in its dtype
-
-
-@dataclass(frozen=True)
-class TrainingSpec:
-    max_steps: int = 700
-    save_steps: int = 100
-    deepspeed_stage: Literal[0, 1, 2, 3] = 0
-    gradient_checkpointing: bool = True
-    packing: bool = False
-    precompute_ref_log_probs: bool = False
-    # Opt-in: on the first H100 run (2026-11-27) the SFT first-step loss with Liger on was 3.5% away
-    # from the same float32 job on CPU (0.088786 vs 0.092045) while the DPO loss matched (docs/gpu.md)
-    liger: Literal["auto", "on", "off"] = "off"
-    logging_steps: int = 10
-    eval_steps: Optional[int] = None  # validation every N steps; null = save_steps (with validation only)
-
-
-@dataclass(frozen=True)
-class TrackingSpec:
-    """An experiment tracker the training jobs report to (TRL's `report_to`); a label, not part of
-    any job id. How each backend is wired: jobs/tracking.py, docs/training.md "Trackers"."""
-
-    backend: Literal["tensorboard", "wandb", "mlflow"]
-    project: Optional[str] = None  # W&B project / MLflow experiment; null = the sweep's name
-    entity: Optional[str] = None  # W&B only: the team or user the runs are synced to
-    tracking_uri: Optional[str] = None  # MLflow only; null = a file store in <sweep>/mlruns
-    tags: tuple[str, ...] = ()  # extra tags on every run, beside the axes
 
 
 @dataclass(frozen=True)
@@ -645,19 +564,6 @@ SECTION_CHECKS = {"dataset": _check_dataset_section, "method": _check_method_sec
 # MLflow tracking URIs a job may be pointed at: a server, a file store, a database, Databricks.
 TRACKING_URI = re.compile(r"(https?|file|sqlite|postgresql|mysql|databricks)://?[^\s]*|databricks")
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+:=/\-]{0,63}")  # W&B refuses tags over 64 characters
-
-
-def tracking_store_path(uri: str) -> Optional[str]:
-    """The local path of an MLflow file store (file:) or SQLite database (sqlite:///rel, sqlite:////abs);
-    None for a server or another database."""
-    from urllib.parse import urlparse
-    from urllib.request import url2pathname
-
-    if uri.startswith("file:"):
-        return url2pathname(urlparse(uri).path)
-    if uri.startswith("sqlite:///"):
-        return uri[len("sqlite:///"):] or None
-    return None
 
 
 def _check_tracking(spec: Spec, problems: Problems) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from alignkit.contract import paths
-from alignkit.fsio import atomic_dir, atomic_write_json, read_json
+from alignkit.contract.fsio import atomic_dir, atomic_write_json, read_json
 from jobs import distributed
 
 MARKER = "COMPLETE"

@@ -20,8 +20,8 @@ from pathlib import Path
 from alignkit import contract
 from alignkit.contract import ContractError, paths
 from alignkit.contract.redact import config_secrets, redact
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
 
 STAGE_MODULES = {"train": "jobs.train", "eval": "jobs.evaluate", "merge": "jobs.merge", "judge": "jobs.judge"}

@@ -32,7 +32,7 @@ from typing import Any
 from alignkit import benchmarks as benchmarks_reg
 from alignkit.benchmarks import RunContext
 from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, as_dict, eval_key)
-from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
+from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs import base_weights, lm_eval_adapter
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted, typed_config

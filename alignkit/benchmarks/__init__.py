@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 
 from alignkit.benchmarks.base import Benchmark, JudgeContext, RunContext  # noqa: F401 (re-exported)
 from alignkit.registry import Registry
-from alignkit.schema import plain
+from alignkit.contract.schema import plain
 
 
 BENCHMARKS = Registry("benchmark type", __name__)
@@ -125,7 +125,7 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
 
 def check(name: str, b: Any, path: str, judges: dict, problems: Any) -> None:
     """The spec-time checks of one benchmark: the type's own, then fields its type does not take."""
-    from alignkit.schema import join
+    from alignkit.contract.schema import join
 
     before = len(problems.items)
     get(b.type).check(b, path, judges, problems)

@@ -86,7 +86,7 @@ class Benchmark:
 
     def check(self, b: Any, path: str, judges: dict, problems: Any) -> None:
         """Spec-time checks of this type's fields, one line each (b: the spec's benchmark)."""
-        from alignkit.schema import join
+        from alignkit.contract.schema import join
 
         if self.generates and not getattr(b, "source", None):
             problems.add(join(path, "source"), f"a {b.type} benchmark needs 'source' (its data file or hub id)")

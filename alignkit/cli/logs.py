@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from alignkit.cli.common import STAGES, directory
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.status import ACTIVE_STATES, find_job, log_paths, open_sweep, print_warnings, refresh, select
 
 

@@ -8,7 +8,7 @@ import io
 import sys
 
 from alignkit.cli.common import directory
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

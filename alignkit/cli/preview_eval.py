@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def _generating(config: Any, only: str | None) -> dict[str, Any]:

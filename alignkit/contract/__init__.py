@@ -1,7 +1,7 @@
 """The typed contract between the compiler (login node) and the jobs (compute nodes).
 
 `load(job_dir_or_config_path)` reads a job's config.json with the strict loader
-(alignkit.schema.from_dict) into the frozen class of its "stage": TrainConfig, MergeConfig
+(alignkit.contract.schema.from_dict) into the frozen class of its "stage": TrainConfig, MergeConfig
 (alignkit/contract/train.py, merge.py), EvalConfig, JudgeConfig (eval.py, judge.py). An unknown
 key, a missing one or a wrong type is a ContractError: one line naming the file and the key.
 torch-free: both halves import it. Job-directory names: alignkit/contract/paths.py.
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.contract import paths
-from alignkit.errors import UserError
-from alignkit.schema import Problems, from_dict, is_missing, one_line
+from alignkit.contract.errors import UserError
+from alignkit.contract.schema import Problems, from_dict, is_missing, one_line
 
 # stage -> (module, class, the module's own loader if it has one): imported when a config of that
 # stage is loaded (eval/judge check benchmark types first and raise their module's ContractError,
@@ -70,7 +70,7 @@ def load(path: str | Path) -> Any:
 
 def to_dict(config: Any) -> dict:
     """A typed config back to the plain dict config.json holds (for code that still takes one)."""
-    from alignkit.methods.base import plain
+    from alignkit.contract.schema import plain
 
     return plain(config)
 

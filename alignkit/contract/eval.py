@@ -17,9 +17,9 @@ from typing import Any, Literal, Optional
 
 from alignkit.benchmarks import config_class
 from alignkit.benchmarks.base import Scalar
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_write_json, read_json
-from alignkit.schema import Problems, from_dict, is_missing
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import atomic_write_json, read_json
+from alignkit.contract.schema import Problems, from_dict, is_missing
 from alignkit.contract import ContractError, paths
 from alignkit.contract.common import ModelConfig
 

@@ -185,7 +185,7 @@ def test_duplicate_runs_are_refused(tmp_path):
     d = base()
     d["models"]["m2"] = dict(d["models"]["m1"])
     import pytest
-    from alignkit.errors import SpecError
+    from alignkit.contract.errors import SpecError
     with pytest.raises(SpecError, match="resolve to the same config"):
         load_plan(write(tmp_path, d))
 

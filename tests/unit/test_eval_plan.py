@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.contract.errors import SpecError
 from alignkit.judge_cost import CHARS_PER_TOKEN, SHAPES
 from tests.unit.spec_fixtures import base, write
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.contract.errors import SpecError
 from alignkit.methods import METHODS, method
 from alignkit.methods.base import LoraFields
 from alignkit.methods.cpo import CPOFields

@@ -1,5 +1,5 @@
 """Reference log-probs computed once per study (issue 20 item 3): which runs share a pass
-(alignkit/reference.py), the store's behaviour under concurrent and killed jobs (jobs/reference.py),
+(alignkit/contract/reference.py), the store's behaviour under concurrent and killed jobs (jobs/reference.py),
 and a tiny local DPO study of 2 betas x 3 seeds whose runs reuse one pass and train exactly as a
 run that computed its own."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.reference import pass_key, shareable
+from alignkit.contract.reference import pass_key, shareable
 from tests.unit.train_configs import ROOT, train_config
 
 STUDY = """

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from alignkit.compile import load_plan
-from alignkit.fsio import atomic_write_json
+from alignkit.contract.fsio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "sweeps" / "smoke.yaml"

@@ -11,7 +11,7 @@ import pytest
 
 from alignkit import launch
 from alignkit.compile import job_id, load_plan
-from alignkit.errors import SpecError
+from alignkit.contract.errors import SpecError
 from alignkit.sweepdir import SweepDir
 from tests.unit.spec_fixtures import base, write
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
 
 
