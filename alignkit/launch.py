@@ -38,7 +38,7 @@ from alignkit import backends
 from alignkit.backends.base import Group, Limits, SubmitContext, setup_lines, watchdog_s  # noqa: F401
 from alignkit.backends.slurm import (MAX_NUM_TIMEOUT, sbatch_script, slurm_answers,  # noqa: F401
                                      slurm_parameters)
-from alignkit.compile import Job, Plan
+from alignkit.plan.model import Job, Plan
 from alignkit.contract.errors import UserError
 from alignkit.contract.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
 from alignkit.sweepdir import SweepDir

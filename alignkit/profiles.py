@@ -18,7 +18,8 @@ from typing import Optional, Union
 
 from alignkit.contract.errors import SpecError, UserError
 from alignkit.contract.schema import Problems, from_dict, is_missing, join, read_yaml
-from alignkit.spec import CONSTRAINT, NAME
+from alignkit.spec.checks import CONSTRAINT
+from alignkit.spec.model import NAME
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
 SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # an sbatch long option, without the leading --

@@ -69,7 +69,7 @@ def of_model(model_cfg: Any, where: str = "model.dtype") -> BaseWeights:
 def of_train_config(config: Any, substitutions: list[dict] | None = None,
                     where: str = "config.json") -> BaseWeights:
     """The base a train job's adapters were trained on, from its config (typed TrainConfig or its
-    dict) + what it substituted. Missing values take the spec's defaults (alignkit/spec.py ModelSpec,
+    dict) + what it substituted. Missing values take the spec's defaults (alignkit/contract/sections.py ModelSpec,
     QuantSpec), the ones the compiler writes and jobs/train.py reads: no second set of defaults."""
     from alignkit.contract.sections import ModelSpec, QuantSpec
 

@@ -62,7 +62,7 @@ def _substitute(plan_subs: list[dict], key: str, configured: Any, used: Any, rea
 
 def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
     """Check the config and decide what this machine runs; no heavy imports, unit-testable.
-    Every default is the spec's (alignkit/spec.py, alignkit/methods/): none is restated here."""
+    Every default is the spec's (alignkit/contract/sections.py, alignkit/methods/): none is restated here."""
     config = as_train_config(config)
     method, training, quant = config.method, config.training, config.peft.quantization
     subs: list[dict] = []

@@ -107,7 +107,7 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
     compiler adds per target): the type's defaults filled in (model_spec: the evaluated model, its
     ModelSpec or its resolved config dict), local paths made absolute (relative to the spec file),
     and with `with_judge` (judge jobs) the judge's settings under "judge"."""
-    from alignkit.spec import resolve_source
+    from alignkit.spec.paths import resolve_source
 
     bench = get(b.type)
     cfg = {k: plain(getattr(b, k)) for k in config_keys(b.type)}

@@ -38,7 +38,7 @@ class JudgedFields(GenerationFields):
 @dataclass(frozen=True)
 class JudgedShape:
     """What one judge call of a benchmark holds, measured on the benchmark's official files
-    (alignkit/judge_cost.py turns it into tokens and cost)."""
+    (alignkit/plan/judge_cost.py turns it into tokens and cost)."""
     items: int  # items judged per checkpoint when the benchmark sets no num_prompts
     template_chars: int  # the judge prompt without its placeholders
     instruction_chars: float  # mean instruction / question

@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
     from alignkit.plan.preflight import study_assets, study_problems
 
     plan = load_plan(args.spec)

@@ -126,7 +126,7 @@ def preview(config: Any, n: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
+    from alignkit.plan.compiler import load_plan  # lazily: every `alignkit` command imports this module
 
     if args.n < 0:
         raise UserError(f"--n: must be 0 or more, got {args.n}")

@@ -39,7 +39,7 @@ def preflight(plan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan, require_ready  # lazily: `alignkit status` must start fast
+    from alignkit.plan.compiler import load_plan, require_ready  # lazily: `alignkit status` must start fast
     from alignkit.launch import describe_dependency, submit
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if not args.dry_run:

@@ -99,7 +99,7 @@ def load_eval(data: Any, file: str = "config.json") -> EvalConfig:
 
 # ---- result store ---------------------------------------------------------------------------------
 
-# What names or prices things, not what a result depends on (alignkit/compile.py's _LABELS).
+# What names or prices things, not what a result depends on (alignkit/plan/ids.py's LABEL_KEYS).
 _LABELS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens", "tracking")
 
 

@@ -1,6 +1,6 @@
 """The train stage's config.json and train_metrics.json, typed (docs/contract.md "train").
 
-Every class mirrors what alignkit/compile.py writes; defaults are not restated here: the model,
+Every class mirrors what alignkit/plan/ writes; defaults are not restated here: the model,
 dataset, PEFT and training sections are the spec's own dataclasses plus their `name`, and the
 method section is the registered method's fields class plus `name` (alignkit/methods/).
 """

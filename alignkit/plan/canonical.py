@@ -1,10 +1,10 @@
 """JSON text of configs that share sub-objects, each shared object encoded once.
 
 The compiler hands every job the same resolved model, dataset, method, training and benchmark
-dicts (alignkit/compile.py's cache). Encoding each job's config from scratch re-encodes those
+dicts (alignkit/plan/compiler.py's cache). Encoding each job's config from scratch re-encodes those
 shared dicts 100,000 times in a large grid; here a shared dict's text is made once and pasted.
 
-`Encoder(canonical=True)` gives exactly `json.dumps(_identity(value), sort_keys=True,
+`Encoder(canonical=True)` gives exactly `json.dumps(identity(value), sort_keys=True,
 separators=(",", ":"), ensure_ascii=True)` (the text job ids hash; tests/unit/test_canonical.py
 checks it against that), `canonical=False` exactly `json.dumps(value, allow_nan=False)`.
 Only objects registered with `share` are memoized, and the encoder keeps a reference to each, so

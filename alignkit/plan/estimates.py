@@ -2,7 +2,7 @@
 judges, and the expected wall-clock at the profile's array throttles. Login side, no torch.
 
 Evaluation is estimated from the work each benchmark does at a checkpoint (generated tokens,
-loglikelihood requests) divided by the rates in alignkit/eval_rates.json. That table is written by
+loglikelihood requests) divided by the rates in alignkit/plan/eval_rates.json. That table is written by
 the GPU check (bench/gpu_evalrate.py, docs/gpu.md "Eval rates"); until a GPU has measured it, it
 holds a guess whose derivation it states, and plan says so. A benchmark whose work is unknown (an
 lm-eval task not in LM_EVAL_TASKS) falls back to the stage's `estimate` for its job. Training,
@@ -117,7 +117,7 @@ def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any
         st["cpu_hours"] += job_hours[job.id] * r.cpus * r.nodes
     return {
         "eval_rates": {"measured": bool(rates.get("measured")), "device": rates.get("device"),
-                       "basis": rates.get("basis"), "file": "alignkit/eval_rates.json"},
+                       "basis": rates.get("basis"), "file": "alignkit/plan/eval_rates.json"},
         "stages": {k: {"jobs": v["jobs"], "gpu_hours": round(v["gpu_hours"], 1), "cpu_hours": round(v["cpu_hours"], 1)}
                    for k, v in stages.items()},
         "eval_benchmarks": {k: {**v, "gpu_hours": round(v["gpu_hours"], 1)} for k, v in per_bench.items()},

@@ -16,7 +16,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Callable
 
-from alignkit.contract.hub import dataset_allow_patterns, datasets_cache, is_local, lm_eval_hub, missing_assets, prepared
+from alignkit.contract.hub import (dataset_allow_patterns, datasets_cache, is_local, lm_eval_hub, missing_assets,
+                                   prepared)
 
 MODEL_IGNORE = ["*.pth", "*.pt", "consolidated*", "original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx",
                 "*.gguf", "*.tflite", "*.mlmodel", "coreml/*", "onnx/*"]

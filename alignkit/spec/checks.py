@@ -1,447 +1,27 @@
-"""The sweep spec: one YAML file describes a whole study (docs/spec.md is the reference).
-
-Strict nested frozen dataclasses: a typo, a wrong type or a dangling reference fails loudly with
-one line per problem naming the file, line and YAML path. Defaults are explicit here and in the
-reference; `load_spec` returns a validated `Spec` or raises `SpecError`.
+"""Cross-field checks of a sweep spec that the types alone cannot express: each problem one
+line naming the YAML path (collected in Problems, raised together by load_spec).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import dataclasses
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Union
 
 from alignkit.benchmarks import check as check_benchmark
-from alignkit.benchmarks import spec_class as benchmark_spec_class
 from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields, LoraFields, check_common
-from alignkit.contract.schema import Problems, from_dict, is_missing, join, plain, read_yaml
-from alignkit.contract.datafile import file_problem
-from alignkit.contract.sections import (DatasetSpec, ModelSpec, PeftSpec, TrackingSpec, TrainingSpec,
+from alignkit.methods.base import check_common
+from alignkit.contract.schema import Problems, join
+from alignkit.contract.sections import (DatasetSpec, TrainingSpec,
                                         tracking_store_path)
-
-AXES = ("model", "dataset", "preference", "method", "peft", "seed")
-# The sections of a run's resolved config that a dotted axis (`method.beta`) may path into, and
-# the spec mapping each one's entries live in (training: one section for every run).
-SECTIONS = {"model": "models", "dataset": "datasets", "method": "methods", "peft": "peft", "training": None}
-# What a dataset provides when it lists no subsets/files: BeaverTails' built-in derivations
-# (jobs/data/beavertails.py), HH-RLHF's two folders (jobs/data HH_SUBSETS)
-BEAVERTAILS_PREFERENCES = ("helpful", "harmless")
-HH_DEFAULT_PREFERENCES = ("helpful", "harmless")
-RESERVED_PREFERENCES = ("original",)  # the base models' rows in collect
-STAGES = ("train", "eval", "merge", "judge")
-MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
-Scalar = Union[str, int]
-
-# The checkout this code runs from: a sweep directory must never land in (or over) its packages.
-CHECKOUT = Path(__file__).resolve().parent.parent
-CHECKOUT_DIRS = ("alignkit", "jobs", "tests", "slurm", "docs", "requirements", "sweeps", "assets", "bench",
-                 ".git", ".venv")
-# Names reach job names, file names and sbatch scripts: a letter or digit first (so never '.',
-# '..' or an option), then letters, digits, '.', '_', '+', '-'; fullmatch, so no trailing newline.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}")
-SEED_LIMIT = 2**32  # numpy's seeds are 32-bit (transformers.set_seed seeds numpy too)
-# Per-stage resources: (smallest, largest) accepted; larger values are typos, not requests.
-RESOURCE_LIMITS = {"gpus": (0, 64), "cpus": (1, 4096), "mem_gb": (1, 65_536), "nodes": (1, 1024),
-                   "array_parallelism": (1, 1_000_000)}
-MAX_TIME_MIN = 366 * 24 * 60  # a year
-
-
-# Methods come from the registry (alignkit/methods/, one file per method): the spec's `methods:`
-# entries are parsed by their `type:` into that method's fields class (CommonFields + its own).
-LoraSpec = LoraFields
-MethodSpec = CommonFields
-
-
-@dataclass(frozen=True)
-class PriceSpec:
-    input: float  # US dollars per million prompt tokens
-    output: float  # US dollars per million completion tokens
-
-
-@dataclass(frozen=True)
-class JudgeSpec:
-    type: Literal["openai", "hf"]
-    base_url: Optional[str] = None
-    model: Optional[str] = None
-    api_key_env: Optional[str] = None  # the variable's name; the key itself is never written
-    source: Optional[str] = None  # hf judges: hub id or local path
-    revision: Optional[str] = None  # hf judges: hub revision of `source` (null = main)
-    max_retries: int = 5
-    timeout_s: float = 60.0
-    requests_per_minute: int = 60
-    price_per_million_tokens: Optional[PriceSpec] = None  # for `plan`'s cost estimate only
-
-
-# A benchmark: `type` plus the fields of every type in alignkit/benchmarks/ (one module per type,
-# each with its own fields, defaults and checks); a field its type does not take is an error.
-BenchmarkSpec = benchmark_spec_class()
-
-
-@dataclass(frozen=True)
-class GenerationSpec:
-    """`evals.generation`: the engine of the generating benchmarks (docs/evaluation.md). Absent: hf,
-    and the eval configs (and job ids) are what they were."""
-    backend: Literal["hf", "vllm"] = "hf"
-    agreement_prompts: int = 16  # vllm: the first prompts both engines answer at each checkpoint
-    agreement_threshold: float = 0.9  # vllm: the least exact-match share of greedy answers
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    checkpoints: tuple[Scalar, ...] = ("final",)  # steps (multiples of save_steps) and/or "final"
-    base_models: bool = False  # also evaluate each untrained base model (the paper's "Original" rows)
-    benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
-    judges: dict[str, JudgeSpec] = field(default_factory=dict)
-    generation: Optional[GenerationSpec] = None
-
-
-@dataclass(frozen=True)
-class MergeSpec:
-    name: str
-    method: str  # slerp | dare_ties | dare_linear | ties | linear (checked with a clear message)
-    combine: dict[str, tuple[Scalar, ...]]  # axes that vary between inputs, e.g. preference: [harmless, helpful]
-    parameters: dict[str, Any] = field(default_factory=dict)
-    where: dict[str, Any] = field(default_factory=dict)  # only runs with these axis values
-    evaluate: bool = True
-
-
-@dataclass(frozen=True)
-class ResourceSpec:
-    gpus: Optional[int] = None
-    cpus: Optional[int] = None
-    mem_gb: Optional[int] = None
-    time: Optional[Union[str, int]] = None  # "HH:MM:SS", "D-HH:MM:SS", "MM:SS" or minutes
-    nodes: Optional[int] = None
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
-    array_parallelism: Optional[int] = None  # SLURM array throttle (%N)
-    estimate: Optional[Union[str, int]] = None  # expected run time, for GPU-hour estimates
-
-
-@dataclass(frozen=True)
-class ResourceOverride:
-    stage: Literal["train", "eval", "merge", "judge"]
-    where: dict[str, Any] = field(default_factory=dict)
-    gpus: Optional[int] = None
-    cpus: Optional[int] = None
-    mem_gb: Optional[int] = None
-    time: Optional[Union[str, int]] = None
-    nodes: Optional[int] = None
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
-    array_parallelism: Optional[int] = None
-    estimate: Optional[Union[str, int]] = None
-
-
-@dataclass(frozen=True)
-class ResourcesSpec:
-    train: ResourceSpec = ResourceSpec()
-    eval: ResourceSpec = ResourceSpec()
-    merge: ResourceSpec = ResourceSpec()
-    judge: ResourceSpec = ResourceSpec()
-    overrides: tuple[ResourceOverride, ...] = ()
-
-
-@dataclass(frozen=True)
-class SelectSpec:
-    """Which configuration to pick per group (collect writes selection.csv)."""
-
-    metric: str  # a tidy-table metric, or validation_loss / validation_<metric>
-    goal: Literal["min", "max"]
-    over: tuple[str, ...]  # the axes chosen among, e.g. [method.lora.r, method.lora.alpha]
-    by: tuple[str, ...] = ()  # one choice per group of these axes
-    checkpoint: Scalar = "final"
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """An adapter or full model that exists already: evaluated like a trained run, no training."""
-
-    source: str  # local path (relative to the spec file) or hub id
-    type: Literal["adapter", "model"] = "adapter"
-    revision: Optional[str] = None
-    base: Optional[str] = None  # adapters: the name in `models` they were trained on
-    axes: dict[str, Any] = field(default_factory=dict)  # label values, e.g. method: dpo
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    models: dict[str, ModelSpec]
-    datasets: dict[str, DatasetSpec] = field(default_factory=dict)
-    methods: dict[str, MethodSpec] = field(default_factory=dict)
-    # named axes (AXES) and dotted paths into a run's config (`method.beta`): values of any type
-    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    peft: dict[str, PeftSpec] = field(default_factory=lambda: {"lora": PeftSpec()})
-    training: TrainingSpec = TrainingSpec()
-    zip: tuple[dict[str, tuple[Any, ...]], ...] = ()  # paired axes, advanced together
-    include: tuple[dict[str, Any], ...] = ()  # extra sub-grids (e.g. mixture runs)
-    exclude: tuple[dict[str, Any], ...] = ()  # drop grid points matching every key
-    evals: EvalSpec = EvalSpec()
-    merges: tuple[MergeSpec, ...] = ()
-    targets: dict[str, TargetSpec] = field(default_factory=dict)  # evaluated without training
-    select: Optional[SelectSpec] = None
-    resources: ResourcesSpec = ResourcesSpec()
-    tracking: Optional[TrackingSpec] = None  # null: no tracker (train_metrics.json only)
-    output_dir: Optional[str] = None  # default runs/<name>, relative to the current directory
-    profile: Optional[str] = None  # cluster profile used when --profile is not given
-    max_jobs: Optional[int] = None  # refuse a plan beyond this many jobs (null: $ALIGNKIT_MAX_JOBS or 1,000,000)
-    description: str = field(default="", metadata={"free_text": True})
-    # filled by load_spec, not by the YAML (init=False: a YAML key of that name is an unknown key)
-    path: Path = field(default=Path("."), compare=False, init=False)
-    text: str = field(default="", compare=False, init=False)
-    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False, init=False)
-
-    def problems(self) -> Problems:
-        return Problems(str(self.path), self.lines)
-
-
-_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
-
-
-def parse_time(value: Union[str, int]) -> int:
-    """SLURM time formats → minutes (rounded up). Raises ValueError on a malformed value."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-    m = _TIME.match(str(value).strip())
-    if not m:
-        raise ValueError(f"malformed time {value!r} (use HH:MM:SS, D-HH:MM:SS or minutes)")
-    days, a, b, c = m.groups()
-    parts = [int(x) for x in (a, b, c) if x is not None]
-    if any(p >= 60 for p in parts[1:]):
-        raise ValueError(f"malformed time {value!r}: minutes and seconds must be below 60")
-    if days is not None:  # D-HH[:MM[:SS]]
-        h, mi, s = parts + [0] * (3 - len(parts))
-        seconds = int(days) * 86400 + h * 3600 + mi * 60 + s
-    elif len(parts) == 3:  # HH:MM:SS
-        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
-    elif len(parts) == 2:  # MM:SS, as SLURM reads it
-        seconds = parts[0] * 60 + parts[1]
-    else:  # MM
-        seconds = parts[0] * 60
-    if seconds <= 0:
-        raise ValueError(f"time {value!r} must be positive")
-    return -(-seconds // 60)
-
-
-def load_spec(path: str | Path) -> Spec:
-    """Read, type-check and cross-check a sweep spec. Raises SpecError with every problem."""
-    path = Path(path)
-    data, lines, text = read_yaml(path)
-    problems = Problems(str(path), lines)
-    if data is None:
-        problems.add("", "the spec is empty")
-        problems.raise_if_any()
-    spec = from_dict(Spec, data, "", problems)
-    if is_missing(spec):
-        problems.raise_if_any()
-    object.__setattr__(spec, "path", path.resolve())
-    object.__setattr__(spec, "text", text)
-    object.__setattr__(spec, "lines", lines)
-    check(spec, problems)
-    problems.raise_if_any()
-    return spec
-
-
-def axis_values(spec: Spec) -> dict[str, list[Scalar]]:
-    """The names each axis may take: the keys of models/datasets/methods/peft, preferences, ints."""
-    return {"model": list(spec.models), "dataset": list(spec.datasets), "method": list(spec.methods),
-            "peft": list(spec.peft)}
-
-
-# A dotted axis: a section of the run's config, then field names (`method.lora.r`)
-_DOTTED = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+")
-# A preference name: a NAME without '+', which joins the parts of a mixture
-PREFERENCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-
-
-def is_dotted(axis: str) -> bool:
-    return "." in axis
-
-
-def dotted_axis_problem(axis: str) -> str | None:
-    if not _DOTTED.fullmatch(axis):
-        return (f"'{axis}' is not a dotted axis (a section and field names in lower case, e.g. method.beta, "
-                f"method.lora.r)")
-    section = axis.split(".")[0]
-    if section not in SECTIONS:
-        return f"dotted axis '{axis}' starts with unknown section '{section}' (known: {', '.join(SECTIONS)})"
-    for field_path, why in NOT_AXES.items():
-        if axis == field_path or axis.startswith(field_path + "."):
-            return why
-    return None
-
-
-# Fields that decide what a section entry is, not a value of it: sweeping them would give a run another
-# entry's shape (an sft config labelled dpo); sweep the entries by name instead.
-NOT_AXES = {"method.type": "'method.type' is not an axis: a method's type decides its fields; define one method "
-                           "per type and sweep them by name (grid: {method: [sft, dpo]})",
-            "method.init_from": "'method.init_from' is not an axis: chain methods in methods.NAME.init_from",
-            "method.init_mode": "'method.init_mode' is not an axis: set it in methods.NAME.init_mode"}
-
-
-def method_fields_class(type_name: str) -> type:
-    """The dataclass of a method's fields by its type (dotted-axis checks convert with it): the
-    registered method's (alignkit/methods/)."""
-    return METHODS.get(type_name).fields
-
-
-def section_class(spec: Spec, section: str, entry: Optional[str]) -> type:
-    if section == "method":
-        return method_fields_class(spec.methods[entry].type)
-    return {"model": ModelSpec, "dataset": DatasetSpec, "peft": PeftSpec, "training": TrainingSpec}[section]
-
-
-def section_entry(spec: Spec, section: str, entry: Optional[str]) -> Any:
-    return spec.training if SECTIONS[section] is None else getattr(spec, SECTIONS[section])[entry]
-
-
-class _Capture(Problems):
-    """Problems kept as (path, message) pairs, to be re-told at the grid key that caused them."""
-
-    def __init__(self) -> None:
-        super().__init__("", {})
-        self.found: list[tuple[str, str]] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.found.append((path, message))
-
-
-def override_section(spec: Spec, section: str, entry: Optional[str], values: dict[str, Any]) -> tuple[Any, list[str]]:
-    """The section entry with `values` ({field path under the section: value}) in place, converted
-    and checked exactly like the same fields written in the spec: (new entry, problems)."""
-    obj = section_entry(spec, section, entry)
-    data = plain(obj)
-    for rest, value in values.items():
-        node = data
-        parts = rest.split(".")
-        for part in parts[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or parts[-1] not in node:
-            return None, [f"{section} '{entry}' has no field '{rest}'" if entry else f"{section} has no field '{rest}'"]
-        node[parts[-1]] = value
-    capture = _Capture()
-    new = from_dict(section_class(spec, section, entry), data, "", capture)
-    if not is_missing(new):
-        SECTION_CHECKS.get(section, lambda *_: None)(spec, new, "", capture)
-    return new, [f"{p}: {m}" if p else m for p, m in capture.found]
-
-
-def check_run(spec: Spec, sections: dict[str, Any], names: dict[str, str]) -> list[str]:
-    """The spec-wide rules of a run's method re-checked on the run itself, its dotted axes in place:
-    `sections` ({model, dataset, method, peft, training: resolved spec object}), `names` the run's
-    entry names. A rule a section obeys applies to every resolved run, however its value arrived
-    (e.g. ORPO refuses training.precompute_ref_log_probs whether the section or an axis sets it)."""
-    check_spec = getattr(METHODS.get(spec.methods[names["method"]].type)(), "check_spec", None)
-    if check_spec is None:
-        return []
-    one = dataclasses.replace(spec, training=sections["training"], models={names["model"]: sections["model"]},
-                              peft={names["peft"]: sections["peft"]})
-    capture = _Capture()
-    check_spec(sections["method"], one, join("methods", names["method"]), capture)
-    return [f"{p}: {m}" if p else m for p, m in capture.found]
-
-
-def provided_preferences(ds: DatasetSpec) -> Optional[tuple[str, ...]]:
-    """The preference names a dataset provides; None: any name (a normalized dataset without
-    files or subsets serves its one set of rows to every preference, as before issue 13)."""
-    if ds.files is not None:
-        return tuple(ds.files)
-    if ds.subsets is not None:
-        return tuple(ds.subsets)
-    if ds.format == "beavertails":
-        return BEAVERTAILS_PREFERENCES
-    if ds.format == "hh_rlhf":
-        return HH_DEFAULT_PREFERENCES
-    return None
-
-
-def known_preferences(spec: Spec) -> Optional[list[str]]:
-    """Every preference some dataset provides (None: any name is provided somewhere)."""
-    known: dict[str, None] = {}
-    for ds in spec.datasets.values():
-        names = provided_preferences(ds)
-        if names is None:
-            return None
-        known.update(dict.fromkeys(names))
-    return list(known)
-
-
-def check_axis_value(spec: Spec, axis: str, value: Any, path: str, problems: Problems) -> bool:
-    if is_dotted(axis):  # its type is checked per run, against the field it replaces (compile.py)
-        bad = dotted_axis_problem(axis)
-        if bad:
-            problems.add(path, bad)
-        return bad is None
-    if axis not in AXES:
-        problems.add(path, f"unknown axis '{axis}' (known: {', '.join(AXES)}, or a dotted path such as method.beta)")
-        return False
-    if axis == "seed":
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
-            problems.add(path, f"seed must be an integer in [0, 2^32), got {value!r}")
-            return False
-        return True
-    if axis == "preference":
-        known = known_preferences(spec)
-        parts = str(value).split("+")
-        bad = [p for p in parts if not PREFERENCE_NAME.fullmatch(p) or p in RESERVED_PREFERENCES
-               or (known is not None and p not in known)]
-        if bad or len(set(parts)) != len(parts) or not isinstance(value, str):
-            names = ", ".join(known) if known is not None else "names the datasets provide"
-            problems.add(path, f"unknown preference {value!r} (known: {names}, or a mixture of them such as "
-                               f"a+b; datasets provide preferences by subsets, files or their format)")
-            return False
-        return True
-    known = axis_values(spec)[axis]
-    if value not in known:
-        problems.add(path, f"unknown {axis} {value!r} (known: {', '.join(map(str, known)) or 'none defined'})")
-        return False
-    return True
-
-
-def _values_of(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def check_name(value: str, what: str, path: str, problems: Problems) -> None:
-    if not NAME.fullmatch(value):
-        problems.add(path, f"{what} {value!r} must start with a letter or digit and be at most 64 letters, "
-                           f"digits, '.', '_', '+' or '-'")
-
-
-def checkout_problem(value: str, out: Path) -> str | None:
-    """A place jobs write into (a sweep, a tracker's store) is never the checkout or its packages."""
-    inside = [d for d in CHECKOUT_DIRS if out == CHECKOUT / d or (CHECKOUT / d) in out.parents]
-    if inside:
-        return f"{value!r} resolves to {out}, inside this checkout's {inside[0]}/ (refused)"
-    if out == CHECKOUT or out in CHECKOUT.parents:
-        return f"{value!r} resolves to {out}, which holds this checkout (refused)"
-    return None
-
-
-def output_dir_problem(value: str, base: Path) -> str | None:
-    """A sweep directory is written into: never the checkout, its packages, or a regular file."""
-    try:
-        out = (base / os.path.expanduser(value)).resolve()
-    except (RuntimeError, OSError):
-        return f"{value!r} is a symlink loop"
-    bad = checkout_problem(value, out)
-    if bad:
-        return bad
-    if out.exists() and not out.is_dir():
-        return f"{value!r} resolves to {out}, which is not a directory"
-    return None
+from alignkit.spec.model import (AXES, BEAVERTAILS_PREFERENCES, MAX_TIME_MIN, MERGE_METHODS, MethodSpec,
+                                 RESERVED_PREFERENCES, RESOURCE_LIMITS, ResourceOverride, ResourceSpec, SEED_LIMIT,
+                                 STAGES, Scalar, Spec, parse_time)
+from alignkit.spec.paths import (DATA_FILE_SUFFIXES, HUB_DATA_DIR, EXPLICIT_LOCAL, resolved_path, checkout_problem,
+                                 local_path_issues, output_dir_problem)
+from alignkit.spec.axes import (PREFERENCE_NAME, values_of, check_axis_value, check_name, dotted_axis_problem,
+                                is_dotted, swept_axes)
 
 
 def check(spec: Spec, problems: Problems) -> None:
@@ -483,12 +63,6 @@ def check(spec: Spec, problems: Problems) -> None:
     _check_tracking(spec, problems)
 
 
-# a hub data_dir (a folder in the dataset repo): plain path parts, never '..'
-_DATA_DIR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
-# a `files` value with one of these endings is a local file (missing: plan warns, submit refuses)
-DATA_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
-
-
 def _check_dataset(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> None:
     if ds.limit is not None and ds.limit <= 0:
         problems.add(join(p, "limit"), f"must be positive, got {ds.limit}")
@@ -510,8 +84,8 @@ def _check_dataset(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> N
             problems.add(fp, "empty: map each preference to its file or hub data_dir")
         for pref, where in ds.files.items():
             _check_preference_name(pref, join(fp, pref), problems)
-            local = where.startswith(_EXPLICIT_LOCAL) or where.endswith(DATA_FILE_SUFFIXES)
-            if not local and (not _DATA_DIR.fullmatch(where) or ".." in where.split("/")):
+            local = where.startswith(EXPLICIT_LOCAL) or where.endswith(DATA_FILE_SUFFIXES)
+            if not local and (not HUB_DATA_DIR.fullmatch(where) or ".." in where.split("/")):
                 problems.add(join(fp, pref), f"{where!r} is neither a local file (.jsonl, .json, .parquet, .csv, "
                                              f".arrow; relative to the spec file) nor a hub data_dir")
     v = ds.validation
@@ -563,6 +137,8 @@ SECTION_CHECKS = {"dataset": _check_dataset_section, "method": _check_method_sec
 
 # MLflow tracking URIs a job may be pointed at: a server, a file store, a database, Databricks.
 TRACKING_URI = re.compile(r"(https?|file|sqlite|postgresql|mysql|databricks)://?[^\s]*|databricks")
+
+
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+:=/\-]{0,63}")  # W&B refuses tags over 64 characters
 
 
@@ -583,7 +159,7 @@ def _check_tracking(spec: Spec, problems: Problems) -> None:
                                                   f"file://, sqlite://, postgresql://, mysql:// or databricks)")
         else:  # a named store outside the sweep is the user's choice, but not inside the checkout (as output_dir)
             local = tracking_store_path(t.tracking_uri)
-            bad = checkout_problem(t.tracking_uri, Path(_resolved(spec.path.parent / local))) if local else None
+            bad = checkout_problem(t.tracking_uri, Path(resolved_path(spec.path.parent / local))) if local else None
             if bad:
                 problems.add("tracking.tracking_uri", f"{bad}, as output_dir would be: name a store outside the "
                                                       f"checkout, or leave tracking_uri null (<sweep>/mlruns)")
@@ -655,16 +231,6 @@ def _check_axis_list(spec: Spec, axis: str, values: tuple, path: str, problems: 
             check_axis_value(spec, axis, v, join(path, i), problems)
 
 
-def swept_axes(spec: Spec) -> list[str]:
-    """Named axes (canonical order), then the dotted axes of grid, zip, include and targets in
-    the order the spec first gives them."""
-    dotted: dict[str, None] = {}
-    for mapping in (spec.grid, *spec.zip, *spec.include, *(t.axes for t in spec.targets.values())):
-        if isinstance(mapping, dict):
-            dotted.update((a, None) for a in mapping if is_dotted(a))
-    return list(AXES) + list(dotted)
-
-
 def _check_grid(spec: Spec, problems: Problems) -> None:
     for axis, values in spec.grid.items():
         _check_axis_list(spec, axis, values, join("grid", axis), problems)
@@ -699,7 +265,7 @@ def _check_grid(spec: Spec, problems: Problems) -> None:
                 problems.add(ep, "expected a non-empty mapping of axis: value or [values]")
                 continue
             for axis, value in entry.items():
-                vals = _values_of(value)
+                vals = values_of(value)
                 if not vals:
                     problems.add(join(ep, axis), "empty list of values")
                 if section == "exclude" and is_dotted(axis) and axis not in swept:
@@ -734,7 +300,7 @@ def _check_select(spec: Spec, problems: Problems) -> None:
     if s.checkpoint != "final":
         _check_checkpoints(spec, (s.checkpoint,), "select.checkpoint", problems)
     if metric_ok:   # the metric, goal and loss rules (issue 25)
-        from alignkit import select_check
+        from alignkit.plan import select_check
 
         select_check.check(spec, problems)
 
@@ -835,6 +401,7 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
+
 _MERGE_PARAMS = {
     "slerp": {"t"},
     "dare_ties": {"density", "weights", "lambda"},
@@ -872,7 +439,7 @@ def _check_merges(spec: Spec, problems: Problems) -> None:
             _check_axis_list(spec, axis, values, ap, problems)
             n_inputs *= len(values)
         for axis, value in m.where.items():
-            vals = _values_of(value)
+            vals = values_of(value)
             for j, v in enumerate(vals):
                 vp = join(join(join(mp, "where"), axis), j) if isinstance(value, list) else join(join(mp, "where"), axis)
                 check_axis_value(spec, axis, v, vp, problems)
@@ -929,130 +496,6 @@ def _check_resource_fields(r: Union[ResourceSpec, ResourceOverride], rp: str, pr
 # only into an `#SBATCH` line, yet spaces, quotes, '$', ';' and backquotes are refused all the same.
 CONSTRAINT = re.compile(r"[A-Za-z0-9_.\-&|,\[\]*:]{1,256}")
 
-# Fields that hold a hub id or a local path (relative paths are relative to the spec file); a
-# mapping field (dataset `files`) holds one per key.
-PATH_FIELDS = {"models": ("source",), "datasets": ("source", "files"),
-               "evals.benchmarks": ("source", "include_path", "classifier"), "evals.judges": ("source",),
-               "targets": ("source",)}
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")
-_EXPLICIT_LOCAL = ("/", "./", "../", "~")
-
-
-def resolve_source(spec_dir: Path, source: str) -> str:
-    """Local paths become absolute (relative ones are relative to the spec file); hub ids stay."""
-    if source.startswith(_EXPLICIT_LOCAL):
-        return _resolved(spec_dir / os.path.expanduser(source))
-    candidate = spec_dir / source
-    if candidate.exists() or candidate.is_symlink():
-        return _resolved(candidate)
-    return source
-
-
-def _resolved(path: Path) -> str:
-    """The absolute path; a symlink loop (which resolve() raises on) stays as written, made absolute,
-    for local_path_issues to name."""
-    try:
-        return str(path.resolve())
-    except (RuntimeError, OSError):
-        return os.path.abspath(path)
-
-
-def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(errors, missing) as (YAML path, message). An error is a relative path that exists, but
-    relative to the current directory or the checkout instead of the spec file's folder: known
-    now, not when the job fails. Missing is a local path that exists nowhere yet (data cloned
-    before submit, for instance): `plan` warns, `submit` refuses."""
-    errors: list[tuple[str, str]] = []
-    missing: list[tuple[str, str]] = []
-    spec_dir = spec.path.parent
-    targets = {join(join("targets", n), "source"): n for n in spec.targets}  # YAML path -> target name
-    for section, keys in PATH_FIELDS.items():
-        entries: Any = spec
-        for part in section.split("."):
-            entries = getattr(entries, part)
-        values = [v for name, entry in entries.items() for v in _path_values(section, name, entry, keys)]
-        if section in _DOTTED_PATH_SECTIONS:  # a swept `dataset.source` is a source like any other
-            values += [(key, at, v) for key, at, v in _dotted_path_values(spec, _DOTTED_PATH_SECTIONS[section], keys)]
-        for key, at, source in values:
-            resolved = resolve_source(spec_dir, source)
-            explicit = source.startswith(_EXPLICIT_LOCAL)
-            bad = file_problem(resolved) if os.path.lexists(resolved) else None
-            if bad:  # there, but no file or folder to read (a loop, a FIFO, a device, NUL bytes): refused now
-                errors.append((at, f"local path {source!r} ({resolved}): {bad}"))
-                continue
-            target = targets.get(at) if section == "targets" else None
-            if target is not None and os.path.lexists(resolved):
-                bad = target_folder_problem(resolved, spec.targets[target].type)
-                if bad:  # a file is refused now; a folder without its marker may be filled before submit
-                    into = errors if not os.path.isdir(resolved) else missing
-                    into.append((at, f"target {target}: local path {source!r} ({resolved}) {bad}"))
-                    continue
-            if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
-                continue  # a local path, found where the spec file says
-            elsewhere = _found_elsewhere(source)
-            hub = (_DATA_DIR.fullmatch(source) and not source.endswith(DATA_FILE_SUFFIXES) if key == "files"
-                   else _HUB_ID.fullmatch(source))
-            if not explicit and not elsewhere and hub:
-                continue  # a hub id (or a hub data_dir, for `files`)
-            message = (f"local path {source!r} not found in {spec_dir} (the spec file's folder: relative paths "
-                       f"are resolved against it)")
-            if elsewhere:
-                fix = os.path.relpath(os.path.join(elsewhere, os.path.expanduser(source)), spec_dir)
-                errors.append((at, f"{message}; it exists relative to {elsewhere}: write {fix!r}"))
-            else:
-                missing.append((at, message))
-    return errors, missing
-
-
-_DOTTED_PATH_SECTIONS = {"models": "model", "datasets": "dataset"}  # spec section -> its dotted-axis prefix
-
-
-def _dotted_path_values(spec: Spec, prefix: str, keys: tuple[str, ...]):
-    """(field, YAML path, value) of each string value a dotted axis gives a path field
-    (`dataset.source`, `dataset.files.honest`, `model.source`) in grid, zip or include."""
-    places = [(join("grid", a), a, v) for a, v in spec.grid.items()]
-    places += [(join(join("zip", i), a), a, v) for i, g in enumerate(spec.zip) for a, v in g.items()]
-    places += [(join(join("include", i), a), a, v) for i, e in enumerate(spec.include) for a, v in e.items()]
-    for at, axis, value in places:
-        section, _, rest = axis.partition(".")
-        if section != prefix or rest.split(".")[0] not in keys:
-            continue
-        for i, v in enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]:
-            if isinstance(v, str):
-                yield rest.split(".")[0], at if i is None else join(at, i), v
-
-
-def target_folder_problem(path: str, kind: str) -> str | None:
-    """What makes a local target no PEFT adapter folder (adapter_config.json) or model folder
-    (config.json): a regular file such as /etc/passwd, or a folder without the marker."""
-    marker, what = ("adapter_config.json", "PEFT adapter") if kind == "adapter" else ("config.json", "Hugging Face model")
-    if not os.path.isdir(path):
-        return f"is a file, not a {what} folder (one that holds {marker})"
-    if not os.path.isfile(os.path.join(path, marker)):
-        return f"has no {marker}: not a {what} folder"
-    return None
-
-
-def _path_values(section: str, name: str, entry: Any, keys: tuple[str, ...]):
-    """(field, YAML path, value) of each path-holding field that is set, mapping fields expanded."""
-    for key in keys:
-        value = getattr(entry, key, None)
-        if isinstance(value, dict):
-            for k, v in value.items():
-                yield key, join(join(join(section, name), key), k), v
-        elif value:
-            yield key, join(join(section, name), key), value
-
-
-def _found_elsewhere(source: str) -> str | None:
-    """The folder (current directory or checkout) a relative path exists in, if it does."""
-    if os.path.isabs(os.path.expanduser(source)):
-        return None
-    for base in dict.fromkeys((Path.cwd(), CHECKOUT)):
-        if (base / source).exists():
-            return str(base)
-    return None
-
 
 def _check_resources(spec: Spec, problems: Problems) -> None:
     for stage in STAGES:
@@ -1061,5 +504,5 @@ def _check_resources(spec: Spec, problems: Problems) -> None:
         op = join(join("resources", "overrides"), i)
         _check_resource_fields(o, op, problems)
         for axis, value in o.where.items():
-            for v in _values_of(value):
+            for v in values_of(value):
                 check_axis_value(spec, axis, v, join(join(op, "where"), axis), problems)

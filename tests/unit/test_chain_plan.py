@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""plan's cost estimates (alignkit/estimates.py): benchmark work from published task sizes, eval
+"""plan's cost estimates (alignkit/plan/estimates.py): benchmark work from published task sizes, eval
 GPU-hours from the rate table, CPU-hours, and the wall-clock at the array throttles."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 
-from alignkit.compile import Job, Resources, load_plan
-from alignkit.estimates import benchmark_work, estimate, load_rates, wall_clock
+from alignkit.plan.compiler import load_plan
+from alignkit.plan.model import Job
+from alignkit.plan.resources import Resources
+from alignkit.plan.estimates import benchmark_work, estimate, load_rates, wall_clock
 from tests.unit.train_configs import ROOT
 
 
@@ -70,7 +72,7 @@ def test_plan_text_says_the_eval_estimate_is_a_guess_until_measured(tmp_path):
     out = subprocess.run([sys.executable, "-m", "alignkit", "plan", str(ROOT / "sweeps" / "full.yaml"),
                           "-o", str(tmp_path / "full")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    rates = json.loads((ROOT / "alignkit" / "eval_rates.json").read_text())
+    rates = json.loads((ROOT / "alignkit" / "plan" / "eval_rates.json").read_text())
     if rates["measured"]:
         assert f"rates measured on {rates['device']}" in out.stdout
     else:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from alignkit import contract
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.contract.merge import MergeConfig
 from alignkit.contract.train import TrainConfig
 from alignkit.contract.fsio import atomic_write_json

@@ -11,7 +11,7 @@ import pytest
 
 from alignkit.cli.main import main
 from alignkit.contract.sections import tracking_store_path
-from alignkit.spec import CHECKOUT
+from alignkit.spec.paths import CHECKOUT
 from tests.unit import spec_fixtures as sf
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 from alignkit.methods import METHODS, method, method_fields_class
 from alignkit.methods.dpo import DPOFields

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 from alignkit.methods import METHODS, method
 from alignkit.methods.base import LoraFields

@@ -111,7 +111,7 @@ def test_spec_assets_collects_distinct_models_datasets_and_benchmark_sources():
 
 
 def test_compiled_smoke_sweep_is_available_offline(cache):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml")
     models, datasets = spec_assets([j.to_json() for j in plan.jobs])
@@ -121,7 +121,7 @@ def test_compiled_smoke_sweep_is_available_offline(cache):
 
 
 def test_compiled_full_sweep_names_every_hub_model_and_dataset(cache):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "full.yaml")
     problems = missing_assets(*spec_assets([j.to_json() for j in plan.jobs]))
@@ -171,7 +171,7 @@ def empty_datasets_cache(tmp_path, monkeypatch):
 
 
 def _full_assets():
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
     from alignkit.plan.preflight import study_assets
 
     return study_assets([j.to_json() for j in load_plan(ROOT / "sweeps" / "full.yaml").jobs], MANAGERS)

@@ -53,7 +53,7 @@ grid:
 
 
 def study_plan(tmp_path: Path, peft: str = "[lora, qlora]"):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     spec = tmp_path / "study.yaml"
     spec.write_text(STUDY.format(root=ROOT, peft=peft))
@@ -61,7 +61,7 @@ def study_plan(tmp_path: Path, peft: str = "[lora, qlora]"):
 
 
 def test_full_study_needs_36_passes_for_its_180_dpo_runs(tmp_path):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     s = load_plan(ROOT / "sweeps" / "full.yaml", output_dir=tmp_path / "full").summary()
     assert (s["reference_passes"], s["reference_pass_runs"], s["reference_inline_runs"]) == (36, 180, 0)

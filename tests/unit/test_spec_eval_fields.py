@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 from jobs.errors import JobFailure
 from jobs.generate import CheckedVLLM, HFGenerator, VLLMGenerator, agreement, check_agreement, prompt_ids
