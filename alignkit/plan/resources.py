@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from alignkit.spec.model import parse_time
+from alignkit.spec.model import ResourceSpec, parse_time
 from alignkit.plan.grid import matches
 
 
@@ -21,8 +21,7 @@ BUILTIN_RESOURCES: dict[str, dict[str, Any]] = {
 }
 
 
-_RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time", "nodes", "partition", "account", "qos", "constraint",
-                  "array_parallelism", "estimate")
+_RESOURCE_KEYS = tuple(f.name for f in dataclasses.fields(ResourceSpec))  # what a layer may set
 
 
 _SLURM_PLACEMENT = ("partition", "account", "qos", "constraint")  # profile-wide, overridable per stage

@@ -8,6 +8,7 @@ import itertools
 from typing import Any
 
 from alignkit.benchmarks import resolve_config
+from alignkit.contract.checkpoints import FINAL, is_final, unsaved_reason
 from alignkit.contract.schema import join, plain
 from alignkit.contract.sections import ModelSpec, TrainingSpec
 from alignkit.spec.model import AXES, BenchmarkSpec, MergeSpec, TargetSpec
@@ -24,14 +25,14 @@ class StageJobs:
         """Steps in order, then "final" (max_steps counts as final): evals.checkpoints by default."""
         values = self.spec.evals.checkpoints if values is None else values
         t = t or self.spec.training
-        steps = sorted({c for c in values if c != "final" and c != t.max_steps})
-        has_final = any(c in ("final", t.max_steps) for c in values)
+        steps = sorted({c for c in values if not is_final(c, t.max_steps)})
+        has_final = any(is_final(c, t.max_steps) for c in values)
         for c in steps:  # a dotted training axis can move max_steps/save_steps under a run
-            if c > t.max_steps or c % t.save_steps:
+            if unsaved_reason(c, t.max_steps, t.save_steps):
                 self._once(("ckpt", c, t.max_steps, t.save_steps), "evals.checkpoints",
                            f"step {c} is not saved by run '{run}' (training.max_steps {t.max_steps}, save_steps "
                            f"{t.save_steps}); give steps every run saves, or only 'final'")
-        return steps + (["final"] if has_final else [])
+        return steps + ([FINAL] if has_final else [])
 
     def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool,
                          at: list[Any]) -> dict[str, Any]:

@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from alignkit.benchmarks import check as check_benchmark
 from alignkit.methods import METHODS
 from alignkit.methods.base import check_common
+from alignkit.contract.checkpoints import FINAL, final_step, unsaved_reason
 from alignkit.contract.schema import Problems, join
+from alignkit.contract.stages import STAGE_NAMES
 from alignkit.contract.sections import (DatasetSpec, TrainingSpec,
                                         tracking_store_path)
 from alignkit.spec.model import (AXES, BEAVERTAILS_PREFERENCES, MAX_TIME_MIN, MERGE_METHODS, MethodSpec,
-                                 RESERVED_PREFERENCES, RESOURCE_LIMITS, ResourceOverride, ResourceSpec, SEED_LIMIT,
-                                 STAGES, Scalar, Spec, parse_time)
+                                 RESERVED_PREFERENCES, RESOURCE_LIMITS, ResourceSpec, SEED_LIMIT,
+                                 Spec, parse_time)
 from alignkit.spec.paths import (DATA_FILE_SUFFIXES, HUB_DATA_DIR, EXPLICIT_LOCAL, resolved_path, checkout_problem,
                                  local_path_issues, output_dir_problem)
 from alignkit.spec.axes import (PREFERENCE_NAME, values_of, check_axis_value, check_name, dotted_axis_problem,
@@ -333,21 +335,14 @@ _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}")
 def _check_checkpoints(spec: Spec, values: tuple, path: str, problems: Problems) -> None:
     for i, c in enumerate(values):
         cp = join(path, i)
-        if c == "final":
+        if c == FINAL:
             continue
         if not isinstance(c, int) or isinstance(c, bool) or c <= 0:
             problems.add(cp, f"a checkpoint is a positive step or 'final', got {c!r}")
-        elif c > spec.training.max_steps:
-            problems.add(cp, f"step {c} is beyond training.max_steps {spec.training.max_steps}")
-        elif c % spec.training.save_steps and c != spec.training.max_steps:
-            problems.add(cp, f"step {c} is not a multiple of training.save_steps {spec.training.save_steps}, "
-                             f"so no adapter is saved there")
+        elif reason := unsaved_reason(c, spec.training.max_steps, spec.training.save_steps):
+            problems.add(cp, reason)
     if len(set(values)) != len(values):
         problems.add(path, "duplicate checkpoints")
-
-
-def _final_step(spec: Spec, c: Scalar) -> Scalar:
-    return "final" if c == spec.training.max_steps else c
 
 
 def _check_evals(spec: Spec, problems: Problems) -> None:
@@ -359,7 +354,7 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
     if g is not None and not 0 < g.agreement_threshold <= 1:
         problems.add(join(join("evals", "generation"), "agreement_threshold"),
                      f"must be in (0, 1], got {g.agreement_threshold}")
-    evaluated = {_final_step(spec, c) for c in ev.checkpoints}
+    evaluated = {final_step(c, spec.training.max_steps) for c in ev.checkpoints}
     for name, j in ev.judges.items():
         jp = join(join("evals", "judges"), name)
         check_name(name, "judge name", jp, problems)
@@ -394,7 +389,7 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
                 problems.add(cp, "empty: list steps and/or 'final', or remove the key to use evals.checkpoints")
             _check_checkpoints(spec, b.checkpoints, cp, problems)
             for i, c in enumerate(b.checkpoints):
-                if (c == "final" or isinstance(c, int)) and _final_step(spec, c) not in evaluated:
+                if (c == "final" or isinstance(c, int)) and final_step(c, spec.training.max_steps) not in evaluated:
                     problems.add(join(cp, i), f"checkpoint {c!r} is not in evals.checkpoints (a benchmark "
                                               f"runs at a subset of the checkpoints the eval jobs load)")
 
@@ -467,7 +462,7 @@ def _check_merges(spec: Spec, problems: Problems) -> None:
             problems.add(join(mp, "parameters"), f"{m.method} needs parameter 'density' in (0, 1]")
 
 
-def _check_resource_fields(r: Union[ResourceSpec, ResourceOverride], rp: str, problems: Problems) -> None:
+def _check_resource_fields(r: ResourceSpec, rp: str, problems: Problems) -> None:
     for key, (low, high) in RESOURCE_LIMITS.items():
         v = getattr(r, key)
         if v is not None and v < low:
@@ -498,7 +493,7 @@ CONSTRAINT = re.compile(r"[A-Za-z0-9_.\-&|,\[\]*:]{1,256}")
 
 
 def _check_resources(spec: Spec, problems: Problems) -> None:
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         _check_resource_fields(getattr(spec.resources, stage), join("resources", stage), problems)
     for i, o in enumerate(spec.resources.overrides):
         op = join(join("resources", "overrides"), i)

@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional, Union
 from alignkit.benchmarks import spec_class as benchmark_spec_class
 from alignkit.methods.base import CommonFields, LoraFields
 from alignkit.contract.schema import Problems
+from alignkit.contract.stages import STAGE_NAMES
 from alignkit.contract.sections import (DatasetSpec, ModelSpec, PeftSpec, TrackingSpec, TrainingSpec)
 
 
@@ -36,7 +37,6 @@ HH_DEFAULT_PREFERENCES = ("helpful", "harmless")
 RESERVED_PREFERENCES = ("original",)  # the base models' rows in collect
 
 
-STAGES = ("train", "eval", "merge", "judge")
 
 
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
@@ -138,20 +138,11 @@ class ResourceSpec:
 
 
 @dataclass(frozen=True)
-class ResourceOverride:
-    stage: Literal["train", "eval", "merge", "judge"]
-    where: dict[str, Any] = field(default_factory=dict)
-    gpus: Optional[int] = None
-    cpus: Optional[int] = None
-    mem_gb: Optional[int] = None
-    time: Optional[Union[str, int]] = None
-    nodes: Optional[int] = None
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
-    array_parallelism: Optional[int] = None
-    estimate: Optional[Union[str, int]] = None
+class ResourceOverride(ResourceSpec):
+    """A stage's resources for the runs matching `where` (the fields are ResourceSpec's)."""
+
+    stage: Literal[STAGE_NAMES] = field(kw_only=True)
+    where: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
 
 @dataclass(frozen=True)
