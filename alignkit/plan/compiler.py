@@ -95,8 +95,12 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
             trains.append(job)
         self.problems.raise_if_any()
         jobs = list(trains)
+        at: dict[int, list[Any]] = {}  # id(training section) -> its checkpoints: runs share sections
         for t in trains:
-            jobs += self.eval_jobs(t, "adapter", self.checkpoints(None, self._training[t.id], t.name))
+            training = self._training[t.id]
+            if id(training) not in at:  # (a problem with them is told once, naming the first run)
+                at[id(training)] = self.checkpoints(None, training, t.name)
+            jobs += self.eval_jobs(t, "adapter", at[id(training)])
         for i, m in enumerate(self.spec.merges):
             jobs += self.merge_jobs(i, m, trains)
         if self.spec.evals.base_models:

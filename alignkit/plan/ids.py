@@ -33,11 +33,10 @@ def identity(value: Any) -> Any:
 
 def job_id(config: dict, encoder: Encoder | None = None) -> str:
     """The sha256 of the canonical JSON of what affects the result. An `id_encoder()` gives the
-    same text, encoding the sub-configs it was told are shared once (the compiler's path)."""
+    same digest, hashing the sub-configs it was told are shared once (the compiler's path)."""
     if encoder is not None:
-        canonical = encoder.encode(config)
-    else:
-        canonical = json.dumps(identity(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return encoder.sha256_hex(config)[:ID_LEN]
+    canonical = json.dumps(identity(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:ID_LEN]
 
 

@@ -59,7 +59,7 @@ class StageResources:
         if where is None:
             where = self._override_axes[stage] = [a for o in self.spec.resources.overrides if o.stage == stage
                                                   for a in o.where]
-        key = (stage, *((a in axes, repr(axes.get(a))) for a in where))
+        key = (stage, *((a in axes, repr(axes.get(a))) for a in where)) if where else stage
         if key not in self._resources:
             self._resources[key] = self.resources(stage, axes)
         return self._resources[key]

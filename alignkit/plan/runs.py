@@ -144,7 +144,7 @@ class RunSections:
             "axes": dict(p),
             "model": self.model_config(p["model"], s["model"]),
             "dataset": self.dataset_config(p["dataset"], s["dataset"]),
-            "preference": p["preference"].split("+"),
+            "preference": self._cached(("preference", p["preference"]), lambda: p["preference"].split("+")),
             "method": self.method_config(p["method"], s["method"]),
             "peft": self.section_config("peft", p["peft"], s["peft"], s),
             "training": self.training_config(s["training"], s["dataset"].validation is not None),

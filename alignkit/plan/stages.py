@@ -126,17 +126,19 @@ class StageJobs:
         combine_axes = [a for a in AXES if a in m.combine]
         combine_vals = {a: [norm_pref(v) if a == "preference" else v for v in m.combine[a]] for a in combine_axes}
         groups: dict[tuple, tuple[dict[str, Any], dict[tuple, Job]]] = {}
+        kept = [a for a in self.axes if a not in m.combine]  # every other axis, dotted ones too, is shared by a merge's inputs
         for t in trains:
             axes = t.config["axes"]
             if not matches(axes, m.where) or any(own_value(a, axes[a]) not in combine_vals[a] for a in combine_axes):
                 continue
-            # every other axis, dotted ones too, is shared by a merge's inputs
-            shared = {a: axes[a] for a in self.axes if a in axes and a not in m.combine}
-            gkey = tuple((a, hkey(v)) for a, v in shared.items())
-            groups.setdefault(gkey, (shared, {}))[1][tuple(own_value(a, axes[a]) for a in combine_axes)] = t
+            gkey = tuple([(a, hkey(axes[a])) for a in kept if a in axes])
+            group = groups.get(gkey)
+            if group is None:
+                group = groups[gkey] = ({a: axes[a] for a in kept if a in axes}, {})
+            group[1][tuple([own_value(a, axes[a]) for a in combine_axes])] = t
         jobs = []
+        combos = list(itertools.product(*(combine_vals[a] for a in combine_axes)))
         for shared, members in groups.values():
-            combos = list(itertools.product(*(combine_vals[a] for a in combine_axes)))
             if not all(c in members for c in combos):
                 continue  # some input of this group is not trained in this study
             inputs = [members[c] for c in combos]

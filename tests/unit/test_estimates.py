@@ -60,7 +60,7 @@ def test_wall_clock_counts_waves_along_the_longest_path():
     merge = job("m", "merge", ("t0", "t1"), throttle=1, minutes=6)
     jobs = trains + evals + [merge]
     keys = {j.id: (j.stage,) for j in jobs}
-    w = wall_clock(jobs, keys, {j.id: j.resources.estimate_min / 60 for j in jobs})
+    w = wall_clock(jobs, keys, [j.resources.estimate_min / 60 for j in jobs])
     assert w["stage_done_at_hours"] == {"train": 3.0, "eval": 3.5, "merge": 3.1}
     assert w["hours"] == 3.5
     e = estimate(jobs, keys)
