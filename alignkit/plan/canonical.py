@@ -66,8 +66,7 @@ class Encoder:
             if keys is None:
                 return hashlib.sha256(self.encode(value).encode()).hexdigest()
         shared, states = self._shared, self._states
-        path: Any = ()
-        state = states[path]
+        state = states[()]
         i = 0
         for k, key in keys:  # the leading values that are shared objects or strings
             v = value[k]
@@ -77,7 +76,7 @@ class Encoder:
                 token = id(v)
             else:
                 break
-            path = (path, k, token)
+            path = (id(state), k, token)  # states are kept here, so their ids stay theirs
             following = states.get(path)
             if following is None:
                 following = states[path] = state.copy()

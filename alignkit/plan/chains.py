@@ -22,6 +22,8 @@ class Chains:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.runs: dict[tuple, list[tuple[dict[str, Any], Job]]] = {}
+        # the methods some chain starts from: only their runs are looked up
+        self.upstreams = {m.init_from.method for m in spec.methods.values() if m.init_from is not None}
 
     def upstream_method(self, method: str) -> str | None:
         init = self.spec.methods[method].init_from
@@ -38,6 +40,8 @@ class Chains:
         return (method, *((a, hkey(p[a])) for a in p if a != "method" and not a.startswith("method.")))
 
     def add(self, p: dict[str, Any], job: Job) -> None:
+        if p["method"] not in self.upstreams:
+            return
         self.runs.setdefault(self._key(p["method"], p), []).append((p, job))
 
     def find(self, p: dict[str, Any], name: str, once: Any) -> Job | None:

@@ -74,7 +74,8 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
             s = self.sections(p, name)
             if s is None or not self.check_preferences(p, s["dataset"]):
                 continue
-            name = self.run_name(p)  # the converted values
+            if self.dotted:
+                name = self.run_name(p)  # the converted values
             config, deps = self.train_config(p, s), ()
             if chains.upstream_method(p["method"]) is not None:
                 up = chains.find(p, name, self._once)

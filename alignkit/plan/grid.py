@@ -151,7 +151,7 @@ class GridExpansion:
             extra += [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*axes)]
         points, seen = [], set()
         for p in base + extra:
-            key = tuple((a, hkey(p[a])) for a in self.axes if a in p)
+            key = tuple([(a, hkey(p[a])) for a in self.axes if a in p])
             if key not in seen and not any(matches(p, ex) for ex in spec.exclude):
                 seen.add(key)
                 points.append(p)
