@@ -19,8 +19,9 @@ from alignkit.contract.errors import UserError
 from alignkit.contract.schema import Problems, from_dict, is_missing, one_line
 from alignkit.contract.stages import STAGES
 
-# Each stage's config module is imported when a config of that stage is loaded (eval/judge check
-# benchmark types first and raise their module's ContractError, also a UserError naming the file and key)
+# Each stage's config module (the stage table: alignkit/contract/stages.py) is imported when a config
+# of that stage is loaded (eval/judge check benchmark types first and raise their module's
+# ContractError, also a UserError naming the file and key)
 
 
 class ContractError(UserError):

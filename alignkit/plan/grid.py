@@ -18,11 +18,7 @@ from alignkit.spec.model import AXES, Spec
 
 
 DEFAULT_MAX_JOBS = 1_000_000
-
-
 _COUNTED = 200_000  # grids of up to this many runs (before exclude) are counted exactly (~1 s) when refused
-
-
 MAX_JOBS_ENV = "ALIGNKIT_MAX_JOBS"
 
 
@@ -177,8 +173,6 @@ def _label(axis: str, value: Any) -> str:
 # Short names for dotted-axis labels in run names (`.../beta=0.1/lr=5e-06`)
 _SHORT = {"learning_rate": "lr", "max_steps": "steps", "batch_size": "bs", "per_device_batch_size": "pdbs",
           "warmup_ratio": "warmup", "weight_decay": "wd", "max_length": "maxlen", "max_prompt_length": "promptlen"}
-
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
 
 

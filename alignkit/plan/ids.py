@@ -15,8 +15,6 @@ from alignkit.plan.canonical import Encoder
 
 
 ID_LEN = 12
-
-
 # What names, prices or reports things, not what a job computes: left out of job ids at any depth.
 # `tracking` (where a run is reported) never changes a result, so a new tracker reuses finished jobs.
 LABEL_KEYS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens", "tracking")

@@ -19,11 +19,7 @@ BUILTIN_RESOURCES: dict[str, dict[str, Any]] = {
     "merge": {"gpus": 0, "cpus": 8, "mem_gb": 64, "time": "01:00:00", "nodes": 1, "array_parallelism": 16},
     "judge": {"gpus": 0, "cpus": 2, "mem_gb": 8, "time": "02:00:00", "nodes": 1, "array_parallelism": 8},
 }
-
-
 _RESOURCE_KEYS = tuple(f.name for f in dataclasses.fields(ResourceSpec))  # what a layer may set
-
-
 _SLURM_PLACEMENT = ("partition", "account", "qos", "constraint")  # profile-wide, overridable per stage
 
 

@@ -22,8 +22,6 @@ def axis_values(spec: Spec) -> dict[str, list[Scalar]]:
 
 # A dotted axis: a section of the run's config, then field names (`method.lora.r`)
 _DOTTED = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+")
-
-
 # A preference name: a NAME without '+', which joins the parts of a mixture
 PREFERENCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 

@@ -135,12 +135,8 @@ def _check_method_section(spec: Spec, m: Any, p: str, problems: Problems) -> Non
 
 # The checks a section's entry gets in the spec, re-run on an entry with a dotted axis in place
 SECTION_CHECKS = {"dataset": _check_dataset_section, "method": _check_method_section, "training": _check_training}
-
-
 # MLflow tracking URIs a job may be pointed at: a server, a file store, a database, Databricks.
 TRACKING_URI = re.compile(r"(https?|file|sqlite|postgresql|mysql|databricks)://?[^\s]*|databricks")
-
-
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+:=/\-]{0,63}")  # W&B refuses tags over 64 characters
 
 
@@ -395,8 +391,6 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
 
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
 _MERGE_PARAMS = {
     "slerp": {"t"},
     "dare_ties": {"density", "weights", "lambda"},

@@ -19,53 +19,27 @@ from alignkit.contract.sections import (DatasetSpec, ModelSpec, PeftSpec, Tracki
 
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
-
-
 # The sections of a run's resolved config that a dotted axis (`method.beta`) may path into, and
 # the spec mapping each one's entries live in (training: one section for every run).
 SECTIONS = {"model": "models", "dataset": "datasets", "method": "methods", "peft": "peft", "training": None}
-
-
 # What a dataset provides when it lists no subsets/files: BeaverTails' built-in derivations
 # (jobs/data/beavertails.py), HH-RLHF's two folders (jobs/data HH_SUBSETS)
 BEAVERTAILS_PREFERENCES = ("helpful", "harmless")
-
-
 HH_DEFAULT_PREFERENCES = ("helpful", "harmless")
-
-
 RESERVED_PREFERENCES = ("original",)  # the base models' rows in collect
-
-
-
-
 MERGE_METHODS = ("slerp", "dare_ties", "dare_linear", "ties", "linear")
-
-
 Scalar = Union[str, int]
-
-
 # Names reach job names, file names and sbatch scripts: a letter or digit first (so never '.',
 # '..' or an option), then letters, digits, '.', '_', '+', '-'; fullmatch, so no trailing newline.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}")
-
-
 SEED_LIMIT = 2**32  # numpy's seeds are 32-bit (transformers.set_seed seeds numpy too)
-
-
 # Per-stage resources: (smallest, largest) accepted; larger values are typos, not requests.
 RESOURCE_LIMITS = {"gpus": (0, 64), "cpus": (1, 4096), "mem_gb": (1, 65_536), "nodes": (1, 1024),
                    "array_parallelism": (1, 1_000_000)}
-
-
 MAX_TIME_MIN = 366 * 24 * 60  # a year
-
-
 # Methods come from the registry (alignkit/methods/, one file per method): the spec's `methods:`
 # entries are parsed by their `type:` into that method's fields class (CommonFields + its own).
 LoraSpec = LoraFields
-
-
 MethodSpec = CommonFields
 
 

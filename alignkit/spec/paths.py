@@ -16,8 +16,6 @@ from alignkit.spec.model import Spec
 
 # The checkout this code runs from: a sweep directory must never land in (or over) its packages.
 CHECKOUT = Path(__file__).resolve().parents[2]  # alignkit/spec/paths.py -> the checkout
-
-
 CHECKOUT_DIRS = ("alignkit", "jobs", "tests", "slurm", "docs", "requirements", "sweeps", "assets", "bench",
                  ".git", ".venv")
 
@@ -48,22 +46,14 @@ def output_dir_problem(value: str, base: Path) -> str | None:
 
 # a hub data_dir (a folder in the dataset repo): plain path parts, never '..'
 HUB_DATA_DIR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
-
-
 # a `files` value with one of these endings is a local file (missing: plan warns, submit refuses)
 DATA_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
-
-
 # Fields that hold a hub id or a local path (relative paths are relative to the spec file); a
 # mapping field (dataset `files`) holds one per key.
 PATH_FIELDS = {"models": ("source",), "datasets": ("source", "files"),
                "evals.benchmarks": ("source", "include_path", "classifier"), "evals.judges": ("source",),
                "targets": ("source",)}
-
-
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")
-
-
 EXPLICIT_LOCAL = ("/", "./", "../", "~")
 
 
