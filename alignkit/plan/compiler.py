@@ -30,6 +30,9 @@ from alignkit.plan.stages import StageJobs
 from alignkit.plan.chains import Chains
 
 
+_MISSING = object()  # not cached yet (a cached value may be None)
+
+
 class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
     def __init__(self, spec: Spec, profile: Profile):
         self.spec = spec
@@ -47,10 +50,11 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
         self._training: dict[str, TrainingSpec] = {}  # train job id -> its training section
 
     def _cached(self, key: tuple, make: Any) -> Any:
-        if key not in self._cache:
-            self._cache[key] = make()
-            self.ids.share(self._cache[key])
-        return self._cache[key]
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._cache[key] = make()
+            self.ids.share(value)
+        return value
 
     def _once(self, key: tuple, path: str, message: str) -> None:
         if key not in self._told:
