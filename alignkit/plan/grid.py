@@ -136,7 +136,7 @@ class GridExpansion:
                     self._note_origin(a, group[a], join(join("zip", gi), a))
             n = len(next(iter(group.values())))
             blocks.append([{a: group[a][i] for a in group} for i in range(n)])
-        base = [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*blocks)] \
+        base = [self._norm({k: v for d in combo for k, v in d.items()}) for combo in itertools.product(*blocks)] \
             if spec.grid or spec.zip else []
         values = {axis: list(dict.fromkeys(p[axis] for p in base)) for axis in AXES}
         extra = []
@@ -144,7 +144,7 @@ class GridExpansion:
             axes = [[{a: v} for v in (entry[a] if isinstance(entry[a], (list, tuple)) else [entry[a]])]
                     if a in entry else [{a: v} for v in values[a]] for a in AXES]
             axes += [self._block(a, v, join(join("include", i), a)) for a, v in entry.items() if is_dotted(a)]
-            extra += [self._norm(dict(kv for d in combo for kv in d.items())) for combo in itertools.product(*axes)]
+            extra += [self._norm({k: v for d in combo for k, v in d.items()}) for combo in itertools.product(*axes)]
         points, seen = [], set()
         for p in base + extra:
             key = tuple([(a, hkey(p[a])) for a in self.axes if a in p])
