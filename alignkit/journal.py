@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.sweepdir import SweepDir
 
 

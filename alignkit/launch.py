@@ -38,15 +38,15 @@ from alignkit import backends
 from alignkit.backends.base import Group, Limits, SubmitContext, setup_lines, watchdog_s  # noqa: F401
 from alignkit.backends.slurm import (MAX_NUM_TIMEOUT, sbatch_script, slurm_answers,  # noqa: F401
                                      slurm_parameters)
-from alignkit.compile import Job, Plan
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
+from alignkit.plan.model import Job, Plan
+from alignkit.contract.errors import UserError
+from alignkit.contract.stages import STAGES
+from alignkit.contract.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
 from alignkit.sweepdir import SweepDir
 
 # states in which a job is left alone by a re-submit
 KEEP_STATES = frozenset({"COMPLETED", "PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING",
                          "CONFIGURING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"})
-STAGE_ORDER = {"train": 0, "merge": 1, "eval": 2, "judge": 3}
 
 
 @dataclass
@@ -186,7 +186,7 @@ def _topo_groups(todo: list[Job], array_keys: dict[str, tuple]) -> list[tuple[st
         seen.add(k)
         ordered.append(k)
 
-    for k in sorted(keys, key=lambda k: (STAGE_ORDER.get(k[0], 9), repr(k[1]))):
+    for k in sorted(keys, key=lambda k: (STAGES[k[0]].submit_order if k[0] in STAGES else 9, repr(k[1]))):
         visit(k)
     return [(k[0], k[1], sorted(groups[k], key=lambda j: (j.name, j.id))) for k in ordered]
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from alignkit.errors import SpecError, UserError
-from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
-from alignkit.spec import CONSTRAINT, NAME
+from alignkit.contract.errors import SpecError, UserError
+from alignkit.contract.schema import Problems, from_dict, is_missing, join, read_yaml
+from alignkit.contract.stages import STAGE_NAMES
+from alignkit.spec.checks import CONSTRAINT
+from alignkit.spec.model import NAME
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
 SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # an sbatch long option, without the leading --
@@ -89,8 +91,8 @@ def load_profile(name_or_path: str | None) -> Profile:
         if profile.executor not in backends.names():
             problems.add("executor", f"unknown executor '{profile.executor}' (known: {', '.join(backends.names())})")
         for stage in profile.defaults:
-            if stage not in ("train", "eval", "merge", "judge"):
-                problems.add(join("defaults", stage), f"unknown stage '{stage}' (known: train, eval, merge, judge)")
+            if stage not in STAGE_NAMES:
+                problems.add(join("defaults", stage), f"unknown stage '{stage}' (known: {', '.join(STAGE_NAMES)})")
         if profile.signal_delay_s < 0:
             problems.add("signal_delay_s", "must be zero or more")
         if profile.max_parallel_local <= 0:

@@ -24,8 +24,8 @@ from alignkit import backends, journal
 from alignkit.backends.base import AttemptState, Backend
 from alignkit.contract import paths as jobfiles
 from alignkit.contract.redact import config_secrets, redact
-from alignkit.errors import UserError
-from alignkit.fsio import read_json
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import read_json
 from alignkit.journal import Attempt, Journal
 from alignkit.sweepdir import SweepDir
 

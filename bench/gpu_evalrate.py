@@ -1,6 +1,6 @@
 """The eval job's rates on a 7B-shaped model, per benchmark of sweeps/full.yaml: generation tokens/s
 at the batch the eval job uses (jobs.generate.HFGenerator, 64 on CUDA) and loglikelihood
-requests/s. Written as the table `alignkit plan` reads (alignkit/eval_rates.json's format).
+requests/s. Written as the table `alignkit plan` reads (alignkit/plan/eval_rates.json's format).
 
     python bench/gpu_evalrate.py --out eval_rates.json [--markdown rates.md] [--check-json step.json]
     python bench/gpu_evalrate.py --tiny ...          # the tiny model on CPU: the script's mechanics
@@ -16,7 +16,7 @@ Loglikelihood: lm-eval groups the 4 single-token MMLU choices of one context int
 (lm-eval's `auto` finds larger batches on an H100: a conservative figure). BBH (generate_until) is
 timed as generation with a 3-shot prompt's length.
 
-Once measured on a GPU, copy the JSON to alignkit/eval_rates.json and the Markdown into docs/gpu.md
+Once measured on a GPU, copy the JSON to alignkit/plan/eval_rates.json and the Markdown into docs/gpu.md
 "Eval rates" (the plan then says its eval estimate comes from measured rates).
 """
 
@@ -117,7 +117,7 @@ def loglikelihood_rate(model, tok, device: str, context_tokens: int, batch: int,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--out", required=True, help="the rate table (alignkit/eval_rates.json's format)")
+    ap.add_argument("--out", required=True, help="the rate table (alignkit/plan/eval_rates.json's format)")
     ap.add_argument("--markdown", help="also write the table as Markdown (docs/gpu.md)")
     ap.add_argument("--check-json", help="also write the rows as a bench/gpu_check.sh step")
     a = ap.parse_args(argv)

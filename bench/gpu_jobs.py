@@ -47,7 +47,7 @@ def sweep(work: Path) -> dict[str, Any]:
     index = root / "checks.json"
     if index.exists():
         return json.loads(index.read_text())
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml", output_dir=root)
     jobs = plan.jobs

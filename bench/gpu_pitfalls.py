@@ -125,7 +125,7 @@ def zero3_storage_dtype() -> dict:
     cfg = train_config("dpo", "qlora", deepspeed_stage=3)
     cfg["peft"]["quantization"]["storage_dtype"] = "uint8"
     plan = resolve(cfg, cuda=True, world_size=1)
-    q = plan.quantization  # a typed QuantSpec (alignkit.spec) since the typed-contract refactor
+    q = plan.quantization  # a typed QuantSpec (alignkit.contract.sections) since the typed-contract refactor
     return expect(q.storage_dtype == plan.model_dtype,
                   f"stage 3: storage {q.storage_dtype}, model dtype {plan.model_dtype} (configured uint8)")
 

@@ -116,7 +116,7 @@ def build_data(out: Path, rows: int) -> Path:
 
 
 def alignkit_config(kind: str, model: Path, data: Path, steps: int, tiny: bool) -> dict:
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "full.yaml", output_dir=Path(tempfile.gettempdir()) / "ak-bench-plan")
     job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == kind

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from alignkit.fsio import read_json
+from alignkit.contract.fsio import read_json
 from jobs.errors import JobFailure
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -69,9 +69,9 @@ def of_model(model_cfg: Any, where: str = "model.dtype") -> BaseWeights:
 def of_train_config(config: Any, substitutions: list[dict] | None = None,
                     where: str = "config.json") -> BaseWeights:
     """The base a train job's adapters were trained on, from its config (typed TrainConfig or its
-    dict) + what it substituted. Missing values take the spec's defaults (alignkit/spec.py ModelSpec,
+    dict) + what it substituted. Missing values take the spec's defaults (alignkit/contract/sections.py ModelSpec,
     QuantSpec), the ones the compiler writes and jobs/train.py reads: no second set of defaults."""
-    from alignkit.spec import ModelSpec, QuantSpec
+    from alignkit.contract.sections import ModelSpec, QuantSpec
 
     if not isinstance(config, dict):
         from alignkit.contract import to_dict

@@ -25,7 +25,7 @@ from typing import Any
 
 from alignkit.contract import paths
 from alignkit.contract.train import TrainConfig
-from alignkit.fsio import atomic_dir
+from alignkit.contract.fsio import atomic_dir
 from jobs.errors import JobFailure
 
 INIT_MODEL = "init_model"  # merge mode: the merged upstream model the run trains on

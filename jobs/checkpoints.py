@@ -22,7 +22,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from alignkit.contract import paths
-from alignkit.fsio import atomic_dir, atomic_write_json, read_json
+from alignkit.contract.checkpoints import is_saved
+from alignkit.contract.fsio import atomic_dir, atomic_write_json, read_json
 from jobs import distributed
 
 MARKER = "COMPLETE"
@@ -113,7 +114,7 @@ class CheckpointCallback(TrainerCallback):
         ckpt = resume_dir(self.job_dir) / f"checkpoint-{step}"
         distributed.barrier()  # every rank's shards are on disk before the marker says so
         if self.is_main:
-            if step % self.save_steps == 0 or step >= state.max_steps:
+            if is_saved(step, state.max_steps, self.save_steps):
                 export_adapter(ckpt, step_dir(self.job_dir, step))
             atomic_write_json(ckpt / RUN_STATE, {"wall_s": self.wall_s(), "attempts": self.attempts,
                                                  "step": step})

@@ -32,7 +32,8 @@ from typing import Any
 from alignkit import benchmarks as benchmarks_reg
 from alignkit.benchmarks import RunContext
 from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, as_dict, eval_key)
-from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
+from alignkit.contract.checkpoints import FINAL
+from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs import base_weights, lm_eval_adapter
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted, typed_config
@@ -53,10 +54,10 @@ def runs_at(benchmark: Any, ckpt: str) -> bool:
 
 def checkpoint_dir(target_dir: Path, kind: str, ckpt: str) -> Path:
     if kind == "merged":
-        if ckpt != "final":
+        if ckpt != FINAL:
             raise JobFailure(f"checkpoints: a merged target has only 'final', not {ckpt!r}")
         return target_dir / "model"
-    return target_dir / "adapter" if ckpt == "final" else target_dir / "checkpoints" / f"step-{ckpt}"
+    return target_dir / "adapter" if ckpt == FINAL else target_dir / "checkpoints" / f"step-{ckpt}"
 
 
 def adapter_sha256(path: Path) -> str | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignkit.context_check import CONTEXT_KEYS  # the config keys holding a context length (plan reads them too)
+from alignkit.contract.sections import CONTEXT_KEYS  # the config keys holding a context length (plan reads them too)
 from jobs.errors import JobFailure
 
 

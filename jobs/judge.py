@@ -35,7 +35,7 @@ from alignkit import benchmarks as benchmarks_reg
 from alignkit.benchmarks import JudgeContext
 from alignkit.contract.eval import ResultStore, StoredResult, judge_key
 from alignkit.contract.judge import JudgeConfig
-from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
+from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted, typed_config
 from jobs.evaluate import runs_at
 from jobs.judges import Judge, make_judge, redact, secrets

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from alignkit.contract.redact import env_secrets, redact
-from alignkit.fsio import atomic_write_json
+from alignkit.contract.fsio import atomic_write_json
 from jobs.errors import JobFailure
 
 RETRIABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}

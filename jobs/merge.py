@@ -33,7 +33,7 @@ from alignkit import contract
 from alignkit.contract import ContractError, paths
 from alignkit.contract.merge import MergeConfig
 from alignkit.contract.train import TrainConfig
-from alignkit.fsio import atomic_dir, atomic_write_json
+from alignkit.contract.fsio import atomic_dir, atomic_write_json
 from jobs import base_weights, merge_methods
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted

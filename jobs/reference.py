@@ -1,4 +1,4 @@
-"""Shared reference log-probs: one pass per study and key (alignkit/reference.py), reused by every
+"""Shared reference log-probs: one pass per study and key (alignkit/contract/reference.py), reused by every
 DPO run that reads the same base and pairs. docs/training.md "Shared reference log-probs".
 
 The pass is stored under <sweep>/reference/<key>/ in SHARDS files per split, `<split>.<shard>.json`
@@ -32,8 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from alignkit.fsio import atomic_write_json
-from alignkit.reference import REFERENCE_DIR
+from alignkit.contract.fsio import atomic_write_json
+from alignkit.contract.reference import REFERENCE_DIR
 
 SHARDS = 16
 HEARTBEAT_S = 30.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from alignkit.fsio import atomic_write_json
+from alignkit.contract.fsio import atomic_write_json
 
 
 class TaskProgress:

@@ -23,10 +23,10 @@ from typing import Any
 
 from alignkit.contract import paths
 from alignkit.contract.train import ModelConfig, TrainConfig, as_model_config, as_train_config
-from alignkit.fsio import atomic_write_json
+from alignkit.contract.fsio import atomic_write_json
 from alignkit.methods import METHODS
 from alignkit.methods.base import LoraFields, Method
-from alignkit.spec import QuantSpec
+from alignkit.contract.sections import QuantSpec
 from jobs import chain, checkpoints, distributed
 from jobs.deepspeed_config import quant_storage_dtype, zero_config
 from jobs.errors import JobFailure, Preempted
@@ -62,7 +62,7 @@ def _substitute(plan_subs: list[dict], key: str, configured: Any, used: Any, rea
 
 def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
     """Check the config and decide what this machine runs; no heavy imports, unit-testable.
-    Every default is the spec's (alignkit/spec.py, alignkit/methods/): none is restated here."""
+    Every default is the spec's (alignkit/contract/sections.py, alignkit/methods/): none is restated here."""
     config = as_train_config(config)
     method, training, quant = config.method, config.training, config.peft.quantization
     subs: list[dict] = []
@@ -110,8 +110,8 @@ def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
 def shared_reference(job_dir: Path, plan: Plan, world_size: int) -> Any:
     """The study's reference pass this run reads (jobs/reference.py), or None: the run computes its
     reference inline (not DPO, chained, DeepSpeed, several ranks, or a job outside a sweep)."""
-    from alignkit.fsio import read_json
-    from alignkit.reference import pass_key
+    from alignkit.contract.fsio import read_json
+    from alignkit.contract.reference import pass_key
 
     if job_dir.parent.name != paths.JOBS or not (job_dir / paths.CONFIG).is_file():
         return None

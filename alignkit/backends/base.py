@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 if TYPE_CHECKING:  # typing only: the heavy modules are imported where they are used
-    from alignkit.compile import Job, Plan
+    from alignkit.plan.model import Job, Plan
     from alignkit.journal import Attempt, Journal
     from alignkit.sweepdir import SweepDir
 

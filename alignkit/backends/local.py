@@ -14,7 +14,7 @@ from pathlib import Path
 from alignkit import journal
 from alignkit.backends import register
 from alignkit.backends.base import AttemptState, Backend, Group, Key, Poll, SubmitContext, setup_lines, watchdog_s
-from alignkit.fsio import atomic_write_text
+from alignkit.contract.fsio import atomic_write_text
 
 DRIVER_STOP_S = 10.0  # how long `cancel` waits for a driver with nothing left to run to exit
 

@@ -23,7 +23,7 @@ from alignkit.backends import sacct
 from alignkit.backends import register
 from alignkit.backends.base import (AttemptState, Backend, Group, Key, Limits, Poll, SubmitContext, check_text,
                                     setup_lines, watchdog_s)
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 MAX_NUM_TIMEOUT = 3  # requeues after hitting the time limit before a job counts as TIMEOUT
 FRESH_S = 300.0  # an attempt this young and missing from sacct is taken as PENDING (accounting lag)

@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 
 from alignkit.benchmarks.base import Benchmark, JudgeContext, RunContext  # noqa: F401 (re-exported)
 from alignkit.registry import Registry
-from alignkit.schema import plain
+from alignkit.contract.schema import plain
 
 
 BENCHMARKS = Registry("benchmark type", __name__)
@@ -107,7 +107,7 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
     compiler adds per target): the type's defaults filled in (model_spec: the evaluated model, its
     ModelSpec or its resolved config dict), local paths made absolute (relative to the spec file),
     and with `with_judge` (judge jobs) the judge's settings under "judge"."""
-    from alignkit.spec import resolve_source
+    from alignkit.spec.paths import resolve_source
 
     bench = get(b.type)
     cfg = {k: plain(getattr(b, k)) for k in config_keys(b.type)}
@@ -125,7 +125,7 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
 
 def check(name: str, b: Any, path: str, judges: dict, problems: Any) -> None:
     """The spec-time checks of one benchmark: the type's own, then fields its type does not take."""
-    from alignkit.schema import join
+    from alignkit.contract.schema import join
 
     before = len(problems.items)
     get(b.type).check(b, path, judges, problems)

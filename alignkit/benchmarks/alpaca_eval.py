@@ -49,7 +49,7 @@ class AlpacaEval(Benchmark):
         return cfg
 
     def check(self, b: Any, path: str, judges: dict, problems: Any) -> None:
-        from alignkit.schema import join
+        from alignkit.contract.schema import join
 
         super().check(b, path, judges, problems)
         for key in ("reference", "annotator"):  # file/config names: they become paths on the compute node
@@ -71,7 +71,7 @@ class AlpacaEval(Benchmark):
         return alpaca_eval.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
 
     def write_outputs(self, gen_dir: Path, name: str, rows: list[dict]) -> None:
-        from alignkit.fsio import atomic_write_json
+        from alignkit.contract.fsio import atomic_write_json
 
         atomic_write_json(gen_dir / f"{name}_model_outputs.json", rows)  # the alpaca_eval package's input format
 

@@ -38,7 +38,7 @@ class JudgedFields(GenerationFields):
 @dataclass(frozen=True)
 class JudgedShape:
     """What one judge call of a benchmark holds, measured on the benchmark's official files
-    (alignkit/judge_cost.py turns it into tokens and cost)."""
+    (alignkit/plan/judge_cost.py turns it into tokens and cost)."""
     items: int  # items judged per checkpoint when the benchmark sets no num_prompts
     template_chars: int  # the judge prompt without its placeholders
     instruction_chars: float  # mean instruction / question
@@ -86,7 +86,7 @@ class Benchmark:
 
     def check(self, b: Any, path: str, judges: dict, problems: Any) -> None:
         """Spec-time checks of this type's fields, one line each (b: the spec's benchmark)."""
-        from alignkit.schema import join
+        from alignkit.contract.schema import join
 
         if self.generates and not getattr(b, "source", None):
             problems.add(join(path, "source"), f"a {b.type} benchmark needs 'source' (its data file or hub id)")

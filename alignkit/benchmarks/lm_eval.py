@@ -33,7 +33,7 @@ class LmEval(Benchmark):
         return cfg
 
     def check(self, b: Any, path: str, judges: dict, problems: Any) -> None:
-        from alignkit.schema import join
+        from alignkit.contract.schema import join
 
         super().check(b, path, judges, problems)
         if not b.task:

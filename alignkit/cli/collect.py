@@ -10,7 +10,7 @@ import argparse
 import json
 
 from alignkit.cli.common import directory
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _prune(args) -> int:
     from alignkit.collect import prune
     from alignkit.collect.study import load_study
-    from alignkit.fsio import describe_os_error
+    from alignkit.contract.fsio import describe_os_error
 
     study = load_study(args.sweep_dir, accounting=False)
     skipped: list[str] = []

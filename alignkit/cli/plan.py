@@ -8,7 +8,7 @@ import io
 import sys
 
 from alignkit.cli.common import directory
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,16 +45,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
+    from alignkit.plan.compiler import load_plan  # lazily: every `alignkit` command imports this module
     plan = load_plan(args.spec, args.profile, args.output_dir)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
-    from alignkit import plan_advice  # settings that run but deserve a look: warnings only
+    from alignkit.plan import advice as plan_advice  # settings that run but deserve a look: warnings only
 
     for line in plan_advice.lines(plan):
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
     if args.json:
-        from alignkit.planjson import write_plan_json
+        from alignkit.plan.planjson import write_plan_json
         buffer = io.StringIO() if not args.summary and len(plan.jobs) <= _CHECK_FIRST else None
         try:  # strict JSON: a NaN or infinity is a bug to report, never a bare NaN token
             write_plan_json(plan, buffer or sys.stdout, summary_only=args.summary)
@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def estimate_lines(e: dict) -> list[str]:
-    """Eval GPU-hours per benchmark (from alignkit/eval_rates.json), CPU-hours, the wall-clock."""
+    """Eval GPU-hours per benchmark (from alignkit/plan/eval_rates.json), CPU-hours, the wall-clock."""
     r = e["eval_rates"]
     out = [f"  eval estimate: {'rates measured on ' + str(r['device']) if r['measured'] else 'a GUESS (no GPU has measured the rates yet)'}"
            f" from {r['file']}" + ("" if r["measured"] else "; its basis is stated there and in docs/gpu.md")]

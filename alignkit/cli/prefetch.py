@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan
-    from alignkit.preflight import study_assets, study_problems
+    from alignkit.plan.compiler import load_plan
+    from alignkit.plan.preflight import study_assets, study_problems
 
     plan = load_plan(args.spec)
     assets = study_assets([j.to_json() for j in plan.jobs])
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 2 if missing else 0
     if assets["unknown_tasks"]:
         raise UserError("\n".join(assets["unknown_tasks"]))
-    from jobs.prefetch import prefetch, prefetch_lm_eval  # heavy (huggingface_hub, datasets): only when downloading
+    from alignkit.plan.prefetch import prefetch, prefetch_lm_eval  # heavy (huggingface_hub, datasets): only when downloading
 
     try:
         prefetch(assets["models"], assets["datasets"], progress=lambda line: print(line, flush=True))

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 DEFAULT_N = 3
 
@@ -60,7 +60,7 @@ TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model",
 def not_cached(config: dict) -> list[str]:
     """What preview would find missing, checked with huggingface_hub alone: the job's dataset
     (as `submit`'s preflight checks it) and its model's tokenizer files (no weights needed)."""
-    from alignkit.preflight import is_local, missing_assets
+    from alignkit.contract.hub import is_local, missing_assets
     out = missing_assets([], [config["dataset"]]) if isinstance(config.get("dataset"), dict) else []
     model = config.get("model") or {}
     source, name, revision = str(model.get("source", "")), model.get("name", model.get("source")), \
@@ -126,7 +126,7 @@ def preview(config: Any, n: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
+    from alignkit.plan.compiler import load_plan  # lazily: every `alignkit` command imports this module
 
     if args.n < 0:
         raise UserError(f"--n: must be 0 or more, got {args.n}")

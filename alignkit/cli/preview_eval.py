@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def _generating(config: Any, only: str | None) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def _generating(config: Any, only: str | None) -> dict[str, Any]:
 def preview(config: Any, n: int, benchmark: str | None = None) -> dict:
     """{B: [{"prompt", "prompt_tokens", "max_new_tokens"}]} for one eval config (typed or as config.json holds it)."""
     from alignkit import benchmarks as benchmarks_reg
-    from alignkit.context_check import model_context
+    from alignkit.plan.context_check import model_context
     from alignkit.contract import ContractError
     from alignkit.contract.eval import as_dict, load_eval
 

@@ -6,7 +6,7 @@ import argparse
 import warnings
 
 from alignkit.cli.common import directory, positive_int
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def preflight(plan) -> None:
-    from alignkit.preflight import study_assets, study_problems
+    from alignkit.plan.preflight import study_assets, study_problems
     _, missing = study_problems(study_assets([j.to_json() for j in plan.jobs]))
     if missing:
         raise UserError("\n".join([f"{len(missing)} asset(s) the study needs are not available offline "
@@ -39,7 +39,7 @@ def preflight(plan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan, require_ready  # lazily: `alignkit status` must start fast
+    from alignkit.plan.compiler import load_plan, require_ready  # lazily: `alignkit status` must start fast
     from alignkit.launch import describe_dependency, submit
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if not args.dry_run:

@@ -20,8 +20,8 @@ from alignkit.collect import index as index_mod
 from alignkit.collect import select as select_mod
 from alignkit.collect import capped as capped_mod
 from alignkit.collect.study import Study, load_study
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_write_json, atomic_write_text
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import atomic_write_json, atomic_write_text
 from alignkit.textsafe import csv_cell, no_bidi
 
 FORMATS = ("csv", "parquet", "md", "html", "png")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignkit.errors import UserError
-from alignkit.fsio import is_stale_temp, remove_stale_temps
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import is_stale_temp, remove_stale_temps
 from alignkit.sweepdir import SweepDir
 from alignkit.contract import paths
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from alignkit.collect.study import JobRecord, Problem, Study
-from alignkit.fsio import atomic_write_bytes, atomic_write_text
+from alignkit.contract.fsio import atomic_write_bytes, atomic_write_text
 from alignkit.textsafe import csv_cell
 from alignkit.contract import paths
 

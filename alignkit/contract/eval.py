@@ -17,9 +17,9 @@ from typing import Any, Literal, Optional
 
 from alignkit.benchmarks import config_class
 from alignkit.benchmarks.base import Scalar
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_write_json, read_json
-from alignkit.schema import Problems, from_dict, is_missing
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import atomic_write_json, read_json
+from alignkit.contract.schema import Problems, from_dict, is_missing
 from alignkit.contract import ContractError, paths
 from alignkit.contract.common import ModelConfig
 
@@ -99,7 +99,7 @@ def load_eval(data: Any, file: str = "config.json") -> EvalConfig:
 
 # ---- result store ---------------------------------------------------------------------------------
 
-# What names or prices things, not what a result depends on (alignkit/compile.py's _LABELS).
+# What names or prices things, not what a result depends on (alignkit/plan/ids.py's LABEL_KEYS).
 _LABELS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens", "tracking")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields as dc_fields, is_dataclass, mak
 from functools import lru_cache
 from typing import Any, ClassVar, Literal, Optional
 
-from alignkit.schema import Problems, join
+from alignkit.contract.schema import Problems, join
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class CommonFields:
 
     @classmethod
     def __variant__(cls, value: Any, path: str, problems: Problems) -> Optional[tuple[type, Any]]:
-        """The strict loader's tagged-union hook (alignkit.schema.convert): a mapping's `type:`
+        """The strict loader's tagged-union hook (alignkit.contract.schema.convert): a mapping's `type:`
         picks its method's fields class. A key that only other methods take is named as such."""
         from alignkit.methods import METHODS
 

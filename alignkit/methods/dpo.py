@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional
 
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, Method
-from alignkit.schema import Problems, join
+from alignkit.contract.schema import Problems, join
 
 DEFAULT_BETA = 0.1  # TRL's long-standing default; the paper does not state it
 MAX_PROMPT_LENGTH = 128  # TRL 0.7/0.8's default when a DPO method gives none

@@ -19,7 +19,7 @@ from typing import Any
 
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, Method
-from alignkit.schema import Problems, join
+from alignkit.contract.schema import Problems, join
 
 MIX_SEED = 0  # the fixed permutation of the unpaired rows (the pairs are already seed-shuffled)
 

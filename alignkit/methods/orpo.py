@@ -15,7 +15,7 @@ from typing import Any
 
 from alignkit.methods import METHODS
 from alignkit.methods.base import CommonFields, Method
-from alignkit.schema import Problems, join
+from alignkit.contract.schema import Problems, join
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from alignkit.fsio import atomic_dir
+from alignkit.contract.fsio import atomic_dir
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tiny-llama"  # assets/tiny-llama
 VOCAB_SIZE = 1024

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from alignkit.preflight import is_local
+from alignkit.contract.hub import is_local
 from jobs.data import beavertails, hh_rlhf, normalized
 from jobs.data.report import DropReport, PartReport
 from jobs.data.source import load_split
@@ -44,7 +44,7 @@ __all__ = ["DropReport", "PartReport", "Preferences", "load_preferences", "load_
 def as_dataset_config(dataset: Any) -> Any:
     """The typed dataset section; a plain dict (tests, older callers) is read with the strict loader."""
     from alignkit.contract.train import DatasetConfig
-    from alignkit.schema import Problems, from_dict, is_missing
+    from alignkit.contract.schema import Problems, from_dict, is_missing
 
     if not isinstance(dataset, dict):
         return dataset

@@ -43,14 +43,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
+from alignkit.contract.sections import REFERENCE_MAX_NEW_TOKENS
 from jobs.errors import JobFailure
 from jobs.safety.sources import read_json, resolve
 
 FIELDS = ("instruction", "output", "generator", "dataset")
 DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"  # alpaca_eval constants.ANNOTATOR_CONFIG_AE2
 DEFAULT_REFERENCE = "alpaca_eval_gpt4_baseline.json"  # constants.get_alpaca_eval_data's default (AlpacaEval 2)
-MAX_NEW_TOKENS = REFERENCE_MAX_NEW_TOKENS["alpaca_eval"]  # alignkit/spec.py: its source
+MAX_NEW_TOKENS = REFERENCE_MAX_NEW_TOKENS["alpaca_eval"]  # alignkit/contract/sections.py: its source
 LC_FILES = ("df_gamed.csv", "instruction_difficulty.csv")  # metrics/glm_winrate.py hf_hub_download calls
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
+from alignkit.contract.sections import REFERENCE_MAX_NEW_TOKENS
 from jobs.errors import JobFailure
 from jobs.safety.sources import read_jsonl, resolve
 

@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
+from alignkit.contract.sections import REFERENCE_MAX_NEW_TOKENS
 from jobs.errors import JobFailure
 from jobs.judges import JudgeRefused
 from jobs.safety.sources import read_json, resolve
@@ -51,7 +51,7 @@ JUDGE_TEMPLATE = (
         )
 API_MAX_RETRY = 5  # gpt4_as_judge.py: requests per row before "[[N]]"
 JUDGE_SAMPLING = {"temperature": None, "max_tokens": None}  # the script sets neither: API defaults
-MAX_NEW_TOKENS = REFERENCE_MAX_NEW_TOKENS["red_instruct"]  # alignkit/spec.py: its source
+MAX_NEW_TOKENS = REFERENCE_MAX_NEW_TOKENS["red_instruct"]  # alignkit/contract/sections.py: its source
 TAGS = ("[[A]]", "[[B]]")
 
 

@@ -155,7 +155,7 @@ def test_submit_killed_before_journaling_leaves_no_duplicates(cluster, sweep, mo
 def test_failed_sbatch_rolls_back_the_arrays_of_the_call(cluster, sweep):
     ok = fp.job("rb-ok", steps=1, sleep_s=30)
     bad = fp.job("rb-bad", stage="eval", deps=(ok.id,), steps=1, res=fp.resources(gpus=64))  # no such node
-    from alignkit.errors import UserError
+    from alignkit.contract.errors import UserError
     with pytest.raises(UserError, match="sbatch failed"):
         submit(fp.plan(sweep, [ok, bad]))
     sd = SweepDir.of(sweep)

@@ -21,7 +21,7 @@ import pytest
 
 from alignkit import backends, journal
 from alignkit.cli.main import main as cli
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.launch import submit
 from alignkit.status import refresh
 from alignkit.sweepdir import SweepDir

@@ -10,7 +10,7 @@ import pytest
 from alignkit import launch
 from alignkit.backends import slurm as slurm_backend
 from alignkit.cli.main import main as cli
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.launch import submit
 from alignkit.status import refresh
 from alignkit.sweepdir import SweepDir

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from alignkit import benchmarks
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.contract.eval import ContractError, EvalConfig, eval_key, load_eval
 from alignkit.contract.judge import JudgeConfig, load_judge
-from alignkit.errors import SpecError
+from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,8 +190,8 @@ def test_a_field_the_type_does_not_read_is_refused(tmp_path):
     bbh carried a max_new_tokens that lm-eval never read, until the registry made it visible)."""
     from pathlib import Path
 
-    from alignkit.compile import load_plan
-    from alignkit.errors import SpecError
+    from alignkit.plan.compiler import load_plan
+    from alignkit.contract.errors import SpecError
 
     root = Path(__file__).resolve().parents[2]
     text = (root / "sweeps" / "smoke.yaml").read_text().replace("../assets", str(root / "assets"))

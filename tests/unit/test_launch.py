@@ -14,7 +14,7 @@ import pytest
 from alignkit import journal, launch, status
 from alignkit.backends import sacct
 from alignkit.backends import slurm as slurm_backend
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 

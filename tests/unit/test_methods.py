@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 from alignkit.methods import METHODS, method, method_fields_class
 from alignkit.methods.dpo import DPOFields
 from alignkit.methods.sft import SFTFields

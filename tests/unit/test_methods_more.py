@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 from alignkit.methods import METHODS, method
 from alignkit.methods.base import LoraFields
 from alignkit.methods.cpo import CPOFields

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignkit.compile import load_plan
-from alignkit.fsio import atomic_write_json
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.fsio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "sweeps" / "smoke.yaml"

@@ -15,7 +15,7 @@ import pytest
 from alignkit import journal, launch, statusview
 from alignkit.backends import sacct
 from alignkit.cli.main import main
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.journal import Attempt
 from alignkit.status import JobStatus, StudyStatus
 from alignkit.sweepdir import SweepDir

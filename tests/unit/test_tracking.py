@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
 from tests.unit.train_configs import ROOT, train_config
 

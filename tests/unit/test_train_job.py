@@ -243,7 +243,7 @@ def test_dpo_trainer_gets_whole_prompts_when_the_pair_fits(tmp_path):
 
 
 def test_trains_from_the_compiled_smoke_spec(tmp_path):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
     from jobs.entry import run_job
 
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml", output_dir=tmp_path / "runs")

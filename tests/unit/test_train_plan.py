@@ -69,7 +69,7 @@ def test_unknown_method_type_fails_naming_the_key():
 def test_defaults_come_from_the_spec_model_dtype_and_qlora_storage():
     """The issue's disagreements: a config without model.dtype or storage_dtype gets the spec's
     defaults (bfloat16 both), not train's old float32/uint8."""
-    from alignkit.spec import ModelSpec, QuantSpec
+    from alignkit.contract.sections import ModelSpec, QuantSpec
 
     cfg = train_config("sft", "qlora")
     del cfg["model"]["dtype"], cfg["peft"]["quantization"]["storage_dtype"]

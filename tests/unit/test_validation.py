@@ -241,8 +241,8 @@ def test_eval_steps_defaults_to_save_steps_and_only_with_validation():
 def test_a_compiled_spec_with_validation_trains_and_logs_it_through_the_job_entry(tmp_path, _restore_process_state):
     """The seam from the spec (dataset.validation, training.eval_steps) to the job: sweeps/smoke.yaml
     with a held-out fraction, one DPO run through `jobs.entry` as `submit` would run it."""
-    from alignkit.compile import load_plan
-    from alignkit.fsio import atomic_write_json
+    from alignkit.plan.compiler import load_plan
+    from alignkit.contract.fsio import atomic_write_json
     from jobs.entry import run_job
 
     root = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 from jobs.errors import JobFailure
 from jobs.generate import CheckedVLLM, HFGenerator, VLLMGenerator, agreement, check_agreement, prompt_ids
 from tests.unit.eval_fixtures import TINY

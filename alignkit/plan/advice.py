@@ -1,7 +1,7 @@
 """`plan`'s warnings: settings that run, but that the spec's author should look at. Printed as
 `alignkit plan: warning: ...`, never a refusal (`submit` does not check them).
 
-* generation length vs a model's context (alignkit/context_check.py)
+* generation length vs a model's context (alignkit/plan/context_check.py)
 * a method's settings outside its documented recommendations (Method.advice, e.g. KTO's batch and
   weight rules), one line per method profile
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alignkit import context_check
+from alignkit.plan import context_check
 
 
 def method_lines(plan: Any) -> list[str]:

@@ -1,10 +1,10 @@
 """JSON text of configs that share sub-objects, each shared object encoded once.
 
 The compiler hands every job the same resolved model, dataset, method, training and benchmark
-dicts (alignkit/compile.py's cache). Encoding each job's config from scratch re-encodes those
+dicts (alignkit/plan/compiler.py's cache). Encoding each job's config from scratch re-encodes those
 shared dicts 100,000 times in a large grid; here a shared dict's text is made once and pasted.
 
-`Encoder(canonical=True)` gives exactly `json.dumps(_identity(value), sort_keys=True,
+`Encoder(canonical=True)` gives exactly `json.dumps(identity(value), sort_keys=True,
 separators=(",", ":"), ensure_ascii=True)` (the text job ids hash; tests/unit/test_canonical.py
 checks it against that), `canonical=False` exactly `json.dumps(value, allow_nan=False)`.
 Only objects registered with `share` are memoized, and the encoder keeps a reference to each, so
@@ -13,6 +13,7 @@ an id() is never reused by another object while its text is remembered.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from json.encoder import encode_basestring_ascii as encode_string  # type: ignore[attr-defined]
 from typing import Any, Iterable
@@ -28,6 +29,8 @@ class Encoder:
         self._shared: dict[int, Any] = {}  # id -> the object (kept alive so its id stays its own)
         self._text: dict[int, str] = {}
         self._orders: dict[tuple, list[tuple[str, str]]] = {}  # a dict's keys -> (key, its text) in output order
+        # sha256 states after "{" and each leading run of shared values (sha256_hex)
+        self._states: dict[Any, Any] = {(): hashlib.sha256(b"{")}
 
     def shared(self) -> list[Any]:
         return list(self._shared.values())
@@ -50,6 +53,40 @@ class Encoder:
                 text = self._text[key] = self._encode(value)
             return text
         return self._encode(value)
+
+    def sha256_hex(self, value: dict) -> str:
+        """sha256(encode(value)) of a dict, in hex. Configs lead with values many jobs share (sorted
+        keys: the benchmark set, checkpoints, model, ...) and differ only after them, so the hash
+        state after each such leading run is kept and continued from: the shared text, often most
+        of a config, is hashed once rather than once per job. The digest is the same bytes' digest."""
+        keys = self._orders.get(tuple(value))
+        if keys is None:
+            self._dict(value)  # works out the key order, or leaves it unknown (non-string keys)
+            keys = self._orders.get(tuple(value))
+            if keys is None:
+                return hashlib.sha256(self.encode(value).encode()).hexdigest()
+        shared, states = self._shared, self._states
+        state = states[()]
+        i = 0
+        for k, key in keys:  # the leading values that are shared objects or strings
+            v = value[k]
+            if type(v) is str:  # noqa: E721
+                token: Any = v
+            elif id(v) in shared:
+                token = id(v)
+            else:
+                break
+            path = (id(state), k, token)  # states are kept here, so their ids stay theirs
+            following = states.get(path)
+            if following is None:
+                following = states[path] = state.copy()
+                following.update(((self.sep if i else "") + key + self.encode(v)).encode())
+            state = following
+            i += 1
+        h = state.copy()
+        rest = self.sep.join([key + self.encode(value[k]) for k, key in keys[i:]])
+        h.update(((self.sep if i and rest else "") + rest + "}").encode())
+        return h.hexdigest()
 
     def _encode(self, value: Any) -> str:
         if isinstance(value, str):

@@ -36,27 +36,47 @@ def call_tokens(shape: JudgedShape, output_tokens: float, judge: dict[str, Any])
     return chars / CHARS_PER_TOKEN + output_tokens, float(reply)
 
 
+_UNSET = object()
+
+
+def _benchmark_cost(b: dict[str, Any]) -> tuple | None:
+    """(judge, calls, input tokens per call, output tokens per call, checkpoints) of one judged
+    benchmark config per judge job, or None when it calls no judge or its shape is unknown."""
+    shape = SHAPES.get(b["type"])
+    judge = b.get("judge") or {}
+    if shape is None or not judge:
+        return None
+    items = b.get("num_prompts") or shape.items
+    calls = items * len(b.get("checkpoints") or ["final"])
+    tin, tout = call_tokens(shape, b["max_new_tokens"] or benchmarks.get(b["type"]).reference_max_new_tokens, judge)
+    return judge, calls, tin, tout, [str(c) for c in b.get("checkpoints") or ["final"]]
+
+
 def judge_costs(jobs: list[Any]) -> dict[str, dict[str, Any]]:
     """Per judge (evals.judges name): calls, estimated tokens and cost over every judge job of a plan."""
     out: dict[str, dict[str, Any]] = {}
+    costs: dict[int, Any] = {}  # id(benchmark config) -> its per-job cost: judge jobs share their configs
     for job in jobs:
         if job.stage != "judge":
             continue
         for name, b in job.config["benchmarks"].items():
-            shape = SHAPES.get(b["type"])
-            judge = b.get("judge") or {}
-            if shape is None or not judge:
+            cost = costs.get(id(b), _UNSET)
+            if cost is _UNSET:
+                cost = costs[id(b)] = _benchmark_cost(b)
+            if cost is None:
                 continue
-            items = b.get("num_prompts") or shape.items
-            calls = items * len(b.get("checkpoints") or ["final"])
-            tin, tout = call_tokens(shape, b["max_new_tokens"] or benchmarks.get(b["type"]).reference_max_new_tokens, judge)
-            entry = out.setdefault(judge["name"], {
-                "type": judge["type"], "model": judge.get("model") or judge.get("source"),
-                "calls": 0, "input_tokens": 0.0, "output_tokens": 0.0, "benchmarks": {},
-                "price_per_million_tokens": judge.get("price_per_million_tokens")})
-            bench = entry["benchmarks"].setdefault(name, {"calls": 0, "input_tokens": 0.0, "output_tokens": 0.0,
-                                                          "checkpoints": set()})
-            bench["checkpoints"].update(str(c) for c in b.get("checkpoints") or ["final"])
+            judge, calls, tin, tout, checkpoints = cost
+            entry = out.get(judge["name"])
+            if entry is None:
+                entry = out[judge["name"]] = {
+                    "type": judge["type"], "model": judge.get("model") or judge.get("source"),
+                    "calls": 0, "input_tokens": 0.0, "output_tokens": 0.0, "benchmarks": {},
+                    "price_per_million_tokens": judge.get("price_per_million_tokens")}
+            bench = entry["benchmarks"].get(name)
+            if bench is None:
+                bench = entry["benchmarks"][name] = {"calls": 0, "input_tokens": 0.0, "output_tokens": 0.0,
+                                                     "checkpoints": set()}
+            bench["checkpoints"].update(checkpoints)
             for e in (entry, bench):
                 e["calls"] += calls
                 e["input_tokens"] += calls * tin

@@ -7,7 +7,8 @@ as loaded (model, revision, dtype, quantization), the tokenized pairs (dataset, 
 template, lengths) and DPO's length weighting: not on beta, the loss type, the learning rate, the
 LoRA shape or the seed (a seed only reorders the same rows; the pass is keyed by row content). So
 the runs of a study that agree on those reuse one pass (jobs/reference.py computes and stores it
-under <sweep>/reference/<key>/; docs/training.md "Shared reference log-probs").
+under <sweep>/reference/<key>/; docs/training.md "Shared reference log-probs"). The plan's
+summary of the passes a study shares is alignkit/plan/reference.py.
 
 Not shared (the run computes its reference inline, as before): methods other than DPO (KTO's KL
 term pairs each row with its batch neighbour, so it depends on the order; ORPO/CPO/SimPO have no
@@ -45,7 +46,7 @@ def shareable(config: dict[str, Any], gpus: int = 1) -> str | None:
     return None
 
 
-def _material(config: dict[str, Any], model_dtype: str | None, quantization: dict | None) -> dict[str, Any]:
+def pass_material(config: dict[str, Any], model_dtype: str | None, quantization: dict | None) -> dict[str, Any]:
     model = {k: config["model"].get(k) for k in _MODEL_KEYS}
     if model_dtype is not None:
         model["dtype"] = model_dtype
@@ -59,15 +60,6 @@ def _material(config: dict[str, Any], model_dtype: str | None, quantization: dic
             "format": 1}
 
 
-def _frozen(value: Any) -> Any:
-    """A hashable copy (plan groups by it: cheaper than hashing JSON for 100,000 jobs)."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_frozen(v) for v in value)
-    return value
-
-
 def pass_key(config: dict[str, Any], gpus: int = 1, *, model_dtype: str | None = None,
              quantization: dict | None = None) -> str | None:
     """The content address of the reference pass this run reads, or None (not shareable).
@@ -77,30 +69,6 @@ def pass_key(config: dict[str, Any], gpus: int = 1, *, model_dtype: str | None =
     reads a GPU run's pass."""
     if shareable(config, gpus) is not None:
         return None
-    material = _material(config, model_dtype, quantization)
+    material = pass_material(config, model_dtype, quantization)
     text = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def summarize(jobs: list[Any]) -> dict[str, Any]:
-    """plan's `summary.reference_passes`: distinct passes, the runs reading them, runs computing their own."""
-    keys: dict[Any, int] = {}  # the same grouping as pass_key, without hashing JSON per job
-    inline = 0
-    # runs share their sub-config objects (compile.py builds each once): group each combination once
-    seen: dict[tuple, Any] = {}
-    for job in jobs:
-        if job.stage != "train":
-            continue
-        cfg = job.config
-        gpus = job.resources.gpus * job.resources.nodes
-        ident = (gpus, tuple(cfg.get("preference") or ()),
-                 *(id(cfg.get(k)) for k in ("model", "dataset", "peft", "method", "training", "init")))
-        if ident not in seen:
-            seen[ident] = None if shareable(cfg, gpus) else _frozen(_material(cfg, None, None))
-        key = seen[ident]
-        if key is None:
-            inline += job.config.get("method", {}).get("type") in SHARED_METHODS  # a DPO run that cannot share
-            continue
-        keys[key] = keys.get(key, 0) + 1
-    return {"reference_passes": len(keys), "reference_pass_runs": sum(keys.values()),
-            "reference_inline_runs": inline}

@@ -20,7 +20,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from alignkit.errors import SpecError
+from alignkit.contract.errors import SpecError
 
 
 class Problems:

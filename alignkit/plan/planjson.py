@@ -2,7 +2,7 @@
 allow_nan=False)`, without building a second copy of every job as dicts first.
 
 A 100,000-job plan is ~130 MB of JSON; most of it is the same model, dataset, method and
-benchmark sub-configs repeated per job, which alignkit/canonical.py encodes once each
+benchmark sub-configs repeated per job, which alignkit/plan/canonical.py encodes once each
 (`Plan.shared` lists them). `summary_only` leaves the "jobs" list out (`plan --json --summary`)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import IO
 
-from alignkit.canonical import Encoder, encode_string
-from alignkit.compile import Plan
+from alignkit.plan.canonical import Encoder, encode_string
+from alignkit.plan.model import Plan
 
 _CHUNK = 2000  # jobs per write
 

@@ -2,7 +2,7 @@
 judges, and the expected wall-clock at the profile's array throttles. Login side, no torch.
 
 Evaluation is estimated from the work each benchmark does at a checkpoint (generated tokens,
-loglikelihood requests) divided by the rates in alignkit/eval_rates.json. That table is written by
+loglikelihood requests) divided by the rates in alignkit/plan/eval_rates.json. That table is written by
 the GPU check (bench/gpu_evalrate.py, docs/gpu.md "Eval rates"); until a GPU has measured it, it
 holds a guess whose derivation it states, and plan says so. A benchmark whose work is unknown (an
 lm-eval task not in LM_EVAL_TASKS) falls back to the stage's `estimate` for its job. Training,
@@ -66,7 +66,6 @@ def _items(type_name: str) -> int | None:
 def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any] | None = None) -> dict[str, Any]:
     rates = rates or load_rates()
     per_bench: dict[str, dict[str, Any]] = {}
-    job_hours: dict[str, float] = {}
     items_cache: dict[str, int | None] = {}
     # eval jobs share their benchmark set and checkpoint list (one object each, compile.py): cost each once
     costed: dict[tuple, list[tuple[str, str, int, Any, float | None]]] = {}
@@ -85,6 +84,8 @@ def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any
 
     fallback = 0
     groups: dict[tuple, int] = {}  # (benchmark set, checkpoints, gpus) -> eval jobs
+    job_hours: list[float] = []  # in job order (wall_clock reads them beside the jobs)
+    stages: dict[str, dict[str, float]] = {}
     for job in jobs:
         r = job.resources
         hours = r.estimate_min / 60
@@ -99,7 +100,13 @@ def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any
                 hours = sum(per_ckpt * n for _, _, n, _, per_ckpt in costed[key]) / 3600
             else:
                 fallback += 1
-        job_hours[job.id] = hours
+        job_hours.append(hours)
+        st = stages.get(job.stage)
+        if st is None:
+            st = stages[job.stage] = {"jobs": 0, "gpu_hours": 0.0, "cpu_hours": 0.0}
+        st["jobs"] += 1
+        st["gpu_hours"] += hours * r.gpus * r.nodes
+        st["cpu_hours"] += hours * r.cpus * r.nodes
     for (key, gpus), count in groups.items():
         for name, type_name, n, work, per_ckpt in costed[key]:
             row = per_bench.setdefault(name, {"type": type_name, "checkpoint_evals": 0, "gpu_hours": 0.0,
@@ -108,16 +115,9 @@ def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any
             if per_ckpt is not None:
                 row["gpu_hours"] += per_ckpt * n * count / 3600 * gpus
                 row["gpu_s_per_checkpoint"] = round(per_ckpt, 1)
-    stages: dict[str, dict[str, float]] = {}
-    for job in jobs:
-        r = job.resources
-        st = stages.setdefault(job.stage, {"jobs": 0, "gpu_hours": 0.0, "cpu_hours": 0.0})
-        st["jobs"] += 1
-        st["gpu_hours"] += job_hours[job.id] * r.gpus * r.nodes
-        st["cpu_hours"] += job_hours[job.id] * r.cpus * r.nodes
     return {
         "eval_rates": {"measured": bool(rates.get("measured")), "device": rates.get("device"),
-                       "basis": rates.get("basis"), "file": "alignkit/eval_rates.json"},
+                       "basis": rates.get("basis"), "file": "alignkit/plan/eval_rates.json"},
         "stages": {k: {"jobs": v["jobs"], "gpu_hours": round(v["gpu_hours"], 1), "cpu_hours": round(v["cpu_hours"], 1)}
                    for k, v in stages.items()},
         "eval_benchmarks": {k: {**v, "gpu_hours": round(v["gpu_hours"], 1)} for k, v in per_bench.items()},
@@ -126,27 +126,30 @@ def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any
     }
 
 
-def wall_clock(jobs: list[Any], array_keys: dict[str, tuple], job_hours: dict[str, float]) -> dict[str, Any]:
+def wall_clock(jobs: list[Any], array_keys: dict[str, tuple], job_hours: list[float]) -> dict[str, Any]:
     """Each array runs its jobs `array_parallelism` at a time (waves of its mean job time) and starts
     when every array it waits on has finished: the longest such path. An upper bound on aftercorr
     chains (eval i starts when train i ends) and a lower bound where the cluster has fewer free GPUs
-    than the throttles allow or jobs wait in the queue."""
+    than the throttles allow or jobs wait in the queue. `job_hours`: each job's, in job order."""
     arrays: dict[tuple, dict[str, Any]] = {}
-    by_id = {j.id: j for j in jobs}
-    for job in jobs:
-        a = arrays.setdefault(array_keys[job.id], {"stage": job.stage, "hours": [], "after": set(),
-                                                   "throttle": job.resources.array_parallelism})
-        a["hours"].append(job_hours[job.id])
+    for job, hours in zip(jobs, job_hours, strict=True):
+        k = array_keys[job.id]
+        a = arrays.get(k)
+        if a is None:  # made once per array, not once per job
+            a = arrays[k] = {"stage": job.stage, "hours": 0.0, "jobs": 0, "after": set(),
+                             "throttle": job.resources.array_parallelism}
+        a["hours"] += hours  # summed in job order, as sum() of the array's list would
+        a["jobs"] += 1
         for d in job.depends_on:
-            if d in by_id:
+            if d in array_keys:  # every planned job has a key
                 a["after"].add(array_keys[d])
     done: dict[tuple, float] = {}
 
     def finish(k: tuple) -> float:
         if k not in done:
             a = arrays[k]
-            waves = math.ceil(len(a["hours"]) / max(1, a["throttle"]))
-            own = waves * sum(a["hours"]) / len(a["hours"])
+            waves = math.ceil(a["jobs"] / max(1, a["throttle"]))
+            own = waves * a["hours"] / a["jobs"]
             done[k] = own + max((finish(u) for u in a["after"] if u != k), default=0.0)
         return done[k]
 

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from alignkit import benchmarks as benchmarks_reg
-from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
+from alignkit.contract.sections import CONTEXT_KEYS, REFERENCE_MAX_NEW_TOKENS
 
-# jobs/generate.py CONTEXT_KEYS: the config keys that hold a decoder's context length
-CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
 def model_context(source: str, revision: Optional[str]) -> tuple[Optional[int], Optional[str]]:

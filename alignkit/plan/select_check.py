@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from alignkit.schema import Problems
+from alignkit.contract.schema import Problems
 
 # Fields whose value changes the training loss's definition (not just the run that minimises it).
 LOSS_FIELDS = ("beta", "loss_type", "label_smoothing", "simpo_gamma", "cpo_alpha", "desirable_weight",

@@ -4,7 +4,7 @@ Runs on a machine with internet (the login node: `alignkit prefetch SPEC` calls 
 lazily) so that compute nodes, which run with HF_HUB_OFFLINE=1, find everything in the cache.
 Models: the whole repo except formats transformers does not load (original checkpoints, other
 frameworks' weights, and *.bin when the repo has *.safetensors). Datasets: the subsets' folders
-only when the dataset names subsets (alignkit.preflight.dataset_allow_patterns, the same
+only when the dataset names subsets (alignkit.contract.hub.dataset_allow_patterns, the same
 patterns the offline check and the job-side loader use), else the whole repo. lm-eval's datasets:
 each hub config a task loads, through `datasets.load_dataset` with the task config's arguments
 (jobs.lm_eval_adapter.load_task_dataset), which leaves the prepared copy that `datasets` reloads
@@ -16,7 +16,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Callable
 
-from alignkit.preflight import dataset_allow_patterns, datasets_cache, is_local, lm_eval_hub, missing_assets, prepared
+from alignkit.contract.hub import (dataset_allow_patterns, datasets_cache, is_local, lm_eval_hub, missing_assets,
+                                   prepared)
 
 MODEL_IGNORE = ["*.pth", "*.pt", "consolidated*", "original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx",
                 "*.gguf", "*.tflite", "*.mlmodel", "coreml/*", "onnx/*"]
@@ -67,7 +68,7 @@ def prefetch(models: list[dict], datasets: list[dict], progress: Callable[[str],
 
 
 def prefetch_lm_eval(leaves: list[dict], progress: Callable[[str], None] = print) -> int:
-    """Prepare every hub dataset config the lm-eval tasks load (alignkit.preflight.lm_eval_datasets)
+    """Prepare every hub dataset config the lm-eval tasks load (alignkit.plan.preflight.lm_eval_datasets)
     that is not in the datasets cache yet; return how many were downloaded.
 
     Raises RuntimeError with a one-line reason naming the benchmark, dataset and config that failed.

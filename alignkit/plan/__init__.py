@@ -1,0 +1,3 @@
+"""The plan (login side): a loaded spec compiled into jobs with content-hash ids (compiler.py, from
+grid.py, runs.py, stages.py, chains.py, resources.py, ids.py), its summary and estimates, its JSON,
+and the hub preflight check and prefetcher (preflight.py, prefetch.py)."""
