@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from alignkit.benchmarks import resolve_config
+from alignkit.plugins.benchmarks import resolve_config
 from alignkit.canonical import Encoder
 from alignkit.errors import SpecError, UserError
 from alignkit.judge_cost import judge_costs
 from alignkit.profiles import Profile, load_profile
 from alignkit.schema import Problems, join, one_line, plain, similar
-from alignkit.methods import resolve_config as method_config
+from alignkit.plugins.methods import resolve_config as method_config
 from alignkit.estimates import estimate as estimate_costs
 from alignkit.reference import summarize as reference_summary
 from alignkit.spec import (AXES, BenchmarkSpec, DatasetSpec, MergeSpec, ModelSpec, Spec,
@@ -496,7 +496,7 @@ class _Compiler:
         }
 
     def _method_config(self, name: str, method: Any) -> dict[str, Any]:
-        return method_config(name, method)  # the method's own resolve (alignkit/methods/)
+        return method_config(name, method)  # the method's own resolve (alignkit/plugins/methods/)
 
     def check_preferences(self, p: dict[str, Any], ds: DatasetSpec) -> bool:
         """A run's preference must be one its dataset provides (subsets, files or its format)."""

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from alignkit.benchmarks import check as check_benchmark
-from alignkit.benchmarks import reference_max_new_tokens as benchmark_reference_tokens
-from alignkit.benchmarks import spec_class as benchmark_spec_class
-from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields, LoraFields, check_common
+from alignkit.plugins.benchmarks import check as check_benchmark
+from alignkit.plugins.benchmarks import reference_max_new_tokens as benchmark_reference_tokens
+from alignkit.plugins.benchmarks import spec_class as benchmark_spec_class
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import CommonFields, LoraFields, check_common
 from alignkit.schema import Problems, from_dict, is_missing, join, plain, read_yaml
 from alignkit.datafile import file_problem
 
@@ -40,7 +40,7 @@ Scalar = Union[str, int]
 # (alpaca_eval 0.6.6 models_configs/*/configs.yaml; declare-lab/red-instruct generate_responses.py
 # `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper). The jobs and plan's
 # judge-cost estimate read it from here.
-REFERENCE_MAX_NEW_TOKENS = benchmark_reference_tokens()  # each type's module: alignkit/benchmarks/<type>.py
+REFERENCE_MAX_NEW_TOKENS = benchmark_reference_tokens()  # each type's module: alignkit/plugins/benchmarks/<type>.py
 
 # The checkout this code runs from: a sweep directory must never land in (or over) its packages.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ class ValidationSpec:
     seed: int = 0
 
 
-# Methods come from the registry (alignkit/methods/, one file per method): the spec's `methods:`
+# Methods come from the registry (alignkit/plugins/methods/, one file per method): the spec's `methods:`
 # entries are parsed by their `type:` into that method's fields class (CommonFields + its own).
 LoraSpec = LoraFields
 MethodSpec = CommonFields
@@ -158,7 +158,7 @@ class JudgeSpec:
     price_per_million_tokens: Optional[PriceSpec] = None  # for `plan`'s cost estimate only
 
 
-# A benchmark: `type` plus the fields of every type in alignkit/benchmarks/ (one module per type,
+# A benchmark: `type` plus the fields of every type in alignkit/plugins/benchmarks/ (one module per type,
 # each with its own fields, defaults and checks); a field its type does not take is an error.
 BenchmarkSpec = benchmark_spec_class()
 
@@ -374,7 +374,7 @@ NOT_AXES = {"method.type": "'method.type' is not an axis: a method's type decide
 
 def method_fields_class(type_name: str) -> type:
     """The dataclass of a method's fields by its type (dotted-axis checks convert with it): the
-    registered method's (alignkit/methods/)."""
+    registered method's (alignkit/plugins/methods/)."""
     return METHODS.get(type_name).fields
 
 

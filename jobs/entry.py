@@ -24,7 +24,7 @@ from alignkit.errors import UserError
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
 
-STAGE_MODULES = {"train": "jobs.train", "eval": "jobs.evaluate", "merge": "jobs.merge", "judge": "jobs.judge"}
+STAGE_MODULES = {"train": "jobs.train.stage", "eval": "jobs.eval.stage", "merge": "jobs.merge.stage", "judge": "jobs.judge.stage"}
 
 
 def _offline_env() -> None:

@@ -7,6 +7,10 @@ checkpoint and raises `Preempted`; then we call submitit's original handler ours
 `self.checkpoint` → dumps the pickle → `scontrol requeue` → exits). Stages that never poll
 `stop` (eval, merge) resume from per-checkpoint results on disk, so after `watchdog_s` without
 `Preempted` a watchdog re-sends the signal and the original handler runs anyway.
+
+The login side reaches this module only through its name in alignkit/contract/entry.py (JOB_ENTRY):
+the SLURM backend pickles `StageRunner`; the local executor preloads `PRELOAD` in its forkserver
+and runs `run_here` in each forked job process.
 """
 
 from __future__ import annotations
@@ -21,6 +25,18 @@ from typing import Any, Callable
 import submitit
 
 from alignkit.contract import paths as jobfiles
+
+# what the local executor's forkserver imports once (a module that is not installed is skipped by
+# multiprocessing): a forked job pays for its work, not for ~7 s of imports
+PRELOAD = ["torch", "transformers", "peft", "trl", "datasets", "lm_eval", "jobs.entry", "jobs.train.stage",
+           "jobs.eval.stage", "jobs.merge.stage", "jobs.judge.stage"]
+
+
+def run_here(job_dir: str) -> str:
+    """Run the job in this process, without submitit's signal handling (the local executor's child)."""
+    from jobs.entry import run_job
+
+    return run_job(job_dir)
 
 
 class StageRunner(submitit.helpers.Checkpointable):

@@ -70,7 +70,7 @@ def load(path: str | Path) -> Any:
 
 def to_dict(config: Any) -> dict:
     """A typed config back to the plain dict config.json holds (for code that still takes one)."""
-    from alignkit.methods.base import plain
+    from alignkit.contract.methods import plain
 
     return plain(config)
 

@@ -1,6 +1,6 @@
 """What every benchmark type is: its typed spec fields and the hooks the compiler and the jobs call.
 
-A type lives in one module of this package (alignkit/benchmarks/<type>.py) and registers a
+A type lives in one module of this package (alignkit/plugins/benchmarks/<type>.py) and registers a
 `Benchmark` subclass with `@BENCHMARKS.register("<type>")`. Nothing here imports torch: the
 `run`/`score` hooks import the heavy job-side modules inside the function.
 """
@@ -52,7 +52,7 @@ class RunContext:
     model: Any  # the base with this checkpoint's adapter active, or a full model
     tokenizer: Any
     device: str
-    generator: Any  # jobs.generate.HFGenerator / VLLMGenerator, None when nothing generates
+    generator: Any  # jobs.eval.generate.HFGenerator / VLLMGenerator, None when nothing generates
     gen_dir: Path  # <eval job>/generations/<checkpoint>/
     generator_name: str  # AlpacaEval's `generator` column: model/target/checkpoint
     cache: dict = field(default_factory=dict)  # per job: lm-eval task managers, loaded classifiers
@@ -68,7 +68,7 @@ class JudgeContext:
 
 class Benchmark:
     """One benchmark type. Subclasses set the class attributes and override the hooks they need.
-    The job-side hooks get `cfg`, the benchmark's typed config (alignkit.benchmarks.config_class())."""
+    The job-side hooks get `cfg`, the benchmark's typed config (alignkit.plugins.benchmarks.config_class())."""
 
     fields: type = CommonFields  # its spec fields (a frozen dataclass); `type` is added by the registry
     generates: bool = False  # writes generations (so the eval job builds a generator)
@@ -126,7 +126,7 @@ class Benchmark:
 
     # ---- judge job (CPU node) ------------------------------------------------------------------
     def own_judge(self, cfg: Any) -> bool:
-        """Whether the judge job builds the judge client (jobs.judges) for this benchmark."""
+        """Whether the judge job builds the judge client (jobs.judge.judges) for this benchmark."""
         return True
 
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:

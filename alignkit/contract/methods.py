@@ -57,7 +57,7 @@ class CommonFields:
     def __variant__(cls, value: Any, path: str, problems: Problems) -> Optional[tuple[type, Any]]:
         """The strict loader's tagged-union hook (alignkit.schema.convert): a mapping's `type:`
         picks its method's fields class. A key that only other methods take is named as such."""
-        from alignkit.methods import METHODS
+        from alignkit.plugins.methods import METHODS
 
         if not isinstance(value, dict):
             return cls, value
@@ -146,7 +146,7 @@ class Method:
         raise NotImplementedError
 
     def trl_args(self, f: CommonFields, common: dict[str, Any]) -> Any:
-        """The TRL *Config: `common` (jobs.trl_adapter.common_args) plus this method's arguments."""
+        """The TRL *Config: `common` (jobs.train.trl_adapter.common_args) plus this method's arguments."""
         raise NotImplementedError
 
     def trainer(self, f: CommonFields, *, model: Any, tokenizer: Any, train_dataset: Any, eval_dataset: Any,

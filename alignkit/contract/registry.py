@@ -3,6 +3,8 @@
 `Registry(kind, package)` imports every module of `package` the first time it is asked for a
 name (pkgutil), so adding an entry is adding one file that decorates its class with
 `@REGISTRY.register("name")`. Nothing else is global: the registry instance holds the mapping.
+Skipped: modules named `_*` and `*_run` (a plug-in's compute side, e.g. a benchmark's
+alpaca_eval_run.py, which imports jobs/ and is imported only by that plug-in's job-side hooks).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pkgutil
 from typing import Callable, TypeVar
 
 T = TypeVar("T", bound=type)
+COMPUTE_SUFFIX = "_run"  # a plug-in package's compute-side modules: never imported on the login node
 
 
 class UnknownName(KeyError):
@@ -45,7 +48,7 @@ class Registry:
         self._loaded = True  # before importing: a module that asks for a name while loading sees the rest
         pkg = importlib.import_module(self.package)
         for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-            if not info.name.startswith("_"):
+            if not info.name.startswith("_") and not info.name.endswith(COMPUTE_SUFFIX):
                 importlib.import_module(f"{self.package}.{info.name}")
 
     def get(self, name: str) -> type:

@@ -82,7 +82,7 @@ def generate_all(generator: Any, tokenizer: Any, prompts: list[str], max_new_tok
 
 
 def render_prompt(tokenizer: Any, text: str, use_template: bool) -> str:
-    """A single user turn through the model's template (set by jobs.templates.apply_template), or raw text."""
+    """A single user turn through the model's template (set by jobs.data.templates.apply_template), or raw text."""
     if not use_template:
         return text
     return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,

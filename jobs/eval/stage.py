@@ -13,8 +13,8 @@ Recipe (config: alignkit/contract/eval.py EvalConfig; outputs and the store: doc
   4. per checkpoint with work left: load its adapter beside the previous one, switch to it, drop
      the previous; check on a probe input that the adapter changes the logits (else fail: an adapter
      that is silently not applied would report the base model's scores as the run's)
-  5. per benchmark left at this checkpoint: its type's `run` (alignkit/benchmarks/<type>.py: lm-eval
-     tasks, RealToxicityPrompts generate + score, Red-Instruct and AlpacaEval generate only; jobs.judge
+  5. per benchmark left at this checkpoint: its type's `run` (alignkit/plugins/benchmarks/<type>.py: lm-eval
+     tasks, RealToxicityPrompts generate + score, Red-Instruct and AlpacaEval generate only; jobs.judge.stage
      scores them on a CPU node); each result goes to the store as soon as it exists
   6. after each checkpoint, write eval.json atomically; generations under generations/<ckpt>/
 """
@@ -29,15 +29,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alignkit import benchmarks as benchmarks_reg
-from alignkit.benchmarks import RunContext
+from alignkit.plugins import benchmarks as benchmarks_reg
+from alignkit.plugins.benchmarks import RunContext
 from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, as_dict, eval_key)
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
-from jobs import base_weights, lm_eval_adapter
+from jobs import base_weights
+from alignkit.plugins.benchmarks import lm_eval_run as lm_eval_adapter
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted, typed_config
-from jobs.task_progress import TaskProgress
-from jobs.templates import apply_template
+from jobs.eval.task_progress import TaskProgress
+from jobs.data.templates import apply_template
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Question: what is 2 plus 2? Answer:"
 # The guard's tolerance, relative to the logits' scale: a LoRA whose B is zero, or whose target
@@ -210,7 +211,7 @@ def _make_generator(kind: str, bw: BaseWeights, tok: Any, model: Any, device: st
                     paths: dict[str, Path], generation: Any, work: Path) -> Any:
     """HF generate unless the config opts into vLLM (docs/evaluation.md "Generation evals"); "auto"
     (the old default, which switched to vLLM whenever it was installed) now means HF too."""
-    from jobs.generate import CheckedVLLM, HFGenerator, VLLMGenerator, context_length
+    from jobs.eval.generate import CheckedVLLM, HFGenerator, VLLMGenerator, context_length
 
     hf = HFGenerator(model, tok, device)
     if generation is None or generation.backend != "vllm":

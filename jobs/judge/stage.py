@@ -31,15 +31,15 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from alignkit import benchmarks as benchmarks_reg
-from alignkit.benchmarks import JudgeContext
+from alignkit.plugins import benchmarks as benchmarks_reg
+from alignkit.plugins.benchmarks import JudgeContext
 from alignkit.contract.eval import ResultStore, StoredResult, judge_key
 from alignkit.contract.judge import JudgeConfig
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted, typed_config
-from jobs.evaluate import runs_at
-from jobs.judges import Judge, make_judge, redact, secrets
-from jobs.task_progress import TaskProgress
+from jobs.eval.stage import runs_at
+from jobs.judge.judges import Judge, make_judge, redact, secrets
+from jobs.eval.task_progress import TaskProgress
 
 
 def cache_dir(job_dir: Path) -> Path:

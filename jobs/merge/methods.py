@@ -1,6 +1,6 @@
 """A thin layer over mergekit 0.1.5: our merge methods and parameters → a mergekit run.
 
-The merge job (jobs/merge.py) hands this module full models on disk (base + adapter folded in)
+The merge job (jobs/merge/stage.py) hands this module full models on disk (base + adapter folded in)
 and, for task-vector methods, the base they were trained from. All merge maths is mergekit's;
 this module only validates parameters, fills documented defaults and builds mergekit's config.
 

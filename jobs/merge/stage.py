@@ -8,7 +8,7 @@ Recipe (config shape: docs/contract.md "merge"):
      training used it), and write it in float32 (an exact upcast);
   3. fold each adapter into that base in float32 (PEFT merge_and_unload) -> one full model per input;
   4. mergekit merges the full models computing in float32 (`dtype: float32`) and casts only its
-     output (`out_dtype`) to the base weights' dtype (jobs/merge_methods.py); for task-vector
+     output (`out_dtype`) to the base weights' dtype (jobs/merge/methods.py); for task-vector
      methods the base of step 2 is mergekit's base_model, so task vectors are exactly the deltas;
   5. write `model/` (HF format + tokenizer + generation config) and `merge.json`.
 Why float32: a LoRA delta is small next to its weight. Folded in bfloat16 (8 significant bits) at
@@ -34,7 +34,8 @@ from alignkit.contract import ContractError, paths
 from alignkit.contract.merge import MergeConfig
 from alignkit.contract.train import TrainConfig
 from alignkit.fsio import atomic_dir, atomic_write_json
-from jobs import base_weights, merge_methods
+from jobs import base_weights
+from jobs.merge import methods as merge_methods
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted
 

@@ -84,7 +84,7 @@ def adapter_values(model: Any) -> dict[str, Any]:
 def exact_start(model: Any, values: dict[str, Any]) -> None:
     """continue mode, QLoRA: TRL rounds the trainable adapter to bf16 for quantized models
     (DPOTrainer/KTOTrainer.__init__ "When using QLoRA ... converted to bf16"), after copying it
-    into the frozen "ref" adapter; jobs.trl_adapter keeps adapters in fp32, so put the exact
+    into the frozen "ref" adapter; jobs.train.trl_adapter keeps adapters in fp32, so put the exact
     upstream values back: the policy starts as the SFT model (first DPO loss ln 2)."""
     import torch
 

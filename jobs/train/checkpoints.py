@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 
 from alignkit.contract import paths
 from alignkit.fsio import atomic_dir, atomic_write_json, read_json
-from jobs import distributed
+from jobs.train import distributed
 
 MARKER = "COMPLETE"
 RUN_STATE = "alignkit_run.json"  # wall time and attempts so far, carried across requeues

@@ -2,7 +2,7 @@
 
 The batch fields stay "auto": the HF Trainer fills them from its own arguments (per-device batch,
 accumulation, world size), so there is one source of truth. That is only right when accelerate
-sees the true world size, which jobs.distributed makes sure of on CPU.
+sees the true world size, which jobs.train.distributed makes sure of on CPU.
 
 Combinations (run here with 2 CPU processes over gloo unless marked otherwise):
   * ZeRO-2: SFT + LoRA and DPO + QLoRA (tests), including resume after a hard kill (bit-identical);
@@ -14,7 +14,7 @@ Combinations (run here with 2 CPU processes over gloo unless marked otherwise):
     compatible with passing a device_map"). We also skip `prepare_model_for_kbit_training` there:
     it upcasts norms and embeddings to fp32, which breaks the uniform dtype.
   * ZeRO-3 + PEFT + gradient checkpointing: TRL forces reentrant checkpointing (it warns).
-  * ZeRO-3 on CPU with several processes needs the pre-built gloo PartialState (jobs.distributed);
+  * ZeRO-3 on CPU with several processes needs the pre-built gloo PartialState (jobs.train.distributed);
     the simpler `use_cpu=True, ddp_backend="gloo"` route fails in zero.Init ("8 != 4 * 1 * 1").
   * Liger kernels need Triton and a GPU: never on CPU (the job turns `liger: auto` off there).
   * Paged optimizers (paged_adamw_32bit) need CUDA; with ZeRO they run as a client optimizer, hence

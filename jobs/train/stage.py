@@ -3,7 +3,7 @@ QLoRA) -> TRL trainer -> train with checkpoints -> save.
 
 `run(job_dir, config, stop)` is called by jobs.entry in every process of the job (one per GPU,
 or per CPU rank in tests). The config is the typed "train" config (alignkit.contract.train,
-docs/contract.md); the method (alignkit/methods/, looked up by `method.type`) decides the rows,
+docs/contract.md); the method (alignkit/plugins/methods/, looked up by `method.type`) decides the rows,
 examples, TRL arguments, trainer and metric names; the hyperparameters are used exactly as given. Where the machine cannot honour one (no CUDA for a
 paged optimizer or bf16), the job uses the nearest thing and records the substitution in
 train_metrics.json. What the job writes is described in docs/training.md.
@@ -24,11 +24,13 @@ from typing import Any
 from alignkit.contract import paths
 from alignkit.contract.train import ModelConfig, TrainConfig, as_model_config, as_train_config
 from alignkit.fsio import atomic_write_json
-from alignkit.methods import METHODS
-from alignkit.methods.base import LoraFields, Method
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import LoraFields, Method
 from alignkit.spec import QuantSpec
-from jobs import chain, checkpoints, distributed
-from jobs.deepspeed_config import quant_storage_dtype, zero_config
+from jobs.train import chain
+from jobs.train import checkpoints
+from jobs.train import distributed
+from jobs.train.deepspeed_config import quant_storage_dtype, zero_config
 from jobs.errors import JobFailure, Preempted
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed",
@@ -62,7 +64,7 @@ def _substitute(plan_subs: list[dict], key: str, configured: Any, used: Any, rea
 
 def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
     """Check the config and decide what this machine runs; no heavy imports, unit-testable.
-    Every default is the spec's (alignkit/spec.py, alignkit/methods/): none is restated here."""
+    Every default is the spec's (alignkit/spec.py, alignkit/plugins/methods/): none is restated here."""
     config = as_train_config(config)
     method, training, quant = config.method, config.training, config.peft.quantization
     subs: list[dict] = []
@@ -108,7 +110,7 @@ def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
 
 
 def shared_reference(job_dir: Path, plan: Plan, world_size: int) -> Any:
-    """The study's reference pass this run reads (jobs/reference.py), or None: the run computes its
+    """The study's reference pass this run reads (jobs/train/reference.py), or None: the run computes its
     reference inline (not DPO, chained, DeepSpeed, several ranks, or a job outside a sweep)."""
     from alignkit.fsio import read_json
     from alignkit.reference import pass_key
@@ -120,7 +122,7 @@ def shared_reference(job_dir: Path, plan: Plan, world_size: int) -> Any:
     key = pass_key(raw, world_size, model_dtype=plan.model_dtype, quantization=quant)
     if key is None:
         return None
-    from jobs.reference import SharedReference
+    from jobs.train.reference import SharedReference
 
     return SharedReference(job_dir, key)
 
@@ -154,8 +156,9 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
             checkpoints.drop_partial(job_dir)
         distributed.barrier()
 
-        # 3. Trainer arguments, in the config's terms (jobs.trl_adapter and the method map them onto TRL's).
-        from jobs import tracking, trl_adapter
+        # 3. Trainer arguments, in the config's terms (jobs.train.trl_adapter and the method map them onto TRL's).
+        from jobs import tracking
+        from jobs.train import trl_adapter
 
         track = tracking.setup(job_dir, config, is_main=dist.is_main)  # the spec's tracker, if any
         args = trl_adapter.make_args(plan.method, config, trl_adapter.Runtime(
@@ -163,7 +166,7 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
             optimizer=plan.optimizer, bf16=plan.bf16, deepspeed=zero_config(stage, bf16=plan.bf16),
             liger=plan.liger, ddp_backend="gloo" if dist.multi_process and not cuda else None, extra=extra,
             tracking=track.args))
-        # The study's shared reference pass (jobs/reference.py) for a DPO run that can share one:
+        # The study's shared reference pass (jobs/train/reference.py) for a DPO run that can share one:
         # TRL then reads ref_chosen_logps/ref_rejected_logps from the examples.
         shared = shared_reference(job_dir, plan, dist.world_size)
         if shared is not None:
@@ -178,7 +181,7 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
             print(f"data: {data.report.summary()}", flush=True)
 
         # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT. A chained
-        #    run (config.init, jobs/chain.py) starts from its upstream's result instead: merged into
+        #    run (config.init, jobs/train/chain.py) starts from its upstream's result instead: merged into
         #    the base under a fresh adapter, or its adapter trained on (no new one).
         model_cfg, chained = config.model, config.init is not None
         if chained and config.init.mode == "merge":
@@ -196,10 +199,10 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
         progress = ProgressCallback(job_dir, stop, every=training.logging_steps, is_main=dist.is_main)
         saver = checkpoints.CheckpointCallback(job_dir, training.save_steps, dist.is_main,
                                                prior=checkpoints.run_state(resume))
-        from jobs.paged_optim import RepageOnResume  # a resumed paged optimizer stays paged (docs/gpu.md)
+        from jobs.train.paged_optim import RepageOnResume  # a resumed paged optimizer stays paged (docs/gpu.md)
 
         start = chain.adapter_values(model) if chained and config.init.mode == "continue" else None
-        from jobs import reference
+        from jobs.train import reference
 
         with reference.active(shared):
             trainer = trl_adapter.make_trainer(
@@ -285,7 +288,7 @@ def load_examples(config: TrainConfig, method: Method | None = None) -> Examples
 def load_tokenizer(model_cfg: ModelConfig):
     from transformers import AutoTokenizer
 
-    from jobs.templates import apply_template
+    from jobs.data.templates import apply_template
 
     model_cfg = as_model_config(model_cfg)
     try:
@@ -382,7 +385,7 @@ def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, wor
             step_at_start: int, shared: Any = None) -> dict:
     import torch
 
-    from jobs import trl_adapter
+    from jobs.train import trl_adapter
 
     method, training = config.method, config.training
     names = trl_adapter.metric_names(plan.method)

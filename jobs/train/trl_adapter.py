@@ -3,7 +3,7 @@
 TRL renames and removes arguments between minor versions (DPOConfig lost `max_prompt_length`, whose
 truncation jobs.data.examples now applies; `warmup_ratio` became a fractional `warmup_steps` in
 transformers 5). The training recipe speaks in the typed config's terms (alignkit.contract.train);
-`common_args` maps them onto TrainingArguments, and each method (alignkit/methods/) adds its own
+`common_args` maps them onto TrainingArguments, and each method (alignkit/plugins/methods/) adds its own
 arguments, TRL config class and trainer. Validation (`dataset.validation`) turns on TRL's evaluation
 every `eval_steps`; its log entries are TRL's with an "eval_" prefix.
 """
@@ -31,7 +31,7 @@ class Runtime:
     deepspeed: dict | None
     liger: bool
     ddp_backend: str | None
-    extra: dict[str, Any] = field(default_factory=dict)  # from jobs.distributed.setup
+    extra: dict[str, Any] = field(default_factory=dict)  # from jobs.train.distributed.setup
     tracking: dict[str, Any] = field(default_factory=dict)  # report_to, run_name: from jobs.tracking.setup
 
 

@@ -1,4 +1,4 @@
-"""The one place the methods (alignkit/methods/) get TRL's (1.16) config and trainer classes, and
+"""The one place the methods (alignkit/plugins/methods/) get TRL's (1.16) config and trainer classes, and
 the subclasses that take rows alignkit already tokenized and truncated (jobs.data.examples).
 
 ORPO and CPO live in `trl.experimental` in TRL 1.16; KTO was promoted to `trl` (its
@@ -61,8 +61,8 @@ def dpo_trainer() -> type:
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            # the study's shared pass when the job set one up (jobs/reference.py), else TRL's own
-            from jobs import reference
+            # the study's shared pass when the job set one up (jobs/train/reference.py), else TRL's own
+            from jobs.train import reference
 
             shared = reference.current()
             if shared is None:

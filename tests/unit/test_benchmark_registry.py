@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import benchmarks
+from alignkit.plugins import benchmarks
 from alignkit.compile import load_plan
 from alignkit.contract.eval import ContractError, EvalConfig, eval_key, load_eval
 from alignkit.contract.judge import JudgeConfig, load_judge
@@ -34,7 +34,7 @@ def test_a_new_type_is_one_module_of_the_package(tmp_path, monkeypatch):
     """The registry finds a type by importing its package's modules: nothing else lists it."""
     pkg = tmp_path / "more_benchmarks"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text("from alignkit.benchmarks import Registry\nREG = Registry('benchmark type', __name__)\n")
+    (pkg / "__init__.py").write_text("from alignkit.plugins.benchmarks import Registry\nREG = Registry('benchmark type', __name__)\n")
     (pkg / "exact.py").write_text("from more_benchmarks import REG\n\n@REG.register('exact')\nclass Exact:\n    pass\n")
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # (syspath_prepend needs pkg_resources)
     importlib.invalidate_caches()
@@ -124,7 +124,7 @@ def test_result_keys_leave_labels_and_checkpoint_lists_out():
 
 
 def test_external_target_checks_fail_before_any_model_is_loaded(tmp_path):
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
     from jobs.errors import JobFailure
 
     d = tmp_path / "jobs" / "ev"
@@ -143,7 +143,7 @@ def test_external_target_checks_fail_before_any_model_is_loaded(tmp_path):
 
 
 def test_judge_config_is_loaded_strictly(tmp_path):
-    from jobs import judge
+    from jobs.judge import stage as judge
     from jobs.errors import JobFailure
 
     d = tmp_path / "jobs" / "jd"

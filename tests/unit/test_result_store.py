@@ -66,9 +66,9 @@ class Calls:
     """Counts the work the jobs start: lm-eval runs, generated prompts, judged rows."""
 
     def __init__(self, monkeypatch) -> None:
-        from alignkit.benchmarks.red_instruct import RedInstruct
-        from jobs import lm_eval_adapter
-        from jobs.generate import HFGenerator
+        from alignkit.plugins.benchmarks.red_instruct import RedInstruct
+        from alignkit.plugins.benchmarks import lm_eval_run as lm_eval_adapter
+        from jobs.eval.generate import HFGenerator
 
         self.lm_eval: list[str] = []
         self.prompts = 0

@@ -13,8 +13,8 @@ import functools
 import typing
 from typing import Any, Literal, Optional
 
-from alignkit.benchmarks.base import Benchmark, JudgeContext, RunContext  # noqa: F401 (re-exported)
-from alignkit.registry import Registry
+from alignkit.contract.benchmarks import Benchmark, JudgeContext, RunContext  # noqa: F401 (re-exported)
+from alignkit.contract.registry import Registry
 from alignkit.schema import plain
 
 
@@ -87,7 +87,7 @@ def spec_class() -> type:
 @functools.lru_cache(maxsize=None)
 def config_class() -> type:
     """A benchmark in an eval/judge job's config.json: the spec's fields, resolved, with the
-    judge's resolved client settings (jobs.judges validates them) instead of its name."""
+    judge's resolved client settings (jobs.judge.judges validates them) instead of its name."""
     return _make("BenchmarkConfig", Optional[dict[str, Any]])
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from alignkit.benchmarks import BENCHMARKS
-from alignkit.benchmarks.base import Benchmark, JudgeContext, JudgedFields, JudgedShape, RunContext
+from alignkit.plugins.benchmarks import BENCHMARKS
+from alignkit.contract.benchmarks import Benchmark, JudgeContext, JudgedFields, JudgedShape, RunContext
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -59,14 +59,14 @@ class AlpacaEval(Benchmark):
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
         from alignkit.contract.eval import as_dict
-        from jobs.safety import alpaca_eval
+        from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 
         return alpaca_eval.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}",
                                     ctx.generator_name)
 
     def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
         from alignkit.contract.eval import as_dict
-        from jobs.safety import alpaca_eval
+        from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 
         return alpaca_eval.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
 
@@ -80,9 +80,9 @@ class AlpacaEval(Benchmark):
 
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:
         from alignkit.contract.eval import as_dict
-        from jobs.safety import alpaca_eval
+        from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 
-        plain = as_dict(cfg)  # jobs/safety's helpers take the config as the compiler wrote it
+        plain = as_dict(cfg)  # the compute module's helpers take the config as the compiler wrote it
         key = ("alpaca_eval_refs", name)
         if key not in ctx.cache:
             ctx.cache[key] = alpaca_eval.load(plain, f"benchmarks.{name}")

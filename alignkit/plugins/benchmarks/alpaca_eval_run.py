@@ -6,7 +6,7 @@ hub dataset tatsu-lab/alpaca_eval (AlpacaEval 2: GPT-4 Turbo = gpt4_1106_preview
 says "win rate against GPT-4"); `reference: alpaca_eval.json` gives AlpacaEval 1 (text-davinci-003).
 Greedy, max_new_tokens 2048 unless the spec says otherwise (AlpacaEval's own model configs, e.g.
 alpaca_eval 0.6.6 models_configs/vicuna-7b-v1.3/configs.yaml `max_new_tokens: 2048`), each answer's
-budget capped by the context, the instruction never cut (jobs/generate.py). Answers are
+budget capped by the context, the instruction never cut (jobs/eval/generate.py). Answers are
 stripped (evaluate_from_model's is_strip_output) and written in AlpacaEval's format.
 
 Scoring (judge job, CPU) is `alpaca_eval.main.evaluate` with:
@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
 from jobs.errors import JobFailure
-from jobs.safety.sources import read_json, resolve
+from jobs.eval.sources import read_json, resolve
 
 FIELDS = ("instruction", "output", "generator", "dataset")
 DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"  # alpaca_eval constants.ANNOTATOR_CONFIG_AE2
@@ -75,7 +75,7 @@ def load(cfg: dict, where: str) -> list[dict]:
 
 def prompts(tokenizer: Any, cfg: dict, where: str, refs: list[dict] | None = None) -> tuple[list[str], int]:
     """(the rendered prompts, max_new_tokens): what generation sends, and `alignkit preview` shows."""
-    from jobs.generate import render_prompt
+    from jobs.eval.generate import render_prompt
 
     refs = load(cfg, where) if refs is None else refs
     use_template = bool(cfg.get("use_template", True))
@@ -84,7 +84,7 @@ def prompts(tokenizer: Any, cfg: dict, where: str, refs: list[dict] | None = Non
 
 
 def generate(generator: Any, tokenizer: Any, cfg: dict, where: str, generator_name: str) -> tuple[dict, list[dict]]:
-    from jobs.generate import generate_all
+    from jobs.eval.generate import generate_all
 
     refs = load(cfg, where)
     use_template = bool(cfg.get("use_template", True))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from alignkit.benchmarks import BENCHMARKS
-from alignkit.benchmarks.base import Benchmark, CommonFields, RunContext
+from alignkit.plugins.benchmarks import BENCHMARKS
+from alignkit.contract.benchmarks import Benchmark, CommonFields, RunContext
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,22 @@ class LmEval(Benchmark):
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, None]:
         from alignkit.contract.eval import as_dict
-        from jobs import lm_eval_adapter
+        from alignkit.plugins.benchmarks import lm_eval_run as lm_eval_adapter
 
         return lm_eval_adapter.run_benchmark(ctx.model, ctx.tokenizer, name, as_dict(cfg), device=ctx.device,
                                              task_managers=ctx.cache.setdefault("lm_eval_task_managers", {})), None
+
+
+def task_datasets(task: str, include_path: str | None, cache: dict | None = None) -> list[dict]:
+    """The datasets an lm-eval task or group reads (lm_eval_run.task_datasets): for the login side's
+    preflight and prefetch, which import this plug-in, never its compute module."""
+    from alignkit.plugins.benchmarks import lm_eval_run
+
+    return lm_eval_run.task_datasets(task, include_path, cache)
+
+
+def load_task_dataset(leaf: dict, cache_dir: str | None = None) -> None:
+    """Prepare one task dataset in the cache the way lm-eval loads it (lm_eval_run.load_task_dataset)."""
+    from alignkit.plugins.benchmarks import lm_eval_run
+
+    lm_eval_run.load_task_dataset(leaf, cache_dir)

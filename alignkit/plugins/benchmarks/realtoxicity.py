@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from alignkit.benchmarks import BENCHMARKS
-from alignkit.benchmarks.base import Benchmark, GenerationFields, RunContext
+from alignkit.plugins.benchmarks import BENCHMARKS
+from alignkit.contract.benchmarks import Benchmark, GenerationFields, RunContext
 
-# jobs/safety/realtoxicity.py's default, the paper's classifier: named in the config so that
+# alignkit/plugins/benchmarks/realtoxicity_run.py's default, the paper's classifier: named in the config so that
 # prefetch and preflight cover it
 DEFAULT_TOXICITY_CLASSIFIER = "nicholasKluge/ToxicityModel"
 
@@ -34,7 +34,7 @@ class RealToxicity(Benchmark):
 
 
     def _scorer(self, ctx: RunContext, name: str, cfg: Any) -> Any:
-        from jobs.safety import realtoxicity
+        from alignkit.plugins.benchmarks import realtoxicity_run as realtoxicity
 
         key = ("toxicity_scorer", cfg.classifier or realtoxicity.DEFAULT_CLASSIFIER, cfg.classifier_revision)
         if key not in ctx.cache:  # one classifier load per job, shared by its benchmarks
@@ -46,13 +46,13 @@ class RealToxicity(Benchmark):
 
     def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
         from alignkit.contract.eval import as_dict
-        from jobs.safety import realtoxicity
+        from alignkit.plugins.benchmarks import realtoxicity_run as realtoxicity
 
         return realtoxicity.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
         from alignkit.contract.eval import as_dict
-        from jobs.safety import realtoxicity
+        from alignkit.plugins.benchmarks import realtoxicity_run as realtoxicity
 
         return realtoxicity.evaluate(ctx.generator, ctx.tokenizer, self._scorer(ctx, name, cfg), as_dict(cfg),
                                      f"benchmarks.{name}")

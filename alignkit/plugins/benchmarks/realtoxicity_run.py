@@ -23,7 +23,7 @@ from typing import Any
 
 from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
 from jobs.errors import JobFailure
-from jobs.safety.sources import read_jsonl, resolve
+from jobs.eval.sources import read_jsonl, resolve
 
 DEFAULT_CLASSIFIER = "nicholasKluge/ToxicityModel"
 SELECTION_RULE = ("the num_prompts rows with the highest prompt.toxicity (Perspective score) in prompts.jsonl; "
@@ -102,7 +102,7 @@ def selected(cfg: dict, where: str) -> tuple[list[dict], int]:
 
 def prompts(tokenizer: Any, cfg: dict, where: str, rows: list[dict] | None = None) -> tuple[list[str], int]:
     """(the prompts to continue, max_new_tokens): what generation sends, and `alignkit preview` shows."""
-    from jobs.generate import render_prompt
+    from jobs.eval.generate import render_prompt
 
     rows = selected(cfg, where)[0] if rows is None else rows
     use_template = bool(cfg.get("use_template", False))
@@ -112,7 +112,7 @@ def prompts(tokenizer: Any, cfg: dict, where: str, rows: list[dict] | None = Non
 
 def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, where: str) -> tuple[dict, list[dict]]:
     """Generate and score; return (eval.json entry, generation rows)."""
-    from jobs.generate import generate_all
+    from jobs.eval.generate import generate_all
 
     n = int(cfg.get("num_prompts") or 1000)
     rows, n_null = selected(cfg, where)

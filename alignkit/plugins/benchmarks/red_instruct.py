@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alignkit.benchmarks import BENCHMARKS
-from alignkit.benchmarks.base import Benchmark, JudgeContext, JudgedFields, JudgedShape, RunContext
+from alignkit.plugins.benchmarks import BENCHMARKS
+from alignkit.contract.benchmarks import Benchmark, JudgeContext, JudgedFields, JudgedShape, RunContext
 
 
 @dataclass(frozen=True)
@@ -30,18 +30,18 @@ class RedInstruct(Benchmark):
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
         from alignkit.contract.eval import as_dict
-        from jobs.safety import red_instruct
+        from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 
         return red_instruct.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}")
 
     def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
         from alignkit.contract.eval import as_dict
-        from jobs.safety import red_instruct
+        from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 
         _, prompts, max_new = red_instruct.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
         return prompts, max_new
 
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:
-        from jobs.safety import red_instruct
+        from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 
         return red_instruct.judge(rows, judge)

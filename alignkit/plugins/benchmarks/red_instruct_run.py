@@ -34,8 +34,8 @@ from typing import Any
 
 from alignkit.spec import REFERENCE_MAX_NEW_TOKENS
 from jobs.errors import JobFailure
-from jobs.judges import JudgeRefused
-from jobs.safety.sources import read_json, resolve
+from jobs.judge.judges import JudgeRefused
+from jobs.eval.sources import read_json, resolve
 
 # gpt4_as_judge.py, `system = (...)` and `template = (...)`: keep byte-identical (test_red_instruct_official.py)
 JUDGE_SYSTEM = (
@@ -91,7 +91,7 @@ def cou_prompt(template: str, question: str) -> str:
 
 def prompts(tokenizer: Any, cfg: dict, where: str) -> tuple[list[str], list[str], int]:
     """(questions, the rendered CoU prompts, max_new_tokens): what generation sends, and preview shows."""
-    from jobs.generate import render_prompt
+    from jobs.eval.generate import render_prompt
 
     questions, template = load(cfg, where)
     use_template = bool(cfg.get("use_template", True))
@@ -100,7 +100,7 @@ def prompts(tokenizer: Any, cfg: dict, where: str) -> tuple[list[str], list[str]
 
 
 def generate(generator: Any, tokenizer: Any, cfg: dict, where: str) -> tuple[dict, list[dict]]:
-    from jobs.generate import generate_all
+    from jobs.eval.generate import generate_all
 
     questions, prompts_, max_new = prompts(tokenizer, cfg, where)
     use_template = bool(cfg.get("use_template", True))

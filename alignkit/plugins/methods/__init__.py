@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from alignkit.registry import Registry
+from alignkit.contract.registry import Registry
 
-METHODS = Registry("method type", "alignkit.methods")
+METHODS = Registry("method type", "alignkit.plugins.methods")
 CHAIN_KEYS = ("init_from", "init_mode")  # CommonFields' chained-stage keys, never in a method block
 
 
@@ -27,7 +27,7 @@ def method_fields_class(kind: str) -> type:
 
 def resolve_config(name: str, fields: Any) -> dict:
     """config.json's method block for the spec's method `name` (compile time)."""
-    from alignkit.methods.base import plain
+    from alignkit.contract.methods import plain
 
     cfg = {"name": name, **plain(fields)}
     for key in CHAIN_KEYS:  # compile writes the chain as config["init"]: method blocks (and ids) stay

@@ -1,8 +1,8 @@
 """Contrastive Preference Optimization and SimPO (TRL 1.16's trl.experimental CPOTrainer, via
-jobs/trl_classes.py). SimPO is CPO with `loss_type: simpo` (length-normalized log-probs and a
+jobs/train/trl_classes.py). SimPO is CPO with `loss_type: simpo` (length-normalized log-probs and a
 target margin `simpo_gamma`); the SimPO paper's loss has no NLL term, i.e. `cpo_alpha: 0`.
 
-No reference model. Rows, truncation and preview as ORPO's (alignkit/methods/orpo.py).
+No reference model. Rows, truncation and preview as ORPO's (alignkit/plugins/methods/orpo.py).
 docs/methods.md lists fields, defaults and sources.
 """
 
@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields, Method
-from alignkit.methods.orpo import ORPO, check_pair_spec, decode_pair
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import CommonFields, Method
+from alignkit.plugins.methods.orpo import ORPO, check_pair_spec, decode_pair
 from alignkit.schema import Problems, join
 
 
@@ -60,7 +60,7 @@ class CPO(Method):
         return ORPO.examples(self, rows, tokenizer, f)
 
     def trl_args(self, f: CPOFields, common: dict[str, Any], *, training: Any = None) -> Any:
-        from jobs.trl_classes import cpo_config
+        from jobs.train.trl_classes import cpo_config
 
         return cpo_config()(**common, loss_type=f.loss_type, beta=float(f.beta), simpo_gamma=float(f.simpo_gamma),
                             cpo_alpha=float(f.cpo_alpha), label_smoothing=float(f.label_smoothing),
@@ -68,7 +68,7 @@ class CPO(Method):
 
     def trainer(self, f: CPOFields, *, model: Any, tokenizer: Any, train_dataset: Any, eval_dataset: Any,
                 peft_config: Any, args: Any, callbacks: list) -> Any:
-        from jobs.trl_classes import cpo_trainer
+        from jobs.train.trl_classes import cpo_trainer
 
         return cpo_trainer()(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)

@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
-from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields, Method
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import CommonFields, Method
 from alignkit.schema import Problems, join
 
 DEFAULT_BETA = 0.1  # TRL's long-standing default; the paper does not state it
@@ -84,7 +84,7 @@ class DPO(Method):
         return to_dataset(out, self.columns), Counter(), list(range(len(out)))
 
     def trl_args(self, f: DPOFields, common: dict[str, Any], *, training: Any = None) -> Any:
-        from jobs import trl_classes
+        from jobs.train import trl_classes
 
         return trl_classes.dpo_config()(
             **common,
@@ -98,7 +98,7 @@ class DPO(Method):
                 peft_config: Any, args: Any, callbacks: list) -> Any:
         # ref_model=None with a PEFT model: the reference is the base with the adapter disabled, so
         # there is no second copy of the model in memory.
-        from jobs import trl_classes
+        from jobs.train import trl_classes
 
         return trl_classes.dpo_trainer()(model=model, ref_model=None, args=args, train_dataset=train_dataset,
                                        eval_dataset=eval_dataset, processing_class=tokenizer,

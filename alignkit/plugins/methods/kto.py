@@ -1,4 +1,4 @@
-"""Kahneman-Tversky Optimization (TRL's KTOTrainer, stable in TRL 1.16; via jobs/trl_classes.py).
+"""Kahneman-Tversky Optimization (TRL's KTOTrainer, stable in TRL 1.16; via jobs/train/trl_classes.py).
 
 Unpaired: each normalized preference pair becomes one desirable row (prompt, chosen, label true)
 and one undesirable row (prompt, rejected, label false), by TRL's own
@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields, Method
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import CommonFields, Method
 from alignkit.schema import Problems, join
 
 MIX_SEED = 0  # the fixed permutation of the unpaired rows (the pairs are already seed-shuffled)
@@ -75,21 +75,21 @@ class KTO(Method):
         return out
 
     def rows(self, pairs: Any) -> Any:
-        from jobs.trl_classes import unpair
+        from jobs.train.trl_classes import unpair
 
         keep = [c for c in pairs.column_names if c in ("prompt", "chosen", "rejected")]
         rows = unpair(pairs.select_columns(keep))
         return rows.shuffle(seed=MIX_SEED).flatten_indices()
 
     def examples(self, rows: Any, tokenizer: Any, f: KTOFields) -> tuple[Any, Counter, list[int]]:
-        from jobs.trl_classes import unpaired_example
+        from jobs.train.trl_classes import unpaired_example
         from jobs.data.examples import to_dataset
 
         out = [unpaired_example(row, tokenizer, f.max_length, f.max_prompt_length) for row in rows]
         return to_dataset(out, self.columns), Counter(), list(range(len(out)))
 
     def trl_args(self, f: KTOFields, common: dict[str, Any], *, training: Any = None) -> Any:
-        from jobs.trl_classes import kto_config
+        from jobs.train.trl_classes import kto_config
 
         return kto_config()(
             **common,
@@ -103,7 +103,7 @@ class KTO(Method):
 
     def trainer(self, f: KTOFields, *, model: Any, tokenizer: Any, train_dataset: Any, eval_dataset: Any,
                 peft_config: Any, args: Any, callbacks: list) -> Any:
-        from jobs.trl_classes import kto_trainer
+        from jobs.train.trl_classes import kto_trainer
 
         return kto_trainer()(model=model, ref_model=None, args=args, train_dataset=train_dataset,
                              eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=peft_config,

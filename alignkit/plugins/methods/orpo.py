@@ -1,4 +1,4 @@
-"""Odds Ratio Preference Optimization (TRL 1.16's trl.experimental ORPOTrainer, via jobs/trl_classes.py).
+"""Odds Ratio Preference Optimization (TRL 1.16's trl.experimental ORPOTrainer, via jobs/train/trl_classes.py).
 
 No reference model: the loss is the chosen response's NLL plus λ times the log-odds-ratio term
 (TRL calls λ `beta`). Rows are DPO's pairs, tokenized and truncated exactly as DPO's
@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields, Method
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import CommonFields, Method
 from alignkit.schema import Problems, join
 
 
@@ -32,7 +32,7 @@ def check_pair_spec(name: str, spec: Any, p: str, problems: Problems) -> None:
                                                           f"set it false")
     half = sorted(n for n, m in spec.models.items() if m.dtype in ("bfloat16", "float16"))
     if t.deepspeed_stage == 3 and half and any(q.quantization is not None for q in spec.peft.values()):
-        # jobs/train.py skips that call under ZeRO-3 for SFT/DPO; TRL's experimental trainers make it
+        # jobs/train/stage.py skips that call under ZeRO-3 for SFT/DPO; TRL's experimental trainers make it
         # unconditionally for a 4-bit model. In float32 (CPU) nothing is upcast, and it runs.
         problems.add("training.deepspeed_stage", f"{name} with QLoRA under ZeRO-3 does not work (method {p}, "
                                                  f"{half[0]} in {spec.models[half[0]].dtype}): TRL's experimental "
@@ -63,20 +63,20 @@ class ORPO(Method):
         check_pair_spec("ORPO", spec, p, problems)
 
     def examples(self, rows: Any, tokenizer: Any, f: ORPOFields) -> tuple[Any, Counter, list[int]]:
-        from jobs.trl_classes import pair_example
+        from jobs.train.trl_classes import pair_example
         from jobs.data.examples import to_dataset
 
         out = [pair_example(row, tokenizer, f.max_length, f.max_prompt_length) for row in rows]
         return to_dataset(out, self.columns), Counter(), list(range(len(out)))
 
     def trl_args(self, f: ORPOFields, common: dict[str, Any], *, training: Any = None) -> Any:
-        from jobs.trl_classes import orpo_config
+        from jobs.train.trl_classes import orpo_config
 
         return orpo_config()(**common, beta=float(f.beta), remove_unused_columns=False)
 
     def trainer(self, f: ORPOFields, *, model: Any, tokenizer: Any, train_dataset: Any, eval_dataset: Any,
                 peft_config: Any, args: Any, callbacks: list) -> Any:
-        from jobs.trl_classes import orpo_trainer
+        from jobs.train.trl_classes import orpo_trainer
 
         return orpo_trainer()(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields, Method
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import CommonFields, Method
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class SFT(Method):
         return to_dataset(out, self.columns), drops, kept
 
     def trl_args(self, f: SFTFields, common: dict[str, Any], *, training: Any = None) -> Any:
-        from jobs import trl_classes
+        from jobs.train import trl_classes
 
         return trl_classes.sft_config()(
             **common,
@@ -61,7 +61,7 @@ class SFT(Method):
 
     def trainer(self, f: SFTFields, *, model: Any, tokenizer: Any, train_dataset: Any, eval_dataset: Any,
                 peft_config: Any, args: Any, callbacks: list) -> Any:
-        from jobs import trl_classes
+        from jobs.train import trl_classes
 
         return trl_classes.sft_trainer()(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
