@@ -34,7 +34,7 @@ from alignkit.plugins.benchmarks import RunContext
 from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, as_dict, eval_key)
 from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs import base_weights
-from alignkit.plugins.benchmarks import lm_eval_run as lm_eval_adapter
+from alignkit.plugins.benchmarks import lm_eval_run
 from jobs.base_weights import BaseWeights
 from jobs.errors import JobFailure, Preempted, typed_config
 from jobs.eval.task_progress import TaskProgress
@@ -244,7 +244,7 @@ def _provenance(config: EvalConfig, kind: str, device: str, backend: str) -> dic
 
     m = config.model
     return {
-        "lm_eval_version": lm_eval_adapter.lm_eval_version(), "transformers_version": transformers.__version__,
+        "lm_eval_version": lm_eval_run.lm_eval_version(), "transformers_version": transformers.__version__,
         "peft_version": peft.__version__, "torch_version": torch.__version__,
         "base_model": {"source": m.source, "revision": m.revision, "dtype": m.dtype, "name": m.name, "kind": m.kind},
         "template": m.template, "target": config.target.record(),

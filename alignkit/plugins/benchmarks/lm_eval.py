@@ -43,10 +43,10 @@ class LmEval(Benchmark):
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, None]:
         from alignkit.contract.eval import as_dict
-        from alignkit.plugins.benchmarks import lm_eval_run as lm_eval_adapter
+        from alignkit.plugins.benchmarks import lm_eval_run
 
-        return lm_eval_adapter.run_benchmark(ctx.model, ctx.tokenizer, name, as_dict(cfg), device=ctx.device,
-                                             task_managers=ctx.cache.setdefault("lm_eval_task_managers", {})), None
+        return lm_eval_run.run_benchmark(ctx.model, ctx.tokenizer, name, as_dict(cfg), device=ctx.device,
+                                         task_managers=ctx.cache.setdefault("lm_eval_task_managers", {})), None
 
 
 def task_datasets(task: str, include_path: str | None, cache: dict | None = None) -> list[dict]:
