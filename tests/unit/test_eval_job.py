@@ -159,16 +159,16 @@ def test_adapter_swaps_on_one_base_match_fresh_loads_and_differ_from_base(tmp_pa
 
 def _count_lm_eval(monkeypatch) -> list:
     """Record every lm-eval run (benchmark name, checkpoint's adapter) the eval job starts."""
-    from alignkit.plugins.benchmarks import lm_eval_run as lm_eval_adapter
+    from alignkit.plugins.benchmarks import lm_eval_run
 
     calls: list = []
-    real = lm_eval_adapter.run_benchmark
+    real = lm_eval_run.run_benchmark
 
     def counted(model, tok, name, cfg, **kw):
         calls.append((name, getattr(model, "active_adapter", None)))
         return real(model, tok, name, cfg, **kw)
 
-    monkeypatch.setattr(lm_eval_adapter, "run_benchmark", counted)
+    monkeypatch.setattr(lm_eval_run, "run_benchmark", counted)
     return calls
 
 
