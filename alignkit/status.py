@@ -219,7 +219,7 @@ def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: AttemptState |
 
 
 _PROGRESS_KEYS = {"step": int, "max_steps": int, "loss": (int, float), "updated_at": (int, float)}
-# eval/judge jobs (jobs/task_progress.py) add these; kept out of a training job's --json entry
+# eval/judge jobs (jobs/eval/task_progress.py) add these; kept out of a training job's --json entry
 _TASK_KEYS = {"benchmark": str, "checkpoint": str, "items_done": int}
 
 

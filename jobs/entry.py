@@ -26,6 +26,11 @@ from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_js
 from jobs.errors import JobFailure, Preempted
 
 
+def stage_module(stage: str) -> str:
+    """Stage S of the contract's table runs jobs/S/stage.py (the compute side names its own modules)."""
+    return f"jobs.{stage}.stage"
+
+
 
 def _offline_env() -> None:
     # Compute nodes often have no internet: everything was prefetched on the login node.
@@ -96,8 +101,8 @@ def _stage(job_dir: Path) -> tuple[object, object]:
     try:
         contract.config_class(stage)
     except ImportError:  # eval/judge before their contract classes land: the plain config
-        return importlib.import_module(STAGES[stage].job_module), raw
-    return importlib.import_module(STAGES[stage].job_module), contract.parse(raw, str(job_dir / paths.CONFIG))
+        return importlib.import_module(stage_module(stage)), raw
+    return importlib.import_module(stage_module(stage)), contract.parse(raw, str(job_dir / paths.CONFIG))
 
 
 def _is_main_rank() -> bool:

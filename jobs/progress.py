@@ -19,7 +19,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from alignkit.contract.fsio import atomic_write_json
-from jobs import distributed
+from jobs.train import distributed
 from jobs.errors import JobFailure
 
 

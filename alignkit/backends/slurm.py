@@ -247,7 +247,9 @@ class SlurmBackend(Backend):
         nothing: a failing sbatch cancels the arrays this call queued."""
         import submitit
 
-        from alignkit.runner import StageRunner
+        from alignkit.contract import entry
+
+        StageRunner = entry.runner().StageRunner  # noqa: N806 - the class submitit pickles by reference
 
         sd, plan = ctx.sd, ctx.plan
         folder = self.folder(sd)

@@ -142,7 +142,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
             files.append(out / "best_checkpoints.csv")
     if "parquet" in formats:
         files.append(_parquet(rows, out, cols))
-    capped = capped_mod.rows(study)  # answers the model's context left fewer new tokens (jobs/generate.py)
+    capped = capped_mod.rows(study)  # answers the model's context left fewer new tokens (jobs/eval/generate.py)
     if capped:
         _write_dict_csv(out / "capped.csv", capped, capped_mod.COLUMNS)
         files.append(out / "capped.csv")

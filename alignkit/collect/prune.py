@@ -28,7 +28,7 @@ from alignkit.contract import paths
 
 OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin", "optimizer.safetensors", "scheduler.pt", "scaler.pt",
                    "rng_state.pth", "rng_state_*.pth", "*optim_states.pt")
-# DeepSpeed ZeRO shards; `.resume/` (jobs/checkpoints.py: the Trainer's own resume checkpoints,
+# DeepSpeed ZeRO shards; `.resume/` (jobs/train/checkpoints.py: the Trainer's own resume checkpoints,
 # normally removed when a run completes) if a finished run left one behind.
 OPTIMIZER_DIRS = ("global_step*", ".resume")
 

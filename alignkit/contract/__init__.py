@@ -4,7 +4,8 @@
 (alignkit.contract.schema.from_dict) into the frozen class of its "stage": TrainConfig, MergeConfig
 (alignkit/contract/train.py, merge.py), EvalConfig, JudgeConfig (eval.py, judge.py). An unknown
 key, a missing one or a wrong type is a ContractError: one line naming the file and the key.
-torch-free: both halves import it. Job-directory names: alignkit/contract/paths.py.
+torch-free: both halves import it. Job-directory names: alignkit/contract/paths.py; the plug-in
+registry and bases: registry.py, methods.py, benchmarks.py; what a compute node runs: entry.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the reference (adapter off = the base). The reference's log-probs depend only on
 as loaded (model, revision, dtype, quantization), the tokenized pairs (dataset, preference mix,
 template, lengths) and DPO's length weighting: not on beta, the loss type, the learning rate, the
 LoRA shape or the seed (a seed only reorders the same rows; the pass is keyed by row content). So
-the runs of a study that agree on those reuse one pass (jobs/reference.py computes and stores it
+the runs of a study that agree on those reuse one pass (jobs/train/reference.py computes and stores it
 under <sweep>/reference/<key>/; docs/training.md "Shared reference log-probs"). The plan's
 summary of the passes a study shares is alignkit/plan/reference.py.
 
@@ -65,7 +65,7 @@ def pass_key(config: dict[str, Any], gpus: int = 1, *, model_dtype: str | None =
     """The content address of the reference pass this run reads, or None (not shareable).
 
     The plan calls it with the configured dtypes; the job with the dtypes it actually uses
-    (`model_dtype`, `quantization` after jobs.train.resolve's substitutions), so a CPU run never
+    (`model_dtype`, `quantization` after jobs.train.stage.resolve's substitutions), so a CPU run never
     reads a GPU run's pass."""
     if shareable(config, gpus) is not None:
         return None

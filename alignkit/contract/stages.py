@@ -1,5 +1,5 @@
 """The stages a study runs: the one table every part reads (spec checks, the plan, the launcher's
-submission order, the CLI's --stage choices, profiles, the contract's config loader, the job entry).
+submission order, the CLI's --stage choices, profiles, the contract's config loader, the job entry: stage S runs jobs/S/stage.py).
 
 Display order (status, plan, the CLI) is the order of STAGES; submission order is `submit_order`
 (a merge is queued before the evals that follow it). torch-free: imports nothing outside the contract.
@@ -18,13 +18,12 @@ class Stage:
     config_module: str  # the contract module of its typed config.json ...
     config_class: str  # ... its class there ...
     config_loader: Optional[str]  # ... and that module's own loader, where it has one (checks types first)
-    job_module: str  # what the compute node runs (jobs/entry.py imports it by this name)
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("train", 0, "alignkit.contract.train", "TrainConfig", None, "jobs.train"),
-    Stage("eval", 2, "alignkit.contract.eval", "EvalConfig", "load_eval", "jobs.evaluate"),
-    Stage("merge", 1, "alignkit.contract.merge", "MergeConfig", None, "jobs.merge"),
-    Stage("judge", 3, "alignkit.contract.judge", "JudgeConfig", "load_judge", "jobs.judge"),
+    Stage("train", 0, "alignkit.contract.train", "TrainConfig", None),
+    Stage("eval", 2, "alignkit.contract.eval", "EvalConfig", "load_eval"),
+    Stage("merge", 1, "alignkit.contract.merge", "MergeConfig", None),
+    Stage("judge", 3, "alignkit.contract.judge", "JudgeConfig", "load_judge"),
 )}
 STAGE_NAMES = tuple(STAGES)  # ("train", "eval", "merge", "judge")

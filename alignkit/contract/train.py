@@ -2,7 +2,7 @@
 
 Every class mirrors what alignkit/plan/ writes; defaults are not restated here: the model,
 dataset, PEFT and training sections are the spec's own dataclasses plus their `name`, and the
-method section is the registered method's fields class plus `name` (alignkit/methods/).
+method section is the registered method's fields class plus `name` (alignkit/plugins/methods/).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional
 
 from alignkit.contract.common import ModelConfig, named
-from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import CommonFields
 from alignkit.contract.schema import Problems, join
 from alignkit.contract.sections import DatasetSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec, ValidationSpec
 

@@ -14,7 +14,7 @@ from alignkit.plan import context_check
 
 
 def method_lines(plan: Any) -> list[str]:
-    from alignkit.methods import METHODS, method
+    from alignkit.plugins.methods import METHODS, method
 
     seen: dict[str, list[str]] = {}
     for job in plan.jobs:

@@ -1,7 +1,7 @@
 """`plan`'s warning when a benchmark's max_new_tokens leaves no room for its prompts in a model's context.
 
 The eval job never cuts a prompt: each answer gets min(max_new_tokens, context - prompt tokens)
-new tokens (jobs/generate.py). When max_new_tokens alone reaches the context, every answer's budget
+new tokens (jobs/eval/generate.py). When max_new_tokens alone reaches the context, every answer's budget
 is capped by its prompt's length, which the spec's author should know (the paper's LLaMA-1 and
 Vicuna-7B-v1.3 have 2048 positions, AlpacaEval's model configs ask for 2048 new tokens). The context
 comes from the model's config.json, read only where it already is: a local model folder, or the
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from alignkit import benchmarks as benchmarks_reg
+from alignkit.plugins import benchmarks as benchmarks_reg
 from alignkit.contract.sections import CONTEXT_KEYS, REFERENCE_MAX_NEW_TOKENS
 
 

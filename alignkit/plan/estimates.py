@@ -57,7 +57,7 @@ def work_seconds(name: str, work: dict[str, Any], rates: dict[str, Any]) -> floa
 
 
 def _items(type_name: str) -> int | None:
-    from alignkit.benchmarks import BENCHMARKS
+    from alignkit.plugins.benchmarks import BENCHMARKS
 
     shape = getattr(BENCHMARKS.get(type_name), "judge_shape", None)
     return shape.items if shape is not None else None

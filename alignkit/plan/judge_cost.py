@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from alignkit import benchmarks
-from alignkit.benchmarks.base import JudgedShape
+from alignkit.plugins import benchmarks
+from alignkit.contract.benchmarks import JudgedShape
 
 CHARS_PER_TOKEN = 4  # OpenAI, "What are tokens and how to count them?": ~4 characters per token
-OPENAI_REPLY_TOKENS = 512  # jobs/judges.py: an openai judge's max_tokens
-HF_REPLY_TOKENS = 256  # jobs/judges.py: an hf judge's max_new_tokens
+OPENAI_REPLY_TOKENS = 512  # jobs/judge/judges.py: an openai judge's max_tokens
+HF_REPLY_TOKENS = 256  # jobs/judge/judges.py: an hf judge's max_new_tokens
 
 
 # What one judge call of each judged benchmark type holds: each type's module says (judge_shape).

@@ -7,7 +7,7 @@ frameworks' weights, and *.bin when the repo has *.safetensors). Datasets: the s
 only when the dataset names subsets (alignkit.contract.hub.dataset_allow_patterns, the same
 patterns the offline check and the job-side loader use), else the whole repo. lm-eval's datasets:
 each hub config a task loads, through `datasets.load_dataset` with the task config's arguments
-(jobs.lm_eval_adapter.load_task_dataset), which leaves the prepared copy that `datasets` reloads
+(alignkit.plugins.benchmarks.lm_eval.load_task_dataset), which leaves the prepared copy that `datasets` reloads
 offline in HF_DATASETS_CACHE.
 """
 
@@ -73,7 +73,7 @@ def prefetch_lm_eval(leaves: list[dict], progress: Callable[[str], None] = print
 
     Raises RuntimeError with a one-line reason naming the benchmark, dataset and config that failed.
     """
-    from jobs.lm_eval_adapter import load_task_dataset
+    from alignkit.plugins.benchmarks.lm_eval import load_task_dataset
 
     cache, done = datasets_cache(), 0
     for leaf in leaves:

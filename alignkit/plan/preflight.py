@@ -3,7 +3,7 @@
 Jobs run with HF_HUB_OFFLINE=1, so every hub model and dataset must already be in the Hugging
 Face cache at its pinned revision (`alignkit prefetch` puts it there: alignkit/plan/prefetch.py).
 Local paths must exist; the per-item rule is alignkit/contract/hub.py. The datasets lm-eval loads for its tasks (MMLU, BBH) are
-read from lm-eval's own task configs (jobs.lm_eval_adapter.task_datasets); offline, `datasets`
+read from lm-eval's own task configs (alignkit.plugins.benchmarks.lm_eval_run.task_datasets); offline, `datasets`
 reloads a hub dataset only from its prepared copy in HF_DATASETS_CACHE, so that is what is
 checked. Light at import time: huggingface_hub, datasets and lm_eval are imported inside the
 checks only.
@@ -75,7 +75,7 @@ def lm_eval_datasets(jobs: list[dict[str, Any]], managers: dict | None = None) -
                 wanted.setdefault((spec["task"], spec.get("include_path")), bench)
     if not wanted:
         return [], []
-    from jobs.lm_eval_adapter import task_datasets  # lm_eval: seconds to index its task tree
+    from alignkit.plugins.benchmarks.lm_eval import task_datasets  # lm_eval: seconds to index its task tree
 
     out: dict[tuple, dict] = {}
     problems, cache = [], (managers if managers is not None else {})

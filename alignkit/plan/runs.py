@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from alignkit.contract.schema import join, plain
-from alignkit.methods import resolve_config as method_config
+from alignkit.plugins.methods import resolve_config as method_config
 from alignkit.contract.sections import DatasetSpec, ModelSpec, TrainingSpec
 from alignkit.spec.axes import provided_preferences, section_entry
 from alignkit.spec.model import Spec
@@ -152,7 +152,7 @@ class RunSections:
         }
 
     def _method_config(self, name: str, method: Any) -> dict[str, Any]:
-        return method_config(name, method)  # the method's own resolve (alignkit/methods/)
+        return method_config(name, method)  # the method's own resolve (alignkit/plugins/methods/)
 
     def check_preferences(self, p: dict[str, Any], ds: DatasetSpec) -> bool:
         """A run's preference must be one its dataset provides (subsets, files or its format)."""

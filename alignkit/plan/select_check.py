@@ -22,7 +22,7 @@ from alignkit.contract.schema import Problems
 # Fields whose value changes the training loss's definition (not just the run that minimises it).
 LOSS_FIELDS = ("beta", "loss_type", "label_smoothing", "simpo_gamma", "cpo_alpha", "desirable_weight",
                "undesirable_weight", "completion_only_loss")
-# Headline metric each benchmark type writes (jobs/safety/*.py entry "metric"); lm_eval: its `metric:`.
+# Headline metric each benchmark type writes (alignkit/plugins/benchmarks/*_run.py entry "metric"); lm_eval: its `metric:`.
 HEADLINE = {"alpaca_eval": "win_rate", "realtoxicity": "toxicity_logit", "red_instruct": "safety"}
 # Directions beyond the findings' METRIC_DIRECTION (True: higher is better).
 EXTRA_DIRECTION = {"reward_accuracy": True, "reward_margin": True, "token_accuracy": True,
@@ -42,7 +42,7 @@ def _method_types(spec: Any) -> dict[str, Any]:
 def produced(spec: Any) -> tuple[list[str], list[str]]:
     """(the metric names the study will produce, the benchmark names)."""
     from alignkit.collect.tidy import TRAIN_METRICS
-    from alignkit.methods import METHODS
+    from alignkit.plugins.methods import METHODS
 
     logged = ["loss"]
     for m in _method_types(spec).values():

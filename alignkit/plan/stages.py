@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from alignkit.benchmarks import resolve_config
+from alignkit.plugins.benchmarks import resolve_config
 from alignkit.contract.checkpoints import FINAL, is_final, unsaved_reason
 from alignkit.contract.schema import join, plain
 from alignkit.contract.sections import ModelSpec, TrainingSpec

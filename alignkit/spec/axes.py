@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from alignkit.methods import METHODS
+from alignkit.plugins.methods import METHODS
 from alignkit.contract.schema import Problems
 from alignkit.contract.sections import (DatasetSpec, ModelSpec, PeftSpec, TrainingSpec)
 from alignkit.spec.model import (AXES, BEAVERTAILS_PREFERENCES, HH_DEFAULT_PREFERENCES, NAME, RESERVED_PREFERENCES,
@@ -53,7 +53,7 @@ NOT_AXES = {"method.type": "'method.type' is not an axis: a method's type decide
 
 def method_fields_class(type_name: str) -> type:
     """The dataclass of a method's fields by its type (dotted-axis checks convert with it): the
-    registered method's (alignkit/methods/)."""
+    registered method's (alignkit/plugins/methods/)."""
     return METHODS.get(type_name).fields
 
 

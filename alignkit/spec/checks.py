@@ -9,9 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from alignkit.benchmarks import check as check_benchmark
-from alignkit.methods import METHODS
-from alignkit.methods.base import check_common
+from alignkit.plugins.benchmarks import check as check_benchmark
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import check_common
 from alignkit.contract.checkpoints import FINAL, final_step, unsaved_reason
 from alignkit.contract.schema import Problems, join
 from alignkit.contract.stages import STAGE_NAMES

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from alignkit.benchmarks import spec_class as benchmark_spec_class
-from alignkit.methods.base import CommonFields, LoraFields
+from alignkit.plugins.benchmarks import spec_class as benchmark_spec_class
+from alignkit.contract.methods import CommonFields, LoraFields
 from alignkit.contract.schema import Problems
 from alignkit.contract.stages import STAGE_NAMES
 from alignkit.contract.sections import (DatasetSpec, ModelSpec, PeftSpec, TrackingSpec, TrainingSpec)
@@ -37,7 +37,7 @@ SEED_LIMIT = 2**32  # numpy's seeds are 32-bit (transformers.set_seed seeds nump
 RESOURCE_LIMITS = {"gpus": (0, 64), "cpus": (1, 4096), "mem_gb": (1, 65_536), "nodes": (1, 1024),
                    "array_parallelism": (1, 1_000_000)}
 MAX_TIME_MIN = 366 * 24 * 60  # a year
-# Methods come from the registry (alignkit/methods/, one file per method): the spec's `methods:`
+# Methods come from the registry (alignkit/plugins/methods/, one file per method): the spec's `methods:`
 # entries are parsed by their `type:` into that method's fields class (CommonFields + its own).
 LoraSpec = LoraFields
 MethodSpec = CommonFields
@@ -63,7 +63,7 @@ class JudgeSpec:
     price_per_million_tokens: Optional[PriceSpec] = None  # for `plan`'s cost estimate only
 
 
-# A benchmark: `type` plus the fields of every type in alignkit/benchmarks/ (one module per type,
+# A benchmark: `type` plus the fields of every type in alignkit/plugins/benchmarks/ (one module per type,
 # each with its own fields, defaults and checks); a field its type does not take is an error.
 BenchmarkSpec = benchmark_spec_class()
 

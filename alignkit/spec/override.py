@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from alignkit.methods import METHODS
+from alignkit.plugins.methods import METHODS
 from alignkit.contract.schema import Problems, from_dict, is_missing, join, plain
 from alignkit.spec.model import Spec
 from alignkit.spec.axes import section_class, section_entry

@@ -196,7 +196,7 @@ TEST_ASSET_TEXT = ("A tiny test model (assets/build/tiny_model.py): results of s
 
 def _template_text() -> str:
     # the fixed words of our prompt templates, so the tokenizer has merges for them
-    from jobs.templates import VICUNA_SYSTEM
+    from jobs.data.templates import VICUNA_SYSTEM
 
     return VICUNA_SYSTEM + " USER: ASSISTANT: [INST] [/INST] Human: Assistant:"
 

@@ -180,7 +180,7 @@ def load_preferences(dataset: Any, preference: list[str], seed: int) -> Any:
 
 
 def sft_rows(ds: Any) -> Any:
-    """SFT data from preference data (alignkit/methods/sft.py `rows`)."""
-    from alignkit.methods import method
+    """SFT data from preference data (alignkit/plugins/methods/sft.py `rows`)."""
+    from alignkit.plugins.methods import method
 
     return method("sft").rows(ds)

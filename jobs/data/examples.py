@@ -1,6 +1,6 @@
 """Training examples exactly as the trainer receives them: templated, tokenized, truncated, masked.
 
-Each method (alignkit/methods/) builds its examples with these functions; the train job and
+Each method (alignkit/plugins/methods/) builds its examples with these functions; the train job and
 `alignkit preview` both go through the method, so what preview shows is what
 trains. Tokenization is TRL 1.16's own (`trl.data_utils._tokenize` and `common_prefix_length`,
 called as SFTTrainer/DPOTrainer's `tokenize_fn` call them for conversational prompt/completion
@@ -17,7 +17,7 @@ DPO  `prompt_ids`, `chosen_ids`, `rejected_ids` (TRL 1.16's columns). As TRL 0.8
      BOS off with the rest), the cut keeps the template's head: BOS and the leading system text.
 
 The trainer then finds the columns it would have made itself (TRL skips tokenizing an SFT set
-that has `input_ids`; the DPO trainer's preparation is bypassed in alignkit/methods/dpo.py).
+that has `input_ids`; the DPO trainer's preparation is bypassed in alignkit/plugins/methods/dpo.py).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def test_every_stage_has_its_contract_class_job_module_and_resources():
     assert sorted(s.submit_order for s in STAGES.values()) == list(range(len(STAGES)))
     for name, stage in STAGES.items():
         assert contract.config_class(name).__name__ == stage.config_class
-        assert importlib.util.find_spec(stage.job_module) is not None, stage.job_module  # found, not imported
+        assert importlib.util.find_spec(f"jobs.{stage.name}.stage") is not None, stage.name  # found, not imported
         assert name in BUILTIN_RESOURCES
     assert set(BUILTIN_RESOURCES) == set(STAGE_NAMES)
 

@@ -1,7 +1,7 @@
 """The contract's copy of the benchmark types' reference generation lengths agrees with the types
 themselves (the compute side and plan's checks read the contract's; the plug-ins declare theirs)."""
 
-from alignkit import benchmarks
+from alignkit.plugins import benchmarks
 from alignkit.contract.sections import REFERENCE_MAX_NEW_TOKENS
 
 

@@ -244,8 +244,8 @@ def test_dpo_cut_is_trl_086s(prompt, chosen, rejected, head, want):
 
 def test_cut_keeps_bos_and_the_vicuna_system_prompt():
     from jobs.data.examples import dpo_example, head_length
-    from jobs.templates import VICUNA_SYSTEM
-    from jobs.train import load_tokenizer
+    from jobs.data.templates import VICUNA_SYSTEM
+    from jobs.train.stage import load_tokenizer
 
     tok = load_tokenizer({"name": "tiny-llama", "source": str(SMOKE.parent / "tiny-llama"), "template": "vicuna"})
     prompt = [u("hello " * 80 + "what is the moon?")]

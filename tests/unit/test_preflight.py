@@ -178,7 +178,7 @@ def _full_assets():
 
 
 def test_lm_eval_benchmarks_resolve_to_the_hub_configs_their_tasks_load():
-    from jobs.lm_eval_adapter import task_datasets
+    from alignkit.plugins.benchmarks.lm_eval_run import task_datasets
 
     mmlu = task_datasets("mmlu", None, MANAGERS)
     assert len(mmlu) == 57  # the paper's "57 tasks"
@@ -234,7 +234,7 @@ def _prepared_config(cache_dir: Path, tmp_path: Path, repo: str, config: str, sp
 def test_the_check_agrees_with_what_datasets_reloads_offline(tmp_path, empty_datasets_cache, monkeypatch):
     import datasets
     from alignkit.plan.preflight import missing_lm_eval
-    from jobs.lm_eval_adapter import task_datasets
+    from alignkit.plugins.benchmarks.lm_eval_run import task_datasets
     from alignkit.plan.prefetch import prefetch_lm_eval
 
     _prepared_config(empty_datasets_cache, tmp_path, "cais/mmlu", "abstract_algebra")

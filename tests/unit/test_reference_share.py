@@ -1,5 +1,5 @@
 """Reference log-probs computed once per study (issue 20 item 3): which runs share a pass
-(alignkit/contract/reference.py), the store's behaviour under concurrent and killed jobs (jobs/reference.py),
+(alignkit/contract/reference.py), the store's behaviour under concurrent and killed jobs (jobs/train/reference.py),
 and a tiny local DPO study of 2 betas x 3 seeds whose runs reuse one pass and train exactly as a
 run that computed its own."""
 
@@ -121,7 +121,7 @@ def value(h: str) -> list[float]:
 
 
 def test_concurrent_jobs_split_the_pass_and_all_read_the_same_values(tmp_path):
-    from jobs.reference import SHARDS, SharedReference
+    from jobs.train.reference import SHARDS, SharedReference
 
     computed: list[str] = []
     lock = threading.Lock()
@@ -154,7 +154,7 @@ def test_concurrent_jobs_split_the_pass_and_all_read_the_same_values(tmp_path):
 
 
 def test_a_killed_holder_is_taken_over_and_a_failing_one_releases(tmp_path):
-    from jobs.reference import SHARDS, SharedReference
+    from jobs.train.reference import SHARDS, SharedReference
 
     a, b = job_dirs(tmp_path, 2)
     store = tmp_path / "sweep" / "reference" / "k"
@@ -189,7 +189,7 @@ def test_a_killed_holder_is_taken_over_and_a_failing_one_releases(tmp_path):
 
 
 def test_rows_the_pass_lacks_are_computed_by_the_run(tmp_path):
-    from jobs.reference import SHARDS, SharedReference
+    from jobs.train.reference import SHARDS, SharedReference
 
     a, b = job_dirs(tmp_path, 2)
     p, q = hexes(2)
