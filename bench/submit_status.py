@@ -26,7 +26,8 @@ sys.path.insert(0, str(REPO))
 from alignkit import journal  # noqa: E402
 from alignkit.backends import sacct  # noqa: E402
 from alignkit.compile import load_plan  # noqa: E402
-from alignkit.launch import slurm_answers, submit  # noqa: E402
+from alignkit.backends.slurm import slurm_answers  # noqa: E402
+from alignkit.launch import submit  # noqa: E402
 from alignkit.status import refresh  # noqa: E402
 from alignkit.sweepdir import SweepDir  # noqa: E402
 

@@ -76,7 +76,7 @@ class FakeBackend(Backend):
             g.array_job_id = f"F{next(self._ids)}"
             if g.placeholder:
                 ids[g.placeholder] = g.array_job_id
-            g.waits_on = {k: [(ids.get(a, a), i) for a, i in v] for k, v in g.waits_on.items()}
+            g.resolve(ids)
             idx = {j.id: (i if len(g.jobs) > 1 else None) for i, j in enumerate(g.jobs)}
             for j in g.jobs:
                 self.tasks[(g.array_job_id, idx[j.id])] = Task(ctx.sd.job(j.id), ctx.code,

@@ -10,6 +10,7 @@ import pytest
 
 from alignkit import journal
 from alignkit.backends import sacct
+from alignkit.backends.slurm import sbatch_dependency
 from alignkit.cli.main import main as cli
 from alignkit.launch import submit
 from alignkit.status import refresh
@@ -51,7 +52,7 @@ def test_chain_failure_blocks_eval_and_resubmit_is_idempotent(cluster, sweep, ca
     plan = fp.plan(sweep, trains + evals)
     res = submit(plan)
     assert res.sbatch_calls == 2
-    assert res.groups[1].dependency == f"aftercorr:{res.groups[0].array_job_id}"
+    assert sbatch_dependency(res.groups[1]) == f"aftercorr:{res.groups[0].array_job_id}"
     sd = SweepDir.of(sweep)
     st = settle(sd)
     by = {j.name: j for j in st.jobs}
@@ -76,7 +77,7 @@ def test_chain_failure_blocks_eval_and_resubmit_is_idempotent(cluster, sweep, ca
     res2 = submit(plan)
     again = sorted(j.name for g in res2.groups for j in g.jobs)
     assert again == ["ev1", "tr1"] and res2.skipped == {"COMPLETED": 4}
-    assert res2.groups[1].dependency == f"afterok:{res2.groups[0].array_job_id}"
+    assert sbatch_dependency(res2.groups[1]) == f"afterok:{res2.groups[0].array_job_id}"
     res3 = submit(plan)  # right away: both are pending/running now
     assert res3.sbatch_calls == 0 and not res3.groups
     st = settle(sd)

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from alignkit import backends, journal
+from alignkit.backends.slurm import sbatch_dependency
 from alignkit.cli.main import main as cli
 from alignkit.compile import load_plan
 from alignkit.launch import submit
@@ -58,7 +59,7 @@ def test_chunked_arrays_keep_element_wise_dependencies(limits, sweep):
     res = submit(fp.plan(sweep, trains + evals))
     assert [(g.stage, len(g.jobs)) for g in res.groups] == [("train", 101), ("train", 4), ("eval", 101), ("eval", 4)]
     t0, t1, e0, e1 = res.groups
-    assert e0.dependency == f"aftercorr:{t0.array_job_id}" and e1.dependency == f"aftercorr:{t1.array_job_id}"
+    assert sbatch_dependency(e0) == f"aftercorr:{t0.array_job_id}" and sbatch_dependency(e1) == f"aftercorr:{t1.array_job_id}"
     jr = journal.load(SweepDir.of(sweep))
     for ev, tr in zip(evals, trains, strict=True):  # eval i waits on the task that runs train i
         assert jr.latest(ev.id).waits_on == [jr.latest(tr.id).key]
@@ -125,7 +126,7 @@ def test_2000_job_held_study_in_one_submit_under_the_default_qos(limits, sweep):
     sizes = [len(g.jobs) for g in res.groups]
     assert sizes == [101] * 9 + [91] + [101] * 9 + [91] and res.sbatch_calls == 20 and res.deferred == 0
     tr, ev = res.groups[:10], res.groups[10:]
-    assert [g.dependency for g in ev] == [f"aftercorr:{g.array_job_id}" for g in tr]
+    assert [sbatch_dependency(g) for g in ev] == [f"aftercorr:{g.array_job_id}" for g in tr]
     ours = {g.array_job_id for g in res.groups}
     held = [why for jid, why in _squeue() if jid.split("_")[0] in ours]
     assert len(held) == 2000 and all("JobHeld" in why for why in held)
