@@ -366,7 +366,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
                 s.state = "COMPLETED"
             jobs.append(s)
             continue
-        s.executor, s.slurm_id = att.executor, att.slurm_id or (f"local:{att.local_id}" if att.local_id else None)
+        s.executor, s.slurm_id = att.executor, att.sched_id or (f"local:{att.local_id}" if att.local_id else None)
         paths = log_paths(att)
         s.log = str(paths[1]) if paths else None
         s.state, s.reason = raw[att.key]
@@ -391,7 +391,7 @@ def _mtime(path: Path) -> float | None:
 
 
 def _cancel_blocked(sd: SweepDir, jr: Journal, newly: dict[str, str]) -> None:
-    atts = [a for jid in newly if (a := jr.latest(jid)) and a.slurm_id]
+    atts = [a for jid in newly if (a := jr.latest(jid)) and a.sched_id]
     for name in sorted({a.executor for a in atts}):
         be = _backend(name)
         if be is not None:
@@ -401,9 +401,9 @@ def _cancel_blocked(sd: SweepDir, jr: Journal, newly: dict[str, str]) -> None:
                 pass  # journaled as blocked all the same: shown BLOCKED, cancelled again next time
     for job_id, why in newly.items():
         att = jr.latest(job_id)
-        if att and att.slurm_id:
+        if att and att.sched_id:
             journal.append(sd, {"type": "blocked", "job": job_id, "token": att.token,
-                                "slurm_ids": [att.slurm_id], "reason": why})
+                                "sched_ids": [att.sched_id], "reason": why})
             jr.blocked[att.key] = why
 
 

@@ -206,7 +206,7 @@ class Backend(ABC):
         """`alignkit cancel`: stop these attempts and journal a `cancel` record."""
         from alignkit import journal
         ids = self.kill(attempts)
-        journal.append(sd, {"type": "cancel", "jobs": [a.job_id for a in attempts], "slurm_ids": ids,
+        journal.append(sd, {"type": "cancel", "jobs": [a.job_id for a in attempts], "sched_ids": ids,
                             "local_jobs": []})
         return ids
 

@@ -326,7 +326,7 @@ class SlurmBackend(Backend):
         return {k: AttemptState(r.state, elapsed_s=r.elapsed_s) for k in keys if (r := records.get(k))}, "sacct"
 
     def kill(self, attempts) -> list[str]:
-        ids = [a.slurm_id for a in attempts if a.slurm_id]
+        ids = [a.sched_id for a in attempts if a.sched_id]
         if ids:
             proc = subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=120)
             if proc.returncode != 0:
@@ -335,25 +335,25 @@ class SlurmBackend(Backend):
 
     def rewire(self, att, waits_on) -> bool:
         """`scontrol update` one pending task's dependency (it is split out of its array)."""
-        if not att.slurm_id:
+        if not att.sched_id:
             return False
         dep = "afterok:" + ":".join(task_id(a, i) for a, i in waits_on) if waits_on else ""
         try:
-            proc = subprocess.run(["scontrol", "update", f"JobId={att.slurm_id}", f"Dependency={dep}"],
+            proc = subprocess.run(["scontrol", "update", f"JobId={att.sched_id}", f"Dependency={dep}"],
                                   capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired):
             return False
         return proc.returncode == 0
 
     def release(self, sd, attempts) -> list[str]:
-        ids = [a.slurm_id for a in attempts if a.slurm_id]
+        ids = [a.sched_id for a in attempts if a.sched_id]
         if ids:
             # scontrol takes a comma-separated list; whole arrays are released task by task
             proc = subprocess.run(["scontrol", "release", ",".join(ids)], capture_output=True, text=True,
                                   timeout=120)
             if proc.returncode != 0 and "already" not in proc.stderr:
                 raise UserError(f"scontrol release failed: {proc.stderr.strip() or proc.returncode}")
-            journal.append(sd, {"type": "release", "slurm_ids": ids, "tokens": []})
+            journal.append(sd, {"type": "release", "sched_ids": ids, "tokens": []})
         return ids
 
 
@@ -392,7 +392,7 @@ def _submission_record(g: Group, idx: dict[str, int | None], hold: bool, code: P
 
 # --------------------------------------------------------------------------- states ----
 def _held(att, jr) -> bool:
-    return att.hold and att.slurm_id not in jr.released and att.array_job_id not in jr.released
+    return att.hold and att.sched_id not in jr.released and att.array_job_id not in jr.released
 
 
 def slurm_state(att, rec: sacct.Record | None, jr) -> tuple[str, str | None]:
@@ -410,7 +410,7 @@ def slurm_state(att, rec: sacct.Record | None, jr) -> tuple[str, str | None]:
     sid = att.submitit_id
     if not rec.exact and sid and os.path.exists(f"{att.folder.replace('%j', sid)}/{sid}_0_log.out"):
         return "RUNNING", "started (accounting lags)"  # the range row is stale for this task
-    if not rec.exact and att.slurm_id in jr.released and att.key not in jr.cancelled:
+    if not rec.exact and att.sched_id in jr.released and att.key not in jr.cancelled:
         return "PENDING", "released (accounting lags)"
     if state == "COMPLETED":  # a job that succeeded wrote DONE before exiting (checked by the caller)
         return "FAILED", "ended without writing DONE"

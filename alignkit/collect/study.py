@@ -190,7 +190,7 @@ def _attach_accounting(sd: SweepDir, jobs: dict[str, JobRecord], problems: list[
         att = journal.latest(job_id)
         if att is None:
             continue
-        rec.slurm_id = att.slurm_id or (f"local:{att.local_id}" if att.local_id else None)
+        rec.slurm_id = att.sched_id or (f"local:{att.local_id}" if att.local_id else None)
         by_executor.setdefault(att.executor, {})[att.key] = (att, rec)
     answers = []
     for name, atts in sorted(by_executor.items()):

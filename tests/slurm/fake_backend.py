@@ -100,7 +100,7 @@ class FakeBackend(Backend):
             t = self.tasks.get(a.key)
             if t is not None and t.state in ("PENDING", "RUNNING"):
                 t.state = "CANCELLED"
-                ids.append(a.slurm_id)
+                ids.append(a.sched_id)
         return ids
 
     def release(self, sd, attempts) -> list[str]:
@@ -109,9 +109,9 @@ class FakeBackend(Backend):
             t = self.tasks.get(a.key)
             if t is not None and t.held:
                 t.held = False
-                ids.append(a.slurm_id)
+                ids.append(a.sched_id)
         if ids:
-            journal.append(sd, {"type": "release", "slurm_ids": ids, "tokens": []})
+            journal.append(sd, {"type": "release", "sched_ids": ids, "tokens": []})
         return ids
 
     @classmethod
