@@ -53,7 +53,7 @@ class SubmitResult:
     executor: str
     groups: list[Group]
     skipped: dict[str, int]                      # state -> count of jobs left alone
-    sbatch_calls: int
+    calls: int                                   # calls the backend made to its scheduler
     dry_run: bool
     hold: bool
     warnings: list[str] = field(default_factory=list)
@@ -310,7 +310,7 @@ def describe_limits(plan: Plan, limits: Limits, max_queued: int | None = None) -
         if split:
             n = sum(-(-len(g.jobs) // limits.max_array_size) for g in groups)
             lines.append(f"  {len(split)} group(s) exceed MaxArraySize={limits.max_array_size}: "
-                         f"{n} SLURM arrays, one sbatch each (element-wise dependencies kept across them)")
+                         f"{n} arrays, each queued on its own (element-wise dependencies kept across them)")
     cap = queue_limit(limits, max_queued)
     if cap is not None and cap < len(plan.jobs):
         lines.append(f"  {len(plan.jobs)} jobs exceed the {cap} you may queue now: submit queues them in "

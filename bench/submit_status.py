@@ -73,7 +73,7 @@ def main() -> int:
         st = refresh(sd)
         result = {
             "spec": args.spec, "profile": args.profile, "jobs": len(plan.jobs), "queued": queued,
-            "sbatch_calls": res.sbatch_calls, "arrays": len(arrays),
+            "sbatch_calls": res.calls, "arrays": len(arrays),
             "submit_s": round(submit_s, 3),
             "status_cli_s_median": round(statistics.median(cli_s), 3),
             "bare_sacct_s_median": round(statistics.median(sacct_s), 3),

@@ -30,7 +30,7 @@ def check_text(value: Any, where: str) -> None:
     rest would run as a shell command when the job starts)."""
     if isinstance(value, str) and _CONTROL.search(value):
         raise UserError(f"{where}: contains a control character ({_CONTROL.search(value).group()!r}); "
-                        f"refused (it could end a line of the generated sbatch script)")
+                        f"refused (it could end a line of the generated job script)")
 
 
 After = list[tuple[str, "list[int] | None"]]  # (array, its element indices; None: all of it / a plain job)
@@ -160,6 +160,11 @@ class Backend(ABC):
     def dry_run_limits(self, plan: Plan) -> Limits:
         """The limits a dry run splits arrays by: those known without queueing anything."""
         return Limits()
+
+    def check_profile(self, profile: Any, problems: Any) -> None:
+        """Refuse, through `problems.add(key, why)`, the profile options this backend owns and
+        would put into its scripts (a profile is checked by every backend when loaded)."""
+        return None
 
     def unreachable(self) -> str | None:
         """Why this backend's scheduler cannot be asked anything here (None: it answers)."""

@@ -21,13 +21,13 @@ from typing import Any, Callable
 from alignkit import journal
 from alignkit.backends import sacct
 from alignkit.backends import register
-from alignkit.backends.base import (AttemptState, Backend, Group, Key, Limits, Poll, SubmitContext, check_text,
+from alignkit.backends.base import (_CONTROL, AttemptState, Backend, Group, Key, Limits, Poll, SubmitContext, check_text,
                                     setup_lines, watchdog_s)
 from alignkit.errors import UserError
 
 MAX_NUM_TIMEOUT = 3  # requeues after hitting the time limit before a job counts as TIMEOUT
 FRESH_S = 300.0  # an attempt this young and missing from sacct is taken as PENDING (accounting lag)
-SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # an sbatch long option, without the leading --
 
 
 def slurm_answers(timeout_s: float = 10.0) -> bool:
@@ -208,6 +208,19 @@ def _queued(user: str | None, qos: str | None) -> int:
 class SlurmBackend(Backend):
     name = "slurm"
     script_suffix = ".sbatch"
+
+    def check_profile(self, profile, problems) -> None:
+        """The profile's `sbatch:` options: long option names, one line each, no `false`."""
+        from alignkit.schema import join
+        for key, value in profile.sbatch.items():
+            where = join("sbatch", key)
+            if not SBATCH_KEY.match(key):
+                problems.add(where, "an sbatch option name may only hold letters, digits and '-'")
+            elif isinstance(value, str) and _CONTROL.search(value):
+                problems.add(where, f"contains a control character ({_CONTROL.search(value).group()!r}): "
+                                    f"refused, it would end a line of the sbatch script")
+            elif value is False:
+                problems.add(where, "false is not an sbatch value (leave the option out)")
 
     def unreachable(self) -> str | None:
         return None if slurm_answers() else "no SLURM controller answers `scontrol ping` here"

@@ -73,7 +73,7 @@ def test_dry_run_writes_the_scripts_and_queues_nothing(executor, sweep):
     evals = [fp.job(f"de{i}", stage="eval", deps=(t.id,), steps=1) for i, t in enumerate(trains)]
     plan = fp.plan(sweep, [*trains, *evals])
     res = submit(plan, executor=executor, dry_run=True, hold=True)
-    assert res.dry_run and res.sbatch_calls == 0 and len(res.scripts) == len(res.groups) == 2
+    assert res.dry_run and res.calls == 0 and len(res.scripts) == len(res.groups) == 2
     assert not (sweep / "journal.jsonl").exists() and not (sweep / "manifest.json").exists()
     backend = backends.get(executor)
     writer = backends.get(backend.previews_with or executor)

@@ -62,7 +62,7 @@ def _normalise(text: str, sweep: Path) -> str:
 def test_dry_run_writes_golden_sbatch_scripts(tmp_path):
     trains, evals, merge = _chain()
     res = launch.submit(fp.plan(tmp_path, [*trains, *evals, merge]), dry_run=True, hold=True)
-    assert res.dry_run and res.sbatch_calls == 0 and len(res.scripts) == 3
+    assert res.dry_run and res.calls == 0 and len(res.scripts) == 3
     assert not (tmp_path / "manifest.json").exists() and not (tmp_path / "journal.jsonl").exists()
     for path in res.scripts:
         got = _normalise(path.read_text(), tmp_path)

@@ -153,7 +153,7 @@ def test_describe_limits_says_arrays_split_and_waves(tmp_path):
     plan = fp.plan(tmp_path, trains + evals)
     lines = launch.describe_limits(plan, Limits(max_array_size=101, max_queued=150, notes=("QOS small: x",)))
     text = "\n".join(lines)
-    assert "2 group(s) exceed MaxArraySize=101: 6 SLURM arrays, one sbatch each" in text
+    assert "2 group(s) exceed MaxArraySize=101: 6 arrays, each queued on its own" in text
     assert "500 jobs exceed the 150 you may queue now" in text and "waves of at most 150" in text
     assert launch.describe_limits(plan, Limits()) == []
 
