@@ -293,7 +293,12 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         done = jobfiles.DONE in files.get(job_id, ())
         for att in atts:
             st = states.get(att.key) or AttemptState("UNKNOWN", f"unknown executor '{att.executor}'")
-            raw[att.key] = ("COMPLETED", None) if done and att is atts[-1] else (st.state, st.reason)
+            if done and att is atts[-1]:
+                raw[att.key] = ("COMPLETED", None)
+            elif att.key in jr.blocked:  # cancelled by an earlier refresh because an input failed
+                raw[att.key] = ("BLOCKED", jr.blocked[att.key])
+            else:
+                raw[att.key] = (st.state, st.reason)
 
     # BLOCKED: a pending attempt that waits on an attempt that can no longer succeed (cascades)
     newly: dict[str, str] = {}

@@ -409,8 +409,8 @@ def _held(att, jr) -> bool:
 
 
 def slurm_state(att, rec: sacct.Record | None, jr) -> tuple[str, str | None]:
-    if att.key in jr.blocked:
-        return "BLOCKED", jr.blocked[att.key]
+    """One attempt's state from its sacct row and the journal (status applies `blocked` records
+    for every backend, before this)."""
     if rec is None:
         if att.key in jr.cancelled:
             return "CANCELLED", "cancelled"
