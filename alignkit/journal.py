@@ -90,7 +90,7 @@ class Attempt:
     @property
     def submitit_id(self) -> str | None:
         """The id submitit names the log files after (array: A_i, local: controller pid)."""
-        return self.local_id if self.executor == "local" else self.sched_id
+        return self.sched_id if self.array_job_id is not None else self.local_id
 
 
 @dataclass
@@ -257,7 +257,7 @@ def load(sd: SweepDir) -> Journal:
             local_end[(f"local:{r['token']}:{r['job']}", None)] = r
     for atts in attempts.values():
         for a in atts:
-            if a.executor == "local":
+            if a.array_job_id is None:  # no scheduler id: run by this machine's driver (local_start)
                 a.local_id = local_ids.get((a.token, a.job_id))
     by_sched = {a.sched_id: a for atts in attempts.values() for a in atts if a.sched_id}
     seen: dict[str, int] = {}  # job id -> its attempts journaled so far: a cancel stops only those
@@ -276,7 +276,7 @@ def load(sd: SweepDir) -> Journal:
                     cancelled.add(by_sched[sid].key)
             for job_id in r.get("local_jobs", []):  # by job id: not a resubmit made after it
                 for a in attempts.get(job_id, [])[:seen.get(job_id, 0)]:
-                    if a.executor == "local":
+                    if a.array_job_id is None:  # a scheduler's attempts are cancelled by sched_ids
                         cancelled.add(a.key)
     pending = [r for r in records if r.get("type") == "intent" and r["token"] not in settled]
     released = {sid for r in records if r.get("type") == "release" for sid in r.get("sched_ids", [])}

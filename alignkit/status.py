@@ -307,7 +307,8 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         changed = False
         for job_id, atts in jr.attempts.items():
             att = atts[-1]
-            if att.executor == "local" or raw[att.key][0] != "PENDING":
+            # no scheduler id: this machine's driver blocks it itself (local_end BLOCKED)
+            if att.array_job_id is None or raw[att.key][0] != "PENDING":
                 continue
             for dep in att.waits_on:
                 dep_state = raw.get(dep, ("?", None))[0]
