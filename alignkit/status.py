@@ -320,7 +320,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
                     newly[job_id] = why
                     changed = True
                     break
-    # the scheduler's own verdict. SLURM 22.05 judges the still-unsplit tasks of an `aftercorr`
+    # the scheduler's own verdict (`AttemptState.waiting`). SLURM 22.05 judges the still-unsplit tasks of an `aftercorr`
     # array as a whole: once the upstream array has ended with any task failed, every task left
     # in it reads DependencyNeverSatisfied, its own input COMPLETED or not (seen on the dev
     # cluster: eval 897_15 stuck behind completed train 861_15). So believe it only for an
@@ -333,14 +333,15 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
     for job_id, atts in jr.attempts.items():
         att = atts[-1]
         inputs_done = bool(att.waits_on) and all(raw.get(d, ("?", None))[0] == "COMPLETED" for d in att.waits_on)
-        if raw[att.key] == ("PENDING", "Dependency") and inputs_done:
+        waiting = states[att.key].waiting if raw[att.key][0] == "PENDING" and att.key in states else None
+        if waiting == "inputs" and inputs_done:
             rewire[job_id] = []
             continue
-        if raw[att.key] != ("PENDING", "DependencyNeverSatisfied"):
+        if waiting != "never":
             continue
         if att.waits_on:  # none failed: the cascade above would have blocked it
             rewire[job_id] = [d for d in att.waits_on if raw.get(d, ("?", None))[0] != "COMPLETED"]
-            raw[att.key] = ("PENDING", "waiting on its own inputs (SLURM's aftercorr verdict for the "
+            raw[att.key] = ("PENDING", "waiting on its own inputs (the scheduler's verdict for the "
                                        "array's remaining tasks overridden)")
             continue
         raw[att.key] = ("BLOCKED", "a dependency failed")

@@ -112,6 +112,9 @@ class AttemptState:
     node: str | None = None
     restarts: int = 0
     exit_code: str | None = None
+    # a PENDING attempt held by its dependency: "inputs" (the scheduler waits on them), "never"
+    # (the scheduler judges they can never be satisfied); status checks both against the journal
+    waiting: str | None = None
 
 
 @dataclass

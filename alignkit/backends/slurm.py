@@ -26,6 +26,8 @@ from alignkit.backends.base import (_CONTROL, AttemptState, Backend, Group, Key,
 from alignkit.errors import UserError
 
 MAX_NUM_TIMEOUT = 3  # requeues after hitting the time limit before a job counts as TIMEOUT
+# sacct's pending reasons for a dependency, as the neutral `AttemptState.waiting`
+WAITING = {"Dependency": "inputs", "DependencyNeverSatisfied": "never"}
 FRESH_S = 300.0  # an attempt this young and missing from sacct is taken as PENDING (accounting lag)
 SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # an sbatch long option, without the leading --
 
@@ -462,5 +464,6 @@ class _SacctPoll(Poll):
             rec = recs.get(a.key)  # a task's row only: sacct may briefly show a raw array id for *some* task
             st, why = slurm_state(a, rec, self.jr)
             out[a.key] = AttemptState(st, why, rec.elapsed_s if rec else None, rec.node if rec else None,
-                                      rec.restarts if rec else 0, rec.exit_code if rec else None)
+                                      rec.restarts if rec else 0, rec.exit_code if rec else None,
+                                      WAITING.get(why or "") if st == "PENDING" else None)
         return out, []
