@@ -16,7 +16,7 @@ from alignkit.contract.errors import UserError
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "collect", help="gather a study's results: tidy table, summaries vs the paper, plots, report, index",
-        description="Read a sweep directory (manifest, result files, journal, sacct if present) and write a tidy "
+        description="Read a sweep directory (manifest, result files, journal, the scheduler's accounting if present) and write a tidy "
                     "long table (CSV/Parquet), mean ± std summaries beside the paper's numbers (Markdown/HTML), "
                     "plots (PNG), report.html and a checkpoint index. Corrupt result files are listed, not fatal.")
     p.add_argument("sweep_dir", nargs="?", metavar="SWEEP_DIR", type=directory,

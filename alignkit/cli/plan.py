@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         out.append(f"  DPO reference log-probs: {s['reference_passes']} shared passes for {s['reference_pass_runs']} runs"
                    + (f"; {s['reference_inline_runs']} compute their own" if s["reference_inline_runs"] else ""))
     out += judge_lines(s["judges"])
-    if args.profile and plan.profile.executor == "slurm":
+    if args.profile:
         out += _cluster_lines(plan)
     print("\n".join(out))
     return 0
@@ -130,9 +130,11 @@ def judge_lines(judges: dict) -> list[str]:
 
 
 def _cluster_lines(plan) -> list[str]:
-    """The cluster's limits and what they mean here: arrays split, submit in waves."""
+    """The profile's scheduler's limits and what they mean here: arrays split, submit in waves
+    (none for an executor that keeps no queue limits, such as local)."""
     from alignkit import backends
-    from alignkit.launch import describe_limits, slurm_answers
-    if not slurm_answers():
-        return ["  cluster limits: unknown (no SLURM controller answers `scontrol ping` here)"]
-    return ["  " + line.strip() for line in describe_limits(plan, backends.get("slurm").limits(plan))]
+    from alignkit.launch import describe_limits
+    backend = backends.get(plan.profile.executor)
+    if (why := backend.unreachable()) is not None:
+        return [f"  cluster limits: unknown ({why})"]
+    return ["  " + line.strip() for line in describe_limits(plan, backend.limits(plan))]

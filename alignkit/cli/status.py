@@ -17,8 +17,8 @@ from alignkit.status import StudyStatus, open_sweep, refresh
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="state of every job of a sweep (one sacct call)",
-                       description="Join the journal, one sacct call and the files jobs write; --json output "
+    p = sub.add_parser("status", help="state of every job of a sweep (one accounting call)",
+                       description="Join the journal, one call to the scheduler's accounting and the files jobs write; --json output "
                                    "is documented in docs/slurm.md and stable.")
     p.add_argument("sweep_dir", nargs="?", type=directory, help="sweep directory (default: the current one, else the newest under runs/)")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/slurm.md)")

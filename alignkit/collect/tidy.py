@@ -175,7 +175,7 @@ def _provenance(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
     mj = target.results.get(paths.MERGE) if target else None
     wall, source = None, None
     if target is not None and target.elapsed_s is not None:
-        wall, source = target.elapsed_s, "sacct"
+        wall, source = target.elapsed_s, target.elapsed_from
     elif _num(_find(tm or mj, _WALL_KEYS)) is not None:
         wall, source = _num(_find(tm or mj, _WALL_KEYS)), "result file"
     gpus = ((target.resources.get("gpus") or 0) * (target.resources.get("nodes") or 1)) if target else 0
