@@ -128,3 +128,24 @@ def test_with_its_packages_and_data_ifeval_checks_its_dataset(tmp_path):
         f"({tmp_path / 'hf' / 'datasets'}): (default config)"]
     plan = _run(env, "plan", str(spec))
     assert plan.returncode == 0 and "ifeval" not in plan.stderr, plan.stderr
+
+
+def test_the_eval_job_fails_with_the_same_line_before_loading_the_task(tmp_path, monkeypatch):
+    """No model is touched: the check runs before lm-eval builds the task (whose import would fail,
+    or try to download punkt_tab on a node without internet)."""
+    import nltk
+
+    from jobs.errors import JobFailure
+    from jobs.lm_eval_adapter import run_benchmark
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nltk")])
+    try:
+        run_benchmark(None, None, "ifeval", {"task": "ifeval", "metric": "prompt_level_strict_acc"}, device="cpu")
+    except JobFailure as exc:
+        line = str(exc)
+    else:
+        raise AssertionError("ifeval ran without its packages and data")
+    assert line.startswith("benchmarks.ifeval: lm-eval task ifeval needs ")
+    assert "\n" not in line and "nltk data tokenizers/punkt_tab" in line
+    for package in ("langdetect", "immutabledict"):
+        assert (package in line) == (not _installed(package))
