@@ -149,3 +149,15 @@ def test_the_eval_job_fails_with_the_same_line_before_loading_the_task(tmp_path,
     assert "\n" not in line and "nltk data tokenizers/punkt_tab" in line
     for package in ("langdetect", "immutabledict"):
         assert (package in line) == (not _installed(package))
+
+
+def test_prefetch_names_an_nltk_download_it_cannot_make_in_one_line(tmp_path):
+    """This machine (and CI) has no route to nltk's data server: prefetch says so, exit 2, no traceback."""
+    spec = _ifeval_spec(tmp_path)
+    proc = _run(_env(tmp_path), "prefetch", str(spec))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"downloading nltk data punkt_tab into {tmp_path / 'nltk'}" in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("alignkit prefetch: error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "alignkit prefetch: error: nltk data tokenizers/punkt_tab: download failed: ")
