@@ -122,7 +122,9 @@ def study_axes(study: Study, rows: list[dict[str, Any]]) -> tuple[list[str], dic
     columns = set(rows[0]) if rows else set()
     order: dict[str, list[Any]] = {}
     for job in study.jobs.values():
-        if job.stage == "eval" and (job.config.get("target") or {}).get("kind") != "base":
+        # untrained base models are not compared; a full-model target (kind base, named) is
+        if job.stage == "eval" and ((job.config.get("target") or {}).get("kind") != "base"
+                                    or job.axes.get("target") is not None):
             merged = job.axes.get("merge") is not None
             for k, v in job.axes.items():
                 vals = order.setdefault(k, [])
@@ -132,7 +134,8 @@ def study_axes(study: Study, rows: list[dict[str, Any]]) -> tuple[list[str], dic
                 if v is not None and v not in vals:
                     vals.append(v)
     known = [*AXIS_COLUMNS, *study.axes]   # only for the order shown: the tidy table's, then the manifest's
-    axes = sorted((k for k in order if k in columns), key=lambda k: known.index(k) if k in known else len(known))
+    # an axis no run has a value of (an evaluation-only study's dataset, peft, ...) is not one of its axes
+    axes = sorted((k for k in order if k in columns and order[k]), key=lambda k: known.index(k) if k in known else len(known))
     return axes, {k: order[k] for k in axes}
 
 

@@ -113,6 +113,7 @@ def test_an_eval_only_study_compares_its_targets_with_intervals(tmp_path):
     questions = {"target: zephyr-dpo vs base-sft", "target: same-as-sft vs base-sft", "target: same-as-sft vs zephyr-dpo"}
     assert {q for q, _ in rows} == questions      # every pair of targets; nothing "too few seeds" about labels
     assert {b for _, b in rows} == {"bbh", "mmlu", "alpaca_eval", "realtoxicity", "red_instruct"}
+    assert found["axes"] == ["model", "method", "target"]   # not the dataset, peft, ... no target has
     assert all(r["correction"] == "Benjamini–Hochberg" for r in rows.values())
 
     # Red-Instruct: paired over the 40 judged prompts (the unparseable row is no item); ASR 20% vs 70%
@@ -177,3 +178,24 @@ def test_items_that_do_not_reproduce_the_value_are_not_used(tmp_path):
     assert item_scores(job, "final", "red_instruct", "red_instruct", "asr", 40.0) is None   # not what 40 came from
     job.results["judge.json"]["checkpoints"]["final"]["red_instruct"]["verdicts"] = "../outside.jsonl"
     assert item_scores(job, "final", "red_instruct", "red_instruct", "asr", 50.0) is None   # only inside the job
+
+
+def test_full_model_targets_are_compared_too(tmp_path):
+    """`type: model` targets compile to kind "base" (as untrained base models do) but are named: compared."""
+    spec = yaml.safe_load(_eval_only(tmp_path).read_text())
+    spec["targets"] = {}
+    for name in ("first", "second"):   # two model folders (the same one twice would be one eval job)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"model_type": "llama", "name": name}))
+        spec["targets"][name] = {"source": str(tmp_path / name), "type": "model"}
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    root = tmp_path / "sweep"
+    planned_results.write(path, root)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        collect(root, out=root / "collect", accounting=False)
+    found = json.loads((root / "collect" / "findings.json").read_text())
+    assert {(r["question"], r["test"]) for r in found["comparisons"]} == {
+        ("target: second vs first", "z on the two reported stderrs")}
+    assert len(found["comparisons"]) == 5
