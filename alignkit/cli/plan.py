@@ -44,9 +44,25 @@ def run(args: argparse.Namespace) -> int:
             gc.enable()
 
 
+def _lm_eval_needs(plan) -> None:
+    """A missing package is an error (prefetch cannot fix it); missing nltk data a warning (prefetch
+    downloads it; submit refuses until then), as for models not yet in the cache."""
+    from alignkit.contract.lm_eval_needs import benchmark_needs
+    from alignkit.plan.preflight import lm_eval_benchmarks
+
+    benchmarks = lm_eval_benchmarks([j.config for j in plan.jobs if j.stage == "eval"])
+    errors = benchmark_needs(benchmarks, data=False)
+    if errors:
+        raise UserError("\n".join(f"{plan.spec_path}: evals.benchmarks.{name}: {line}" for name, line in errors))
+    for name, line in benchmark_needs(benchmarks, packages=False):
+        print(f"alignkit plan: warning: evals.benchmarks.{name}: {line}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     from alignkit.plan.compiler import load_plan  # lazily: every `alignkit` command imports this module
     plan = load_plan(args.spec, args.profile, args.output_dir)
+    if "lm_eval" in plan.spec_text:  # lm-eval tasks needing packages or data missing here (no task index: ~0.1 s)
+        _lm_eval_needs(plan)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
     from alignkit.plan import advice as plan_advice  # settings that run but deserve a look: warnings only

@@ -34,7 +34,8 @@ COLUMNS = (*_HEAD, *AXIS_COLUMNS, *_TAIL)   # a study that sweeps no dotted axis
 
 def extra_axes(study: Study) -> list[str]:
     """The swept axes beyond the named ones (manifest "axes", e.g. `method.beta`): one column each,
-    after the named axes. A name that collides with another column cannot be one (a Problem)."""
+    after the named axes, and `target` when the study evaluates `targets:`. A name that collides with
+    another column cannot be one (a Problem)."""
     out = []
     for a in study.axes:
         if a in AXIS_COLUMNS:
@@ -44,6 +45,8 @@ def extra_axes(study: Study) -> list[str]:
                                                                "not shown as an axis"))
             continue
         out.append(a)
+    if "target" not in out and any(j.axes.get("target") is not None for j in study.jobs.values()):
+        out.append("target")   # a `targets:` entry's name: what tells an evaluation-only study's rows apart
     return out
 
 

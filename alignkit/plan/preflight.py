@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.contract.hub import datasets_cache, is_local, lm_eval_hub, missing_assets, prepared
+from alignkit.contract.lm_eval_needs import benchmark_needs, nltk_resources, task_needs
 
 
 def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -80,11 +81,17 @@ def lm_eval_datasets(jobs: list[dict[str, Any]], managers: dict | None = None) -
     out: dict[tuple, dict] = {}
     problems, cache = [], (managers if managers is not None else {})
     for (task, include), bench in wanted.items():
+        if not include and task_needs(task):  # named by benchmark_needs; its code would not load here
+            continue
         try:
             leaves = task_datasets(task, include, cache)
         except KeyError:
             problems.append(f"lm_eval {bench}: lm-eval knows no task or group {task!r}"
                             + (f" (built-in or under {include})" if include else ""))
+            continue
+        except ImportError as exc:  # a group's member, or a local task, whose code needs a package
+            problems.append(f"lm_eval {bench}: task {task}'s code imports {exc.name or exc}, which is not "
+                            f"installed here (lm-eval's extras: pip install 'lm-eval[tasks]')")
             continue
         for leaf in leaves:
             key = (leaf["dataset_path"], leaf["dataset_name"], repr(sorted(leaf["dataset_kwargs"].items())),
@@ -118,17 +125,37 @@ def missing_lm_eval(leaves: list[dict]) -> list[str]:
     return lines
 
 
+def lm_eval_benchmarks(jobs: list[dict[str, Any]]) -> dict[str, dict]:
+    """The lm_eval benchmarks of compiled jobs, by name (jobs share their benchmark configs)."""
+    out: dict[str, dict] = {}
+    seen: set[int] = set()
+    for job in jobs:
+        benchmarks = job.get("config", job).get("benchmarks") or {}
+        if id(benchmarks) in seen:
+            continue
+        seen.add(id(benchmarks))
+        for name, spec in benchmarks.items():
+            if isinstance(spec, dict) and spec.get("type") == "lm_eval":
+                out.setdefault(name, spec)
+    return out
+
+
 def study_assets(jobs: list[dict[str, Any]], managers: dict | None = None) -> dict[str, Any]:
-    """Everything compiled jobs read: {"models", "datasets", "lm_eval" (task datasets), "unknown_tasks"}."""
+    """Everything compiled jobs read: {"models", "datasets", "lm_eval" (task datasets), "unknown_tasks"
+    (lines: tasks lm-eval does not know or whose code cannot be loaded here), "task_needs" (lines: the
+    packages and data lm-eval tasks need that are missing), "nltk" (the nltk resources they load)}."""
     models, datasets = spec_assets(jobs)
+    benchmarks = lm_eval_benchmarks(jobs)
     leaves, unknown = lm_eval_datasets(jobs, managers)
-    return {"models": models, "datasets": datasets, "lm_eval": leaves, "unknown_tasks": unknown}
+    nltk = sorted({r for b in benchmarks.values() if not b.get("include_path") for r in nltk_resources(str(b["task"]))})
+    return {"models": models, "datasets": datasets, "lm_eval": leaves, "unknown_tasks": unknown,
+            "task_needs": [f"lm_eval {name}: {line}" for name, line in benchmark_needs(benchmarks)], "nltk": nltk}
 
 
 def study_problems(assets: dict[str, Any]) -> tuple[str, list[str]]:
     """What of `study_assets` an offline compute node would not find: (what was checked, one line each)."""
-    problems = (missing_assets(assets["models"], assets["datasets"]) + assets["unknown_tasks"]
-                + missing_lm_eval(assets["lm_eval"]))
+    problems = (missing_assets(assets["models"], assets["datasets"]) + assets["task_needs"]
+                + assets["unknown_tasks"] + missing_lm_eval(assets["lm_eval"]))
     hub = {(leaf["dataset_path"], leaf["dataset_name"]) for leaf in assets["lm_eval"] if lm_eval_hub(leaf)}
     return (f"{len(assets['models'])} models, {len(assets['datasets'])} datasets and {len(hub)} lm-eval dataset "
             f"configs checked", problems)

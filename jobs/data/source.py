@@ -17,14 +17,14 @@ from alignkit.contract.datafile import folder_problem, text_problem
 from alignkit.contract.hub import is_local
 from jobs.errors import JobFailure
 
-FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
 def builder_for(path: Path) -> str:
     suffixes = [s for s in path.suffixes if s not in (".gz", ".bz2", ".xz", ".zst")]
     builder = FILE_BUILDERS.get(suffixes[-1] if suffixes else "")
     if builder is None:
-        raise JobFailure(f"dataset file {path}: unknown format (expected .json, .jsonl, .parquet or .csv, "
+        raise JobFailure(f"dataset file {path}: unknown format (expected .json, .jsonl, .parquet, .csv or .arrow, "
                          f"optionally compressed)")
     return builder
 

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from alignkit.contract.lm_eval_needs import task_needs
 from jobs.errors import JobFailure
 
 
@@ -89,6 +90,9 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: s
 
     if include and not Path(include).is_dir():
         raise JobFailure(f"benchmarks.{name}.include_path: {include} is not a directory")
+    need = None if include else task_needs(task)  # its code would fail to import, or try to download
+    if need:
+        raise JobFailure(f"benchmarks.{name}: lm-eval task {task} needs {need}")
     tm = task_manager(include, task, task_managers if task_managers is not None else {})
     if task not in tm.task_index:
         raise JobFailure(f"benchmarks.{name}.task: lm-eval knows no task or group {task!r}"
