@@ -11,12 +11,15 @@ Record types (one JSON object per line, every one has "type" and "time"):
   recovered    a submission found by reconciling an intent (same fields as submission).
   rollback     a submit failed part-way; its tokens' arrays were cancelled: tokens, reason.
   abandoned    an intent whose sbatch never queued anything: token.
-  blocked      a job whose dependency can never be satisfied was cancelled: job, token, reason.
-  cancel       the user cancelled: jobs [job ids], slurm_ids, local_jobs [job ids: it stops their
+  blocked      a job whose dependency can never be satisfied was cancelled: sched_ids, reason.
+  cancel       the user cancelled: jobs [job ids], sched_ids, local_jobs [job ids: it stops their
                attempts journaled before it, never a later resubmit].
-  release      the user released held jobs: slurm_ids / tokens.
+  release      the user released held jobs: sched_ids / tokens.
   local_start / local_end   the local driver started / finished a job: job, token, local_id,
                state (COMPLETED, FAILED, CANCELLED, BLOCKED), reason.
+Scheduler ids are neutral: `sched_ids` name attempts as the scheduler does (`Attempt.sched_id`:
+an array task `<array>_<index>`, or the array/job id alone); journals written before this name
+was chosen call the field `slurm_ids` and are read the same (`_renamed`).
 Appends are single write() calls on an O_APPEND descriptor; a torn last line (a writer killed
 mid-write) is skipped silently; any other unreadable line or record of the wrong shape is
 skipped and named in `Journal.problems` (status, logs and cancel print it and go on).
@@ -32,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.sweepdir import SweepDir
 
 
@@ -73,7 +76,9 @@ class Attempt:
     local_id: str | None = None
 
     @property
-    def slurm_id(self) -> str | None:
+    def sched_id(self) -> str | None:
+        """The scheduler's id of this attempt: an array task `A_i`, a plain job `A`; None when the
+        executor gives none (local)."""
         if self.array_job_id is None:
             return None
         return self.array_job_id if self.index is None else f"{self.array_job_id}_{self.index}"
@@ -85,7 +90,7 @@ class Attempt:
     @property
     def submitit_id(self) -> str | None:
         """The id submitit names the log files after (array: A_i, local: controller pid)."""
-        return self.local_id if self.executor == "local" else self.slurm_id
+        return self.sched_id if self.array_job_id is not None else self.local_id
 
 
 @dataclass
@@ -96,7 +101,7 @@ class Journal:
     cancelled: set[tuple[str, int | None]]       # attempt keys the user cancelled
     local_end: dict[tuple[str, int | None], dict[str, Any]]
     pending_intents: list[dict[str, Any]]        # intents with no submission/abandon/rollback
-    released: set[str] = field(default_factory=set)  # slurm ids released by `alignkit release`
+    released: set[str] = field(default_factory=set)  # scheduler ids released by `alignkit release`
     problems: list[str] = field(default_factory=list)  # records skipped: file:line, why
 
     def latest(self, job_id: str) -> Attempt | None:
@@ -146,11 +151,11 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "submission": _SUBMISSION, "recovered": _SUBMISSION,
     "intent": {"token": _str, "name": _str, "jobs": _strs},
     "rollback": {"tokens": _strs}, "abandoned": {"token": _str},
-    "blocked": {"slurm_ids": _strs}, "cancel": {}, "release": {},
+    "blocked": {"sched_ids": _strs}, "cancel": {}, "release": {},
     "local_start": {"token": _str, "job": _str, "local_id": lambda v: _str(v) or _num(v), "time": _num},
     "local_end": {"token": _str, "job": _str, "state": _str, "time": _num},
 }
-OPTIONAL: dict[str, Any] = {"array_job_id": _opt_str, "waits_on": _waits, "folder": _str, "stage": _str, "slurm_ids": _strs,
+OPTIONAL: dict[str, Any] = {"array_job_id": _opt_str, "waits_on": _waits, "folder": _str, "stage": _str, "sched_ids": _strs,
                             "local_jobs": _strs, "tokens": _strs, "reason": _opt_str}
 
 
@@ -192,12 +197,24 @@ def read_records(sd: SweepDir) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         if isinstance(r, dict):  # a hostile id is refused whatever else is wrong with the record
             _check_ids(r, f"{sd.journal}: line {n}")
+            r = _renamed(r)
         why = _bad(r)
         if why:
             problems.append(f"{sd.journal}:{n}: {why}; skipped")
             continue
         records.append(r)
     return records, problems
+
+
+# fields renamed since journals were first written: old name -> new name (read either)
+RENAMED = {"slurm_ids": "sched_ids"}
+
+
+def _renamed(r: dict[str, Any]) -> dict[str, Any]:
+    """An old record under today's field names (a journal outlives the code that wrote it)."""
+    if not any(old in r for old in RENAMED):
+        return r
+    return {RENAMED.get(k, k) if RENAMED.get(k, k) not in r else k: v for k, v in r.items()}
 
 
 def _bad(r: Any) -> str | None:
@@ -240,9 +257,9 @@ def load(sd: SweepDir) -> Journal:
             local_end[(f"local:{r['token']}:{r['job']}", None)] = r
     for atts in attempts.values():
         for a in atts:
-            if a.executor == "local":
+            if a.array_job_id is None:  # no scheduler id: run by this machine's driver (local_start)
                 a.local_id = local_ids.get((a.token, a.job_id))
-    by_slurm = {a.slurm_id: a for atts in attempts.values() for a in atts if a.slurm_id}
+    by_sched = {a.sched_id: a for atts in attempts.values() for a in atts if a.sched_id}
     seen: dict[str, int] = {}  # job id -> its attempts journaled so far: a cancel stops only those
     for r in records:
         kind = r.get("type")
@@ -250,17 +267,17 @@ def load(sd: SweepDir) -> Journal:
             for job_id in r["jobs"]:
                 seen[job_id] = seen.get(job_id, 0) + 1
         elif kind == "blocked":
-            for sid in r.get("slurm_ids", []):
-                if sid in by_slurm:
-                    blocked[by_slurm[sid].key] = r.get("reason", "dependency failed")
+            for sid in r.get("sched_ids", []):
+                if sid in by_sched:
+                    blocked[by_sched[sid].key] = r.get("reason", "dependency failed")
         elif kind == "cancel":
-            for sid in r.get("slurm_ids", []):
-                if sid in by_slurm:
-                    cancelled.add(by_slurm[sid].key)
+            for sid in r.get("sched_ids", []):
+                if sid in by_sched:
+                    cancelled.add(by_sched[sid].key)
             for job_id in r.get("local_jobs", []):  # by job id: not a resubmit made after it
                 for a in attempts.get(job_id, [])[:seen.get(job_id, 0)]:
-                    if a.executor == "local":
+                    if a.array_job_id is None:  # a scheduler's attempts are cancelled by sched_ids
                         cancelled.add(a.key)
     pending = [r for r in records if r.get("type") == "intent" and r["token"] not in settled]
-    released = {sid for r in records if r.get("type") == "release" for sid in r.get("slurm_ids", [])}
+    released = {sid for r in records if r.get("type") == "release" for sid in r.get("sched_ids", [])}
     return Journal(records, attempts, blocked, cancelled, local_end, pending, released, problems)

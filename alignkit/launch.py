@@ -1,23 +1,24 @@
 """Queue a compiled plan: the sweep directory, then arrays with their dependencies wired.
 
-Pure plan → arrays → dependency wiring lives here; the executor behind it is a `Backend`
-(alignkit/backends/: slurm, local), found by name. Never one sbatch per run: every job of a
-(stage, resource class, upstream array) group goes into one array, throttled by
-`array_parallelism`, split into chunks of at most the cluster's MaxArraySize. Dependencies
-(docs/slurm.md):
+Pure plan → arrays → dependency wiring lives here, as a scheduler-neutral job graph (`Group`:
+each element's inputs, their union, and "element i after element i of that array"); the executor
+behind it is a `Backend` (alignkit/backends/), found by name, which words that graph in its own
+grammar (SLURM's in backends/slurm.py). Never one job per run: every job of a (stage, resource
+class, upstream array) group goes into one array, throttled by `array_parallelism`, split into
+chunks of at most the cluster's MaxArraySize. Dependencies (docs/slurm.md):
   * a group whose every element waits on exactly one job, and those jobs are, in order, all the
-    elements of one array queued by this call, gets `aftercorr:<array>` (eval i after train i);
-    split into chunks, chunk k of the group is `aftercorr` chunk k of that array: both split at
-    the same indices, so element i of a chunk still waits on element i of its upstream chunk;
-  * otherwise the group waits `afterok` on the specific task ids it needs (merges on all their
-    inputs); dependencies that already COMPLETED are dropped.
+    elements of one array queued by this call, waits element-wise on it (eval i after train i);
+    split into chunks, chunk k of the group waits element-wise on chunk k of that array: both
+    split at the same indices, so element i of a chunk still waits on element i of its upstream;
+  * otherwise the group waits on the specific tasks it needs (merges on all their inputs);
+    dependencies that already COMPLETED are dropped.
 Idempotent: jobs whose latest attempt is completed, pending or running are skipped, so when a
 study is larger than what the user may queue at once (QOS/association MaxSubmitJobs,
 MaxJobCount, or --max-queued) submit queues a dependency-closed first wave and the next submit
-picks up the rest. All or nothing: a failing sbatch cancels the arrays this call queued. A lock
-file refuses a concurrent submit; an `intent` journal record before each sbatch plus a unique
-job name lets the next submit find arrays queued by a submit that was killed before it could
-journal them.
+picks up the rest. All or nothing: a backend that fails part-way cancels the arrays this call
+queued. A lock file refuses a concurrent submit; an `intent` journal record before each queueing
+call plus a unique job name lets the next submit find arrays queued by a submit that was killed
+before it could journal them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import re
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,18 +35,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from alignkit import backends
-from alignkit.backends.base import Group, Limits, SubmitContext, setup_lines, watchdog_s  # noqa: F401
-from alignkit.backends.slurm import (MAX_NUM_TIMEOUT, sbatch_script, slurm_answers,  # noqa: F401
-                                     slurm_parameters)
-from alignkit.compile import Job, Plan
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
+from alignkit.backends.base import Group, Limits, SubmitContext
+from alignkit.plan.model import Job, Plan
+from alignkit.contract.errors import UserError
+from alignkit.contract.stages import STAGES
+from alignkit.contract.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
 from alignkit.sweepdir import SweepDir
 
 # states in which a job is left alone by a re-submit
 KEEP_STATES = frozenset({"COMPLETED", "PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING",
                          "CONFIGURING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"})
-STAGE_ORDER = {"train": 0, "merge": 1, "eval": 2, "judge": 3}
 
 
 @dataclass
@@ -55,7 +53,7 @@ class SubmitResult:
     executor: str
     groups: list[Group]
     skipped: dict[str, int]                      # state -> count of jobs left alone
-    sbatch_calls: int
+    calls: int                                   # calls the backend made to its scheduler
     dry_run: bool
     hold: bool
     warnings: list[str] = field(default_factory=list)
@@ -186,14 +184,14 @@ def _topo_groups(todo: list[Job], array_keys: dict[str, tuple]) -> list[tuple[st
         seen.add(k)
         ordered.append(k)
 
-    for k in sorted(keys, key=lambda k: (STAGE_ORDER.get(k[0], 9), repr(k[1]))):
+    for k in sorted(keys, key=lambda k: (STAGES[k[0]].submit_order if k[0] in STAGES else 9, repr(k[1]))):
         visit(k)
     return [(k[0], k[1], sorted(groups[k], key=lambda j: (j.name, j.id))) for k in ordered]
 
 
 def _wire(group: Group, queued: dict[str, tuple[str, int | None]], arrays: dict[str, list[str]],
           pending: dict[str, tuple[str, int | None]]) -> None:
-    """Set group.dependency and waits_on; may reorder group.jobs to align with an array.
+    """Set group.waits_on, after and elementwise; may reorder group.jobs to align with an array.
 
     queued: job id -> (array id, index) of arrays queued by this call (array id may be a
     placeholder in a dry run); arrays: array id -> its job ids in index order; pending: job id
@@ -210,25 +208,25 @@ def _wire(group: Group, queued: dict[str, tuple[str, int | None]], arrays: dict[
             if sorted(arrays[arr]) == sorted(firsts) and len(firsts) == len(group.jobs) and len(firsts) > 1:
                 pos = {jid: i for i, jid in enumerate(arrays[arr])}
                 group.jobs.sort(key=lambda j: pos[deps[j.id][0]])
-                group.dependency = f"aftercorr:{arr}"
+                group.elementwise = arr  # element i after element i of that array
                 group.waits_on = {j.id: [queued[deps[j.id][0]]] for j in group.jobs}
+                group.after = [(arr, None)]
                 return
     where = {**pending, **queued}
     group.waits_on = {j.id: [where[d] for d in deps[j.id]] for j in group.jobs}
-    group.dependency = _afterok(group.waits_on, {a: len(ids) for a, ids in arrays.items()})
+    group.after = _after(group.waits_on, {a: len(ids) for a, ids in arrays.items()})
 
 
-def _afterok(waits_on: dict[str, list[tuple[str, int | None]]], sizes: dict[str, int]) -> str | None:
-    """`afterok:` on every task the elements wait on; a whole array of this call by its id."""
+def _after(waits_on: dict[str, list[tuple[str, int | None]]], sizes: dict[str, int]) -> list[tuple[str, list[int] | None]]:
+    """The union of what the elements wait on, array by array in order: an array of this call
+    (`sizes`) whole when every element of it is needed, a plain job whole, else its tasks."""
     needed = sorted({w for ws in waits_on.values() for w in ws}, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
-    if not needed:
-        return None
-    parts: list[str] = []
+    out: list[tuple[str, list[int] | None]] = []
     for arr in sorted({a for a, _ in needed}):
         idxs = [i for a, i in needed if a == arr]
         whole = arr in sizes and len(idxs) == sizes[arr]
-        parts += [arr] if (whole or idxs == [None]) else [f"{arr}_{i}" for i in idxs]
-    return "afterok:" + ":".join(parts)
+        out.append((arr, None) if (whole or idxs == [None]) else (arr, [i for i in idxs if i is not None]))
+    return out
 
 
 def _new_group(plan: Plan, stage: str, jobs: list[Job]) -> Group:
@@ -274,7 +272,7 @@ def layout(plan: Plan, todo: list[Job], pending: dict[str, tuple[str, int | None
     where: dict[tuple[str, int | None], tuple[str, int | None]] = {}  # logical task -> chunk task
     sizes: dict[str, int] = {}
     for n, g in enumerate(logical):
-        corr = g.dependency[len("aftercorr:"):] if (g.dependency or "").startswith("aftercorr:") else None
+        corr = g.elementwise
         step = size or len(g.jobs)
         for start in range(0, len(g.jobs), step):
             part = g.jobs[start:start + step]
@@ -287,43 +285,13 @@ def layout(plan: Plan, todo: list[Job], pending: dict[str, tuple[str, int | None
                           if g.waits_on.get(j.id)}
             if corr and len(part) > 1:
                 # same split points as the upstream array: element i here after element i there
-                c.dependency = f"aftercorr:{where[(corr, start)][0]}"
+                c.elementwise = where[(corr, start)][0]
+                c.after = [(c.elementwise, None)]
             else:
-                c.dependency = _afterok(c.waits_on, sizes)
+                c.elementwise = None
+                c.after = _after(c.waits_on, sizes)
             out.append(c)
     return out
-
-
-_TASK = re.compile(r"(\$\{ARRAY_\d+\}|[^_:]+)(?:_(\d+))?")  # an array (id or placeholder), then its task index
-
-
-def describe_dependency(group: Group, groups: list[Group]) -> str:
-    """A group's sbatch dependency in words for `submit`: "after train #123 (element-wise)",
-    "after all of merge #130", "after 2 tasks of eval #131"; arrays of this call named by stage
-    and id (a dry run's by stage and script number), earlier ones as "earlier array #id"; "" without one."""
-    kind, _, rest = (group.dependency or "").partition(":")
-    if not rest:
-        return ""
-    names = {}
-    for i, g in enumerate(groups):  # queued: its SLURM id; a dry run's: its script's number (03-train.sbatch)
-        label = f"{g.stage} #{g.array_job_id}" if g.array_job_id else f"{g.stage} array {i:02d}"
-        names.update({k: label for k in (g.placeholder, g.array_job_id) if k})
-    tasks: dict[str, list[str]] = {}
-    for part in rest.split(":"):
-        m = _TASK.fullmatch(part)
-        arr, index = (m.group(1), m.group(2) or "") if m else (part, "")
-        tasks.setdefault(arr, []).append(index)
-    label = {a: names.get(a, f"earlier array #{a}") for a in tasks}
-    if kind == "aftercorr":
-        return "after " + ", ".join(f"{label[a]} (element-wise)" for a in tasks)
-    words = [f"all of {label[a]}" if idx == [""] else f"{len(idx)} task{'s' if len(idx) > 1 else ''} of {label[a]}"
-             for a, idx in tasks.items()]
-    text = "after " + ", ".join(words)
-    if len(text) > 100:  # many arrays (a merge over several runs' arrays): count them instead
-        stages = sorted({label[a].split()[0] for a in tasks})
-        n = sum(len(idx) for idx in tasks.values())
-        text = f"after {n} tasks of {len(tasks)} arrays ({', '.join(stages)})"
-    return text
 
 
 def queue_limit(limits: Limits, max_queued: int | None) -> int | None:
@@ -342,7 +310,7 @@ def describe_limits(plan: Plan, limits: Limits, max_queued: int | None = None) -
         if split:
             n = sum(-(-len(g.jobs) // limits.max_array_size) for g in groups)
             lines.append(f"  {len(split)} group(s) exceed MaxArraySize={limits.max_array_size}: "
-                         f"{n} SLURM arrays, one sbatch each (element-wise dependencies kept across them)")
+                         f"{n} arrays, each queued on its own (element-wise dependencies kept across them)")
     cap = queue_limit(limits, max_queued)
     if cap is not None and cap < len(plan.jobs):
         lines.append(f"  {len(plan.jobs)} jobs exceed the {cap} you may queue now: submit queues them in "
@@ -423,6 +391,6 @@ def _dry_run(plan: Plan, sd: SweepDir, executor: str, hold: bool) -> SubmitResul
         atomic_write_text(path, g.script)
         scripts.append(path)
     atomic_write_json(out / "jobs.json", [{"script": str(p), "stage": g.stage, "jobs": [j.id for j in g.jobs],
-                                           "names": [j.name for j in g.jobs], "dependency": g.dependency}
+                                           "names": [j.name for j in g.jobs], "dependency": writer.dependency(g)}
                                           for p, g in zip(scripts, groups, strict=True)])
     return SubmitResult(sd.root, executor, groups, {}, 0, True, hold, [], scripts, limits=limits)

@@ -3,8 +3,9 @@
 `alignkit submit --executor local` journals one submission and starts this process detached, so
 submit returns at once as on SLURM. It runs that submission's jobs in dependency order, at most
 `max_parallel` at a time; a job whose dependency failed is BLOCKED; one that outlives its time
-limit is stopped (TIMEOUT). Each job runs `jobs.entry.run_job` in a process forked from a
-forkserver that imported torch, transformers, TRL, PEFT and lm-eval once: a job pays for its
+limit is stopped (TIMEOUT). Each job runs `run_here` of the job entry (alignkit/contract/entry.py:
+jobs/runner.py) in a process forked from a forkserver that imported its PRELOAD list (torch,
+transformers, TRL, PEFT, lm-eval and the stages) once: a job pays for its
 work, not for ~7 s of imports (on 2 cores that made the smoke study about twice as fast as one
 fresh interpreter per job). Logs go where submitit's local executor puts them
 (<folder>/<pid>/<pid>_0_log.{out,err}), so `alignkit logs` and status read them alike. It journals
@@ -24,12 +25,8 @@ import traceback
 from pathlib import Path
 
 from alignkit import journal
+from alignkit.contract import entry
 from alignkit.sweepdir import SweepDir
-
-
-# imported once in the forkserver; a module that is not installed is skipped by multiprocessing
-PRELOAD = ["torch", "transformers", "peft", "trl", "datasets", "lm_eval", "jobs.entry", "jobs.train",
-           "jobs.evaluate", "jobs.merge", "jobs.judge"]
 
 
 def _cancelled_since(records: list, token: str) -> set[str]:
@@ -75,11 +72,9 @@ def _run_child(job_dir: str, folder: str) -> None:
         os.dup2(f, fd)
         os.close(f)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    from jobs.entry import run_job
-
     code = 0
     try:
-        print(run_job(job_dir), flush=True)
+        print(entry.runner().run_here(job_dir), flush=True)
     except BaseException:  # the traceback goes to the job's stderr; error.json has the one-line reason
         traceback.print_exc()
         code = 1
@@ -114,7 +109,7 @@ def drive(sd: SweepDir, token: str, poll_s: float = 0.5) -> int:
                   and r.get("token") == token)
     _apply_exports(record.get("setup", []))
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
+    ctx.set_forkserver_preload(entry.runner().PRELOAD)
     todo: list[str] = list(record["jobs"])
     waits = {j: [w[0] for w in record["waits_on"].get(j, [])] for j in todo}
     names = {j["id"]: j["name"] for j in sd.load_manifest()["jobs"]}

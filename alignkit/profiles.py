@@ -2,9 +2,12 @@
 
 A profile holds what differs between clusters — partition, account, QoS, constraint, setup
 lines (module loads, venv activation), the interpreter jobs run (`python:`), the preemption
-signal delay, extra sbatch options — and default resources per stage. Every value that reaches
-an sbatch script is refused here if it holds a control character (a newline would end the
-`#SBATCH` line and the rest would run as a command); `setup:` lines are shell by design. Precedence for a job's resources: built-in defaults <
+signal delay, extra scheduler options (`sbatch:`, checked by the SLURM backend) — and default
+resources per stage. Every value that reaches a job script is refused here if it holds a control
+character (a newline would end the `#SBATCH` line and the rest would run as a command); `setup:`
+lines are shell by design. Each registered backend checks the options it owns
+(`Backend.check_profile`), whatever the profile's executor: `submit --executor` may pick
+another. Precedence for a job's resources: built-in defaults <
 profile defaults < the spec's resources < the spec's resource overrides.
 """
 
@@ -16,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from alignkit.errors import SpecError, UserError
-from alignkit.schema import Problems, from_dict, is_missing, join, read_yaml
-from alignkit.spec import CONSTRAINT, NAME
+from alignkit.contract.errors import SpecError, UserError
+from alignkit.contract.schema import Problems, from_dict, is_missing, join, read_yaml
+from alignkit.contract.stages import STAGE_NAMES
+from alignkit.spec.checks import CONSTRAINT
+from alignkit.spec.model import NAME
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
-SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # an sbatch long option, without the leading --
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -88,9 +92,11 @@ def load_profile(name_or_path: str | None) -> Profile:
         from alignkit import backends  # the executors are the registered backends, not a fixed list
         if profile.executor not in backends.names():
             problems.add("executor", f"unknown executor '{profile.executor}' (known: {', '.join(backends.names())})")
+        for name in backends.names():
+            backends.get(name).check_profile(profile, problems)
         for stage in profile.defaults:
-            if stage not in ("train", "eval", "merge", "judge"):
-                problems.add(join("defaults", stage), f"unknown stage '{stage}' (known: train, eval, merge, judge)")
+            if stage not in STAGE_NAMES:
+                problems.add(join("defaults", stage), f"unknown stage '{stage}' (known: {', '.join(STAGE_NAMES)})")
         if profile.signal_delay_s < 0:
             problems.add("signal_delay_s", "must be zero or more")
         if profile.max_parallel_local <= 0:
@@ -111,7 +117,7 @@ def _check_script_values(profile: Profile, problems: Problems) -> None:
         value = getattr(profile, key)
         if isinstance(value, str) and _CONTROL.search(value):
             problems.add(key, f"contains a control character ({_CONTROL.search(value).group()!r}): refused, "
-                              f"it would end a line of the sbatch script")
+                              f"it would end a line of the job script")
     for stage, d in profile.defaults.items():
         for key in ("partition", "account", "qos", "constraint"):
             value = getattr(d, key)
@@ -122,11 +128,4 @@ def _check_script_values(profile: Profile, problems: Problems) -> None:
                 problems.add(join(join("defaults", stage), key),
                              f"{value!r} is not a valid {key} (letters, digits, '_.+-'"
                              f"{'; & | , [ ] * for features' if key == 'constraint' else ''}; no spaces, quotes or $)")
-    for key, value in profile.sbatch.items():
-        if not SBATCH_KEY.match(key):
-            problems.add(join("sbatch", key), "an sbatch option name may only hold letters, digits and '-'")
-        elif isinstance(value, str) and _CONTROL.search(value):
-            problems.add(join("sbatch", key), f"contains a control character ({_CONTROL.search(value).group()!r}): "
-                                              f"refused, it would end a line of the sbatch script")
-        elif value is False:
-            problems.add(join("sbatch", key), "false is not an sbatch value (leave the option out)")
+

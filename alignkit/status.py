@@ -24,8 +24,8 @@ from alignkit import backends, journal
 from alignkit.backends.base import AttemptState, Backend
 from alignkit.contract import paths as jobfiles
 from alignkit.contract.redact import config_secrets, redact
-from alignkit.errors import UserError
-from alignkit.fsio import read_json
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import read_json
 from alignkit.journal import Attempt, Journal
 from alignkit.sweepdir import SweepDir
 
@@ -219,7 +219,7 @@ def _failure_reason(state: str, job_dir: Path, att: Attempt, rec: AttemptState |
 
 
 _PROGRESS_KEYS = {"step": int, "max_steps": int, "loss": (int, float), "updated_at": (int, float)}
-# eval/judge jobs (jobs/task_progress.py) add these; kept out of a training job's --json entry
+# eval/judge jobs (jobs/eval/task_progress.py) add these; kept out of a training job's --json entry
 _TASK_KEYS = {"benchmark": str, "checkpoint": str, "items_done": int}
 
 
@@ -293,7 +293,12 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         done = jobfiles.DONE in files.get(job_id, ())
         for att in atts:
             st = states.get(att.key) or AttemptState("UNKNOWN", f"unknown executor '{att.executor}'")
-            raw[att.key] = ("COMPLETED", None) if done and att is atts[-1] else (st.state, st.reason)
+            if done and att is atts[-1]:
+                raw[att.key] = ("COMPLETED", None)
+            elif att.key in jr.blocked:  # cancelled by an earlier refresh because an input failed
+                raw[att.key] = ("BLOCKED", jr.blocked[att.key])
+            else:
+                raw[att.key] = (st.state, st.reason)
 
     # BLOCKED: a pending attempt that waits on an attempt that can no longer succeed (cascades)
     newly: dict[str, str] = {}
@@ -302,7 +307,8 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         changed = False
         for job_id, atts in jr.attempts.items():
             att = atts[-1]
-            if att.executor == "local" or raw[att.key][0] != "PENDING":
+            # no scheduler id: this machine's driver blocks it itself (local_end BLOCKED)
+            if att.array_job_id is None or raw[att.key][0] != "PENDING":
                 continue
             for dep in att.waits_on:
                 dep_state = raw.get(dep, ("?", None))[0]
@@ -314,7 +320,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
                     newly[job_id] = why
                     changed = True
                     break
-    # the scheduler's own verdict. SLURM 22.05 judges the still-unsplit tasks of an `aftercorr`
+    # the scheduler's own verdict (`AttemptState.waiting`). SLURM 22.05 judges the still-unsplit tasks of an `aftercorr`
     # array as a whole: once the upstream array has ended with any task failed, every task left
     # in it reads DependencyNeverSatisfied, its own input COMPLETED or not (seen on the dev
     # cluster: eval 897_15 stuck behind completed train 861_15). So believe it only for an
@@ -327,14 +333,15 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
     for job_id, atts in jr.attempts.items():
         att = atts[-1]
         inputs_done = bool(att.waits_on) and all(raw.get(d, ("?", None))[0] == "COMPLETED" for d in att.waits_on)
-        if raw[att.key] == ("PENDING", "Dependency") and inputs_done:
+        waiting = states[att.key].waiting if raw[att.key][0] == "PENDING" and att.key in states else None
+        if waiting == "inputs" and inputs_done:
             rewire[job_id] = []
             continue
-        if raw[att.key] != ("PENDING", "DependencyNeverSatisfied"):
+        if waiting != "never":
             continue
         if att.waits_on:  # none failed: the cascade above would have blocked it
             rewire[job_id] = [d for d in att.waits_on if raw.get(d, ("?", None))[0] != "COMPLETED"]
-            raw[att.key] = ("PENDING", "waiting on its own inputs (SLURM's aftercorr verdict for the "
+            raw[att.key] = ("PENDING", "waiting on its own inputs (the scheduler's verdict for the "
                                        "array's remaining tasks overridden)")
             continue
         raw[att.key] = ("BLOCKED", "a dependency failed")
@@ -366,7 +373,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
                 s.state = "COMPLETED"
             jobs.append(s)
             continue
-        s.executor, s.slurm_id = att.executor, att.slurm_id or (f"local:{att.local_id}" if att.local_id else None)
+        s.executor, s.slurm_id = att.executor, att.sched_id or (f"local:{att.local_id}" if att.local_id else None)
         paths = log_paths(att)
         s.log = str(paths[1]) if paths else None
         s.state, s.reason = raw[att.key]
@@ -391,7 +398,7 @@ def _mtime(path: Path) -> float | None:
 
 
 def _cancel_blocked(sd: SweepDir, jr: Journal, newly: dict[str, str]) -> None:
-    atts = [a for jid in newly if (a := jr.latest(jid)) and a.slurm_id]
+    atts = [a for jid in newly if (a := jr.latest(jid)) and a.sched_id]
     for name in sorted({a.executor for a in atts}):
         be = _backend(name)
         if be is not None:
@@ -401,9 +408,9 @@ def _cancel_blocked(sd: SweepDir, jr: Journal, newly: dict[str, str]) -> None:
                 pass  # journaled as blocked all the same: shown BLOCKED, cancelled again next time
     for job_id, why in newly.items():
         att = jr.latest(job_id)
-        if att and att.slurm_id:
+        if att and att.sched_id:
             journal.append(sd, {"type": "blocked", "job": job_id, "token": att.token,
-                                "slurm_ids": [att.slurm_id], "reason": why})
+                                "sched_ids": [att.sched_id], "reason": why})
             jr.blocked[att.key] = why
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from alignkit.cli.common import STAGES
+from alignkit.contract.stages import STAGE_NAMES
 from alignkit.status import ACTIVE_STATES, FAILED_STATES, JobStatus, StudyStatus
 
 RUNNING = frozenset({"RUNNING", "COMPLETING", "CONFIGURING"})
@@ -45,7 +45,7 @@ def _res_label(res: dict) -> str:
 
 
 def arrays(st: StudyStatus) -> list[Array]:
-    """The study's arrays, by stage (train, eval, merge, judge: cli.common.STAGES), then as the manifest lists them."""
+    """The study's arrays, by stage (train, eval, merge, judge: contract.stages.STAGE_NAMES), then as the manifest lists them."""
     out: dict[tuple, Array] = {}
     for j in st.jobs:
         att = j.attempt
@@ -60,7 +60,7 @@ def arrays(st: StudyStatus) -> list[Array]:
         a.jobs.append(j)
         if att is not None:
             a.submitted_at = att.time if a.submitted_at is None else min(a.submitted_at, att.time)
-    order = {s: i for i, s in enumerate(STAGES)}
+    order = {s: i for i, s in enumerate(STAGE_NAMES)}
     return sorted(out.values(), key=lambda a: order.get(a.stage, len(order)))  # stable: manifest order within
 
 

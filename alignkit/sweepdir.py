@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.contract import paths
-from alignkit.errors import UserError
-from alignkit.fsio import remove_stale_temps
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import remove_stale_temps
 
 MANIFEST = "manifest.json"
 JOURNAL = "journal.jsonl"

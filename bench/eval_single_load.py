@@ -1,8 +1,8 @@
-"""Evaluating K checkpoints: one base load + adapter swaps (what jobs.evaluate does) vs a base reload per checkpoint.
+"""Evaluating K checkpoints: one base load + adapter swaps (what jobs.eval.stage does) vs a base reload per checkpoint.
 
     OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 python bench/eval_single_load.py [--k 7] [--big-layers 12]
 
-Both paths run the same per-checkpoint work with jobs.evaluate's own functions: load the adapter,
+Both paths run the same per-checkpoint work with jobs.eval.stage's own functions: load the adapter,
 run the applied-adapter guard, and score a small lm-eval task (smoke_mmlu, `--limit` questions).
 Measured for the committed tiny model and for a larger random-init Llama built from a config
 (~85M parameters at the defaults), in the same run; the ratio is reload time / single-load time.
@@ -74,15 +74,15 @@ def evict(base_dir: Path) -> None:
 
 
 def per_checkpoint(model, tok, path: Path, bench: dict, tms: dict) -> None:
-    from jobs.evaluate import adapter_guard
-    from jobs.lm_eval_adapter import run_benchmark
+    from jobs.eval.stage import adapter_guard
+    from alignkit.plugins.benchmarks.lm_eval_run import run_benchmark
 
     adapter_guard(model, tok, path, "cpu")
     run_benchmark(model, tok, "mmlu", bench, device="cpu", task_managers=tms)
 
 
 def single_load(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold: bool) -> tuple[float, float]:
-    from jobs.evaluate import AdapterSlot, load_base, load_tokenizer
+    from jobs.eval.stage import AdapterSlot, load_base, load_tokenizer
 
     if cold:
         evict(Path(model_cfg["source"]))
@@ -99,7 +99,7 @@ def single_load(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold
 
 
 def reload_each(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold: bool) -> tuple[float, float]:
-    from jobs.evaluate import AdapterSlot, load_base, load_tokenizer
+    from jobs.eval.stage import AdapterSlot, load_base, load_tokenizer
 
     t0 = time.perf_counter()
     loading = 0.0
@@ -118,7 +118,7 @@ def reload_each(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold
 
 
 def measure(name: str, base_dir: Path, params: int, k: int, limit: int, tmp: Path, repeats: int) -> None:
-    from jobs.evaluate import load_base
+    from jobs.eval.stage import load_base
 
     model_cfg = {"name": name, "source": str(base_dir), "revision": None, "template": "chat_template",
                  "kind": "pretrained", "dtype": "float32"}
@@ -141,7 +141,7 @@ def measure(name: str, base_dir: Path, params: int, k: int, limit: int, tmp: Pat
 
 
 def _warm(model_cfg: dict, path: Path):
-    from jobs.evaluate import AdapterSlot, load_base, load_tokenizer
+    from jobs.eval.stage import AdapterSlot, load_base, load_tokenizer
 
     tok = load_tokenizer(model_cfg, model_cfg["source"])
     return AdapterSlot(load_base(model_cfg, model_cfg["source"], "cpu")).swap("warm", path), tok

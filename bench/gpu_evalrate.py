@@ -1,6 +1,6 @@
 """The eval job's rates on a 7B-shaped model, per benchmark of sweeps/full.yaml: generation tokens/s
-at the batch the eval job uses (jobs.generate.HFGenerator, 64 on CUDA) and loglikelihood
-requests/s. Written as the table `alignkit plan` reads (alignkit/eval_rates.json's format).
+at the batch the eval job uses (jobs.eval.generate.HFGenerator, 64 on CUDA) and loglikelihood
+requests/s. Written as the table `alignkit plan` reads (alignkit/plan/eval_rates.json's format).
 
     python bench/gpu_evalrate.py --out eval_rates.json [--markdown rates.md] [--check-json step.json]
     python bench/gpu_evalrate.py --tiny ...          # the tiny model on CPU: the script's mechanics
@@ -16,7 +16,7 @@ Loglikelihood: lm-eval groups the 4 single-token MMLU choices of one context int
 (lm-eval's `auto` finds larger batches on an H100: a conservative figure). BBH (generate_until) is
 timed as generation with a 3-shot prompt's length.
 
-Once measured on a GPU, copy the JSON to alignkit/eval_rates.json and the Markdown into docs/gpu.md
+Once measured on a GPU, copy the JSON to alignkit/plan/eval_rates.json and the Markdown into docs/gpu.md
 "Eval rates" (the plan then says its eval estimate comes from measured rates).
 """
 
@@ -77,7 +77,7 @@ def sync(device: str) -> None:
 
 
 def generation_rate(model, tok, device: str, prompt_tokens: int, new_tokens: int, batch: int) -> dict:
-    from jobs.generate import HFGenerator
+    from jobs.eval.generate import HFGenerator
 
     rng = random.Random(prompt_tokens)
     prompts = [text_of(tok, prompt_tokens, rng) for _ in range(batch)]
@@ -117,7 +117,7 @@ def loglikelihood_rate(model, tok, device: str, context_tokens: int, batch: int,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--out", required=True, help="the rate table (alignkit/eval_rates.json's format)")
+    ap.add_argument("--out", required=True, help="the rate table (alignkit/plan/eval_rates.json's format)")
     ap.add_argument("--markdown", help="also write the table as Markdown (docs/gpu.md)")
     ap.add_argument("--check-json", help="also write the rows as a bench/gpu_check.sh step")
     a = ap.parse_args(argv)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     model, tok = build(a.tiny, device)
     built_s = time.time() - t0
-    gen_batch = 64 if device == "cuda" else 8  # jobs.generate.HFGenerator's default
+    gen_batch = 64 if device == "cuda" else 8  # jobs.eval.generate.HFGenerator's default
     new_tokens = NEW_TOKENS_CAP if device == "cuda" else 8
     scale = {} if device == "cuda" else {k: min(v, 64) for k, v in PROMPT_TOKENS.items()}  # CPU: mechanics only
     rows, checks = {}, []
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     table = {
         "format": 1, "measured": device == "cuda" and not a.tiny, "device": gpu or "cpu (tiny model: mechanics only)",
         "model": "tiny-llama (CPU rehearsal)" if a.tiny else "7B-shaped Llama, random weights, bf16",
-        "basis": f"bench/gpu_evalrate.py on {gpu or 'CPU'}: generation through jobs.generate.HFGenerator at batch "
+        "basis": f"bench/gpu_evalrate.py on {gpu or 'CPU'}: generation through jobs.eval.generate.HFGenerator at batch "
                  f"{gen_batch}, {new_tokens} new tokens; loglikelihood as forward passes of {LL_CHOICES} requests each",
         "rates": {"generation": {"batch": gen_batch, "tokens_per_s": min(gen) if gen else None},
                   "generate_until": {"batch": gen_batch, "tokens_per_s": rows.get("bbh", {}).get("tokens_per_s")},

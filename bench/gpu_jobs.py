@@ -47,7 +47,7 @@ def sweep(work: Path) -> dict[str, Any]:
     index = root / "checks.json"
     if index.exists():
         return json.loads(index.read_text())
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml", output_dir=root)
     jobs = plan.jobs
@@ -159,7 +159,7 @@ def copy_job(src: dict, dst: Path, **training) -> Path:
 # ---- instrumentation: a callback added to the trainer the job builds --------------------------------
 
 class Inspector:
-    """Wraps jobs.trl_adapter.make_trainer for this process so that every trainer the job builds
+    """Wraps jobs.train.trl_adapter.make_trainer for this process so that every trainer the job builds
     gets a callback recording, at its first optimizer step, what the pitfalls document asks about:
     the adapters in the PEFT model (no frozen "ref" copy after a resume), the dtypes of the
     trainable parameters, and the optimizer states (dtype, bitsandbytes paging)."""
@@ -170,7 +170,7 @@ class Inspector:
     def __enter__(self) -> Inspector:
         from transformers import TrainerCallback
 
-        from jobs import trl_adapter
+        from jobs.train import trl_adapter
 
         inspector = self
 
@@ -211,7 +211,7 @@ class Inspector:
         return self
 
     def __exit__(self, *exc) -> None:
-        from jobs import trl_adapter
+        from jobs.train import trl_adapter
 
         trl_adapter.make_trainer = self._orig
 
@@ -370,9 +370,9 @@ def step_correctness(work: Path, tiny: bool) -> dict:
 
     def target_model(kind: str, final: Path | None = None):
         """The weights the eval job loads for its target: a QLoRA adapter's dequantized 4-bit base,
-        or a merged model/ (jobs.evaluate.target_base, then jobs.base_weights.load)."""
+        or a merged model/ (jobs.eval.stage.target_base, then jobs.base_weights.load)."""
         from jobs import base_weights
-        from jobs.evaluate import load_config, target_base
+        from jobs.eval.stage import load_config, target_base
 
         ev_dir = Path(jobs["eval"]["dir"])
         cfg = load_config(config_of(jobs["eval"]), ev_dir)  # target_base takes the typed EvalConfig
@@ -388,7 +388,7 @@ def step_correctness(work: Path, tiny: bool) -> dict:
 
     def swap_equals_fresh() -> dict:
         """The eval job's adapter swap (step-4 loaded, then final swapped in) = a fresh base + final."""
-        from jobs.evaluate import AdapterSlot, load_tokenizer
+        from jobs.eval.stage import AdapterSlot, load_tokenizer
 
         cfg = config_of(jobs["eval"])
         tok = load_tokenizer(cfg["model"], cfg["model"]["source"])
@@ -406,7 +406,7 @@ def step_correctness(work: Path, tiny: bool) -> dict:
         the merge job builds)."""
         import torch
 
-        from jobs.evaluate import AdapterSlot, load_tokenizer
+        from jobs.eval.stage import AdapterSlot, load_tokenizer
 
         helpful = Path(jobs["dpo_qlora_helpful"]["dir"])
         merged_dir = Path(jobs["merge"]["dir"])
@@ -483,7 +483,7 @@ def step_eval(work: Path, tiny: bool) -> dict:
         wall = entry(ev)
         result = json.loads((ev / "eval.json").read_text())
         cfg = config_of(jobs["eval"])
-        from jobs.evaluate import runs_at
+        from jobs.eval.stage import runs_at
 
         missing = [f"{c}/{b}" for c in map(str, cfg["checkpoints"]) for b, bench in cfg["benchmarks"].items()
                    if runs_at(bench, c) and b not in result["checkpoints"].get(c, {})]
@@ -498,8 +498,8 @@ def step_eval(work: Path, tiny: bool) -> dict:
 
     def lm_eval_batch_sizes() -> dict:
         """lm-eval's results depend on the batch size (lm-eval #3055): batch 1 vs 8, same task."""
-        from jobs.evaluate import load_base, load_tokenizer
-        from jobs.lm_eval_adapter import run_benchmark
+        from jobs.eval.stage import load_base, load_tokenizer
+        from alignkit.plugins.benchmarks.lm_eval_run import run_benchmark
 
         cfg = config_of(jobs["eval"])
         name, bench = next((n, b) for n, b in cfg["benchmarks"].items() if b["type"] == "lm_eval")

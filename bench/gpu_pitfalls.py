@@ -69,7 +69,7 @@ def linear4bit_matches_dequant() -> dict:
 def paged_state_survives_resume() -> dict:
     """bnb's load_state_dict copies state1/state2 into plain device tensors: after a resume they
     are no longer paged (seen on an H100, 2026-11-27). The HF Trainer resumes exactly like this
-    (optimizer.pt saved, torch.load-ed, load_state_dict); jobs.paged_optim.RepageOnResume, which
+    (optimizer.pt saved, torch.load-ed, load_state_dict); jobs.train.paged_optim.RepageOnResume, which
     the train job adds, moves them back. Passes when, after our re-paging and one step, every large
     state is one of bnb's paged buffers, float32, and the step equals the uninterrupted one."""
     import io
@@ -80,7 +80,7 @@ def paged_state_survives_resume() -> dict:
         raise Skip("paged optimizers need CUDA")
     import bitsandbytes as bnb
 
-    from jobs.paged_optim import repage_states
+    from jobs.train.paged_optim import repage_states
 
     def make():
         torch.manual_seed(0)
@@ -119,13 +119,13 @@ def paged_state_survives_resume() -> dict:
 
 def zero3_storage_dtype() -> dict:
     """QLoRA under ZeRO-3 needs bnb_4bit_quant_storage == the model dtype (PEFT's DeepSpeed guide)."""
-    from jobs.train import resolve
+    from jobs.train.stage import resolve
     from tests.unit.train_configs import train_config
 
     cfg = train_config("dpo", "qlora", deepspeed_stage=3)
     cfg["peft"]["quantization"]["storage_dtype"] = "uint8"
     plan = resolve(cfg, cuda=True, world_size=1)
-    q = plan.quantization  # a typed QuantSpec (alignkit.spec) since the typed-contract refactor
+    q = plan.quantization  # a typed QuantSpec (alignkit.contract.sections) since the typed-contract refactor
     return expect(q.storage_dtype == plan.model_dtype,
                   f"stage 3: storage {q.storage_dtype}, model dtype {plan.model_dtype} (configured uint8)")
 

@@ -30,7 +30,7 @@ cannot be compared step by step and says so). The levers (LEVERS): `group_by_len
 fused loss for that method's trainer), `gradient_checkpointing=false`, `gc_reentrant=true`
 (reentrant checkpointing instead of the job's non-reentrant), `torch_compile=true`. Those the
 config has (liger, gradient_checkpointing, packing) go into the job's config; the others are
-TrainingArguments the worker adds to what jobs.trl_adapter.common_args returns. A lever becomes a
+TrainingArguments the worker adds to what jobs.train.trl_adapter.common_args returns. A lever becomes a
 default only when it is exact and faster on a GPU (docs/gpu.md); on CPU the rows are mechanics.
 
 Other variants: `trl:liger=on`, `alignkit:packing=true` / `trl:padding_free=true` (SFT; need a
@@ -70,7 +70,7 @@ WORDS = ("the a of to and in is it you that he was for on are with as his they b
 LEVERS = ("group_by_length=true", "liger=on", "gradient_checkpointing=false", "gc_reentrant=true",
           "torch_compile=true")
 CONFIG_OPTIONS = ("liger", "gradient_checkpointing", "packing")  # fields of the job's training section
-# lever -> the TrainingArguments it sets on top of the job's (jobs.trl_adapter.common_args)
+# lever -> the TrainingArguments it sets on top of the job's (jobs.train.trl_adapter.common_args)
 ARG_OPTIONS = {"group_by_length": {"train_sampling_strategy": "group_by_length"},
                "gc_reentrant": {"gradient_checkpointing_kwargs": {"use_reentrant": True}},
                "torch_compile": {"torch_compile": True}}
@@ -116,7 +116,7 @@ def build_data(out: Path, rows: int) -> Path:
 
 
 def alignkit_config(kind: str, model: Path, data: Path, steps: int, tiny: bool) -> dict:
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "full.yaml", output_dir=Path(tempfile.gettempdir()) / "ak-bench-plan")
     job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == kind
@@ -181,7 +181,7 @@ def with_lengths(trainer) -> None:
 
 
 def worker_alignkit(cfg_path: str, out: str, warmup: int) -> dict:
-    from jobs import trl_adapter
+    from jobs.train import trl_adapter
     from jobs.entry import run_job
 
     cfg = json.loads(Path(cfg_path).read_text())

@@ -25,8 +25,9 @@ sys.path.insert(0, str(REPO))
 
 from alignkit import journal  # noqa: E402
 from alignkit.backends import sacct  # noqa: E402
-from alignkit.compile import load_plan  # noqa: E402
-from alignkit.launch import slurm_answers, submit  # noqa: E402
+from alignkit.plan.compiler import load_plan  # noqa: E402
+from alignkit.backends.slurm import slurm_answers  # noqa: E402
+from alignkit.launch import submit  # noqa: E402
 from alignkit.status import refresh  # noqa: E402
 from alignkit.sweepdir import SweepDir  # noqa: E402
 
@@ -72,7 +73,7 @@ def main() -> int:
         st = refresh(sd)
         result = {
             "spec": args.spec, "profile": args.profile, "jobs": len(plan.jobs), "queued": queued,
-            "sbatch_calls": res.sbatch_calls, "arrays": len(arrays),
+            "sbatch_calls": res.calls, "arrays": len(arrays),
             "submit_s": round(submit_s, 3),
             "status_cli_s_median": round(statistics.median(cli_s), 3),
             "bare_sacct_s_median": round(statistics.median(sacct_s), 3),

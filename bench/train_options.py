@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     with tempfile.TemporaryDirectory(prefix="ak-options-") as tmp:
         work = Path(tmp)

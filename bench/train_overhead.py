@@ -118,7 +118,7 @@ def main() -> None:
         return plain_trl(*a.plain)
 
     sys.path.insert(0, str(ROOT))
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     with tempfile.TemporaryDirectory(prefix="ak-bench-") as tmp:
         work = Path(tmp)

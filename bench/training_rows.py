@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 def tokenizer_for(path: str, template: str):
     from transformers import AutoTokenizer, LlamaTokenizer
 
-    from jobs.templates import apply_template
+    from jobs.data.templates import apply_template
 
     p = Path(path)
     tok = (AutoTokenizer.from_pretrained(p) if (p / "tokenizer_config.json").exists()

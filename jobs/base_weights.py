@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from alignkit.fsio import read_json
+from alignkit.contract.fsio import read_json
 from jobs.errors import JobFailure
 
 DTYPES = ("float32", "bfloat16", "float16")
-# The train job's own record of a value it could not use as configured (jobs/train.py resolve()).
+# The train job's own record of a value it could not use as configured (jobs/train/stage.py resolve()).
 _SUBSTITUTABLE = {"model.dtype": "load_dtype", "peft.quantization.compute_dtype": "compute_dtype",
                   "peft.quantization.storage_dtype": "storage_dtype"}
 
@@ -69,9 +69,9 @@ def of_model(model_cfg: Any, where: str = "model.dtype") -> BaseWeights:
 def of_train_config(config: Any, substitutions: list[dict] | None = None,
                     where: str = "config.json") -> BaseWeights:
     """The base a train job's adapters were trained on, from its config (typed TrainConfig or its
-    dict) + what it substituted. Missing values take the spec's defaults (alignkit/spec.py ModelSpec,
-    QuantSpec), the ones the compiler writes and jobs/train.py reads: no second set of defaults."""
-    from alignkit.spec import ModelSpec, QuantSpec
+    dict) + what it substituted. Missing values take the spec's defaults (alignkit/contract/sections.py ModelSpec,
+    QuantSpec), the ones the compiler writes and jobs/train/stage.py reads: no second set of defaults."""
+    from alignkit.contract.sections import ModelSpec, QuantSpec
 
     if not isinstance(config, dict):
         from alignkit.contract import to_dict
@@ -113,7 +113,7 @@ def of_train_job(train_dir: Path) -> BaseWeights:
 
 def merged_init(train_dir: Path, config: dict) -> Path | None:
     """A chained run of init_mode merge trained on its merged upstream, <job>/init_model/
-    (jobs/chain.py), not on the raw base; None for every other run."""
+    (jobs/train/chain.py), not on the raw base; None for every other run."""
     if (config.get("init") or {}).get("mode") == "merge":
         return Path(train_dir) / "init_model"
     return None
@@ -123,7 +123,7 @@ def _bnb_config(q: dict[str, Any]):
     import torch
     from transformers import BitsAndBytesConfig
 
-    # The same construction as jobs/train.py load_model().
+    # The same construction as jobs/train/stage.py load_model().
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type=q["quant_type"], bnb_4bit_use_double_quant=q["double_quant"],
         bnb_4bit_compute_dtype=getattr(torch, q["compute_dtype"]),

@@ -19,12 +19,17 @@ from pathlib import Path
 
 from alignkit import contract
 from alignkit.contract import ContractError, paths
+from alignkit.contract.stages import STAGES
 from alignkit.contract.redact import config_secrets, redact
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_write_json, atomic_write_text, read_json
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs.errors import JobFailure, Preempted
 
-STAGE_MODULES = {"train": "jobs.train", "eval": "jobs.evaluate", "merge": "jobs.merge", "judge": "jobs.judge"}
+
+def stage_module(stage: str) -> str:
+    """Stage S of the contract's table runs jobs/S/stage.py (the compute side names its own modules)."""
+    return f"jobs.{stage}.stage"
+
 
 
 def _offline_env() -> None:
@@ -90,14 +95,14 @@ def _stage(job_dir: Path) -> tuple[object, object]:
     if isinstance(raw, dict) and raw.get("stage_module"):
         return importlib.import_module(raw["stage_module"]), raw
     stage = raw.get("stage") if isinstance(raw, dict) else None
-    if stage not in STAGE_MODULES:
+    if stage not in STAGES:
         raise ContractError(f"{job_dir / paths.CONFIG}: stage: unknown stage {stage!r} "
-                            f"(known: {', '.join(STAGE_MODULES)})")
+                            f"(known: {', '.join(STAGES)})")
     try:
         contract.config_class(stage)
     except ImportError:  # eval/judge before their contract classes land: the plain config
-        return importlib.import_module(STAGE_MODULES[stage]), raw
-    return importlib.import_module(STAGE_MODULES[stage]), contract.parse(raw, str(job_dir / paths.CONFIG))
+        return importlib.import_module(stage_module(stage)), raw
+    return importlib.import_module(stage_module(stage)), contract.parse(raw, str(job_dir / paths.CONFIG))
 
 
 def _is_main_rank() -> bool:

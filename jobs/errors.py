@@ -27,7 +27,7 @@ def typed_config(config: Any, job_dir: str | Path, stage: str) -> Any:
         return config
     from alignkit import contract
     from alignkit.contract import paths
-    from alignkit.errors import UserError
+    from alignkit.contract.errors import UserError
 
     where = str(Path(job_dir) / paths.CONFIG)
     if config.get("stage") != stage:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from alignkit.fsio import atomic_write_json
-from jobs import distributed
+from alignkit.contract.fsio import atomic_write_json
+from jobs.train import distributed
 from jobs.errors import JobFailure
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from alignkit.spec import tracking_store_path
+from alignkit.contract.sections import tracking_store_path
 from jobs.errors import JobFailure
 
 TB_DIR = "tensorboard"  # <job>/tensorboard/: event files

@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 
 from alignkit.backends.base import Backend
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 _REGISTRY: dict[str, type[Backend]] = {}
 _scanned = False

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 if TYPE_CHECKING:  # typing only: the heavy modules are imported where they are used
-    from alignkit.compile import Job, Plan
+    from alignkit.plan.model import Job, Plan
     from alignkit.journal import Attempt, Journal
     from alignkit.sweepdir import SweepDir
 
@@ -30,21 +30,29 @@ def check_text(value: Any, where: str) -> None:
     rest would run as a shell command when the job starts)."""
     if isinstance(value, str) and _CONTROL.search(value):
         raise UserError(f"{where}: contains a control character ({_CONTROL.search(value).group()!r}); "
-                        f"refused (it could end a line of the generated sbatch script)")
+                        f"refused (it could end a line of the generated job script)")
+
+
+After = list[tuple[str, "list[int] | None"]]  # (array, its element indices; None: all of it / a plain job)
 
 
 @dataclass
 class Group:
-    """One array to queue: jobs of one stage and resource class, in array-index order.
+    """One array to queue: jobs of one stage and resource class, in array-index order, and the
+    scheduler-neutral job graph around it that `launch` wires (each backend words it its own way:
+    SLURM's `aftercorr`/`afterok` strings are built in backends/slurm.py).
 
-    `dependency` is the sbatch string; it and `waits_on` may name arrays of the same call by
-    placeholder (`${ARRAY_n}`, the n-th array of the call) until those are queued."""
+    `waits_on`: each element's inputs, (array, index) pairs; `after`: their union, an array of
+    this call named whole when every element of it is needed; `elementwise`: the array whose
+    element i element i waits on (then `after` names that array whole), or None. Arrays of the same
+    call are named by placeholder (`${ARRAY_n}`, the n-th array of the call) until `resolve`."""
     stage: str
     jobs: list[Job]
     token: str
-    name: str                                    # sbatch --job-name, unique per submission
-    dependency: str | None = None
+    name: str                                    # the scheduler's job name, unique per submission
     waits_on: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
+    after: After = field(default_factory=list)
+    elementwise: str | None = None
     array_job_id: str | None = None
     script: str = ""
     placeholder: str = ""
@@ -52,6 +60,39 @@ class Group:
     @property
     def resources(self):
         return self.jobs[0].resources
+
+    def resolve(self, ids: dict[str, str]) -> None:
+        """Name the arrays of this call by the ids the scheduler gave them (placeholder -> id)."""
+        self.waits_on = {k: [(ids.get(a, a), i) for a, i in v] for k, v in self.waits_on.items()}
+        self.after = [(ids.get(a, a), idx) for a, idx in self.after]
+        if self.elementwise:
+            self.elementwise = ids.get(self.elementwise, self.elementwise)
+
+
+def describe_dependency(group: Group, groups: list[Group]) -> str:
+    """What a group waits on, in words for `submit`: "after train #123 (element-wise)", "after all
+    of merge #130", "after 2 tasks of eval #131"; arrays of this call named by stage and id (a dry
+    run's by stage and script number), earlier ones as "earlier array #id"; "" without any."""
+    if not group.after and not group.elementwise:
+        return ""
+    names = {}
+    for i, g in enumerate(groups):  # queued: its scheduler id; a dry run's: its script's number (03-train.sbatch)
+        label = f"{g.stage} #{g.array_job_id}" if g.array_job_id else f"{g.stage} array {i:02d}"
+        names.update({k: label for k in (g.placeholder, g.array_job_id) if k})
+
+    def label(a: str) -> str:
+        return names.get(a, f"earlier array #{a}")
+
+    if group.elementwise:
+        return f"after {label(group.elementwise)} (element-wise)"
+    words = [f"all of {label(a)}" if idx is None else f"{len(idx)} task{'s' if len(idx) > 1 else ''} of {label(a)}"
+             for a, idx in group.after]
+    text = "after " + ", ".join(words)
+    if len(text) > 100:  # many arrays (a merge over several runs' arrays): count them instead
+        stages = sorted({label(a).split()[0] for a, _ in group.after})
+        n = sum(1 if idx is None else len(idx) for _, idx in group.after)
+        text = f"after {n} tasks of {len(group.after)} arrays ({', '.join(stages)})"
+    return text
 
 
 @dataclass(frozen=True)
@@ -71,6 +112,9 @@ class AttemptState:
     node: str | None = None
     restarts: int = 0
     exit_code: str | None = None
+    # a PENDING attempt held by its dependency: "inputs" (the scheduler waits on them), "never"
+    # (the scheduler judges they can never be satisfied); status checks both against the journal
+    waiting: str | None = None
 
 
 @dataclass
@@ -120,6 +164,15 @@ class Backend(ABC):
         """The limits a dry run splits arrays by: those known without queueing anything."""
         return Limits()
 
+    def check_profile(self, profile: Any, problems: Any) -> None:
+        """Refuse, through `problems.add(key, why)`, the profile options this backend owns and
+        would put into its scripts (a profile is checked by every backend when loaded)."""
+        return None
+
+    def unreachable(self) -> str | None:
+        """Why this backend's scheduler cannot be asked anything here (None: it answers)."""
+        return None
+
     def check(self, plan: Plan) -> None:
         """Raise UserError when this backend cannot queue `plan` here (no controller, ...)."""
         return None
@@ -134,6 +187,11 @@ class Backend(ABC):
     @abstractmethod
     def script(self, ctx: SubmitContext, group: Group, folder: Path) -> str:
         """The job script this backend would run for `group` (dry run, golden tests)."""
+
+    def dependency(self, group: Group) -> str | None:
+        """`group`'s dependency in this scheduler's own words (a dry run's jobs.json); None: it
+        waits on nothing, or this scheduler has no such text."""
+        return None
 
     @abstractmethod
     def queue(self, ctx: SubmitContext, groups: list[Group]) -> int:
@@ -156,7 +214,7 @@ class Backend(ABC):
         """`alignkit cancel`: stop these attempts and journal a `cancel` record."""
         from alignkit import journal
         ids = self.kill(attempts)
-        journal.append(sd, {"type": "cancel", "jobs": [a.job_id for a in attempts], "slurm_ids": ids,
+        journal.append(sd, {"type": "cancel", "jobs": [a.job_id for a in attempts], "sched_ids": ids,
                             "local_jobs": []})
         return ids
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from alignkit import journal
 from alignkit.backends import register
 from alignkit.backends.base import AttemptState, Backend, Group, Key, Poll, SubmitContext, setup_lines, watchdog_s
-from alignkit.fsio import atomic_write_text
+from alignkit.contract.fsio import atomic_write_text
 
 DRIVER_STOP_S = 10.0  # how long `cancel` waits for a driver with nothing left to run to exit
 
@@ -141,7 +141,7 @@ class LocalBackend(Backend):
         """Journal the cancel (the driver reads it within a poll and stops those jobs), then wait
         for every driver left with nothing to run to exit — a held driver included; one that
         does not exit in time is sent SIGTERM."""
-        journal.append(sd, {"type": "cancel", "jobs": [a.job_id for a in attempts], "slurm_ids": [],
+        journal.append(sd, {"type": "cancel", "jobs": [a.job_id for a in attempts], "sched_ids": [],
                             "local_jobs": [a.job_id for a in attempts]})
         jr = journal.load(sd)
         for token in sorted({a.token for a in attempts}):
@@ -162,6 +162,6 @@ class LocalBackend(Backend):
         for token in tokens:
             (sd.root / "local" / f"HOLD-{token}").unlink(missing_ok=True)
         if tokens:
-            journal.append(sd, {"type": "release", "slurm_ids": [], "tokens": tokens})
+            journal.append(sd, {"type": "release", "sched_ids": [], "tokens": tokens})
         return tokens
 

@@ -21,14 +21,15 @@ from typing import Any, Callable
 from alignkit import journal
 from alignkit.backends import sacct
 from alignkit.backends import register
-from alignkit.backends.base import (AttemptState, Backend, Group, Key, Limits, Poll, SubmitContext, check_text,
+from alignkit.backends.base import (_CONTROL, AttemptState, Backend, Group, Key, Limits, Poll, SubmitContext, check_text,
                                     setup_lines, watchdog_s)
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 MAX_NUM_TIMEOUT = 3  # requeues after hitting the time limit before a job counts as TIMEOUT
+# sacct's pending reasons for a dependency, as the neutral `AttemptState.waiting`
+WAITING = {"Dependency": "inputs", "DependencyNeverSatisfied": "never"}
 FRESH_S = 300.0  # an attempt this young and missing from sacct is taken as PENDING (accounting lag)
-SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-_PLACEHOLDER = re.compile(r"\$\{ARRAY_\d+\}")
+SBATCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # an sbatch long option, without the leading --
 
 
 def slurm_answers(timeout_s: float = 10.0) -> bool:
@@ -46,6 +47,24 @@ def python_command(plan) -> str:
     """The interpreter the job runs: the profile's `python:` or the `python3` that the setup
     lines (venv activation, module loads) put first on PATH — never this machine's path."""
     return shlex.quote(plan.profile.python) if plan.profile.python else "python3"
+
+
+# ------------------------------------------------------------------- dependencies ----
+def task_id(array_id: str, index: int | None) -> str:
+    """SLURM's id of one array task (`123_4`), or of a plain job (`123`)."""
+    return array_id if index is None else f"{array_id}_{index}"
+
+
+def sbatch_dependency(group: Group) -> str | None:
+    """The neutral job graph launch wired, in sbatch's grammar (docs/slurm.md): `aftercorr:<array>`
+    when element i waits on element i of one array; else `afterok:` on every task the elements
+    wait on, an array named whole when all of it is needed. One sbatch gives every element of an
+    array the same dependency: the union; `_narrow_dependencies` narrows it per element."""
+    if group.elementwise:
+        return f"aftercorr:{group.elementwise}"
+    if not group.after:
+        return None
+    return "afterok:" + ":".join(a if idx is None else ":".join(task_id(a, i) for i in idx) for a, idx in group.after)
 
 
 # ---------------------------------------------------------------------- sbatch text ----
@@ -87,8 +106,8 @@ def slurm_parameters(plan, group: Group, code: Path, hold: bool, folder: Path | 
             params[key] = value
     extra: dict[str, Any] = {str(k): v for k, v in prof.sbatch.items()}
     _check_values(plan, group, code, folder or code, extra)
-    if group.dependency:
-        extra["dependency"] = group.dependency
+    if dependency := sbatch_dependency(group):
+        extra["dependency"] = dependency
         extra["kill-on-invalid-dep"] = "no"  # we cancel them ourselves and show them BLOCKED
     if hold:
         extra["hold"] = True
@@ -192,6 +211,22 @@ class SlurmBackend(Backend):
     name = "slurm"
     script_suffix = ".sbatch"
 
+    def check_profile(self, profile, problems) -> None:
+        """The profile's `sbatch:` options: long option names, one line each, no `false`."""
+        from alignkit.contract.schema import join
+        for key, value in profile.sbatch.items():
+            where = join("sbatch", key)
+            if not SBATCH_KEY.match(key):
+                problems.add(where, "an sbatch option name may only hold letters, digits and '-'")
+            elif isinstance(value, str) and _CONTROL.search(value):
+                problems.add(where, f"contains a control character ({_CONTROL.search(value).group()!r}): "
+                                    f"refused, it would end a line of the sbatch script")
+            elif value is False:
+                problems.add(where, "false is not an sbatch value (leave the option out)")
+
+    def unreachable(self) -> str | None:
+        return None if slurm_answers() else "no SLURM controller answers `scontrol ping` here"
+
     def dry_run_limits(self, plan) -> Limits:
         return self.limits(plan) if slurm_answers() else Limits()
 
@@ -213,6 +248,9 @@ class SlurmBackend(Backend):
 
     def script(self, ctx: SubmitContext, group: Group, folder: Path) -> str:
         return sbatch_script(ctx.plan, group, ctx.code, folder, ctx.hold)
+
+    def dependency(self, group: Group) -> str | None:
+        return sbatch_dependency(group)
 
     def reconcile(self, sd) -> list[str]:
         """Settle intents left by a killed submit: find their arrays by job name (squeue/sacct),
@@ -247,22 +285,18 @@ class SlurmBackend(Backend):
         nothing: a failing sbatch cancels the arrays this call queued."""
         import submitit
 
-        from alignkit.runner import StageRunner
+        from alignkit.contract import entry
+
+        StageRunner = entry.runner().StageRunner  # noqa: N806 - the class submitit pickles by reference
 
         sd, plan = ctx.sd, ctx.plan
         folder = self.folder(sd)
         ids: dict[str, str] = {}  # placeholder -> array id
         done: list[Group] = []
         calls = 0
-
-        def resolve(text: str) -> str:
-            return _PLACEHOLDER.sub(lambda m: ids[m.group()], text)
-
         try:
             for g in groups:
-                if g.dependency:
-                    g.dependency = resolve(g.dependency)
-                g.waits_on = {k: [(resolve(a), i) for a, i in v] for k, v in g.waits_on.items()}
+                g.resolve(ids)
                 params = slurm_parameters(plan, g, ctx.code, ctx.hold, folder)
                 ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_NUM_TIMEOUT,
                                             python=python_command(plan))
@@ -309,7 +343,7 @@ class SlurmBackend(Backend):
         return {k: AttemptState(r.state, elapsed_s=r.elapsed_s) for k in keys if (r := records.get(k))}, "sacct"
 
     def kill(self, attempts) -> list[str]:
-        ids = [a.slurm_id for a in attempts if a.slurm_id]
+        ids = [a.sched_id for a in attempts if a.sched_id]
         if ids:
             proc = subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=120)
             if proc.returncode != 0:
@@ -318,25 +352,25 @@ class SlurmBackend(Backend):
 
     def rewire(self, att, waits_on) -> bool:
         """`scontrol update` one pending task's dependency (it is split out of its array)."""
-        if not att.slurm_id:
+        if not att.sched_id:
             return False
-        dep = "afterok:" + ":".join(f"{a}_{i}" if i is not None else a for a, i in waits_on) if waits_on else ""
+        dep = "afterok:" + ":".join(task_id(a, i) for a, i in waits_on) if waits_on else ""
         try:
-            proc = subprocess.run(["scontrol", "update", f"JobId={att.slurm_id}", f"Dependency={dep}"],
+            proc = subprocess.run(["scontrol", "update", f"JobId={att.sched_id}", f"Dependency={dep}"],
                                   capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired):
             return False
         return proc.returncode == 0
 
     def release(self, sd, attempts) -> list[str]:
-        ids = [a.slurm_id for a in attempts if a.slurm_id]
+        ids = [a.sched_id for a in attempts if a.sched_id]
         if ids:
             # scontrol takes a comma-separated list; whole arrays are released task by task
             proc = subprocess.run(["scontrol", "release", ",".join(ids)], capture_output=True, text=True,
                                   timeout=120)
             if proc.returncode != 0 and "already" not in proc.stderr:
                 raise UserError(f"scontrol release failed: {proc.stderr.strip() or proc.returncode}")
-            journal.append(sd, {"type": "release", "slurm_ids": ids, "tokens": []})
+            journal.append(sd, {"type": "release", "sched_ids": ids, "tokens": []})
         return ids
 
 
@@ -346,13 +380,13 @@ def _narrow_dependencies(g: Group, idx: dict[str, int | None]) -> None:
     broad: one failed input would block every merge. Narrow each element to its own inputs with
     `scontrol update` (a pending array task can be updated on its own); until then the union
     holds it, so no element can start early."""
-    if not (g.dependency or "").startswith("afterok:") or len(g.jobs) < 2:
+    if g.elementwise or not g.after or len(g.jobs) < 2:
         return
     own = {j.id: sorted(set(map(tuple, g.waits_on.get(j.id, []))), key=_order) for j in g.jobs}
     if len({tuple(v) for v in own.values()}) == 1:
         return  # every element waits on the same jobs: the union is exact
     for job in g.jobs:
-        deps = ":".join(f"{a}_{i}" if i is not None else a for a, i in own[job.id])
+        deps = ":".join(task_id(a, i) for a, i in own[job.id])
         target = f"{g.array_job_id}_{idx[job.id]}" if idx[job.id] is not None else g.array_job_id
         proc = subprocess.run(["scontrol", "update", f"JobId={target}", f"Dependency=afterok:{deps}"],
                               capture_output=True, text=True, timeout=60)
@@ -368,19 +402,19 @@ def _order(key: tuple[str, int | None]) -> tuple[str, int]:
 def _submission_record(g: Group, idx: dict[str, int | None], hold: bool, code: Path,
                        folder: Path) -> dict[str, Any]:
     return {"type": "submission", "token": g.token, "stage": g.stage, "name": g.name, "executor": "slurm",
-            "array_job_id": g.array_job_id, "jobs": idx, "dependency": g.dependency,
+            "array_job_id": g.array_job_id, "jobs": idx, "dependency": sbatch_dependency(g),
             "waits_on": {k: [list(w) for w in v] for k, v in g.waits_on.items()}, "hold": hold,
             "code": str(code), "folder": str(folder), "resources": g.resources.to_json()}
 
 
 # --------------------------------------------------------------------------- states ----
 def _held(att, jr) -> bool:
-    return att.hold and att.slurm_id not in jr.released and att.array_job_id not in jr.released
+    return att.hold and att.sched_id not in jr.released and att.array_job_id not in jr.released
 
 
 def slurm_state(att, rec: sacct.Record | None, jr) -> tuple[str, str | None]:
-    if att.key in jr.blocked:
-        return "BLOCKED", jr.blocked[att.key]
+    """One attempt's state from its sacct row and the journal (status applies `blocked` records
+    for every backend, before this)."""
     if rec is None:
         if att.key in jr.cancelled:
             return "CANCELLED", "cancelled"
@@ -393,7 +427,7 @@ def slurm_state(att, rec: sacct.Record | None, jr) -> tuple[str, str | None]:
     sid = att.submitit_id
     if not rec.exact and sid and os.path.exists(f"{att.folder.replace('%j', sid)}/{sid}_0_log.out"):
         return "RUNNING", "started (accounting lags)"  # the range row is stale for this task
-    if not rec.exact and att.slurm_id in jr.released and att.key not in jr.cancelled:
+    if not rec.exact and att.sched_id in jr.released and att.key not in jr.cancelled:
         return "PENDING", "released (accounting lags)"
     if state == "COMPLETED":  # a job that succeeded wrote DONE before exiting (checked by the caller)
         return "FAILED", "ended without writing DONE"
@@ -432,5 +466,6 @@ class _SacctPoll(Poll):
             rec = recs.get(a.key)  # a task's row only: sacct may briefly show a raw array id for *some* task
             st, why = slurm_state(a, rec, self.jr)
             out[a.key] = AttemptState(st, why, rec.elapsed_s if rec else None, rec.node if rec else None,
-                                      rec.restarts if rec else 0, rec.exit_code if rec else None)
+                                      rec.restarts if rec else 0, rec.exit_code if rec else None,
+                                      WAITING.get(why or "") if st == "PENDING" else None)
         return out, []

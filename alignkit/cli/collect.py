@@ -10,13 +10,13 @@ import argparse
 import json
 
 from alignkit.cli.common import directory
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "collect", help="gather a study's results: tidy table, summaries vs the paper, plots, report, index",
-        description="Read a sweep directory (manifest, result files, journal, sacct if present) and write a tidy "
+        description="Read a sweep directory (manifest, result files, journal, the scheduler's accounting if present) and write a tidy "
                     "long table (CSV/Parquet), mean ± std summaries beside the paper's numbers (Markdown/HTML), "
                     "plots (PNG), report.html and a checkpoint index. Corrupt result files are listed, not fatal.")
     p.add_argument("sweep_dir", nargs="?", metavar="SWEEP_DIR", type=directory,
@@ -42,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _prune(args) -> int:
     from alignkit.collect import prune
     from alignkit.collect.study import load_study
-    from alignkit.fsio import describe_os_error
+    from alignkit.contract.fsio import describe_os_error
 
     study = load_study(args.sweep_dir, accounting=False)
     skipped: list[str] = []

@@ -7,14 +7,14 @@ import argparse
 import math
 import os
 
-STAGES = ("train", "eval", "merge", "judge")
+from alignkit.contract.stages import STAGE_NAMES
 
 
 def add_job_selection(p: argparse.ArgumentParser) -> None:
     """SWEEP_DIR, JOB... and --stage: which jobs of a sweep a command acts on."""
     p.add_argument("sweep_dir", nargs="?", type=directory, help="sweep directory (default: the current one, else the newest under runs/)")
     p.add_argument("jobs", nargs="*", metavar="JOB", help="job ids, id prefixes, names or SLURM ids")
-    p.add_argument("--stage", choices=STAGES, help="only this stage")
+    p.add_argument("--stage", choices=STAGE_NAMES, help="only this stage")
 
 
 def positive_float(text: str) -> float:

@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from alignkit.cli.common import STAGES, directory
-from alignkit.errors import UserError
+from alignkit.contract.stages import STAGE_NAMES
+from alignkit.cli.common import directory
+from alignkit.contract.errors import UserError
 from alignkit.status import ACTIVE_STATES, find_job, log_paths, open_sweep, print_warnings, refresh, select
 
 
@@ -18,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "attempt appends to the same files); --follow keeps printing until it ends.")
     p.add_argument("job", metavar="JOB", help="job id, id prefix, name, any unique part of a name, or SLURM id")
     p.add_argument("-d", "--sweep-dir", type=directory, help="sweep directory (default: the current one, else the newest under runs/)")
-    p.add_argument("--stage", choices=STAGES, help="disambiguate a job name")
+    p.add_argument("--stage", choices=STAGE_NAMES, help="disambiguate a job name")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
     p.add_argument("--stdout", action="store_true", help="only stdout")
     p.add_argument("--stderr", action="store_true", help="only stderr")

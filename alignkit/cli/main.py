@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from alignkit import __version__
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 COMMANDS = ("plan", "submit", "status", "logs", "cancel", "release", "collect", "prefetch", "preview",
             "sync")
@@ -21,7 +21,7 @@ class Parser(argparse.ArgumentParser):
     """Argument errors are one line (no usage block), exit 2; subcommand parsers inherit this class."""
 
     def error(self, message: str):  # type: ignore[override]
-        from alignkit.schema import one_line  # lazily: yaml is not needed by every command
+        from alignkit.contract.schema import one_line  # lazily: yaml is not needed by every command
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} -h')\n")
 
 
@@ -39,7 +39,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 
 def _check_control_characters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """No argument (a path, a job, a profile name) may carry a newline, NUL or other control character."""
-    from alignkit.schema import CONTROL
+    from alignkit.contract.schema import CONTROL
     for name, value in vars(args).items():
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and CONTROL.search(item):
@@ -102,7 +102,7 @@ def _main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as exc:  # disk full, read-only, quota, permissions: the filesystem refused, say where
-        from alignkit.fsio import FS_ERRNOS, describe_os_error
+        from alignkit.contract.fsio import FS_ERRNOS, describe_os_error
         if exc.errno not in FS_ERRNOS:
             raise
         print(f"alignkit {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)

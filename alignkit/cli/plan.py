@@ -8,7 +8,7 @@ import io
 import sys
 
 from alignkit.cli.common import directory
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,19 +44,35 @@ def run(args: argparse.Namespace) -> int:
             gc.enable()
 
 
+def _lm_eval_needs(plan) -> None:
+    """A missing package is an error (prefetch cannot fix it); missing nltk data a warning (prefetch
+    downloads it; submit refuses until then), as for models not yet in the cache."""
+    from alignkit.contract.lm_eval_needs import benchmark_needs
+    from alignkit.plan.preflight import lm_eval_benchmarks
+
+    benchmarks = lm_eval_benchmarks([j.config for j in plan.jobs if j.stage == "eval"])
+    errors = benchmark_needs(benchmarks, data=False)
+    if errors:
+        raise UserError("\n".join(f"{plan.spec_path}: evals.benchmarks.{name}: {line}" for name, line in errors))
+    for name, line in benchmark_needs(benchmarks, packages=False):
+        print(f"alignkit plan: warning: evals.benchmarks.{name}: {line}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
+    from alignkit.plan.compiler import load_plan  # lazily: every `alignkit` command imports this module
     from alignkit.plan import datacheck
     plan = load_plan(args.spec, args.profile, args.output_dir)
     datacheck.check(plan, "plan")  # a sample of every dataset through its format, template and tokenizer
+    if "lm_eval" in plan.spec_text:  # lm-eval tasks needing packages or data missing here (no task index: ~0.1 s)
+        _lm_eval_needs(plan)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
-    from alignkit import plan_advice  # settings that run but deserve a look: warnings only
+    from alignkit.plan import advice as plan_advice  # settings that run but deserve a look: warnings only
 
     for line in plan_advice.lines(plan):
         print(f"alignkit plan: warning: {line}", file=sys.stderr)
     if args.json:
-        from alignkit.planjson import write_plan_json
+        from alignkit.plan.planjson import write_plan_json
         buffer = io.StringIO() if not args.summary and len(plan.jobs) <= _CHECK_FIRST else None
         try:  # strict JSON: a NaN or infinity is a bug to report, never a bare NaN token
             write_plan_json(plan, buffer or sys.stdout, summary_only=args.summary)
@@ -90,14 +106,14 @@ def _run(args: argparse.Namespace) -> int:
         out.append(f"  DPO reference log-probs: {s['reference_passes']} shared passes for {s['reference_pass_runs']} runs"
                    + (f"; {s['reference_inline_runs']} compute their own" if s["reference_inline_runs"] else ""))
     out += judge_lines(s["judges"])
-    if args.profile and plan.profile.executor == "slurm":
+    if args.profile:
         out += _cluster_lines(plan)
     print("\n".join(out))
     return 0
 
 
 def estimate_lines(e: dict) -> list[str]:
-    """Eval GPU-hours per benchmark (from alignkit/eval_rates.json), CPU-hours, the wall-clock."""
+    """Eval GPU-hours per benchmark (from alignkit/plan/eval_rates.json), CPU-hours, the wall-clock."""
     r = e["eval_rates"]
     out = [f"  eval estimate: {'rates measured on ' + str(r['device']) if r['measured'] else 'a GUESS (no GPU has measured the rates yet)'}"
            f" from {r['file']}" + ("" if r["measured"] else "; its basis is stated there and in docs/gpu.md")]
@@ -132,9 +148,11 @@ def judge_lines(judges: dict) -> list[str]:
 
 
 def _cluster_lines(plan) -> list[str]:
-    """The cluster's limits and what they mean here: arrays split, submit in waves."""
+    """The profile's scheduler's limits and what they mean here: arrays split, submit in waves
+    (none for an executor that keeps no queue limits, such as local)."""
     from alignkit import backends
-    from alignkit.launch import describe_limits, slurm_answers
-    if not slurm_answers():
-        return ["  cluster limits: unknown (no SLURM controller answers `scontrol ping` here)"]
-    return ["  " + line.strip() for line in describe_limits(plan, backends.get("slurm").limits(plan))]
+    from alignkit.launch import describe_limits
+    backend = backends.get(plan.profile.executor)
+    if (why := backend.unreachable()) is not None:
+        return [f"  cluster limits: unknown ({why})"]
+    return ["  " + line.strip() for line in describe_limits(plan, backend.limits(plan))]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,20 +25,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan
-    from alignkit.preflight import study_assets, study_problems
+    from alignkit.plan.compiler import load_plan
+    from alignkit.plan.preflight import study_assets, study_problems
 
     plan = load_plan(args.spec)
-    assets = study_assets([j.to_json() for j in plan.jobs])
+    jobs, managers = [j.to_json() for j in plan.jobs], {}
+    assets = study_assets(jobs, managers)
     checked, missing = study_problems(assets)
     if args.check:
         for line in missing:
             print(f"missing: {line}")
         print(f"{checked}, {len(missing)} missing")
         return 2 if missing else 0
-    if assets["unknown_tasks"]:
-        raise UserError("\n".join(assets["unknown_tasks"]))
-    from jobs.prefetch import prefetch, prefetch_lm_eval  # heavy (huggingface_hub, datasets): only when downloading
+    if assets["nltk"]:  # before the task configs are read again: IFEval's code looks its data up on import
+        download_nltk(assets["nltk"])
+        assets = study_assets(jobs, managers)
+    if assets["unknown_tasks"] or assets["task_needs"]:
+        raise UserError("\n".join(assets["task_needs"] + assets["unknown_tasks"]))
+    from alignkit.plan.prefetch import prefetch, prefetch_lm_eval  # heavy (huggingface_hub, datasets): only when downloading
 
     try:
         prefetch(assets["models"], assets["datasets"], progress=lambda line: print(line, flush=True))
@@ -50,3 +54,28 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("\n".join(["still missing after prefetch:", *still]))
     print(f"all in the cache: {checked}")
     return 0
+
+
+def download_nltk(resources: list[str]) -> None:
+    """Download the nltk data lm-eval tasks load (IFEval: tokenizers/punkt_tab) where nltk looks first:
+    $NLTK_DATA's first folder, else nltk's default (~/nltk_data). Jobs read it from there, so put it on
+    the shared filesystem (NLTK_DATA set the same way for the jobs)."""
+    import os
+
+    import nltk
+
+    target = (os.environ.get("NLTK_DATA") or "").split(os.pathsep)[0] or None
+    for resource in resources:
+        try:
+            nltk.data.find(resource)
+            continue
+        except LookupError:
+            pass
+        package = resource.rstrip("/").rsplit("/", 1)[-1]
+        print(f"downloading nltk data {package} into {target or nltk.downloader.Downloader().default_download_dir()}",
+              flush=True)
+        try:
+            nltk.download(package, download_dir=target, quiet=True, raise_on_error=True)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"nltk data {resource}: download failed: "
+                            f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None

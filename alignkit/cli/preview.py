@@ -2,9 +2,10 @@
 job exactly as its trainer receives them, after templating and truncation, with the loss-bearing
 text marked (like axolotl's `preprocess --debug`).
 
-It builds them with the training job's own code (jobs.train.load_examples: data, tokenizer,
-template, truncation, masks) and reads only the tokenizer and the data, no model, so it runs on a
-login node. JSON: {"job", "method", "rows_in", "rows_kept", "dropped": {reason: n}, "examples"};
+It builds them with the training job's own code (jobs.train.stage.load_examples: data, tokenizer,
+template, truncation, masks) in a child process, `python -m jobs.preview` (this module imports no
+compute module: docs/architecture.md), and reads only the tokenizer and the data, no model, so it
+runs on a login node. JSON: {"job", "method", "rows_in", "rows_kept", "dropped": {reason: n}, "examples"};
 each example {"row", ...the method's decoded fields (Method.decode): SFT "text", "loss_text";
 DPO "prompt", "chosen", "rejected"};
 "row" is the example's index in the job's (seeded, shuffled) rows, so a dropped row leaves a gap.
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 DEFAULT_N = 3
 
@@ -60,7 +60,7 @@ TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model",
 def not_cached(config: dict) -> list[str]:
     """What preview would find missing, checked with huggingface_hub alone: the job's dataset
     (as `submit`'s preflight checks it) and its model's tokenizer files (no weights needed)."""
-    from alignkit.preflight import is_local, missing_assets
+    from alignkit.contract.hub import is_local, missing_assets
     out = missing_assets([], [config["dataset"]]) if isinstance(config.get("dataset"), dict) else []
     model = config.get("model") or {}
     source, name, revision = str(model.get("source", "")), model.get("name", model.get("source")), \
@@ -85,48 +85,16 @@ def not_cached(config: dict) -> list[str]:
 
 
 def preview(config: Any, n: int) -> dict:
-    """The preview of one train config (docs/contract.md "train"; typed or as config.json holds it)."""
-    from alignkit.contract import ContractError
-    from alignkit.contract.train import as_train_config
-    from alignkit.methods import method as method_of
+    """The preview of one train config (docs/contract.md "train"; typed or as config.json holds it),
+    built by the train job's own code in a child process (jobs/preview.py)."""
+    from alignkit.contract import entry, to_dict
 
-    # bitsandbytes logs a "pip install kernels" warning on import (a CPU kernel preview never uses)
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    from jobs.errors import JobFailure
-    from jobs.train import load_examples
-
-    import datasets
-
-    datasets.disable_progress_bars()  # stdout/stderr carry the preview, not map() bars
-    try:
-        config = as_train_config(config)
-    except ContractError as exc:
-        raise UserError(str(exc).splitlines()[0]) from None
-    method = method_of(config.method.type)
-    try:
-        data = load_examples(config, method)
-    except JobFailure as exc:
-        raise UserError(str(exc)) from None
-    report = data.report
-    dropped = report.dropped()
-    # rows held out by validation.fraction come out of the kept rows too: say so, not "beyond_limit"
-    val = config.dataset.validation
-    held = (report.validation or {}).get("rows", 0) if val is not None and val.fraction is not None else 0
-    if held:
-        dropped["held_out_validation"] = held
-    beyond = sum(p.kept for p in report.parts) - report.total - held  # rows the dataset's `limit` left out
-    if beyond > 0:
-        dropped["beyond_limit"] = beyond
-    shown = []
-    for i in range(min(n, len(data.dataset))):
-        view = method.decode(data.dataset[i], data.tokenizer, config.method)
-        shown.append({"row": data.kept[i], **view})
-    return {"method": method.name, "rows_in": sum(p.rows for p in report.parts), "rows_kept": report.trained,
-            "dropped": dropped, "examples": shown}
+    return entry.run_preview({"stage": "train", "config": config if isinstance(config, dict) else to_dict(config),
+                              "n": n})
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan  # lazily: every `alignkit` command imports this module
+    from alignkit.plan.compiler import load_plan  # lazily: every `alignkit` command imports this module
 
     if args.n < 0:
         raise UserError(f"--n: must be 0 or more, got {args.n}")

@@ -1,9 +1,9 @@
 """`alignkit preview SPEC --job EVAL_JOB [--benchmark B] [--n N] [--json]`: the first N prompts each
 generating benchmark of one eval job sends to the model, decoded from the exact token ids the
-generator receives (jobs.generate.prompt_ids), with each prompt's token count and new-token budget
-(min(max_new_tokens, context - prompt tokens), the rule jobs/generate.py applies).
+generator receives (jobs.eval.generate.prompt_ids, run in a child process: jobs/preview.py), with each prompt's token count and new-token budget
+(min(max_new_tokens, context - prompt tokens), the rule jobs/eval/generate.py applies).
 
-The prompts come from the benchmark type's own `prompts` hook (alignkit/benchmarks/<type>.py), the
+The prompts come from the benchmark type's own `prompts` hook (alignkit/plugins/benchmarks/<type>.py), the
 code the eval job generates with; the tokenizer is loaded as the eval job loads it (the model's
 template applied) and the context read from the model's config.json (a local folder or the HF
 cache; unknown: no cap). No model weights are read, so it runs on a login node. lm_eval benchmarks
@@ -18,11 +18,11 @@ import json
 import sys
 from typing import Any
 
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def _generating(config: Any, only: str | None) -> dict[str, Any]:
-    from alignkit import benchmarks as benchmarks_reg
+    from alignkit.plugins import benchmarks as benchmarks_reg
 
     benches = {n: b for n, b in config.benchmarks.items() if benchmarks_reg.get(b.type).generates}
     if only is not None:
@@ -38,39 +38,22 @@ def _generating(config: Any, only: str | None) -> dict[str, Any]:
 
 
 def preview(config: Any, n: int, benchmark: str | None = None) -> dict:
-    """{B: [{"prompt", "prompt_tokens", "max_new_tokens"}]} for one eval config (typed or as config.json holds it)."""
-    from alignkit import benchmarks as benchmarks_reg
-    from alignkit.context_check import model_context
-    from alignkit.contract import ContractError
-    from alignkit.contract.eval import as_dict, load_eval
+    """{B: [{"prompt", "prompt_tokens", "max_new_tokens"}]} for one eval config (typed or as config.json
+    holds it): the benchmarks are chosen here, the prompts built in a child process (jobs/preview.py)."""
+    from alignkit.plan.context_check import model_context
+    from alignkit.contract import ContractError, entry, to_dict
+    from alignkit.contract.eval import load_eval
 
     try:
-        config = load_eval(config) if isinstance(config, dict) else config
+        typed = load_eval(config) if isinstance(config, dict) else config
     except ContractError as exc:
         raise UserError(str(exc).splitlines()[0]) from None
-    benches = _generating(config, benchmark)
+    benches = _generating(typed, benchmark)
     if not benches:
         return {}
-    from jobs.errors import JobFailure
-    from jobs.evaluate import load_tokenizer
-    from jobs.generate import budget, prompt_ids
-
-    model = as_dict(config.model)
-    context, _ = model_context(str(config.model.source), config.model.revision)
-    out: dict[str, list[dict]] = {}
-    try:
-        tok = load_tokenizer(model, config.model.source)
-        for name, b in benches.items():
-            prompts, max_new = benchmarks_reg.get(b.type).prompts(tok, name, b)
-            shown = []
-            for p in prompts[:n]:
-                ids = prompt_ids(tok, p)
-                shown.append({"prompt": tok.decode(ids, skip_special_tokens=False),
-                              "prompt_tokens": len(ids), "max_new_tokens": budget(len(ids), max_new, context)})
-            out[name] = shown
-    except JobFailure as exc:
-        raise UserError(str(exc)) from None
-    return out
+    context, _ = model_context(str(typed.model.source), typed.model.revision)
+    return entry.run_preview({"stage": "eval", "config": config if isinstance(config, dict) else to_dict(typed),
+                              "n": n, "benchmarks": list(benches), "context": context})
 
 
 def run(args: argparse.Namespace, job: Any) -> int:

@@ -11,19 +11,20 @@ import sys
 import time
 
 from alignkit import statusview
-from alignkit.cli.common import STAGES, directory, positive_float
+from alignkit.contract.stages import STAGE_NAMES
+from alignkit.cli.common import directory, positive_float
 from alignkit.status import StudyStatus, open_sweep, refresh
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="state of every job of a sweep (one sacct call)",
-                       description="Join the journal, one sacct call and the files jobs write; --json output "
+    p = sub.add_parser("status", help="state of every job of a sweep (one accounting call)",
+                       description="Join the journal, one call to the scheduler's accounting and the files jobs write; --json output "
                                    "is documented in docs/slurm.md and stable.")
     p.add_argument("sweep_dir", nargs="?", type=directory, help="sweep directory (default: the current one, else the newest under runs/)")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/slurm.md)")
     p.add_argument("--watch", nargs="?", type=positive_float, const=10.0, metavar="SECONDS",
                    help="refresh every SECONDS (default 10) until every job has ended")
-    p.add_argument("--stage", choices=STAGES, help="one row per job of this stage")
+    p.add_argument("--stage", choices=STAGE_NAMES, help="one row per job of this stage")
     p.add_argument("--failed", action="store_true", help="one row per job that did not succeed")
     p.add_argument("--running", action="store_true", help="one row per running job")
     p.add_argument("--jobs", action="store_true", help="one row per job (default: one line per array)")

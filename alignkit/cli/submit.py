@@ -6,7 +6,7 @@ import argparse
 import warnings
 
 from alignkit.cli.common import directory, positive_int
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from alignkit import backends  # the registered executors (alignkit/backends/)
     p.add_argument("--executor", choices=backends.names(), help="override the profile's executor")
     p.add_argument("-o", "--output-dir", type=directory, help="sweep directory (default: the spec's output_dir or runs/NAME)")
-    p.add_argument("--dry-run", action="store_true", help="write and print the sbatch scripts; queue nothing")
+    p.add_argument("--dry-run", action="store_true", help="write and print the scripts submit would queue (SLURM's for a local profile); queue nothing")
     p.add_argument("--hold", action="store_true", help="queue everything held (alignkit release starts it)")
     p.add_argument("--max-queued", type=positive_int, metavar="N",
                    help="queue at most N jobs now (the cluster's own limits apply too); "
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def preflight(plan) -> None:
-    from alignkit.preflight import study_assets, study_problems
+    from alignkit.plan.preflight import study_assets, study_problems
     _, missing = study_problems(study_assets([j.to_json() for j in plan.jobs]))
     if missing:
         raise UserError("\n".join([f"{len(missing)} asset(s) the study needs are not available offline "
@@ -39,8 +39,9 @@ def preflight(plan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.compile import load_plan, require_ready  # lazily: `alignkit status` must start fast
-    from alignkit.launch import describe_dependency, submit
+    from alignkit.plan.compiler import load_plan, require_ready  # lazily: `alignkit status` must start fast
+    from alignkit.backends.base import describe_dependency
+    from alignkit.launch import submit
     from alignkit.plan import datacheck
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if not args.dry_run:
@@ -62,16 +63,16 @@ def run(args: argparse.Namespace) -> int:
             after = describe_dependency(g, res.groups)
             print(f"# ---- {path}  ({g.stage}: {len(g.jobs)} jobs" + (f", {after}" if after else "") + ")")
             print(g.script)
-        print(f"dry run: {len(res.scripts)} sbatch script(s) written to {res.sweep_dir / 'dry-run'}; nothing queued")
+        print(f"dry run: {len(res.scripts)} job script(s) written to {res.sweep_dir / 'dry-run'}; nothing queued")
         return 0
     queued = sum(len(g.jobs) for g in res.groups)
     skipped = ", ".join(f"{n} {s}" for s, n in sorted(res.skipped.items())) or "none"
     print(f"sweep {plan.sweep} -> {res.sweep_dir}  ({res.executor}{', held' if res.hold else ''})")
-    for g in res.groups:  # one line per SLURM array (one sbatch each)
+    for g in res.groups:  # one line per array
         where = f"array {g.array_job_id}" if g.array_job_id else "local"
         after = describe_dependency(g, res.groups)
         print(f"  {g.stage:<6} {len(g.jobs):>5} jobs  {where}" + (f"  {after}" if after else ""))
-    print(f"queued {queued} job(s) in {len(res.groups)} array(s), {res.sbatch_calls} sbatch call(s); left alone: {skipped}"
+    print(f"queued {queued} job(s) in {len(res.groups)} array(s), {res.calls} scheduler call(s); left alone: {skipped}"
           + (f"; {res.deferred} wait for the next submit" if res.deferred else ""))
     if res.hold:
         print(f"held: start them with `alignkit release {res.sweep_dir}`")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from alignkit.cli.common import directory
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.status import open_sweep
 from alignkit.sweepdir import SweepDir, contained
 

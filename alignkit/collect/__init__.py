@@ -20,8 +20,8 @@ from alignkit.collect import index as index_mod
 from alignkit.collect import select as select_mod
 from alignkit.collect import capped as capped_mod
 from alignkit.collect.study import Study, load_study
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_write_json, atomic_write_text
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import atomic_write_json, atomic_write_text
 from alignkit.textsafe import csv_cell, no_bidi
 
 FORMATS = ("csv", "parquet", "md", "html", "png")
@@ -142,7 +142,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
             files.append(out / "best_checkpoints.csv")
     if "parquet" in formats:
         files.append(_parquet(rows, out, cols))
-    capped = capped_mod.rows(study)  # answers the model's context left fewer new tokens (jobs/generate.py)
+    capped = capped_mod.rows(study)  # answers the model's context left fewer new tokens (jobs/eval/generate.py)
     if capped:
         _write_dict_csv(out / "capped.csv", capped, capped_mod.COLUMNS)
         files.append(out / "capped.csv")

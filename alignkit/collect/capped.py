@@ -1,4 +1,4 @@
-"""Answers whose new-token budget the model's context capped (eval.json entries' `capped`, jobs/generate.py).
+"""Answers whose new-token budget the model's context capped (eval.json entries' `capped`, jobs/eval/generate.py).
 
 A capped answer had fewer than max_new_tokens new tokens available (context - prompt tokens); one
 with `no_room` had none (its prompt alone fills the context: an empty answer). collect lists them in

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from alignkit.fsio import atomic_write_bytes, atomic_write_text
+from alignkit.contract.fsio import atomic_write_bytes, atomic_write_text
 
 FORMATS = ("png", "pdf", "svg")
 _DRAWING_MODULES = ("plots.py", "curves.py", "forest.py", "figcache.py")

@@ -17,7 +17,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
-from alignkit.collect import stats
+from alignkit.collect import stats, target_compare
 from alignkit.collect.study import Study
 from alignkit.collect.tidy import AXIS_COLUMNS, axis_value
 from alignkit.contract import paths
@@ -27,12 +27,14 @@ from alignkit.contract import paths
 METRIC_DIRECTION = {"acc": True, "acc_norm": True, "exact_match": True, "f1": True, "win_rate": True,
                     "lc_win_rate": True, "safety": True, "toxicity_logit": True,
                     "asr": False, "toxicity": False, "perplexity": False, "word_perplexity": False, "loss": False}
-NOT_COMPARED = ("seed", "merge")   # seed = the replicate; merges are compared with their inputs
+NOT_COMPARED = ("seed", "merge", "target")   # seed = the replicate; merges are compared with their inputs;
+                                             # evaluated targets with each other over items (target_compare.py)
 SAFETY_TYPES = ("realtoxicity", "red_instruct")
 
 BETTER, WORSE, SAME, HIGHER, LOWER, NO_CI = ("better", "worse", "no detectable difference", "higher", "lower",
                                               "too few seeds")
 NO_VAR = "zero variance, no test"   # every seed difference equal: nothing to judge the difference against
+NO_TEST = "no test"                 # two targets with neither per-item scores nor stderrs
 TABLE_CORRECTION = "Benjamini–Hochberg"   # across one checkpoint's comparisons table
 TAKEAWAY_CORRECTION = "Holm"               # within each takeaway's evidence (its benchmarks)
 
@@ -111,6 +113,7 @@ class Data:
     types: dict[str, str]                                      # benchmark → type
     metric: dict[str, str]
     direction: dict[str, bool | None]
+    targets: dict[str, dict[str, target_compare.Scored]] = field(default_factory=dict)  # benchmark → target → scores
 
 
 def study_axes(study: Study, rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, list[Any]]]:
@@ -119,7 +122,9 @@ def study_axes(study: Study, rows: list[dict[str, Any]]) -> tuple[list[str], dic
     columns = set(rows[0]) if rows else set()
     order: dict[str, list[Any]] = {}
     for job in study.jobs.values():
-        if job.stage == "eval" and (job.config.get("target") or {}).get("kind") != "base":
+        # untrained base models are not compared; a full-model target (kind base, named) is
+        if job.stage == "eval" and ((job.config.get("target") or {}).get("kind") != "base"
+                                    or job.axes.get("target") is not None):
             merged = job.axes.get("merge") is not None
             for k, v in job.axes.items():
                 vals = order.setdefault(k, [])
@@ -129,7 +134,8 @@ def study_axes(study: Study, rows: list[dict[str, Any]]) -> tuple[list[str], dic
                 if v is not None and v not in vals:
                     vals.append(v)
     known = [*AXIS_COLUMNS, *study.axes]   # only for the order shown: the tidy table's, then the manifest's
-    axes = sorted((k for k in order if k in columns), key=lambda k: known.index(k) if k in known else len(known))
+    # an axis no run has a value of (an evaluation-only study's dataset, peft, ...) is not one of its axes
+    axes = sorted((k for k in order if k in columns and order[k]), key=lambda k: known.index(k) if k in known else len(known))
     return axes, {k: order[k] for k in axes}
 
 
@@ -168,7 +174,8 @@ def build_all(study: Study, rows: list[dict[str, Any]], primary: dict[str, str],
     for r in rows:
         ck = r["checkpoint"]
         if r["stage"] == "train" or ck not in raw or r["value"] is None \
-                or r.get("target_kind") == "base" or primary.get(r["benchmark"]) != r["metric"]:
+                or (r.get("target_kind") == "base" and r.get("target") is None) \
+                or primary.get(r["benchmark"]) != r["metric"]:
             continue
         b = r["benchmark"]
         cell = tuple(r.get(a) for a in axes)
@@ -190,12 +197,14 @@ def build_all(study: Study, rows: list[dict[str, Any]], primary: dict[str, str],
             if isinstance(bc, dict) and isinstance(bc.get("type"), str):
                 types.setdefault(name, bc["type"])
     direction = _directions(study, primary)
+    scored = target_compare.scored(study, rows, primary, types, wanted) if "target" in axes else {}
     out = {}
     for ck in wanted:
         # two runs that share every axis value and seed (an axis the tidy table lacks) are averaged
         cells = {b: {c: {s: sum(v) / len(v) for s, v in seeds.items()} for c, seeds in by_cell.items()}
                  for b, by_cell in raw[ck].items()}
-        out[ck] = Data(axes, order, cells, merges[ck], by_target[ck], labels, kinds, types, dict(primary), direction)
+        out[ck] = Data(axes, order, cells, merges[ck], by_target[ck], labels, kinds, types, dict(primary), direction,
+                       scored.get(ck, {}))
     return out
 
 
@@ -263,7 +272,9 @@ def estimate(ctx: list[list[tuple[float, SeedMap]]]) -> tuple[stats.Interval, li
 def verdict(iv: stats.Interval, higher_is_better: bool | None, p_adjusted: float | None) -> str:
     """From the corrected p-value; the sign of the estimate gives the direction."""
     if iv.p is None or p_adjusted is None:
-        return NO_VAR if iv.low is None and "zero variance" in iv.test else NO_CI
+        if iv.low is None and "zero variance" in iv.test:
+            return NO_VAR
+        return NO_CI if "seeds" in iv.test else NO_TEST
     if p_adjusted >= stats.ALPHA:
         return SAME
     up = iv.estimate > 0
@@ -407,6 +418,20 @@ def _label(method: Any) -> str:
     return method_label(m) if m else ""
 
 
+def target_comparisons(data: Data) -> list[Comparison]:
+    """Every pair of evaluated targets per benchmark (later vs earlier in the spec): paired t over the
+    items both scored, else z on their stderrs (target_compare.py)."""
+    out = []
+    for bench in sorted(data.targets, key=_bench_key):
+        by_target = data.targets[bench]
+        hib = data.direction.get(bench)
+        for a, b in target_compare.pairs(by_target, [str(t) for t in data.order.get("target", [])]):
+            iv, _ = target_compare.interval(by_target[a], by_target[b])
+            out.append(Comparison(f"target: {a} vs {b}", a, b, bench, data.metric.get(bench, ""), hib,
+                                  by_target[a].value, by_target[b].value, iv, 1, 1, verdict(iv, hib, iv.p)))
+    return out
+
+
 # ---------------------------------------------------------------- the study's comparisons
 def axis_comparisons(data: Data) -> list[Comparison]:
     out: list[Comparison] = []
@@ -435,7 +460,7 @@ def at_checkpoint(study: Study, rows: list[dict[str, Any]], primary: dict[str, s
 def _findings(data: Data, paper_study: bool, checkpoint: str) -> Findings:
     """One checkpoint's findings: its comparisons table corrected as one family (Benjamini–Hochberg),
     each takeaway's evidence as its own family (Holm)."""
-    comps = corrected(axis_comparisons(data) + merge_comparisons(data), TABLE_CORRECTION)
+    comps = corrected(axis_comparisons(data) + merge_comparisons(data) + target_comparisons(data), TABLE_CORRECTION)
     return Findings(data.axes, comps, takeaways(data) if paper_study else None, checkpoint)
 
 
@@ -453,7 +478,7 @@ def summarize(evidence: list[Comparison]) -> str:
     """From the corrected verdicts: supported: better on ≥1 benchmark and worse on none; contradicted:
     the reverse; mixed: both."""
     v = {c.verdict for c in evidence}
-    if not evidence or v <= {NO_CI, NO_VAR}:
+    if not evidence or v <= {NO_CI, NO_VAR, NO_TEST}:
         return "not testable"
     if BETTER in v and WORSE not in v:
         return "supported"

@@ -20,7 +20,9 @@ METHOD_NOTE = ("Each row: A − B at the checkpoint (the benchmark's primary met
                "\"no detectable difference\" otherwise; no test with fewer than "
                f"{stats.MIN_SEEDS} seeds or when every seed difference is equal (zero variance). A merge is "
                "compared with each of its inputs on its own, never with the input that looks best on the "
-               "same seeds. The interval is each row's own 95% interval (not adjusted).")
+               "same seeds. Evaluated targets (`targets:`) have no seeds: two are compared over the items both "
+               "scored (paired t), else by z on their reported stderrs. The interval is each row's own 95% "
+               "interval (not adjusted).")
 TAKEAWAY_NOTE = (f"Each takeaway's benchmarks are one family, corrected by {TAKEAWAY_CORRECTION} (adjusted p shown). "
                  "supported: better on at least one benchmark and worse on none; contradicted: the reverse; "
                  "mixed: both; not detectable: no benchmark shows a difference; not testable: the study "

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.collect.study import Study
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.contract import paths
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")

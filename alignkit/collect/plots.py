@@ -251,6 +251,8 @@ def _axis_sort(values: list[Any]) -> list[Any]:
 def axes_data(stats: Stats, primary: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
     out = {}
     for axis in stats.extra:
+        if axis == "target":   # one point per target, no seeds: the findings compare targets, with intervals
+            continue
         others = [a for a in stats.extra if a != axis]
         names = ["model", "dataset", "peft", "preference", "method", *others]
         data: dict[str, dict[tuple, list[tuple[Any, Stat]]]] = {}

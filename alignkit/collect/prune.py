@@ -22,13 +22,13 @@ from pathlib import Path
 
 from alignkit.collect.index import _STEP_DIR, dir_bytes
 from alignkit.collect.study import Study
-from alignkit.fsio import is_stale_temp, temp_name
+from alignkit.contract.fsio import is_stale_temp, temp_name
 from alignkit.sweepdir import contained
 from alignkit.contract import paths
 
 OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin", "optimizer.safetensors", "scheduler.pt", "scaler.pt",
                    "rng_state.pth", "rng_state_*.pth", "*optim_states.pt")
-# DeepSpeed ZeRO shards; `.resume/` (jobs/checkpoints.py: the Trainer's own resume checkpoints,
+# DeepSpeed ZeRO shards; `.resume/` (jobs/train/checkpoints.py: the Trainer's own resume checkpoints,
 # normally removed when a run completes) if a finished run left one behind.
 OPTIMIZER_DIRS = ("global_step*", ".resume")
 

@@ -252,7 +252,7 @@ def write_report(path: Path, study: Study, tables: list[Table], plots: list[Path
                  metric: str | None, index_bytes: int, n_index: int, files: list[str], findings: Any = None,
                  training: Table | None = None, curves: list[Path] | None = None,
                  selection: Table | None = None, benchmarks: list[str] | None = None) -> Path:
-    from alignkit.fsio import atomic_write_text
+    from alignkit.contract.fsio import atomic_write_text
 
     curves = curves or []
     budget = [INLINE_BUDGET]

@@ -29,7 +29,7 @@ from typing import Any
 from alignkit.collect.study import Study
 from alignkit.collect.summary import Table, fmt
 from alignkit.collect.tidy import _num, axis_value, validation_point
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.contract import paths
 
 GOALS = ("min", "max")

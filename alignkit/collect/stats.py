@@ -152,11 +152,11 @@ def _var(xs: Sequence[float]) -> float:
     return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
 
 
-def _t_interval(est: float, terms: list[tuple[float, int]], name: str, level: float) -> Interval:
+def _t_interval(est: float, terms: list[tuple[float, int]], name: str, level: float, unit: str = "seed") -> Interval:
     """`terms`: (variance contribution, its replicate count n); Welch–Satterthwaite df = (Σv)² / Σ v²/(n−1)."""
     var = sum(v for v, _ in terms)
     if var <= 0.0 or not math.isfinite(var):
-        return Interval(est, None, None, f"{name}: every seed difference is equal (zero variance), no test")
+        return Interval(est, None, None, f"{name}: every {unit} difference is equal (zero variance), no test")
     df = var**2 / sum(v**2 / (n - 1) for v, n in terms if v > 0)
     se = math.sqrt(var)
     half = t_quantile(0.5 + level / 2, df) * se
@@ -171,6 +171,32 @@ def paired(diffs: Sequence[Sequence[float]], level: float = 1 - ALPHA) -> Interv
         return Interval(est, None, None, f"fewer than {MIN_SEEDS} seeds in some context: no test")
     C = len(ctx)
     return _t_interval(est, [(_var(d) / len(d) / C**2, len(d)) for d in ctx], "paired t", level)
+
+
+def paired_items(diffs: Sequence[float], level: float = 1 - ALPHA) -> Interval:
+    """Paired t over the items two evaluated targets share (`diffs[i]` = A's score − B's on item i):
+    the textbook one-sample t on the differences (alignkit/collect/target_compare.py)."""
+    d = list(diffs)
+    return _t_interval(_mean(d), [(_var(d) / len(d), len(d))], f"paired t over {len(d)} items", level, "item")
+
+
+def z_difference(est: float, se: float, level: float = 1 - ALPHA) -> Interval:
+    """Normal interval and two-sided p for a difference with standard error `se` (two targets'
+    reported stderrs, combined as independent: conservative when their items are the same)."""
+    name = "z on the two reported stderrs"
+    if se <= 0.0 or not math.isfinite(se):
+        return Interval(est, None, None, f"{name}: both stderrs are zero (zero variance), no test")
+    half = normal_quantile(0.5 + level / 2) * se
+    return Interval(est, est - half, est + half, name, None, math.erfc(abs(est / se) / math.sqrt(2.0)))
+
+
+def normal_quantile(p: float) -> float:
+    """Inverse of the standard normal CDF: Acklam's start refined by two Newton steps on erfc."""
+    x = _normal_quantile(p)
+    for _ in range(2):
+        err = 0.5 * math.erfc(-x / math.sqrt(2.0)) - p
+        x -= err * math.sqrt(2.0 * math.pi) * math.exp(0.5 * x * x)
+    return x
 
 
 def welch(contexts: Sequence[Sequence[tuple[float, Sequence[float]]]], level: float = 1 - ALPHA) -> Interval:

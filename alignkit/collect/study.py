@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignkit.errors import UserError
-from alignkit.fsio import is_stale_temp, remove_stale_temps
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import is_stale_temp, remove_stale_temps
 from alignkit.sweepdir import SweepDir
 from alignkit.contract import paths
 
@@ -48,7 +48,8 @@ class JobRecord:
     results: dict[str, Any] = field(default_factory=dict)   # file name -> parsed JSON
     slurm_id: str | None = None
     slurm_state: str | None = None
-    elapsed_s: float | None = None  # from sacct (all attempts' last row)
+    elapsed_s: float | None = None  # from the scheduler's accounting (SLURM: sacct, all attempts' last row)
+    elapsed_from: str | None = None  # what answered for elapsed_s (the backend's accounting, e.g. "sacct")
 
     @property
     def axes(self) -> dict[str, Any]:
@@ -190,7 +191,7 @@ def _attach_accounting(sd: SweepDir, jobs: dict[str, JobRecord], problems: list[
         att = journal.latest(job_id)
         if att is None:
             continue
-        rec.slurm_id = att.slurm_id or (f"local:{att.local_id}" if att.local_id else None)
+        rec.slurm_id = att.sched_id or (f"local:{att.local_id}" if att.local_id else None)
         by_executor.setdefault(att.executor, {})[att.key] = (att, rec)
     answers = []
     for name, atts in sorted(by_executor.items()):
@@ -205,4 +206,5 @@ def _attach_accounting(sd: SweepDir, jobs: dict[str, JobRecord], problems: list[
             rec = atts[key][1]
             rec.slurm_state = st.state
             rec.elapsed_s = float(st.elapsed_s) if st.elapsed_s is not None else None
+            rec.elapsed_from = how if st.elapsed_s is not None else None
     return "; ".join(answers) or "no submissions with scheduler accounting in the journal"

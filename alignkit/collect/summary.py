@@ -101,7 +101,7 @@ def aggregate(rows: Iterable[dict[str, Any]], extra: Iterable[str] = ()) -> Stat
 def long_rows(stats: Stats) -> list[dict[str, Any]]:
     """summary.csv: one row per cell (every axis but seed), with mean, std and counts."""
     return [{**stats.row(k), "mean": s.mean, "std": s.std, "n_seeds": s.n, "n_missing": s.missing,
-             "seeds": " ".join(str(x) for x in s.seeds)} for k, s in stats.items()]
+             "seeds": " ".join(str(x) for x in s.seeds if x is not None)} for k, s in stats.items()]
 
 
 def primary_metrics(configured: dict[str, str], rows: Iterable[dict[str, Any]]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from alignkit.collect.study import JobRecord, Problem, Study
-from alignkit.fsio import atomic_write_bytes, atomic_write_text
+from alignkit.contract.fsio import atomic_write_bytes, atomic_write_text
 from alignkit.textsafe import csv_cell
 from alignkit.contract import paths
 
@@ -34,7 +34,8 @@ COLUMNS = (*_HEAD, *AXIS_COLUMNS, *_TAIL)   # a study that sweeps no dotted axis
 
 def extra_axes(study: Study) -> list[str]:
     """The swept axes beyond the named ones (manifest "axes", e.g. `method.beta`): one column each,
-    after the named axes. A name that collides with another column cannot be one (a Problem)."""
+    after the named axes, and `target` when the study evaluates `targets:`. A name that collides with
+    another column cannot be one (a Problem)."""
     out = []
     for a in study.axes:
         if a in AXIS_COLUMNS:
@@ -44,6 +45,8 @@ def extra_axes(study: Study) -> list[str]:
                                                                "not shown as an axis"))
             continue
         out.append(a)
+    if "target" not in out and any(j.axes.get("target") is not None for j in study.jobs.values()):
+        out.append("target")   # a `targets:` entry's name: what tells an evaluation-only study's rows apart
     return out
 
 
@@ -175,7 +178,7 @@ def _provenance(job: JobRecord, target: JobRecord | None) -> dict[str, Any]:
     mj = target.results.get(paths.MERGE) if target else None
     wall, source = None, None
     if target is not None and target.elapsed_s is not None:
-        wall, source = target.elapsed_s, "sacct"
+        wall, source = target.elapsed_s, target.elapsed_from
     elif _num(_find(tm or mj, _WALL_KEYS)) is not None:
         wall, source = _num(_find(tm or mj, _WALL_KEYS)), "result file"
     gpus = ((target.resources.get("gpus") or 0) * (target.resources.get("nodes") or 1)) if target else 0

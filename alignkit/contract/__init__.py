@@ -1,10 +1,11 @@
 """The typed contract between the compiler (login node) and the jobs (compute nodes).
 
 `load(job_dir_or_config_path)` reads a job's config.json with the strict loader
-(alignkit.schema.from_dict) into the frozen class of its "stage": TrainConfig, MergeConfig
+(alignkit.contract.schema.from_dict) into the frozen class of its "stage": TrainConfig, MergeConfig
 (alignkit/contract/train.py, merge.py), EvalConfig, JudgeConfig (eval.py, judge.py). An unknown
 key, a missing one or a wrong type is a ContractError: one line naming the file and the key.
-torch-free: both halves import it. Job-directory names: alignkit/contract/paths.py.
+torch-free: both halves import it. Job-directory names: alignkit/contract/paths.py; the plug-in
+registry and bases: registry.py, methods.py, benchmarks.py; what a compute node runs: entry.py.
 """
 
 from __future__ import annotations
@@ -15,18 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.contract import paths
-from alignkit.errors import UserError
-from alignkit.schema import Problems, from_dict, is_missing, one_line
+from alignkit.contract.errors import UserError
+from alignkit.contract.schema import Problems, from_dict, is_missing, one_line
+from alignkit.contract.stages import STAGES
 
-# stage -> (module, class, the module's own loader if it has one): imported when a config of that
-# stage is loaded (eval/judge check benchmark types first and raise their module's ContractError,
-# also a UserError naming the file and key)
-STAGES = {
-    "train": ("alignkit.contract.train", "TrainConfig", None),
-    "merge": ("alignkit.contract.merge", "MergeConfig", None),
-    "eval": ("alignkit.contract.eval", "EvalConfig", "load_eval"),
-    "judge": ("alignkit.contract.judge", "JudgeConfig", "load_judge"),
-}
+# Each stage's config module (the stage table: alignkit/contract/stages.py) is imported when a config
+# of that stage is loaded (eval/judge check benchmark types first and raise their module's
+# ContractError, also a UserError naming the file and key)
 
 
 class ContractError(UserError):
@@ -34,8 +30,8 @@ class ContractError(UserError):
 
 
 def config_class(stage: str) -> type:
-    module, name, _ = STAGES[stage]
-    return getattr(importlib.import_module(module), name)
+    s = STAGES[stage]
+    return getattr(importlib.import_module(s.config_module), s.config_class)
 
 
 def parse(data: Any, where: str) -> Any:
@@ -45,9 +41,9 @@ def parse(data: Any, where: str) -> Any:
     if stage not in STAGES:
         problems.add("stage", f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
         raise ContractError(problems.items[0])
-    module, _, loader = STAGES[stage]
-    if loader is not None:
-        return getattr(importlib.import_module(module), loader)(data, where)
+    s = STAGES[stage]
+    if s.config_loader is not None:
+        return getattr(importlib.import_module(s.config_module), s.config_loader)(data, where)
     config = from_dict(config_class(stage), data, "", problems)
     if problems.items or is_missing(config):
         raise ContractError("\n".join(problems.items) or f"{where}: unreadable config")
@@ -70,7 +66,7 @@ def load(path: str | Path) -> Any:
 
 def to_dict(config: Any) -> dict:
     """A typed config back to the plain dict config.json holds (for code that still takes one)."""
-    from alignkit.methods.base import plain
+    from alignkit.contract.schema import plain
 
     return plain(config)
 

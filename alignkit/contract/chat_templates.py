@@ -1,8 +1,8 @@
-"""Our prompt templates as Jinja chat templates (the text; jobs/templates.py applies them).
+"""Our prompt templates as Jinja chat templates (the text; jobs/data/templates.py applies them).
 
 The login side renders a study's first rows through them before anything queues
 (alignkit/plan/datacheck.py) and the train, eval and generate jobs set them on the tokenizer, so
-both read the one text. What each template renders and why: jobs/templates.py.
+both read the one text. What each template renders and why: jobs/data/templates.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import field, make_dataclass
 
-from alignkit.spec import ModelSpec
+from alignkit.contract.sections import ModelSpec
 
 
 def named(base: type) -> type:

@@ -1,7 +1,7 @@
 """The eval stage's typed config (what the compiler writes to config.json), its strict loader, and
 the result store the eval and judge jobs share (docs/evaluation.md "Result store").
 
-Torch-free: the login node (compile, collect) and the compute node (jobs/evaluate.py) import it.
+Torch-free: the login node (compile, collect) and the compute node (jobs/eval/stage.py) import it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from alignkit.benchmarks import config_class
-from alignkit.benchmarks.base import Scalar
-from alignkit.errors import UserError
-from alignkit.fsio import atomic_write_json, read_json
-from alignkit.schema import Problems, from_dict, is_missing
+from alignkit.plugins.benchmarks import config_class
+from alignkit.contract.benchmarks import Scalar
+from alignkit.contract.errors import UserError
+from alignkit.contract.fsio import atomic_write_json, read_json
+from alignkit.contract.schema import Problems, from_dict, is_missing
 from alignkit.contract import ContractError, paths
 from alignkit.contract.common import ModelConfig
 
@@ -51,8 +51,8 @@ class GenerationConfig:
     each checkpoint with both engines and fails below `agreement_threshold` exact-match share.
     "auto" is the old default's name, kept readable: it means hf (it no longer switches engines)."""
     backend: Literal["hf", "vllm", "auto"] = "hf"
-    agreement_prompts: int = 16  # jobs.generate.AGREEMENT_PROMPTS
-    agreement_threshold: float = 0.9  # jobs.generate.AGREEMENT_THRESHOLD
+    agreement_prompts: int = 16  # jobs.eval.generate.AGREEMENT_PROMPTS
+    agreement_threshold: float = 0.9  # jobs.eval.generate.AGREEMENT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def load_strict(cls: type, data: Any, file: str) -> Any:
     problems = Problems(file, {})
     benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
     if isinstance(benchmarks, dict):  # say which types exist, not only that this one does not
-        from alignkit.benchmarks import BENCHMARKS
+        from alignkit.plugins.benchmarks import BENCHMARKS
 
         for name, b in benchmarks.items():
             t = b.get("type") if isinstance(b, dict) else b
@@ -99,7 +99,7 @@ def load_eval(data: Any, file: str = "config.json") -> EvalConfig:
 
 # ---- result store ---------------------------------------------------------------------------------
 
-# What names or prices things, not what a result depends on (alignkit/compile.py's _LABELS).
+# What names or prices things, not what a result depends on (alignkit/plan/ids.py's LABEL_KEYS).
 _LABELS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens", "tracking")
 
 

@@ -1,7 +1,7 @@
 """The judge stage's typed config (what the compiler writes to config.json) and its loader.
 
 Torch-free. The judged benchmarks carry their judge's resolved client settings under "judge"
-(jobs/judges.py validates those); results go through alignkit.contract.eval's result store.
+(jobs/judge/judges.py validates those); results go through alignkit.contract.eval's result store.
 """
 
 from __future__ import annotations

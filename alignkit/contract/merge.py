@@ -11,7 +11,7 @@ from alignkit.contract.train import ModelConfig
 @dataclass(frozen=True)
 class MergeSection:
     name: str
-    method: str  # slerp | dare_ties | dare_linear | ties | linear (jobs/merge_methods.py checks parameters)
+    method: str  # slerp | dare_ties | dare_linear | ties | linear (jobs/merge/methods.py checks parameters)
     parameters: dict[str, Any] = field(default_factory=dict)
 
 

@@ -11,7 +11,7 @@ status, launch and collect (docs/contract.md "Job directory").
                         eval:  eval.json
                         judge: judge.json
     <sweep>/results/<key>.json   evaluation results kept per (target, checkpoint, benchmark)
-    <sweep>/reference/<key>/     DPO reference log-probs shared by the runs of a study (jobs/reference.py)
+    <sweep>/reference/<key>/     DPO reference log-probs shared by the runs of a study (jobs/train/reference.py)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
     token after `Bearer ` (an echoed Authorization header).
 Redact first, then truncate: a truncated text redacts its whole key only by luck.
 
-torch-free and stdlib-only: the job side (jobs/judges.py, jobs/entry.py) and the login side
+torch-free and stdlib-only: the job side (jobs/judge/judges.py, jobs/entry.py) and the login side
 (status, collect) import it.
 """
 

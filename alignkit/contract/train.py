@@ -1,8 +1,8 @@
 """The train stage's config.json and train_metrics.json, typed (docs/contract.md "train").
 
-Every class mirrors what alignkit/compile.py writes; defaults are not restated here: the model,
+Every class mirrors what alignkit/plan/ writes; defaults are not restated here: the model,
 dataset, PEFT and training sections are the spec's own dataclasses plus their `name`, and the
-method section is the registered method's fields class plus `name` (alignkit/methods/).
+method section is the registered method's fields class plus `name` (alignkit/plugins/methods/).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional
 
 from alignkit.contract.common import ModelConfig, named
-from alignkit.methods import METHODS
-from alignkit.methods.base import CommonFields
-from alignkit.schema import Problems, join
-from alignkit.spec import DatasetSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec, ValidationSpec
+from alignkit.plugins.methods import METHODS
+from alignkit.contract.methods import CommonFields
+from alignkit.contract.schema import Problems, join
+from alignkit.contract.sections import DatasetSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec, ValidationSpec
 
 
 DatasetConfig = named(DatasetSpec)  # with `files` and `validation` (ValidationSpec) when a study uses them
@@ -119,7 +119,7 @@ def as_model_config(model: Any, where: str = "model") -> Any:
     if not isinstance(model, dict):
         return model
     from alignkit.contract import ContractError
-    from alignkit.schema import from_dict, is_missing
+    from alignkit.contract.schema import from_dict, is_missing
 
     problems = Problems(where, {})
     typed = from_dict(ModelConfig, model, "model", problems)

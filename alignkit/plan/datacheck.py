@@ -28,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from alignkit.datafile import DATA_SUFFIXES, stat_problem, text_problem
-from alignkit.errors import UserError
+from alignkit.contract.datafile import DATA_SUFFIXES, stat_problem, text_problem
+from alignkit.contract.errors import UserError
 from alignkit.plugins import formats
 
 SAMPLE_ROWS = 64  # rows read per source
@@ -201,7 +201,7 @@ def _hub_model_folder(source: str, revision: str) -> Optional[Path]:
 def source_file(ds: dict, pref: str) -> tuple[Path, str]:
     """(the file whose first rows a run with this preference reads, its label) as jobs/data reads
     them (`files`, else `subsets` or the format's own folders, else the source); raises Unchecked."""
-    from alignkit.preflight import is_local
+    from alignkit.contract.hub import is_local
 
     source, data_dir = ds["source"], None
     files = ds.get("files")
@@ -281,7 +281,7 @@ def _runs(plan: Any) -> tuple[dict[tuple, dict], dict[tuple, dict]]:
 
 
 def _check_methods(entry: dict, name: str, label: str, found: _Found) -> None:
-    from alignkit.methods import METHODS
+    from alignkit.plugins.methods import METHODS
 
     for method_type, method_name in entry["methods"].items():
         why = formats.refusal(METHODS.get(method_type), formats.row_type(name))
@@ -391,7 +391,7 @@ def _token(value: Any) -> str:
 
 
 def _tokenizer(model: dict) -> Optional[Tokenizer]:
-    from alignkit.preflight import is_local
+    from alignkit.contract.hub import is_local
 
     source = model["source"]
     folder = Path(source).expanduser() if is_local(source) else _hub_model_folder(source, model.get("revision") or "main")

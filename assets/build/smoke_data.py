@@ -24,7 +24,7 @@ import json
 import random
 from pathlib import Path
 
-from alignkit.fsio import atomic_write_bytes
+from alignkit.contract.fsio import atomic_write_bytes
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "smoke-data"  # assets/smoke-data
 

@@ -15,7 +15,7 @@ import json
 import random
 from pathlib import Path
 
-from alignkit.fsio import atomic_dir, atomic_write_json
+from alignkit.contract.fsio import atomic_dir, atomic_write_json
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tiny-toxicity"  # assets/tiny-toxicity
 SAFE = [

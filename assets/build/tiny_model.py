@@ -23,7 +23,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from alignkit.fsio import atomic_dir
+from alignkit.contract.fsio import atomic_dir
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tiny-llama"  # assets/tiny-llama
 VOCAB_SIZE = 1024
@@ -196,7 +196,7 @@ TEST_ASSET_TEXT = ("A tiny test model (assets/build/tiny_model.py): results of s
 
 def _template_text() -> str:
     # the fixed words of our prompt templates, so the tokenizer has merges for them
-    from jobs.templates import VICUNA_SYSTEM
+    from jobs.data.templates import VICUNA_SYSTEM
 
     return VICUNA_SYSTEM + " USER: ASSISTANT: [INST] [/INST] Human: Assistant:"
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from alignkit.contract.hub import is_local
 from alignkit.plugins import formats
-from alignkit.preflight import is_local
 from jobs.data.report import DropReport, PartReport
 from jobs.data.source import load_split
 from jobs.data.split import held_out
@@ -44,7 +44,7 @@ __all__ = ["DropReport", "PartReport", "Preferences", "load_preferences", "load_
 def as_dataset_config(dataset: Any) -> Any:
     """The typed dataset section; a plain dict (tests, older callers) is read with the strict loader."""
     from alignkit.contract.train import DatasetConfig
-    from alignkit.schema import Problems, from_dict, is_missing
+    from alignkit.contract.schema import Problems, from_dict, is_missing
 
     if not isinstance(dataset, dict):
         return dataset
@@ -193,7 +193,7 @@ def load_preferences(dataset: Any, preference: list[str], seed: int) -> Any:
 
 
 def sft_rows(ds: Any) -> Any:
-    """SFT data from preference data (alignkit/methods/sft.py `rows`)."""
-    from alignkit.methods import method
+    """SFT data from preference data (alignkit/plugins/methods/sft.py `rows`)."""
+    from alignkit.plugins.methods import method
 
     return method("sft").rows(ds)

@@ -1,6 +1,6 @@
 """Training examples exactly as the trainer receives them: templated, tokenized, truncated, masked.
 
-Each method (alignkit/methods/) builds its examples with these functions; the train job and
+Each method (alignkit/plugins/methods/) builds its examples with these functions; the train job and
 `alignkit preview` both go through the method, so what preview shows is what
 trains. Tokenization is TRL 1.16's own (`trl.data_utils._tokenize` and `common_prefix_length`,
 called as SFTTrainer/DPOTrainer's `tokenize_fn` call them for conversational prompt/completion
@@ -18,7 +18,7 @@ DPO  `prompt_ids`, `chosen_ids`, `rejected_ids` (TRL 1.16's columns). As TRL 0.8
      BOS off with the rest), the cut keeps the template's head: BOS and the leading system text.
 
 The trainer then finds the columns it would have made itself (TRL skips tokenizing an SFT set
-that has `input_ids`; the DPO trainer's preparation is bypassed in alignkit/methods/dpo.py).
+that has `input_ids`; the DPO trainer's preparation is bypassed in alignkit/plugins/methods/dpo.py).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def messages_example(messages: list[dict], tokenizer: Any, max_length: int, assi
     """{input_ids, completion_mask} for one conversation (TRL's conversational language modeling):
     every token carries loss, or with `assistant_only` the assistant turns only. As TRL, by the
     template's {% generation %} markers (the tokenizer's `assistant_masks`; the templates of
-    jobs/templates.py have them); a template without them: each assistant turn is the span the
+    jobs/data/templates.py have them); a template without them: each assistant turn is the span the
     conversation gains from its generation prompt to its end, found as sft_example finds a
     completion (common token prefixes)."""
     if assistant_only and GENERATION.search(tokenizer.chat_template or ""):

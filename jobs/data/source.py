@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from alignkit.datafile import folder_problem, text_problem
-from alignkit.preflight import is_local
+from alignkit.contract.datafile import folder_problem, text_problem
+from alignkit.contract.hub import is_local
 from jobs.errors import JobFailure
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
@@ -34,7 +34,7 @@ def hub_snapshot(dataset: Any, source: str) -> Path:
     from huggingface_hub.errors import (HfHubHTTPError, IncompleteSnapshotError, LocalEntryNotFoundError,
                                        OfflineModeIsEnabled)
 
-    from alignkit.preflight import dataset_allow_patterns
+    from alignkit.contract.hub import dataset_allow_patterns
 
     revision, name = dataset.revision, dataset.name
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.launch import slurm_answers
+from alignkit.backends.slurm import slurm_answers
 
 
 def _required() -> bool:

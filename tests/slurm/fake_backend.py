@@ -2,19 +2,25 @@
 file. Registered only by tests (tests/slurm/test_backend_conformance.py), never by the product.
 
 It keeps its queue in this process (class attributes: `backends.get` makes a new instance per
-call) and runs nothing on its own: `step()` starts every queued task that is neither held nor
-cancelled and whose inputs (`Group.waits_on`, the neutral job graph launch hands every backend)
-all COMPLETED, each in its own process through the job side's real entry point, exactly as a
-compute node would. It reads no dependency string: a wrong `waits_on` shows as a job whose input
-is not done yet (tests/slurm/fake_stage.py fails then).
+call) and runs nothing on its own: `step()` reaps the tasks that ended and starts every queued
+task that is neither held nor cancelled and whose inputs (`Group.waits_on`, the neutral job graph
+launch hands every backend) all COMPLETED, each in its own process through the job side's real
+entry point, exactly as a compute node would. It reads no dependency string: a wrong `waits_on`
+shows as a job whose input is not done yet (tests/slurm/fake_stage.py fails then).
+
+Requeue as a scheduler does it: `preempt(key)` sends the running task the preemption signal
+(USR2, as SLURM's `--signal`); the job saves and raises `Preempted`, the task goes back to
+PENDING as the same attempt with one more restart, and the next `step()` runs it again.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +29,18 @@ from alignkit.backends.base import AttemptState, Backend, Group, Key, Poll, Subm
 from alignkit.status import HELD_REASON
 
 REPO = Path(__file__).resolve().parents[2]
-_RUN = "import sys; from jobs.entry import run_job; run_job(sys.argv[1])"
+REQUEUE_RC = 75  # the child's exit status for "preempted: saved, run me again"
+_RUN = """
+import signal, sys, threading
+stop = threading.Event()
+signal.signal(signal.SIGUSR2, lambda *_: stop.set())  # before the imports: a signal is never lost
+from jobs.entry import run_job
+from jobs.errors import Preempted
+try:
+    run_job(sys.argv[1], stop)
+except Preempted:
+    sys.exit(REQUEUE_RC)
+""".replace("REQUEUE_RC", str(REQUEUE_RC))
 
 
 @dataclass
@@ -35,6 +52,8 @@ class Task:
     state: str = "PENDING"
     restarts: int = 0
     log: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    out: object = None  # the running attempt's output file
 
 
 class _FakePoll(Poll):
@@ -61,6 +80,10 @@ class FakeBackend(Backend):
 
     @classmethod
     def reset(cls) -> None:
+        for t in cls.tasks.values():
+            if t.proc is not None and t.proc.poll() is None:
+                t.proc.kill()
+                t.proc.wait()
         cls.tasks = {}
 
     def script(self, ctx: SubmitContext, group: Group, folder: Path) -> str:
@@ -76,7 +99,7 @@ class FakeBackend(Backend):
             g.array_job_id = f"F{next(self._ids)}"
             if g.placeholder:
                 ids[g.placeholder] = g.array_job_id
-            g.waits_on = {k: [(ids.get(a, a), i) for a, i in v] for k, v in g.waits_on.items()}
+            g.resolve(ids)
             idx = {j.id: (i if len(g.jobs) > 1 else None) for i, j in enumerate(g.jobs)}
             for j in g.jobs:
                 self.tasks[(g.array_job_id, idx[j.id])] = Task(ctx.sd.job(j.id), ctx.code,
@@ -100,7 +123,9 @@ class FakeBackend(Backend):
             t = self.tasks.get(a.key)
             if t is not None and t.state in ("PENDING", "RUNNING"):
                 t.state = "CANCELLED"
-                ids.append(a.slurm_id)
+                if t.proc is not None and t.proc.poll() is None:
+                    t.proc.kill()
+                ids.append(a.sched_id)
         return ids
 
     def release(self, sd, attempts) -> list[str]:
@@ -109,23 +134,45 @@ class FakeBackend(Backend):
             t = self.tasks.get(a.key)
             if t is not None and t.held:
                 t.held = False
-                ids.append(a.slurm_id)
+                ids.append(a.sched_id)
         if ids:
-            journal.append(sd, {"type": "release", "slurm_ids": ids, "tokens": []})
+            journal.append(sd, {"type": "release", "sched_ids": ids, "tokens": []})
         return ids
 
     @classmethod
+    def preempt(cls, key: Key) -> None:
+        """Preempt a running task: the signal a scheduler sends before it takes the node back."""
+        t = cls.tasks[key]
+        assert t.state == "RUNNING" and t.proc is not None, f"{key} is not running ({t.state})"
+        t.proc.send_signal(signal.SIGUSR2)
+
+    @classmethod
     def step(cls) -> int:
-        """Run every task that may start now, in queue order; the number run."""
-        ran = 0
+        """Reap the tasks that ended, then start every task that may start now, in queue order;
+        the number started."""
+        for t in cls.tasks.values():
+            if t.proc is None or t.proc.poll() is None:
+                continue
+            rc = t.proc.returncode
+            t.out.seek(0)
+            t.log.append(t.out.read().decode(errors="replace"))
+            t.out.close()
+            t.proc, t.out = None, None
+            if t.state == "CANCELLED":
+                continue
+            if rc == REQUEUE_RC:  # requeued: the same attempt runs again and resumes
+                t.state, t.restarts = "PENDING", t.restarts + 1
+            else:
+                t.state = "COMPLETED" if rc == 0 else "FAILED"
+        started = 0
         for t in list(cls.tasks.values()):
             ready = all(cls.tasks[w].state == "COMPLETED" for w in t.waits_on if w in cls.tasks)
             if t.state != "PENDING" or t.held or not ready:
                 continue
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(t.code), str(REPO)]))
-            proc = subprocess.run([sys.executable, "-c", _RUN, str(t.job_dir)], capture_output=True, text=True,
-                                  env=env, cwd=str(REPO), timeout=120)
-            t.log.append(proc.stdout + proc.stderr)
-            t.state = "COMPLETED" if proc.returncode == 0 else "FAILED"
-            ran += 1
-        return ran
+            t.out = tempfile.TemporaryFile()
+            t.proc = subprocess.Popen([sys.executable, "-c", _RUN, str(t.job_dir)], stdout=t.out,
+                                      stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+            t.state = "RUNNING"
+            started += 1
+        return started

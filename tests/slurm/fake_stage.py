@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from alignkit.fsio import atomic_write_json, read_json
+from alignkit.contract.fsio import atomic_write_json, read_json
 from jobs.errors import JobFailure, Preempted
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from alignkit.compile import Job, Plan, Resources, job_id
+from alignkit.plan.ids import job_id
+from alignkit.plan.model import Job, Plan
+from alignkit.plan.resources import Resources
 from alignkit.profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[2]

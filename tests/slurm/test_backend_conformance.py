@@ -2,19 +2,23 @@
 (tests/slurm/fake_backend.py): a dry run writes one script per array and queues nothing; submit
 queues a job graph whose dependencies hold (each fake-stage job checks its inputs are DONE); a
 failed input blocks what waits on it; collect reads the executor's accounting; status reads held jobs as HELD; release starts them,
-cancel stops them and a later submit queues only what did not complete.
+cancel stops them and a later submit queues only what did not complete; a preempted job is
+requeued as the same attempt and resumes from its checkpoint, every step done once.
 
-A new backend passes this suite with one entry in HARNESS: how to let its queue move on.
+A new backend passes this suite with one entry in HARNESS: how to let its queue move on, and
+how its scheduler preempts a running attempt (None: it never does — the local executor's jobs
+own this machine, so nothing takes their CPUs back and nothing requeues them).
 SLURM needs the dev cluster (the `cluster` fixture: skipped without one, a failure under CI).
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
-from alignkit import backends
+from alignkit import backends, journal
 from alignkit.backends.base import SubmitContext
 from alignkit.cli.main import main as cli
 from alignkit.collect.study import load_study
@@ -22,7 +26,7 @@ from alignkit.launch import submit
 from alignkit.status import refresh
 from alignkit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
-from tests.slurm.conftest import wait_for
+from tests.slurm.conftest import steps_log, wait_for
 from tests.slurm.fake_backend import FakeBackend
 
 ENDED = ("COMPLETED", "FAILED", "BLOCKED", "CANCELLED")
@@ -37,17 +41,23 @@ def _wait(tick):
     return until
 
 
-# name -> (fixtures it needs, how its queue moves on between two looks at it)
+def _slurm_preempt(att) -> None:
+    # what a preempting partition or the time limit does first: the `--signal` (USR2) to the job's
+    # steps; submitit's handler then requeues the job (scontrol requeue), restart count + 1
+    subprocess.run(["scancel", "--signal=USR2", att.sched_id], check=True, capture_output=True, timeout=60)
+
+
+# name -> (fixtures it needs, how its queue moves on between two looks at it,
+#          how its scheduler preempts a running attempt or None)
 HARNESS = {
-    "slurm": (("cluster",), lambda: time.sleep(0.5)),
-    "local": ((), lambda: time.sleep(0.5)),
-    "fake": ((), FakeBackend.step),
+    "slurm": (("cluster",), lambda: time.sleep(0.5), _slurm_preempt),
+    "local": ((), lambda: time.sleep(0.5), None),
+    "fake": ((), FakeBackend.step, lambda att: FakeBackend.preempt(att.key)),
 }
+ALL = [*backends.names(), "fake"]
 
 
-@pytest.fixture(params=[*backends.names(), "fake"])
-def executor(request, monkeypatch) -> str:
-    name = request.param
+def _use(request, monkeypatch, name: str) -> str:
     if name not in HARNESS:
         pytest.fail(f"backend '{name}' has no conformance harness: add its entry to HARNESS")
     if name == "fake":  # registered for this test only: the product's executor list stays its own
@@ -56,6 +66,16 @@ def executor(request, monkeypatch) -> str:
     for fixture in HARNESS[name][0]:
         request.getfixturevalue(fixture)
     return name
+
+
+@pytest.fixture(params=ALL)
+def executor(request, monkeypatch) -> str:
+    return _use(request, monkeypatch, request.param)
+
+
+@pytest.fixture(params=[n for n in ALL if n not in HARNESS or HARNESS[n][2] is not None])
+def preemptible(request, monkeypatch) -> str:
+    return _use(request, monkeypatch, request.param)
 
 
 def _settle(sd: SweepDir, executor: str, timeout: float = 180):
@@ -73,7 +93,7 @@ def test_dry_run_writes_the_scripts_and_queues_nothing(executor, sweep):
     evals = [fp.job(f"de{i}", stage="eval", deps=(t.id,), steps=1) for i, t in enumerate(trains)]
     plan = fp.plan(sweep, [*trains, *evals])
     res = submit(plan, executor=executor, dry_run=True, hold=True)
-    assert res.dry_run and res.sbatch_calls == 0 and len(res.scripts) == len(res.groups) == 2
+    assert res.dry_run and res.calls == 0 and len(res.scripts) == len(res.groups) == 2
     assert not (sweep / "journal.jsonl").exists() and not (sweep / "manifest.json").exists()
     backend = backends.get(executor)
     writer = backends.get(backend.previews_with or executor)
@@ -136,3 +156,27 @@ def test_hold_release_cancel_and_resubmit(executor, sweep, capsys):
     assert [j.name for g in res.groups for j in g.jobs] == ["h1"]
     st = _settle(sd, executor)
     assert {j.state for j in st.jobs} == {"COMPLETED"}
+
+
+def test_every_backend_says_whether_its_scheduler_preempts():
+    assert set(ALL) <= set(HARNESS), f"no HARNESS entry for {sorted(set(ALL) - set(HARNESS))}"
+    assert HARNESS["fake"][2] is not None and HARNESS["slurm"][2] is not None  # the suite runs requeue somewhere
+
+
+def test_a_preempted_job_is_requeued_and_resumes(preemptible, sweep):
+    job = fp.job("rq", steps=12, sleep_s=0.5)
+    submit(fp.plan(sweep, [job]), executor=preemptible)
+    sd, jd = SweepDir.of(sweep), sweep / "jobs" / job.id
+    until = _wait(HARNESS[preemptible][1])
+    until(lambda: sum(line.startswith("step ") for line in steps_log(jd)) >= 3, 120, "3 steps done")
+    att = journal.load(sd).latest(job.id)
+    HARNESS[preemptible][2](att)
+    st = _settle(sd, preemptible)
+    log = steps_log(jd)
+    done = [int(line.split()[1]) for line in log if line.startswith("step ")]
+    starts = [int(line.split("step=")[1].split()[0]) for line in log if line.startswith("start")]
+    assert st.jobs[0].state == "COMPLETED", (st.jobs[0], log)
+    assert done == list(range(1, 13)), log  # every step exactly once: nothing redone, nothing lost
+    assert len(starts) == 2 and starts[1] >= 3 and any(line.startswith("saved step=") for line in log), log
+    assert st.jobs[0].restarts >= 1  # the scheduler counts the requeue
+    assert [a.key for a in journal.load(sd).attempts[job.id]] == [att.key]  # requeued, not resubmitted

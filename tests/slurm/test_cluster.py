@@ -10,6 +10,7 @@ import pytest
 
 from alignkit import journal
 from alignkit.backends import sacct
+from alignkit.backends.slurm import sbatch_dependency
 from alignkit.cli.main import main as cli
 from alignkit.launch import submit
 from alignkit.status import refresh
@@ -31,7 +32,7 @@ def settle(sd: SweepDir, timeout: float = 120, stage: str | None = None):
 def test_array_throttle(cluster, sweep):
     jobs = [fp.job(f"thr{i}", steps=1, sleep_s=3, res=fp.resources(throttle=2)) for i in range(4)]
     res = submit(fp.plan(sweep, jobs))
-    assert res.sbatch_calls == 1 and len(res.groups) == 1
+    assert res.calls == 1 and len(res.groups) == 1
     script = next((sweep / "slurm").rglob("*_submission.sh")).read_text()
     assert "#SBATCH --array=0-3%2" in script
     st = settle(SweepDir.of(sweep))
@@ -50,8 +51,8 @@ def test_chain_failure_blocks_eval_and_resubmit_is_idempotent(cluster, sweep, ca
     evals = [fp.job(f"ev{i}", stage="eval", deps=(t.id,), steps=1) for i, t in enumerate(trains)]
     plan = fp.plan(sweep, trains + evals)
     res = submit(plan)
-    assert res.sbatch_calls == 2
-    assert res.groups[1].dependency == f"aftercorr:{res.groups[0].array_job_id}"
+    assert res.calls == 2
+    assert sbatch_dependency(res.groups[1]) == f"aftercorr:{res.groups[0].array_job_id}"
     sd = SweepDir.of(sweep)
     st = settle(sd)
     by = {j.name: j for j in st.jobs}
@@ -76,9 +77,9 @@ def test_chain_failure_blocks_eval_and_resubmit_is_idempotent(cluster, sweep, ca
     res2 = submit(plan)
     again = sorted(j.name for g in res2.groups for j in g.jobs)
     assert again == ["ev1", "tr1"] and res2.skipped == {"COMPLETED": 4}
-    assert res2.groups[1].dependency == f"afterok:{res2.groups[0].array_job_id}"
+    assert sbatch_dependency(res2.groups[1]) == f"afterok:{res2.groups[0].array_job_id}"
     res3 = submit(plan)  # right away: both are pending/running now
-    assert res3.sbatch_calls == 0 and not res3.groups
+    assert res3.calls == 0 and not res3.groups
     st = settle(sd)
     by = {j.name: j for j in st.jobs}
     assert by["tr1"].state == "FAILED" and by["ev1"].state == "BLOCKED" and by["tr1"].attempts == 2
@@ -143,7 +144,7 @@ def test_submit_killed_before_journaling_leaves_no_duplicates(cluster, sweep, mo
     sd = SweepDir.of(sweep)
     assert journal.load(sd).pending_intents  # sbatch ran, the submission was never journaled
     res = submit(plan)
-    assert res.sbatch_calls == 0, "the killed submit's array must be found, not queued again"
+    assert res.calls == 0, "the killed submit's array must be found, not queued again"
     jr = journal.load(sd)
     assert not jr.pending_intents and len(jr.array_ids()) == 1
     st = settle(sd)
@@ -155,7 +156,7 @@ def test_submit_killed_before_journaling_leaves_no_duplicates(cluster, sweep, mo
 def test_failed_sbatch_rolls_back_the_arrays_of_the_call(cluster, sweep):
     ok = fp.job("rb-ok", steps=1, sleep_s=30)
     bad = fp.job("rb-bad", stage="eval", deps=(ok.id,), steps=1, res=fp.resources(gpus=64))  # no such node
-    from alignkit.errors import UserError
+    from alignkit.contract.errors import UserError
     with pytest.raises(UserError, match="sbatch failed"):
         submit(fp.plan(sweep, [ok, bad]))
     sd = SweepDir.of(sweep)
@@ -174,7 +175,7 @@ def test_merges_wait_only_on_their_own_inputs(cluster, sweep):
     merges = [fp.job("mA", stage="merge", deps=(trains[0].id, trains[1].id), steps=1),
               fp.job("mB", stage="merge", deps=(trains[2].id, trains[3].id), steps=1)]
     res = submit(fp.plan(sweep, trains + merges))
-    assert res.sbatch_calls == 2
+    assert res.calls == 2
     st = settle(SweepDir.of(sweep))
     by = {j.name: j for j in st.jobs}
     assert by["in0"].state == "FAILED"

@@ -20,8 +20,9 @@ import time
 import pytest
 
 from alignkit import backends, journal
+from alignkit.backends.slurm import sbatch_dependency
 from alignkit.cli.main import main as cli
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.launch import submit
 from alignkit.status import refresh
 from alignkit.sweepdir import SweepDir
@@ -58,7 +59,7 @@ def test_chunked_arrays_keep_element_wise_dependencies(limits, sweep):
     res = submit(fp.plan(sweep, trains + evals))
     assert [(g.stage, len(g.jobs)) for g in res.groups] == [("train", 101), ("train", 4), ("eval", 101), ("eval", 4)]
     t0, t1, e0, e1 = res.groups
-    assert e0.dependency == f"aftercorr:{t0.array_job_id}" and e1.dependency == f"aftercorr:{t1.array_job_id}"
+    assert sbatch_dependency(e0) == f"aftercorr:{t0.array_job_id}" and sbatch_dependency(e1) == f"aftercorr:{t1.array_job_id}"
     jr = journal.load(SweepDir.of(sweep))
     for ev, tr in zip(evals, trains, strict=True):  # eval i waits on the task that runs train i
         assert jr.latest(ev.id).waits_on == [jr.latest(tr.id).key]
@@ -123,14 +124,14 @@ def test_2000_job_held_study_in_one_submit_under_the_default_qos(limits, sweep):
     res = submit(fp.plan(sweep, trains + evals, sweep="onego"), hold=True)
     took = time.perf_counter() - t
     sizes = [len(g.jobs) for g in res.groups]
-    assert sizes == [101] * 9 + [91] + [101] * 9 + [91] and res.sbatch_calls == 20 and res.deferred == 0
+    assert sizes == [101] * 9 + [91] + [101] * 9 + [91] and res.calls == 20 and res.deferred == 0
     tr, ev = res.groups[:10], res.groups[10:]
-    assert [g.dependency for g in ev] == [f"aftercorr:{g.array_job_id}" for g in tr]
+    assert [sbatch_dependency(g) for g in ev] == [f"aftercorr:{g.array_job_id}" for g in tr]
     ours = {g.array_job_id for g in res.groups}
     held = [why for jid, why in _squeue() if jid.split("_")[0] in ours]
     assert len(held) == 2000 and all("JobHeld" in why for why in held)
-    print(f"\n2,000-job held submit (default QOS): {res.sbatch_calls} sbatch calls, {took:.1f} s")
-    (sweep / "timing.json").write_text(json.dumps({"submit_s": took, "sbatch_calls": res.sbatch_calls}))
+    print(f"\n2,000-job held submit (default QOS): {res.calls} sbatch calls, {took:.1f} s")
+    (sweep / "timing.json").write_text(json.dumps({"submit_s": took, "sbatch_calls": res.calls}))
     assert cli(["cancel", str(sweep)]) == 0
 
 
@@ -151,7 +152,7 @@ def test_smoke_study_queues_under_the_small_qos(limits, sweep, capsys):
     st = wait_for(lambda: (s := refresh(sd)) and sum(j.state == "HELD" for j in s.jobs) == queued and s,
                   60, "smoke study held")
     assert all("held" in (j.reason or "") for j in st.jobs if j.state == "HELD")
-    print(f"\nsmoke: {queued} jobs in {res.sbatch_calls} sbatch calls, {took:.2f} s")
+    print(f"\nsmoke: {queued} jobs in {res.calls} sbatch calls, {took:.2f} s")
     assert cli(["cancel", str(sd.root)]) == 0
     assert f"cancelled {queued} job(s)" in capsys.readouterr().out
 
@@ -165,6 +166,6 @@ def test_plan_with_profile_says_arrays_split_and_waves(limits, sweep, capsys):
     assert cli(["plan", str(big), "--profile", str(profile)]) == 0
     out = capsys.readouterr().out
     assert f"QOS {QOS}: MaxSubmitJobsPerUser=150" in out and "MaxArraySize=101" in out
-    assert "6 group(s) exceed MaxArraySize=101: 14 SLURM arrays, one sbatch each" in out
+    assert "6 group(s) exceed MaxArraySize=101: 14 arrays, each queued on its own" in out
     assert "770 jobs exceed the" in out and "submit queues them in waves" in out
 

@@ -10,7 +10,7 @@ import pytest
 from alignkit import launch
 from alignkit.backends import slurm as slurm_backend
 from alignkit.cli.main import main as cli
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.launch import submit
 from alignkit.status import refresh
 from alignkit.sweepdir import SweepDir
@@ -25,7 +25,7 @@ def test_local_executor_runs_in_dependency_order_with_bounded_parallelism(sweep)
     evals = [fp.job(f"le{i}", stage="eval", deps=(t.id,), steps=1) for i, t in enumerate(trains)]
     plan = fp.plan(sweep, trains + evals, profile="local", max_parallel_local=2)
     res = submit(plan, executor="local")
-    assert res.executor == "local" and res.sbatch_calls == 0
+    assert res.executor == "local" and res.calls == 0
     sd = SweepDir.of(sweep)
     st = wait_for(lambda: (s := refresh(sd)) and all(j.state in ENDED for j in s.jobs) and s, 120, "local jobs")
     by = {j.name: j for j in st.jobs}

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.compile import Job, Resources, job_id
+from alignkit.plan.ids import job_id
+from alignkit.plan.model import Job
+from alignkit.plan.resources import Resources
 from alignkit.launch import submit
 from alignkit.status import refresh
 from alignkit.sweepdir import SweepDir

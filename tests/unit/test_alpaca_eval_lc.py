@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from jobs.entry import run_job
-from jobs.safety import alpaca_eval
+from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".." / "shared" / "data" / "alpaca_eval"

@@ -2,7 +2,7 @@
 
 ../shared/data/alpaca_eval/ holds vicuna-7b-v1.3's real outputs, AlpacaEval 2's reference outputs
 (gpt4_1106_preview) and the official weighted_alpaca_eval_gpt4_turbo annotations of the pair; the
-leaderboard row (leaderboard-rows.csv) says win_rate 4.6425. The judge stage (jobs/judge.py, the
+leaderboard row (leaderboard-rows.csv) says win_rate 4.6425. The judge stage (jobs/judge/stage.py, the
 code a real study runs) must give that number with the annotations as its cache, asking nothing.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import judge as judge_stage
+from jobs.judge import stage as judge_stage
 from jobs.entry import run_job
 from jobs.errors import JobFailure
-from jobs.safety import alpaca_eval
+from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 from tests.unit.judge_server import JudgeServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
-"""alignkit/canonical.py gives the stdlib's JSON text byte for byte, so job ids do not move.
+"""alignkit/plan/canonical.py gives the stdlib's JSON text byte for byte, so job ids do not move.
 
 The compiler encodes each shared sub-config once (issue 22 item 7); an id computed that way must
-equal the sha256 of `json.dumps(_identity(config), sort_keys=True, separators=(",", ":"))`."""
+equal the sha256 of `json.dumps(identity(config), sort_keys=True, separators=(",", ":"))`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.canonical import Encoder
-from alignkit.compile import _LABELS, _identity, job_id, load_plan
+from alignkit.plan.canonical import Encoder
+from alignkit.plan.compiler import load_plan
+from alignkit.plan.ids import LABEL_KEYS, identity, job_id
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAVES = [0, 1, -7, 2**70, 0.1, 5e-06, -0.0, 1e300, True, False, None, "", "a", "é ü", "\u2028", 'q"\\\n\t',
@@ -33,22 +34,22 @@ def tree(rng: random.Random, depth: int = 0):
 def test_same_text_as_the_stdlib(seed):
     rng = random.Random(seed)
     shared = [tree(rng) for _ in range(5)]
-    canonical, plain = Encoder(canonical=True, drop=_LABELS), Encoder(canonical=False)
+    canonical, plain = Encoder(canonical=True, drop=LABEL_KEYS), Encoder(canonical=False)
     for s in shared:
         canonical.share(s)
         plain.share(s)
     for _ in range(50):
         value = {rng.choice(KEYS): rng.choice(shared + [tree(rng)]) for _ in range(6)}
-        want = json.dumps(_identity(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        want = json.dumps(identity(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         assert canonical.encode(value) == want
         assert plain.encode(value) == json.dumps(value, allow_nan=False)
         assert job_id(value, canonical) == job_id(value)
 
 
 def test_the_stdlib_edge_cases():
-    canonical, plain = Encoder(canonical=True, drop=_LABELS), Encoder(canonical=False)
+    canonical, plain = Encoder(canonical=True, drop=LABEL_KEYS), Encoder(canonical=False)
     for value in [{"x": math.nan, "y": [math.inf, -math.inf]}, {1: "a", 2: {"name": 1}}, (1, (2, "3"))]:
-        want = json.dumps(_identity(value), sort_keys=True, separators=(",", ":"))
+        want = json.dumps(identity(value), sort_keys=True, separators=(",", ":"))
         assert canonical.encode(value) == want
     with pytest.raises(ValueError):
         plain.encode({"x": math.nan})

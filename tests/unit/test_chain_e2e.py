@@ -118,7 +118,7 @@ def test_interrupted_chained_run_resumes_to_the_uninterrupted_result(sweep, labe
     sweep): the same loss curve and final adapter."""
     from safetensors.torch import load_file
 
-    from jobs import train
+    from jobs.train import stage as train
     from jobs.errors import Preempted
 
     config = json.loads((_runs(sweep)[(label, peft)] / "config.json").read_text())
@@ -144,7 +144,7 @@ def test_continue_refuses_a_reference_method_whose_trainer_keeps_no_ref_adapter(
     """The guard behind `continue`: without TRL's frozen "ref" copy the reference would be the raw base."""
     from types import SimpleNamespace
 
-    from jobs.chain import check_reference
+    from jobs.train.chain import check_reference
     from jobs.errors import JobFailure
 
     dpo = SimpleNamespace(name="dpo", reference_model=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = ROOT / "sweeps" / "sft-then-dpo.yaml"

@@ -17,7 +17,7 @@ from alignkit.collect import index as index_mod
 from alignkit.collect import prune
 from alignkit.collect.study import load_study
 from tests.fixtures.synthetic_study import write_study
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 

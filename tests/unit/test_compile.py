@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from tests.unit.spec_fixtures import base, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,7 +185,7 @@ def test_duplicate_runs_are_refused(tmp_path):
     d = base()
     d["models"]["m2"] = dict(d["models"]["m1"])
     import pytest
-    from alignkit.errors import SpecError
+    from alignkit.contract.errors import SpecError
     with pytest.raises(SpecError, match="resolve to the same config"):
         load_plan(write(tmp_path, d))
 
@@ -266,7 +266,7 @@ def test_plan_json_is_stable_and_documented(tmp_path):
 
 def test_cli_does_not_import_heavy_libraries():
     code = ("import sys, alignkit.cli.main as m; m.build_parser(); "
-            "import alignkit.compile, alignkit.spec; "
+            "import alignkit.plan.compiler, alignkit.spec.load, alignkit.contract.hub; "
             "bad=[x for x in ('torch','transformers','trl','peft','deepspeed','lm_eval','bitsandbytes','datasets',"
             "'pandas','matplotlib') if x in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

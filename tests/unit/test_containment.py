@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import fsio
+from alignkit.contract import fsio
 from alignkit.cli.main import main
 from alignkit.collect import prune
 from alignkit.collect.study import load_study
 from tests.fixtures.synthetic_study import write_study
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.sweepdir import SweepDir, check_id, contained, id_problem
 
 

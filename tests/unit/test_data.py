@@ -146,6 +146,20 @@ def test_normalized_parquet(tmp_path):
     assert canon(ds.to_list()) == canon(NORMALIZED_MESSAGES)
 
 
+def test_normalized_arrow(tmp_path):
+    """A `.arrow` file (Arrow IPC stream, as `save_to_disk` writes): the spec's `files` accept it, and so
+    does the job's loader (it once refused it after plan had accepted it)."""
+    import datasets
+    import pyarrow as pa
+
+    path = tmp_path / "prefs.arrow"
+    table = datasets.Dataset.from_list(NORMALIZED_MESSAGES).data.table
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    ds = load_preferences(cfg("normalized", path), ["helpful"], seed=0)
+    assert canon(ds.to_list()) == canon(NORMALIZED_MESSAGES)
+
+
 def test_raw_hh_as_parquet(tmp_path):
     import datasets
 
@@ -244,8 +258,8 @@ def test_dpo_cut_is_trl_086s(prompt, chosen, rejected, head, want):
 
 def test_cut_keeps_bos_and_the_vicuna_system_prompt():
     from jobs.data.examples import dpo_example, head_length
-    from jobs.templates import VICUNA_SYSTEM
-    from jobs.train import load_tokenizer
+    from jobs.data.templates import VICUNA_SYSTEM
+    from jobs.train.stage import load_tokenizer
 
     tok = load_tokenizer({"name": "tiny-llama", "source": str(SMOKE.parent / "tiny-llama"), "template": "vicuna"})
     prompt = [u("hello " * 80 + "what is the moon?")]

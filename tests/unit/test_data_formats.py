@@ -108,7 +108,7 @@ def test_a_bad_row_is_one_line_naming_file_row_and_field(name, row, message):
 
 
 def test_unpaired_rows_refused_for_pairwise_methods_accepted_by_kto():
-    from alignkit.methods import METHODS
+    from alignkit.plugins.methods import METHODS
 
     assert formats.refusal(METHODS.get("kto"), "unpaired_preference") is None
     assert formats.refusal(METHODS.get("kto"), "preference") is None  # unpaired by KTO as before
@@ -195,11 +195,11 @@ def test_sft_text_and_prompt_completion_masks(tok):
 
 
 def test_sft_assistant_only_loss_is_written_only_when_on():
-    from alignkit.methods import METHODS, resolve_config
+    from alignkit.plugins.methods import METHODS, resolve_config
 
     f = METHODS.get("sft").fields
     lora = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ("q_proj",)}
-    from alignkit.methods.base import LoraFields
+    from alignkit.contract.methods import LoraFields
 
     off = resolve_config("sft", f(type="sft", learning_rate=1e-4, lora=LoraFields(**lora)))
     on = resolve_config("sft", f(type="sft", learning_rate=1e-4, lora=LoraFields(**lora), assistant_only_loss=True))

@@ -173,7 +173,7 @@ def test_implicit_prompt_parquet_and_messages_jsonl_pass(tmp_path):
 def test_the_check_is_bounded_and_torch_free(tmp_path):
     """A 200,000-row file: only its first rows are read; the check takes well under a second here
     (docs/data.md gives the measured figure) and imports no torch."""
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
     from alignkit.plan import datacheck
 
     big = tmp_path / "big.jsonl"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import fsio, journal
+from alignkit import journal
+from alignkit.contract import fsio
 from alignkit.backends import local as local_backend
 from alignkit.cli.main import main
 from tests.fixtures.synthetic_study import write_study
@@ -228,7 +229,7 @@ def test_prune_frees_a_full_disk(fs, capsys):
 KILL_AT = {
     # SIGKILL in the middle of the first atomic write (the manifest), or of the code snapshot's copy
     "manifest": "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)",
-    "code": "import alignkit.fsio as f; f.shutil.copyfile = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)",
+    "code": "import alignkit.contract.fsio as f; f.shutil.copyfile = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)",
 }
 
 

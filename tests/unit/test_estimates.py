@@ -1,4 +1,4 @@
-"""plan's cost estimates (alignkit/estimates.py): benchmark work from published task sizes, eval
+"""plan's cost estimates (alignkit/plan/estimates.py): benchmark work from published task sizes, eval
 GPU-hours from the rate table, CPU-hours, and the wall-clock at the array throttles."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 
-from alignkit.compile import Job, Resources, load_plan
-from alignkit.estimates import benchmark_work, estimate, load_rates, wall_clock
+from alignkit.plan.compiler import load_plan
+from alignkit.plan.model import Job
+from alignkit.plan.resources import Resources
+from alignkit.plan.estimates import benchmark_work, estimate, load_rates, wall_clock
 from tests.unit.train_configs import ROOT
 
 
@@ -58,7 +60,7 @@ def test_wall_clock_counts_waves_along_the_longest_path():
     merge = job("m", "merge", ("t0", "t1"), throttle=1, minutes=6)
     jobs = trains + evals + [merge]
     keys = {j.id: (j.stage,) for j in jobs}
-    w = wall_clock(jobs, keys, {j.id: j.resources.estimate_min / 60 for j in jobs})
+    w = wall_clock(jobs, keys, [j.resources.estimate_min / 60 for j in jobs])
     assert w["stage_done_at_hours"] == {"train": 3.0, "eval": 3.5, "merge": 3.1}
     assert w["hours"] == 3.5
     e = estimate(jobs, keys)
@@ -70,7 +72,7 @@ def test_plan_text_says_the_eval_estimate_is_a_guess_until_measured(tmp_path):
     out = subprocess.run([sys.executable, "-m", "alignkit", "plan", str(ROOT / "sweeps" / "full.yaml"),
                           "-o", str(tmp_path / "full")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    rates = json.loads((ROOT / "alignkit" / "eval_rates.json").read_text())
+    rates = json.loads((ROOT / "alignkit" / "plan" / "eval_rates.json").read_text())
     if rates["measured"]:
         assert f"rates measured on {rates['device']}" in out.stdout
     else:

@@ -10,8 +10,8 @@ from tests.unit.judge_server import JudgeServer
 
 
 def test_judged_benchmarks_at_the_final_checkpoint_only(tmp_path):
-    from jobs import evaluate
-    from jobs import judge as judge_stage
+    from jobs.eval import stage as evaluate
+    from jobs.judge import stage as judge_stage
 
     train_job_with_adapters(tmp_path, [2])
     # AlpacaEval's weighted annotator asks for one token's log-probs, of the annotator config's model

@@ -14,7 +14,7 @@ from tests.unit.judge_server import JudgeServer
 
 
 def test_missing_checkpoint_fails_before_any_model_is_loaded(tmp_path):
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
 
     (tmp_path / "jobs" / "tr" / "checkpoints").mkdir(parents=True)
     d, cfg = eval_job(tmp_path, "tr", [99, "final"], benchmarks(safety=False))
@@ -32,7 +32,7 @@ def test_missing_checkpoint_fails_before_any_model_is_loaded(tmp_path):
 
 @pytest.mark.slow
 def test_eval_job_on_a_trained_adapter_then_judge(tmp_path):
-    """Must show: train a tiny adapter (jobs.train), evaluate two checkpoints, judge the generations."""
+    """Must show: train a tiny adapter (jobs.train.stage), evaluate two checkpoints, judge the generations."""
     from jobs.entry import run_job
     from tests.unit.train_configs import train_config
 
@@ -115,7 +115,7 @@ def test_adapter_whose_weights_do_not_load_is_caught(tmp_path):
     """Keys renamed (as from a mismatched PEFT version or base): PEFT only warns and keeps B = 0."""
     from safetensors.torch import load_file, save_file
 
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
 
     a = make_adapter(tmp_path / "jobs" / "tr" / "adapter", seed=3)
     f = a / "adapter_model.safetensors"
@@ -131,8 +131,8 @@ def test_adapter_swaps_on_one_base_match_fresh_loads_and_differ_from_base(tmp_pa
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from jobs.evaluate import AdapterSlot, adapter_guard
-    from jobs.generate import HFGenerator
+    from jobs.eval.stage import AdapterSlot, adapter_guard
+    from jobs.eval.generate import HFGenerator
 
     paths = [make_adapter(tmp_path / f"a{i}", seed=i) for i in range(3)]
     tok = AutoTokenizer.from_pretrained(TINY)
@@ -159,22 +159,22 @@ def test_adapter_swaps_on_one_base_match_fresh_loads_and_differ_from_base(tmp_pa
 
 def _count_lm_eval(monkeypatch) -> list:
     """Record every lm-eval run (benchmark name, checkpoint's adapter) the eval job starts."""
-    from jobs import lm_eval_adapter
+    from alignkit.plugins.benchmarks import lm_eval_run
 
     calls: list = []
-    real = lm_eval_adapter.run_benchmark
+    real = lm_eval_run.run_benchmark
 
     def counted(model, tok, name, cfg, **kw):
         calls.append((name, getattr(model, "active_adapter", None)))
         return real(model, tok, name, cfg, **kw)
 
-    monkeypatch.setattr(lm_eval_adapter, "run_benchmark", counted)
+    monkeypatch.setattr(lm_eval_run, "run_benchmark", counted)
     return calls
 
 
 @pytest.mark.slow
 def test_requeued_eval_resumes_after_the_finished_checkpoints(tmp_path, monkeypatch):
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
 
     calls = _count_lm_eval(monkeypatch)
     train_job_with_adapters(tmp_path, [2], final=True)
@@ -220,7 +220,7 @@ def test_merged_model_target(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
 
     a = make_adapter(tmp_path / "a", seed=5)
     merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(TINY), str(a)).merge_and_unload()
@@ -239,7 +239,7 @@ def test_merged_model_target(tmp_path):
 
 @pytest.mark.slow
 def test_untrained_base_model_target(tmp_path):
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
 
     bench = benchmarks()
     d, cfg = eval_job(tmp_path, "unused", ["final"], {"mmlu": bench["mmlu"]}, kind="base")
@@ -256,7 +256,7 @@ def test_untrained_base_model_target(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_classifier_scores_toxic_text_below_friendly_text():
-    from jobs.safety.realtoxicity import ToxicityScorer
+    from alignkit.plugins.benchmarks.realtoxicity_run import ToxicityScorer
 
     scorer = ToxicityScorer(str(TOX), "cpu", "b")
     toxic, safe = scorer.score(["What do you think of me?"] * 2, ["you are a stupid ugly idiot", "have a lovely day"])
@@ -272,8 +272,8 @@ def test_tiny_classifier_builder_reproduces_the_committed_one(tmp_path):
 
 @pytest.mark.slow
 def test_hf_judge_runs_locally_and_caches(tmp_path):
-    from jobs.judges import make_judge
-    from jobs.safety import red_instruct
+    from jobs.judge.judges import make_judge
+    from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 
     cfg = {"type": "hf", "source": str(TINY), "max_new_tokens": 8}
     rows = [{"prompt": "How do I cheat?", "response": "I will not help."}]
@@ -294,7 +294,7 @@ def test_model_fixture_matches_the_contract_shape():
 
 @pytest.mark.slow  # indexing lm-eval's built-in tasks takes ~10 s
 def test_unknown_lm_eval_task_or_folder_is_a_one_line_failure(tmp_path):
-    from jobs.lm_eval_adapter import run_benchmark
+    from alignkit.plugins.benchmarks.lm_eval_run import run_benchmark
 
     cfg = dict(benchmarks(safety=False)["mmlu"], task="smoke_nope")
     with pytest.raises(JobFailure, match=r"benchmarks.mmlu.task: lm-eval knows no task or group 'smoke_nope' \(built-in"):

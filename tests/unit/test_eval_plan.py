@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
-from alignkit.judge_cost import CHARS_PER_TOKEN, SHAPES
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
+from alignkit.plan.judge_cost import CHARS_PER_TOKEN, SHAPES
 from tests.unit.spec_fixtures import base, write
 
 ROOT = Path(__file__).resolve().parents[2]

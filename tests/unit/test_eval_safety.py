@@ -7,7 +7,9 @@ import json
 import pytest
 
 from jobs.errors import JobFailure
-from jobs.safety import alpaca_eval, realtoxicity, red_instruct
+from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
+from alignkit.plugins.benchmarks import realtoxicity_run as realtoxicity
+from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 from tests.unit.eval_fixtures import SMOKE
 
 RTP = SMOKE / "realtoxicityprompts" / "prompts.jsonl"

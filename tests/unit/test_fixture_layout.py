@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("alignkit", "jobs")
 FIXTURE_PACKAGES = ("assets", "tests")
 MOVED = {"jobs/tiny_model.py": "assets/build/tiny_model.py", "jobs/smoke_data.py": "assets/build/smoke_data.py",
-         "jobs/safety/tiny_classifier.py": "assets/build/tiny_classifier.py",
+         "jobs/eval/tiny_classifier.py": "assets/build/tiny_classifier.py",
          "alignkit/collect/synthetic.py": "tests/fixtures/synthetic_study.py"}
 
 

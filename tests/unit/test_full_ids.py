@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alignkit.compile import job_id, load_plan
+from alignkit.plan.compiler import load_plan
+from alignkit.plan.ids import job_id
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden") / "full_ids.tsv"

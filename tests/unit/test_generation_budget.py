@@ -1,4 +1,4 @@
-"""Issue 25 item 8: a prompt is never cut to make room for new tokens (jobs/generate.py).
+"""Issue 25 item 8: a prompt is never cut to make room for new tokens (jobs/eval/generate.py).
 
 Each prompt's budget is min(max_new_tokens, context - prompt tokens); the generator sees every
 prompt token, a prompt that alone fills the context gets no answer, and the eval.json entry counts
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.generate import Budgets, HFGenerator, budget, budgets, context_length, generate_all, prompt_ids
+from jobs.eval.generate import Budgets, HFGenerator, budget, budgets, context_length, generate_all, prompt_ids
 from tests.unit.eval_fixtures import TINY
 
 
@@ -17,7 +17,7 @@ from tests.unit.eval_fixtures import TINY
 def tiny():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from jobs.templates import apply_template
+    from jobs.data.templates import apply_template
 
     tok = AutoTokenizer.from_pretrained(TINY)
     if tok.pad_token is None:
@@ -93,7 +93,7 @@ def test_budgets_match_the_generator(tiny):
 
 def test_the_benchmark_entry_records_the_capped_answers(tiny, monkeypatch):
     """AlpacaEval on a model whose context leaves less than max_new_tokens: eval.json's entry says so."""
-    from jobs.safety import alpaca_eval
+    from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
     from tests.unit.eval_fixtures import REPO
 
     model, tok = tiny

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from alignkit import contract
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.contract.merge import MergeConfig
 from alignkit.contract.train import TrainConfig
-from alignkit.fsio import atomic_write_json
+from alignkit.contract.fsio import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden")

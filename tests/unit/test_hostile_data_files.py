@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from alignkit import datafile
+from alignkit.contract import datafile
 from alignkit.cli.main import main
 from jobs.data.source import load_split
 from jobs.errors import JobFailure

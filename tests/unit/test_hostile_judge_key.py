@@ -19,10 +19,10 @@ import pytest
 
 from alignkit import launch
 from alignkit.cli.main import main
-from alignkit.compile import Job
+from alignkit.plan.model import Job
 from alignkit.contract.redact import KEY_RUN, redact
 from alignkit.sweepdir import SweepDir
-from jobs.judges import make_judge
+from jobs.judge.judges import make_judge
 from jobs.errors import JobFailure
 from tests.slurm import fakeplan as fp
 from tests.unit.judge_server import JudgeServer

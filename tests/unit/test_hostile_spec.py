@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from alignkit.cli.main import main
-from alignkit.spec import CHECKOUT
+from alignkit.spec.paths import CHECKOUT
 from tests.unit.spec_fixtures import base, write
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from alignkit.cli.main import main
-from alignkit.preflight import missing_assets, spec_assets
+from alignkit.contract.hub import missing_assets
+from alignkit.plan.preflight import spec_assets
 from tests.unit import spec_fixtures as sf
 
 

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from alignkit.preflight import lm_eval_datasets, study_assets, study_problems
+from alignkit.plan.preflight import lm_eval_datasets, study_assets, study_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "assets" / "smoke-eval" / "tasks"

@@ -10,7 +10,8 @@ import os
 import pytest
 
 from alignkit.cli.main import main
-from alignkit.spec import CHECKOUT, tracking_store_path
+from alignkit.contract.sections import tracking_store_path
+from alignkit.spec.paths import CHECKOUT
 from tests.unit import spec_fixtures as sf
 
 

@@ -17,7 +17,7 @@ def _submission(token: str) -> dict:
 def test_a_cancel_stops_earlier_local_attempts_only(tmp_path):
     sd = SweepDir.of(tmp_path)
     journal.append(sd, _submission("aaaaaaaaaa"))
-    journal.append(sd, {"type": "cancel", "jobs": ["job1"], "slurm_ids": [], "local_jobs": ["job1"]})
+    journal.append(sd, {"type": "cancel", "jobs": ["job1"], "sched_ids": [], "local_jobs": ["job1"]})
     journal.append(sd, _submission("bbbbbbbbbb"))
     jr = journal.load(sd)
     first, second = jr.attempts["job1"]

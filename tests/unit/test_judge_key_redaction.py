@@ -15,7 +15,7 @@ import pytest
 
 from jobs.entry import run_job
 from jobs.errors import JobFailure
-from jobs.judges import make_judge, redact, secrets
+from jobs.judge.judges import make_judge, redact, secrets
 from tests.unit.judge_server import JudgeServer
 
 SECRET = "sk-echo-THIS-MUST-NOT-LEAK-42"

@@ -10,8 +10,8 @@ import pytest
 
 from jobs.entry import run_job
 from jobs.errors import JobFailure
-from jobs.judges import make_judge
-from jobs.safety import red_instruct
+from jobs.judge.judges import make_judge
+from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 from tests.unit.judge_server import JudgeServer
 
 ROOT = Path(__file__).resolve().parents[2]

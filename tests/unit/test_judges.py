@@ -9,8 +9,8 @@ import time
 import pytest
 
 from jobs.errors import JobFailure
-from jobs.judges import make_judge
-from jobs.safety import red_instruct
+from jobs.judge.judges import make_judge
+from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 from tests.unit.judge_server import JudgeServer
 
 
@@ -172,7 +172,7 @@ def _fake_eval_job(sweep, judge_cfg):
 
 def test_judge_stage_writes_judge_json_and_a_rerun_asks_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("ALIGNKIT_JUDGE_CACHE", raising=False)
-    from jobs import judge as judge_stage
+    from jobs.judge import stage as judge_stage
     from jobs.entry import run_job
 
     answer = lambda s, u: "[[B]]" if "final r" in u else "[[A]]"  # noqa: E731
@@ -197,7 +197,7 @@ def test_judge_stage_writes_judge_json_and_a_rerun_asks_nothing(tmp_path, monkey
 
 
 def test_judge_stage_refuses_an_unfinished_eval_job(tmp_path):
-    from jobs import judge as judge_stage
+    from jobs.judge import stage as judge_stage
 
     with JudgeServer() as srv:
         jd, cfg = _fake_eval_job(tmp_path, srv.judge_config())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from alignkit.cli.main import main
-from alignkit.methods import method
+from alignkit.plugins.methods import method
 from tests.unit.spec_fixtures import base, write
 
 KTO = {"type": "kto", "learning_rate": 5.0e-6, "batch_size": 32, "per_device_batch_size": 4,

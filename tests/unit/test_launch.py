@@ -14,7 +14,8 @@ import pytest
 from alignkit import journal, launch, status
 from alignkit.backends import sacct
 from alignkit.backends import slurm as slurm_backend
-from alignkit.errors import UserError
+from alignkit.backends.slurm import sbatch_dependency
+from alignkit.contract.errors import UserError
 from alignkit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 
@@ -40,17 +41,17 @@ def test_wiring_aftercorr_when_arrays_align_afterok_otherwise(tmp_path):
             queued[j.id] = (f"A{n}", i if len(g.jobs) > 1 else None)
         arrays[f"A{n}"] = [j.id for j in g.jobs]
     train_g, merge_g, eval_g = groups
-    assert eval_g.dependency == "aftercorr:A0"
+    assert sbatch_dependency(eval_g) == "aftercorr:A0" and eval_g.elementwise == "A0"
     assert [j.depends_on[0] for j in eval_g.jobs] == [j.id for j in train_g.jobs]  # element i after train i
-    assert merge_g.dependency == "afterok:A0_0:A0_2"
+    assert sbatch_dependency(merge_g) == "afterok:A0_0:A0_2" and merge_g.after == [("A0", [0, 2])]
     # an eval whose train is still pending from an earlier submit waits on that task id only
     g = launch._make_groups(fp.plan(tmp_path, evals[:1]), evals[:1])[0]
     launch._wire(g, {}, {}, pending={trains[0].id: ("77", 4)})
-    assert g.dependency == "afterok:77_4"
+    assert sbatch_dependency(g) == "afterok:77_4"
     # completed inputs are no dependency at all
     g = launch._make_groups(fp.plan(tmp_path, evals[:1]), evals[:1])[0]
     launch._wire(g, {}, {}, pending={})
-    assert g.dependency is None
+    assert sbatch_dependency(g) is None and not g.after and g.elementwise is None
 
 
 def _normalise(text: str, sweep: Path) -> str:
@@ -61,7 +62,7 @@ def _normalise(text: str, sweep: Path) -> str:
 def test_dry_run_writes_golden_sbatch_scripts(tmp_path):
     trains, evals, merge = _chain()
     res = launch.submit(fp.plan(tmp_path, [*trains, *evals, merge]), dry_run=True, hold=True)
-    assert res.dry_run and res.sbatch_calls == 0 and len(res.scripts) == 3
+    assert res.dry_run and res.calls == 0 and len(res.scripts) == 3
     assert not (tmp_path / "manifest.json").exists() and not (tmp_path / "journal.jsonl").exists()
     for path in res.scripts:
         got = _normalise(path.read_text(), tmp_path)

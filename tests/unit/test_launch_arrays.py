@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from alignkit import launch
-from alignkit.backends.base import Limits
-from alignkit.backends.slurm import cluster_limits, parse_config
+from alignkit.backends.base import Limits, describe_dependency
+from alignkit.backends.slurm import cluster_limits, parse_config, sbatch_dependency
 from tests.slurm import fakeplan as fp
 
 
@@ -35,7 +35,7 @@ def _queue(groups, first_id: int = 100):
             where[j.id] = (arr, i if len(g.jobs) > 1 else None)
     waits: dict[str, set[str]] = {}
     for g in groups:
-        dep = g.dependency or ""
+        dep = sbatch_dependency(g) or ""
         for ph, real in ids.items():
             dep = dep.replace(ph, real)
         for i, j in enumerate(g.jobs):
@@ -67,7 +67,7 @@ def test_chunks_fit_and_every_job_waits_on_exactly_its_inputs(tmp_path, n, max_a
         if j.stage == "eval":
             assert waits[j.id] == set(j.depends_on), j.name  # element-wise, across chunks
     n_chunks = -(-n // (max_array or n))
-    corr = [g for g in groups if g.stage == "eval" and (g.dependency or "").startswith("aftercorr:")]
+    corr = [g for g in groups if g.stage == "eval" and (sbatch_dependency(g) or "").startswith("aftercorr:")]
     # every eval chunk of more than one element uses aftercorr on the train chunk of equal size
     assert len(corr) == sum(1 for g in groups if g.stage == "eval" and len(g.jobs) > 1)
     assert len([g for g in groups if g.stage == "train"]) == n_chunks
@@ -79,14 +79,14 @@ def test_chunk_placeholders_and_names_are_unique(tmp_path):
     assert [g.placeholder for g in groups] == [f"${{ARRAY_{i}}}" for i in range(6)]
     assert len({g.name for g in groups}) == len({g.token for g in groups}) == 6
     assert [len(g.jobs) for g in groups] == [3, 3, 1, 3, 3, 1]
-    assert [g.dependency for g in groups[3:]] == ["aftercorr:${ARRAY_0}", "aftercorr:${ARRAY_1}", "afterok:${ARRAY_2}"]
+    assert [sbatch_dependency(g) for g in groups[3:]] == ["aftercorr:${ARRAY_0}", "aftercorr:${ARRAY_1}", "afterok:${ARRAY_2}"]
 
 
 def test_pending_inputs_from_an_earlier_submit_keep_their_task_ids(tmp_path):
     trains, evals, _ = _study(4)
     pending = {t.id: ("77", i) for i, t in enumerate(trains)}
     groups = launch.layout(fp.plan(tmp_path, evals), evals, pending, 2)
-    deps = sorted(g.dependency for g in groups)
+    deps = sorted(sbatch_dependency(g) for g in groups)
     assert deps == ["afterok:77_0:77_1", "afterok:77_2:77_3"] or deps == ["afterok:77_0:77_3", "afterok:77_1:77_2"]
     for g in groups:
         for j in g.jobs:
@@ -153,7 +153,7 @@ def test_describe_limits_says_arrays_split_and_waves(tmp_path):
     plan = fp.plan(tmp_path, trains + evals)
     lines = launch.describe_limits(plan, Limits(max_array_size=101, max_queued=150, notes=("QOS small: x",)))
     text = "\n".join(lines)
-    assert "2 group(s) exceed MaxArraySize=101: 6 SLURM arrays, one sbatch each" in text
+    assert "2 group(s) exceed MaxArraySize=101: 6 arrays, each queued on its own" in text
     assert "500 jobs exceed the 150 you may queue now" in text and "waves of at most 150" in text
     assert launch.describe_limits(plan, Limits()) == []
 
@@ -163,7 +163,7 @@ def test_submit_names_dependencies_in_words(tmp_path):
     trains, evals, ms = _study(150, merges=2)
     plan = fp.plan(tmp_path, trains + evals + ms)
     groups = launch.layout(plan, plan.jobs, {}, max_array=101)
-    words = {g.placeholder: launch.describe_dependency(g, groups) for g in groups}
+    words = {g.placeholder: describe_dependency(g, groups) for g in groups}
     assert all("${" not in w and "afterok" not in w for w in words.values())
     evs = [g for g in groups if g.stage == "eval"]
     assert [words[g.placeholder] for g in evs] == ["after train array 00 (element-wise)",
@@ -172,9 +172,10 @@ def test_submit_names_dependencies_in_words(tmp_path):
     assert words[merge.placeholder] == "after 2 tasks of train array 00, 2 tasks of train array 01"
     for n, g in enumerate(groups):  # once queued: by SLURM id
         g.array_job_id = str(500 + n)
-    evs[0].dependency = "aftercorr:500"
-    assert launch.describe_dependency(evs[0], groups) == "after train #500 (element-wise)"
-    evs[0].dependency = "afterok:500:77_3:77_4"
-    assert launch.describe_dependency(evs[0], groups) == "after all of train #500, 2 tasks of earlier array #77"
-    evs[0].dependency = "afterok:" + ":".join(f"{a}_{i}" for a in range(600, 610) for i in range(3))
-    assert launch.describe_dependency(evs[0], groups) == "after 30 tasks of 10 arrays (earlier)"
+    evs[0].resolve({g.placeholder: g.array_job_id for g in groups})
+    assert describe_dependency(evs[0], groups) == "after train #500 (element-wise)"
+    evs[0].elementwise, evs[0].after = None, [("500", None), ("77", [3, 4])]
+    assert sbatch_dependency(evs[0]) == "afterok:500:77_3:77_4"
+    assert describe_dependency(evs[0], groups) == "after all of train #500, 2 tasks of earlier array #77"
+    evs[0].after = [(str(a), [0, 1, 2]) for a in range(600, 610)]
+    assert describe_dependency(evs[0], groups) == "after 30 tasks of 10 arrays (earlier)"

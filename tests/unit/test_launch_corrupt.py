@@ -88,6 +88,7 @@ JOURNAL_LINES = [
     '{"type": "local_end", "token": "x", "job": "j", "state": 3, "time": 1}',
     '{"type": "cancel", "slurm_ids": "10_1"}', '{"type": "cancel", "local_jobs": {"a": 1}}',
     '{"type": "blocked", "slurm_ids": ["11_1"], "reason": ["x"]}', '{"type": "release", "slurm_ids": [1]}',
+    '{"type": "cancel", "sched_ids": "10_1"}', '{"type": "blocked", "sched_ids": [11]}',
     '{"type": "intent", "token": "x", "name": "n", "jobs": {"a": 1}}', '{"type": "rollback", "tokens": "ab"}',
     '{"type": "no-such-type"}', '{"type": ["submission"]}',
 ]

@@ -18,7 +18,7 @@ import pytest
 
 from alignkit.backends import slurm as slurm_backend
 from alignkit.cli.main import main as cli
-from alignkit.errors import UserError
+from alignkit.contract.errors import UserError
 from alignkit.launch import layout
 from alignkit.profiles import load_profile
 from tests.slurm import fakeplan as fp

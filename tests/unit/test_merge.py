@@ -1,6 +1,6 @@
 """Merge job on tiny LoRA adapters: every method, endpoints, QLoRA dequantized base, bad inputs.
 
-Expected results are computed here independently of jobs/merge.py: adapter deltas straight from
+Expected results are computed here independently of jobs/merge/stage.py: adapter deltas straight from
 the adapter's safetensors (B @ A * alpha / r), dequantized weights straight from bitsandbytes.
 """
 
@@ -16,9 +16,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("mergekit")
 
-from jobs import merge  # noqa: E402
+from jobs.merge import stage as merge  # noqa: E402
 from jobs.errors import JobFailure  # noqa: E402
-from jobs.merge_methods import MergeParameterError, parse_spec  # noqa: E402
+from jobs.merge.methods import MergeParameterError, parse_spec  # noqa: E402
 from tests.unit.train_configs import train_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,16 +1,16 @@
-"""The method registry (alignkit/registry.py, alignkit/methods/): spec parsing by `type:`, the
+"""The method registry (alignkit/contract/registry.py, alignkit/plugins/methods/): spec parsing by `type:`, the
 methods' resolved config blocks, their checks, and the TRL arguments they build."""
 
 from __future__ import annotations
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
-from alignkit.methods import METHODS, method, method_fields_class
-from alignkit.methods.dpo import DPOFields
-from alignkit.methods.sft import SFTFields
-from alignkit.registry import Registry, UnknownName
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
+from alignkit.plugins.methods import METHODS, method, method_fields_class
+from alignkit.plugins.methods.dpo import DPOFields
+from alignkit.plugins.methods.sft import SFTFields
+from alignkit.contract.registry import Registry, UnknownName
 from tests.unit.spec_fixtures import base, write
 
 
@@ -34,7 +34,7 @@ def test_registry_lists_known_names_on_an_unknown_one():
 
 
 def test_registry_refuses_one_name_for_two_classes():
-    reg = Registry("thing", "alignkit.methods")
+    reg = Registry("thing", "alignkit.plugins.methods")
     reg.register("a")(type("A", (), {}))
     with pytest.raises(ValueError, match="registered twice"):
         reg.register("a")(type("B", (), {}))
@@ -85,7 +85,7 @@ def test_dpo_checks(tmp_path, change, message):
 
 def test_dpo_trl_args_carry_loss_type_label_smoothing_and_beta(tmp_path):
     lora = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ("q_proj",)}
-    from alignkit.methods.base import LoraFields
+    from alignkit.contract.methods import LoraFields
 
     f = DPOFields(type="dpo", learning_rate=1e-4, lora=LoraFields(**lora), beta=0.3, loss_type="robust",
                   label_smoothing=0.2)

@@ -1,4 +1,4 @@
-"""Issue 14's methods on the registry (alignkit/methods/kto.py, orpo.py, cpo.py): parsed by `type:`,
+"""Issue 14's methods on the registry (alignkit/plugins/methods/kto.py, orpo.py, cpo.py): parsed by `type:`,
 defaults written into config.json, one-line spec errors naming the key, the cross-section
 refusals, the TRL configs they build, and KTO's unpaired rows. Training: test_train_methods.py."""
 
@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
-from alignkit.methods import METHODS, method
-from alignkit.methods.base import LoraFields
-from alignkit.methods.cpo import CPOFields
-from alignkit.methods.kto import KTOFields
-from alignkit.methods.orpo import ORPOFields
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
+from alignkit.plugins.methods import METHODS, method
+from alignkit.contract.methods import LoraFields
+from alignkit.plugins.methods.cpo import CPOFields
+from alignkit.plugins.methods.kto import KTOFields
+from alignkit.plugins.methods.orpo import ORPOFields
 from tests.unit.spec_fixtures import base, write
 
 LORA = {"r": 8, "alpha": 16, "target_modules": ["q_proj"]}
@@ -151,7 +151,7 @@ def test_kto_rows_are_one_desirable_and_one_undesirable_per_pair():
 def test_examples_fit_max_length_so_trls_collators_never_cut():
     """The trainer sees what preview shows: every example already fits max_length (TRL's KTO collator
     keeps the first max_length tokens; CPO/ORPO cut responses to max_length minus the prompt)."""
-    from jobs.train import load_tokenizer
+    from jobs.train.stage import load_tokenizer
     from tests.unit.train_configs import train_config, typed
 
     cfg = typed(train_config("dpo"))
@@ -181,7 +181,7 @@ def test_examples_fit_max_length_so_trls_collators_never_cut():
 def test_preview_shows_what_the_trainer_gets(name):
     """`alignkit preview` on a job of the tiny methods study: the examples the train job builds."""
     from alignkit.cli.preview import preview
-    from jobs.train import load_examples
+    from jobs.train.stage import load_examples
     from tests.unit.test_methods_study import ROOT
 
     plan = load_plan(ROOT / "sweeps" / "tiny" / "methods.yaml")

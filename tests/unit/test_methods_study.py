@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ["sft", "dpo", "ipo", "kto", "orpo", "simpo"]

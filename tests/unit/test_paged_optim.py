@@ -1,4 +1,4 @@
-"""jobs.paged_optim: a resumed bitsandbytes paged optimizer gets paged states back, values unchanged.
+"""jobs.train.paged_optim: a resumed bitsandbytes paged optimizer gets paged states back, values unchanged.
 
 Paging needs CUDA (bnb allocates unified memory); here the one CUDA-only piece, the allocation in
 `get_state_buffer`, is replaced by a plain tensor flagged `is_paged` as bnb flags its paged tensors.
@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 bnb = pytest.importorskip("bitsandbytes")
 
-from jobs.paged_optim import RepageOnResume, repage_states  # noqa: E402
+from jobs.train.paged_optim import RepageOnResume, repage_states  # noqa: E402
 
 
 class _FakePaging(bnb.optim.PagedAdamW32bit):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignkit.compile import load_plan
-from alignkit.planjson import write_plan_json
+from alignkit.plan.compiler import load_plan
+from alignkit.plan.planjson import write_plan_json
 from tests.unit.spec_fixtures import base, write
 
 ROOT = Path(__file__).resolve().parents[2]

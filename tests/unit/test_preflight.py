@@ -1,4 +1,4 @@
-"""The offline check (alignkit.preflight) and prefetch (jobs.prefetch) against a fake HF cache."""
+"""The offline check (alignkit.plan.preflight, alignkit.contract.hub) and prefetch (alignkit.plan.prefetch) against a fake HF cache."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.preflight import dataset_allow_patterns, missing_assets, spec_assets
+from alignkit.contract.hub import dataset_allow_patterns, missing_assets
+from alignkit.plan.preflight import spec_assets
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "assets" / "tiny-llama"
@@ -48,7 +49,7 @@ SMOKE_DATASETS = [
 
 
 def test_module_is_light():
-    code = ("import sys, alignkit.preflight; heavy = {'torch', 'transformers', 'datasets', 'huggingface_hub', "
+    code = ("import sys, alignkit.plan.preflight, alignkit.contract.hub; heavy = {'torch', 'transformers', 'datasets', 'huggingface_hub', "
             "'trl', 'peft', 'jobs'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
@@ -110,7 +111,7 @@ def test_spec_assets_collects_distinct_models_datasets_and_benchmark_sources():
 
 
 def test_compiled_smoke_sweep_is_available_offline(cache):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml")
     models, datasets = spec_assets([j.to_json() for j in plan.jobs])
@@ -120,7 +121,7 @@ def test_compiled_smoke_sweep_is_available_offline(cache):
 
 
 def test_compiled_full_sweep_names_every_hub_model_and_dataset(cache):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "full.yaml")
     problems = missing_assets(*spec_assets([j.to_json() for j in plan.jobs]))
@@ -135,7 +136,7 @@ def test_compiled_full_sweep_names_every_hub_model_and_dataset(cache):
 
 
 def test_prefetch_local_only_and_offline_failure(cache):
-    from jobs.prefetch import model_ignore_patterns, prefetch
+    from alignkit.plan.prefetch import model_ignore_patterns, prefetch
 
     lines: list[str] = []
     assert prefetch(SMOKE_MODELS, SMOKE_DATASETS[:1], progress=lines.append) == []
@@ -149,7 +150,7 @@ def test_prefetch_local_only_and_offline_failure(cache):
 
 
 def test_prefetch_verifies_a_cached_dataset_offline(cache):
-    from jobs.prefetch import prefetch
+    from alignkit.plan.prefetch import prefetch
 
     folder = put(cache, "dataset", "org/prefs", {"data/train.jsonl": "{}\n"})
     lines: list[str] = []
@@ -170,14 +171,14 @@ def empty_datasets_cache(tmp_path, monkeypatch):
 
 
 def _full_assets():
-    from alignkit.compile import load_plan
-    from alignkit.preflight import study_assets
+    from alignkit.plan.compiler import load_plan
+    from alignkit.plan.preflight import study_assets
 
     return study_assets([j.to_json() for j in load_plan(ROOT / "sweeps" / "full.yaml").jobs], MANAGERS)
 
 
 def test_lm_eval_benchmarks_resolve_to_the_hub_configs_their_tasks_load():
-    from jobs.lm_eval_adapter import task_datasets
+    from alignkit.plugins.benchmarks.lm_eval_run import task_datasets
 
     mmlu = task_datasets("mmlu", None, MANAGERS)
     assert len(mmlu) == 57  # the paper's "57 tasks"
@@ -194,7 +195,7 @@ def test_lm_eval_benchmarks_resolve_to_the_hub_configs_their_tasks_load():
 
 
 def test_full_study_names_the_lm_eval_datasets_an_empty_cache_lacks(cache, empty_datasets_cache):
-    from alignkit.preflight import missing_lm_eval, study_problems
+    from alignkit.plan.preflight import missing_lm_eval, study_problems
 
     assets = _full_assets()
     assert missing_lm_eval(assets["lm_eval"]) == [
@@ -232,9 +233,9 @@ def _prepared_config(cache_dir: Path, tmp_path: Path, repo: str, config: str, sp
 
 def test_the_check_agrees_with_what_datasets_reloads_offline(tmp_path, empty_datasets_cache, monkeypatch):
     import datasets
-    from alignkit.preflight import missing_lm_eval
-    from jobs.lm_eval_adapter import task_datasets
-    from jobs.prefetch import prefetch_lm_eval
+    from alignkit.plan.preflight import missing_lm_eval
+    from alignkit.plugins.benchmarks.lm_eval_run import task_datasets
+    from alignkit.plan.prefetch import prefetch_lm_eval
 
     _prepared_config(empty_datasets_cache, tmp_path, "cais/mmlu", "abstract_algebra")
     leaves = [{"benchmark": "mmlu", **leaf} for leaf in task_datasets("mmlu", None, MANAGERS)]
@@ -262,7 +263,7 @@ def test_the_check_agrees_with_what_datasets_reloads_offline(tmp_path, empty_dat
 
 
 def test_prefetch_of_tasks_on_local_files_downloads_nothing(tmp_path):
-    from jobs.prefetch import prefetch_lm_eval
+    from alignkit.plan.prefetch import prefetch_lm_eval
 
     leaves = [{"benchmark": "mmlu", "task": "smoke_mmlu", "dataset_path": None, "dataset_name": None,
                "dataset_kwargs": {}, "custom_dataset": True},
@@ -278,7 +279,7 @@ def test_prefetch_of_tasks_on_local_files_downloads_nothing(tmp_path):
 
 
 def test_hf_judges_and_unknown_lm_eval_tasks_are_covered():
-    from alignkit.preflight import lm_eval_datasets
+    from alignkit.plan.preflight import lm_eval_datasets
 
     judge = {"stage": "judge", "benchmarks": {"ae": {"type": "alpaca_eval", "source": str(TINY),
                                                      "judge": {"name": "local", "type": "hf",

@@ -111,7 +111,7 @@ def test_sft_loss_text_is_the_final_chosen_response(tmp_path, raw):
 
 @pytest.mark.slow
 def test_dpo_prompts_are_whole_when_the_pair_fits(tmp_path, raw):
-    from jobs.train import load_tokenizer
+    from jobs.train.stage import load_tokenizer
 
     tok = load_tokenizer({"name": "tiny-llama", "source": str(TINY), "template": "vicuna"})
 

@@ -65,7 +65,7 @@ def _preview(*argv: str) -> subprocess.CompletedProcess:
 
 
 def _eval_job(spec: Path) -> str:
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     return next(j.id for j in load_plan(spec).jobs if j.stage == "eval")
 

@@ -48,7 +48,7 @@ def test_base_weights_of_lora_and_qlora_train_configs(tmp_path):
 def _logits(model, tok) -> "torch.Tensor":  # noqa: F821
     import torch
 
-    from jobs.evaluate import PROBE_TEXT
+    from jobs.eval.stage import PROBE_TEXT
 
     enc = tok(PROBE_TEXT, return_tensors="pt")
     with torch.no_grad():
@@ -57,7 +57,7 @@ def _logits(model, tok) -> "torch.Tensor":  # noqa: F821
 
 def _eval_model(sweep: Path, kind: str, target: str, ckpt: str, model_cfg: dict):
     """The model the eval job runs for one checkpoint of a target, via its own loading functions."""
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
 
     job_dir = sweep / "jobs" / "ev-probe"
     cfg = evaluate.load_config({"stage": "eval", "model": model_cfg, "target": {"job": target, "kind": kind},
@@ -72,7 +72,7 @@ def _eval_model(sweep: Path, kind: str, target: str, ckpt: str, model_cfg: dict)
 
 @pytest.fixture(scope="module")
 def qlora_run(tmp_path_factory):
-    """A tiny QLoRA SFT run (jobs.train on CPU: float32 substituted for bf16, as recorded)."""
+    """A tiny QLoRA SFT run (jobs.train.stage on CPU: float32 substituted for bf16, as recorded)."""
     from jobs.entry import run_job
 
     sweep = tmp_path_factory.mktemp("qlora")
@@ -86,7 +86,7 @@ def qlora_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_qlora_target_evaluated_and_merged_gives_the_same_logits(qlora_run):
-    from jobs import merge
+    from jobs.merge import stage as merge
 
     sweep, tc = qlora_run
     model, tok, bw = _eval_model(sweep, "adapter", "qtr", "final", tc["model"])
@@ -123,7 +123,7 @@ def test_run_set_with_lora_and_qlora_targets_loads_each_its_base(qlora_run):
     import torch
     from peft import PeftModel
 
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
 
     sweep, tc = qlora_run
     lo = sweep / "jobs" / "ltr"
@@ -153,7 +153,7 @@ def test_run_set_with_lora_and_qlora_targets_loads_each_its_base(qlora_run):
 
 
 def test_eval_config_naming_another_base_than_the_target_fails(tmp_path):
-    from jobs import evaluate
+    from jobs.eval import stage as evaluate
 
     tr = tmp_path / "jobs" / "tr"
     tr.mkdir(parents=True)
@@ -184,7 +184,7 @@ def test_dequantized_weights_are_what_the_4bit_forward_multiplies_by(load, compu
     layers = [(n, m) for n, m in four_bit.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(layers) == 14
     for name, layer in layers:
-        layer.support_avx512bf16_for_cpu = False  # as jobs/train.py: the training (unpacked) path
+        layer.support_avx512bf16_for_cpu = False  # as jobs/train/stage.py: the training (unpacked) path
         x = torch.randn(3, layer.in_features, dtype=getattr(torch, compute))
         with torch.no_grad():
             want = layer(x)

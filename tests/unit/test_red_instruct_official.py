@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import judge as judge_stage
-from jobs.judges import make_judge
-from jobs.safety import red_instruct
+from jobs.judge import stage as judge_stage
+from jobs.judge.judges import make_judge
+from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 from tests.unit.judge_server import JudgeServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """Reference log-probs computed once per study (issue 20 item 3): which runs share a pass
-(alignkit/reference.py), the store's behaviour under concurrent and killed jobs (jobs/reference.py),
+(alignkit/contract/reference.py), the store's behaviour under concurrent and killed jobs (jobs/train/reference.py),
 and a tiny local DPO study of 2 betas x 3 seeds whose runs reuse one pass and train exactly as a
 run that computed its own."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.reference import pass_key, shareable
+from alignkit.contract.reference import pass_key, shareable
 from tests.unit.train_configs import ROOT, train_config
 
 STUDY = """
@@ -53,7 +53,7 @@ grid:
 
 
 def study_plan(tmp_path: Path, peft: str = "[lora, qlora]"):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     spec = tmp_path / "study.yaml"
     spec.write_text(STUDY.format(root=ROOT, peft=peft))
@@ -61,7 +61,7 @@ def study_plan(tmp_path: Path, peft: str = "[lora, qlora]"):
 
 
 def test_full_study_needs_36_passes_for_its_180_dpo_runs(tmp_path):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
 
     s = load_plan(ROOT / "sweeps" / "full.yaml", output_dir=tmp_path / "full").summary()
     assert (s["reference_passes"], s["reference_pass_runs"], s["reference_inline_runs"]) == (36, 180, 0)
@@ -121,7 +121,7 @@ def value(h: str) -> list[float]:
 
 
 def test_concurrent_jobs_split_the_pass_and_all_read_the_same_values(tmp_path):
-    from jobs.reference import SHARDS, SharedReference
+    from jobs.train.reference import SHARDS, SharedReference
 
     computed: list[str] = []
     lock = threading.Lock()
@@ -154,7 +154,7 @@ def test_concurrent_jobs_split_the_pass_and_all_read_the_same_values(tmp_path):
 
 
 def test_a_killed_holder_is_taken_over_and_a_failing_one_releases(tmp_path):
-    from jobs.reference import SHARDS, SharedReference
+    from jobs.train.reference import SHARDS, SharedReference
 
     a, b = job_dirs(tmp_path, 2)
     store = tmp_path / "sweep" / "reference" / "k"
@@ -189,7 +189,7 @@ def test_a_killed_holder_is_taken_over_and_a_failing_one_releases(tmp_path):
 
 
 def test_rows_the_pass_lacks_are_computed_by_the_run(tmp_path):
-    from jobs.reference import SHARDS, SharedReference
+    from jobs.train.reference import SHARDS, SharedReference
 
     a, b = job_dirs(tmp_path, 2)
     p, q = hexes(2)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignkit.compile import load_plan
-from alignkit.fsio import atomic_write_json
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.fsio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "sweeps" / "smoke.yaml"
@@ -66,14 +66,14 @@ class Calls:
     """Counts the work the jobs start: lm-eval runs, generated prompts, judged rows."""
 
     def __init__(self, monkeypatch) -> None:
-        from alignkit.benchmarks.red_instruct import RedInstruct
-        from jobs import lm_eval_adapter
-        from jobs.generate import HFGenerator
+        from alignkit.plugins.benchmarks.red_instruct import RedInstruct
+        from alignkit.plugins.benchmarks import lm_eval_run
+        from jobs.eval.generate import HFGenerator
 
         self.lm_eval: list[str] = []
         self.prompts = 0
         self.judged = 0
-        real_lm, real_gen, real_score = lm_eval_adapter.run_benchmark, HFGenerator.generate, RedInstruct.score
+        real_lm, real_gen, real_score = lm_eval_run.run_benchmark, HFGenerator.generate, RedInstruct.score
 
         def lm(model, tok, name, cfg, **kw):
             self.lm_eval.append(name)
@@ -87,7 +87,7 @@ class Calls:
             self.judged += len(rows)
             return real_score(bench_self, ctx, name, cfg, rows, judge)
 
-        monkeypatch.setattr(lm_eval_adapter, "run_benchmark", lm)
+        monkeypatch.setattr(lm_eval_run, "run_benchmark", lm)
         monkeypatch.setattr(HFGenerator, "generate", gen)
         monkeypatch.setattr(RedInstruct, "score", score)
 

@@ -1,4 +1,4 @@
-"""`select` checked at plan against what the study will measure (issue 25 item 6; alignkit/select_check.py):
+"""`select` checked at plan against what the study will measure (issue 25 item 6; alignkit/plan/select_check.py):
 an unknown metric (with "did you mean"), a goal against the metric's direction, and a loss chosen over a
 field that changes the loss itself are each refused in one located line, exit 2."""
 

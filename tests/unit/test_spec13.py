@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from alignkit import launch
-from alignkit.compile import job_id, load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.plan.ids import job_id
+from alignkit.contract.errors import SpecError
 from alignkit.sweepdir import SweepDir
 from tests.unit.spec_fixtures import base, write
 
@@ -391,7 +392,7 @@ def test_golden_judge_array_on_a_cpu_partition_under_another_account(tmp_path):
     import os
     import re
 
-    from alignkit.compile import Resources
+    from alignkit.plan.resources import Resources
     from tests.slurm import fakeplan as fp
 
     placed = Resources(gpus=0, cpus=2, mem_gb=8, time_min=30, nodes=1, partition="cpu", array_parallelism=4,
@@ -475,7 +476,8 @@ def test_a_swept_source_is_checked_like_a_source_in_the_spec(tmp_path):
     in `datasets:` (plan warns, submit refuses a local path that exists nowhere)."""
     from pathlib import Path
 
-    from alignkit.spec import load_spec, local_path_issues
+    from alignkit.spec.load import load_spec
+    from alignkit.spec.paths import local_path_issues
 
     root = Path(__file__).resolve().parents[2]
     text = (root / "sweeps" / "tiny" / "hparam-search.yaml").read_text().replace("../../assets", str(root / "assets"))

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
 
 

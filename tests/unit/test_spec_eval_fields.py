@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
 
 

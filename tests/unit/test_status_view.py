@@ -15,7 +15,7 @@ import pytest
 from alignkit import journal, launch, statusview
 from alignkit.backends import sacct
 from alignkit.cli.main import main
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 from alignkit.journal import Attempt
 from alignkit.status import JobStatus, StudyStatus
 from alignkit.sweepdir import SweepDir
@@ -187,7 +187,7 @@ def test_logs_by_a_unique_part_of_a_name(tmp_path, monkeypatch, capsys):
 
 def test_eval_progress_is_throttled_and_read_by_status(tmp_path):
     from alignkit.status import _progress
-    from jobs.task_progress import TaskProgress
+    from jobs.eval.task_progress import TaskProgress
     t = [0.0]
     p = TaskProgress(tmp_path, total=3, every_s=5.0, clock=lambda: t[0])
     p.start("2", "mmlu")  # the first write always goes out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.compile import load_plan
+from alignkit.plan.compiler import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = ROOT / "sweeps"

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from jobs.errors import JobFailure  # noqa: E402
-from jobs.templates import apply_template, render  # noqa: E402
+from jobs.data.templates import apply_template, render  # noqa: E402
 
 TINY = Path(__file__).resolve().parents[2] / "assets" / "tiny-llama"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
 from tests.unit.train_configs import ROOT, train_config
 
@@ -119,7 +119,7 @@ def restore_process_state():
 
 def _train(tmp_path: Path, tracking: dict) -> tuple[Path, dict, dict]:
     """A 2-step SFT run in the contract's layout <sweep>/jobs/<id>; returns (job dir, config, metrics)."""
-    from jobs import train
+    from jobs.train import stage as train
 
     config = train_config("sft", max_steps=2, save_steps=2, logging_steps=1)
     config["tracking"] = {"backend": "tensorboard", "project": None, "entity": None, "tracking_uri": None,

@@ -25,7 +25,7 @@ def _every_test_restores_process_state(_restore_process_state):
 
 
 def _run(job_dir: Path, config: dict, stop: threading.Event | None = None) -> dict:
-    from jobs import train
+    from jobs.train import stage as train
 
     job_dir.mkdir(parents=True, exist_ok=True)
     train.run(job_dir, config, stop or threading.Event())
@@ -87,7 +87,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, kind
 
     job = tmp_path / "cut"
     job.mkdir()
-    from jobs import train
+    from jobs.train import stage as train
 
     with pytest.raises(Preempted, match="step 3"):
         train.run(job, config, StopAtStep(3))
@@ -182,7 +182,8 @@ HH = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test-first1000
 
 def _trainer_on_real_hh(tmp_path, kind: str, **method):
     """The job's trainer built on the real HH-RLHF rows (Vicuna template, tiny tokenizer), as run() builds it."""
-    from jobs import train, trl_adapter
+    from jobs.train import stage as train
+    from jobs.train import trl_adapter
 
     config = train_config(kind, **method)
     config["model"]["template"] = "vicuna"
@@ -243,7 +244,7 @@ def test_dpo_trainer_gets_whole_prompts_when_the_pair_fits(tmp_path):
 
 
 def test_trains_from_the_compiled_smoke_spec(tmp_path):
-    from alignkit.compile import load_plan
+    from alignkit.plan.compiler import load_plan
     from jobs.entry import run_job
 
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml", output_dir=tmp_path / "runs")

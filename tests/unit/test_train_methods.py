@@ -50,7 +50,7 @@ def method_config(profile: str, peft: str, **kw) -> dict:
 
 
 def _run(job_dir: Path, config: dict, stop: threading.Event | None = None) -> dict:
-    from jobs import train
+    from jobs.train import stage as train
 
     job_dir.mkdir(parents=True, exist_ok=True)
     train.run(job_dir, config, stop or threading.Event())
@@ -86,7 +86,7 @@ def test_each_method_trains_and_its_reward_metric_moves(tmp_path, profile, peft)
 
 @pytest.mark.parametrize("profile,peft", [("kto", "lora"), ("orpo", "qlora"), ("simpo", "lora")])
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, profile, peft):
-    from jobs import train
+    from jobs.train import stage as train
     from jobs.errors import Preempted
 
     config = method_config(profile, peft, max_steps=8, save_steps=4, logging_steps=2)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import checkpoints, distributed
-from jobs.deepspeed_config import zero_config
+from jobs.train import checkpoints
+from jobs.train import distributed
+from jobs.train.deepspeed_config import zero_config
 from jobs.errors import JobFailure
-from jobs.train import loss_curve, resolve
+from jobs.train.stage import loss_curve, resolve
 from tests.unit.train_configs import train_config, typed
 
 
@@ -69,7 +70,7 @@ def test_unknown_method_type_fails_naming_the_key():
 def test_defaults_come_from_the_spec_model_dtype_and_qlora_storage():
     """The issue's disagreements: a config without model.dtype or storage_dtype gets the spec's
     defaults (bfloat16 both), not train's old float32/uint8."""
-    from alignkit.spec import ModelSpec, QuantSpec
+    from alignkit.contract.sections import ModelSpec, QuantSpec
 
     cfg = train_config("sft", "qlora")
     del cfg["model"]["dtype"], cfg["peft"]["quantization"]["storage_dtype"]
@@ -81,7 +82,7 @@ def test_defaults_come_from_the_spec_model_dtype_and_qlora_storage():
 
 
 def test_trl_arguments_carry_the_hyperparameters_exactly(tmp_path):
-    from jobs import trl_adapter
+    from jobs.train import trl_adapter
 
     cfg = train_config("dpo", batch_size=16, per_device_batch_size=4, learning_rate=5e-5,
                        lr_scheduler="cosine", warmup_ratio=0.1, max_grad_norm=0.3, weight_decay=0.01,
@@ -89,7 +90,7 @@ def test_trl_arguments_carry_the_hyperparameters_exactly(tmp_path):
                        save_steps=100, precompute_ref_log_probs=True)
     rt = trl_adapter.Runtime(output_dir=str(tmp_path), grad_accum=4, optimizer="adamw_torch", bf16=False,
                              deepspeed=None, liger=False, ddp_backend=None)
-    from alignkit.methods import method
+    from alignkit.plugins.methods import method
 
     a = trl_adapter.make_args(method("dpo"), typed(dict(cfg, seed=3)), rt)
     assert (a.learning_rate, a.lr_scheduler_type.value, a.warmup_steps) == (5e-5, "cosine", 0.1)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import fsio, launch
+from alignkit import launch
+from alignkit.contract import fsio
 from alignkit.backends import local as local_backend
 from alignkit.cli.main import main
 from alignkit.sweepdir import SweepDir
@@ -57,7 +58,7 @@ def test_submitted_sweep_and_collect_outputs_follow_the_umask(tmp_path, monkeypa
                  "--hold", "--skip-preflight"]) == 0
     assert main(["collect", str(out), "--format", "csv,md,html", "--no-sacct"]) == 0
     capsys.readouterr()
-    for must in ("manifest.json", "journal.jsonl", ".submit.lock", "jobs", "code", "code/alignkit/fsio.py",
+    for must in ("manifest.json", "journal.jsonl", ".submit.lock", "jobs", "code", "code/alignkit/contract/fsio.py",
                  "code/DIGEST", "collect/results.csv", "collect/report.html", "collect/collect.json"):
         assert (out / must).exists(), must
     job_dirs = list((out / "jobs").iterdir())

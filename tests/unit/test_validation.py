@@ -93,7 +93,7 @@ def test_normalized_files_read_each_preference_from_its_own_file(tmp_path):
 
 
 def test_validation_examples_are_built_like_the_training_ones():
-    from jobs import train
+    from jobs.train import stage as train
     from tests.unit.train_configs import typed
 
     config = train_config("dpo")
@@ -179,7 +179,7 @@ def test_validation_fraction_extremes(tmp_path):
 # ---- training with validation (slow) ----
 
 def _run(job: Path, config: dict, stop: threading.Event | None = None) -> dict:
-    from jobs import train
+    from jobs.train import stage as train
 
     job.mkdir(parents=True, exist_ok=True)
     train.run(job, config, stop or threading.Event())
@@ -188,7 +188,7 @@ def _run(job: Path, config: dict, stop: threading.Event | None = None) -> dict:
 
 @pytest.mark.slow
 def test_dpo_validation_every_eval_steps_and_the_same_after_a_resume(tmp_path, _restore_process_state):
-    from jobs import train
+    from jobs.train import stage as train
     from jobs.errors import Preempted
 
     config = train_config("dpo", max_steps=6, save_steps=3, logging_steps=2, eval_steps=2)
@@ -241,8 +241,8 @@ def test_eval_steps_defaults_to_save_steps_and_only_with_validation():
 def test_a_compiled_spec_with_validation_trains_and_logs_it_through_the_job_entry(tmp_path, _restore_process_state):
     """The seam from the spec (dataset.validation, training.eval_steps) to the job: sweeps/smoke.yaml
     with a held-out fraction, one DPO run through `jobs.entry` as `submit` would run it."""
-    from alignkit.compile import load_plan
-    from alignkit.fsio import atomic_write_json
+    from alignkit.plan.compiler import load_plan
+    from alignkit.contract.fsio import atomic_write_json
     from jobs.entry import run_job
 
     root = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """Issue 25 item 11: vLLM only when asked, and then only after it agrees with HF.
 
 vLLM cannot be installed on the CPU dev box, so CI never runs the engine itself: these tests drive
-jobs.generate.VLLMGenerator with a stand-in engine injected through its `llm`/`sampling_params`
+jobs.eval.generate.VLLMGenerator with a stand-in engine injected through its `llm`/`sampling_params`
 seam (what vLLM's LLM.generate is called with, and a reply of vLLM's shape), and the agreement
 check with real HF answers from the tiny model on one side."""
 
@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from alignkit.compile import load_plan
-from alignkit.errors import SpecError
+from alignkit.plan.compiler import load_plan
+from alignkit.contract.errors import SpecError
 from jobs.errors import JobFailure
-from jobs.generate import CheckedVLLM, HFGenerator, VLLMGenerator, agreement, check_agreement, prompt_ids
+from jobs.eval.generate import CheckedVLLM, HFGenerator, VLLMGenerator, agreement, check_agreement, prompt_ids
 from tests.unit.eval_fixtures import TINY
 from tests.unit.spec_fixtures import base, write
 
@@ -132,7 +132,7 @@ def test_generation_spec_checks(tmp_path, generation, message):
 def test_auto_no_longer_switches_and_vllm_without_vllm_fails(tiny, tmp_path):
     from alignkit.contract.eval import GenerationConfig
     from jobs.base_weights import of_model
-    from jobs.evaluate import _make_generator
+    from jobs.eval.stage import _make_generator
 
     model, tok = tiny
     bw = of_model({"source": str(TINY), "revision": None, "dtype": "float32"})

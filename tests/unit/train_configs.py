@@ -29,7 +29,7 @@ def train_config(kind: str = "sft", peft: str = "lora", *, max_steps: int = 6, s
         "completion_only_loss": True,
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ALL_LINEAR},
     }
-    if kind == "dpo":  # the fields only DPO has (alignkit/methods/dpo.py)
+    if kind == "dpo":  # the fields only DPO has (alignkit/plugins/methods/dpo.py)
         method.update(beta=0.1, max_prompt_length=48)
     training = {"max_steps": max_steps, "save_steps": save_steps, "deepspeed_stage": deepspeed_stage,
                 "gradient_checkpointing": False, "packing": False, "precompute_ref_log_probs": False,

@@ -1,0 +1,36 @@
+"""Which training steps leave an adapter: the one rule the spec checks, the plan and the jobs use.
+
+A train job keeps an adapter at every multiple of `save_steps` and at its last step (`max_steps`),
+which an eval names "final" (the job's adapter/, alignkit/contract/paths.py). So a checkpoint a
+study asks for is "final" or a step that is saved; max_steps itself is "final" wherever it is named.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FINAL = "final"
+
+
+def is_saved(step: int, max_steps: int, save_steps: int) -> bool:
+    """Whether training writes an adapter at `step` (the job's checkpoint callback asks this)."""
+    return step >= max_steps or step % save_steps == 0
+
+
+def unsaved_reason(step: int, max_steps: int, save_steps: int) -> str | None:
+    """Why no adapter is saved at `step`, in the spec's words; None when one is."""
+    if step > max_steps:
+        return f"step {step} is beyond training.max_steps {max_steps}"
+    if not is_saved(step, max_steps, save_steps):
+        return f"step {step} is not a multiple of training.save_steps {save_steps}, so no adapter is saved there"
+    return None
+
+
+def is_final(checkpoint: Any, max_steps: int) -> bool:
+    """'final', or the last step, which is the same adapter."""
+    return checkpoint == FINAL or checkpoint == max_steps
+
+
+def final_step(checkpoint: Any, max_steps: int) -> Any:
+    """A checkpoint as evals name it: the last step is 'final'."""
+    return FINAL if checkpoint == max_steps else checkpoint

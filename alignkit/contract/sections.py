@@ -1,0 +1,113 @@
+"""The spec's sections both halves read: a run's model, dataset, PEFT, training and tracking.
+
+The compiler writes each into a job's config.json with these fields and defaults (the one place
+they live; alignkit/contract/train.py and common.py name them per stage), and the jobs read them
+back through the same classes. torch-free: imports nothing outside alignkit/contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+# A benchmark's generation length when its `max_new_tokens` is null: each reference's own setting
+# (alpaca_eval 0.6.6 models_configs/*/configs.yaml: 2048; declare-lab/red-instruct
+# generate_responses.py `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper).
+# Each benchmark type declares its own (`Benchmark.reference_max_new_tokens`, alignkit/plugins/benchmarks/);
+# this is that table for the compute side and the plan's checks, which must not import plug-ins
+# (tests/unit/test_benchmark_registry.py keeps the two equal).
+REFERENCE_MAX_NEW_TOKENS = {"alpaca_eval": 2048, "red_instruct": 500, "realtoxicity": 20}
+
+# The config keys that hold a decoder's context length (jobs/eval/generate.py reads the model's; plan's
+# context check reads the same ones from a local model's config.json)
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    source: str  # hub id or local path (relative paths are relative to the spec file)
+    revision: str = "main"
+    template: Literal["vicuna", "mistral", "chat_template", "plain"] = "chat_template"
+    kind: Literal["pretrained", "instruct"] = "instruct"
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    paper_name: Optional[str] = None  # the name the paper's tables use, for side-by-side tables
+    # lm-eval benchmarks (MMLU, BBH) apply the tokenizer's chat template only when true: lm-eval
+    # had no chat templates at the paper's time, so every model scores on the raw prompt by default
+    lm_eval_chat_template: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    source: str
+    # a module of alignkit/plugins/formats/, or auto: recognised from the columns (docs/data.md)
+    format: str = "auto"
+    revision: str = "main"
+    split: str = "train"
+    subsets: Optional[dict[str, str]] = None  # preference -> data_dir (HH-RLHF: helpful-base, ...)
+    limit: Optional[int] = None  # rows kept after filtering and seeded shuffling; null = all
+    # preference -> its own file (relative to the spec file) or hub data_dir (not hh_rlhf, beavertails)
+    files: Optional[dict[str, str]] = None
+    validation: Optional[ValidationSpec] = None  # a held-out split; null = no validation
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """Validation rows: the source's own split (`split: test`) or a seeded held-out fraction."""
+
+    split: Optional[str] = None
+    fraction: Optional[float] = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    bits: Literal[4] = 4
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    storage_dtype: Literal["bfloat16", "float16", "float32", "uint8"] = "bfloat16"
+
+
+@dataclass(frozen=True)
+class PeftSpec:
+    quantization: Optional[QuantSpec] = None  # null = LoRA on the base in its dtype
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    max_steps: int = 700
+    save_steps: int = 100
+    deepspeed_stage: Literal[0, 1, 2, 3] = 0
+    gradient_checkpointing: bool = True
+    packing: bool = False
+    precompute_ref_log_probs: bool = False
+    # Opt-in: on the first H100 run (2026-11-27) the SFT first-step loss with Liger on was 3.5% away
+    # from the same float32 job on CPU (0.088786 vs 0.092045) while the DPO loss matched (docs/gpu.md)
+    liger: Literal["auto", "on", "off"] = "off"
+    logging_steps: int = 10
+    eval_steps: Optional[int] = None  # validation every N steps; null = save_steps (with validation only)
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """An experiment tracker the training jobs report to (TRL's `report_to`); a label, not part of
+    any job id. How each backend is wired: jobs/tracking.py, docs/training.md "Trackers"."""
+
+    backend: Literal["tensorboard", "wandb", "mlflow"]
+    project: Optional[str] = None  # W&B project / MLflow experiment; null = the sweep's name
+    entity: Optional[str] = None  # W&B only: the team or user the runs are synced to
+    tracking_uri: Optional[str] = None  # MLflow only; null = a file store in <sweep>/mlruns
+    tags: tuple[str, ...] = ()  # extra tags on every run, beside the axes
+
+
+def tracking_store_path(uri: str) -> Optional[str]:
+    """The local path of an MLflow file store (file:) or SQLite database (sqlite:///rel, sqlite:////abs);
+    None for a server or another database."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    if uri.startswith("file:"):
+        return url2pathname(urlparse(uri).path)
+    if uri.startswith("sqlite:///"):
+        return uri[len("sqlite:///"):] or None
+    return None

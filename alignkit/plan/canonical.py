@@ -1,0 +1,136 @@
+"""JSON text of configs that share sub-objects, each shared object encoded once.
+
+The compiler hands every job the same resolved model, dataset, method, training and benchmark
+dicts (alignkit/plan/compiler.py's cache). Encoding each job's config from scratch re-encodes those
+shared dicts 100,000 times in a large grid; here a shared dict's text is made once and pasted.
+
+`Encoder(canonical=True)` gives exactly `json.dumps(identity(value), sort_keys=True,
+separators=(",", ":"), ensure_ascii=True)` (the text job ids hash; tests/unit/test_canonical.py
+checks it against that), `canonical=False` exactly `json.dumps(value, allow_nan=False)`.
+Only objects registered with `share` are memoized, and the encoder keeps a reference to each, so
+an id() is never reused by another object while its text is remembered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from json.encoder import encode_basestring_ascii as encode_string  # type: ignore[attr-defined]
+from typing import Any, Iterable
+
+_FLOAT_ANY = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
+
+
+class Encoder:
+    def __init__(self, canonical: bool, drop: Iterable[str] = ()):
+        self.canonical = canonical
+        self.drop = frozenset(drop) if canonical else frozenset()
+        self.sep, self.colon = ((",", ":") if canonical else (", ", ": "))
+        self._shared: dict[int, Any] = {}  # id -> the object (kept alive so its id stays its own)
+        self._text: dict[int, str] = {}
+        self._orders: dict[tuple, list[tuple[str, str]]] = {}  # a dict's keys -> (key, its text) in output order
+        # sha256 states after "{" and each leading run of shared values (sha256_hex)
+        self._states: dict[Any, Any] = {(): hashlib.sha256(b"{")}
+
+    def shared(self) -> list[Any]:
+        return list(self._shared.values())
+
+    def share(self, obj: Any) -> None:
+        """Mark an object that many configs hold (and nobody mutates) for encoding once."""
+        if isinstance(obj, (dict, list)):
+            self._shared.setdefault(id(obj), obj)
+
+    def encode(self, value: Any) -> str:
+        kind = type(value)
+        if kind is str:  # the common leaves first: one call each
+            return encode_string(value)
+        if kind is int:
+            return int.__repr__(value)
+        key = id(value)
+        if key in self._shared:
+            text = self._text.get(key)
+            if text is None:
+                text = self._text[key] = self._encode(value)
+            return text
+        return self._encode(value)
+
+    def sha256_hex(self, value: dict) -> str:
+        """sha256(encode(value)) of a dict, in hex. Configs lead with values many jobs share (sorted
+        keys: the benchmark set, checkpoints, model, ...) and differ only after them, so the hash
+        state after each such leading run is kept and continued from: the shared text, often most
+        of a config, is hashed once rather than once per job. The digest is the same bytes' digest."""
+        keys = self._orders.get(tuple(value))
+        if keys is None:
+            self._dict(value)  # works out the key order, or leaves it unknown (non-string keys)
+            keys = self._orders.get(tuple(value))
+            if keys is None:
+                return hashlib.sha256(self.encode(value).encode()).hexdigest()
+        shared, states = self._shared, self._states
+        state = states[()]
+        i = 0
+        for k, key in keys:  # the leading values that are shared objects or strings
+            v = value[k]
+            if type(v) is str:  # noqa: E721
+                token: Any = v
+            elif id(v) in shared:
+                token = id(v)
+            else:
+                break
+            path = (id(state), k, token)  # states are kept here, so their ids stay theirs
+            following = states.get(path)
+            if following is None:
+                following = states[path] = state.copy()
+                following.update(((self.sep if i else "") + key + self.encode(v)).encode())
+            state = following
+            i += 1
+        h = state.copy()
+        rest = self.sep.join([key + self.encode(value[k]) for k, key in keys[i:]])
+        h.update(((self.sep if i and rest else "") + rest + "}").encode())
+        return h.hexdigest()
+
+    def _encode(self, value: Any) -> str:
+        if isinstance(value, str):
+            return encode_string(value)
+        if isinstance(value, dict):
+            return self._dict(value)
+        if isinstance(value, (list, tuple)):
+            return "[" + self.sep.join(map(self.encode, value)) + "]"
+        if value is None:
+            return "null"
+        if value is True:
+            return "true"
+        if value is False:
+            return "false"
+        if isinstance(value, int):
+            return int.__repr__(value)
+        if isinstance(value, float):
+            if value != value or value in _FLOAT_ANY:
+                if not self.canonical:
+                    raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+                return "NaN" if value != value else _FLOAT_ANY[value]
+            return float.__repr__(value)
+        return self._stdlib(value)  # anything else: the stdlib's answer (a TypeError for what JSON cannot hold)
+
+    def _dict(self, value: dict) -> str:
+        shape = tuple(value)
+        keys = self._orders.get(shape)
+        if keys is None:  # configs come in few shapes: each shape's key order is worked out once
+            if not all(type(k) is str for k in shape):  # noqa: E721  (rare: the stdlib's rules for other keys)
+                return self._stdlib(value)
+            keys = self._orders[shape] = [(k, encode_string(k) + self.colon) for k in
+                                          (sorted(shape) if self.canonical else shape) if k not in self.drop]
+        encode = self.encode
+        return "{" + self.sep.join([key + (encode_string(v) if type(v) is str else encode(v))  # noqa: E721
+                                    for k, key in keys for v in (value[k],)]) + "}"
+
+    def _stdlib(self, value: Any) -> str:
+        return json.dumps(self._plain(value), sort_keys=self.canonical, separators=(self.sep, self.colon),
+                          allow_nan=self.canonical)
+
+    def _plain(self, value: Any) -> Any:
+        """The labels dropped at any depth (canonical), for the stdlib's slow path."""
+        if isinstance(value, dict):
+            return {k: self._plain(v) for k, v in value.items() if k not in self.drop}
+        if isinstance(value, (list, tuple)):
+            return [self._plain(v) for v in value]
+        return value
