@@ -208,7 +208,8 @@ def test_sft_assistant_only_loss_is_written_only_when_on():
 
 def _sft_trainer(tmp_path, source: Path, **method):
     """The job's SFT trainer on a local file (format auto), built as jobs.train.run builds it."""
-    from jobs import train, trl_adapter
+    from jobs.train import stage as train
+    from jobs.train import trl_adapter
     from tests.unit.train_configs import train_config, typed
 
     config = train_config("sft")
