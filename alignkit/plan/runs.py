@@ -44,9 +44,9 @@ class RunSections:
             entry = entries[section]
             at = self.origin.get(axis, "grid")
             resolved = self.section_config(section, entry, out[section], out)
-            if not has_path(resolved, rest):
+            if not has_path(resolved, rest) and not has_path(self.section_fields(section, entry, out[section]), rest):
                 what = f"{section} '{entry}'" if entry else section
-                close = close_path(resolved, rest)
+                close = close_path({**self.section_fields(section, entry, out[section]), **resolved}, rest)
                 way_out = (f"did you mean '{section}.{close}'?" if close else
                            f"sweep it only where it applies: an include block per {section}, e.g. include: "
                            f"[{{{section}: <name>, {axis}: [...]}}]")
@@ -92,6 +92,14 @@ class RunSections:
         for message in problems:
             self._once(("run-rule", message), at, f"run '{name}': {message} (set by a dotted axis)")
         return not problems
+
+    def section_fields(self, section: str, entry: str | None, obj: Any) -> dict[str, Any]:
+        """A method's every field, defaults included: an axis may sweep a field its resolved config
+        leaves out at the default (DPO writes loss_type only when not sigmoid). Other sections: their
+        resolved config (training.eval_steps exists only with validation rows)."""
+        if section != "method":
+            return {}
+        return self._cached(("fields", section, entry, id(obj)), lambda: plain(obj))
 
     def section_config(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> dict[str, Any]:
         if section == "model":

@@ -47,7 +47,7 @@ def check(spec: Spec, problems: Problems) -> None:
         _check_dataset(spec, ds, join("datasets", name), problems)
     for name, m in spec.methods.items():
         p = join("methods", name)
-        _check_method(m, p, problems)
+        _check_method_entry(spec, name, m, p, problems)
         check_spec = getattr(METHODS.get(m.type)(), "check_spec", None)  # a method's cross-section refusals
         if check_spec is not None:
             check_spec(m, spec, p, problems)
@@ -204,6 +204,56 @@ def _check_chains(spec: Spec, problems: Problems) -> None:
             problems.add(join(join("methods", name), "lora"), f"init_mode continue keeps training method '{up}''s "
                                                                f"adapter: give it the same lora as '{up}' (or use "
                                                                f"init_mode: merge for a fresh adapter)")
+
+
+class _Kept(Problems):
+    """Problems kept as (path below the entry, message), to compare with an override's."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__("", {})
+        self.prefix, self.found = prefix, []
+
+    def add(self, path: str, message: str) -> None:
+        rest = path[len(self.prefix) + 1:] if path.startswith(self.prefix + ".") else ""
+        self.found.append((path, message, f"{rest}: {message}" if rest else message))
+
+
+def _check_method_entry(spec: Spec, name: str, m: MethodSpec, p: str, problems: Problems) -> None:
+    """A method entry's own checks; where dotted axes replace some of its fields on every run that
+    trains it, a problem that some swept value removes is left to the per-run check
+    (spec/override.py), which names the run and value that keep it: `method.loss_type: [robust]`
+    over an entry with label_smoothing is valid although the entry's default sigmoid loss is not."""
+    kept = _Kept(p)
+    _check_method(m, p, kept)
+    swept = _swept_on_every_run(spec, "method", name) if kept.found else {}
+    if swept:
+        from alignkit.spec.override import override_section  # override builds on these checks
+
+        for rest, values in swept.items():
+            for value in values:
+                _, found = override_section(spec, "method", name, {rest: value})
+                kept.found = [one for one in kept.found if one[2] in found]
+    for path, message, _ in kept.found:
+        problems.add(path, message)
+
+
+def _swept_on_every_run(spec: Spec, section: str, entry: str) -> dict[str, tuple]:
+    """The fields of `section` entry that a dotted axis of the grid or a zip sets on every run
+    training it ({field path: values}); {} where an include block may train it with the entry as
+    written (include runs take no grid axis they do not name)."""
+    named = {"method": "method", "dataset": "dataset", "peft": "peft", "model": "model"}[section]
+    for block in spec.include:
+        if not isinstance(block, dict):
+            return {}
+        wanted = values_of(block.get(named, entry))
+        if entry in wanted and not any(a.startswith(section + ".") for a in block):
+            return {}
+    swept: dict[str, tuple] = {}
+    for mapping in (spec.grid, *spec.zip):
+        for axis, values in mapping.items():
+            if is_dotted(axis) and axis.startswith(section + ".") and isinstance(values, (list, tuple)):
+                swept[axis.partition(".")[2]] = tuple(values)
+    return swept
 
 
 def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:
