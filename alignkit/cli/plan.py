@@ -93,6 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     swept = [a for a in plan.axes if "." in a]
     if swept:
         out.append(f"  dotted axes: {', '.join(swept)}")
+    from alignkit.plan.epochs import epoch_lines  # training.num_train_epochs: the steps plan can foresee
+
+    out += epoch_lines(plan.jobs)
     if plan.select:
         sel = plan.select
         out.append(f"  select: {sel['goal']} {sel['metric']} over {', '.join(sel['over'])}"

@@ -7,9 +7,17 @@ study asks for is "final" or a step that is saved; max_steps itself is "final" w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 FINAL = "final"
+
+
+def planned_max_steps(training: Any) -> float:
+    """A training section's last step as plan knows it: max_steps, or unbounded where
+    num_train_epochs leaves the count to the job (then only "final" is the last step, and a step
+    is checked for being saved, not for being reached)."""
+    return math.inf if getattr(training, "num_train_epochs", None) is not None else training.max_steps
 
 
 def is_saved(step: int, max_steps: int, save_steps: int) -> bool:

@@ -143,6 +143,10 @@ class RunSections:
                 cfg["eval_steps"] = t.eval_steps or t.save_steps
             else:
                 del cfg["eval_steps"]  # absent without validation: old studies' ids stay
+            if t.num_train_epochs is None:
+                del cfg["num_train_epochs"]  # absent unless set: old studies' ids stay
+            else:
+                del cfg["max_steps"]  # the job counts them from the rows it keeps (steps_for_epochs)
             return cfg
         return self._cached(("training", id(t), validation), make)
 

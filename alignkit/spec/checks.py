@@ -12,7 +12,7 @@ from typing import Any
 from alignkit.plugins.benchmarks import check as check_benchmark
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import check_common
-from alignkit.contract.checkpoints import FINAL, final_step, unsaved_reason
+from alignkit.contract.checkpoints import FINAL, final_step, planned_max_steps, unsaved_reason
 from alignkit.contract.schema import Problems, join
 from alignkit.contract.stages import STAGE_NAMES
 from alignkit.contract.sections import (DatasetSpec, TrainingSpec,
@@ -120,9 +120,13 @@ def _check_preference_name(pref: str, path: str, problems: Problems) -> None:
 
 
 def _check_training(spec: Spec, t: TrainingSpec, p: str, problems: Problems) -> None:
-    for key in ("max_steps", "save_steps", "logging_steps", "eval_steps"):
+    for key in ("max_steps", "save_steps", "logging_steps", "eval_steps", "num_train_epochs"):
         if getattr(t, key) is not None and getattr(t, key) <= 0:
             problems.add(join(p, key), f"must be positive, got {getattr(t, key)}")
+    both = "training.max_steps" in spec.lines or (p != "training" and t.max_steps != spec.training.max_steps)
+    if t.num_train_epochs is not None and both:
+        problems.add(join(p, "num_train_epochs"), "give max_steps or num_train_epochs, not both (with epochs "
+                                                  "the job counts the steps from the rows it keeps)")
 
 
 def _check_dataset_section(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> None:
@@ -385,7 +389,7 @@ def _check_checkpoints(spec: Spec, values: tuple, path: str, problems: Problems)
             continue
         if not isinstance(c, int) or isinstance(c, bool) or c <= 0:
             problems.add(cp, f"a checkpoint is a positive step or 'final', got {c!r}")
-        elif reason := unsaved_reason(c, spec.training.max_steps, spec.training.save_steps):
+        elif reason := unsaved_reason(c, planned_max_steps(spec.training), spec.training.save_steps):
             problems.add(cp, reason)
     if len(set(values)) != len(values):
         problems.add(path, "duplicate checkpoints")
@@ -400,7 +404,7 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
     if g is not None and not 0 < g.agreement_threshold <= 1:
         problems.add(join(join("evals", "generation"), "agreement_threshold"),
                      f"must be in (0, 1], got {g.agreement_threshold}")
-    evaluated = {final_step(c, spec.training.max_steps) for c in ev.checkpoints}
+    evaluated = {final_step(c, planned_max_steps(spec.training)) for c in ev.checkpoints}
     for name, j in ev.judges.items():
         jp = join(join("evals", "judges"), name)
         check_name(name, "judge name", jp, problems)
@@ -435,7 +439,7 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
                 problems.add(cp, "empty: list steps and/or 'final', or remove the key to use evals.checkpoints")
             _check_checkpoints(spec, b.checkpoints, cp, problems)
             for i, c in enumerate(b.checkpoints):
-                if (c == "final" or isinstance(c, int)) and final_step(c, spec.training.max_steps) not in evaluated:
+                if (c == "final" or isinstance(c, int)) and final_step(c, planned_max_steps(spec.training)) not in evaluated:
                     problems.add(join(cp, i), f"checkpoint {c!r} is not in evals.checkpoints (a benchmark "
                                               f"runs at a subset of the checkpoints the eval jobs load)")
 
