@@ -58,6 +58,9 @@ def check(spec: Spec, problems: Problems) -> None:
     _check_chains(spec, problems)
     _check_grid(spec, problems)
     _check_evals(spec, problems)
+    from alignkit.plan import lm_eval_metric  # reads task YAMLs: only when a benchmark is lm_eval
+
+    lm_eval_metric.check(spec, problems)
     _check_merges(spec, problems)
     _check_targets(spec, problems)
     _check_select(spec, problems)
