@@ -94,12 +94,14 @@ class RunSections:
         return not problems
 
     def section_fields(self, section: str, entry: str | None, obj: Any) -> dict[str, Any]:
-        """A method's every field, defaults included: an axis may sweep a field its resolved config
-        leaves out at the default (DPO writes loss_type only when not sigmoid). Other sections: their
-        resolved config (training.eval_steps exists only with validation rows)."""
-        if section != "method":
+        """A method's or the training section's every field, defaults included: an axis may sweep a
+        field its resolved config leaves out at the default (DPO writes loss_type only when not
+        sigmoid; training, num_train_epochs only when set), except training.eval_steps, which exists
+        only with validation rows. Other sections: their resolved config."""
+        if section not in ("method", "training"):
             return {}
-        return self._cached(("fields", section, entry, id(obj)), lambda: plain(obj))
+        return self._cached(("fields", section, entry, id(obj)),
+                            lambda: {k: v for k, v in plain(obj).items() if (section, k) != ("training", "eval_steps")})
 
     def section_config(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> dict[str, Any]:
         if section == "model":

@@ -12,7 +12,8 @@ from typing import Any
 from alignkit.plugins.benchmarks import check as check_benchmark
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import check_common
-from alignkit.contract.checkpoints import FINAL, final_step, planned_max_steps, unsaved_reason
+from alignkit.contract.checkpoints import (FINAL, final_step, fraction_problem, fraction_step, planned_max_steps,
+                                          unsaved_reason)
 from alignkit.contract.schema import Problems, join
 from alignkit.contract.stages import STAGE_NAMES
 from alignkit.contract.sections import (DatasetSpec, TrainingSpec,
@@ -386,16 +387,23 @@ _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}")
 
 
 def _check_checkpoints(spec: Spec, values: tuple, path: str, problems: Problems) -> None:
+    last = planned_max_steps(spec.training)
     for i, c in enumerate(values):
         cp = join(path, i)
         if c == FINAL:
             continue
-        if not isinstance(c, int) or isinstance(c, bool) or c <= 0:
-            problems.add(cp, f"a checkpoint is a positive step or 'final', got {c!r}")
-        elif reason := unsaved_reason(c, planned_max_steps(spec.training), spec.training.save_steps):
+        if isinstance(c, float):  # a fraction of training: the step it names must be saved
+            if bad := fraction_problem(c, spec.training):
+                problems.add(cp, bad)
+            elif reason := unsaved_reason(fraction_step(c, last), last, spec.training.save_steps):
+                problems.add(cp, f"{c!r} of training is step {fraction_step(c, last)}: {reason}")
+        elif not isinstance(c, int) or isinstance(c, bool) or c <= 0:
+            problems.add(cp, f"a checkpoint is a positive step, a fraction of training in (0, 1) or 'final', got {c!r}")
+        elif reason := unsaved_reason(c, last, spec.training.save_steps):
             problems.add(cp, reason)
-    if len(set(values)) != len(values):
-        problems.add(path, "duplicate checkpoints")
+    steps = [final_step(fraction_step(c, last), last) for c in values if fraction_step(c, last) is not None]
+    if len(set(map(str, steps))) != len(steps):
+        problems.add(path, "duplicate checkpoints (a fraction of training names the step it comes to)")
 
 
 def _check_evals(spec: Spec, problems: Problems) -> None:
@@ -407,7 +415,8 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
     if g is not None and not 0 < g.agreement_threshold <= 1:
         problems.add(join(join("evals", "generation"), "agreement_threshold"),
                      f"must be in (0, 1], got {g.agreement_threshold}")
-    evaluated = {final_step(c, planned_max_steps(spec.training)) for c in ev.checkpoints}
+    last = planned_max_steps(spec.training)
+    evaluated = {final_step(fraction_step(c, last), last) for c in ev.checkpoints}
     for name, j in ev.judges.items():
         jp = join(join("evals", "judges"), name)
         check_name(name, "judge name", jp, problems)
@@ -442,7 +451,13 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
                 problems.add(cp, "empty: list steps and/or 'final', or remove the key to use evals.checkpoints")
             _check_checkpoints(spec, b.checkpoints, cp, problems)
             for i, c in enumerate(b.checkpoints):
-                if (c == "final" or isinstance(c, int)) and final_step(c, planned_max_steps(spec.training)) not in evaluated:
+                if isinstance(c, float) and any(a in ("training.max_steps", "training.num_train_epochs")
+                                                for a in swept_axes(spec)):
+                    problems.add(join(cp, i), "a benchmark's checkpoints give steps or 'final' when a dotted axis "
+                                              "moves training.max_steps (fractions belong in evals.checkpoints, "
+                                              "which each run converts with its own steps)")
+                elif (c == "final" or isinstance(c, (int, float))) and fraction_step(c, last) is not None \
+                        and final_step(fraction_step(c, last), last) not in evaluated:
                     problems.add(join(cp, i), f"checkpoint {c!r} is not in evals.checkpoints (a benchmark "
                                               f"runs at a subset of the checkpoints the eval jobs load)")
 

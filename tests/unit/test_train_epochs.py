@@ -94,3 +94,51 @@ def test_a_step_checkpoint_must_still_be_saved(tmp_path):
         d = _spec(tmp_path, num_train_epochs=2, save_steps=2)
         d["evals"]["checkpoints"] = [3, "final"]
         load_plan(write(tmp_path, d))
+
+
+def test_epochs_sweep_as_a_dotted_axis(tmp_path):
+    d = _spec(tmp_path)
+    d["grid"]["training.num_train_epochs"] = [1, 2]
+    trains = [j for j in load_plan(write(tmp_path, d)).jobs if j.stage == "train"]
+    assert sorted(j.config["training"]["num_train_epochs"] for j in trains) == [1, 2]
+    assert all("max_steps" not in j.config["training"] for j in trains)
+
+
+def _eval_checkpoints(plan) -> list:
+    return [j.config["checkpoints"] for j in plan.jobs if j.stage == "eval"]
+
+
+def test_fractions_of_training_are_the_steps_they_name(tmp_path):
+    d = _spec(tmp_path, max_steps=20, save_steps=5)
+    d["evals"]["checkpoints"] = [0.25, 0.5, "final"]
+    as_fractions = load_plan(write(tmp_path, d))
+    assert _eval_checkpoints(as_fractions) == [[5, 10, "final"]]
+    d["evals"]["checkpoints"] = [5, 10, "final"]
+    as_steps = load_plan(write(tmp_path, d))
+    assert [j.id for j in as_fractions.jobs] == [j.id for j in as_steps.jobs]  # the same configs, the same ids
+
+
+def test_fractions_follow_a_dotted_max_steps(tmp_path):
+    d = _spec(tmp_path, max_steps=20, save_steps=5)
+    d["evals"]["checkpoints"] = [0.5, "final"]
+    d["grid"]["training.max_steps"] = [20, 40]
+    assert sorted(_eval_checkpoints(load_plan(write(tmp_path, d)))) == [[10, "final"], [20, "final"]]
+
+
+@pytest.mark.parametrize("checkpoints,training,message", [
+    ([0.3, "final"], {"max_steps": 20, "save_steps": 5},
+     "evals.checkpoints[0]: 0.3 of training is step 6: step 6 is not a multiple of training.save_steps 5"),
+    ([0.33, "final"], {"max_steps": 20, "save_steps": 5},
+     "evals.checkpoints[0]: 0.33 of training.max_steps 20 is not a whole step"),
+    ([1.5], {"max_steps": 20, "save_steps": 5}, "evals.checkpoints[0]: a fraction of training is in (0, 1), got 1.5"),
+    ([0.25, 5, "final"], {"max_steps": 20, "save_steps": 5}, "evals.checkpoints: duplicate checkpoints"),
+    ([0.5, "final"], {"num_train_epochs": 1, "save_steps": 5},
+     "evals.checkpoints[0]: 0.5 is a fraction of training, but with num_train_epochs the job counts the steps"),
+])
+def test_a_fraction_that_names_no_saved_step_is_refused_in_one_line(tmp_path, checkpoints, training, message):
+    d = _spec(tmp_path, **training)
+    d["evals"]["checkpoints"] = checkpoints
+    with pytest.raises(SpecError) as exc:
+        load_plan(write(tmp_path, d))
+    lines = str(exc.value).splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
