@@ -215,7 +215,7 @@ def _check_chains(spec: Spec, problems: Problems) -> None:
 
 
 class _Kept(Problems):
-    """Problems kept as (path below the entry, message), to compare with an override's."""
+    """Problems kept as (path, message, "field: message"), the last as override_section words them."""
 
     def __init__(self, prefix: str) -> None:
         super().__init__("", {})
@@ -249,11 +249,10 @@ def _swept_on_every_run(spec: Spec, section: str, entry: str) -> dict[str, tuple
     """The fields of `section` entry that a dotted axis of the grid or a zip sets on every run
     training it ({field path: values}); {} where an include block may train it with the entry as
     written (include runs take no grid axis they do not name)."""
-    named = {"method": "method", "dataset": "dataset", "peft": "peft", "model": "model"}[section]
     for block in spec.include:
         if not isinstance(block, dict):
             return {}
-        wanted = values_of(block.get(named, entry))
+        wanted = values_of(block.get(section, entry))  # a block naming no entry trains every one
         if entry in wanted and not any(a.startswith(section + ".") for a in block):
             return {}
     swept: dict[str, tuple] = {}
