@@ -90,11 +90,15 @@ def _run(args: argparse.Namespace) -> int:
     for a in s["arrays"]:
         part = "".join(f" {k}={a[k]}" for k in ("partition", "account", "qos", "constraint") if a.get(k))
         after = f" (after {a['after']})" if a["after"] else ""
-        out.append(f"    {a['stage'] + after:<28} {a['jobs']:>5} jobs  gpus={a['gpus']} cpus={a['cpus']} mem={a['mem_gb']}G "
+        out.append(f"    {a['stage'] + after:<28} {a['jobs']:>5} jobs  nodes={a['nodes']} gpus={a['gpus']} cpus={a['cpus']} "
+                   f"mem={a['mem_gb']}G "
                    f"time={a['time_min']}min throttle=%{a['array_parallelism']}{part}")
     swept = [a for a in plan.axes if "." in a]
     if swept:
         out.append(f"  dotted axes: {', '.join(swept)}")
+    from alignkit.plan.epochs import epoch_lines  # training.num_train_epochs: the steps plan can foresee
+
+    out += epoch_lines(plan.jobs)
     if plan.select:
         sel = plan.select
         out.append(f"  select: {sel['goal']} {sel['metric']} over {', '.join(sel['over'])}"

@@ -18,7 +18,7 @@ Scalar = Union[str, int]
 class CommonFields:
     # where this benchmark runs: steps and/or "final" (null = evals.checkpoints); a subset of
     # evals.checkpoints, e.g. a judged benchmark at the final checkpoint only
-    checkpoints: Optional[tuple[Scalar, ...]] = None
+    checkpoints: Optional[tuple[Union[str, int, float], ...]] = None  # a float in (0, 1): that fraction of training
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from alignkit.spec.load import load_spec
 from alignkit.spec.model import AXES, Spec
 from alignkit.spec.paths import local_path_issues, output_dir_problem
 from alignkit.plan.ids import id_encoder, job_id
+from alignkit.plan.batch_check import check_batches
 from alignkit.plan.resources import Resources, StageResources
 from alignkit.plan.model import Job, Plan
 from alignkit.plan.grid import GridExpansion, dotted_labels, value_key
@@ -98,6 +99,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
                 continue
             by_id[job.id] = job
             trains.append(job)
+        check_batches(trains, self.problems)  # the global batch over nodes x GPUs x per-device batch
         self.problems.raise_if_any()
         jobs = list(trains)
         at: dict[int, list[Any]] = {}  # id(training section) -> its checkpoints: runs share sections

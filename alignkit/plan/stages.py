@@ -8,7 +8,8 @@ import itertools
 from typing import Any
 
 from alignkit.plugins.benchmarks import resolve_config
-from alignkit.contract.checkpoints import FINAL, is_final, unsaved_reason
+from alignkit.contract.checkpoints import (FINAL, fraction_problem, fraction_step, is_final, planned_max_steps,
+                                          unsaved_reason)
 from alignkit.contract.schema import join, plain
 from alignkit.contract.sections import ModelSpec, TrainingSpec
 from alignkit.spec.model import AXES, BenchmarkSpec, MergeSpec, TargetSpec
@@ -25,14 +26,29 @@ class StageJobs:
         """Steps in order, then "final" (max_steps counts as final): evals.checkpoints by default."""
         values = self.spec.evals.checkpoints if values is None else values
         t = t or self.spec.training
-        steps = sorted({c for c in values if not is_final(c, t.max_steps)})
-        has_final = any(is_final(c, t.max_steps) for c in values)
+        last = planned_max_steps(t)  # unbounded with num_train_epochs: the job counts the steps
+        if any(isinstance(c, float) for c in values):
+            values = self._fraction_steps(values, t, run)
+        steps = sorted({c for c in values if not is_final(c, last)})
+        has_final = any(is_final(c, last) for c in values)
         for c in steps:  # a dotted training axis can move max_steps/save_steps under a run
-            if unsaved_reason(c, t.max_steps, t.save_steps):
+            if unsaved_reason(c, last, t.save_steps):
                 self._once(("ckpt", c, t.max_steps, t.save_steps), "evals.checkpoints",
                            f"step {c} is not saved by run '{run}' (training.max_steps {t.max_steps}, save_steps "
                            f"{t.save_steps}); give steps every run saves, or only 'final'")
         return steps + ([FINAL] if has_final else [])
+
+    def _fraction_steps(self, values: tuple, t: TrainingSpec, run: str | None) -> list[Any]:
+        """Fractions of training as the run's steps (a dotted training axis can move its max_steps)."""
+        out = []
+        for c in values:
+            step = fraction_step(c, planned_max_steps(t))
+            if step is None:
+                self._once(("fraction", c, t.max_steps, t.num_train_epochs), "evals.checkpoints",
+                           f"run '{run}': {fraction_problem(c, t)}")
+            else:
+                out.append(step)
+        return out
 
     def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool,
                          at: list[Any]) -> dict[str, Any]:

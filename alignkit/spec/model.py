@@ -79,7 +79,8 @@ class GenerationSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    checkpoints: tuple[Scalar, ...] = ("final",)  # steps (multiples of save_steps) and/or "final"
+    # steps (multiples of save_steps), fractions of training in (0, 1) and/or "final"
+    checkpoints: tuple[Union[str, int, float], ...] = ("final",)
     base_models: bool = False  # also evaluate each untrained base model (the paper's "Original" rows)
     benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
     judges: dict[str, JudgeSpec] = field(default_factory=dict)

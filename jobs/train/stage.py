@@ -125,6 +125,16 @@ def shared_reference(job_dir: Path, plan: Plan, world_size: int) -> Any:
     return SharedReference(job_dir, key)
 
 
+def epoch_steps(training: Any, method: Any, rows: int) -> int:
+    """training.num_train_epochs as optimizer steps (alignkit/contract/sections.py steps_for_epochs, the
+    count transformers makes); TRL then trains max_steps, so checkpoints, progress and resume stay in steps."""
+    from alignkit.contract.sections import steps_for_epochs
+
+    if rows <= 0:
+        raise JobFailure("training.num_train_epochs: no training rows are left after filtering")
+    return steps_for_epochs(rows, method.batch_size, training.num_train_epochs)
+
+
 def _importable(name: str) -> bool:
     import importlib.util
 
@@ -177,6 +187,11 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
         tokenizer = data.tokenizer
         if dist.is_main:
             print(f"data: {data.report.summary()}", flush=True)
+        if training.num_train_epochs is not None:  # the steps of the rows kept after filtering
+            args.max_steps = epoch_steps(training, method, len(data.dataset))
+            if dist.is_main:
+                print(f"training: {training.num_train_epochs:g} epochs over {len(data.dataset)} rows at global "
+                      f"batch {method.batch_size} = {args.max_steps} steps", flush=True)
 
         # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT. A chained
         #    run (config.init, jobs/train/chain.py) starts from its upstream's result instead: merged into
@@ -345,8 +360,10 @@ def load_model(model_cfg: ModelConfig, plan: Plan, stage: int, device):
 def lora_config(lora: LoraFields):
     from peft import LoraConfig
 
+    from alignkit.contract.methods import peft_target_modules
+
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
+                      target_modules=peft_target_modules(lora.target_modules), bias="none", task_type="CAUSAL_LM")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -401,7 +418,8 @@ def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, wor
         "method": plan.kind,
         "peft": config.peft.name,
         "steps": trainer.state.global_step,
-        "max_steps": training.max_steps,
+        "max_steps": trainer.state.max_steps,  # training.max_steps, or the steps num_train_epochs came to
+        "num_train_epochs": training.num_train_epochs,
         "loss_curve": curve,
         "first_loss": curve[0]["loss"] if curve else None,
         "final_loss": last.get("loss"),
