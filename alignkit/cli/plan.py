@@ -97,6 +97,9 @@ def _run(args: argparse.Namespace) -> int:
         sel = plan.select
         out.append(f"  select: {sel['goal']} {sel['metric']} over {', '.join(sel['over'])}"
                    + (f" by {', '.join(sel['by'])}" if sel["by"] else "") + f" at {sel['checkpoint']}")
+    if plan.awaiting:  # a two-phase study: jobs of `runs: selected` benchmarks (alignkit/plan/selected.py)
+        from alignkit.plan.selected import describe
+        out.append(describe(plan))
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
     out += estimate_lines(s["estimates"])
