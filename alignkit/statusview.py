@@ -151,8 +151,8 @@ def render_arrays(st: StudyStatus, width: int, height: int, now: float | None = 
         lines.append(paint(row, colour and bool(a.count(FAILED_STATES))))
     if st.awaiting_selection:  # a two-phase study's second phase: not queued before the selection
         counts = ", ".join(f"{n} {stage}" for stage, n in st.awaiting_selection.items())
-        lines.append(clip(f"waiting for the selection: {counts} (runs: selected; `alignkit collect`, then "
-                          f"`alignkit submit` adds the picked runs' jobs)", width))
+        lines.append(clip(f"waiting for the selection: {counts} of runs: selected benchmarks (after "
+                          f"`alignkit collect`, `alignkit submit` queues the picked runs')", width))
     warn = [f"warning: {w}" for w in st.warnings]  # whole: a person must read them (names a file)
     if failed:
         room = max(3, height - len(lines) - 2 - len(warn))

@@ -59,14 +59,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"alignkit submit: warning: {w.message}")
     for note in res.warnings:
         print(f"alignkit submit: {note}")
-    for line in _selection_lines(plan, picked):
-        print(f"alignkit submit: {line}")
     if res.dry_run:
         for path, g in zip(res.scripts, res.groups, strict=True):
             after = describe_dependency(g, res.groups)
             print(f"# ---- {path}  ({g.stage}: {len(g.jobs)} jobs" + (f", {after}" if after else "") + ")")
             print(g.script)
         print(f"dry run: {len(res.scripts)} job script(s) written to {res.sweep_dir / 'dry-run'}; nothing queued")
+        for line in _selection_lines(plan, picked):
+            print(line)
         return 0
     queued = sum(len(g.jobs) for g in res.groups)
     skipped = ", ".join(f"{n} {s}" for s, n in sorted(res.skipped.items())) or "none"
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
           + (f"; {res.deferred} wait for the next submit" if res.deferred else ""))
     if res.hold:
         print(f"held: start them with `alignkit release {res.sweep_dir}`")
+    for line in _selection_lines(plan, picked):
+        print(line)
     return 0
 
 
@@ -88,10 +90,11 @@ def _selection_lines(plan, picked) -> list[str]:
     if picked.source is not None:
         stages = ", ".join(f"{sum(j.stage == s for j in picked.added)} {s}" for s in ("eval", "judge")
                            if any(j.stage == s for j in picked.added))
-        out.append(f"selection ({picked.source}): {picked.runs} run(s) picked, their {stages or 'no'} job(s) "
-                   f"added" + (f"; {picked.dropped} job(s) of runs not picked are not run" if picked.dropped else ""))
+        out.append(f"selection ({picked.source}): {picked.runs} run(s) picked; their {stages or 'no'} job(s) of "
+                   f"runs: selected benchmarks are in the study"
+                   + (f"; {picked.dropped} job(s) of runs not picked are not run" if picked.dropped else ""))
     if plan.awaiting:
         n = len(plan.awaiting)
-        out.append(f"{n} job(s) wait for the selection (runs: selected): run `alignkit collect {plan.output_dir}` "
-                   f"once the runs select: compares have ended, then `alignkit submit` again")
+        out.append(f"waiting for the selection: {n} job(s) of runs: selected benchmarks; once the runs select: "
+                   f"compares have ended, run `alignkit collect {plan.output_dir}`, then `alignkit submit` again")
     return out
