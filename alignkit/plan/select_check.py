@@ -143,5 +143,5 @@ def check_runs(spec: Any, name: str, b: Any, path: str, problems: Problems) -> N
     from alignkit.contract.schema import join
 
     if b.runs == "selected" and spec.select is None:
-        problems.add(join(path, "runs"), f"'selected' evaluates only the runs select: picks, and this spec has no "
-                                         f"select: (add one, or use runs: all)")
+        problems.add(join(path, "runs"), "'selected' evaluates only the runs select: picks, and this spec has no "
+                                         "select: (add one, or use runs: all)")
