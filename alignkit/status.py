@@ -88,7 +88,9 @@ class StudyStatus:
     def to_json(self) -> dict[str, Any]:
         return {"format": 1, "sweep": self.sweep, "sweep_dir": str(self.sweep_dir), "time": time.time(),
                 "sacct_ok": self.sacct_ok, "warnings": self.warnings, "summary": self.summary(),
-                "awaiting_selection": self.awaiting_selection, "jobs": [j.to_json() for j in self.jobs]}
+                # only while a two-phase study's jobs wait: every other study's --json is as it was
+                **({"awaiting_selection": self.awaiting_selection} if self.awaiting_selection else {}),
+                "jobs": [j.to_json() for j in self.jobs]}
 
 
 def latest_sweep(runs: Path = Path("runs")) -> Path:

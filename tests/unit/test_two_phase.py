@@ -158,7 +158,7 @@ def test_status_counts_the_jobs_waiting_for_the_selection(tmp_path):
     selected.apply(plan, plan.output_dir)
     write_sweep(plan, sd)
     st = refresh(sd)
-    assert st.awaiting_selection == {} and len(st.jobs) == 6
+    assert st.awaiting_selection == {} and len(st.jobs) == 6 and "awaiting_selection" not in st.to_json()
 
 
 def test_bad_runs_values_and_circular_selections_are_plan_errors(tmp_path, capsys):
