@@ -50,7 +50,7 @@ def _lm_eval_needs(plan) -> None:
     from alignkit.contract.lm_eval_needs import benchmark_needs
     from alignkit.plan.preflight import lm_eval_benchmarks
 
-    benchmarks = lm_eval_benchmarks([j.config for j in plan.jobs if j.stage == "eval"])
+    benchmarks = lm_eval_benchmarks([j.config for j in [*plan.jobs, *plan.awaiting] if j.stage == "eval"])
     errors = benchmark_needs(benchmarks, data=False)
     if errors:
         raise UserError("\n".join(f"{plan.spec_path}: evals.benchmarks.{name}: {line}" for name, line in errors))

@@ -39,7 +39,10 @@ def test_two_phase_study_adds_the_selected_runs_jobs(sweep, capsys):
     assert st.awaiting_selection == {"eval": 2, "judge": 2} and st.to_json()["awaiting_selection"] == st.awaiting_selection
     first_journal = (sd.root / "journal.jsonl").read_text()
 
+    capsys.readouterr()
     rows, out = studies.collect(sd.root)
+    assert "4 job(s) of runs: selected benchmarks wait for the selection" in capsys.readouterr().out
+    assert json.loads((out / "collect.json").read_text())["awaiting_selection"] == 4
     assert not any(r["benchmark"] == "alpaca_eval" for r in rows)   # not run, not a hole either
     with open(out / "selection.csv", newline="") as f:
         (chosen,) = list(csv.DictReader(f))
@@ -77,7 +80,8 @@ def test_two_phase_study_adds_the_selected_runs_jobs(sweep, capsys):
     assert {j.id: j.state for j in st.jobs if j.id in want} == {jid: "COMPLETED" for jid in want}
     assert len(st.jobs) == 6 and st.awaiting_selection == {}
 
-    rows, _ = studies.collect(sd.root)
+    rows, out = studies.collect(sd.root)
+    assert json.loads((out / "collect.json").read_text())["awaiting_selection"] == 0
     alpaca = [r for r in rows if r["benchmark"] == "alpaca_eval" and r["value"]]
     assert alpaca and {r["method.lora.r"] for r in alpaca} == {str(best)}
     assert {r["stage"] for r in alpaca} >= {"judge"}
