@@ -100,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     if plan.awaiting:  # a two-phase study: jobs of `runs: selected` benchmarks (alignkit/plan/selected.py)
         from alignkit.plan.selected import describe
         out.append(describe(plan))
+        out += ["  " + line for line in judge_lines(s["awaiting_selection"]["judges"])]
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
     out += estimate_lines(s["estimates"])

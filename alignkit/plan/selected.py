@@ -132,22 +132,37 @@ def selected_benchmarks(plan: Plan) -> list[str]:
     return list(seen)
 
 
-def expected_runs(plan: Plan) -> tuple[int, int] | None:
-    """How many runs a selection will pick, fewest and most (each `by` group picks one candidate; a
-    candidate covers its seeds and the axes in neither list). None without select."""
-    if plan.select is None:
-        return None
+def _candidates(plan: Plan) -> dict[tuple, dict[tuple, list[str]]]:
+    """`by` group -> candidate (`over` values) -> the runs it covers (those with awaiting jobs)."""
     by, over = tuple(plan.select["by"]), tuple(plan.select["over"])
     owner = set(run_of(plan).values())
-    sizes: dict[tuple, dict[tuple, int]] = {}
+    out: dict[tuple, dict[tuple, list[str]]] = {}
     for t in plan.jobs:
         if t.stage == "train" and t.id in owner:
             c = run_key(t.config["axes"], over)
             if all(v == "null" for v in c):
                 continue  # no value for any `over` axis: not a candidate (collect/select.py)
-            cands = sizes.setdefault(run_key(t.config["axes"], by), {})
-            cands[c] = cands.get(c, 0) + 1
-    return (sum(min(c.values()) for c in sizes.values()), sum(max(c.values()) for c in sizes.values()))
+            out.setdefault(run_key(t.config["axes"], by), {}).setdefault(c, []).append(t.id)
+    return out
+
+
+def expected_runs(plan: Plan) -> tuple[int, int] | None:
+    """How many runs a selection will pick, fewest and most (each `by` group picks one candidate; a
+    candidate covers its seeds and the axes in neither list). None without select."""
+    if plan.select is None:
+        return None
+    groups = _candidates(plan).values()
+    return (sum(min(map(len, c.values())) for c in groups), sum(max(map(len, c.values())) for c in groups))
+
+
+def most_jobs(plan: Plan) -> list[Job]:
+    """The awaiting jobs of the largest selection (the largest candidate of each group): what the
+    second phase queues at most, for its judge-cost estimate."""
+    if plan.select is None:
+        return []
+    runs = {r for c in _candidates(plan).values() for r in max(c.values(), key=len)}
+    owner = run_of(plan)
+    return [j for j in plan.awaiting if owner[j.id] in runs]
 
 
 def summary(plan: Plan) -> dict[str, Any]:
@@ -155,10 +170,13 @@ def summary(plan: Plan) -> dict[str, Any]:
     stages: dict[str, int] = {}
     for job in plan.awaiting:
         stages[job.stage] = stages.get(job.stage, 0) + 1
+    from alignkit.plan.judge_cost import judge_costs
+
     lo_hi = expected_runs(plan)
     return {"jobs": len(plan.awaiting), "jobs_per_stage": stages, "benchmarks": selected_benchmarks(plan),
             "runs": len(set(run_of(plan).values())),
-            "selected_runs": list(lo_hi) if lo_hi is not None else None}
+            "selected_runs": list(lo_hi) if lo_hi is not None else None,
+            "judges": judge_costs(most_jobs(plan))}  # at the most runs a selection can pick
 
 
 def describe(plan: Plan) -> str:

@@ -45,8 +45,12 @@ def test_plan_counts_the_jobs_waiting_for_the_selection(tmp_path, capsys):
     assert all(set(j.config["benchmarks"]) == {"mmlu"} for j in plan.jobs if j.stage == "eval")
     assert sorted(j.stage for j in plan.awaiting) == ["eval", "eval", "judge", "judge"]
     assert all(j.name.endswith(("/eval-selected", "/judge-selected")) for j in plan.awaiting)
-    assert plan.summary()["awaiting_selection"] == {"jobs": 4, "jobs_per_stage": {"eval": 2, "judge": 2},
-                                                    "benchmarks": ["alpaca_eval"], "runs": 2, "selected_runs": [1, 1]}
+    waiting = plan.summary()["awaiting_selection"]
+    judges = waiting.pop("judges")
+    assert waiting == {"jobs": 4, "jobs_per_stage": {"eval": 2, "judge": 2}, "benchmarks": ["alpaca_eval"],
+                       "runs": 2, "selected_runs": [1, 1]}
+    # the second phase's judge calls: one run's (num_prompts 2 at the final checkpoint), not both runs'
+    assert judges["tiny"]["calls"] == 2 and plan.summary()["judges"] == {}
     assert main(["plan", str(spec)]) == 0
     assert ("waiting for the selection: alpaca_eval on the 1 of 2 runs select: picks (1 eval + 1 judge job(s) "
             "per run;") in capsys.readouterr().out
