@@ -102,7 +102,7 @@ def apply(plan: Plan, sweep_dir: Path) -> Applied:
             continue  # no candidate has a value yet: its runs keep waiting
         chosen[gkey] = tuple(_cell(g.get(a)) for a in over)
         if isinstance(g.get("n_missing"), int) and g["n_missing"] > 0:
-            where = ", ".join(f"{a}={g.get(a)}" for a in by) or "the study"
+            where = ", ".join(f"{a}={g.get(a)!r}" for a in by) or "the study"
             notes.append(f"selection for {where}: chosen with {g['n_missing']} of its runs without a value "
                          f"(collect ran before they ended?)")
     trains = {j.id: j for j in plan.jobs if j.stage == "train"}
