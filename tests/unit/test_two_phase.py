@@ -187,3 +187,26 @@ def test_bad_runs_values_and_circular_selections_are_plan_errors(tmp_path, capsy
         d["select"]["metric"] = "validaton_loss"
     assert "select.metric: 'validaton_loss' is not a metric this study produces; did you mean 'validation_loss'?" \
         in _error(tmp_path, capsys, misspelled)
+
+
+def test_per_group_choices_pick_every_seed_of_the_chosen_candidate(tmp_path):
+    """sweeps/tiny/hparam-search.yaml (SFT r x alpha, DPO r x alpha, select per method) with two seeds
+    and a selected benchmark: each method's chosen (r, alpha) picks both its seeds, nothing else."""
+    d = yaml.safe_load(copy_spec("hparam-search", tmp_path).read_text())
+    d["grid"]["seed"] = [0, 1]
+    d["evals"] = {"benchmarks": {"mmlu": {"type": "lm_eval", "task": "smoke_mmlu", "runs": "selected",
+                                          "include_path": str(Path(__file__).parents[2] / "assets" / "smoke-eval" / "tasks"),
+                                          "limit": 2, "metric": "acc"}}}
+    spec = tmp_path / "search.yaml"
+    spec.write_text(yaml.safe_dump(d, sort_keys=False))
+    plan = load_plan(spec)
+    assert len(plan.awaiting) == 16 and selected.expected_runs(plan) == (4, 4)   # 2 methods x 2 seeds
+    _collect_json(plan.output_dir, [
+        {"method": "sft", "method.lora.r": 8, "method.lora.alpha": 16, "value": 1.2, "n": 2, "n_missing": 0},
+        {"method": "dpo", "method.lora.r": 2, "method.lora.alpha": 8, "value": 0.6, "n": 2, "n_missing": 0}],
+        over=["method.lora.r", "method.lora.alpha"], by=["method"])
+    got = selected.apply(plan, plan.output_dir)
+    picked = {(j.config["axes"]["method"], j.config["axes"]["method.lora.r"], j.config["axes"]["method.lora.alpha"],
+               j.config["axes"]["seed"]) for j in got.added}
+    assert picked == {(m, r, a, s) for m, r, a in (("sft", 8, 16), ("dpo", 2, 8)) for s in (0, 1)}
+    assert got.runs == 4 and got.dropped == 12 and not plan.awaiting
