@@ -103,12 +103,22 @@ class StageJobs:
                                                      "evaluate (add evals.benchmarks)")
         return jobs
 
-    def _benchmarks_at(self, checkpoints: list[Any]) -> tuple[dict[str, list[Any]], dict[str, BenchmarkSpec],
-                                                              dict[str, BenchmarkSpec], list[Any]]:
+    def selected_eval_jobs(self, target: Job, checkpoints: list[Any]) -> list[Job]:
+        """The eval (+judge) job of the benchmarks with `runs: selected` on a trained run: compiled
+        with every run, submitted only for the runs the selection picks (alignkit/plan/selected.py).
+        Their config is what any eval of those benchmarks would be; the name says why it is apart."""
+        return self._eval_and_judge(target.name, target.config["axes"], target.config["model"],
+                                    {"job": target.id, "kind": "adapter"}, checkpoints, (target.id,), selected=True)
+
+    def _benchmarks_at(self, checkpoints: list[Any], selected: bool = False) -> tuple[
+            dict[str, list[Any]], dict[str, BenchmarkSpec], dict[str, BenchmarkSpec], list[Any]]:
         """Each benchmark's checkpoints among these, the benchmarks with any, the judged ones among
-        them, the checkpoints loaded."""
+        them, the checkpoints loaded; only the benchmarks with `runs: selected` if `selected`, else
+        only the others."""
         at: dict[str, list[Any]] = {}
         for n, b in self.spec.evals.benchmarks.items():
+            if (b.runs == "selected") != selected:
+                continue
             wanted = set(self.checkpoints(b.checkpoints) if b.checkpoints is not None else checkpoints)
             if here := [c for c in checkpoints if c in wanted]:
                 at[n] = here
@@ -119,23 +129,24 @@ class StageJobs:
         return at, benchmarks, judged, loaded
 
     def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
-                        checkpoints: list[Any], deps: tuple[str, ...]) -> list[Job]:
+                        checkpoints: list[Any], deps: tuple[str, ...], selected: bool = False) -> list[Job]:
         """One eval job over the target's checkpoints, each benchmark at its own ones (a benchmark's
         `checkpoints` in its config), and one judge job for the judged benchmarks' generations."""
-        at, benchmarks, judged, loaded = self._cached(("at", tuple(checkpoints)),
-                                                      lambda: self._benchmarks_at(checkpoints))
+        at, benchmarks, judged, loaded = self._cached(("at", tuple(checkpoints), selected),
+                                                      lambda: self._benchmarks_at(checkpoints, selected))
         if not at:
             return []
+        suffix = "-selected" if selected else ""
         cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": loaded,
                "benchmarks": self._benchmarks(benchmarks, model, False, at)}
         if self.spec.evals.generation is not None:  # only when set: other studies' ids do not move
             cfg["generation"] = plain(self.spec.evals.generation)
-        ev = self._job(f"{name}/eval", "eval", deps, cfg)
+        ev = self._job(f"{name}/eval{suffix}", "eval", deps, cfg)
         jobs = [ev]
         if judged:
             jcfg = {"stage": "judge", "axes": axes, "target": {"job": ev.id},
                     "benchmarks": self._benchmarks(judged, model, True, at)}
-            jobs.append(self._job(f"{name}/judge", "judge", (ev.id,), jcfg))
+            jobs.append(self._job(f"{name}/judge{suffix}", "judge", (ev.id,), jcfg))
         return jobs
 
     def merge_jobs(self, index: int, m: MergeSpec, trains: list[Job]) -> list[Job]:

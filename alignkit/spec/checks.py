@@ -450,6 +450,9 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
         bp = join(join("evals", "benchmarks"), name)
         check_name(name, "benchmark name", bp, problems)
         check_benchmark(name, b, bp, ev.judges, problems)  # the type's own fields and checks
+        if b.runs == "selected":  # a two-phase study's benchmark
+            from alignkit.plan.select_check import check_runs
+            check_runs(spec, name, b, bp, problems)
         if b.checkpoints is not None:
             cp = join(bp, "checkpoints")
             if not b.checkpoints:
