@@ -131,12 +131,12 @@ def load_with_validation(dataset: Any, preference: list[str], seed: int) -> Pref
     import datasets
 
     dataset = as_dataset_config(dataset)
-    rows, report = _read(dataset, list(preference), dataset.split or "train")
+    rows, report = _read(dataset, list(preference), dataset.split)
     ds = datasets.Dataset.from_list(rows)
     val = dataset.validation
     held, held_report = None, None
     if val is not None and val.split is not None:
-        if val.split == (dataset.split or "train"):
+        if val.split == (dataset.split):
             raise JobFailure(f"dataset {dataset.name}: validation.split {val.split!r} is the training split")
         held_rows, held_report = _read(dataset, list(preference), val.split, held_out=True)
         held = datasets.Dataset.from_list(held_rows)

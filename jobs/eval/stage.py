@@ -105,7 +105,7 @@ def external_adapter(target: Target) -> Path:
         return Path(snapshot_download(src, revision=target.revision))
     except Exception as exc:  # not in the cache / unknown repo: one line, naming it
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise JobFailure(f"config.json target.source: cannot load adapter {src}@{target.revision or 'main'}: "
+        raise JobFailure(f"config.json target.source: cannot load adapter {src}{'@' + target.revision if target.revision else ''}: "
                          f"{type(exc).__name__}: {first}") from None
 
 
