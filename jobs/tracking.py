@@ -56,11 +56,11 @@ class Tracking:
 
 def setup(job_dir: Path, config: Any, *, is_main: bool) -> Tracking:
     """Configure the spec's tracker for this process; no section, no tracker. `config` is the
-    typed TrainConfig (or its plain dict)."""
-    if not isinstance(config, dict):
-        from alignkit.contract import to_dict
+    typed TrainConfig; the tracker records it as config.json's dict."""
+    from alignkit.contract import expect, to_dict
+    from alignkit.contract.train import TrainConfig
 
-        config = to_dict(config)
+    config = to_dict(expect(config, TrainConfig, "jobs.tracking.setup"))
     settings = config.get("tracking")
     if not settings:
         return Tracking()
