@@ -27,10 +27,11 @@ from alignkit.contract.sections import CONTEXT_KEYS  # the config keys holding a
 from jobs.errors import JobFailure
 
 
-def context_length(config: Any) -> int | None:
-    """The model's context in tokens from its config (an object or config.json's dict); None if unknown."""
+def context_length(hf_config: Any) -> int | None:
+    """The model's context in tokens from its Hugging Face config (an object or the model's config.json
+    dict, not ours); None if unknown."""
     for key in CONTEXT_KEYS:
-        v = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+        v = hf_config.get(key) if isinstance(hf_config, dict) else getattr(hf_config, key, None)
         if isinstance(v, int) and not isinstance(v, bool) and v > 0:
             return v
     return None
