@@ -61,7 +61,7 @@ def test_split_reads_the_same_preferences_from_another_split():
     from jobs.errors import JobFailure
 
     got = load_with_validation(typed_dataset(_hh(validation={"split": "test"})), ["harmless"], seed=0)
-    test = load_preferences(_hh(split="test"), ["harmless"], seed=0)
+    test = load_preferences(typed_dataset(_hh(split="test")), ["harmless"], seed=0)
     assert sorted(map(_key, got.validation)) == sorted(map(_key, test)) and len(got.validation) > 0
     with pytest.raises(JobFailure, match="validation.split 'train' is the training split"):
         load_with_validation(typed_dataset(_hh(validation={"split": "train"})), ["harmless"], seed=0)
@@ -78,18 +78,18 @@ def test_normalized_files_read_each_preference_from_its_own_file(tmp_path):
     honest.write_text(json.dumps({"prompt": "Are you sure?", "chosen": "I am not certain.", "rejected": "Yes, 100%."}) + "\n")
     cfg = {"name": "mine", "format": "normalized", "source": str(tmp_path), "revision": "main", "split": "train",
            "subsets": None, "limit": None, "files": {"honest": str(honest), "helpful": str(FIX / "normalized" / "strings.jsonl")}}
-    ds, report = load_preferences_with_report(cfg, ["helpful", "honest"], seed=0)
+    ds, report = load_preferences_with_report(typed_dataset(cfg), ["helpful", "honest"], seed=0)
     assert [p.preference for p in report.parts] == ["helpful", "honest"]
     assert [p.source for p in report.parts] == [str(FIX / "normalized" / "strings.jsonl"), str(honest)]
     assert {"role": "user", "content": "Are you sure?"} in [r["prompt"][0] for r in ds]
     assert len(ds) == report.parts[0].kept + 1
     with pytest.raises(JobFailure, match="files has no entry for preference 'harmless' \\(it has: helpful, honest\\)"):
-        load_preferences_with_report(cfg, ["harmless"], seed=0)
+        load_preferences_with_report(typed_dataset(cfg), ["harmless"], seed=0)
     # a beavertails dataset derives only helpful and harmless
     bt = {"name": "bt", "format": "beavertails", "source": str(SMOKE / "pku-saferlhf"), "revision": "main",
           "split": "train", "subsets": None, "limit": None}
     with pytest.raises(JobFailure, match="preference must list some of helpful, harmless, got \\['honest'\\]"):
-        load_preferences_with_report(bt, ["honest"], seed=0)
+        load_preferences_with_report(typed_dataset(bt), ["honest"], seed=0)
 
 
 def test_validation_examples_are_built_like_the_training_ones():
