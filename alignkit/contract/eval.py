@@ -22,6 +22,7 @@ from alignkit.contract.fsio import atomic_write_json, read_json
 from alignkit.contract.schema import Problems, from_dict, is_missing
 from alignkit.contract import ContractError, paths
 from alignkit.contract.common import ModelConfig
+from alignkit.contract.sections import GenerationSpec
 from alignkit.contract.serial import identity  # a result's key drops the labels job ids drop
 
 # A benchmark in a job config: `type` plus every type's fields (alignkit/benchmarks), resolved.
@@ -46,14 +47,13 @@ class Target:
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
-    """How the eval job generates (docs/evaluation.md "Generation evals"). hf: transformers' generate,
-    what CI tests; vllm (opt-in, GPU clusters): first answers the first `agreement_prompts` prompts of
-    each checkpoint with both engines and fails below `agreement_threshold` exact-match share.
-    "auto" is the old default's name, kept readable: it means hf (it no longer switches engines)."""
-    backend: Literal["hf", "vllm", "auto"] = "hf"
-    agreement_prompts: int = 16  # jobs.eval.generate.AGREEMENT_PROMPTS
-    agreement_threshold: float = 0.9  # jobs.eval.generate.AGREEMENT_THRESHOLD
+class GenerationConfig(GenerationSpec):
+    """How the eval job generates (docs/evaluation.md "Generation evals"): the spec's GenerationSpec,
+    its defaults included. hf: transformers' generate, what CI tests; vllm (opt-in, GPU clusters):
+    first answers the first `agreement_prompts` prompts of each checkpoint with both engines and fails
+    below `agreement_threshold` exact-match share. "auto" is the old default's name, kept readable: it
+    means hf (it no longer switches engines)."""
+    backend: Literal["hf", "vllm", "auto"] = GenerationSpec.backend
 
 
 @dataclass(frozen=True)

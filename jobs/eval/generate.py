@@ -200,9 +200,6 @@ class VLLMGenerator:
 
 # ---- vLLM opt-in: agree with HF first --------------------------------------------------------
 
-AGREEMENT_PROMPTS = 16  # default: how many of the first prompts both engines answer
-AGREEMENT_THRESHOLD = 0.9  # default: the least exact-match share of greedy answers vLLM must reach
-
 
 def agreement(reference: list[str], other: list[str]) -> float:
     """The exact-match share of two engines' greedy answers (whitespace at the ends ignored)."""
@@ -236,8 +233,8 @@ class CheckedVLLM:
 
     name = "vllm"
 
-    def __init__(self, vllm: Any, hf: HFGenerator, prompts: int = AGREEMENT_PROMPTS,
-                 threshold: float = AGREEMENT_THRESHOLD) -> None:
+    def __init__(self, vllm: Any, hf: HFGenerator, prompts: int, threshold: float) -> None:
+        # prompts, threshold: the config's generation.agreement_prompts/_threshold (defaults: GenerationSpec)
         self.vllm, self.hf, self.prompts, self.threshold = vllm, hf, prompts, threshold
         self.agreement: dict[str, dict] = {}
         self._pending: str | None = None

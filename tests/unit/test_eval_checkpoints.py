@@ -36,7 +36,7 @@ def test_judged_benchmarks_at_the_final_checkpoint_only(tmp_path):
         jd = tmp_path / "jobs" / "jd"
         jd.mkdir()
         judged = {k: bench[k] for k in ("alpaca_eval", "red_instruct")}
-        judge_stage.run(jd, {"stage": "judge", "axes": {}, "target": {"job": "ev"}, "benchmarks": judged},
+        judge_stage.run(jd, typed({"stage": "judge", "axes": {}, "target": {"job": "ev"}, "benchmarks": judged}),
                         threading.Event())
         assert len(srv.requests) == 3 + 3  # num_prompts of each, at one checkpoint
     res = json.loads((jd / "judge.json").read_text())["checkpoints"]
