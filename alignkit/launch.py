@@ -39,6 +39,7 @@ from alignkit.backends.base import Group, Limits, SubmitContext
 from alignkit.plan.model import Job, Plan
 from alignkit.contract.errors import UserError
 from alignkit.contract.stages import STAGES
+from alignkit.contract.serial import write_config
 from alignkit.contract.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
 from alignkit.sweepdir import SweepDir
 
@@ -159,7 +160,7 @@ def write_sweep(plan: Plan, sd: SweepDir) -> list[dict[str, Any]]:
     for job in plan.jobs:
         cfg = sd.job(job.id) / "config.json"
         if not cfg.exists():
-            atomic_write_json(cfg, job.config)
+            write_config(cfg, job.config)  # the one serialiser (alignkit/contract/serial.py)
     return jobs
 
 

@@ -69,6 +69,15 @@ class QuantSpec:
 
 
 @dataclass(frozen=True)
+class GenerationSpec:
+    """`evals.generation`: the engine of the generating benchmarks (docs/evaluation.md). Absent: hf,
+    and the eval configs (and job ids) are what they were."""
+    backend: Literal["hf", "vllm"] = "hf"
+    agreement_prompts: int = 16  # vllm: the first prompts both engines answer at each checkpoint
+    agreement_threshold: float = 0.9  # vllm: the least exact-match share of greedy answers
+
+
+@dataclass(frozen=True)
 class PeftSpec:
     quantization: Optional[QuantSpec] = None  # null = LoRA on the base in its dtype
 

@@ -52,7 +52,7 @@ class StageJobs:
 
     def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool,
                          at: list[Any]) -> dict[str, Any]:
-        return self._cached(("benchmark", id(b), model.get("lm_eval_chat_template", False), with_judge,
+        return self._cached(("benchmark", id(b), model["lm_eval_chat_template"], with_judge,
                              tuple(map(str, at))),
                             lambda: {**self._benchmark_config(b, model, with_judge), "checkpoints": at})
 
@@ -66,7 +66,7 @@ class StageJobs:
         and checkpoints (their ids encode it once)."""
         # keyed as benchmark_config is (the model enters through lm_eval_chat_template only); `at`
         # and `benchmarks` come from the cache (_benchmarks_at), so their ids stay theirs
-        return self._cached(("benchmarks", model.get("lm_eval_chat_template", False), with_judge, id(at),
+        return self._cached(("benchmarks", model["lm_eval_chat_template"], with_judge, id(at),
                              id(benchmarks)),
                             lambda: {n: self.benchmark_config(b, model, with_judge, at[n]) for n, b in benchmarks.items()})
 
@@ -95,7 +95,7 @@ class StageJobs:
             target = {"kind": "external", "name": name, "source": source, "revision": t.revision}
         else:
             m = self.spec.models[t.base] if t.base is not None else ModelSpec(source=t.source)
-            model = {**plain(m), "name": axes["model"], "source": source, "revision": t.revision or "main"}
+            model = {**plain(m), "name": axes["model"], "source": source, "revision": t.revision or ModelSpec.revision}
             target = {"kind": "base"}
         jobs = self._eval_and_judge(f"target:{name}", axes, model, target, ["final"], ())
         if not jobs:

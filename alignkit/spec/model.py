@@ -15,7 +15,8 @@ from alignkit.plugins.benchmarks import spec_class as benchmark_spec_class
 from alignkit.contract.methods import CommonFields, LoraFields
 from alignkit.contract.schema import Problems
 from alignkit.contract.stages import STAGE_NAMES
-from alignkit.contract.sections import (DatasetSpec, ModelSpec, PeftSpec, TrackingSpec, TrainingSpec)
+from alignkit.contract.sections import (DatasetSpec, GenerationSpec, ModelSpec, PeftSpec, TrackingSpec,
+                                        TrainingSpec)
 
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
@@ -66,15 +67,6 @@ class JudgeSpec:
 # A benchmark: `type` plus the fields of every type in alignkit/plugins/benchmarks/ (one module per type,
 # each with its own fields, defaults and checks); a field its type does not take is an error.
 BenchmarkSpec = benchmark_spec_class()
-
-
-@dataclass(frozen=True)
-class GenerationSpec:
-    """`evals.generation`: the engine of the generating benchmarks (docs/evaluation.md). Absent: hf,
-    and the eval configs (and job ids) are what they were."""
-    backend: Literal["hf", "vllm"] = "hf"
-    agreement_prompts: int = 16  # vllm: the first prompts both engines answer at each checkpoint
-    agreement_threshold: float = 0.9  # vllm: the least exact-match share of greedy answers
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.contract import paths
-from alignkit.contract.train import ModelConfig, TrainConfig, as_model_config, as_train_config
+from alignkit.contract import expect
+from alignkit.contract.train import ModelConfig, TrainConfig
 from alignkit.contract.fsio import atomic_write_json
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import LoraFields, Method
@@ -63,7 +64,7 @@ def _substitute(plan_subs: list[dict], key: str, configured: Any, used: Any, rea
 def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
     """Check the config and decide what this machine runs; no heavy imports, unit-testable.
     Every default is the spec's (alignkit/contract/sections.py, alignkit/plugins/methods/): none is restated here."""
-    config = as_train_config(config)
+    expect(config, TrainConfig, "jobs.train.stage.resolve")
     method, training, quant = config.method, config.training, config.peft.quantization
     subs: list[dict] = []
 
@@ -146,7 +147,7 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
 
     job_dir = Path(job_dir)
     started = time.time()
-    config = as_train_config(config, str(job_dir / paths.CONFIG))
+    expect(config, TrainConfig, "jobs.train.stage.run")
     method, training = config.method, config.training
 
     # 1. Where we run. The distributed variables and the CPU process group must exist before the
@@ -275,7 +276,7 @@ def load_examples(config: TrainConfig, method: Method | None = None) -> Examples
     from alignkit.plugins import formats
     from jobs.data import load_with_validation
 
-    config = as_train_config(config)
+    expect(config, TrainConfig, "jobs.train.stage.load_examples")
     method = method or METHODS.get(config.method.type)()
     prefs = load_with_validation(config.dataset, list(config.preference), config.seed)
     refused = formats.refusal(type(method), formats.rows_type(prefs.train.column_names))
@@ -307,7 +308,7 @@ def load_tokenizer(model_cfg: ModelConfig):
 
     from jobs.data.templates import apply_template
 
-    model_cfg = as_model_config(model_cfg)
+    expect(model_cfg, ModelConfig, "jobs.train.stage.load_tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_cfg.source, revision=model_cfg.revision)
     except Exception as exc:
