@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alignkit.plan.datacheck import SAMPLE_ROWS
+
 from alignkit.cli.main import main as cli
 from alignkit.status import refresh
 from alignkit.sweepdir import SweepDir
@@ -63,9 +65,11 @@ def _break(data: Path) -> str:
     train = data / "data" / "train.jsonl"
     good = train.read_text()
     lines = good.splitlines()
-    row = json.loads(lines[3])
+    # a row past the sample plan checks (alignkit/plan/datacheck.py SAMPLE_ROWS): only the job finds it
+    assert len(lines) > SAMPLE_ROWS + 1
+    row = json.loads(lines[-1])
     del row["prompt"]
-    lines[3] = json.dumps(row)
+    lines[-1] = json.dumps(row)
     train.write_text("\n".join(lines) + "\n")
     return good
 
@@ -128,7 +132,7 @@ def test_smoke_study_preempted_failed_resubmitted_collected(cluster, sweep, caps
 
     # the broken run failed with a reason naming the file, row and field; its eval/judge are blocked
     broken = next(j for j in st.jobs if j.stage == "train" and "/broken/" in j.name)
-    assert broken.state == "FAILED" and "row 4" in broken.reason and "prompt" in broken.reason, broken.reason
+    assert broken.state == "FAILED" and f"row {len(good.splitlines())}" in broken.reason and "prompt" in broken.reason, broken.reason
     downstream = [j for j in st.jobs if j.name.startswith(broken.name + "/")]
     assert {j.state for j in downstream} == {"BLOCKED"} and len(downstream) == 2
     others = [j for j in st.jobs if j.id != broken.id and j not in downstream]

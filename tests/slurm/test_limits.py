@@ -158,7 +158,8 @@ def test_smoke_study_queues_under_the_small_qos(limits, sweep, capsys):
 
 
 def test_plan_with_profile_says_arrays_split_and_waves(limits, sweep, capsys):
-    spec = (fp.REPO / "sweeps" / "smoke.yaml").read_text()
+    # sweeps/smoke.yaml elsewhere: its relative asset paths made absolute (plan reads the data)
+    spec = (fp.REPO / "sweeps" / "smoke.yaml").read_text().replace("../assets/", f"{fp.REPO / 'assets'}/")
     big = sweep / "big.yaml"  # 16 seeds instead of 2: 770 jobs, arrays of up to 128
     big.write_text(spec.replace("  seed: [0, 1]\n", f"  seed: {list(range(16))}\n"))
     profile = sweep / "small.yaml"
