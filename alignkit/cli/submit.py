@@ -41,7 +41,7 @@ def preflight(plan) -> None:
 def run(args: argparse.Namespace) -> int:
     from alignkit.plan.compiler import load_plan, require_ready  # lazily: `alignkit status` must start fast
     from alignkit.backends.base import describe_dependency
-    from alignkit.launch import submit
+    from alignkit.submit.launch import submit
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if not args.dry_run:
         require_ready(plan)  # missing local paths, unset judge API keys: refused before anything is written

@@ -312,7 +312,7 @@ def write_report(path: Path, study: Study, tables: list[Table], plots: list[Path
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title>"
             f"<style>{HTML_STYLE}{REPORT_STYLE}{forest.STYLE}{htmltable.STYLE}</style></head><body>{head}{nav}"
             f"{''.join(body)}{htmltable.script()}</body></html>")
-    from alignkit.textsafe import no_bidi
+    from alignkit.contract.textsafe import no_bidi
 
     atomic_write_text(path, no_bidi(page))  # a label's RTL override shows as [U+202E], not reordered text
     return path

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from alignkit.cli.main import main as cli
-from alignkit.status import refresh
-from alignkit.sweepdir import SweepDir
+from alignkit.status.state import refresh
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm.conftest import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

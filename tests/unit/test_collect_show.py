@@ -1,5 +1,5 @@
 """`alignkit collect --show`: the summary's first table fitted to COLUMNS with status's renderer
-(alignkit/statusview.py render_table), never wider than the terminal, saying what it left out."""
+(alignkit/status/view.py render_table), never wider than the terminal, saying what it left out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from alignkit.cli.collect import show_lines
 from alignkit.collect import collect
-from alignkit.statusview import render_table
+from alignkit.status.view import render_table
 from tests.unit import planted_study
 
 

@@ -19,7 +19,7 @@ from alignkit.collect import prune
 from alignkit.collect.study import load_study
 from tests.fixtures.synthetic_study import write_study
 from alignkit.contract.errors import UserError
-from alignkit.sweepdir import SweepDir, check_id, contained, id_problem
+from alignkit.submit.sweepdir import SweepDir, check_id, contained, id_problem
 
 
 @pytest.fixture()

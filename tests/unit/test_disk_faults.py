@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import journal
+from alignkit.submit import journal
 from alignkit.contract import fsio
 from alignkit.backends import local as local_backend
 from alignkit.cli.main import main
 from tests.fixtures.synthetic_study import write_study
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "sweeps" / "smoke.yaml")

@@ -27,7 +27,7 @@ STAGES = ("train", "eval", "merge", "judge")
 
 
 def _written(tmp: Path, config: dict, names: dict[str, str]) -> str:
-    """config.json's text as alignkit.launch writes it, with the checkout's path as <ROOT> and each
+    """config.json's text as alignkit.submit.launch writes it, with the checkout's path as <ROOT> and each
     job id it names as <job NAME> (ids hash the absolute paths, so they differ between checkouts)."""
     path = tmp / "config.json"
     atomic_write_json(path, config)

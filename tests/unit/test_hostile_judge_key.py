@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import launch
+from alignkit.submit import launch
 from alignkit.cli.main import main
 from alignkit.plan.model import Job
 from alignkit.contract.redact import KEY_RUN, redact
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 from jobs.judge.judges import make_judge
 from jobs.errors import JobFailure
 from tests.slurm import fakeplan as fp
@@ -93,7 +93,7 @@ def test_echoing_gateway_leaves_no_run_of_the_key_in_any_file_of_the_sweep(tmp_p
     with JudgeServer(script=["echo_token"] * 20) as srv:
         sd, jd = _sweep_with_judge(tmp_path, srv.judge_config(name="j", api_key_env="LONG_KEY", max_retries=1))
         folder = str(sd.root / "logs" / "%j")
-        code = ("import sys; from alignkit.localrun import _run_child; _run_child(sys.argv[1], sys.argv[2])")
+        code = ("import sys; from alignkit.submit.localrun import _run_child; _run_child(sys.argv[1], sys.argv[2])")
         res = subprocess.run([sys.executable, "-c", code, str(sd.job(jd.id)), folder], cwd=ROOT, timeout=120,
                              env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
         assert srv.requests
@@ -102,8 +102,8 @@ def test_echoing_gateway_leaves_no_run_of_the_key_in_any_file_of_the_sweep(tmp_p
     assert logs and "HTTP 401" in logs[0].read_text()  # the job log holds the reason, redacted
     err = json.loads((sd.job(jd.id) / "error.json").read_text())
     assert "HTTP 401" in err["reason"] and "[redacted]" in err["reason"]
-    from alignkit import journal
-    from alignkit.status import error_reason
+    from alignkit.submit import journal
+    from alignkit.status.state import error_reason
     journal.append(sd, {"type": "local_end", "job": jd.id, "state": "FAILED", "reason": error_reason(sd.job(jd.id))})
     assert main(["status", str(sd.root)]) in (0, 1)
     assert main(["collect", str(sd.root), "--format", "csv,md,html", "--no-sacct"]) in (0, 1)
@@ -115,7 +115,7 @@ def test_echoing_gateway_leaves_no_run_of_the_key_in_any_file_of_the_sweep(tmp_p
 def test_status_masks_key_material_an_older_job_wrote(tmp_path, monkeypatch):
     """An error.json written before this redaction (or by hand) never reaches status, the journal or a
     report with a run of the key: status reads the reason through the same redaction."""
-    from alignkit.status import error_reason
+    from alignkit.status.state import error_reason
 
     monkeypatch.setenv("LONG_KEY", KEY)
     job = tmp_path / "jobs" / "j1"

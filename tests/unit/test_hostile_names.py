@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit import launch
+from alignkit.submit import launch
 from alignkit.cli.main import main
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 from tests.unit import spec_fixtures as sf
 

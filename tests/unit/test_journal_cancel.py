@@ -4,9 +4,9 @@ again at once)."""
 
 from __future__ import annotations
 
-from alignkit import journal
-from alignkit.localrun import _cancelled_since
-from alignkit.sweepdir import SweepDir
+from alignkit.submit import journal
+from alignkit.submit.localrun import _cancelled_since
+from alignkit.submit.sweepdir import SweepDir
 
 
 def _submission(token: str) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from alignkit import journal
-from alignkit.sweepdir import SweepDir
+from alignkit.submit import journal
+from alignkit.submit.sweepdir import SweepDir
 
 
 def _write(sd: SweepDir, records: list[dict]) -> None:

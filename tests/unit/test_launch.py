@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import journal, launch, status
+from alignkit.submit import journal
+from alignkit.submit import launch
+from alignkit.status import state as status
 from alignkit.backends import sacct
 from alignkit.backends import slurm as slurm_backend
 from alignkit.backends.slurm import sbatch_dependency
 from alignkit.contract.errors import UserError
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from alignkit import launch
+from alignkit.submit import launch
 from alignkit.backends.base import Limits, describe_dependency
 from alignkit.backends.slurm import cluster_limits, parse_config, sbatch_dependency
 from tests.slurm import fakeplan as fp

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import launch
+from alignkit.submit import launch
 from alignkit.backends import sacct
 from alignkit.backends import slurm as slurm_backend
 from alignkit.cli.main import main as cli
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 
 SACCT = ("10_0|n|COMPLETED|0:0|5|vm|None\n10_1|n|FAILED|1:0|4|vm|None\n10_2|n|RUNNING|0:0|9|vm|None\n"

@@ -19,8 +19,8 @@ import pytest
 from alignkit.backends import slurm as slurm_backend
 from alignkit.cli.main import main as cli
 from alignkit.contract.errors import UserError
-from alignkit.launch import layout
-from alignkit.profiles import load_profile
+from alignkit.submit.launch import layout
+from alignkit.submit.profiles import load_profile
 from tests.slurm import fakeplan as fp
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -107,7 +107,7 @@ def test_hostile_spec_values_are_refused_at_generation(tmp_path, where, char):
     key = {"output_dir": "output_dir", "partition": r"resources.partition \(train\)", "name": "name"}[where]
     with pytest.raises(UserError, match=f"spec.yaml: {key}: contains a control character"):
         slurm_backend.sbatch_script(plan, _one_group(plan), out / "code", out / "slurm/%j", False)
-    from alignkit.launch import submit
+    from alignkit.submit.launch import submit
     for kwargs in ({"dry_run": True}, {"executor": "slurm"}):
         with pytest.raises(UserError, match=f"{key}: contains a control character"):
             submit(plan, **kwargs)

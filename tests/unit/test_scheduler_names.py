@@ -19,7 +19,7 @@ COMMANDS = re.compile(r"(?<![\w-])(sbatch|squeue|sacct|scontrol|scancel)(?![\w-]
 BACKEND = re.compile(r"alignkit/backends/(slurm\w*|sacct)\.py")
 # (file, identifier): why it may stay
 ALLOWED = {
-    ("alignkit/profiles.py", "sbatch"): "a profile's `sbatch:` key (extra options users write in their profile YAML); "
+    ("alignkit/submit/profiles.py", "sbatch"): "a profile's `sbatch:` key (extra options users write in their profile YAML); "
                                         "the SLURM backend validates and renders it",
 }
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import launch
+from alignkit.submit import launch
 from alignkit.plan.compiler import load_plan
 from alignkit.plan.ids import job_id
 from alignkit.contract.errors import SpecError
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 from tests.unit.spec_fixtures import base, write
 
 NAMED = ["model", "dataset", "preference", "method", "peft", "seed"]

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import journal, launch, statusview
+from alignkit.submit import journal
+from alignkit.submit import launch
+from alignkit.status import view as statusview
 from alignkit.backends import sacct
 from alignkit.cli.main import main
 from alignkit.plan.compiler import load_plan
-from alignkit.journal import Attempt
-from alignkit.status import JobStatus, StudyStatus
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.journal import Attempt
+from alignkit.status.state import JobStatus, StudyStatus
+from alignkit.submit.sweepdir import SweepDir
 from tests.unit.test_launch import fake_pending
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,7 +188,7 @@ def test_logs_by_a_unique_part_of_a_name(tmp_path, monkeypatch, capsys):
 
 
 def test_eval_progress_is_throttled_and_read_by_status(tmp_path):
-    from alignkit.status import _progress
+    from alignkit.status.state import _progress
     from jobs.eval.task_progress import TaskProgress
     t = [0.0]
     p = TaskProgress(tmp_path, total=3, every_s=5.0, clock=lambda: t[0])
@@ -206,8 +208,8 @@ def test_eval_progress_is_throttled_and_read_by_status(tmp_path):
     got = _progress(tmp_path, warnings)
     assert not warnings and got["step"] == got["max_steps"] == 3 and got["items_done"] == 9
     assert got["benchmark"] == "mmlu" and got["checkpoint"] == "final" and got["loss"] is None
-    from alignkit.statusview import _progress as shown
-    from alignkit.status import JobStatus
+    from alignkit.status.view import _progress as shown
+    from alignkit.status.state import JobStatus
     assert shown(JobStatus("x", "x", "eval", "RUNNING", progress=got)) == "3/3 mmlu 9 items"
 
 

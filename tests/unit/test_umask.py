@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import launch
+from alignkit.submit import launch
 from alignkit.contract import fsio
 from alignkit.backends import local as local_backend
 from alignkit.cli.main import main
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,11 +123,11 @@ def test_copy_tree_keeps_exec_bit_drops_source_modes(tmp_path, umask):
 
 @pytest.mark.parametrize("u", [0o002, 0o027])
 def test_local_executor_job_logs_follow_the_umask(tmp_path, u):
-    """alignkit/localrun.py's job logs (stdout/stderr of each job) get 0666 & ~umask, like every other file."""
+    """alignkit/submit/localrun.py's job logs (stdout/stderr of each job) get 0666 & ~umask, like every other file."""
     job = fp.job("logs", steps=1, sleep_s=0.0, poll=False)
     sd = SweepDir.of(tmp_path / "sweep")
     launch.write_sweep(fp.plan(sd.root, [job]), sd)
-    code = (f"import os, sys; os.umask({u}); from alignkit.localrun import _run_child; "
+    code = (f"import os, sys; os.umask({u}); from alignkit.submit.localrun import _run_child; "
             "_run_child(sys.argv[1], sys.argv[2])")
     res = subprocess.run([sys.executable, "-c", code, str(sd.job(job.id)), str(sd.root / "logs" / "%j")], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))

@@ -1,7 +1,7 @@
 """What `alignkit status` prints for a person: one line per array, or per-job rows, fit to the
 terminal (`COLUMNS`/`LINES`, as shutil.get_terminal_size reads them).
 
-An array is one SLURM array, one sbatch (alignkit/launch.py queues each group of
+An array is one SLURM array, one sbatch (alignkit/submit/launch.py queues each group of
 `Plan.array_keys()`, stage × resource class × upstream group, as one array, or several beyond
 MaxArraySize): here, the journal's submission a job's latest attempt belongs to; jobs never
 submitted are grouped by stage and resource class from the manifest. Plain-text bars: rich is in the venv only as a dependency of something else,
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from alignkit.contract.stages import STAGE_NAMES
-from alignkit.status import ACTIVE_STATES, FAILED_STATES, JobStatus, StudyStatus
+from alignkit.status.state import ACTIVE_STATES, FAILED_STATES, JobStatus, StudyStatus
 
 RUNNING = frozenset({"RUNNING", "COMPLETING", "CONFIGURING"})
 # count columns: header, and the states each counts (what is not listed falls in OTHER)

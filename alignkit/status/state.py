@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignkit import backends, journal
+from alignkit import backends
+from alignkit.submit import journal
 from alignkit.backends.base import AttemptState, Backend
 from alignkit.contract import paths as jobfiles
 from alignkit.contract.redact import config_secrets, redact
 from alignkit.contract.errors import UserError
 from alignkit.contract.fsio import read_json
-from alignkit.journal import Attempt, Journal
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.journal import Attempt, Journal
+from alignkit.submit.sweepdir import SweepDir
 
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
                            "DEADLINE", "BLOCKED"})

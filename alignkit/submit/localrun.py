@@ -1,4 +1,4 @@
-"""The local executor's driver: `python -m alignkit.localrun <sweep_dir> <token>`.
+"""The local executor's driver: `python -m alignkit.submit.localrun <sweep_dir> <token>`.
 
 `alignkit submit --executor local` journals one submission and starts this process detached, so
 submit returns at once as on SLURM. It runs that submission's jobs in dependency order, at most
@@ -24,9 +24,9 @@ import time
 import traceback
 from pathlib import Path
 
-from alignkit import journal
+from alignkit.submit import journal
 from alignkit.contract import entry
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 
 
 def _cancelled_since(records: list, token: str) -> set[str]:
@@ -169,14 +169,14 @@ def _done(sd: SweepDir, job_id: str) -> bool:
 
 def _failed_elsewhere(sd: SweepDir, job_id: str) -> bool:
     """A dependency outside this submission that will not complete (it is not queued anywhere)."""
-    from alignkit.status import ACTIVE_STATES, refresh
+    from alignkit.status.state import ACTIVE_STATES, refresh
 
     states = {s.id: s.state for s in refresh(sd, cancel_blocked=False).jobs}
     return states.get(job_id, "UNSUBMITTED") not in ACTIVE_STATES | {"COMPLETED"}
 
 
 def _reason(sd: SweepDir, job_id: str, job: _Local) -> str | None:
-    from alignkit.status import error_reason, last_exception_line
+    from alignkit.status.state import error_reason, last_exception_line
 
     return error_reason(sd.job(job_id)) or last_exception_line(job.stderr)
 
@@ -184,7 +184,7 @@ def _reason(sd: SweepDir, job_id: str, job: _Local) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m alignkit.localrun <sweep_dir> <token>", file=sys.stderr)
+        print("usage: python -m alignkit.submit.localrun <sweep_dir> <token>", file=sys.stderr)
         return 2
     return drive(SweepDir.of(argv[0]), argv[1])
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alignkit.contract.errors import UserError
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 
 
 def append(sd: SweepDir, record: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from alignkit.plan.model import Job, Plan
 from alignkit.contract.errors import UserError
 from alignkit.contract.stages import STAGES
 from alignkit.contract.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 
 # states in which a job is left alone by a re-submit
 KEEP_STATES = frozenset({"COMPLETED", "PENDING", "HELD", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING",
@@ -90,7 +90,7 @@ def submit_lock(sd: SweepDir) -> Iterator[None]:
 
 
 def _source_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def _code_digest(root: Path) -> str:
@@ -325,7 +325,7 @@ def submit(plan: Plan, executor: str | None = None, dry_run: bool = False, hold:
            max_queued: int | None = None) -> SubmitResult:
     """Create/update the sweep directory and queue every job that is not done or queued (at
     most what the cluster and `max_queued` allow at once: the rest waits for the next submit)."""
-    from alignkit import status as status_mod  # status imports launch's constants
+    from alignkit.status import state as status_mod  # status imports launch's constants
 
     sd = SweepDir.of(plan.output_dir)
     name = executor or plan.profile.executor

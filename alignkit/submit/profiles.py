@@ -25,7 +25,7 @@ from alignkit.contract.stages import STAGE_NAMES
 from alignkit.spec.checks import CONSTRAINT
 from alignkit.spec.model import NAME
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
