@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.contract.fsio import read_json
+from alignkit.contract import paths as jobfiles
 from jobs.errors import JobFailure
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -98,12 +99,12 @@ def of_train_config(config: Any, substitutions: list[dict] | None = None,
 def of_train_job(train_dir: Path) -> BaseWeights:
     """The base of `<sweep>/jobs/<train id>/`: its config.json and, when present, the substitutions
     in its train_metrics.json (what the run actually used)."""
-    cfg_path = Path(train_dir) / "config.json"
+    cfg_path = Path(train_dir) / jobfiles.CONFIG
     try:
         config = read_json(cfg_path)
     except (OSError, ValueError) as exc:
         raise JobFailure(f"{cfg_path}: cannot read the train job's config: {exc}") from None
-    metrics = Path(train_dir) / "train_metrics.json"
+    metrics = Path(train_dir) / jobfiles.TRAIN_METRICS
     subs = read_json(metrics).get("substitutions") if metrics.is_file() else None
     merged = merged_init(train_dir, config)
     if merged is not None:
@@ -115,7 +116,7 @@ def merged_init(train_dir: Path, config: dict) -> Path | None:
     """A chained run of init_mode merge trained on its merged upstream, <job>/init_model/
     (jobs/train/chain.py), not on the raw base; None for every other run."""
     if (config.get("init") or {}).get("mode") == "merge":
-        return Path(train_dir) / "init_model"
+        return Path(train_dir) / jobfiles.INIT_MODEL
     return None
 
 

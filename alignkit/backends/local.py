@@ -14,6 +14,7 @@ from pathlib import Path
 from alignkit.submit import journal
 from alignkit.backends import register
 from alignkit.backends.base import AttemptState, Backend, Group, Key, Poll, SubmitContext, setup_lines, watchdog_s
+from alignkit.contract import paths as jobfiles
 from alignkit.contract.fsio import atomic_write_text
 
 DRIVER_STOP_S = 10.0  # how long `cancel` waits for a driver with nothing left to run to exit
@@ -79,7 +80,7 @@ def local_state(sd, jr, att, job_dir: Path) -> tuple[str, str | None, int | None
     if driver_alive(sd, att.token):
         held = (sd.root / "local" / f"HOLD-{att.token}").exists()
         return "PENDING", ("held (alignkit release)" if held else None), elapsed
-    if (job_dir / "error.json").exists():
+    if (job_dir / jobfiles.ERROR).exists():
         return "FAILED", None, elapsed
     return "CANCELLED", "the local driver stopped before this job finished", elapsed
 

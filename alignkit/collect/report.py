@@ -21,6 +21,7 @@ from alignkit.collect.prune import human
 from alignkit.collect.study import Study
 from alignkit.collect.summary import HTML_STYLE, Table
 from alignkit.contract import paths
+from alignkit.submit.sweepdir import MANIFEST
 
 # A model directory holding this file is a test asset (assets/tiny-llama): its numbers mean nothing.
 TEST_ASSET_MARKER = "TEST_ASSET"
@@ -72,7 +73,7 @@ def description(study: Study) -> str:
     # submit writes spec_text near the top of manifest.json: read only the head (a 100k-job
     # manifest is hundreds of MB, and load_study has parsed it once already)
     try:
-        with open(study.root / "manifest.json", encoding="utf-8") as f:
+        with open(study.root / MANIFEST, encoding="utf-8") as f:
             head = f.read(4 << 20)
         at = head.find('"spec_text":')
         start = at + len('"spec_text":') + (len(head[at + len('"spec_text":'):]) -

@@ -40,6 +40,7 @@ from alignkit.plan.model import Job, Plan
 from alignkit.contract.errors import UserError
 from alignkit.contract.stages import STAGES
 from alignkit.contract.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
+from alignkit.contract import paths as jobfiles
 from alignkit.submit.sweepdir import SweepDir
 
 # states in which a job is left alone by a re-submit
@@ -156,7 +157,7 @@ def write_sweep(plan: Plan, sd: SweepDir) -> list[dict[str, Any]]:
         "format": 1, "sweep": plan.sweep, "spec_path": str(plan.spec_path), "spec_text": plan.spec_text,
         "profile": plan.profile.name, "axes": axes, "select": plan.select, "jobs": jobs})
     for job in plan.jobs:
-        cfg = sd.job(job.id) / "config.json"
+        cfg = sd.job(job.id) / jobfiles.CONFIG
         if not cfg.exists():
             atomic_write_json(cfg, job.config)
     return jobs

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from alignkit.submit import journal
 from alignkit.contract import entry
+from alignkit.contract import paths as jobfiles
 from alignkit.submit.sweepdir import SweepDir
 
 
@@ -134,7 +135,7 @@ def drive(sd: SweepDir, token: str, poll_s: float = 0.5) -> int:
                 end(job_id, "TIMEOUT", f"time limit of {job.limit_s / 60:g} min reached")
             elif job.done():
                 del running[job_id]
-                if (sd.job(job_id) / "DONE").exists():
+                if (sd.job(job_id) / jobfiles.DONE).exists():
                     end(job_id, "COMPLETED")
                 else:
                     end(job_id, "FAILED", _reason(sd, job_id, job))
@@ -164,7 +165,7 @@ def drive(sd: SweepDir, token: str, poll_s: float = 0.5) -> int:
 
 
 def _done(sd: SweepDir, job_id: str) -> bool:
-    return (sd.job(job_id) / "DONE").exists()
+    return (sd.job(job_id) / jobfiles.DONE).exists()
 
 
 def _failed_elsewhere(sd: SweepDir, job_id: str) -> bool:
