@@ -22,25 +22,11 @@ from typing import Optional, Union
 from alignkit.contract.errors import SpecError, UserError
 from alignkit.contract.schema import Problems, from_dict, is_missing, join, read_yaml
 from alignkit.contract.stages import STAGE_NAMES
-from alignkit.spec.checks import CONSTRAINT
-from alignkit.spec.model import NAME
+from alignkit.spec.checks import check_resource_fields
+from alignkit.spec.model import ResourceSpec
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class StageDefaults:
-    gpus: Optional[int] = None
-    cpus: Optional[int] = None
-    mem_gb: Optional[int] = None
-    time: Optional[Union[str, int]] = None
-    array_parallelism: Optional[int] = None
-    # where this stage runs, over the profile-wide values (e.g. the judge array on a CPU partition)
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +43,8 @@ class Profile:
     python: Optional[str] = None
     signal_delay_s: int = 120
     max_parallel_local: int = 2
-    defaults: dict[str, StageDefaults] = field(default_factory=dict)
+    # per stage, the spec's resource fields (ResourceSpec), below the spec's own `resources:`
+    defaults: dict[str, ResourceSpec] = field(default_factory=dict)
     sbatch: dict[str, Union[str, int, bool]] = field(default_factory=dict)
     description: str = field(default="", metadata={"free_text": True})
     path: Optional[Path] = field(default=None, compare=False, init=False)  # set by load_profile
@@ -119,13 +106,4 @@ def _check_script_values(profile: Profile, problems: Problems) -> None:
             problems.add(key, f"contains a control character ({_CONTROL.search(value).group()!r}): refused, "
                               f"it would end a line of the job script")
     for stage, d in profile.defaults.items():
-        for key in ("partition", "account", "qos", "constraint"):
-            value = getattr(d, key)
-            if value is None:
-                continue
-            pattern = CONSTRAINT if key == "constraint" else NAME
-            if not pattern.fullmatch(value):
-                problems.add(join(join("defaults", stage), key),
-                             f"{value!r} is not a valid {key} (letters, digits, '_.+-'"
-                             f"{'; & | , [ ] * for features' if key == 'constraint' else ''}; no spaces, quotes or $)")
-
+        check_resource_fields(d, join("defaults", stage), problems)

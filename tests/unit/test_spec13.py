@@ -379,7 +379,7 @@ def test_profile_stage_defaults_place_a_stage(tmp_path):
     assert (by["judge"].partition, by["judge"].account) == ("cpu", "cheap")
     assert (by["train"].partition, by["train"].account) == ("gpu", "main")
     profile.write_text("name: p\ndefaults:\n  judge: {account: 'a b'}\n")
-    with pytest.raises(SpecError, match="defaults.judge.account: 'a b' is not a valid account"):
+    with pytest.raises(SpecError, match="defaults.judge.account: account 'a b' must start with a letter or digit"):
         load_plan(write(tmp_path, small()), profile=str(profile), output_dir=tmp_path / "out")
 
 
