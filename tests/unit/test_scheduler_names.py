@@ -19,8 +19,8 @@ COMMANDS = re.compile(r"(?<![\w-])(sbatch|squeue|sacct|scontrol|scancel)(?![\w-]
 BACKEND = re.compile(r"alignkit/backends/(slurm\w*|sacct)\.py")
 # (file, identifier): why it may stay
 ALLOWED = {
-    ("alignkit/submit/profiles.py", "sbatch"): "a profile's `sbatch:` key (extra options users write in their profile YAML); "
-                                        "the SLURM backend validates and renders it",
+    ("alignkit/submit/profiles.py", "sbatch"): "a profile's `sbatch:` key (extra options users write in their "
+                                               "profile YAML); the SLURM backend validates and renders it",
 }
 
 
