@@ -27,7 +27,7 @@ _SLURM_PLACEMENT = ("partition", "account", "qos", "constraint")  # profile-wide
 class Resources:
     """A job's resolved resources: the fields of ResourceSpec (the spec's stages and overrides, a
     profile's defaults), each set, with `time` and `estimate` in minutes as time_min and estimate_min
-    (tests/unit/test_resource_fields.py keeps the two lists one)."""
+    (tests/plan/test_resource_fields.py keeps the two lists one)."""
 
     gpus: int
     cpus: int

@@ -23,7 +23,7 @@ from alignkit.status.state import refresh
 from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 from tests.slurm.conftest import _required, wait_for
-from tests.unit.train_configs import train_config
+from tests.fixtures.train_configs import train_config
 
 pytestmark = pytest.mark.slurm
 
