@@ -60,7 +60,7 @@ test: install cluster-up
 	ALIGNKIT_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup tests
 
 test-unit: install
-	$(BIN)/python -m pytest -q tests/unit -m "not slow"
+	$(BIN)/python -m pytest -q tests --ignore=tests/slurm --ignore=tests/e2e -m "not slow"
 
 lint: install
 	$(BIN)/ruff check alignkit jobs tests bench assets/build

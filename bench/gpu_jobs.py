@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.gpu_check import ROOT, Checks, Skip, device, expect
-from tests.unit.train_configs import StopAtStep
+from tests.fixtures.train_configs import StopAtStep
 
-# AK_GPU_FAST=1 (tests/unit/test_gpu_check_rehearsal.py): every check once at the smallest size
+# AK_GPU_FAST=1 (tests/bench/test_gpu_check_rehearsal.py): every check once at the smallest size
 # that still means something (4 steps, checkpoints at 2 and final, stop at 3, short sequences, a
 # few eval items) and "fresh process" runs in this process; the real check and `make bench` do not set it.
 def fast() -> bool:

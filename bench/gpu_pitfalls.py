@@ -120,7 +120,7 @@ def paged_state_survives_resume() -> dict:
 def zero3_storage_dtype() -> dict:
     """QLoRA under ZeRO-3 needs bnb_4bit_quant_storage == the model dtype (PEFT's DeepSpeed guide)."""
     from jobs.train.stage import resolve
-    from tests.unit.train_configs import train_config
+    from tests.fixtures.train_configs import train_config
 
     cfg = train_config("dpo", "qlora", deepspeed_stage=3)
     cfg["peft"]["quantization"]["storage_dtype"] = "uint8"

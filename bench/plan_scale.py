@@ -2,7 +2,7 @@
 the text summary, `--json` and `--json --summary`, against `python -c pass` in the same run.
 
 Run: .venv/bin/python bench/plan_scale.py [--repeat 3]. The grid is the unit tests' spec
-(tests/unit/spec_fixtures.py: 2 models x 2 datasets x 2 preferences x 2 methods x 2 PEFT, evals
+(tests/fixtures/spec_fixtures.py: 2 models x 2 datasets x 2 preferences x 2 methods x 2 PEFT, evals
 with a judge, a merge) with 695 seeds: 22,240 training runs, 100,080 jobs. Each figure is the
 median of fresh processes; peak memory is the child's maximum resident set (wait4)."""
 
@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.unit.spec_fixtures import base  # noqa: E402
+from tests.fixtures.spec_fixtures import base  # noqa: E402
 
 SEEDS = 695  # 144 jobs per seed
 

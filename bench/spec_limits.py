@@ -21,7 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.unit.spec_fixtures import base  # noqa: E402  (the spec the unit tests mutate)
+from tests.fixtures.spec_fixtures import base  # noqa: E402  (the spec the unit tests mutate)
 
 BOMB = 'lol: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"l{i}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(9))

@@ -23,13 +23,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alignkit import journal  # noqa: E402
+from alignkit.submit import journal  # noqa: E402
 from alignkit.backends import sacct  # noqa: E402
 from alignkit.plan.compiler import load_plan  # noqa: E402
 from alignkit.backends.slurm import slurm_answers  # noqa: E402
-from alignkit.launch import submit  # noqa: E402
-from alignkit.status import refresh  # noqa: E402
-from alignkit.sweepdir import SweepDir  # noqa: E402
+from alignkit.submit.launch import submit  # noqa: E402
+from alignkit.status.state import refresh  # noqa: E402
+from alignkit.submit.sweepdir import SweepDir  # noqa: E402
 
 
 def timed(fn, repeat: int) -> list[float]:

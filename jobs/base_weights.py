@@ -111,7 +111,7 @@ def merged_init(train_dir: Path, config: TrainConfig) -> Path | None:
     """A chained run of init_mode merge trained on its merged upstream, <job>/init_model/
     (jobs/train/chain.py), not on the raw base; None for every other run."""
     if config.init is not None and config.init.mode == "merge":
-        return Path(train_dir) / "init_model"
+        return Path(train_dir) / paths.INIT_MODEL
     return None
 
 

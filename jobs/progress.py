@@ -19,13 +19,14 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from alignkit.contract.fsio import atomic_write_json
+from alignkit.contract import paths as jobfiles
 from jobs.train import distributed
 from jobs.errors import JobFailure
 
 
 class ProgressCallback(TrainerCallback):
     def __init__(self, job_dir: Path, stop: threading.Event, every: int, is_main: bool):
-        self.path = Path(job_dir) / "progress.json"
+        self.path = Path(job_dir) / jobfiles.PROGRESS
         self.stop = stop
         self.every = max(1, int(every))
         self.is_main = is_main

@@ -18,8 +18,8 @@ from alignkit.contract.errors import UserError
 
 if TYPE_CHECKING:  # typing only: the heavy modules are imported where they are used
     from alignkit.plan.model import Job, Plan
-    from alignkit.journal import Attempt, Journal
-    from alignkit.sweepdir import SweepDir
+    from alignkit.submit.journal import Attempt, Journal
+    from alignkit.submit.sweepdir import SweepDir
 
 Key = tuple[str, "int | None"]  # (array or job id, index or None): one attempt
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -212,7 +212,7 @@ class Backend(ABC):
 
     def cancel(self, sd: SweepDir, attempts: list[Attempt]) -> list[str]:
         """`alignkit cancel`: stop these attempts and journal a `cancel` record."""
-        from alignkit import journal
+        from alignkit.submit import journal
         ids = self.kill(attempts)
         journal.append(sd, {"type": "cancel", "jobs": [a.job_id for a in attempts], "sched_ids": ids,
                             "local_jobs": []})

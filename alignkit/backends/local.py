@@ -1,4 +1,4 @@
-"""This machine: one journaled submission run by a detached driver (`alignkit.localrun`), only
+"""This machine: one journaled submission run by a detached driver (`alignkit.submit.localrun`), only
 when asked for (`--executor local` or a local profile) — never as a fallback for SLURM."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import time
 import uuid
 from pathlib import Path
 
-from alignkit import journal
+from alignkit.submit import journal
 from alignkit.backends import register
 from alignkit.backends.base import AttemptState, Backend, Group, Key, Poll, SubmitContext, setup_lines, watchdog_s
+from alignkit.contract import paths as jobfiles
 from alignkit.contract.fsio import atomic_write_text
 
 DRIVER_STOP_S = 10.0  # how long `cancel` waits for a driver with nothing left to run to exit
@@ -41,13 +42,13 @@ def driver_alive(sd, token: str) -> bool:
 
 
 def _is_our_driver(pid: str, token: str) -> bool:
-    """The pid still runs `alignkit.localrun ... <token>` (pids are reused)."""
+    """The pid still runs `alignkit.submit.localrun ... <token>` (pids are reused)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             args = f.read().split(b"\0")
     except OSError:
         return False
-    return b"alignkit.localrun" in args and token.encode() in args
+    return b"alignkit.submit.localrun" in args and token.encode() in args
 
 
 def start_local_driver(sd, token: str, code: Path) -> int:
@@ -55,7 +56,7 @@ def start_local_driver(sd, token: str, code: Path) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=f"{code}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep))
     with open(log_dir / f"driver-{token}.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "alignkit.localrun", str(sd.root), token],
+        proc = subprocess.Popen([sys.executable, "-m", "alignkit.submit.localrun", str(sd.root), token],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True, cwd=str(sd.root))
     atomic_write_text(log_dir / f"driver-{token}.pid", f"{proc.pid}\n")
@@ -79,7 +80,7 @@ def local_state(sd, jr, att, job_dir: Path) -> tuple[str, str | None, int | None
     if driver_alive(sd, att.token):
         held = (sd.root / "local" / f"HOLD-{att.token}").exists()
         return "PENDING", ("held (alignkit release)" if held else None), elapsed
-    if (job_dir / "error.json").exists():
+    if (job_dir / jobfiles.ERROR).exists():
         return "FAILED", None, elapsed
     return "CANCELLED", "the local driver stopped before this job finished", elapsed
 
@@ -103,7 +104,7 @@ class LocalBackend(Backend):
     previews_with = "slurm"
 
     def script(self, ctx: SubmitContext, group: Group, folder: Path) -> str:
-        lines = ["#!/bin/bash", "# local executor: run by `python -m alignkit.localrun` in dependency order",
+        lines = ["#!/bin/bash", "# local executor: run by `python -m alignkit.submit.localrun` in dependency order",
                  *setup_lines(ctx.plan, ctx.code)]
         return "\n".join(lines + [f"# {j.id} {j.name}" for j in group.jobs]) + "\n"
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from alignkit import journal
+from alignkit.submit import journal
 from alignkit.backends import sacct
 from alignkit.backends import register
 from alignkit.backends.base import (_CONTROL, AttemptState, Backend, Group, Key, Limits, Poll, SubmitContext, check_text,

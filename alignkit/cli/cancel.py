@@ -6,7 +6,7 @@ import argparse
 
 from alignkit import backends
 from alignkit.cli.common import add_job_selection
-from alignkit.status import ACTIVE_STATES, backend_attempts, open_sweep, print_warnings, refresh, select
+from alignkit.status.state import ACTIVE_STATES, backend_attempts, open_sweep, print_warnings, refresh, select
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

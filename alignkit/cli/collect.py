@@ -85,12 +85,12 @@ def _md_table(text: str) -> tuple[str, list[str], list[list[str]]]:
 
 def show_lines(digest: dict, width: int) -> list[str]:
     """The summary's first table (all runs at the final checkpoint) fitted to `width` columns with
-    status's renderer (alignkit/statusview.py): axes with one value go to a line above it, then
+    status's renderer (alignkit/status/view.py): axes with one value go to a line above it, then
     "(n=…)" is dropped, then labels are cut, then trailing benchmarks are left out (named)."""
     import re
     from pathlib import Path
 
-    from alignkit.statusview import clip, render_table
+    from alignkit.status.view import clip, render_table
 
     md = next((Path(f) for f in digest["files"] if f.endswith("summary.md")), None)
     if md is None or not md.exists():
@@ -131,7 +131,7 @@ def _show_summary(digest: dict) -> None:
 def run(args) -> int:
     from alignkit.collect import collect, parse_formats
 
-    from alignkit.status import open_sweep
+    from alignkit.status.state import open_sweep
     if args.sweep_dir is None:
         args.sweep_dir = str(open_sweep(None, "collect").root)
     if args.yes and not args.prune:

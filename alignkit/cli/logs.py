@@ -10,7 +10,7 @@ from pathlib import Path
 from alignkit.contract.stages import STAGE_NAMES
 from alignkit.cli.common import directory
 from alignkit.contract.errors import UserError
-from alignkit.status import ACTIVE_STATES, find_job, log_paths, open_sweep, print_warnings, refresh, select
+from alignkit.status.state import ACTIVE_STATES, find_job, log_paths, open_sweep, print_warnings, refresh, select
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -63,14 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Inert:
-    """The terminal: every write shows Unicode bidi controls as [U+XXXX] (alignkit/textsafe.py), so a
+    """The terminal: every write shows Unicode bidi controls as [U+XXXX] (alignkit/contract/textsafe.py), so a
     label from a spec or a job cannot reorder what status, plan or collect print."""
 
     def __init__(self, stream) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        from alignkit.textsafe import no_bidi
+        from alignkit.contract.textsafe import no_bidi
         return self._stream.write(no_bidi(text))
 
     def __getattr__(self, name: str):

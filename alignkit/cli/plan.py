@@ -159,7 +159,7 @@ def _cluster_lines(plan) -> list[str]:
     """The profile's scheduler's limits and what they mean here: arrays split, submit in waves
     (none for an executor that keeps no queue limits, such as local)."""
     from alignkit import backends
-    from alignkit.launch import describe_limits
+    from alignkit.submit.launch import describe_limits
     backend = backends.get(plan.profile.executor)
     if (why := backend.unreachable()) is not None:
         return [f"  cluster limits: unknown ({why})"]

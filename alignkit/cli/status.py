@@ -1,5 +1,5 @@
 """`alignkit status [SWEEP_DIR]`: one line per array (or per job: --jobs and the filters), from one
-sacct call; the views are alignkit/statusview.py."""
+sacct call; the views are alignkit/status/view.py."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import shutil
 import sys
 import time
 
-from alignkit import statusview
+from alignkit.status import view as statusview
 from alignkit.contract.stages import STAGE_NAMES
 from alignkit.cli.common import directory, positive_float
-from alignkit.status import StudyStatus, open_sweep, refresh
+from alignkit.status.state import StudyStatus, open_sweep, refresh
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -42,7 +42,7 @@ def preflight(plan) -> None:
 def run(args: argparse.Namespace) -> int:
     from alignkit.plan.compiler import load_plan, require_ready  # lazily: `alignkit status` must start fast
     from alignkit.backends.base import describe_dependency
-    from alignkit.launch import submit
+    from alignkit.submit.launch import submit
     from alignkit.plan import datacheck, selected
     plan = load_plan(args.spec, args.profile, args.output_dir)
     picked = selected.apply(plan, plan.output_dir)  # a two-phase study's second submit: the selected runs' jobs

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from alignkit.cli.common import directory
 from alignkit.contract.errors import UserError
-from alignkit.status import open_sweep
-from alignkit.sweepdir import SweepDir, contained
+from alignkit.status.state import open_sweep
+from alignkit.submit.sweepdir import SweepDir, contained
 
 BATCH = 200  # run folders per `wandb sync` call: 200 x ~120 characters, far below ARG_MAX
 

@@ -22,7 +22,7 @@ from alignkit.collect import capped as capped_mod
 from alignkit.collect.study import Study, load_study
 from alignkit.contract.errors import UserError
 from alignkit.contract.fsio import atomic_write_json, atomic_write_text
-from alignkit.textsafe import csv_cell, no_bidi
+from alignkit.contract.textsafe import csv_cell, no_bidi
 
 FORMATS = ("csv", "parquet", "md", "html", "png")
 
@@ -59,7 +59,7 @@ def _configured_metrics(study: Study) -> dict[str, str]:
 def _write_dict_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([csv_cell(c) for c in columns])  # formula starts and bidi controls made inert (alignkit/textsafe.py)
+    w.writerow([csv_cell(c) for c in columns])  # formula starts and bidi controls made inert (alignkit/contract/textsafe.py)
     for r in rows:
         w.writerow(["" if r.get(c) is None else csv_cell(r.get(c)) for c in columns])
     atomic_write_text(path, buf.getvalue())

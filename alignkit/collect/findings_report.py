@@ -9,7 +9,7 @@ from alignkit.collect import stats
 from alignkit.collect.findings import (BETTER, SAME, TABLE_CORRECTION, TAKEAWAY_CORRECTION, WORSE, Comparison,
                                        Findings)
 from alignkit.collect.summary import fmt
-from alignkit.textsafe import md_cell
+from alignkit.contract.textsafe import md_cell
 
 METHOD_NOTE = ("Each row: A − B at the checkpoint (the benchmark's primary metric), averaged over the "
                "contexts (cells of every other axis) where both exist, with a 95% interval and a two-sided "

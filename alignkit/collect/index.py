@@ -92,9 +92,9 @@ def build_index(study: Study, extra: list[str] | tuple[str, ...] = ()) -> list[d
                     final = (job.results.get(paths.TRAIN_METRICS) or {}).get("max_steps")
                 out.append({**common, "kind": "adapter", "checkpoint": "final", "step": final,
                             "bytes": dir_bytes(job.dir / paths.ADAPTER), "path": str(job.dir / paths.ADAPTER)})
-        elif job.stage == "merge" and (job.dir / "model").is_dir():
+        elif job.stage == "merge" and (job.dir / paths.MODEL).is_dir():
             out.append({**common, "kind": "merged", "checkpoint": "final", "step": None,
-                        "bytes": dir_bytes(job.dir / "model"), "path": str(job.dir / "model")})
+                        "bytes": dir_bytes(job.dir / paths.MODEL), "path": str(job.dir / paths.MODEL)})
     return out
 
 

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from alignkit import paper_numbers as paper
+from alignkit.collect import paper_numbers as paper
 from alignkit.collect.figcache import Figure
 from alignkit.collect.summary import (BENCH_ORDER, METHOD_ORDER, Cells, Stat, Stats, _order, extra_label,
                                       method_label, norm_method)

@@ -23,7 +23,7 @@ from pathlib import Path
 from alignkit.collect.index import _STEP_DIR, dir_bytes
 from alignkit.collect.study import Study
 from alignkit.contract.fsio import is_stale_temp, temp_name
-from alignkit.sweepdir import contained
+from alignkit.submit.sweepdir import contained
 from alignkit.contract import paths
 
 OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin", "optimizer.safetensors", "scheduler.pt", "scaler.pt",

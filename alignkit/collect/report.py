@@ -21,6 +21,7 @@ from alignkit.collect.prune import human
 from alignkit.collect.study import Study
 from alignkit.collect.summary import HTML_STYLE, Table
 from alignkit.contract import paths
+from alignkit.submit.sweepdir import MANIFEST
 
 # A model directory holding this file is a test asset (assets/tiny-llama): its numbers mean nothing.
 TEST_ASSET_MARKER = "TEST_ASSET"
@@ -72,7 +73,7 @@ def description(study: Study) -> str:
     # submit writes spec_text near the top of manifest.json: read only the head (a 100k-job
     # manifest is hundreds of MB, and load_study has parsed it once already)
     try:
-        with open(study.root / "manifest.json", encoding="utf-8") as f:
+        with open(study.root / MANIFEST, encoding="utf-8") as f:
             head = f.read(4 << 20)
         at = head.find('"spec_text":')
         start = at + len('"spec_text":') + (len(head[at + len('"spec_text":'):]) -
@@ -312,7 +313,7 @@ def write_report(path: Path, study: Study, tables: list[Table], plots: list[Path
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title>"
             f"<style>{HTML_STYLE}{REPORT_STYLE}{forest.STYLE}{htmltable.STYLE}</style></head><body>{head}{nav}"
             f"{''.join(body)}{htmltable.script()}</body></html>")
-    from alignkit.textsafe import no_bidi
+    from alignkit.contract.textsafe import no_bidi
 
     atomic_write_text(path, no_bidi(page))  # a label's RTL override shows as [U+202E], not reordered text
     return path

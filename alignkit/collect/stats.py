@@ -25,7 +25,7 @@ from typing import Sequence
 
 ALPHA = 0.05        # two-sided level of every test, after correction; intervals are 1 − ALPHA
 MIN_SEEDS = 2       # seeds per cell below which no test (a t test needs a variance); calibrated in
-                    # tests/unit/test_findings_calibration.py down to this number
+                    # tests/collect/test_findings_calibration.py down to this number
 
 
 # ---------------------------------------------------------------- Student's t quantile

@@ -17,7 +17,7 @@ from typing import Any
 
 from alignkit.contract.errors import UserError
 from alignkit.contract.fsio import is_stale_temp, remove_stale_temps
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.sweepdir import SweepDir
 from alignkit.contract import paths
 
 # The axes every config carries (canonical order); a manifest without "axes" (written before
@@ -182,10 +182,10 @@ def _attach_accounting(sd: SweepDir, jobs: dict[str, JobRecord], problems: list[
     (alignkit/backends/: one query per executor, when it keeps accounting and it answers)."""
     try:
         from alignkit import backends
-        from alignkit import journal as journal_mod
+        from alignkit.submit import journal as journal_mod
         journal = journal_mod.load(sd)
     except ImportError:
-        return "no journal reader (alignkit.journal missing)"
+        return "no journal reader (alignkit.submit.journal missing)"
     except Exception as exc:  # a journal record this reader does not understand must not stop collect
         problems.append(Problem(str(sd.journal), f"journal not understood ({type(exc).__name__}: {exc})"))
         return "journal unreadable"

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from alignkit import paper_numbers as paper
-from alignkit.textsafe import md_cell
+from alignkit.collect import paper_numbers as paper
+from alignkit.contract.textsafe import md_cell
 
 MISSING = "—"
 GROUP_KEYS = ("model", "paper_model", "dataset", "preference", "method", "peft", "merge", "merge_method",
@@ -203,7 +203,7 @@ class Table:
     slug: str = ""
 
     def markdown(self) -> str:
-        lines = [f"### {md_cell(self.title)}", ""]  # values from the spec and jobs: inert (alignkit/textsafe.py)
+        lines = [f"### {md_cell(self.title)}", ""]  # values from the spec and jobs: inert (alignkit/contract/textsafe.py)
         if self.note:
             lines += [md_cell(self.note), ""]
         lines.append("| " + " | ".join(md_cell(c) for c in self.columns) + " |")

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from alignkit.collect.study import JobRecord, Problem, Study
 from alignkit.contract.fsio import atomic_write_bytes, atomic_write_text
-from alignkit.textsafe import csv_cell
+from alignkit.contract.textsafe import csv_cell
 from alignkit.contract import paths
 
 AXIS_COLUMNS = ("model", "paper_model", "dataset", "preference", "method", "peft", "seed", "merge", "merge_method")
@@ -315,7 +315,7 @@ def _train_rows(job: JobRecord, problems: list[Problem], extra: list[str]) -> li
 def to_csv(rows: list[dict[str, Any]], cols: tuple[str, ...] = COLUMNS) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")  # csv writes None as an empty field
-    w.writerow([csv_cell(c) for c in cols])  # formula starts and bidi controls made inert (alignkit/textsafe.py)
+    w.writerow([csv_cell(c) for c in cols])  # formula starts and bidi controls made inert (alignkit/contract/textsafe.py)
     w.writerows([csv_cell(r.get(c)) for c in cols] for r in rows)
     return buf.getvalue()
 

@@ -6,7 +6,7 @@ status, launch and collect (docs/contract.md "Job directory").
                         error.json    a failure's one-line reason
                         progress.json training progress, for `alignkit status`
                         logs/         stdout/stderr per attempt
-                        train: adapter/, checkpoints/step-N/, train_metrics.json
+                        train: adapter/, checkpoints/step-N/, train_metrics.json, init_model/ (merge-mode chain)
                         merge: model/, merge.json
                         eval:  eval.json
                         judge: judge.json
@@ -34,6 +34,7 @@ ADAPTER = "adapter"
 CHECKPOINTS = "checkpoints"
 MERGE = "merge.json"
 MODEL = "model"
+INIT_MODEL = "init_model"  # a chained train run in merge mode: the merged upstream model it trains on
 EVAL = "eval.json"
 JUDGE = "judge.json"
 

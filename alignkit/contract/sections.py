@@ -15,7 +15,7 @@ from typing import Literal, Optional
 # generate_responses.py `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper).
 # Each benchmark type declares its own (`Benchmark.reference_max_new_tokens`, alignkit/plugins/benchmarks/);
 # this is that table for the compute side and the plan's checks, which must not import plug-ins
-# (tests/unit/test_benchmark_registry.py keeps the two equal).
+# (tests/plugins/test_benchmark_registry.py keeps the two equal).
 REFERENCE_MAX_NEW_TOKENS = {"alpaca_eval": 2048, "red_instruct": 500, "realtoxicity": 20}
 
 # The config keys that hold a decoder's context length (jobs/eval/generate.py reads the model's; plan's

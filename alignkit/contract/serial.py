@@ -4,7 +4,7 @@ Both are made from the same config (a typed stage config of this package, or the
 compiler builds for one): config.json is its JSON (sorted keys, indent 2, as
 `fsio.atomic_write_json` writes every file), the id the sha256 of its canonical JSON without the
 labels (LABEL_KEYS, at any depth). The compiler's fast path (alignkit/plan/canonical.py `Encoder`,
-each shared sub-config encoded once) gives the same text: tests/unit/test_canonical.py.
+each shared sub-config encoded once) gives the same text: tests/plan/test_canonical.py.
 The eval result store's keys (alignkit/contract/eval.py) drop the same labels.
 """
 

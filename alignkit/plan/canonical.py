@@ -5,7 +5,7 @@ dicts (alignkit/plan/compiler.py's cache). Encoding each job's config from scrat
 shared dicts 100,000 times in a large grid; here a shared dict's text is made once and pasted.
 
 `Encoder(canonical=True)` gives exactly `json.dumps(identity(value), sort_keys=True,
-separators=(",", ":"), ensure_ascii=True)` (the text job ids hash; tests/unit/test_canonical.py
+separators=(",", ":"), ensure_ascii=True)` (the text job ids hash; tests/plan/test_canonical.py
 checks it against that), `canonical=False` exactly `json.dumps(value, allow_nan=False)`.
 Only objects registered with `share` are memoized, and the encoder keeps a reference to each, so
 an id() is never reused by another object while its text is remembered.

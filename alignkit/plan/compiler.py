@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from alignkit.contract.errors import SpecError, UserError
-from alignkit.profiles import Profile, load_profile
+from alignkit.submit.profiles import Profile, load_profile
 from alignkit.contract.schema import Problems, join, one_line, plain
 from alignkit.contract.sections import TrainingSpec
 from alignkit.spec.axes import is_dotted, swept_axes

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.plan.judge_cost import judge_costs
-from alignkit.profiles import Profile
+from alignkit.submit.profiles import Profile
 from alignkit.plan.estimates import estimate as estimate_costs
 from alignkit.plan.reference import summarize as reference_summary
 from alignkit.spec.model import AXES

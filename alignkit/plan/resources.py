@@ -25,6 +25,10 @@ _SLURM_PLACEMENT = ("partition", "account", "qos", "constraint")  # profile-wide
 
 @dataclass(frozen=True)
 class Resources:
+    """A job's resolved resources: the fields of ResourceSpec (the spec's stages and overrides, a
+    profile's defaults), each set, with `time` and `estimate` in minutes as time_min and estimate_min
+    (tests/plan/test_resource_fields.py keeps the two lists one)."""
+
     gpus: int
     cpus: int
     mem_gb: int
@@ -39,11 +43,14 @@ class Resources:
 
     def key(self) -> tuple:
         """The resource class: jobs of one stage with the same key are submitted as one array."""
-        return (self.gpus, self.cpus, self.mem_gb, self.time_min, self.nodes, self.partition,
-                self.array_parallelism, self.account, self.qos, self.constraint)
+        return tuple(getattr(self, name) for name in _CLASS_FIELDS)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+RESOLVED = {"time": "time_min", "estimate": "estimate_min"}  # a ResourceSpec field -> its Resources field
+_CLASS_FIELDS = tuple(f.name for f in dataclasses.fields(Resources) if f.name != "estimate_min")  # not a class
 
 
 class StageResources:
@@ -74,7 +81,5 @@ class StageResources:
                     merged[key] = value
         time_min = parse_time(merged["time"])
         estimate = parse_time(merged["estimate"]) if merged["estimate"] is not None else time_min
-        return Resources(gpus=merged["gpus"], cpus=merged["cpus"], mem_gb=merged["mem_gb"], time_min=time_min,
-                         nodes=merged["nodes"], partition=merged["partition"],
-                         array_parallelism=merged["array_parallelism"], estimate_min=float(estimate),
-                         account=merged["account"], qos=merged["qos"], constraint=merged["constraint"])
+        return Resources(**{k: merged[k] for k in _RESOURCE_KEYS if k not in RESOLVED},
+                         time_min=time_min, estimate_min=float(estimate))

@@ -536,7 +536,8 @@ def _check_merges(spec: Spec, problems: Problems) -> None:
             problems.add(join(mp, "parameters"), f"{m.method} needs parameter 'density' in (0, 1]")
 
 
-def _check_resource_fields(r: ResourceSpec, rp: str, problems: Problems) -> None:
+def check_resource_fields(r: ResourceSpec, rp: str, problems: Problems) -> None:
+    """One layer of resources: the spec's stages and overrides, and a profile's `defaults:`."""
     for key, (low, high) in RESOURCE_LIMITS.items():
         v = getattr(r, key)
         if v is not None and v < low:
@@ -568,10 +569,10 @@ CONSTRAINT = re.compile(r"[A-Za-z0-9_.\-&|,\[\]*:]{1,256}")
 
 def _check_resources(spec: Spec, problems: Problems) -> None:
     for stage in STAGE_NAMES:
-        _check_resource_fields(getattr(spec.resources, stage), join("resources", stage), problems)
+        check_resource_fields(getattr(spec.resources, stage), join("resources", stage), problems)
     for i, o in enumerate(spec.resources.overrides):
         op = join(join("resources", "overrides"), i)
-        _check_resource_fields(o, op, problems)
+        check_resource_fields(o, op, problems)
         for axis, value in o.where.items():
             for v in values_of(value):
                 check_axis_value(spec, axis, v, join(join(op, "where"), axis), problems)

@@ -5,5 +5,5 @@
     python -m assets.build.tiny_classifier --out assets/tiny-toxicity  the tiny toxicity classifier
 
 Test fixtures, not product code: nothing under alignkit/ or jobs/ imports them
-(tests/unit/test_fixture_layout.py checks it). `make assets` rebuilds whichever asset is missing.
+(tests/test_fixture_layout.py checks it). `make assets` rebuilds whichever asset is missing.
 """

@@ -10,7 +10,7 @@ conversations with *both* responses of every pair, plus a few plain sentences, s
 model starts near 50/50 between refusal and compliance, right and wrong answers: preference
 alignment then moves it visibly in a few dozen CPU steps, where a random model would only learn
 the surface of the text. Everything is seeded and single-threaded: a rebuild on the same machine
-gives identical tensors and tokenizer files (tests/unit/test_tiny_model.py checks it).
+gives identical tensors and tokenizer files (tests/assets/test_tiny_model.py checks it).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from alignkit.contract.common import ModelConfig
 from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, eval_key)
 from alignkit.contract.checkpoints import FINAL
 from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
+from alignkit.contract import paths as jobfiles
 from jobs import base_weights
 from alignkit.plugins.benchmarks import lm_eval_run
 from jobs.base_weights import BaseWeights
@@ -61,8 +62,8 @@ def checkpoint_dir(target_dir: Path, kind: str, ckpt: str) -> Path:
     if kind == "merged":
         if ckpt != FINAL:
             raise JobFailure(f"checkpoints: a merged target has only 'final', not {ckpt!r}")
-        return target_dir / "model"
-    return target_dir / "adapter" if ckpt == FINAL else target_dir / "checkpoints" / f"step-{ckpt}"
+        return target_dir / jobfiles.MODEL
+    return target_dir / jobfiles.ADAPTER if ckpt == FINAL else jobfiles.step_dir(target_dir, int(ckpt))
 
 
 def adapter_sha256(path: Path) -> str | None:
@@ -132,13 +133,13 @@ def target_base(kind: str, config: EvalConfig, job_dir: Path, paths: dict[str, P
     """
     model_cfg = config.model
     if kind == "merged":
-        rec = paths["final"].parent / "merge.json"
+        rec = paths["final"].parent / jobfiles.MERGE
         dtype = read_json(rec).get("dtype") if rec.is_file() else None
         return base_weights.of_model(replace(model_cfg, source=str(paths["final"]), revision=None,
                                              dtype=dtype or config.model.dtype))
     if kind == "adapter":
         target_dir = job_dir.parent / str(config.target.job)
-        if (target_dir / "config.json").is_file():
+        if (target_dir / jobfiles.CONFIG).is_file():
             bw = base_weights.of_train_job(target_dir)
             m = config.model
             chained = base_weights.merged_init(target_dir, contract.load(target_dir))  # its own base
@@ -255,7 +256,7 @@ def _provenance(config: EvalConfig, kind: str, device: str, backend: str) -> dic
 
 def _check_stop(stop: threading.Event, job_dir: Path, result: dict) -> None:
     if stop.is_set():
-        atomic_write_json(job_dir / "eval.json", result)
+        atomic_write_json(job_dir / jobfiles.EVAL, result)
         raise Preempted("eval: stopped between checkpoints; finished checkpoints are in eval.json")
 
 
@@ -396,6 +397,6 @@ def run(job_dir: Path, config: EvalConfig, stop: threading.Event) -> None:
                 prov["checkpoints"][c]["vllm_agreement"] = generator.agreement[c]
         else:  # every benchmark here was stored: when and how it was evaluated then
             prov["checkpoints"][c] = dict(last.checkpoint_provenance, reused=True)
-        atomic_write_json(job_dir / "eval.json", result)
-    atomic_write_json(job_dir / "eval.json", result)
+        atomic_write_json(job_dir / jobfiles.EVAL, result)
+    atomic_write_json(job_dir / jobfiles.EVAL, result)
     shutil.rmtree(work, ignore_errors=True)

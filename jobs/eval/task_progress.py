@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 from alignkit.contract.fsio import atomic_write_json
+from alignkit.contract import paths as jobfiles
 
 
 class TaskProgress:
     def __init__(self, job_dir: Path, total: int, every_s: float = 5.0, clock=time.monotonic) -> None:
-        self.path = Path(job_dir) / "progress.json"
+        self.path = Path(job_dir) / jobfiles.PROGRESS
         self.total = max(0, int(total))
         self.every_s = every_s
         self.clock = clock

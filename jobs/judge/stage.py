@@ -37,6 +37,7 @@ from alignkit.contract.eval import ResultStore, StoredResult, judge_key
 from alignkit.contract import expect
 from alignkit.contract.judge import JudgeConfig
 from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
+from alignkit.contract import paths as jobfiles
 from jobs.errors import JobFailure, Preempted
 from jobs.eval.stage import runs_at
 from jobs.judge.judges import Judge, make_judge, redact, secrets
@@ -105,9 +106,9 @@ def run(job_dir: Path, config: JudgeConfig, stop: threading.Event) -> None:
 def _run(job_dir: Path, config: JudgeConfig, stop: threading.Event, values: list[str]) -> None:
     target = config.target.job
     eval_dir = job_dir.parent / target
-    if not (eval_dir / "DONE").exists() or not (eval_dir / "eval.json").exists():
-        raise JobFailure(f"eval job {target} has not finished: {eval_dir / 'eval.json'} is not complete")
-    evaluation = read_json(eval_dir / "eval.json")
+    if not (eval_dir / jobfiles.DONE).exists() or not (eval_dir / jobfiles.EVAL).exists():
+        raise JobFailure(f"eval job {target} has not finished: {eval_dir / jobfiles.EVAL} is not complete")
+    evaluation = read_json(eval_dir / jobfiles.EVAL)
     benchmarks = config.benchmarks
     types = {name: benchmarks_reg.get(b.type) for name, b in benchmarks.items()}
     for name, b in benchmarks.items():
@@ -139,7 +140,7 @@ def _run(job_dir: Path, config: JudgeConfig, stop: threading.Event, values: list
     progress = TaskProgress(job_dir, sum(runs_at(b, c) for c in evaluation["checkpoints"] for b in benchmarks.values()))
     for ckpt, entries in evaluation["checkpoints"].items():
         if stop.is_set():
-            atomic_write_json(job_dir / "judge.json", result)
+            atomic_write_json(job_dir / jobfiles.JUDGE, result)
             raise Preempted("judge: stopped between checkpoints; verdicts so far are cached")
         out: dict[str, dict] = {}
         for name, b in benchmarks.items():
@@ -179,5 +180,5 @@ def _run(job_dir: Path, config: JudgeConfig, stop: threading.Event, values: list
         if out:
             result["checkpoints"][ckpt] = out
         result["provenance"]["requests_made"] = sum(j.requests_made for j in made.values()) + package_requests
-        atomic_write_json(job_dir / "judge.json", result)
-    atomic_write_json(job_dir / "judge.json", result)
+        atomic_write_json(job_dir / jobfiles.JUDGE, result)
+    atomic_write_json(job_dir / jobfiles.JUDGE, result)

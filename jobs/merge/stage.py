@@ -13,7 +13,7 @@ Recipe (config shape: docs/contract.md "merge"):
   5. write `model/` (HF format + tokenizer + generation config) and `merge.json`.
 Why float32: a LoRA delta is small next to its weight. Folded in bfloat16 (8 significant bits) at
 delta std 1e-4 on weights of std 0.02, a third of the delta is rounding error
-(tests/unit/test_merge_precision.py); summed in bfloat16, each further step rounds again. In
+(tests/jobs/merge/test_merge_precision.py); summed in bfloat16, each further step rounds again. In
 float32 the only rounding that matters is the one cast on output.
 Working copies live in `<job>/.merge-work/` and are removed at the end.
 """

@@ -28,7 +28,6 @@ from alignkit.contract.train import TrainConfig
 from alignkit.contract.fsio import atomic_dir
 from jobs.errors import JobFailure
 
-INIT_MODEL = "init_model"  # merge mode: the merged upstream model the run trains on
 
 
 def upstream_dir(job_dir: Path, config: TrainConfig) -> Path:
@@ -44,7 +43,7 @@ def upstream_dir(job_dir: Path, config: TrainConfig) -> Path:
 def merged_base(job_dir: Path, config: TrainConfig, model_dtype: str, is_main: bool) -> Path:
     """merge mode: <job>/init_model/, the upstream model with its adapter folded in (written once;
     a resumed attempt reuses it)."""
-    out = Path(job_dir) / INIT_MODEL
+    out = Path(job_dir) / paths.INIT_MODEL
     if (out / "config.json").is_file() or not is_main:
         return out
     import torch

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from alignkit.cli.main import main as cli
-from alignkit.status import refresh
-from alignkit.sweepdir import SweepDir
+from alignkit.status.state import refresh
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ import yaml
 from alignkit.plan.datacheck import SAMPLE_ROWS
 
 from alignkit.cli.main import main as cli
-from alignkit.status import refresh
-from alignkit.sweepdir import SweepDir
+from alignkit.status.state import refresh
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm.conftest import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -1,7 +1,7 @@
 """The shipped studies' tiny counterparts (sweeps/tiny/) end to end on the local executor:
 `alignkit submit --executor local` -> every job COMPLETED -> `alignkit collect` shows the swept
 columns (and, for the rank/alpha search, the selection). Each is a few tiny runs of a few steps;
-the sweeps they stand for are planned and checked in tests/unit/test_studies_plan.py."""
+the sweeps they stand for are planned and checked in tests/plan/test_studies_plan.py."""
 
 from __future__ import annotations
 

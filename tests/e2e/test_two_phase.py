@@ -13,7 +13,7 @@ import pytest
 
 from alignkit.cli.main import main as cli
 from alignkit.plan.compiler import load_plan
-from alignkit.status import refresh
+from alignkit.status.state import refresh
 from tests.e2e import studies
 from tests.slurm.conftest import wait_for
 

@@ -24,9 +24,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignkit import journal
+from alignkit.submit import journal
 from alignkit.backends.base import AttemptState, Backend, Group, Key, Poll, SubmitContext, check_text, setup_lines
-from alignkit.status import HELD_REASON
+from alignkit.status.state import HELD_REASON
 
 REPO = Path(__file__).resolve().parents[2]
 REQUEUE_RC = 75  # the child's exit status for "preempted: saved, run me again"

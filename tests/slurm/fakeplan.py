@@ -8,7 +8,7 @@ from pathlib import Path
 from alignkit.plan.ids import job_id
 from alignkit.plan.model import Job, Plan
 from alignkit.plan.resources import Resources
-from alignkit.profiles import load_profile
+from alignkit.submit.profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[2]
 

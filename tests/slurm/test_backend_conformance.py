@@ -18,13 +18,14 @@ import time
 
 import pytest
 
-from alignkit import backends, journal
+from alignkit import backends
+from alignkit.submit import journal
 from alignkit.backends.base import SubmitContext
 from alignkit.cli.main import main as cli
 from alignkit.collect.study import load_study
-from alignkit.launch import submit
-from alignkit.status import refresh
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.launch import submit
+from alignkit.status.state import refresh
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 from tests.slurm.conftest import steps_log, wait_for
 from tests.slurm.fake_backend import FakeBackend

@@ -8,13 +8,13 @@ import subprocess
 
 import pytest
 
-from alignkit import journal
+from alignkit.submit import journal
 from alignkit.backends import sacct
 from alignkit.backends.slurm import sbatch_dependency
 from alignkit.cli.main import main as cli
-from alignkit.launch import submit
-from alignkit.status import refresh
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.launch import submit
+from alignkit.status.state import refresh
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 from tests.slurm.conftest import sacct_rows, steps_log, wait_for
 

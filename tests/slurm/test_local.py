@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from alignkit import launch
+from alignkit.submit import launch
 from alignkit.backends import slurm as slurm_backend
 from alignkit.cli.main import main as cli
 from alignkit.contract.errors import UserError
-from alignkit.launch import submit
-from alignkit.status import refresh
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.launch import submit
+from alignkit.status.state import refresh
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 from tests.slurm.conftest import steps_log, wait_for
 

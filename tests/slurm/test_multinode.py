@@ -18,12 +18,12 @@ import pytest
 from alignkit.plan.ids import job_id
 from alignkit.plan.model import Job
 from alignkit.plan.resources import Resources
-from alignkit.launch import submit
-from alignkit.status import refresh
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.launch import submit
+from alignkit.status.state import refresh
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 from tests.slurm.conftest import _required, wait_for
-from tests.unit.train_configs import train_config
+from tests.fixtures.train_configs import train_config
 
 pytestmark = pytest.mark.slurm
 

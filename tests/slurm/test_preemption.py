@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from alignkit.launch import submit
-from alignkit.status import refresh
-from alignkit.sweepdir import SweepDir
+from alignkit.submit.launch import submit
+from alignkit.status.state import refresh
+from alignkit.submit.sweepdir import SweepDir
 from tests.slurm import fakeplan as fp
 from tests.slurm.conftest import steps_log, wait_for
 
