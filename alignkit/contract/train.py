@@ -45,11 +45,15 @@ class MethodConfig(CommonFields):
 
 @dataclass(frozen=True)
 class InitConfig:
-    """A chained run's start (docs/methods.md "Chained stages"): the upstream train job's id and
-    whether its adapter is trained on (`continue`) or merged into the base under a fresh one."""
+    """A chained run's start (docs/methods.md "Chained stages"): the upstream train job's id, or an
+    adapter that exists already (an absolute local path or a hub id at `revision`), and whether
+    that adapter is trained on (`continue`) or merged into the base under a fresh one. Only the
+    keys given are written (a run from an upstream job: exactly job and mode, as before)."""
 
-    job: str
     mode: Literal["continue", "merge"]
+    job: Optional[str] = None
+    adapter: Optional[str] = None
+    revision: Optional[str] = None
 
 
 @dataclass(frozen=True)
