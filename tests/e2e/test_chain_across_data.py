@@ -52,7 +52,7 @@ def test_sft_on_chat_data_then_dpo_on_another_dataset(sweep):
     by_id = {j["id"]: j for j in studies.manifest(sd.root)["jobs"]}
     assert by_id[dpo_job.id]["depends_on"] == [sft_job.id]
     assert sft_m["data"]["parts"][0]["source"].endswith("preferences-3/helpful.jsonl")
-    assert dpo_m["data"]["parts"][0]["source"].endswith("pku-saferlhf")
+    assert "smoke-data/pku-saferlhf" in dpo_m["data"]["parts"][0]["source"]
     _starts_at_its_reference(dpo_m)
     assert dpo_m["method"] == "dpo" and dpo_m["steps"] == 3
     # each run's eval waits for its own train job and loads that run's adapter
