@@ -77,4 +77,7 @@ def test_sft_on_chat_data_then_dpo_on_another_dataset(sweep):
     assert cfg2["axes"]["method"] == "dpo" and [j.stage for j in jobs2].count("eval") == 1
     _starts_at_its_reference(m2)
     # the same start, data and settings as the chained run above: the same training
-    assert m2["loss_curve"] == pytest.approx(dpo_m["loss_curve"], abs=1e-5)
+    curve = lambda m: [(p["step"], p["loss"], p["reward_margin"]) for p in m["loss_curve"]]  # noqa: E731
+    assert [s for s, _, _ in curve(m2)] == [1, 2, 3]
+    assert [x for p in curve(m2) for x in p[1:]] == pytest.approx([x for p in curve(dpo_m) for x in p[1:]], abs=1e-5)
+    assert curve(m2)[-1][1] < math.log(2)  # it trained: the check can fail
