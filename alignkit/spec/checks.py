@@ -5,6 +5,7 @@ line naming the YAML path (collected in Problems, raised together by load_spec).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from alignkit.spec.model import (AXES, BEAVERTAILS_PREFERENCES, MAX_TIME_MIN, ME
                                  RESERVED_PREFERENCES, RESOURCE_LIMITS, ResourceSpec, SEED_LIMIT,
                                  Spec, parse_time)
 from alignkit.spec.paths import (DATA_FILE_SUFFIXES, HUB_DATA_DIR, EXPLICIT_LOCAL, resolved_path, checkout_problem,
-                                 local_path_issues, output_dir_problem)
+                                 local_path_issues, output_dir_problem, resolve_source)
 from alignkit.spec.axes import (PREFERENCE_NAME, values_of, check_axis_value, check_name, dotted_axis_problem,
                                 is_dotted, swept_axes)
 
@@ -182,6 +183,8 @@ def _check_chains(spec: Spec, problems: Problems) -> None:
             continue
         ip = join(join("methods", name), "init_from")
         if not _check_init_from(spec, m.init_from, ip, problems):
+            if m.init_from.adapter is not None and m.init_mode == "continue":
+                _check_adapter_shape(spec, name, m, problems)
             continue
         p = join(ip, "method")
         up = m.init_from.method
@@ -204,6 +207,26 @@ def _check_chains(spec: Spec, problems: Problems) -> None:
             problems.add(join(join("methods", name), "lora"), f"init_mode continue keeps training method '{up}''s "
                                                                f"adapter: give it the same lora as '{up}' (or use "
                                                                f"init_mode: merge for a fresh adapter)")
+
+
+def _check_adapter_shape(spec: Spec, name: str, m: Any, problems: Problems) -> None:
+    """init_mode continue trains a local init_from.adapter as it is: its adapter_config.json must
+    give the method's `lora` shape (r, alpha, target modules), which the run's config records. A
+    folder that is missing or unreadable is the path check's (spec/paths.py); a hub adapter is read
+    by the job only."""
+    folder = resolve_source(spec.path.parent, m.init_from.adapter)
+    try:
+        raw = json.loads((Path(folder) / "adapter_config.json").read_text()) if os.path.isabs(folder) else None
+    except (OSError, ValueError):
+        return
+    if not isinstance(raw, dict):
+        return
+    got = (raw.get("r"), raw.get("lora_alpha"), raw.get("target_modules"))
+    targets = got[2] if isinstance(got[2], str) else sorted(got[2]) if isinstance(got[2], list) else got[2]
+    if (got[0], got[1], targets) != (m.lora.r, m.lora.alpha, sorted(m.lora.target_modules)):
+        problems.add(join(join("methods", name), "lora"),
+                     f"init_mode continue trains init_from.adapter {m.init_from.adapter!r} as it is (r {got[0]}, "
+                     f"alpha {got[1]}, target_modules {got[2]}): give lora that shape, or use init_mode: merge")
 
 
 def _check_init_from(spec: Spec, f: Any, ip: str, problems: Problems) -> bool:

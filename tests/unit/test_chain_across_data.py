@@ -81,9 +81,11 @@ def test_a_named_upstream_the_grid_does_not_train_is_named(tmp_path):
 
 
 def _adapter(tmp_path: Path, r: int = 8) -> Path:
+    """An adapter folder as PEFT writes it (the fields plan reads), with the tiny spec's LoRA shape."""
     folder = tmp_path / "sft-adapter"
     folder.mkdir(exist_ok=True)
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": r}))
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": r, "lora_alpha": 16,
+                                                            "target_modules": ["v_proj", "q_proj"]}))
     return folder
 
 
@@ -139,3 +141,22 @@ def test_bad_init_from_is_one_line_naming_file_and_key(tmp_path, capsys, init, k
     line = next((e for e in err if f"{key}:" in e), None)
     assert line is not None and f"{spec}" in line and expected in line, err
     assert not out.exists()
+
+
+def test_continue_from_an_adapter_of_another_lora_shape_is_refused(tmp_path, capsys):
+    folder = _adapter(tmp_path, r=16)
+
+    def edit(s):
+        s["methods"] = {"dpo": {**s["methods"]["dpo"], "init_from": {"adapter": str(folder)}}}
+        s["grid"].update(method=["dpo"], dataset=["beavertails"], preference=["harmless"])
+        del s["zip"]
+    spec = _write(tmp_path, edit)
+    assert main(["plan", str(spec), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{spec}" in err[0] and "methods.dpo.lora: init_mode continue trains init_from.adapter" in err[0]
+    assert "(r 16, alpha 16" in err[0] and not (tmp_path / "out").exists()
+
+    def merge(s):
+        edit(s)
+        s["methods"]["dpo"]["init_mode"] = "merge"  # a fresh adapter of the method's own shape
+    assert load_plan(_write(tmp_path, merge, "merge.yaml"), output_dir=tmp_path / "out2").jobs
