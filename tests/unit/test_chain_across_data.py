@@ -160,3 +160,27 @@ def test_continue_from_an_adapter_of_another_lora_shape_is_refused(tmp_path, cap
         edit(s)
         s["methods"]["dpo"]["init_mode"] = "merge"  # a fresh adapter of the method's own shape
     assert load_plan(_write(tmp_path, merge, "merge.yaml"), output_dir=tmp_path / "out2").jobs
+
+
+def test_the_job_starts_from_the_adapter_its_config_names(tmp_path):
+    """jobs/train/chain.py start_adapter: the upstream job's adapter, or init.adapter (a folder
+    without adapter_config.json is a one-line job failure, not a PEFT traceback)."""
+    from types import SimpleNamespace
+
+    from jobs.errors import JobFailure
+    from jobs.train.chain import start_adapter
+
+    folder = _adapter(tmp_path)
+    job = tmp_path / "jobs" / "abc"
+    cfg = lambda **init: SimpleNamespace(init=SimpleNamespace(**{"job": None, "adapter": None, "revision": None, **init}))  # noqa: E731
+    assert start_adapter(job, cfg(adapter=str(folder))) == (str(folder), None)
+    assert start_adapter(job, cfg(adapter="org/sft-adapter", revision="v1")) == ("org/sft-adapter", "v1")
+    with pytest.raises(JobFailure, match="init.adapter .*: no adapter_config.json there"):
+        start_adapter(job, cfg(adapter=str(tmp_path / "jobs")))
+    up = tmp_path / "jobs" / "up1"
+    (up / "adapter").mkdir(parents=True)
+    with pytest.raises(JobFailure, match="the upstream train job has not finished"):
+        start_adapter(job, cfg(job="up1"))
+    (up / "DONE").write_text("")
+    (up / "adapter" / "adapter_config.json").write_text("{}")
+    assert start_adapter(job, cfg(job="up1")) == (str(up / "adapter"), None)
