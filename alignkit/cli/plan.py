@@ -60,7 +60,9 @@ def _lm_eval_needs(plan) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from alignkit.plan.compiler import load_plan  # lazily: every `alignkit` command imports this module
+    from alignkit.plan import datacheck
     plan = load_plan(args.spec, args.profile, args.output_dir)
+    datacheck.check(plan, "plan")  # a sample of every dataset through its format, template and tokenizer
     if "lm_eval" in plan.spec_text:  # lm-eval tasks needing packages or data missing here (no task index: ~0.1 s)
         _lm_eval_needs(plan)
     for line in plan.not_ready:  # fine to plan; `submit` refuses until they are fixed

@@ -42,9 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from alignkit.plan.compiler import load_plan, require_ready  # lazily: `alignkit status` must start fast
     from alignkit.backends.base import describe_dependency
     from alignkit.launch import submit
+    from alignkit.plan import datacheck
     plan = load_plan(args.spec, args.profile, args.output_dir)
     if not args.dry_run:
         require_ready(plan)  # missing local paths, unset judge API keys: refused before anything is written
+    datacheck.check(plan, "submit")  # a sample of every dataset: refused before anything is written
     if not (args.skip_preflight or args.dry_run):
         preflight(plan)
     with warnings.catch_warnings(record=True) as caught:

@@ -38,13 +38,14 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    format: Literal["hh_rlhf", "beavertails", "normalized"]
     source: str
+    # a module of alignkit/plugins/formats/, or auto: recognised from the columns (docs/data.md)
+    format: str = "auto"
     revision: str = "main"
     split: str = "train"
     subsets: Optional[dict[str, str]] = None  # preference -> data_dir (HH-RLHF: helpful-base, ...)
     limit: Optional[int] = None  # rows kept after filtering and seeded shuffling; null = all
-    # normalized format: preference -> its own file (relative to the spec file) or hub data_dir
+    # preference -> its own file (relative to the spec file) or hub data_dir (not hh_rlhf, beavertails)
     files: Optional[dict[str, str]] = None
     validation: Optional[ValidationSpec] = None  # a held-out split; null = no validation
 

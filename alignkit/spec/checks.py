@@ -67,6 +67,12 @@ def check(spec: Spec, problems: Problems) -> None:
 
 
 def _check_dataset(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> None:
+    from alignkit.plugins import formats
+
+    if ds.format != formats.AUTO and ds.format not in formats.names():
+        problems.add(join(p, "format"), f"unknown data format {ds.format!r} (known: {formats.AUTO}, "
+                                        f"{', '.join(formats.names())}; docs/data.md)")
+        return
     if ds.limit is not None and ds.limit <= 0:
         problems.add(join(p, "limit"), f"must be positive, got {ds.limit}")
     if ds.subsets is not None:
@@ -79,8 +85,8 @@ def _check_dataset(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> N
                 _check_preference_name(pref, pp, problems)
     if ds.files is not None:
         fp = join(p, "files")
-        if ds.format != "normalized":
-            problems.add(fp, f"'files' is for the normalized format (a {ds.format} dataset names its folders in subsets)")
+        if ds.format != formats.AUTO and not getattr(formats.get(ds.format), "FILES", True):
+            problems.add(fp, f"'files' is not for the {ds.format} format (it names its folders in subsets)")
         if ds.subsets is not None:
             problems.add(fp, "give 'files' or 'subsets', not both")
         if not ds.files:

@@ -23,7 +23,7 @@ AXES = ("model", "dataset", "preference", "method", "peft", "seed")
 # the spec mapping each one's entries live in (training: one section for every run).
 SECTIONS = {"model": "models", "dataset": "datasets", "method": "methods", "peft": "peft", "training": None}
 # What a dataset provides when it lists no subsets/files: BeaverTails' built-in derivations
-# (jobs/data/beavertails.py), HH-RLHF's two folders (jobs/data HH_SUBSETS)
+# (alignkit/plugins/formats/beavertails.py), HH-RLHF's two folders (alignkit/plugins/formats/hh_rlhf.py SUBSETS)
 BEAVERTAILS_PREFERENCES = ("helpful", "harmless")
 HH_DEFAULT_PREFERENCES = ("helpful", "harmless")
 RESERVED_PREFERENCES = ("original",)  # the base models' rows in collect

@@ -6,11 +6,14 @@ columns
   prompt    [{role, content}, ...] ending with a user turn
   chosen    [{role: "assistant", content}]
   rejected  [{role: "assistant", content}]
-Adapters (one module each) turn a raw schema into these rows: `hh_rlhf` (Anthropic/hh-rlhf
-transcripts), `beavertails` (PKU-SafeRLHF pairs with safety labels), `normalized` (users' own
-data already in this form). Where each preference comes from: `files` (normalized: one local
-file/folder, or a data_dir of a hub source, per preference), else `subsets` (a data_dir per
-preference), else the source's top level. Several preferences make a mixture: parts are
+Formats (alignkit/plugins/formats/, one module each) turn a raw schema into these rows: `hh_rlhf`
+(Anthropic/hh-rlhf transcripts), `beavertails` (PKU-SafeRLHF pairs with safety labels), `normalized`
+(users' own data already in this form) and TRL's dataset types, which also give other rows: KTO's
+unpaired {prompt, completion, label} and SFT's {prompt, completion}, {messages} or {text}
+(docs/data.md). `format: auto` picks the format from each source's columns; a mixture's parts
+must give rows of one type. Where each preference comes from: `files` (one local file/folder, or a
+data_dir of a hub source, per preference), else `subsets` (a data_dir per preference, or the
+format's own: hh_rlhf's SUBSETS), else the source's top level. Several preferences make a mixture: parts are
 concatenated, then shuffled with the seed, then cut to `limit`. A single preference is shuffled
 the same way, so `limit` takes a random sample rather than the file's first rows.
 
@@ -27,15 +30,12 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from alignkit.contract.hub import is_local
-from jobs.data import beavertails, hh_rlhf, normalized
+from alignkit.plugins import formats
 from jobs.data.report import DropReport, PartReport
 from jobs.data.source import load_split
 from jobs.data.split import held_out
 from jobs.errors import JobFailure
 
-ADAPTERS = {"hh_rlhf": hh_rlhf, "beavertails": beavertails, "normalized": normalized}
-# Anthropic/hh-rlhf's folders, used when an hh_rlhf dataset gives no `subsets`
-HH_SUBSETS = {"helpful": "helpful-base", "harmless": "harmless-base"}
 
 __all__ = ["DropReport", "PartReport", "Preferences", "load_preferences", "load_preferences_with_report",
            "load_with_validation", "sft_rows"]
@@ -74,8 +74,8 @@ def _wheres(dataset: Any, preference: list[str]) -> dict[str, Where]:
         return {p: Where(dataset.files[p], None) if is_local(dataset.files[p]) else Where(dataset.source, dataset.files[p])
                 for p in preference}
     subsets = dataset.subsets
-    if subsets is None and dataset.format == "hh_rlhf":
-        subsets = HH_SUBSETS
+    if subsets is None and dataset.format != formats.AUTO:  # a format's own folders (hh_rlhf's SUBSETS)
+        subsets = getattr(formats.get(dataset.format), "SUBSETS", None)
     if subsets is None:
         return {p: Where(dataset.source, None) for p in preference}
     missing = [p for p in preference if p not in subsets]
@@ -88,30 +88,43 @@ def _wheres(dataset: Any, preference: list[str]) -> dict[str, Where]:
 def _read(dataset: Any, preference: list[str], split: str, held_out: bool = False) -> tuple[list[dict], DropReport]:
     """Every usable row of `split` for the preferences, in order, and what was kept and dropped."""
     fmt = dataset.format
-    if fmt not in ADAPTERS:
-        raise JobFailure(f"dataset {dataset.name}: unknown format {fmt!r} (expected one of {', '.join(ADAPTERS)})")
-    adapter = ADAPTERS[fmt]
-    known = getattr(adapter, "PREFERENCES", None)  # a format that derives its preferences itself
+    if fmt != formats.AUTO and fmt not in formats.names():
+        raise JobFailure(f"dataset {dataset.name}: unknown format {fmt!r} (expected one of "
+                         f"{', '.join([formats.AUTO, *formats.names()])})")
+    known = None if fmt == formats.AUTO else getattr(formats.get(fmt), "PREFERENCES", None)
     if not preference or (known is not None and any(p not in known for p in preference)):
         raise JobFailure(f"dataset {dataset.name}: preference must list some of "
                          f"{', '.join(known or ('its files/subsets',))}, got {list(preference)!r}")
     wheres = _wheres(dataset, preference)
-    report, rows = DropReport(), []
+    report, rows, types = DropReport(), [], []
     raw_by_where: dict[Where, tuple[Any, str]] = {}
     seen: set = set()
     for pref in preference:
-        # A format whose rows do not depend on the preference (hh_rlhf, normalized) converts each
-        # place once: two preferences mapped to the same data are the same rows, not a mixture.
-        key = (wheres[pref], pref if known is not None else None)
-        if key in seen:
-            continue
-        seen.add(key)
         if wheres[pref] not in raw_by_where:
             raw_by_where[wheres[pref]] = load_split(dataset, wheres[pref].data_dir, split=split,
                                                     source=wheres[pref].source, held_out=held_out)
         raw, label = raw_by_where[wheres[pref]]
-        part = PartReport(preference=pref, source=label)
-        rows += adapter.convert(raw, label, part)
+        try:
+            adapter = formats.get(fmt if fmt != formats.AUTO else
+                                  formats.detect(raw.column_names, raw[0] if len(raw) else None, label))
+            own = getattr(adapter, "PREFERENCES", None)  # a format that derives its preferences itself
+            # A format whose rows do not depend on the preference (hh_rlhf, normalized) converts each
+            # place once: two preferences mapped to the same data are the same rows, not a mixture.
+            key = (wheres[pref], pref if own is not None else None)
+            if key in seen:
+                continue
+            seen.add(key)
+            if own is not None and pref not in own:  # format: auto found such a format
+                raise JobFailure(f"dataset {dataset.name}: {label} is {adapter.__name__.rsplit('.', 1)[-1]} data, "
+                                 f"whose preferences are {', '.join(own)}, not {pref!r}")
+            if types and adapter.ROWS != types[0]:
+                raise JobFailure(f"dataset {dataset.name}: {label} holds {adapter.ROWS} rows, another part of "
+                                 f"the mixture {types[0]} rows: a mixture's parts must be of one type")
+            types.append(adapter.ROWS)
+            part = PartReport(preference=pref, source=label)
+            rows += adapter.convert(raw, label, part)
+        except (formats.RowError, formats.UnknownFormat) as exc:
+            raise JobFailure(str(exc)) from None
         report.parts.append(part)
     if not rows:
         raise JobFailure(f"dataset {dataset.name}: no usable rows ({report.summary()})")

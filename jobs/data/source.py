@@ -3,8 +3,7 @@
 Hub ids are resolved to their snapshot in the Hugging Face cache first (compute nodes run with
 HF_HUB_OFFLINE=1; `alignkit prefetch` fills the cache at the pinned revision), then loaded
 from that folder like any local folder, so README configs and data_dir layouts behave as on
-the hub. Also the field checks every adapter shares: they raise JobFailure naming the file, the
-row (1-based) and the field.
+the hub. The field checks every format shares live with the formats (alignkit/plugins/formats/).
 """
 
 from __future__ import annotations
@@ -89,23 +88,3 @@ def load_split(dataset: Any, data_dir: str | None, *, split: str, source: str,
             first += " | " + str(cause).strip().splitlines()[0]
         raise JobFailure(f"dataset {name}: cannot read {label}: {first}") from None
     return ds, label
-
-
-def require_columns(ds: Any, columns: tuple[str, ...], label: str) -> None:
-    missing = [c for c in columns if c not in ds.column_names]
-    if missing:
-        raise JobFailure(f"{label}: field {missing[0]!r} missing (the data has fields: "
-                         f"{', '.join(ds.column_names) or 'none'})")
-
-
-def field(row: dict, key: str, types: type | tuple[type, ...], label: str, i: int) -> Any:
-    """row[key], checked present and of the expected type; `i` is the 0-based row index."""
-    value = row.get(key)
-    if value is None:
-        raise JobFailure(f"{label} row {i + 1}: field {key!r} missing")
-    allowed = types if isinstance(types, tuple) else (types,)
-    # bool is an int subclass: a label 0/1 given as true/false is a wrong type, not a silent cast
-    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-        want = " or ".join(t.__name__ for t in allowed)
-        raise JobFailure(f"{label} row {i + 1}: field {key!r} should be {want}, got {type(value).__name__}")
-    return value

@@ -19,11 +19,13 @@ from typing import Any, Sequence
 
 
 def prompt_key(row: dict[str, Any]) -> str:
-    """The first user turn's text, whitespace-trimmed (the conversation a row continues starts there)."""
-    for turn in row.get("prompt") or []:
+    """The first user turn's text, whitespace-trimmed (the conversation a row continues starts there):
+    of `prompt`, or of `messages` for SFT conversations; a plain `text` row is its own key."""
+    for turn in row.get("prompt") or row.get("messages") or []:
         if isinstance(turn, dict) and turn.get("role") == "user":
             return str(turn.get("content", "")).strip()
-    return ""
+    text = row.get("text")
+    return text.strip() if isinstance(text, str) else ""
 
 
 def draw(key: str, seed: int) -> float:

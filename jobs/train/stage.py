@@ -257,11 +257,15 @@ class Examples:
 
 
 def load_examples(config: TrainConfig, method: Method | None = None) -> Examples:
+    from alignkit.plugins import formats
     from jobs.data import load_with_validation
 
     config = as_train_config(config)
     method = method or METHODS.get(config.method.type)()
     prefs = load_with_validation(config.dataset, list(config.preference), config.seed)
+    refused = formats.refusal(type(method), formats.rows_type(prefs.train.column_names))
+    if refused:  # plan refuses it first (alignkit/plan/datacheck.py) where it can read the data
+        raise JobFailure(f"dataset {config.dataset.name}: {refused}")
     rows, report = method.rows(prefs.train), prefs.report
     name = config.dataset.name
     if len(rows) == 0:

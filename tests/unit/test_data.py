@@ -193,7 +193,7 @@ def test_bad_rows_name_file_row_and_field(name, fmt, message):
 def test_config_errors(tmp_path):
     with pytest.raises(JobFailure, match="local source .* does not exist"):
         load_preferences(cfg("hh_rlhf", FIX / "nope"), ["helpful"], seed=0)
-    with pytest.raises(JobFailure, match=r"dataset.format: unknown value 'alpaca' \(allowed: hh_rlhf"):
+    with pytest.raises(JobFailure, match=r"dataset fx: unknown format 'alpaca' \(expected one of auto, beavertails, hh_rlhf"):
         load_preferences(cfg("alpaca", FIX / "hh-rlhf"), ["helpful"], seed=0)
     with pytest.raises(JobFailure, match="subsets has no entry for preference 'harmless'"):
         load_preferences(cfg("hh_rlhf", FIX / "hh-rlhf", {"helpful": "helpful-base"}), ["harmless"], seed=0)

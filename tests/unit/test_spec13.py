@@ -226,7 +226,7 @@ def test_files_checks(tmp_path):
     d["datasets"]["hh"]["files"] = {"helpful": "x.jsonl"}
     d["datasets"]["own"]["files"]["bad"] = "data dir;rm"
     problems = problems_of(tmp_path, d)
-    assert any("datasets.hh.files: 'files' is for the normalized format" in p for p in problems)
+    assert any("datasets.hh.files: 'files' is not for the hh_rlhf format" in p for p in problems)
     assert any("datasets.hh.files: give 'files' or 'subsets', not both" in p for p in problems)
     assert any("datasets.own.files.bad: 'data dir;rm' is neither a local file" in p for p in problems)
 

@@ -105,7 +105,7 @@ def test_preferences_3_example_files_are_in_the_normalized_format():
     """The shipped example files pass the train job's own normalized-format reader, every pair kept."""
     import datasets
 
-    from jobs.data import normalized
+    from alignkit.plugins.formats import normalized
     from jobs.data.report import PartReport
 
     for name in ("helpful", "harmless", "honest"):

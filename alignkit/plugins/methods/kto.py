@@ -1,6 +1,7 @@
 """Kahneman-Tversky Optimization (TRL's KTOTrainer, stable in TRL 1.16; via jobs/train/trl_classes.py).
 
-Unpaired: each normalized preference pair becomes one desirable row (prompt, chosen, label true)
+Data: TRL's unpaired preference rows {prompt, completion, label} as they are, or preference pairs
+unpaired: each normalized preference pair becomes one desirable row (prompt, chosen, label true)
 and one undesirable row (prompt, rejected, label false), by TRL's own
 `trl.data_utils.unpair_preference_dataset`. TRL's KTOTrainer samples sequentially (the KL
 estimate pairs each prompt with its batch neighbour's completion), so the unpaired rows are mixed
@@ -36,6 +37,7 @@ class KTOFields(CommonFields):
 class KTO(Method):
     fields = KTOFields
     paired = False  # rows are unpaired completions with a desirable/undesirable label
+    data_types = ("preference", "unpaired_preference")  # alignkit/plugins/formats/: pairs are unpaired here
     reference_model = True
     metrics = {"rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
                "rewards/margins": "reward_margin", "kl": "kl"}
@@ -77,6 +79,8 @@ class KTO(Method):
     def rows(self, pairs: Any) -> Any:
         from jobs.train.trl_classes import unpair
 
+        if "label" in pairs.column_names:  # already unpaired (and shuffled with the run seed)
+            return pairs.select_columns(["prompt", "completion", "label"])
         keep = [c for c in pairs.column_names if c in ("prompt", "chosen", "rejected")]
         rows = unpair(pairs.select_columns(keep))
         return rows.shuffle(seed=MIX_SEED).flatten_indices()

@@ -11,8 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jobs.data.report import PartReport
-from jobs.data.source import field, require_columns
+from alignkit.plugins.formats import field, require_columns
+
+ROWS = "preference"
+SUBSETS = {"helpful": "helpful-base", "harmless": "harmless-base"}  # Anthropic/hh-rlhf's folders, when no subsets
+FILES = False  # its preferences are folders (subsets) of one source, never files of their own
 
 TURN = re.compile(r"\n\n(Human|Assistant):")
 ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -59,7 +62,13 @@ def to_pair(chosen_text: str, rejected_text: str) -> dict:
     return {"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]}
 
 
-def convert(ds: Any, label: str, part: PartReport) -> list[dict]:
+def detect(columns: set[str], first: dict) -> bool:
+    """`format: auto`: chosen/rejected transcripts in Anthropic's "\\n\\nHuman: ..." layout."""
+    chosen = first.get("chosen")
+    return {"chosen", "rejected"} <= columns and isinstance(chosen, str) and chosen.startswith("\n\nHuman:")
+
+
+def convert(ds: Any, label: str, part: Any) -> list[dict]:
     require_columns(ds, ("chosen", "rejected"), label)
     rows = []
     for i, row in enumerate(ds):

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.data.report import PartReport
-from jobs.data.source import field, require_columns
-from jobs.errors import JobFailure
+from alignkit.plugins.formats import RowError, field, require_columns
+
+ROWS = "preference"
+FILES = False  # its preferences are folders (subsets) of one source, never files of their own
 
 PREFERENCES = ("helpful", "harmless")  # the paper's derivations; other names have none
 COLUMNS = ("prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe", "better_response_id")
@@ -27,19 +28,23 @@ REASONS = {
 }
 
 
-def convert(ds: Any, label: str, part: PartReport) -> list[dict]:
+def detect(columns: set[str], first: dict) -> bool:
+    return set(COLUMNS) <= columns
+
+
+def convert(ds: Any, label: str, part: Any) -> list[dict]:
     require_columns(ds, COLUMNS, label)
     rows = []
     for i, row in enumerate(ds):
         part.rows += 1
         prompt = field(row, "prompt", str, label, i).strip()
         if not prompt:
-            raise JobFailure(f"{label} row {i + 1}: field 'prompt' is empty")
+            raise RowError(f"{label} row {i + 1}: field 'prompt' is empty")
         responses = [field(row, f"response_{k}", str, label, i).strip() for k in (0, 1)]
         safe = [field(row, f"is_response_{k}_safe", bool, label, i) for k in (0, 1)]
         better = field(row, "better_response_id", int, label, i)
         if better not in (0, 1):
-            raise JobFailure(f"{label} row {i + 1}: field 'better_response_id' should be 0 or 1, got {better}")
+            raise RowError(f"{label} row {i + 1}: field 'better_response_id' should be 0 or 1, got {better}")
         if not all(responses):
             part.drop("empty_response")
             continue
