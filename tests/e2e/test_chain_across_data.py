@@ -1,4 +1,4 @@
-"""SFT on one dataset, then DPO chained from it on another, as one spec (issue 21 item 3):
+"""SFT on a {messages} JSONL, then DPO chained from it on another dataset, as one spec (issue 21 item 3):
 sweeps/tiny/sft-chat-then-dpo.yaml on the local executor to COMPLETED, then collect. The DPO run
 names its upstream's own dataset and preference (`init_from: {method: sft, dataset: chat,
 preference: all}`), so it depends on the SFT run on `chat` while training on beavertails; its
@@ -51,7 +51,7 @@ def test_sft_on_chat_data_then_dpo_on_another_dataset(sweep):
     assert dpo_cfg["init"] == {"job": sft_job.id, "mode": "continue"}
     by_id = {j["id"]: j for j in studies.manifest(sd.root)["jobs"]}
     assert by_id[dpo_job.id]["depends_on"] == [sft_job.id]
-    assert sft_m["data"]["parts"][0]["source"].endswith("preferences-3/helpful.jsonl")
+    assert sft_m["data"]["parts"][0]["source"].endswith("chat/chat.jsonl")  # the {messages} file
     assert "smoke-data/pku-saferlhf" in dpo_m["data"]["parts"][0]["source"]
     _starts_at_its_reference(dpo_m)
     assert dpo_m["method"] == "dpo" and dpo_m["steps"] == 3

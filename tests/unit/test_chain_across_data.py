@@ -42,7 +42,7 @@ def test_sft_on_one_dataset_then_dpo_on_another_is_one_spec(tmp_path):
     assert (dpo.config["axes"]["dataset"], dpo.config["axes"]["preference"]) == ("beavertails", "harmless")
     assert dpo.depends_on == (sft.id,)
     assert dpo.config["init"] == {"job": sft.id, "mode": "continue"}  # the same two keys as every chain before
-    assert dpo.config["dataset"]["format"] == "beavertails" and sft.config["dataset"]["format"] == "normalized"
+    assert dpo.config["dataset"]["format"] == "beavertails" and sft.config["dataset"]["source"].endswith("chat/chat.jsonl")
     # each run's eval waits for its own train job
     evals = {j.depends_on: j for j in plan.jobs if j.stage == "eval"}
     assert set(evals) == {(sft.id,), (dpo.id,)}
