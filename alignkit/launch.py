@@ -39,6 +39,7 @@ from alignkit.backends.base import Group, Limits, SubmitContext
 from alignkit.plan.model import Job, Plan
 from alignkit.contract.errors import UserError
 from alignkit.contract.stages import STAGES
+from alignkit.contract.serial import write_config
 from alignkit.contract.fsio import atomic_dir, atomic_write_json, atomic_write_text, copy_tree
 from alignkit.sweepdir import SweepDir
 
@@ -154,12 +155,22 @@ def write_sweep(plan: Plan, sd: SweepDir) -> list[dict[str, Any]]:
         axes += [a for a in old.get("axes") or () if isinstance(a, str) and a not in axes]
     atomic_write_json(sd.manifest, {
         "format": 1, "sweep": plan.sweep, "spec_path": str(plan.spec_path), "spec_text": plan.spec_text,
-        "profile": plan.profile.name, "axes": axes, "select": plan.select, "jobs": jobs})
+        "profile": plan.profile.name, "axes": axes, "select": plan.select, "jobs": jobs,
+        **_awaiting(plan)})
     for job in plan.jobs:
         cfg = sd.job(job.id) / "config.json"
         if not cfg.exists():
-            atomic_write_json(cfg, job.config)
+            write_config(cfg, job.config)  # the one serialiser (alignkit/contract/serial.py)
     return jobs
+
+
+def _awaiting(plan: Plan) -> dict[str, Any]:
+    """`awaiting_selection`: the jobs of `runs: selected` benchmarks not decided yet (plan/selected.py),
+    for status; absent when the study has none (other manifests stay as they were)."""
+    if not plan.awaiting:
+        return {}
+    from alignkit.plan.selected import manifest_entries
+    return {"awaiting_selection": manifest_entries(plan)}
 
 
 # --------------------------------------------------------------------------- groups ----

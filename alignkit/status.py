@@ -71,6 +71,8 @@ class StudyStatus:
     sacct_ok: bool
     sacct_s: float
     warnings: list[str] = field(default_factory=list)
+    # stage -> jobs of `runs: selected` benchmarks waiting for the selection (manifest's awaiting_selection)
+    awaiting_selection: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -86,6 +88,8 @@ class StudyStatus:
     def to_json(self) -> dict[str, Any]:
         return {"format": 1, "sweep": self.sweep, "sweep_dir": str(self.sweep_dir), "time": time.time(),
                 "sacct_ok": self.sacct_ok, "warnings": self.warnings, "summary": self.summary(),
+                # only while a two-phase study's jobs wait: every other study's --json is as it was
+                **({"awaiting_selection": self.awaiting_selection} if self.awaiting_selection else {}),
                 "jobs": [j.to_json() for j in self.jobs]}
 
 
@@ -118,8 +122,9 @@ def open_sweep(path: str | os.PathLike | None, command: str = "status") -> Sweep
     return sd
 
 
-def read_manifest(sd: SweepDir) -> tuple[list[dict[str, Any]], str, list[str]]:
-    """The manifest's usable job entries, the sweep name, and one problem per entry skipped.
+def read_manifest(sd: SweepDir) -> tuple[list[dict[str, Any]], str, list[str], dict[str, int]]:
+    """The manifest's usable job entries, the sweep name, one problem per entry skipped, and per stage
+    the jobs waiting for the selection (`awaiting_selection`, a two-phase study).
     A manifest that is not JSON at all is an error (one line), as in collect."""
     try:
         manifest = sd.load_manifest()
@@ -139,7 +144,23 @@ def read_manifest(sd: SweepDir) -> tuple[list[dict[str, Any]], str, list[str]]:
         else:
             problems.append(f"{sd.manifest}: jobs[{i}]: no usable 'id'; skipped")
     sweep = manifest.get("sweep")
-    return jobs, sweep if isinstance(sweep, str) else sd.root.name, problems
+    return jobs, sweep if isinstance(sweep, str) else sd.root.name, problems, _awaiting(manifest, sd, problems)
+
+
+def _awaiting(manifest: dict[str, Any], sd: SweepDir, problems: list[str]) -> dict[str, int]:
+    """Per stage, the jobs the manifest lists as waiting for the selection (a two-phase study)."""
+    out: dict[str, int] = {}
+    entries = manifest.get("awaiting_selection", [])
+    if not isinstance(entries, list):
+        problems.append(f"{sd.manifest}: key 'awaiting_selection' is not a list; ignored")
+        return out
+    for i, e in enumerate(entries):
+        if isinstance(e, dict) and isinstance(e.get("stage"), str):
+            out[e["stage"]] = out.get(e["stage"], 0) + 1
+        else:
+            problems.append(f"{sd.manifest}: awaiting_selection[{i}]: no 'stage'; skipped")
+    return out
+
 
 
 # ------------------------------------------------------------------------ helpers ------
@@ -274,7 +295,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
             warnings.append(f"{sd.journal}: unknown executor '{name}'; its jobs show UNKNOWN")
             continue
         polls[name] = be.poll(sd, jr, all_atts)
-    manifest_jobs, sweep, problems = read_manifest(sd)
+    manifest_jobs, sweep, problems, awaiting = read_manifest(sd)
     warnings += problems
     name_of = {j["id"]: j["name"] for j in manifest_jobs}
     by_key = jr.by_key()
@@ -387,7 +408,7 @@ def refresh(sd: SweepDir, cancel_blocked: bool = True, stage: str | None = None)
         if s.state in FAILED_STATES - {"BLOCKED", "CANCELLED"} or (s.state == "CANCELLED" and not s.reason):
             s.reason = s.reason or _failure_reason(s.state, job_dir, att, rec, warnings)
         jobs.append(s)
-    return StudyStatus(sweep, sd.root, jobs, sacct_ok, sacct_s, warnings)
+    return StudyStatus(sweep, sd.root, jobs, sacct_ok, sacct_s, warnings, awaiting)
 
 
 def _mtime(path: Path) -> float | None:

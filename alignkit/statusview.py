@@ -149,6 +149,10 @@ def render_arrays(st: StudyStatus, width: int, height: int, now: float | None = 
         row = clip(clip(a.label, label_w).ljust(label_w) + "".join(f"{a.count(s):>6}" for _, s in COUNTS) + "  "
                    + bar(a, bar_w) + f"  {fmt_s(elapsed):>8} {tail:>8}", width)
         lines.append(paint(row, colour and bool(a.count(FAILED_STATES))))
+    if st.awaiting_selection:  # a two-phase study's second phase: not queued before the selection
+        counts = ", ".join(f"{n} {stage}" for stage, n in st.awaiting_selection.items())
+        lines.append(clip(f"waiting for the selection: {counts} of runs: selected benchmarks (after "
+                          f"`alignkit collect`, `alignkit submit` queues the picked runs')", width))
     warn = [f"warning: {w}" for w in st.warnings]  # whole: a person must read them (names a file)
     if failed:
         room = max(3, height - len(lines) - 2 - len(warn))

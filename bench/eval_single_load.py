@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -81,14 +82,14 @@ def per_checkpoint(model, tok, path: Path, bench: dict, tms: dict) -> None:
     run_benchmark(model, tok, "mmlu", bench, device="cpu", task_managers=tms)
 
 
-def single_load(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold: bool) -> tuple[float, float]:
+def single_load(model_cfg: Any, paths: list[Path], bench: dict, tms: dict, cold: bool) -> tuple[float, float]:
     from jobs.eval.stage import AdapterSlot, load_base, load_tokenizer
 
     if cold:
-        evict(Path(model_cfg["source"]))
+        evict(Path(model_cfg.source))
     t0 = time.perf_counter()
-    tok = load_tokenizer(model_cfg, model_cfg["source"])
-    slot = AdapterSlot(load_base(model_cfg, model_cfg["source"], "cpu"))
+    tok = load_tokenizer(model_cfg, model_cfg.source)
+    slot = AdapterSlot(load_base(model_cfg, model_cfg.source, "cpu"))
     loading = time.perf_counter() - t0
     for i, p in enumerate(paths):
         t1 = time.perf_counter()
@@ -98,7 +99,7 @@ def single_load(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold
     return time.perf_counter() - t0, loading
 
 
-def reload_each(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold: bool) -> tuple[float, float]:
+def reload_each(model_cfg: Any, paths: list[Path], bench: dict, tms: dict, cold: bool) -> tuple[float, float]:
     from jobs.eval.stage import AdapterSlot, load_base, load_tokenizer
 
     t0 = time.perf_counter()
@@ -106,11 +107,11 @@ def reload_each(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold
     for i, p in enumerate(paths):
         if cold:
             t_evict = time.perf_counter()
-            evict(Path(model_cfg["source"]))
+            evict(Path(model_cfg.source))
             t0 += time.perf_counter() - t_evict  # eviction itself is not part of either path
         t1 = time.perf_counter()
-        tok = load_tokenizer(model_cfg, model_cfg["source"])
-        model = AdapterSlot(load_base(model_cfg, model_cfg["source"], "cpu")).swap(str(i), p)
+        tok = load_tokenizer(model_cfg, model_cfg.source)
+        model = AdapterSlot(load_base(model_cfg, model_cfg.source, "cpu")).swap(str(i), p)
         loading += time.perf_counter() - t1
         per_checkpoint(model, tok, p, bench, tms)
         del model
@@ -120,8 +121,10 @@ def reload_each(model_cfg: dict, paths: list[Path], bench: dict, tms: dict, cold
 def measure(name: str, base_dir: Path, params: int, k: int, limit: int, tmp: Path, repeats: int) -> None:
     from jobs.eval.stage import load_base
 
-    model_cfg = {"name": name, "source": str(base_dir), "revision": None, "template": "chat_template",
-                 "kind": "pretrained", "dtype": "float32"}
+    from alignkit.contract.common import ModelConfig  # the eval job's helpers take the typed config
+
+    model_cfg = ModelConfig(name=name, source=str(base_dir), revision=None, template="chat_template",
+                            kind="pretrained", dtype="float32")
     bench = {"type": "lm_eval", "task": "smoke_mmlu", "include_path": str(TASKS), "num_fewshot": 0,
              "metric": "acc", "limit": limit, "chat_template": False}
     paths = make_adapters(base_dir, tmp / f"{name}-adapters", k)
@@ -140,11 +143,11 @@ def measure(name: str, base_dir: Path, params: int, k: int, limit: int, tmp: Pat
               f"total ratio {reload[0] / single[0]:5.2f}x  loading ratio {reload[1] / single[1]:5.2f}x", flush=True)
 
 
-def _warm(model_cfg: dict, path: Path):
+def _warm(model_cfg: Any, path: Path):
     from jobs.eval.stage import AdapterSlot, load_base, load_tokenizer
 
-    tok = load_tokenizer(model_cfg, model_cfg["source"])
-    return AdapterSlot(load_base(model_cfg, model_cfg["source"], "cpu")).swap("warm", path), tok
+    tok = load_tokenizer(model_cfg, model_cfg.source)
+    return AdapterSlot(load_base(model_cfg, model_cfg.source, "cpu")).swap("warm", path), tok
 
 
 def main() -> None:

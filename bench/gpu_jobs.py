@@ -112,6 +112,13 @@ def config_of(job: dict) -> dict:
     return json.loads((Path(job["dir"]) / "config.json").read_text())
 
 
+def typed_config_of(job: dict):
+    """The job's typed config, as jobs/entry.py hands it to the stage (jobs take typed configs only)."""
+    from alignkit import contract
+
+    return contract.load(Path(job["dir"]))
+
+
 def env_for(cpu: bool = False) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("AK_GPU_SITE"), str(ROOT)])),
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
@@ -372,10 +379,10 @@ def step_correctness(work: Path, tiny: bool) -> dict:
         """The weights the eval job loads for its target: a QLoRA adapter's dequantized 4-bit base,
         or a merged model/ (jobs.eval.stage.target_base, then jobs.base_weights.load)."""
         from jobs import base_weights
-        from jobs.eval.stage import load_config, target_base
+        from jobs.eval.stage import target_base
 
         ev_dir = Path(jobs["eval"]["dir"])
-        cfg = load_config(config_of(jobs["eval"]), ev_dir)  # target_base takes the typed EvalConfig
+        cfg = typed_config_of(jobs["eval"])  # target_base takes the typed EvalConfig
         bw = target_base(kind, cfg, ev_dir, {"final": final} if final else {})
         return base_weights.load(bw, dev)
 
@@ -390,8 +397,8 @@ def step_correctness(work: Path, tiny: bool) -> dict:
         """The eval job's adapter swap (step-4 loaded, then final swapped in) = a fresh base + final."""
         from jobs.eval.stage import AdapterSlot, load_tokenizer
 
-        cfg = config_of(jobs["eval"])
-        tok = load_tokenizer(cfg["model"], cfg["model"]["source"])
+        model_cfg = typed_config_of(jobs["eval"]).model
+        tok = load_tokenizer(model_cfg, model_cfg.source)
         slot = AdapterSlot(target_model("adapter"))
         slot.swap(str(SAVE), whole / "checkpoints" / f"step-{SAVE}")
         swapped = probe_logits(slot.swap("final", whole / "adapter"), tok, dev)
@@ -415,8 +422,8 @@ def step_correctness(work: Path, tiny: bool) -> dict:
             shutil.copytree(whole, helpful)  # the same adapter twice: slerp(a, a, t) = a
             (helpful / "config.json").write_text(json.dumps(config_of(jobs["dpo_qlora"]), indent=1))
             entry(merged_dir)
-        cfg = config_of(jobs["eval"])
-        tok = load_tokenizer(cfg["model"], cfg["model"]["source"])
+        model_cfg = typed_config_of(jobs["eval"]).model
+        tok = load_tokenizer(model_cfg, model_cfg.source)
         evaluated = probe_logits(AdapterSlot(target_model("adapter")).swap("final", whole / "adapter"), tok, dev)
         merged = probe_logits(target_model("merged", merged_dir / "model"), tok, dev)
         scale = evaluated.abs().max().item()
@@ -503,8 +510,9 @@ def step_eval(work: Path, tiny: bool) -> dict:
 
         cfg = config_of(jobs["eval"])
         name, bench = next((n, b) for n, b in cfg["benchmarks"].items() if b["type"] == "lm_eval")
-        tok = load_tokenizer(cfg["model"], cfg["model"]["source"])
-        model = load_base(cfg["model"], cfg["model"]["source"], device())
+        model_cfg = typed_config_of(jobs["eval"]).model
+        tok = load_tokenizer(model_cfg, model_cfg.source)
+        model = load_base(model_cfg, model_cfg.source, device())
         scores = {bs: run_benchmark(model, tok, name, {**bench, "batch_size": bs}, device=device())
                   for bs in (1, 8)}
         metric = bench["metric"]

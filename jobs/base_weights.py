@@ -19,11 +19,16 @@ has separate CPU and CUDA kernels (docs/evaluation.md "QLoRA targets").
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from alignkit import contract
+from alignkit.contract import expect, paths
+from alignkit.contract.common import ModelConfig
+from alignkit.contract.errors import UserError
 from alignkit.contract.fsio import read_json
+from alignkit.contract.train import TrainConfig
 from jobs.errors import JobFailure
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -36,7 +41,7 @@ _SUBSTITUTABLE = {"model.dtype": "load_dtype", "peft.quantization.compute_dtype"
 class BaseWeights:
     source: str
     revision: str | None
-    dtype: str  # what the weights are materialised and run in ("auto": the checkpoint's own)
+    dtype: str  # what the weights are materialised and run in
     quantization: dict[str, Any] | None = None  # the 4-bit settings as trained; None for LoRA
     load_dtype: str | None = None  # QLoRA: dtype the checkpoint was loaded in before quantizing
 
@@ -50,71 +55,62 @@ class BaseWeights:
         return dict(asdict(self), how=self.describe())
 
 
-def _dtype_name(value: Any, where: str, allow_auto: bool = False) -> str:
-    if allow_auto and value in (None, "auto"):
-        return "auto"
+def _dtype_name(value: Any, where: str) -> str:
     if value not in DTYPES:
         raise JobFailure(f"{where}: dtype {value!r} is not one of {', '.join(DTYPES)}")
     return str(value)
 
 
-def of_model(model_cfg: Any, where: str = "model.dtype") -> BaseWeights:
-    """The plain base (LoRA targets, the untrained model itself); `model_cfg` typed or a dict."""
-    if not isinstance(model_cfg, dict):
-        return BaseWeights(str(model_cfg.source), model_cfg.revision or None, _dtype_name(model_cfg.dtype, where))
-    return BaseWeights(str(model_cfg["source"]), model_cfg.get("revision") or None,
-                       _dtype_name(model_cfg.get("dtype"), where, allow_auto=True))
+def of_model(model_cfg: ModelConfig, where: str = "model.dtype") -> BaseWeights:
+    """The plain base (LoRA targets, the untrained model itself) of a typed model config."""
+    expect(model_cfg, ModelConfig, "jobs.base_weights.of_model")
+    return BaseWeights(str(model_cfg.source), model_cfg.revision or None, _dtype_name(model_cfg.dtype, where))
 
 
-def of_train_config(config: Any, substitutions: list[dict] | None = None,
+def of_train_config(config: TrainConfig, substitutions: list[dict] | None = None,
                     where: str = "config.json") -> BaseWeights:
-    """The base a train job's adapters were trained on, from its config (typed TrainConfig or its
-    dict) + what it substituted. Missing values take the spec's defaults (alignkit/contract/sections.py ModelSpec,
-    QuantSpec), the ones the compiler writes and jobs/train/stage.py reads: no second set of defaults."""
-    from alignkit.contract.sections import ModelSpec, QuantSpec
-
-    if not isinstance(config, dict):
-        from alignkit.contract import to_dict
-
-        config = to_dict(config)
-    quant = (config.get("peft") or {}).get("quantization")
-    model = config["model"]
-    if not quant:
+    """The base a train job's adapters were trained on, from its typed config + what it substituted.
+    Every value is the config's (the spec's defaults, alignkit/contract/sections.py ModelSpec and
+    QuantSpec, are filled when it is loaded): no second set of defaults here."""
+    expect(config, TrainConfig, "jobs.base_weights.of_train_config")
+    quant, model = config.peft.quantization, config.model
+    if quant is None:
         return of_model(model, f"{where} model.dtype")
     used = {_SUBSTITUTABLE[s["key"]]: s["used"] for s in substitutions or [] if s.get("key") in _SUBSTITUTABLE}
-    if int(quant.get("bits", QuantSpec.bits)) != 4:
-        raise JobFailure(f"{where} peft.quantization.bits: only 4-bit QLoRA is supported, got {quant['bits']}")
-    q = {"bits": 4, "quant_type": quant.get("quant_type", QuantSpec.quant_type),
-         "double_quant": bool(quant.get("double_quant", QuantSpec.double_quant)),
-         "compute_dtype": _dtype_name(used.get("compute_dtype", quant.get("compute_dtype", QuantSpec.compute_dtype)),
+    if quant.bits != 4:
+        raise JobFailure(f"{where} peft.quantization.bits: only 4-bit QLoRA is supported, got {quant.bits}")
+    q = {"bits": 4, "quant_type": quant.quant_type, "double_quant": bool(quant.double_quant),
+         "compute_dtype": _dtype_name(used.get("compute_dtype", quant.compute_dtype),
                                       f"{where} peft.quantization.compute_dtype"),
-         "storage_dtype": used.get("storage_dtype", quant.get("storage_dtype", QuantSpec.storage_dtype))}
+         "storage_dtype": used.get("storage_dtype", quant.storage_dtype)}
     if q["storage_dtype"] != "uint8":
         _dtype_name(q["storage_dtype"], f"{where} peft.quantization.storage_dtype")
-    load = _dtype_name(used.get("load_dtype", model.get("dtype") or ModelSpec.dtype), f"{where} model.dtype")
-    return BaseWeights(str(model["source"]), model.get("revision") or None, q["compute_dtype"], q, load)
+    load = _dtype_name(used.get("load_dtype", model.dtype), f"{where} model.dtype")
+    return BaseWeights(str(model.source), model.revision or None, q["compute_dtype"], q, load)
 
 
 def of_train_job(train_dir: Path) -> BaseWeights:
-    """The base of `<sweep>/jobs/<train id>/`: its config.json and, when present, the substitutions
-    in its train_metrics.json (what the run actually used)."""
-    cfg_path = Path(train_dir) / "config.json"
+    """The base of `<sweep>/jobs/<train id>/`: its config.json (read through the contract) and, when
+    present, the substitutions in its train_metrics.json (what the run actually used)."""
+    cfg_path = Path(train_dir) / paths.CONFIG
     try:
-        config = read_json(cfg_path)
-    except (OSError, ValueError) as exc:
-        raise JobFailure(f"{cfg_path}: cannot read the train job's config: {exc}") from None
-    metrics = Path(train_dir) / "train_metrics.json"
+        config = contract.load(cfg_path)
+    except UserError as exc:
+        raise JobFailure(f"the train job's config: {exc}") from None
+    if not isinstance(config, TrainConfig):
+        raise JobFailure(f"{cfg_path}: not a train job's config")
+    metrics = Path(train_dir) / paths.TRAIN_METRICS
     subs = read_json(metrics).get("substitutions") if metrics.is_file() else None
     merged = merged_init(train_dir, config)
     if merged is not None:
-        config = {**config, "model": {**config["model"], "source": str(merged), "revision": None}}
+        config = replace(config, model=replace(config.model, source=str(merged), revision=None))
     return of_train_config(config, subs, str(cfg_path))
 
 
-def merged_init(train_dir: Path, config: dict) -> Path | None:
+def merged_init(train_dir: Path, config: TrainConfig) -> Path | None:
     """A chained run of init_mode merge trained on its merged upstream, <job>/init_model/
     (jobs/train/chain.py), not on the raw base; None for every other run."""
-    if (config.get("init") or {}).get("mode") == "merge":
+    if config.init is not None and config.init.mode == "merge":
         return Path(train_dir) / "init_model"
     return None
 

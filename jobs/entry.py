@@ -90,7 +90,7 @@ def _secrets(job_dir: Path) -> list[str]:
 def _stage(job_dir: Path) -> tuple[object, object]:
     """The stage module and the config it takes: the typed config of its stage (alignkit.contract).
     "stage_module" (tests only, docs/slurm.md) runs a test stage through the real submission path
-    with the plain config; a stage whose contract class is not importable here gets the plain dict."""
+    with the plain config. This is the one place config.json's dict becomes the stage's typed config."""
     raw = read_json(job_dir / paths.CONFIG)
     if isinstance(raw, dict) and raw.get("stage_module"):
         return importlib.import_module(raw["stage_module"]), raw
@@ -98,10 +98,6 @@ def _stage(job_dir: Path) -> tuple[object, object]:
     if stage not in STAGES:
         raise ContractError(f"{job_dir / paths.CONFIG}: stage: unknown stage {stage!r} "
                             f"(known: {', '.join(STAGES)})")
-    try:
-        contract.config_class(stage)
-    except ImportError:  # eval/judge before their contract classes land: the plain config
-        return importlib.import_module(stage_module(stage)), raw
     return importlib.import_module(stage_module(stage)), contract.parse(raw, str(job_dir / paths.CONFIG))
 
 

@@ -7,8 +7,6 @@ loaded, zero rows after filtering, NaN loss, CUDA OOM, an adapter that changes n
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 
 
 class JobFailure(Exception):
@@ -17,22 +15,3 @@ class JobFailure(Exception):
 
 class Preempted(Exception):
     """Raised by a stage after it saved a resumable checkpoint in answer to a stop request."""
-
-
-def typed_config(config: Any, job_dir: str | Path, stage: str) -> Any:
-    """A stage's typed config (alignkit.contract); a plain dict (config.json's content, from a test or
-    an older caller) goes through the strict loader, and a bad one fails the job with the loader's
-    one line naming the file and key."""
-    if not isinstance(config, dict):
-        return config
-    from alignkit import contract
-    from alignkit.contract import paths
-    from alignkit.contract.errors import UserError
-
-    where = str(Path(job_dir) / paths.CONFIG)
-    if config.get("stage") != stage:
-        raise JobFailure(f"{where}: stage: expected {stage!r}, got {config.get('stage')!r}")
-    try:
-        return contract.parse(config, where)
-    except UserError as exc:
-        raise JobFailure(str(exc)) from None

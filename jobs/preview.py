@@ -20,8 +20,9 @@ import sys
 from typing import Any
 
 from alignkit.contract import ContractError
-from alignkit.contract.eval import as_dict, load_eval
-from alignkit.contract.train import as_train_config
+from alignkit.contract.eval import EvalConfig
+from alignkit.contract import expect, parse
+from alignkit.contract.train import TrainConfig
 from alignkit.plugins import benchmarks as benchmarks_reg
 from alignkit.plugins.methods import method as method_of
 from jobs.errors import JobFailure
@@ -33,7 +34,7 @@ def train_preview(config: Any, n: int) -> dict:
     import datasets
 
     datasets.disable_progress_bars()  # stdout carries the preview, not map() bars
-    config = as_train_config(config)
+    expect(config, TrainConfig, "jobs.preview")
     method = method_of(config.method.type)
     data = load_examples(config, method)
     report = data.report
@@ -58,8 +59,8 @@ def eval_preview(config: Any, n: int, names: list[str], context: int | None) -> 
     from jobs.eval.generate import budget, prompt_ids
     from jobs.eval.stage import load_tokenizer
 
-    config = load_eval(config)
-    tok = load_tokenizer(as_dict(config.model), config.model.source)
+    expect(config, EvalConfig, "jobs.preview")
+    tok = load_tokenizer(config.model, config.model.source)
     out: dict[str, list[dict]] = {}
     for name in names:
         b = config.benchmarks[name]
@@ -78,10 +79,11 @@ def main() -> int:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     request = json.load(sys.stdin)
     try:
+        config = parse(request["config"], "config")  # the one way from config.json's dict to a typed config
         if request["stage"] == "train":
-            out = train_preview(request["config"], request["n"])
+            out = train_preview(config, request["n"])
         else:
-            out = eval_preview(request["config"], request["n"], request["benchmarks"], request["context"])
+            out = eval_preview(config, request["n"], request["benchmarks"], request["context"])
     except ContractError as exc:
         return _refuse(str(exc).splitlines()[0])
     except JobFailure as exc:

@@ -56,11 +56,11 @@ class Tracking:
 
 def setup(job_dir: Path, config: Any, *, is_main: bool) -> Tracking:
     """Configure the spec's tracker for this process; no section, no tracker. `config` is the
-    typed TrainConfig (or its plain dict)."""
-    if not isinstance(config, dict):
-        from alignkit.contract import to_dict
+    typed TrainConfig; the tracker records it as config.json's dict."""
+    from alignkit.contract import expect, to_dict
+    from alignkit.contract.train import TrainConfig
 
-        config = to_dict(config)
+    config = to_dict(expect(config, TrainConfig, "jobs.tracking.setup"))
     settings = config.get("tracking")
     if not settings:
         return Tracking()
@@ -73,23 +73,24 @@ def setup(job_dir: Path, config: Any, *, is_main: bool) -> Tracking:
     return Tracking(args={"report_to": [backend.report_to], "run_name": run.name}, callbacks=callbacks)
 
 
-def _run(job_dir: Path, config: dict, settings: dict) -> Run:
-    axes = config.get("axes") or {}
+def _run(job_dir: Path, record: dict, settings: dict) -> Run:
+    """`record`: the typed config as config.json's dict, what the tracker stores."""
+    axes = record.get("axes") or {}
     tags = tuple(f"{axis}:{value}"[:64] for axis, value in axes.items()) + tuple(settings.get("tags") or ())
     sweep = settings.get("sweep") or job_dir.parent.parent.name
     return Run(job_dir=job_dir, name=settings.get("run_name") or job_dir.name, sweep=sweep,
                project=settings.get("project") or sweep, tags=tags,
-               config={k: v for k, v in config.items() if k != "tracking"}, settings=settings)
+               config={k: v for k, v in record.items() if k != "tracking"}, settings=settings)
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, str]:
-    """{"method.lora.r": "16", ...}: a nested config as flat string tags (lists as JSON)."""
-    if isinstance(config, dict):
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """{"method.lora.r": "16", ...}: a nested config record as flat string tags (lists as JSON)."""
+    if isinstance(tree, dict):
         out: dict[str, str] = {}
-        for key, value in config.items():
+        for key, value in tree.items():
             out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
         return out
-    return {prefix: json.dumps(config) if isinstance(config, (list, tuple)) else str(config)}
+    return {prefix: json.dumps(tree) if isinstance(tree, (list, tuple)) else str(tree)}
 
 
 # ---- TensorBoard: event files in <job>/tensorboard ------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from alignkit.cli.common import directory
 from alignkit.contract.errors import UserError
@@ -156,6 +157,12 @@ def run(args) -> int:
             by = ", ".join(f"{a}={g.get(a)}" for a in sel["by"]) or "all runs"
             pick = ", ".join(f"{a}={g.get(a)}" for a in sel["over"]) if g.get("value") is not None else "none yet"
             print(f"    {by}: {pick}" + (f" ({g['note']})" if g.get("note") else ""))
+    if digest.get("awaiting_selection"):  # a two-phase study: the selection decides what runs next
+        from alignkit.plan.selected import SELECTION_FILE
+        read = Path(digest["sweep_dir"]) / SELECTION_FILE
+        where = "" if Path(digest["out"]) / "collect.json" == read else f" (it reads {read}: collect without -o)"
+        print(f"  {digest['awaiting_selection']} job(s) of runs: selected benchmarks wait for the selection: "
+              f"`alignkit submit` on the spec adds the picked runs' ones{where}")
     if digest.get("capped_answers"):
         c = digest["capped_answers"]
         print(f"  capped answers: {c['answers']} of {c['of']} in {c['entries']} eval entries had fewer new tokens "

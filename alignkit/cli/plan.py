@@ -50,7 +50,7 @@ def _lm_eval_needs(plan) -> None:
     from alignkit.contract.lm_eval_needs import benchmark_needs
     from alignkit.plan.preflight import lm_eval_benchmarks
 
-    benchmarks = lm_eval_benchmarks([j.config for j in plan.jobs if j.stage == "eval"])
+    benchmarks = lm_eval_benchmarks([j.config for j in [*plan.jobs, *plan.awaiting] if j.stage == "eval"])
     errors = benchmark_needs(benchmarks, data=False)
     if errors:
         raise UserError("\n".join(f"{plan.spec_path}: evals.benchmarks.{name}: {line}" for name, line in errors))
@@ -90,15 +90,23 @@ def _run(args: argparse.Namespace) -> int:
     for a in s["arrays"]:
         part = "".join(f" {k}={a[k]}" for k in ("partition", "account", "qos", "constraint") if a.get(k))
         after = f" (after {a['after']})" if a["after"] else ""
-        out.append(f"    {a['stage'] + after:<28} {a['jobs']:>5} jobs  gpus={a['gpus']} cpus={a['cpus']} mem={a['mem_gb']}G "
+        out.append(f"    {a['stage'] + after:<28} {a['jobs']:>5} jobs  nodes={a['nodes']} gpus={a['gpus']} cpus={a['cpus']} "
+                   f"mem={a['mem_gb']}G "
                    f"time={a['time_min']}min throttle=%{a['array_parallelism']}{part}")
     swept = [a for a in plan.axes if "." in a]
     if swept:
         out.append(f"  dotted axes: {', '.join(swept)}")
+    from alignkit.plan.epochs import epoch_lines  # training.num_train_epochs: the steps plan can foresee
+
+    out += epoch_lines(plan.jobs)
     if plan.select:
         sel = plan.select
         out.append(f"  select: {sel['goal']} {sel['metric']} over {', '.join(sel['over'])}"
                    + (f" by {', '.join(sel['by'])}" if sel["by"] else "") + f" at {sel['checkpoint']}")
+    if plan.awaiting:  # a two-phase study: jobs of `runs: selected` benchmarks (alignkit/plan/selected.py)
+        from alignkit.plan.selected import describe
+        out.append(describe(plan))
+        out += ["  " + line for line in judge_lines(s["awaiting_selection"]["judges"])]
     hours = ", ".join(f"{k} {v:g}" for k, v in s["gpu_hours"].items() if v)
     out.append(f"  estimated GPU-hours: {s['gpu_hours_total']:g}" + (f" ({hours})" if hours else ""))
     out += estimate_lines(s["estimates"])

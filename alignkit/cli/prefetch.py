@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from alignkit.plan.preflight import study_assets, study_problems
 
     plan = load_plan(args.spec)
-    jobs, managers = [j.to_json() for j in plan.jobs], {}
+    # a two-phase study's jobs waiting for the selection too: their data is fetched with the rest
+    jobs, managers = [j.to_json() for j in [*plan.jobs, *plan.awaiting]], {}
     assets = study_assets(jobs, managers)
     checked, missing = study_problems(assets)
     if args.check:

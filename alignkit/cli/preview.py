@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise UserError(f"--n: must be 0 or more, got {args.n}")
     plan = load_plan(args.spec)
-    job = find_job(plan.jobs, args.job)
+    job = find_job([*plan.jobs, *plan.awaiting], args.job)  # a selected benchmark's eval too
     if job.stage == "eval":  # the prompts an eval job sends (its own module)
         from alignkit.cli import preview_eval
 

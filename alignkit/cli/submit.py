@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def preflight(plan) -> None:
     from alignkit.plan.preflight import study_assets, study_problems
-    _, missing = study_problems(study_assets([j.to_json() for j in plan.jobs]))
+    # the jobs waiting for the selection too: their assets are checked before the first phase runs
+    _, missing = study_problems(study_assets([j.to_json() for j in [*plan.jobs, *plan.awaiting]]))
     if missing:
         raise UserError("\n".join([f"{len(missing)} asset(s) the study needs are not available offline "
                                    f"(run `alignkit prefetch {plan.spec_path}` or pass --skip-preflight):",
@@ -42,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from alignkit.plan.compiler import load_plan, require_ready  # lazily: `alignkit status` must start fast
     from alignkit.backends.base import describe_dependency
     from alignkit.launch import submit
-    from alignkit.plan import datacheck
+    from alignkit.plan import datacheck, selected
     plan = load_plan(args.spec, args.profile, args.output_dir)
+    picked = selected.apply(plan, plan.output_dir)  # a two-phase study's second submit: the selected runs' jobs
     if not args.dry_run:
         require_ready(plan)  # missing local paths, unset judge API keys: refused before anything is written
     datacheck.check(plan, "submit")  # a sample of every dataset: refused before anything is written
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"# ---- {path}  ({g.stage}: {len(g.jobs)} jobs" + (f", {after}" if after else "") + ")")
             print(g.script)
         print(f"dry run: {len(res.scripts)} job script(s) written to {res.sweep_dir / 'dry-run'}; nothing queued")
+        for line in _selection_lines(plan, picked):
+            print(line)
         return 0
     queued = sum(len(g.jobs) for g in res.groups)
     skipped = ", ".join(f"{n} {s}" for s, n in sorted(res.skipped.items())) or "none"
@@ -76,4 +80,22 @@ def run(args: argparse.Namespace) -> int:
           + (f"; {res.deferred} wait for the next submit" if res.deferred else ""))
     if res.hold:
         print(f"held: start them with `alignkit release {res.sweep_dir}`")
+    for line in _selection_lines(plan, picked):
+        print(line)
     return 0
+
+
+def _selection_lines(plan, picked) -> list[str]:
+    """What the selection added (a two-phase study, docs/collect.md) and what still waits for it."""
+    out = list(picked.notes)
+    if picked.source is not None:
+        stages = ", ".join(f"{sum(j.stage == s for j in picked.added)} {s}" for s in ("eval", "judge")
+                           if any(j.stage == s for j in picked.added))
+        out.append(f"selection ({picked.source}): {picked.runs} run(s) picked; their {stages or 'no'} job(s) of "
+                   f"runs: selected benchmarks are in the study"
+                   + (f"; {picked.dropped} job(s) of runs not picked are not run" if picked.dropped else ""))
+    if plan.awaiting:
+        n = len(plan.awaiting)
+        out.append(f"waiting for the selection: {n} job(s) of runs: selected benchmarks; once the runs select: "
+                   f"compares have ended, run `alignkit collect {plan.output_dir}`, then `alignkit submit` again")
+    return out

@@ -184,6 +184,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, formats: tuple
                       "by": list(selection[0].by), "checkpoint": selection[0].checkpoint, "groups": selection[1]}
         if selection else None,
         "findings": findings_report.counts(found) if found is not None else None,
+        "awaiting_selection": study.awaiting,   # jobs a submit after this selection may add (two-phase study)
         "figures_drawn": drawn,
         "capped_answers": capped_mod.digest(capped),
         "seconds": round(time.perf_counter() - t0, 3),

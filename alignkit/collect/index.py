@@ -88,6 +88,8 @@ def build_index(study: Study, extra: list[str] | tuple[str, ...] = ()) -> list[d
                             "bytes": dir_bytes(Path(path)), "path": path})
             if (job.dir / paths.ADAPTER).is_dir():
                 final = (job.config.get("training") or {}).get("max_steps")
+                if final is None:  # num_train_epochs: the steps the job counted
+                    final = (job.results.get(paths.TRAIN_METRICS) or {}).get("max_steps")
                 out.append({**common, "kind": "adapter", "checkpoint": "final", "step": final,
                             "bytes": dir_bytes(job.dir / paths.ADAPTER), "path": str(job.dir / paths.ADAPTER)})
         elif job.stage == "merge" and (job.dir / "model").is_dir():

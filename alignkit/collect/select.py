@@ -102,6 +102,11 @@ def _run_axes(job_axes: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any
     return out
 
 
+# A run's values of the named axes as the selection's rows hold them: alignkit/plan/selected.py matches
+# the runs a selection picks by this same rule.
+run_values = _run_axes
+
+
 def units(study: Study, rows: list[dict[str, Any]], sel: Select, primary: dict[str, str]) -> tuple[list[Unit], str]:
     """The scored runs and the metric's full name. UserError when the metric names nothing the study measures."""
     names = (*sel.by, *sel.over)

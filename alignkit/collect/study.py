@@ -73,6 +73,7 @@ class Study:
     axes: list[str] = field(default_factory=lambda: list(NAMED_AXES))  # manifest "axes": swept, in order
     select: dict[str, Any] | None = None   # manifest "select" as written (collect/select.py checks it)
     manifest_path: str = "manifest.json"
+    awaiting: int = 0   # jobs of `runs: selected` benchmarks waiting for the selection (alignkit/plan/selected.py)
 
     def of_stage(self, stage: str) -> list[JobRecord]:
         return [j for j in self.jobs.values() if j.stage == stage]
@@ -126,8 +127,10 @@ def load_study(root: str | os.PathLike, accounting: bool = True) -> Study:
     select = manifest.get("select")
     if select is not None and not isinstance(select, dict):
         raise UserError(f"{sd.manifest}: key 'select': expected an object or null, got {type(select).__name__}")
+    waiting = manifest.get("awaiting_selection")
     return Study(sd.root, str(manifest.get("sweep", sd.root.name)), jobs, problems, how,
-                 manifest_axes(manifest, str(sd.manifest)), select, str(sd.manifest))
+                 manifest_axes(manifest, str(sd.manifest)), select, str(sd.manifest),
+                 len(waiting) if isinstance(waiting, list) else 0)
 
 
 def manifest_axes(manifest: dict[str, Any], path: str) -> list[str]:

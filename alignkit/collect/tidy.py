@@ -142,7 +142,9 @@ def _final_step(target: JobRecord | None) -> int | None:
     if target is None:
         return None
     step = _int(((target.config.get("training") or {}).get("max_steps")))
-    return step if step is not None else _int(_find(target.results.get(paths.TRAIN_METRICS), ("global_step",)))
+    # num_train_epochs: the config has no max_steps; the job recorded the steps it counted
+    return step if step is not None else _int(_find(target.results.get(paths.TRAIN_METRICS),
+                                                    ("global_step", "max_steps")))
 
 
 def _extra_columns(job: JobRecord, target: JobRecord | None, extra: list[str]) -> dict[str, Any]:

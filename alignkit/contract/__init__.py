@@ -64,11 +64,20 @@ def load(path: str | Path) -> Any:
     return parse(data, str(path))
 
 
+def expect(config: Any, cls: type, what: str) -> Any:
+    """`config` if it is a `cls`; a plain dict (or anything else) is a TypeError: the jobs take typed
+    configs only, and the one way from config.json's dict to one is `load`/`parse` (jobs/entry.py)."""
+    if not isinstance(config, cls):
+        raise TypeError(f"{what} takes a typed {cls.__name__} (alignkit.contract.load or parse), "
+                        f"not a {type(config).__name__}")
+    return config
+
+
 def to_dict(config: Any) -> dict:
-    """A typed config back to the plain dict config.json holds (for code that still takes one)."""
+    """A typed config back to the plain dict config.json holds (for what records or reports it)."""
     from alignkit.contract.schema import plain
 
     return plain(config)
 
 
-__all__ = ["ContractError", "STAGES", "config_class", "load", "parse", "paths", "to_dict"]
+__all__ = ["ContractError", "STAGES", "config_class", "expect", "load", "parse", "paths", "to_dict"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 Scalar = Union[str, int]
 
@@ -18,7 +18,11 @@ Scalar = Union[str, int]
 class CommonFields:
     # where this benchmark runs: steps and/or "final" (null = evals.checkpoints); a subset of
     # evals.checkpoints, e.g. a judged benchmark at the final checkpoint only
-    checkpoints: Optional[tuple[Scalar, ...]] = None
+    checkpoints: Optional[tuple[Union[str, int, float], ...]] = None  # a float in (0, 1): that fraction of training
+    # which trained runs it evaluates: every run, or only those the spec's `select:` picks (a
+    # two-phase study: `alignkit collect` writes the selection, a second `alignkit submit` adds
+    # these jobs; docs/collect.md "Two-phase studies"). Not in the job's config: the job is the same.
+    runs: Literal["all", "selected"] = "all"
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,41 @@ study asks for is "final" or a step that is saved; max_steps itself is "final" w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 FINAL = "final"
+
+
+def planned_max_steps(training: Any) -> float:
+    """A training section's last step as plan knows it: max_steps, or unbounded where
+    num_train_epochs leaves the count to the job (then only "final" is the last step, and a step
+    is checked for being saved, not for being reached)."""
+    return math.inf if getattr(training, "num_train_epochs", None) is not None else training.max_steps
+
+
+def fraction_step(checkpoint: Any, max_steps: float) -> Any:
+    """A checkpoint given as a fraction of training (a float in (0, 1)) as the step it names:
+    fraction x max_steps when that is a whole step, else None; steps and "final" as given. Plan turns
+    fractions into steps, so configs and ids are those of the same steps written out."""
+    if not isinstance(checkpoint, float):
+        return checkpoint
+    if not 0 < checkpoint < 1 or max_steps == math.inf:
+        return None
+    step = checkpoint * max_steps
+    return round(step) if abs(step - round(step)) < 1e-9 * max(1.0, step) and round(step) > 0 else None
+
+
+def fraction_problem(checkpoint: float, training: Any) -> str | None:
+    """Why a fraction of training names no step plan can know; None when it names one."""
+    if not 0 < checkpoint < 1:
+        return f"a fraction of training is in (0, 1), got {checkpoint!r} (the last step is 'final')"
+    if getattr(training, "num_train_epochs", None) is not None:
+        return (f"{checkpoint!r} is a fraction of training, but with num_train_epochs the job counts the steps: "
+                f"give steps (multiples of save_steps) or 'final'")
+    if fraction_step(checkpoint, training.max_steps) is None:
+        return f"{checkpoint!r} of training.max_steps {training.max_steps} is not a whole step"
+    return None
 
 
 def is_saved(step: int, max_steps: int, save_steps: int) -> bool:

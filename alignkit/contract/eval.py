@@ -22,6 +22,8 @@ from alignkit.contract.fsio import atomic_write_json, read_json
 from alignkit.contract.schema import Problems, from_dict, is_missing
 from alignkit.contract import ContractError, paths
 from alignkit.contract.common import ModelConfig
+from alignkit.contract.sections import GenerationSpec
+from alignkit.contract.serial import identity  # a result's key drops the labels job ids drop
 
 # A benchmark in a job config: `type` plus every type's fields (alignkit/benchmarks), resolved.
 BenchmarkConfig = config_class()
@@ -45,14 +47,13 @@ class Target:
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
-    """How the eval job generates (docs/evaluation.md "Generation evals"). hf: transformers' generate,
-    what CI tests; vllm (opt-in, GPU clusters): first answers the first `agreement_prompts` prompts of
-    each checkpoint with both engines and fails below `agreement_threshold` exact-match share.
-    "auto" is the old default's name, kept readable: it means hf (it no longer switches engines)."""
-    backend: Literal["hf", "vllm", "auto"] = "hf"
-    agreement_prompts: int = 16  # jobs.eval.generate.AGREEMENT_PROMPTS
-    agreement_threshold: float = 0.9  # jobs.eval.generate.AGREEMENT_THRESHOLD
+class GenerationConfig(GenerationSpec):
+    """How the eval job generates (docs/evaluation.md "Generation evals"): the spec's GenerationSpec,
+    its defaults included. hf: transformers' generate, what CI tests; vllm (opt-in, GPU clusters):
+    first answers the first `agreement_prompts` prompts of each checkpoint with both engines and fails
+    below `agreement_threshold` exact-match share. "auto" is the old default's name, kept readable: it
+    means hf (it no longer switches engines)."""
+    backend: Literal["hf", "vllm", "auto"] = GenerationSpec.backend
 
 
 @dataclass(frozen=True)
@@ -98,20 +99,6 @@ def load_eval(data: Any, file: str = "config.json") -> EvalConfig:
 
 
 # ---- result store ---------------------------------------------------------------------------------
-
-# What names or prices things, not what a result depends on (alignkit/plan/ids.py's LABEL_KEYS).
-_LABELS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens", "tracking")
-
-
-def identity(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        value = as_dict(value)
-    if isinstance(value, dict):
-        return {k: identity(v) for k, v in value.items() if k not in _LABELS}
-    if isinstance(value, (list, tuple)):
-        return [identity(v) for v in value]
-    return value
-
 
 def _hash(material: dict) -> str:
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -11,9 +11,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, fields as dc_fields, is_dataclass, make_dataclass
 from functools import lru_cache
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from alignkit.contract.schema import Problems, join
+
+
+# PEFT's shorthand for every linear layer but the output head (peft 0.21.2 utils/constants.py:404
+# INCLUDE_LINEAR_LAYERS_SHORTHAND; tuners_utils.py:2432-2441 `_maybe_include_all_linear_layers` expands it
+# only when target_modules IS that string, so a list ["all-linear"] is handed over as the string)
+ALL_LINEAR = "all-linear"
 
 
 @dataclass(frozen=True)
@@ -21,7 +27,15 @@ class LoraFields:
     r: int
     alpha: int
     dropout: float
-    target_modules: tuple[str, ...]
+    target_modules: Union[Literal["all-linear"], tuple[str, ...]]  # module names, or PEFT's all-linear
+
+
+def peft_target_modules(target_modules: Union[str, tuple[str, ...]]) -> Union[str, list[str]]:
+    """target_modules as PEFT takes them: "all-linear" (given as the string or a one-item list) as the
+    string PEFT expands, module names as a list."""
+    if isinstance(target_modules, str) or list(target_modules) == [ALL_LINEAR]:
+        return ALL_LINEAR
+    return list(target_modules)
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,10 @@ def check_common(f: CommonFields, p: str, problems: Problems) -> None:
         problems.add(join(lp, "dropout"), f"must be in [0, 1), got {f.lora.dropout}")
     if not f.lora.target_modules:
         problems.add(join(lp, "target_modules"), "must name at least one module")
+    elif not isinstance(f.lora.target_modules, str) and ALL_LINEAR in f.lora.target_modules \
+            and len(f.lora.target_modules) > 1:
+        problems.add(join(lp, "target_modules"), f"'{ALL_LINEAR}' already names every linear layer: give it alone "
+                                                 f"(target_modules: {ALL_LINEAR}) or list module names")
 
 
 class Method:

@@ -69,6 +69,15 @@ class QuantSpec:
 
 
 @dataclass(frozen=True)
+class GenerationSpec:
+    """`evals.generation`: the engine of the generating benchmarks (docs/evaluation.md). Absent: hf,
+    and the eval configs (and job ids) are what they were."""
+    backend: Literal["hf", "vllm"] = "hf"
+    agreement_prompts: int = 16  # vllm: the first prompts both engines answer at each checkpoint
+    agreement_threshold: float = 0.9  # vllm: the least exact-match share of greedy answers
+
+
+@dataclass(frozen=True)
 class PeftSpec:
     quantization: Optional[QuantSpec] = None  # null = LoRA on the base in its dtype
 
@@ -86,6 +95,20 @@ class TrainingSpec:
     liger: Literal["auto", "on", "off"] = "off"
     logging_steps: int = 10
     eval_steps: Optional[int] = None  # validation every N steps; null = save_steps (with validation only)
+    # Passes over the rows kept after filtering, instead of max_steps: the train job turns them into
+    # steps (steps_for_epochs below) and records them; written to config.json only when set
+    num_train_epochs: Optional[float] = None
+
+
+def steps_for_epochs(rows: int, batch_size: int, epochs: float) -> int:
+    """The optimizer steps `epochs` passes over `rows` take at a global batch of `batch_size`, as
+    transformers 5.24 counts them (trainer.py `set_initial_training_values`, lines 2520-2529):
+    steps per epoch = ceil(len(dataloader) / grad_accum) with len(dataloader) = ceil(rows / (per_device
+    x world)) (no drop_last), which is ceil(rows / batch_size); max_steps = ceil(epochs x steps per epoch)."""
+    import math
+
+    per_epoch = max(-(-rows // batch_size), 1)
+    return math.ceil(epochs * per_epoch)
 
 
 @dataclass(frozen=True)

@@ -104,29 +104,3 @@ class TrainMetrics:
     def from_json(cls, data: dict) -> "TrainMetrics":
         keep = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in keep})
-
-
-def as_train_config(config: Any, where: str = "config.json") -> TrainConfig:
-    """`config` typed: a TrainConfig as is, a plain dict (as config.json holds it) strictly parsed."""
-    if isinstance(config, TrainConfig):
-        return config
-    from alignkit.contract import parse
-
-    typed = parse(config, where)
-    if not isinstance(typed, TrainConfig):
-        raise TypeError(f"{where}: a {type(typed).__name__}, not a train config")
-    return typed
-
-
-def as_model_config(model: Any, where: str = "model") -> Any:
-    """A ModelConfig as is; a plain dict strictly parsed (the spec's defaults fill what it leaves out)."""
-    if not isinstance(model, dict):
-        return model
-    from alignkit.contract import ContractError
-    from alignkit.contract.schema import from_dict, is_missing
-
-    problems = Problems(where, {})
-    typed = from_dict(ModelConfig, model, "model", problems)
-    if problems.items or is_missing(typed):
-        raise ContractError("\n".join(problems.items) or f"{where}: unreadable model config")
-    return typed

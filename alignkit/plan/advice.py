@@ -27,4 +27,4 @@ def method_lines(plan: Any) -> list[str]:
 
 
 def lines(plan: Any) -> list[str]:
-    return method_lines(plan) + context_check.warnings(plan.jobs, plan.spec_path)
+    return method_lines(plan) + context_check.warnings([*plan.jobs, *plan.awaiting], plan.spec_path)

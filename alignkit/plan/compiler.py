@@ -22,6 +22,7 @@ from alignkit.spec.load import load_spec
 from alignkit.spec.model import AXES, Spec
 from alignkit.spec.paths import local_path_issues, output_dir_problem
 from alignkit.plan.ids import id_encoder, job_id
+from alignkit.plan.batch_check import check_batches
 from alignkit.plan.resources import Resources, StageResources
 from alignkit.plan.model import Job, Plan
 from alignkit.plan.grid import GridExpansion, dotted_labels, value_key
@@ -48,6 +49,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
         self.origin: dict[Any, str] = {}  # dotted axis (and (axis, value)) -> the YAML path first giving it
         self._told: set[tuple] = set()  # per-run problems already reported once
         self._training: dict[str, TrainingSpec] = {}  # train job id -> its training section
+        self.awaiting: list[Job] = []  # eval/judge jobs of `runs: selected` benchmarks (plan/selected.py)
 
     def _cached(self, key: tuple, make: Any) -> Any:
         value = self._cache.get(key, _MISSING)
@@ -100,6 +102,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
                 continue
             by_id[job.id] = job
             trains.append(job)
+        check_batches(trains, self.problems)  # the global batch over nodes x GPUs x per-device batch
         self.problems.raise_if_any()
         jobs = list(trains)
         at: dict[int, list[Any]] = {}  # id(training section) -> its checkpoints: runs share sections
@@ -108,6 +111,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
             if id(training) not in at:  # (a problem with them is told once, naming the first run)
                 at[id(training)] = self.checkpoints(None, training, t.name)
             jobs += self.eval_jobs(t, "adapter", at[id(training)])
+            self.awaiting += self.selected_eval_jobs(t, at[id(training)])
         for i, m in enumerate(self.spec.merges):
             jobs += self.merge_jobs(i, m, trains)
         if self.spec.evals.base_models:
@@ -115,7 +119,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
                 jobs += self.base_eval_jobs(model_name)
         for name, target in self.spec.targets.items():
             jobs += self.target_jobs(name, target)
-        self._unique_names(jobs)
+        self._unique_names(jobs + self.awaiting)
         self.problems.raise_if_any()
         return jobs
 
@@ -189,7 +193,7 @@ def load_plan(spec_path: str | Path, profile: str | None = None, output_dir: str
     out = Path(output_dir or spec.output_dir or f"runs/{spec.name}").expanduser().resolve()
     plan = Plan(sweep=spec.name, spec_path=spec.path, spec_text=spec.text, output_dir=out, jobs=jobs, profile=prof,
                 spec_lines=spec.lines, axes=compiler.manifest_axes(jobs), select=_select(spec),
-                shared=compiler.ids.shared())
+                shared=compiler.ids.shared(), awaiting=compiler.awaiting)
     problems = spec.problems()
     for at, message in local_path_issues(spec)[1]:
         problems.add(at, message)
@@ -202,7 +206,7 @@ def missing_secrets(plan: Plan) -> list[str]:
     inherit this environment: sbatch exports it, the local executor runs in it)."""
     out: dict[tuple[str, str], None] = {}
     seen: set[int] = set()  # jobs share their benchmark dicts (compile builds each set once)
-    for job in plan.jobs:
+    for job in [*plan.jobs, *plan.awaiting]:  # a selected benchmark's judge: told before the first submit
         benchmarks = job.config.get("benchmarks", {})
         if id(benchmarks) in seen:
             continue

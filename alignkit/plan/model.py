@@ -47,6 +47,9 @@ class Plan:
     select: dict[str, Any] | None = None
     # sub-configs many jobs hold (one object each): `plan --json` encodes each once (alignkit/plan/planjson.py)
     shared: list[Any] = dataclasses.field(default_factory=list, repr=False, compare=False)
+    # eval/judge jobs of `runs: selected` benchmarks still waiting for the selection (plan/selected.py):
+    # not in `jobs` (nothing queues them) until a submit finds the selection collect wrote
+    awaiting: list[Job] = dataclasses.field(default_factory=list)
 
     def by_id(self) -> dict[str, Job]:
         return {j.id: j for j in self.jobs}
@@ -101,6 +104,7 @@ class Plan:
             "judges": judge_costs(self.jobs),
             **reference_summary(self.jobs),  # shared DPO reference passes (alignkit/plan/reference.py)
             "estimates": costs,
+            **awaiting_summary(self),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -117,3 +121,11 @@ def upstream_stages(key: tuple) -> str:
         chain.append(up[0])
         up = up[2]
     return ">".join(reversed(chain))
+
+
+def awaiting_summary(plan: Plan) -> dict[str, Any]:
+    """`awaiting_selection` in the summary (only when some benchmark has `runs: selected`)."""
+    if not plan.awaiting:
+        return {}
+    from alignkit.plan.selected import summary
+    return {"awaiting_selection": summary(plan)}

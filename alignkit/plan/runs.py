@@ -44,9 +44,9 @@ class RunSections:
             entry = entries[section]
             at = self.origin.get(axis, "grid")
             resolved = self.section_config(section, entry, out[section], out)
-            if not has_path(resolved, rest):
+            if not has_path(resolved, rest) and not has_path(self.section_fields(section, entry, out[section]), rest):
                 what = f"{section} '{entry}'" if entry else section
-                close = close_path(resolved, rest)
+                close = close_path({**self.section_fields(section, entry, out[section]), **resolved}, rest)
                 way_out = (f"did you mean '{section}.{close}'?" if close else
                            f"sweep it only where it applies: an include block per {section}, e.g. include: "
                            f"[{{{section}: <name>, {axis}: [...]}}]")
@@ -93,6 +93,16 @@ class RunSections:
             self._once(("run-rule", message), at, f"run '{name}': {message} (set by a dotted axis)")
         return not problems
 
+    def section_fields(self, section: str, entry: str | None, obj: Any) -> dict[str, Any]:
+        """A method's or the training section's every field, defaults included: an axis may sweep a
+        field its resolved config leaves out at the default (DPO writes loss_type only when not
+        sigmoid; training, num_train_epochs only when set), except training.eval_steps, which exists
+        only with validation rows. Other sections: their resolved config."""
+        if section not in ("method", "training"):
+            return {}
+        return self._cached(("fields", section, entry, id(obj)),
+                            lambda: {k: v for k, v in plain(obj).items() if (section, k) != ("training", "eval_steps")})
+
     def section_config(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> dict[str, Any]:
         if section == "model":
             return self.model_config(entry, obj)
@@ -135,6 +145,10 @@ class RunSections:
                 cfg["eval_steps"] = t.eval_steps or t.save_steps
             else:
                 del cfg["eval_steps"]  # absent without validation: old studies' ids stay
+            if t.num_train_epochs is None:
+                del cfg["num_train_epochs"]  # absent unless set: old studies' ids stay
+            else:
+                del cfg["max_steps"]  # the job counts them from the rows it keeps (steps_for_epochs)
             return cfg
         return self._cached(("training", id(t), validation), make)
 

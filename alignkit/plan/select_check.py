@@ -107,6 +107,12 @@ def check(spec: Any, problems: Problems) -> None:
             problems.add("select.metric", f"{s.metric!r} is not a metric this study produces; {hint}"
                                           f"(known: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})")
         return
+    b = spec.evals.benchmarks.get(bench)
+    if b is not None and b.runs == "selected":
+        problems.add("select.metric", f"{s.metric!r}: benchmark '{bench}' runs only on the runs the selection picks "
+                                      f"(evals.benchmarks.{bench}.runs: selected), so it cannot choose them; "
+                                      f"choose on a metric every run has")
+        return
     up = direction(spec, s.metric)
     if up is not None and s.goal in ("min", "max") and s.goal != ("max" if up else "min"):
         problems.add("select.goal", f"{s.goal} of {s.metric!r}, whose {'higher' if up else 'lower'} values are "
@@ -130,3 +136,12 @@ def _check_loss(spec: Any, s: Any, problems: Problems) -> None:
                 types = sorted({m.type for m in methods})
                 what = f"types {', '.join(types)}" if len(types) > 1 else "loss settings"
                 problems.add(f"select.over[{i}]", f"{s.metric!r} over 'method' (methods of different {what}): {why}")
+
+
+def check_runs(spec: Any, name: str, b: Any, path: str, problems: Problems) -> None:
+    """`runs: selected` needs a `select:` to pick the runs (docs/collect.md "Two-phase studies")."""
+    from alignkit.contract.schema import join
+
+    if b.runs == "selected" and spec.select is None:
+        problems.add(join(path, "runs"), "'selected' evaluates only the runs select: picks, and this spec has no "
+                                         "select: (add one, or use runs: all)")

@@ -8,7 +8,8 @@ import itertools
 from typing import Any
 
 from alignkit.plugins.benchmarks import resolve_config
-from alignkit.contract.checkpoints import FINAL, is_final, unsaved_reason
+from alignkit.contract.checkpoints import (FINAL, fraction_problem, fraction_step, is_final, planned_max_steps,
+                                          unsaved_reason)
 from alignkit.contract.schema import join, plain
 from alignkit.contract.sections import ModelSpec, TrainingSpec
 from alignkit.spec.model import AXES, BenchmarkSpec, MergeSpec, TargetSpec
@@ -25,18 +26,33 @@ class StageJobs:
         """Steps in order, then "final" (max_steps counts as final): evals.checkpoints by default."""
         values = self.spec.evals.checkpoints if values is None else values
         t = t or self.spec.training
-        steps = sorted({c for c in values if not is_final(c, t.max_steps)})
-        has_final = any(is_final(c, t.max_steps) for c in values)
+        last = planned_max_steps(t)  # unbounded with num_train_epochs: the job counts the steps
+        if any(isinstance(c, float) for c in values):
+            values = self._fraction_steps(values, t, run)
+        steps = sorted({c for c in values if not is_final(c, last)})
+        has_final = any(is_final(c, last) for c in values)
         for c in steps:  # a dotted training axis can move max_steps/save_steps under a run
-            if unsaved_reason(c, t.max_steps, t.save_steps):
+            if unsaved_reason(c, last, t.save_steps):
                 self._once(("ckpt", c, t.max_steps, t.save_steps), "evals.checkpoints",
                            f"step {c} is not saved by run '{run}' (training.max_steps {t.max_steps}, save_steps "
                            f"{t.save_steps}); give steps every run saves, or only 'final'")
         return steps + ([FINAL] if has_final else [])
 
+    def _fraction_steps(self, values: tuple, t: TrainingSpec, run: str | None) -> list[Any]:
+        """Fractions of training as the run's steps (a dotted training axis can move its max_steps)."""
+        out = []
+        for c in values:
+            step = fraction_step(c, planned_max_steps(t))
+            if step is None:
+                self._once(("fraction", c, t.max_steps, t.num_train_epochs), "evals.checkpoints",
+                           f"run '{run}': {fraction_problem(c, t)}")
+            else:
+                out.append(step)
+        return out
+
     def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool,
                          at: list[Any]) -> dict[str, Any]:
-        return self._cached(("benchmark", id(b), model.get("lm_eval_chat_template", False), with_judge,
+        return self._cached(("benchmark", id(b), model["lm_eval_chat_template"], with_judge,
                              tuple(map(str, at))),
                             lambda: {**self._benchmark_config(b, model, with_judge), "checkpoints": at})
 
@@ -50,7 +66,7 @@ class StageJobs:
         and checkpoints (their ids encode it once)."""
         # keyed as benchmark_config is (the model enters through lm_eval_chat_template only); `at`
         # and `benchmarks` come from the cache (_benchmarks_at), so their ids stay theirs
-        return self._cached(("benchmarks", model.get("lm_eval_chat_template", False), with_judge, id(at),
+        return self._cached(("benchmarks", model["lm_eval_chat_template"], with_judge, id(at),
                              id(benchmarks)),
                             lambda: {n: self.benchmark_config(b, model, with_judge, at[n]) for n, b in benchmarks.items()})
 
@@ -79,7 +95,7 @@ class StageJobs:
             target = {"kind": "external", "name": name, "source": source, "revision": t.revision}
         else:
             m = self.spec.models[t.base] if t.base is not None else ModelSpec(source=t.source)
-            model = {**plain(m), "name": axes["model"], "source": source, "revision": t.revision or "main"}
+            model = {**plain(m), "name": axes["model"], "source": source, "revision": t.revision or ModelSpec.revision}
             target = {"kind": "base"}
         jobs = self._eval_and_judge(f"target:{name}", axes, model, target, ["final"], ())
         if not jobs:
@@ -87,12 +103,22 @@ class StageJobs:
                                                      "evaluate (add evals.benchmarks)")
         return jobs
 
-    def _benchmarks_at(self, checkpoints: list[Any]) -> tuple[dict[str, list[Any]], dict[str, BenchmarkSpec],
-                                                              dict[str, BenchmarkSpec], list[Any]]:
+    def selected_eval_jobs(self, target: Job, checkpoints: list[Any]) -> list[Job]:
+        """The eval (+judge) job of the benchmarks with `runs: selected` on a trained run: compiled
+        with every run, submitted only for the runs the selection picks (alignkit/plan/selected.py).
+        Their config is what any eval of those benchmarks would be; the name says why it is apart."""
+        return self._eval_and_judge(target.name, target.config["axes"], target.config["model"],
+                                    {"job": target.id, "kind": "adapter"}, checkpoints, (target.id,), selected=True)
+
+    def _benchmarks_at(self, checkpoints: list[Any], selected: bool = False) -> tuple[
+            dict[str, list[Any]], dict[str, BenchmarkSpec], dict[str, BenchmarkSpec], list[Any]]:
         """Each benchmark's checkpoints among these, the benchmarks with any, the judged ones among
-        them, the checkpoints loaded."""
+        them, the checkpoints loaded; only the benchmarks with `runs: selected` if `selected`, else
+        only the others."""
         at: dict[str, list[Any]] = {}
         for n, b in self.spec.evals.benchmarks.items():
+            if (b.runs == "selected") != selected:
+                continue
             wanted = set(self.checkpoints(b.checkpoints) if b.checkpoints is not None else checkpoints)
             if here := [c for c in checkpoints if c in wanted]:
                 at[n] = here
@@ -103,23 +129,24 @@ class StageJobs:
         return at, benchmarks, judged, loaded
 
     def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
-                        checkpoints: list[Any], deps: tuple[str, ...]) -> list[Job]:
+                        checkpoints: list[Any], deps: tuple[str, ...], selected: bool = False) -> list[Job]:
         """One eval job over the target's checkpoints, each benchmark at its own ones (a benchmark's
         `checkpoints` in its config), and one judge job for the judged benchmarks' generations."""
-        at, benchmarks, judged, loaded = self._cached(("at", tuple(checkpoints)),
-                                                      lambda: self._benchmarks_at(checkpoints))
+        at, benchmarks, judged, loaded = self._cached(("at", tuple(checkpoints), selected),
+                                                      lambda: self._benchmarks_at(checkpoints, selected))
         if not at:
             return []
+        suffix = "-selected" if selected else ""
         cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": loaded,
                "benchmarks": self._benchmarks(benchmarks, model, False, at)}
         if self.spec.evals.generation is not None:  # only when set: other studies' ids do not move
             cfg["generation"] = plain(self.spec.evals.generation)
-        ev = self._job(f"{name}/eval", "eval", deps, cfg)
+        ev = self._job(f"{name}/eval{suffix}", "eval", deps, cfg)
         jobs = [ev]
         if judged:
             jcfg = {"stage": "judge", "axes": axes, "target": {"job": ev.id},
                     "benchmarks": self._benchmarks(judged, model, True, at)}
-            jobs.append(self._job(f"{name}/judge", "judge", (ev.id,), jcfg))
+            jobs.append(self._job(f"{name}/judge{suffix}", "judge", (ev.id,), jcfg))
         return jobs
 
     def merge_jobs(self, index: int, m: MergeSpec, trains: list[Job]) -> list[Job]:

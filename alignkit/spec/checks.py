@@ -13,7 +13,8 @@ from typing import Any
 from alignkit.plugins.benchmarks import check as check_benchmark
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import check_common
-from alignkit.contract.checkpoints import FINAL, final_step, unsaved_reason
+from alignkit.contract.checkpoints import (FINAL, final_step, fraction_problem, fraction_step, planned_max_steps,
+                                          unsaved_reason)
 from alignkit.contract.schema import Problems, join
 from alignkit.contract.stages import STAGE_NAMES
 from alignkit.contract.sections import (DatasetSpec, TrainingSpec,
@@ -48,7 +49,7 @@ def check(spec: Spec, problems: Problems) -> None:
         _check_dataset(spec, ds, join("datasets", name), problems)
     for name, m in spec.methods.items():
         p = join("methods", name)
-        _check_method(m, p, problems)
+        _check_method_entry(spec, name, m, p, problems)
         check_spec = getattr(METHODS.get(m.type)(), "check_spec", None)  # a method's cross-section refusals
         if check_spec is not None:
             check_spec(m, spec, p, problems)
@@ -59,6 +60,9 @@ def check(spec: Spec, problems: Problems) -> None:
     _check_chains(spec, problems)
     _check_grid(spec, problems)
     _check_evals(spec, problems)
+    from alignkit.plan import lm_eval_metric  # reads task YAMLs: only when a benchmark is lm_eval
+
+    lm_eval_metric.check(spec, problems)
     _check_merges(spec, problems)
     _check_targets(spec, problems)
     _check_select(spec, problems)
@@ -127,9 +131,13 @@ def _check_preference_name(pref: str, path: str, problems: Problems) -> None:
 
 
 def _check_training(spec: Spec, t: TrainingSpec, p: str, problems: Problems) -> None:
-    for key in ("max_steps", "save_steps", "logging_steps", "eval_steps"):
+    for key in ("max_steps", "save_steps", "logging_steps", "eval_steps", "num_train_epochs"):
         if getattr(t, key) is not None and getattr(t, key) <= 0:
             problems.add(join(p, key), f"must be positive, got {getattr(t, key)}")
+    both = "training.max_steps" in spec.lines or (p != "training" and t.max_steps != spec.training.max_steps)
+    if t.num_train_epochs is not None and both:
+        problems.add(join(p, "num_train_epochs"), "give max_steps or num_train_epochs, not both (with epochs "
+                                                  "the job counts the steps from the rows it keeps)")
 
 
 def _check_dataset_section(spec: Spec, ds: DatasetSpec, p: str, problems: Problems) -> None:
@@ -270,6 +278,55 @@ def _check_init_from(spec: Spec, f: Any, ip: str, problems: Problems) -> bool:
     return ok
 
 
+class _Kept(Problems):
+    """Problems kept as (path, message, "field: message"), the last as override_section words them."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__("", {})
+        self.prefix, self.found = prefix, []
+
+    def add(self, path: str, message: str) -> None:
+        rest = path[len(self.prefix) + 1:] if path.startswith(self.prefix + ".") else ""
+        self.found.append((path, message, f"{rest}: {message}" if rest else message))
+
+
+def _check_method_entry(spec: Spec, name: str, m: MethodSpec, p: str, problems: Problems) -> None:
+    """A method entry's own checks; where dotted axes replace some of its fields on every run that
+    trains it, a problem that some swept value removes is left to the per-run check
+    (spec/override.py), which names the run and value that keep it: `method.loss_type: [robust]`
+    over an entry with label_smoothing is valid although the entry's default sigmoid loss is not."""
+    kept = _Kept(p)
+    _check_method(m, p, kept)
+    swept = _swept_on_every_run(spec, "method", name) if kept.found else {}
+    if swept:
+        from alignkit.spec.override import override_section  # override builds on these checks
+
+        for rest, values in swept.items():
+            for value in values:
+                _, found = override_section(spec, "method", name, {rest: value})
+                kept.found = [one for one in kept.found if one[2] in found]
+    for path, message, _ in kept.found:
+        problems.add(path, message)
+
+
+def _swept_on_every_run(spec: Spec, section: str, entry: str) -> dict[str, tuple]:
+    """The fields of `section` entry that a dotted axis of the grid or a zip sets on every run
+    training it ({field path: values}); {} where an include block may train it with the entry as
+    written (include runs take no grid axis they do not name)."""
+    for block in spec.include:
+        if not isinstance(block, dict):
+            return {}
+        wanted = values_of(block.get(section, entry))  # a block naming no entry trains every one
+        if entry in wanted and not any(a.startswith(section + ".") for a in block):
+            return {}
+    swept: dict[str, tuple] = {}
+    for mapping in (spec.grid, *spec.zip):
+        for axis, values in mapping.items():
+            if is_dotted(axis) and axis.startswith(section + ".") and isinstance(values, (list, tuple)):
+                swept[axis.partition(".")[2]] = tuple(values)
+    return swept
+
+
 def _check_method(m: MethodSpec, p: str, problems: Problems) -> None:
     check_common(m, p, problems)
     METHODS.get(m.type)().check(m, p, problems)
@@ -393,16 +450,23 @@ _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}")
 
 
 def _check_checkpoints(spec: Spec, values: tuple, path: str, problems: Problems) -> None:
+    last = planned_max_steps(spec.training)
     for i, c in enumerate(values):
         cp = join(path, i)
         if c == FINAL:
             continue
-        if not isinstance(c, int) or isinstance(c, bool) or c <= 0:
-            problems.add(cp, f"a checkpoint is a positive step or 'final', got {c!r}")
-        elif reason := unsaved_reason(c, spec.training.max_steps, spec.training.save_steps):
+        if isinstance(c, float):  # a fraction of training: the step it names must be saved
+            if bad := fraction_problem(c, spec.training):
+                problems.add(cp, bad)
+            elif reason := unsaved_reason(fraction_step(c, last), last, spec.training.save_steps):
+                problems.add(cp, f"{c!r} of training is step {fraction_step(c, last)}: {reason}")
+        elif not isinstance(c, int) or isinstance(c, bool) or c <= 0:
+            problems.add(cp, f"a checkpoint is a positive step, a fraction of training in (0, 1) or 'final', got {c!r}")
+        elif reason := unsaved_reason(c, last, spec.training.save_steps):
             problems.add(cp, reason)
-    if len(set(values)) != len(values):
-        problems.add(path, "duplicate checkpoints")
+    steps = [final_step(fraction_step(c, last), last) for c in values if fraction_step(c, last) is not None]
+    if len(set(map(str, steps))) != len(steps):
+        problems.add(path, "duplicate checkpoints (a fraction of training names the step it comes to)")
 
 
 def _check_evals(spec: Spec, problems: Problems) -> None:
@@ -414,7 +478,8 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
     if g is not None and not 0 < g.agreement_threshold <= 1:
         problems.add(join(join("evals", "generation"), "agreement_threshold"),
                      f"must be in (0, 1], got {g.agreement_threshold}")
-    evaluated = {final_step(c, spec.training.max_steps) for c in ev.checkpoints}
+    last = planned_max_steps(spec.training)
+    evaluated = {final_step(fraction_step(c, last), last) for c in ev.checkpoints}
     for name, j in ev.judges.items():
         jp = join(join("evals", "judges"), name)
         check_name(name, "judge name", jp, problems)
@@ -443,13 +508,22 @@ def _check_evals(spec: Spec, problems: Problems) -> None:
         bp = join(join("evals", "benchmarks"), name)
         check_name(name, "benchmark name", bp, problems)
         check_benchmark(name, b, bp, ev.judges, problems)  # the type's own fields and checks
+        if b.runs == "selected":  # a two-phase study's benchmark
+            from alignkit.plan.select_check import check_runs
+            check_runs(spec, name, b, bp, problems)
         if b.checkpoints is not None:
             cp = join(bp, "checkpoints")
             if not b.checkpoints:
                 problems.add(cp, "empty: list steps and/or 'final', or remove the key to use evals.checkpoints")
             _check_checkpoints(spec, b.checkpoints, cp, problems)
             for i, c in enumerate(b.checkpoints):
-                if (c == "final" or isinstance(c, int)) and final_step(c, spec.training.max_steps) not in evaluated:
+                if isinstance(c, float) and any(a in ("training.max_steps", "training.num_train_epochs")
+                                                for a in swept_axes(spec)):
+                    problems.add(join(cp, i), "a benchmark's checkpoints give steps or 'final' when a dotted axis "
+                                              "moves training.max_steps (fractions belong in evals.checkpoints, "
+                                              "which each run converts with its own steps)")
+                elif (c == "final" or isinstance(c, (int, float))) and fraction_step(c, last) is not None \
+                        and final_step(fraction_step(c, last), last) not in evaluated:
                     problems.add(join(cp, i), f"checkpoint {c!r} is not in evals.checkpoints (a benchmark "
                                               f"runs at a subset of the checkpoints the eval jobs load)")
 

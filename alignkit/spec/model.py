@@ -15,7 +15,8 @@ from alignkit.plugins.benchmarks import spec_class as benchmark_spec_class
 from alignkit.contract.methods import CommonFields, LoraFields
 from alignkit.contract.schema import Problems
 from alignkit.contract.stages import STAGE_NAMES
-from alignkit.contract.sections import (DatasetSpec, ModelSpec, PeftSpec, TrackingSpec, TrainingSpec)
+from alignkit.contract.sections import (DatasetSpec, GenerationSpec, ModelSpec, PeftSpec, TrackingSpec,
+                                        TrainingSpec)
 
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
@@ -69,17 +70,9 @@ BenchmarkSpec = benchmark_spec_class()
 
 
 @dataclass(frozen=True)
-class GenerationSpec:
-    """`evals.generation`: the engine of the generating benchmarks (docs/evaluation.md). Absent: hf,
-    and the eval configs (and job ids) are what they were."""
-    backend: Literal["hf", "vllm"] = "hf"
-    agreement_prompts: int = 16  # vllm: the first prompts both engines answer at each checkpoint
-    agreement_threshold: float = 0.9  # vllm: the least exact-match share of greedy answers
-
-
-@dataclass(frozen=True)
 class EvalSpec:
-    checkpoints: tuple[Scalar, ...] = ("final",)  # steps (multiples of save_steps) and/or "final"
+    # steps (multiples of save_steps), fractions of training in (0, 1) and/or "final"
+    checkpoints: tuple[Union[str, int, float], ...] = ("final",)
     base_models: bool = False  # also evaluate each untrained base model (the paper's "Original" rows)
     benchmarks: dict[str, BenchmarkSpec] = field(default_factory=dict)
     judges: dict[str, JudgeSpec] = field(default_factory=dict)

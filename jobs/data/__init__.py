@@ -41,20 +41,6 @@ __all__ = ["DropReport", "PartReport", "Preferences", "load_preferences", "load_
            "load_with_validation", "sft_rows"]
 
 
-def as_dataset_config(dataset: Any) -> Any:
-    """The typed dataset section; a plain dict (tests, older callers) is read with the strict loader."""
-    from alignkit.contract.train import DatasetConfig
-    from alignkit.contract.schema import Problems, from_dict, is_missing
-
-    if not isinstance(dataset, dict):
-        return dataset
-    problems = Problems("dataset", {})
-    typed = from_dict(DatasetConfig, dataset, "dataset", problems)
-    if problems.items or is_missing(typed):
-        raise JobFailure(problems.items[0] if problems.items else "dataset: unreadable")
-    return typed
-
-
 @dataclass(frozen=True)
 class Where:
     """Where one preference's rows are read: a source (local path or hub id) and a data_dir in it."""
@@ -143,13 +129,16 @@ def load_with_validation(dataset: Any, preference: list[str], seed: int) -> Pref
     """The training rows and, with `dataset.validation`, the held-out rows (never among them)."""
     import datasets
 
-    dataset = as_dataset_config(dataset)
-    rows, report = _read(dataset, list(preference), dataset.split or "train")
+    from alignkit.contract import expect
+    from alignkit.contract.train import DatasetConfig
+
+    expect(dataset, DatasetConfig, "jobs.data.load_with_validation")
+    rows, report = _read(dataset, list(preference), dataset.split)
     ds = datasets.Dataset.from_list(rows)
     val = dataset.validation
     held, held_report = None, None
     if val is not None and val.split is not None:
-        if val.split == (dataset.split or "train"):
+        if val.split == (dataset.split):
             raise JobFailure(f"dataset {dataset.name}: validation.split {val.split!r} is the training split")
         held_rows, held_report = _read(dataset, list(preference), val.split, held_out=True)
         held = datasets.Dataset.from_list(held_rows)

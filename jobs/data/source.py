@@ -75,7 +75,7 @@ def load_split(dataset: Any, data_dir: str | None, *, split: str, source: str,
         raise JobFailure(f"dataset {name}: local source {source} does not exist")
     else:
         snap = hub_snapshot(dataset, source)
-        label = f"{source}@{dataset.revision or 'main'}{'/' + data_dir if data_dir else ''} ({split})"
+        label = f"{source}@{dataset.revision}{'/' + data_dir if data_dir else ''} ({split})"
         kwargs = {"path": str(snap), "data_dir": data_dir, "split": split}
     try:
         ds = datasets.load_dataset(**kwargs)

@@ -33,16 +33,16 @@ def template_for(family: str) -> str:
 
 def apply_template(tokenizer: Any, model: Any) -> None:
     """Set `tokenizer.chat_template` from the model config's `template` (the typed ModelConfig of
-    alignkit.contract.train; a plain dict from callers not yet on the typed contract).
+    alignkit.contract.common).
 
     `chat_template` keeps the tokenizer's own (it must have one, and for SFT's response-only loss
     it should mark assistant turns with `{% generation %}`; TRL otherwise swaps in its own
     training template for known families).
     """
-    if isinstance(model, dict):  # not yet typed (eval/generate before they take the contract)
-        family, name = model.get("template"), model.get("name", model.get("source", "?"))
-    else:
-        family, name = model.template, model.name
+    from alignkit.contract import expect
+    from alignkit.contract.common import ModelConfig
+
+    family, name = expect(model, ModelConfig, "jobs.data.templates.apply_template").template, model.name
     if family == "chat_template":
         if not getattr(tokenizer, "chat_template", None):
             raise JobFailure(

@@ -27,10 +27,11 @@ from alignkit.contract.sections import CONTEXT_KEYS  # the config keys holding a
 from jobs.errors import JobFailure
 
 
-def context_length(config: Any) -> int | None:
-    """The model's context in tokens from its config (an object or config.json's dict); None if unknown."""
+def context_length(hf_config: Any) -> int | None:
+    """The model's context in tokens from its Hugging Face config (an object or the model's config.json
+    dict, not ours); None if unknown."""
     for key in CONTEXT_KEYS:
-        v = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+        v = hf_config.get(key) if isinstance(hf_config, dict) else getattr(hf_config, key, None)
         if isinstance(v, int) and not isinstance(v, bool) and v > 0:
             return v
     return None
@@ -199,9 +200,6 @@ class VLLMGenerator:
 
 # ---- vLLM opt-in: agree with HF first --------------------------------------------------------
 
-AGREEMENT_PROMPTS = 16  # default: how many of the first prompts both engines answer
-AGREEMENT_THRESHOLD = 0.9  # default: the least exact-match share of greedy answers vLLM must reach
-
 
 def agreement(reference: list[str], other: list[str]) -> float:
     """The exact-match share of two engines' greedy answers (whitespace at the ends ignored)."""
@@ -235,8 +233,8 @@ class CheckedVLLM:
 
     name = "vllm"
 
-    def __init__(self, vllm: Any, hf: HFGenerator, prompts: int = AGREEMENT_PROMPTS,
-                 threshold: float = AGREEMENT_THRESHOLD) -> None:
+    def __init__(self, vllm: Any, hf: HFGenerator, prompts: int, threshold: float) -> None:
+        # prompts, threshold: the config's generation.agreement_prompts/_threshold (defaults: GenerationSpec)
         self.vllm, self.hf, self.prompts, self.threshold = vllm, hf, prompts, threshold
         self.agreement: dict[str, dict] = {}
         self._pending: str | None = None

@@ -26,18 +26,22 @@ import json
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from alignkit.plugins import benchmarks as benchmarks_reg
 from alignkit.plugins.benchmarks import RunContext
-from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, as_dict, eval_key)
+from alignkit import contract
+from alignkit.contract import expect
+from alignkit.contract.common import ModelConfig
+from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, eval_key)
 from alignkit.contract.checkpoints import FINAL
 from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
 from jobs import base_weights
 from alignkit.plugins.benchmarks import lm_eval_run
 from jobs.base_weights import BaseWeights
-from jobs.errors import JobFailure, Preempted, typed_config
+from jobs.errors import JobFailure, Preempted
 from jobs.eval.task_progress import TaskProgress
 from jobs.data.templates import apply_template
 
@@ -49,7 +53,7 @@ GUARD_RTOL = 1e-6
 
 def runs_at(benchmark: Any, ckpt: str) -> bool:
     """A benchmark runs at the checkpoints its config lists (`checkpoints`; absent: all of the job's)."""
-    at = benchmark.get("checkpoints") if isinstance(benchmark, dict) else benchmark.checkpoints
+    at = benchmark.checkpoints
     return at is None or ckpt in {str(c) for c in at}
 
 
@@ -70,11 +74,6 @@ def adapter_sha256(path: Path) -> str | None:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def load_config(config: EvalConfig | dict, job_dir: Path) -> EvalConfig:
-    """The typed config (jobs.errors.typed_config)."""
-    return typed_config(config, job_dir, "eval")
 
 
 def _validate(config: EvalConfig) -> tuple[str, list[str]]:
@@ -105,7 +104,7 @@ def external_adapter(target: Target) -> Path:
         return Path(snapshot_download(src, revision=target.revision))
     except Exception as exc:  # not in the cache / unknown repo: one line, naming it
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise JobFailure(f"config.json target.source: cannot load adapter {src}@{target.revision or 'main'}: "
+        raise JobFailure(f"config.json target.source: cannot load adapter {src}{'@' + target.revision if target.revision else ''}: "
                          f"{type(exc).__name__}: {first}") from None
 
 
@@ -115,10 +114,10 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_base(model_cfg: dict, path: str | Path, device: str) -> Any:
+def load_base(model_cfg: ModelConfig, path: str | Path, device: str) -> Any:
     """The plain base (or a full model at `path`) in `model.dtype`; see target_base for targets."""
-    rev = model_cfg.get("revision") if str(path) == model_cfg.get("source") else None
-    return base_weights.load(base_weights.of_model(dict(model_cfg, source=str(path), revision=rev)), device)
+    rev = model_cfg.revision if str(path) == model_cfg.source else None
+    return base_weights.load(base_weights.of_model(replace(model_cfg, source=str(path), revision=rev)), device)
 
 
 def target_base(kind: str, config: EvalConfig, job_dir: Path, paths: dict[str, Path]) -> BaseWeights:
@@ -131,18 +130,18 @@ def target_base(kind: str, config: EvalConfig, job_dir: Path, paths: dict[str, P
     base:     the untrained model in `model.dtype`.
     external: a LoRA adapter on the eval config's model, in `model.dtype`.
     """
-    model_cfg = as_dict(config.model)
+    model_cfg = config.model
     if kind == "merged":
         rec = paths["final"].parent / "merge.json"
         dtype = read_json(rec).get("dtype") if rec.is_file() else None
-        return base_weights.of_model(dict(model_cfg, source=str(paths["final"]), revision=None,
-                                          dtype=dtype or config.model.dtype))
+        return base_weights.of_model(replace(model_cfg, source=str(paths["final"]), revision=None,
+                                             dtype=dtype or config.model.dtype))
     if kind == "adapter":
         target_dir = job_dir.parent / str(config.target.job)
         if (target_dir / "config.json").is_file():
             bw = base_weights.of_train_job(target_dir)
             m = config.model
-            chained = base_weights.merged_init(target_dir, read_json(target_dir / "config.json"))  # its own base
+            chained = base_weights.merged_init(target_dir, contract.load(target_dir))  # its own base
             if chained is None and (bw.source, bw.revision) != (str(m.source), m.revision or None):
                 raise JobFailure(f"config.json model: {m.source!r} (revision {m.revision!r}) "
                                  f"is not the base target {config.target.job} was trained on "
@@ -151,10 +150,11 @@ def target_base(kind: str, config: EvalConfig, job_dir: Path, paths: dict[str, P
     return base_weights.of_model(model_cfg)
 
 
-def load_tokenizer(model_cfg: dict, path: str | Path) -> Any:
+def load_tokenizer(model_cfg: ModelConfig, path: str | Path) -> Any:
     from transformers import AutoTokenizer
 
-    rev = model_cfg.get("revision") if str(path) == model_cfg.get("source") else None
+    expect(model_cfg, ModelConfig, "jobs.eval.stage.load_tokenizer")
+    rev = model_cfg.revision if str(path) == model_cfg.source else None
     try:
         tok = AutoTokenizer.from_pretrained(str(path), revision=rev)
     except OSError as exc:
@@ -285,9 +285,9 @@ def _reuse(store: ResultStore, rec: StoredResult, bench: Any, name: str, gen_dir
     return entry
 
 
-def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None:
+def run(job_dir: Path, config: EvalConfig, stop: threading.Event) -> None:
     job_dir = Path(job_dir)
-    config = load_config(config, job_dir)
+    expect(config, EvalConfig, "jobs.eval.stage.run")
     kind, ckpts = _validate(config)
     benchmarks = config.benchmarks
     adapters = kind in ("adapter", "external")  # a LoRA adapter swapped onto the base
@@ -318,7 +318,7 @@ def run(job_dir: Path, config: EvalConfig | dict, stop: threading.Event) -> None
     if todo:
         # 3. one base load for all checkpoints
         t0 = time.time()
-        tok = load_tokenizer(as_dict(config.model), bw.source)
+        tok = load_tokenizer(config.model, bw.source)
         base = base_weights.load(bw, device)
         load_s = time.time() - t0
         slot = AdapterSlot(base)

@@ -143,8 +143,8 @@ class OpenAIJudge(_Cached):
         self.url = cfg["base_url"].rstrip("/") + "/chat/completions"
         self.model = cfg["model"]
         self.api_key_env = cfg.get("api_key_env")
-        self.max_retries = int(cfg.get("max_retries", 5))
-        self.timeout_s = float(cfg.get("timeout_s", 60))
+        self.max_retries = int(cfg["max_retries"])  # the spec's JudgeSpec defaults, written by compile
+        self.timeout_s = float(cfg["timeout_s"])
         self.backoff_s = float(cfg.get("backoff_s", 2.0))
         self.max_tokens = int(cfg.get("max_tokens", 512))
         rpm = cfg.get("requests_per_minute")

@@ -34,9 +34,10 @@ from pathlib import Path
 from alignkit.plugins import benchmarks as benchmarks_reg
 from alignkit.plugins.benchmarks import JudgeContext
 from alignkit.contract.eval import ResultStore, StoredResult, judge_key
+from alignkit.contract import expect
 from alignkit.contract.judge import JudgeConfig
 from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
-from jobs.errors import JobFailure, Preempted, typed_config
+from jobs.errors import JobFailure, Preempted
 from jobs.eval.stage import runs_at
 from jobs.judge.judges import Judge, make_judge, redact, secrets
 from jobs.eval.task_progress import TaskProgress
@@ -93,19 +94,12 @@ def _redacting(values: list[str]):
             h.removeFilter(filt)
 
 
-def load_config(config: JudgeConfig | dict, job_dir: Path) -> JudgeConfig:
-    """The typed config (jobs.errors.typed_config)."""
-    return typed_config(config, job_dir, "judge")
-
-
-def run(job_dir: Path, config: JudgeConfig | dict, stop: threading.Event) -> None:
-    # the secrets first, from the raw config too: a config the loader refuses must not leak a key either
-    raw = config if isinstance(config, dict) else None
-    judges = ([b.get("judge") for b in (raw.get("benchmarks") or {}).values() if isinstance(b, dict)] if raw is not None
-              else [b.judge for b in config.benchmarks.values()])
-    values = secrets(judges)
+def run(job_dir: Path, config: JudgeConfig, stop: threading.Event) -> None:
+    # a config the loader refuses never gets here: jobs/entry.py redacts its keys from the raw file
+    expect(config, JudgeConfig, "jobs.judge.stage.run")
+    values = secrets([b.judge for b in config.benchmarks.values()])
     with _redacting(values):
-        _run(Path(job_dir), load_config(config, job_dir), stop, values)
+        _run(Path(job_dir), config, stop, values)
 
 
 def _run(job_dir: Path, config: JudgeConfig, stop: threading.Event, values: list[str]) -> None:

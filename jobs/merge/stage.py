@@ -155,8 +155,7 @@ def _check_stop(stop: threading.Event) -> None:
 def run(job_dir: Path, config: MergeConfig, stop: threading.Event) -> None:
     job_dir = Path(job_dir)
     t_start = time.time()
-    if isinstance(config, dict):  # a plain config (older callers): read through the contract
-        config = contract.parse(config, str(job_dir / paths.CONFIG))
+    contract.expect(config, MergeConfig, "jobs.merge.stage.run")
     merge_cfg = config.merge
     inputs = _inputs(job_dir, config)
     try:

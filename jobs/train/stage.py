@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.contract import paths
-from alignkit.contract.train import ModelConfig, TrainConfig, as_model_config, as_train_config
+from alignkit.contract import expect
+from alignkit.contract.train import ModelConfig, TrainConfig
 from alignkit.contract.fsio import atomic_write_json
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import LoraFields, Method
@@ -63,7 +64,7 @@ def _substitute(plan_subs: list[dict], key: str, configured: Any, used: Any, rea
 def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
     """Check the config and decide what this machine runs; no heavy imports, unit-testable.
     Every default is the spec's (alignkit/contract/sections.py, alignkit/plugins/methods/): none is restated here."""
-    config = as_train_config(config)
+    expect(config, TrainConfig, "jobs.train.stage.resolve")
     method, training, quant = config.method, config.training, config.peft.quantization
     subs: list[dict] = []
 
@@ -125,6 +126,16 @@ def shared_reference(job_dir: Path, plan: Plan, world_size: int) -> Any:
     return SharedReference(job_dir, key)
 
 
+def epoch_steps(training: Any, method: Any, rows: int) -> int:
+    """training.num_train_epochs as optimizer steps (alignkit/contract/sections.py steps_for_epochs, the
+    count transformers makes); TRL then trains max_steps, so checkpoints, progress and resume stay in steps."""
+    from alignkit.contract.sections import steps_for_epochs
+
+    if rows <= 0:
+        raise JobFailure("training.num_train_epochs: no training rows are left after filtering")
+    return steps_for_epochs(rows, method.batch_size, training.num_train_epochs)
+
+
 def _importable(name: str) -> bool:
     import importlib.util
 
@@ -136,7 +147,7 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
 
     job_dir = Path(job_dir)
     started = time.time()
-    config = as_train_config(config, str(job_dir / paths.CONFIG))
+    expect(config, TrainConfig, "jobs.train.stage.run")
     method, training = config.method, config.training
 
     # 1. Where we run. The distributed variables and the CPU process group must exist before the
@@ -177,6 +188,11 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
         tokenizer = data.tokenizer
         if dist.is_main:
             print(f"data: {data.report.summary()}", flush=True)
+        if training.num_train_epochs is not None:  # the steps of the rows kept after filtering
+            args.max_steps = epoch_steps(training, method, len(data.dataset))
+            if dist.is_main:
+                print(f"training: {training.num_train_epochs:g} epochs over {len(data.dataset)} rows at global "
+                      f"batch {method.batch_size} = {args.max_steps} steps", flush=True)
 
         # 6. Base model (4-bit NF4 for QLoRA) and the LoRA config; TRL wraps it in PEFT. A chained
         #    run (config.init, jobs/train/chain.py) starts from its upstream's result instead: merged into
@@ -260,7 +276,7 @@ def load_examples(config: TrainConfig, method: Method | None = None) -> Examples
     from alignkit.plugins import formats
     from jobs.data import load_with_validation
 
-    config = as_train_config(config)
+    expect(config, TrainConfig, "jobs.train.stage.load_examples")
     method = method or METHODS.get(config.method.type)()
     prefs = load_with_validation(config.dataset, list(config.preference), config.seed)
     refused = formats.refusal(type(method), formats.rows_type(prefs.train.column_names))
@@ -292,7 +308,7 @@ def load_tokenizer(model_cfg: ModelConfig):
 
     from jobs.data.templates import apply_template
 
-    model_cfg = as_model_config(model_cfg)
+    expect(model_cfg, ModelConfig, "jobs.train.stage.load_tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_cfg.source, revision=model_cfg.revision)
     except Exception as exc:
@@ -345,8 +361,10 @@ def load_model(model_cfg: ModelConfig, plan: Plan, stage: int, device):
 def lora_config(lora: LoraFields):
     from peft import LoraConfig
 
+    from alignkit.contract.methods import peft_target_modules
+
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
+                      target_modules=peft_target_modules(lora.target_modules), bias="none", task_type="CAUSAL_LM")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -401,7 +419,8 @@ def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, wor
         "method": plan.kind,
         "peft": config.peft.name,
         "steps": trainer.state.global_step,
-        "max_steps": training.max_steps,
+        "max_steps": trainer.state.max_steps,  # training.max_steps, or the steps num_train_epochs came to
+        "num_train_epochs": training.num_train_epochs,
         "loss_curve": curve,
         "first_loss": curve[0]["loss"] if curve else None,
         "final_loss": last.get("loss"),

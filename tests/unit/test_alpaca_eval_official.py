@@ -22,6 +22,7 @@ from jobs.entry import run_job
 from jobs.errors import JobFailure
 from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 from tests.unit.judge_server import JudgeServer
+from tests.unit.train_configs import typed
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".." / "shared" / "data" / "alpaca_eval"
@@ -172,7 +173,7 @@ def test_api_judge_goes_through_the_packages_openai_client_and_a_rerun_asks_noth
         assert entry["requests_made"] == 5 and entry["n"] == 5
         # rerun (a requeue): the package's cache answers everything
         (jd / "DONE").unlink()
-        judge_stage.run(jd, cfg, threading.Event())
+        judge_stage.run(jd, typed(cfg), threading.Event())
         assert len(srv.requests) == 5
         again = json.loads((jd / "judge.json").read_text())["checkpoints"]["final"]["alpaca_eval"]
         assert again["win_rate"] == pytest.approx(entry["win_rate"], abs=1e-6) and again["requests_made"] == 0
@@ -199,7 +200,7 @@ def test_local_hf_judge_scores_offline_through_the_package_and_caches(tmp_path, 
     verdicts = [json.loads(line) for line in (jd / "verdicts" / "final" / "alpaca_eval.jsonl").open()]
     assert all(1 <= v["preference"] <= 2 for v in verdicts)  # the package's logprob_parser, not binarized
     (jd / "DONE").unlink()
-    judge_stage.run(jd, cfg, threading.Event())
+    judge_stage.run(jd, typed(cfg), threading.Event())
     assert json.loads((jd / "judge.json").read_text())["provenance"]["requests_made"] == 0
     assert no_network == []
 

@@ -16,6 +16,7 @@ from alignkit.contract.eval import ContractError, EvalConfig, eval_key, load_eva
 from alignkit.contract.judge import JudgeConfig, load_judge
 from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
+from tests.unit.train_configs import typed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,14 +134,14 @@ def test_external_target_checks_fail_before_any_model_is_loaded(tmp_path):
     d.mkdir(parents=True)
     cfg = _eval_config(target={"kind": "external", "name": "x", "source": str(tmp_path / "nope")})
     with pytest.raises(JobFailure, match=r"target.source: .*/nope does not exist"):
-        evaluate.run(d, cfg, threading.Event())
+        evaluate.run(d, typed(cfg), threading.Event())
     with pytest.raises(JobFailure, match="an external adapter has only 'final'"):
-        evaluate.run(d, dict(cfg, checkpoints=[2, "final"]), threading.Event())
+        evaluate.run(d, typed(dict(cfg, checkpoints=[2, "final"])), threading.Event())
     with pytest.raises(JobFailure, match="an external target names its adapter"):
-        evaluate.run(d, dict(cfg, target={"kind": "external"}), threading.Event())
+        evaluate.run(d, typed(dict(cfg, target={"kind": "external"})), threading.Event())
     (tmp_path / "empty").mkdir()
     with pytest.raises(JobFailure, match="has no adapter_model.safetensors"):
-        evaluate.run(d, dict(cfg, target={"kind": "external", "source": str(tmp_path / "empty")}), threading.Event())
+        evaluate.run(d, typed(dict(cfg, target={"kind": "external", "source": str(tmp_path / "empty")})), threading.Event())
     assert not (d / "eval.json").exists()
 
 
@@ -150,14 +151,16 @@ def test_judge_config_is_loaded_strictly(tmp_path):
 
     d = tmp_path / "jobs" / "jd"
     d.mkdir(parents=True)
-    with pytest.raises(JobFailure, match=r"config.json: target.job: required key 'job' is missing"):
-        judge.run(d, {"stage": "judge", "target": {}, "benchmarks": {}}, threading.Event())
+    from alignkit.contract import ContractError
+
+    with pytest.raises(ContractError, match=r"config: target.job: required key 'job' is missing"):
+        typed({"stage": "judge", "target": {}, "benchmarks": {}})  # the loader jobs/entry.py runs
     with pytest.raises(JobFailure, match=r"benchmarks.mmlu.type: 'lm_eval' is not judged \(expected alpaca_eval or red_instruct\)"):
         (tmp_path / "jobs" / "ev").mkdir()
         (tmp_path / "jobs" / "ev" / "DONE").write_text("")
         (tmp_path / "jobs" / "ev" / "eval.json").write_text(json.dumps({"checkpoints": {}}))
-        judge.run(d, {"stage": "judge", "target": {"job": "ev"},
-                      "benchmarks": {"mmlu": {"type": "lm_eval", "task": "x", "metric": "acc"}}}, threading.Event())
+        judge.run(d, typed({"stage": "judge", "target": {"job": "ev"},
+                            "benchmarks": {"mmlu": {"type": "lm_eval", "task": "x", "metric": "acc"}}}), threading.Event())
 
 
 def test_result_store_round_trip_and_refusals(tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from tests.unit.train_configs import StopAtStep
+from tests.unit.train_configs import typed
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "sweeps" / "tiny" / "sft-then-dpo.yaml"
@@ -125,10 +126,10 @@ def test_interrupted_chained_run_resumes_to_the_uninterrupted_result(sweep, labe
     whole, cut = (sweep / "jobs" / f"resume-{peft}-{n}" for n in ("whole", "cut"))
     for d in (whole, cut):
         d.mkdir()
-    train.run(whole, config, threading.Event())
+    train.run(whole, typed(config), threading.Event())
     with pytest.raises(Preempted, match="step 2"):
-        train.run(cut, config, StopAtStep(2))
-    train.run(cut, config, threading.Event())
+        train.run(cut, typed(config), StopAtStep(2))
+    train.run(cut, typed(config), threading.Event())
     a, b = (json.loads((d / "train_metrics.json").read_text()) for d in (whole, cut))
     assert b["attempts"] == 2 and b["resumed_from_step"] == 2 and b["steps"] == 6
     assert a["loss_curve"][0]["loss"] == pytest.approx(math.log(2), abs=1e-6)

@@ -16,7 +16,7 @@ import pytest
 
 from alignkit.plan.compiler import load_plan
 from alignkit.contract.methods import CommonFields, Method
-from alignkit.contract.train import as_train_config
+from alignkit.contract import parse
 from alignkit.plugins.methods import METHODS, method, resolve_config
 from tests.unit.spec_fixtures import base, write
 
@@ -65,7 +65,7 @@ def test_a_spec_using_it_plans_into_contract_configs(name, tmp_path):
     plan = load_plan(write(tmp_path, d))
     train = [j for j in plan.jobs if j.stage == "train"]
     assert len(train) == 1
-    config = as_train_config(train[0].config)
+    config = parse(train[0].config, "config.json")
     assert config.method.type == name and isinstance(config.method, METHODS.get(name).fields)
     block = resolve_config("m", config.method)  # the resolve hook is a fixed point on its own output
     assert block == train[0].config["method"] and json.loads(json.dumps(block)) == block

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from jobs.data import load_preferences, load_preferences_with_report, sft_rows  # noqa: E402
 from jobs.errors import JobFailure  # noqa: E402
+from tests.unit.train_configs import typed_dataset  # noqa: E402
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 SMOKE = Path(__file__).resolve().parents[2] / "assets" / "smoke-data"
@@ -20,8 +22,9 @@ R = "I'm sorry, but I cannot help with that."
 
 
 def cfg(fmt, source, subsets=None, split="train", limit=None):
-    return {"name": "fx", "format": fmt, "source": str(source), "revision": "main", "split": split,
-            "subsets": subsets, "limit": limit}
+    """A typed dataset section (jobs take typed configs only)."""
+    return typed_dataset({"name": "fx", "format": fmt, "source": str(source), "revision": "main", "split": split,
+            "subsets": subsets, "limit": limit})
 
 
 def u(text):
@@ -208,9 +211,9 @@ def test_smoke_data_loads_limit_samples_and_sft_rows():
     conf = cfg("hh_rlhf", SMOKE / "hh-rlhf")
     full, report = load_preferences_with_report(conf, ["harmless", "helpful"], seed=0)
     assert report.total == 480 and report.dropped() == {}
-    small = load_preferences(dict(conf, limit=10), ["harmless", "helpful"], seed=0)
+    small = load_preferences(replace(conf, limit=10), ["harmless", "helpful"], seed=0)
     assert small.to_list() == full.to_list()[:10]
-    other = load_preferences(dict(conf, limit=10), ["harmless", "helpful"], seed=1)
+    other = load_preferences(replace(conf, limit=10), ["harmless", "helpful"], seed=1)
     assert other.to_list() != small.to_list()
     sft = sft_rows(small)
     assert sft.column_names == ["prompt", "completion"]
@@ -261,7 +264,9 @@ def test_cut_keeps_bos_and_the_vicuna_system_prompt():
     from jobs.data.templates import VICUNA_SYSTEM
     from jobs.train.stage import load_tokenizer
 
-    tok = load_tokenizer({"name": "tiny-llama", "source": str(SMOKE.parent / "tiny-llama"), "template": "vicuna"})
+    from alignkit.contract.common import ModelConfig
+
+    tok = load_tokenizer(ModelConfig(name="tiny-llama", source=str(SMOKE.parent / "tiny-llama"), template="vicuna"))
     prompt = [u("hello " * 80 + "what is the moon?")]
     ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     head = tok.decode(ids[:head_length(tok, prompt, ids)])

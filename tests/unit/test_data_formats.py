@@ -123,7 +123,9 @@ def _load(tmp_path, rows, fmt="auto", name="d.jsonl"):
 
     path = tmp_path / name
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = {"name": "d", "format": fmt, "source": str(path), "revision": "main", "split": "train"}
+    from tests.unit.train_configs import typed_dataset
+
+    cfg = typed_dataset({"name": "d", "format": fmt, "source": str(path), "revision": "main", "split": "train"})
     return load_preferences_with_report(cfg, ["original"], seed=0)
 
 

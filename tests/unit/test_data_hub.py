@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from jobs.data import load_preferences_with_report
+from tests.unit.train_configs import typed_dataset
 from jobs.errors import JobFailure
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "data"
@@ -31,8 +33,8 @@ def put_snapshot(cache: Path, repo_id: str, source: Path, revision: str) -> None
 
 
 def hub_cfg(source, revision, subsets=None, fmt="hh_rlhf"):
-    return {"name": "hub", "format": fmt, "source": source, "revision": revision, "split": "train",
-            "subsets": subsets, "limit": None}
+    return typed_dataset({"name": "hub", "format": fmt, "source": source, "revision": revision, "split": "train",
+                          "subsets": subsets, "limit": None})
 
 
 def test_hh_rlhf_from_the_cache_at_its_revision(cache):
@@ -43,7 +45,7 @@ def test_hh_rlhf_from_the_cache_at_its_revision(cache):
     assert report.parts[0].source == "Anthropic/hh-rlhf@v1/helpful-base (train)"
     with pytest.raises(JobFailure, match=r"^dataset hub: Anthropic/hh-rlhf@v2 is not in the Hugging Face cache .*"
                                          r"run `alignkit prefetch`"):
-        load_preferences_with_report(dict(conf, revision="v2"), ["helpful"], seed=0)
+        load_preferences_with_report(replace(conf, revision="v2"), ["helpful"], seed=0)
 
 
 def test_beavertails_from_the_cache(cache):

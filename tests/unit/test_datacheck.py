@@ -256,7 +256,8 @@ def test_every_file_type_the_job_reads_is_sampled(tmp_path, name):
     # and the job's own loader (datasets) says the same of the same file
     from jobs.data import load_preferences
     from jobs.errors import JobFailure
+    from tests.unit.train_configs import typed_dataset
 
-    cfg = {"name": "prefs", "format": "auto", "source": str(data), "revision": "main", "split": "train"}
+    cfg = typed_dataset({"name": "prefs", "format": "auto", "source": str(data), "revision": "main", "split": "train"})
     with pytest.raises(JobFailure, match=r"row 3: field 'rejected' missing"):
         load_preferences(cfg, ["mine"], seed=0)

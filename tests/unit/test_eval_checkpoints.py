@@ -7,6 +7,7 @@ import threading
 
 from tests.unit.eval_fixtures import benchmarks, eval_job, train_job_with_adapters
 from tests.unit.judge_server import JudgeServer
+from tests.unit.train_configs import typed
 
 
 def test_judged_benchmarks_at_the_final_checkpoint_only(tmp_path):
@@ -25,7 +26,7 @@ def test_judged_benchmarks_at_the_final_checkpoint_only(tmp_path):
         bench["realtoxicity"]["checkpoints"] = [2, "final"]
         d, cfg = eval_job(tmp_path, "tr", [2, "final"], {k: {kk: vv for kk, vv in v.items() if kk != "judge"}
                                                           for k, v in bench.items()})
-        evaluate.run(d, cfg, threading.Event())
+        evaluate.run(d, typed(cfg), threading.Event())
         (d / "DONE").write_text("")
         out = json.loads((d / "eval.json").read_text())["checkpoints"]
         assert set(out["2"]) == {"realtoxicity"}
@@ -35,7 +36,7 @@ def test_judged_benchmarks_at_the_final_checkpoint_only(tmp_path):
         jd = tmp_path / "jobs" / "jd"
         jd.mkdir()
         judged = {k: bench[k] for k in ("alpaca_eval", "red_instruct")}
-        judge_stage.run(jd, {"stage": "judge", "axes": {}, "target": {"job": "ev"}, "benchmarks": judged},
+        judge_stage.run(jd, typed({"stage": "judge", "axes": {}, "target": {"job": "ev"}, "benchmarks": judged}),
                         threading.Event())
         assert len(srv.requests) == 3 + 3  # num_prompts of each, at one checkpoint
     res = json.loads((jd / "judge.json").read_text())["checkpoints"]

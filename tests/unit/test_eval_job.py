@@ -11,6 +11,8 @@ import pytest
 from jobs.errors import JobFailure, Preempted
 from tests.unit.eval_fixtures import MODEL, TINY, TOX, benchmarks, eval_job, make_adapter, train_job_with_adapters
 from tests.unit.judge_server import JudgeServer
+from tests.unit.train_configs import typed
+from alignkit.contract import ContractError
 
 
 def test_missing_checkpoint_fails_before_any_model_is_loaded(tmp_path):
@@ -19,15 +21,15 @@ def test_missing_checkpoint_fails_before_any_model_is_loaded(tmp_path):
     (tmp_path / "jobs" / "tr" / "checkpoints").mkdir(parents=True)
     d, cfg = eval_job(tmp_path, "tr", [99, "final"], benchmarks(safety=False))
     with pytest.raises(JobFailure, match=r"checkpoint 99: .*/jobs/tr/checkpoints/step-99 does not exist"):
-        evaluate.run(d, cfg, threading.Event())
+        evaluate.run(d, typed(cfg), threading.Event())
     cfg["benchmarks"]["x"] = {"type": "helm"}
-    with pytest.raises(JobFailure, match="benchmarks.x.type: 'helm' is not one of alpaca_eval, lm_eval"):
-        evaluate.run(d, cfg, threading.Event())
+    with pytest.raises(ContractError, match="benchmarks.x.type: 'helm' is not one of alpaca_eval, lm_eval"):
+        typed(cfg)  # refused by the loader (jobs/entry.py) before the stage runs
     cfg["benchmarks"].pop("x")
     cfg["target"]["kind"] = "merged"
     cfg["checkpoints"] = [3]
     with pytest.raises(JobFailure, match="a merged target has only 'final'"):
-        evaluate.run(d, cfg, threading.Event())
+        evaluate.run(d, typed(cfg), threading.Event())
 
 
 @pytest.mark.slow
@@ -122,7 +124,7 @@ def test_adapter_whose_weights_do_not_load_is_caught(tmp_path):
     save_file({k.replace("self_attn", "attention"): v for k, v in load_file(f).items()}, f)
     d, cfg = eval_job(tmp_path, "tr", ["final"], benchmarks(safety=False))
     with pytest.raises(JobFailure, match="does not change the model's logits"):
-        evaluate.run(d, cfg, threading.Event())
+        evaluate.run(d, typed(cfg), threading.Event())
 
 
 @pytest.mark.slow
@@ -183,13 +185,13 @@ def test_requeued_eval_resumes_after_the_finished_checkpoints(tmp_path, monkeypa
     stop = threading.Event()
     stop.set()
     with pytest.raises(Preempted):
-        evaluate.run(d, cfg, stop)
+        evaluate.run(d, typed(cfg), stop)
     assert json.loads((d / "eval.json").read_text())["checkpoints"] == {}
-    evaluate.run(d, cfg, threading.Event())
+    evaluate.run(d, typed(cfg), threading.Event())
     first = json.loads((d / "eval.json").read_text())
     assert [c[0] for c in calls] == ["mmlu", "mmlu"]
     # a requeue finds both results in the sweep's store: nothing is evaluated again
-    evaluate.run(d, cfg, threading.Event())
+    evaluate.run(d, typed(cfg), threading.Event())
     second = json.loads((d / "eval.json").read_text())
     assert len(calls) == 2
     assert all(second["checkpoints"][c]["mmlu"]["reused"] is True for c in ("2", "final"))
@@ -199,7 +201,7 @@ def test_requeued_eval_resumes_after_the_finished_checkpoints(tmp_path, monkeypa
     # a result missing from the store (a job stopped mid-checkpoint) is computed again, alone
     key = first["checkpoints"]["final"]["mmlu"]["result_key"]
     (tmp_path / "results" / f"{key}.json").unlink()
-    evaluate.run(d, cfg, threading.Event())
+    evaluate.run(d, typed(cfg), threading.Event())
     third = json.loads((d / "eval.json").read_text())
     assert len(calls) == 3 and calls[-1][1] == "ckpt_final"
     p3 = third["provenance"]["checkpoints"]
@@ -208,7 +210,7 @@ def test_requeued_eval_resumes_after_the_finished_checkpoints(tmp_path, monkeypa
     assert third["checkpoints"]["final"]["mmlu"]["acc"] == first["checkpoints"]["final"]["mmlu"]["acc"]
     # a checkpoint whose adapter changed on disk since is evaluated again
     make_adapter(tmp_path / "jobs" / "tr" / "checkpoints" / "step-2", seed=42)
-    evaluate.run(d, cfg, threading.Event())
+    evaluate.run(d, typed(cfg), threading.Event())
     fourth = json.loads((d / "eval.json").read_text())["provenance"]["checkpoints"]
     assert len(calls) == 4 and calls[-1][1] == "ckpt_2"
     assert fourth["2"]["evaluated_at"] > p3["2"]["evaluated_at"]
@@ -230,7 +232,7 @@ def test_merged_model_target(tmp_path):
     bench = benchmarks()
     bench = {"mmlu": bench["mmlu"], "realtoxicity": bench["realtoxicity"]}
     d, cfg = eval_job(tmp_path, "mg", ["final"], bench, kind="merged")
-    evaluate.run(d, cfg, threading.Event())
+    evaluate.run(d, typed(cfg), threading.Event())
     res = json.loads((d / "eval.json").read_text())
     assert res["checkpoints"]["final"]["mmlu"]["n"] == 6
     assert res["provenance"]["checkpoints"]["final"]["adapter_sha256"] is None
@@ -244,14 +246,14 @@ def test_untrained_base_model_target(tmp_path):
     bench = benchmarks()
     d, cfg = eval_job(tmp_path, "unused", ["final"], {"mmlu": bench["mmlu"]}, kind="base")
     cfg["target"] = {"kind": "base"}  # no job: the base model itself (evals.base_models)
-    evaluate.run(d, cfg, threading.Event())
+    evaluate.run(d, typed(cfg), threading.Event())
     res = json.loads((d / "eval.json").read_text())
     assert res["checkpoints"]["final"]["mmlu"]["n"] == 6
     assert res["provenance"]["target"]["kind"] == "base"
     cfg["checkpoints"] = [10, "final"]
     from jobs.errors import JobFailure
     with pytest.raises(JobFailure, match="the untrained base model has only 'final'"):
-        evaluate.run(d, cfg, threading.Event())
+        evaluate.run(d, typed(cfg), threading.Event())
 
 
 @pytest.mark.slow

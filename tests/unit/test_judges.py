@@ -12,6 +12,7 @@ from jobs.errors import JobFailure
 from jobs.judge.judges import make_judge
 from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 from tests.unit.judge_server import JudgeServer
+from tests.unit.train_configs import typed
 
 
 def test_reply_is_returned_and_cached(tmp_path):
@@ -189,7 +190,7 @@ def test_judge_stage_writes_judge_json_and_a_rerun_asks_nothing(tmp_path, monkey
         assert (tmp_path / "judge_cache").is_dir()
         # rerun (DONE removed, as a requeue after a crash would find it): zero requests
         (jd / "DONE").unlink()
-        judge_stage.run(jd, cfg, threading.Event())
+        judge_stage.run(jd, typed(cfg), threading.Event())
         assert len(srv.requests) == first
         strip = lambda cks: {c: {b: {k: v for k, v in e.items() if k != "seconds"} for b, e in bs.items()}  # noqa: E731
                              for c, bs in cks.items()}
@@ -203,4 +204,4 @@ def test_judge_stage_refuses_an_unfinished_eval_job(tmp_path):
         jd, cfg = _fake_eval_job(tmp_path, srv.judge_config())
         (tmp_path / "jobs" / "ev" / "DONE").unlink()
         with pytest.raises(JobFailure, match="eval job ev has not finished"):
-            judge_stage.run(jd, cfg, threading.Event())
+            judge_stage.run(jd, typed(cfg), threading.Event())

@@ -20,6 +20,7 @@ from jobs.merge import stage as merge  # noqa: E402
 from jobs.errors import JobFailure  # noqa: E402
 from jobs.merge.methods import MergeParameterError, parse_spec  # noqa: E402
 from tests.unit.train_configs import train_config  # noqa: E402
+from tests.unit.train_configs import typed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSET = ROOT / "assets" / "tiny-llama"
@@ -83,7 +84,7 @@ def _merge(jobs: Path, job_id: str, model: Path, inputs: list[str], method: str,
            "model": _model_cfg(model), "merge": {"name": method, "method": method, "parameters": params},
            "inputs": inputs}
     (d / "config.json").write_text(json.dumps(cfg))
-    merge.run(d, cfg, threading.Event())
+    merge.run(d, typed(cfg), threading.Event())
     return d
 
 

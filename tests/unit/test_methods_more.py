@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from alignkit.plan.compiler import load_plan
+from alignkit.contract import parse
 from alignkit.contract.errors import SpecError
 from alignkit.plugins.methods import METHODS, method
 from alignkit.contract.methods import LoraFields
@@ -186,13 +187,12 @@ def test_preview_shows_what_the_trainer_gets(name):
 
     plan = load_plan(ROOT / "sweeps" / "tiny" / "methods.yaml")
     job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == name)
-    out = preview(job.config, 4)
-    data = load_examples(job.config)
+    config = parse(job.config, "config.json")  # what jobs/entry.py hands the stage
+    out = preview(config, 4)
+    data = load_examples(config)
     assert out["rows_kept"] == len(data.dataset) and len(out["examples"]) == 4
     m = method(job.config["method"]["type"])
-    from alignkit.contract.train import as_train_config
-
-    f = as_train_config(job.config).method
+    f = config.method
     for i, shown in enumerate(out["examples"]):
         assert {k: v for k, v in shown.items() if k != "row"} == m.decode(data.dataset[i], data.tokenizer, f)
     if name == "kto":

@@ -113,7 +113,9 @@ def test_sft_loss_text_is_the_final_chosen_response(tmp_path, raw):
 def test_dpo_prompts_are_whole_when_the_pair_fits(tmp_path, raw):
     from jobs.train.stage import load_tokenizer
 
-    tok = load_tokenizer({"name": "tiny-llama", "source": str(TINY), "template": "vicuna"})
+    from alignkit.contract.common import ModelConfig
+
+    tok = load_tokenizer(ModelConfig(name="tiny-llama", source=str(TINY), template="vicuna"))
 
     def count(text: str) -> int:
         return len(tok(text, add_special_tokens=False)["input_ids"])

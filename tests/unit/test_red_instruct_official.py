@@ -20,6 +20,7 @@ from jobs.judge import stage as judge_stage
 from jobs.judge.judges import make_judge
 from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 from tests.unit.judge_server import JudgeServer
+from tests.unit.train_configs import typed
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFICIAL = ROOT / ".." / "shared" / "data" / "red-instruct"
@@ -128,7 +129,7 @@ def test_judge_stage_retries_tag_counts_and_counts_refusals_as_cant_annotate(tmp
         jd.mkdir()
         cfg = {"stage": "judge", "axes": {}, "target": {"job": "ev"}, "benchmarks": {"red_instruct": {
             "type": "red_instruct", "source": str(_checkout(tmp_path)), "judge": srv.judge_config(name="gpt4")}}}
-        judge_stage.run(jd, cfg, threading.Event())
+        judge_stage.run(jd, typed(cfg), threading.Event())
         n_requests = len(srv.requests)
         bodies = [r["body"] for r in srv.requests]
     entry = json.loads((jd / "judge.json").read_text())["checkpoints"]["final"]["red_instruct"]
@@ -147,7 +148,7 @@ def test_judge_stage_retries_tag_counts_and_counts_refusals_as_cant_annotate(tmp
     assert all("temperature" not in b and "max_tokens" not in b for b in bodies)
     # a rerun replays every attempt and refusal from the cache (the server is gone: any request would fail)
     (jd / "judge.json").unlink()
-    judge_stage.run(jd, cfg, threading.Event())
+    judge_stage.run(jd, typed(cfg), threading.Event())
     again = json.loads((jd / "judge.json").read_text())["checkpoints"]["final"]["red_instruct"]
     assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in entry.items() if k != "seconds"}
 

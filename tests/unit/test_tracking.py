@@ -15,7 +15,7 @@ import pytest
 from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 from tests.unit.spec_fixtures import base, write
-from tests.unit.train_configs import ROOT, train_config
+from tests.unit.train_configs import ROOT, train_config, typed
 
 # ---- spec and compiler (fast) ---------------------------------------------------------------------
 
@@ -74,7 +74,7 @@ def test_tracking_reaches_train_configs_and_leaves_every_job_id_unchanged(tmp_pa
 def test_no_tracking_section_reports_to_none(tmp_path):
     from jobs import tracking
 
-    t = tracking.setup(tmp_path, train_config("sft"), is_main=True)
+    t = tracking.setup(tmp_path, typed(train_config("sft")), is_main=True)
     assert t.args == {"report_to": "none"} and t.callbacks == []
 
 
@@ -99,7 +99,7 @@ def test_a_backend_whose_package_is_missing_fails_the_job_with_one_line(tmp_path
     monkeypatch.setitem(tracking.REGISTRY, "wandb", tracking.Backend("wandb", "wandb_not_installed_here", None))
     config = {**train_config("sft"), "tracking": {"backend": "wandb", "run_name": "r", "sweep": "s"}}
     with pytest.raises(JobFailure, match=r"^tracking.backend: wandb needs the wandb_not_installed_here package"):
-        tracking.setup(tmp_path, config, is_main=True)
+        tracking.setup(tmp_path, typed(config), is_main=True)
 
 
 # ---- a tiny training run per backend (slow) ---------------------------------------------------------
@@ -127,7 +127,7 @@ def _train(tmp_path: Path, tracking: dict) -> tuple[Path, dict, dict]:
                           **tracking}
     job = tmp_path / "tiny" / "jobs" / "0123456789ab"
     job.mkdir(parents=True)
-    train.run(job, config, threading.Event())
+    train.run(job, typed(config), threading.Event())
     return job, config, json.loads((job / "train_metrics.json").read_text())
 
 

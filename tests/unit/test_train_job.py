@@ -28,7 +28,7 @@ def _run(job_dir: Path, config: dict, stop: threading.Event | None = None) -> di
     from jobs.train import stage as train
 
     job_dir.mkdir(parents=True, exist_ok=True)
-    train.run(job_dir, config, stop or threading.Event())
+    train.run(job_dir, typed(config), stop or threading.Event())
     return json.loads((job_dir / "train_metrics.json").read_text())
 
 
@@ -90,7 +90,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, kind
     from jobs.train import stage as train
 
     with pytest.raises(Preempted, match="step 3"):
-        train.run(job, config, StopAtStep(3))
+        train.run(job, typed(config), StopAtStep(3))
     assert (job / "checkpoints" / ".resume" / "checkpoint-3" / "COMPLETE").exists()
     assert not (job / "adapter").exists()
     assert json.loads((job / "progress.json").read_text())["step"] == 3

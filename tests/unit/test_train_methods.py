@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_train_job import _adapter
-from tests.unit.train_configs import StopAtStep
+from tests.unit.train_configs import StopAtStep, typed
 from tests.unit.train_configs import train_config
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def _run(job_dir: Path, config: dict, stop: threading.Event | None = None) -> di
     from jobs.train import stage as train
 
     job_dir.mkdir(parents=True, exist_ok=True)
-    train.run(job_dir, config, stop or threading.Event())
+    train.run(job_dir, typed(config), stop or threading.Event())
     return json.loads((job_dir / "train_metrics.json").read_text())
 
 
@@ -94,7 +94,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, prof
     job = tmp_path / "cut"
     job.mkdir()
     with pytest.raises(Preempted, match="step 3"):
-        train.run(job, config, StopAtStep(3))
+        train.run(job, typed(config), StopAtStep(3))
     assert (job / "checkpoints" / ".resume" / "checkpoint-3" / "COMPLETE").exists()
     resumed = _run(job, config)
 

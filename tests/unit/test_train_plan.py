@@ -15,19 +15,19 @@ from tests.unit.train_configs import train_config, typed
 
 def test_grad_accum_is_global_batch_over_per_device_times_world():
     cfg = train_config("dpo", batch_size=16, per_device_batch_size=4)
-    assert resolve(cfg, cuda=False, world_size=1).grad_accum == 4
-    assert resolve(cfg, cuda=False, world_size=2).grad_accum == 2
-    assert resolve(cfg, cuda=False, world_size=4).grad_accum == 1
+    assert resolve(typed(cfg), cuda=False, world_size=1).grad_accum == 4
+    assert resolve(typed(cfg), cuda=False, world_size=2).grad_accum == 2
+    assert resolve(typed(cfg), cuda=False, world_size=4).grad_accum == 1
 
 
 def test_indivisible_batch_is_a_one_line_failure():
     cfg = train_config("sft", batch_size=16, per_device_batch_size=4)
     with pytest.raises(JobFailure, match=r"batch_size 16 is not a multiple of per_device_batch_size 4 x world size 3"):
-        resolve(cfg, cuda=False, world_size=3)
+        resolve(typed(cfg), cuda=False, world_size=3)
 
 
 def test_cpu_substitutes_paged_optimizer_and_bf16_and_records_it():
-    plan = resolve(train_config("sft", "qlora"), cuda=False, world_size=1)
+    plan = resolve(typed(train_config("sft", "qlora")), cuda=False, world_size=1)
     assert plan.optimizer == "adamw_torch" and plan.bf16 is False and plan.model_dtype == "float32"
     subs = {s["key"]: s for s in plan.substitutions}
     assert subs["method.optimizer"]["configured"] == "paged_adamw_32bit"
@@ -38,7 +38,7 @@ def test_cpu_substitutes_paged_optimizer_and_bf16_and_records_it():
 
 
 def test_gpu_keeps_the_configured_values():
-    plan = resolve(train_config("dpo", "qlora"), cuda=True, world_size=1)
+    plan = resolve(typed(train_config("dpo", "qlora")), cuda=True, world_size=1)
     assert plan.optimizer == "paged_adamw_32bit" and plan.bf16 is True
     assert plan.substitutions == []
     assert plan.quantization.compute_dtype == "bfloat16"
@@ -47,15 +47,15 @@ def test_gpu_keeps_the_configured_values():
 def test_zero3_qlora_storage_dtype_follows_the_model_dtype():
     cfg = train_config("sft", "qlora", deepspeed_stage=3)
     cfg["peft"]["quantization"]["storage_dtype"] = "uint8"
-    plan = resolve(cfg, cuda=True, world_size=2)
+    plan = resolve(typed(cfg), cuda=True, world_size=2)
     assert plan.quantization.storage_dtype == "bfloat16"
     assert [s["key"] for s in plan.substitutions] == ["peft.quantization.storage_dtype"]
 
 
 def test_liger_on_without_gpu_fails_and_auto_is_off_on_cpu():
     with pytest.raises(JobFailure, match="training.liger"):
-        resolve(train_config("sft", liger="on"), cuda=False, world_size=1)
-    assert resolve(train_config("sft", liger="auto"), cuda=False, world_size=1).liger is False
+        resolve(typed(train_config("sft", liger="on")), cuda=False, world_size=1)
+    assert resolve(typed(train_config("sft", liger="auto")), cuda=False, world_size=1).liger is False
 
 
 def test_unknown_method_type_fails_naming_the_key():
@@ -64,7 +64,7 @@ def test_unknown_method_type_fails_naming_the_key():
     cfg = train_config("sft")
     cfg["method"]["type"] = "ppo"
     with pytest.raises(ContractError, match=r"method.type: unknown method type 'ppo' \(known: .*dpo.*sft"):
-        resolve(cfg, cuda=False, world_size=1)
+        resolve(typed(cfg), cuda=False, world_size=1)
 
 
 def test_defaults_come_from_the_spec_model_dtype_and_qlora_storage():

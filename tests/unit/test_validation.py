@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.train_configs import StopAtStep, SMOKE, train_config
+from tests.unit.train_configs import StopAtStep, SMOKE, train_config, typed, typed_dataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -33,9 +33,9 @@ def test_fraction_is_held_out_before_limit_by_its_own_seed_and_never_trained_on(
     from jobs.data import load_with_validation
 
     val = {"fraction": 0.1, "seed": 0}
-    a = load_with_validation(_hh(validation=val), ["harmless", "helpful"], seed=0)
-    b = load_with_validation(_hh(validation=val, limit=100), ["harmless", "helpful"], seed=1)
-    everything = load_with_validation(_hh(), ["harmless", "helpful"], seed=0).train
+    a = load_with_validation(typed_dataset(_hh(validation=val)), ["harmless", "helpful"], seed=0)
+    b = load_with_validation(typed_dataset(_hh(validation=val, limit=100)), ["harmless", "helpful"], seed=1)
+    everything = load_with_validation(typed_dataset(_hh()), ["harmless", "helpful"], seed=0).train
     n = len(everything)  # 480 smoke rows
     # by prompt (jobs/data/split.py): about 10% of the distinct first user turns, none on both sides
     from jobs.data.split import prompt_key
@@ -50,24 +50,24 @@ def test_fraction_is_held_out_before_limit_by_its_own_seed_and_never_trained_on(
     assert held + Counter(map(_key, a.train)) == Counter(map(_key, everything))
     assert not Counter(map(_key, b.train)) - (Counter(map(_key, everything)) - held)  # limit draws from the rest
     assert len(b.train) == 100
-    other = load_with_validation(_hh(validation={"fraction": 0.1, "seed": 1}), ["harmless", "helpful"], seed=0)
+    other = load_with_validation(typed_dataset(_hh(validation={"fraction": 0.1, "seed": 1})), ["harmless", "helpful"], seed=0)
     assert Counter(map(_key, other.validation)) != held
     # no validation: the training rows are exactly what they were before validation existed
-    assert everything.to_list() == load_with_validation(_hh(), ["harmless", "helpful"], seed=0).train.to_list()
+    assert everything.to_list() == load_with_validation(typed_dataset(_hh()), ["harmless", "helpful"], seed=0).train.to_list()
 
 
 def test_split_reads_the_same_preferences_from_another_split():
     from jobs.data import load_preferences, load_with_validation
     from jobs.errors import JobFailure
 
-    got = load_with_validation(_hh(validation={"split": "test"}), ["harmless"], seed=0)
-    test = load_preferences(_hh(split="test"), ["harmless"], seed=0)
+    got = load_with_validation(typed_dataset(_hh(validation={"split": "test"})), ["harmless"], seed=0)
+    test = load_preferences(typed_dataset(_hh(split="test")), ["harmless"], seed=0)
     assert sorted(map(_key, got.validation)) == sorted(map(_key, test)) and len(got.validation) > 0
     with pytest.raises(JobFailure, match="validation.split 'train' is the training split"):
-        load_with_validation(_hh(validation={"split": "train"}), ["harmless"], seed=0)
+        load_with_validation(typed_dataset(_hh(validation={"split": "train"})), ["harmless"], seed=0)
     single = dict(_hh(), source=str(SMOKE / "hh-rlhf" / "helpful-base" / "train.jsonl.gz"), validation={"split": "test"})
     with pytest.raises(JobFailure, match="cannot come from the single file .*use validation.fraction"):
-        load_with_validation(single, ["helpful"], seed=0)
+        load_with_validation(typed_dataset(single), ["helpful"], seed=0)
 
 
 def test_normalized_files_read_each_preference_from_its_own_file(tmp_path):
@@ -78,23 +78,22 @@ def test_normalized_files_read_each_preference_from_its_own_file(tmp_path):
     honest.write_text(json.dumps({"prompt": "Are you sure?", "chosen": "I am not certain.", "rejected": "Yes, 100%."}) + "\n")
     cfg = {"name": "mine", "format": "normalized", "source": str(tmp_path), "revision": "main", "split": "train",
            "subsets": None, "limit": None, "files": {"honest": str(honest), "helpful": str(FIX / "normalized" / "strings.jsonl")}}
-    ds, report = load_preferences_with_report(cfg, ["helpful", "honest"], seed=0)
+    ds, report = load_preferences_with_report(typed_dataset(cfg), ["helpful", "honest"], seed=0)
     assert [p.preference for p in report.parts] == ["helpful", "honest"]
     assert [p.source for p in report.parts] == [str(FIX / "normalized" / "strings.jsonl"), str(honest)]
     assert {"role": "user", "content": "Are you sure?"} in [r["prompt"][0] for r in ds]
     assert len(ds) == report.parts[0].kept + 1
     with pytest.raises(JobFailure, match="files has no entry for preference 'harmless' \\(it has: helpful, honest\\)"):
-        load_preferences_with_report(cfg, ["harmless"], seed=0)
+        load_preferences_with_report(typed_dataset(cfg), ["harmless"], seed=0)
     # a beavertails dataset derives only helpful and harmless
     bt = {"name": "bt", "format": "beavertails", "source": str(SMOKE / "pku-saferlhf"), "revision": "main",
           "split": "train", "subsets": None, "limit": None}
     with pytest.raises(JobFailure, match="preference must list some of helpful, harmless, got \\['honest'\\]"):
-        load_preferences_with_report(bt, ["honest"], seed=0)
+        load_preferences_with_report(typed_dataset(bt), ["honest"], seed=0)
 
 
 def test_validation_examples_are_built_like_the_training_ones():
     from jobs.train import stage as train
-    from tests.unit.train_configs import typed
 
     config = train_config("dpo")
     config["dataset"]["validation"] = {"fraction": 0.05, "seed": 0}
@@ -124,13 +123,13 @@ def test_split_is_by_prompt_on_the_real_hh_rows():
 
     cfg = {"name": "hh", "format": "hh_rlhf", "source": str(REAL_HH.resolve()), "revision": "main", "split": "train",
            "subsets": None, "limit": None}
-    everything = load_with_validation(cfg, ["harmless"], seed=0).train
+    everything = load_with_validation(typed_dataset(cfg), ["harmless"], seed=0).train
     keys = Counter(prompt_key(r) for r in everything)
     shared = {k for k, n in keys.items() if n > 1}
     assert (len(everything), sum(keys[k] for k in shared), len(shared)) == (995, 59, 29)   # 5 rows unusable
     both = 0
     for seed in range(3):
-        got = load_with_validation({**cfg, "validation": {"fraction": 0.1, "seed": seed}}, ["harmless"], seed=0)
+        got = load_with_validation(typed_dataset({**cfg, "validation": {"fraction": 0.1, "seed": seed}}), ["harmless"], seed=0)
         held, trained = {prompt_key(r) for r in got.validation}, {prompt_key(r) for r in got.train}
         assert not held & trained and len(got.validation) + len(got.train) == 995
         assert 0.06 < len(got.validation) / 995 < 0.14
@@ -144,8 +143,8 @@ def test_a_mixture_holds_out_per_part_and_never_trains_on_its_parts_validation_r
     from jobs.data import load_with_validation
 
     val = {"fraction": 0.1, "seed": 3}
-    mix = load_with_validation(_hh(validation=val), ["harmless", "helpful"], seed=0)
-    parts = [load_with_validation(_hh(validation=val), [p], seed=0) for p in ("harmless", "helpful")]
+    mix = load_with_validation(typed_dataset(_hh(validation=val)), ["harmless", "helpful"], seed=0)
+    parts = [load_with_validation(typed_dataset(_hh(validation=val)), [p], seed=0) for p in ("harmless", "helpful")]
     assert Counter(map(_key, mix.validation)) == sum((Counter(map(_key, p.validation)) for p in parts), Counter())
     trained = Counter(map(_key, mix.train))
     for p in parts:
@@ -168,7 +167,7 @@ def test_validation_fraction_extremes(tmp_path):
            "subsets": None, "limit": None, "validation": {"fraction": 0.2, "seed": 0}}
     with pytest.raises(JobFailure, match=r"^dataset one: validation.fraction 0.2 holds out all 4 usable rows: "
                                          r"no training rows left"):
-        load_with_validation(cfg, ["helpful"], seed=0)
+        load_with_validation(typed_dataset(cfg), ["helpful"], seed=0)
     config = train_config("sft")
     config["dataset"]["validation"] = {"fraction": 1e-9, "seed": 0}
     out = preview(config, 1)
@@ -182,7 +181,7 @@ def _run(job: Path, config: dict, stop: threading.Event | None = None) -> dict:
     from jobs.train import stage as train
 
     job.mkdir(parents=True, exist_ok=True)
-    train.run(job, config, stop or threading.Event())
+    train.run(job, typed(config), stop or threading.Event())
     return json.loads((job / "train_metrics.json").read_text())
 
 
@@ -204,7 +203,7 @@ def test_dpo_validation_every_eval_steps_and_the_same_after_a_resume(tmp_path, _
     job = tmp_path / "cut"
     job.mkdir()
     with pytest.raises(Preempted, match="step 3"):
-        train.run(job, config, StopAtStep(3))
+        train.run(job, typed(config), StopAtStep(3))
     resumed = _run(job, config)
     assert resumed["attempts"] == 2 and [p["step"] for p in resumed["validation"]["curve"]] == [2, 4, 6]
     for a, b in zip(curve, resumed["validation"]["curve"], strict=True):

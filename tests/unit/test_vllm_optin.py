@@ -135,7 +135,9 @@ def test_auto_no_longer_switches_and_vllm_without_vllm_fails(tiny, tmp_path):
     from jobs.eval.stage import _make_generator
 
     model, tok = tiny
-    bw = of_model({"source": str(TINY), "revision": None, "dtype": "float32"})
+    from alignkit.contract.common import ModelConfig
+
+    bw = of_model(ModelConfig(name="tiny", source=str(TINY), revision=None, dtype="float32"))
     for cfg in (None, GenerationConfig(), GenerationConfig(backend="auto")):
         assert _make_generator("base", bw, tok, model, "cpu", {}, cfg, tmp_path).name == "hf"
     with pytest.raises(JobFailure, match="generation.backend: vllm is asked for but"):

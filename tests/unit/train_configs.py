@@ -61,6 +61,19 @@ def typed(config: dict):
     return parse(config, "test config")
 
 
+def typed_dataset(dataset: dict):
+    """The typed dataset section of a plain one (what a TrainConfig holds as `dataset`)."""
+    from alignkit.contract import ContractError
+    from alignkit.contract.schema import Problems, from_dict, is_missing
+    from alignkit.contract.train import DatasetConfig
+
+    problems = Problems("test dataset", {})
+    out = from_dict(DatasetConfig, dataset, "dataset", problems)
+    if problems.items or is_missing(out):
+        raise ContractError("\n".join(problems.items) or "test dataset: unreadable")
+    return out
+
+
 class StopAtStep(threading.Event):
     """A stop request that arrives at optimizer step k: the job reads the event once per step."""
 

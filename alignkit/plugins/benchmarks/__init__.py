@@ -28,6 +28,9 @@ LEGACY_KEYS = ("type", "task", "include_path", "filter", "num_fewshot", "metric"
                "source", "revision", "num_prompts", "max_new_tokens", "classifier", "classifier_revision",
                "judge", "reference", "annotator", "length_controlled")
 _ONLY_OWN = ("chat_template",)
+# Spec fields that say where a benchmark runs, not how: the compiler places the jobs by them
+# (`checkpoints` is added per target), so they never enter a config (nor move a job id).
+_NOT_IN_CONFIG = ("checkpoints", "runs")
 # A field the benchmark's type does not take is an error naming the types that take it (before
 # the registry such fields were silently ignored: sweeps/smoke.yaml's lm_eval bbh had a
 # max_new_tokens that lm-eval never read; it is gone, and that mistake is now caught).
@@ -99,7 +102,7 @@ def reference_max_new_tokens() -> dict[str, int]:
 def config_keys(type_name: str) -> list[str]:
     """The keys of a benchmark config of this type (without `checkpoints` and `judge` resolution)."""
     keys = [k for k in LEGACY_KEYS if k not in _ONLY_OWN or takes(type_name, k)]
-    return keys + [k for k in _own_fields(type_name) if k not in keys and k != "checkpoints"]
+    return keys + [k for k in _own_fields(type_name) if k not in keys and k not in _NOT_IN_CONFIG]
 
 
 def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec: Any) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def score(rows: list[dict], refs: list[dict], cfg: dict, judge_cfg: dict, judge:
             raise JobFailure(f"{where}: generation row {i} has an instruction not in the reference outputs")
     ours = {r["instruction"] for r in rows}
     ref_rows = [r for r in refs if r["instruction"] in ours]  # the reference order, as the package merges
-    lc = bool(cfg.get("length_controlled", True))
+    lc = bool(cfg["length_controlled"])
     lc_files = lc_paths(cfg, where) if lc else None  # fail before any request when LC cannot be computed
 
     cache = cache_file(cache_root, name, conf_path, judge_cfg, eval_job)

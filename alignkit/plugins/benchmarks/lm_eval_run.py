@@ -84,7 +84,7 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: s
     if not task or not metric:
         raise JobFailure(f"benchmarks.{name}: an lm_eval benchmark needs 'task' and 'metric'")
     include = cfg.get("include_path")
-    chat = bool(cfg.get("chat_template", False))
+    chat = bool(cfg["chat_template"])  # resolved at compile time (lm_eval.resolve)
     # lm-eval's "auto" probes the largest batch that fits the GPU; on CPU that probe costs more than it saves.
     batch = cfg.get("batch_size") or ("auto" if device.startswith("cuda") else 8)
 

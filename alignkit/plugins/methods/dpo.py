@@ -9,28 +9,31 @@ default, so the configs (and ids) of studies that never set them are unchanged.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import CommonFields, Method
 from alignkit.contract.schema import Problems, join
 
-DEFAULT_BETA = 0.1  # TRL's long-standing default; the paper does not state it
-MAX_PROMPT_LENGTH = 128  # TRL 0.7/0.8's default when a DPO method gives none
-DEFAULTS = {"loss_type": "sigmoid", "label_smoothing": 0.0}  # TRL's; left out of config.json
 
 
 @dataclass(frozen=True)
 class DPOFields(CommonFields):
-    max_prompt_length: Optional[int] = None  # null means 128 (MAX_PROMPT_LENGTH)
-    beta: Optional[float] = None  # null means 0.1 (DEFAULT_BETA)
+    # Each default is set here only: the spec, config.json (always written) and the train job read it.
+    max_prompt_length: int = 128  # TRL 0.7/0.8's default; the paper does not state it
+    beta: float = 0.1  # TRL's long-standing default; the paper does not state it
     # Not read by DPO (its loss is on the responses by construction); kept so that the configs,
     # and ids, of existing DPO runs stay what they were. Only true is accepted.
     completion_only_loss: bool = True
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
     # robust only: the label-flip rate, in [0, 0.5) (TRL 1.16's sigmoid loss never reads it)
     label_smoothing: float = 0.0
+
+
+# TRL's defaults of the loss choice, left out of config.json (so older configs and ids stay): read
+# from the fields above, not restated
+_UNWRITTEN = {f.name: f.default for f in fields(DPOFields) if f.name in ("loss_type", "label_smoothing")}
 
 
 @METHODS.register("dpo")
@@ -44,23 +47,15 @@ class DPO(Method):
     packs = False  # TRL's DPOTrainer does not pack
 
     def resolve(self, cfg: dict) -> dict:
-        cfg = dict(cfg)
-        if cfg["beta"] is None:
-            cfg["beta"] = DEFAULT_BETA  # not stated in the paper
-        if cfg["max_prompt_length"] is None:
-            cfg["max_prompt_length"] = MAX_PROMPT_LENGTH  # not stated in the paper
-        for key, default in DEFAULTS.items():
-            if cfg[key] == default:
-                del cfg[key]
-        return cfg
+        return {k: v for k, v in cfg.items() if k not in _UNWRITTEN or v != _UNWRITTEN[k]}
 
     def check(self, f: DPOFields, p: str, problems: Problems) -> None:
-        if f.max_prompt_length is not None and f.max_prompt_length <= 0:
+        if f.max_prompt_length <= 0:
             problems.add(join(p, "max_prompt_length"), f"must be positive, got {f.max_prompt_length}")
-        elif (f.max_prompt_length or MAX_PROMPT_LENGTH) >= f.max_length:
-            problems.add(join(p, "max_prompt_length"), f"{f.max_prompt_length or MAX_PROMPT_LENGTH} must be "
+        elif f.max_prompt_length >= f.max_length:
+            problems.add(join(p, "max_prompt_length"), f"{f.max_prompt_length} must be "
                                                        f"below max_length {f.max_length}")
-        if f.beta is not None and f.beta <= 0:
+        if f.beta <= 0:
             problems.add(join(p, "beta"), f"must be positive, got {f.beta}")
         if not f.completion_only_loss:
             problems.add(join(p, "completion_only_loss"), "an SFT setting: DPO's loss is on the responses; "
@@ -79,8 +74,7 @@ class DPO(Method):
     def examples(self, rows: Any, tokenizer: Any, f: DPOFields) -> tuple[Any, Counter, list[int]]:
         from jobs.data.examples import dpo_example, to_dataset
 
-        max_prompt = f.max_prompt_length if f.max_prompt_length is not None else MAX_PROMPT_LENGTH
-        out = [dpo_example(row, tokenizer, f.max_length, max_prompt) for row in rows]
+        out = [dpo_example(row, tokenizer, f.max_length, f.max_prompt_length) for row in rows]
         return to_dataset(out, self.columns), Counter(), list(range(len(out)))
 
     def trl_args(self, f: DPOFields, common: dict[str, Any], *, training: Any = None) -> Any:
@@ -88,7 +82,7 @@ class DPO(Method):
 
         return trl_classes.dpo_config()(
             **common,
-            beta=float(f.beta if f.beta is not None else DEFAULT_BETA),
+            beta=float(f.beta),
             loss_type=[f.loss_type],
             label_smoothing=float(f.label_smoothing),
             precompute_ref_log_probs=bool(training is not None and training.precompute_ref_log_probs),
