@@ -40,9 +40,19 @@ def peft_target_modules(target_modules: Union[str, tuple[str, ...]]) -> Union[st
 
 @dataclass(frozen=True)
 class InitFrom:
-    """Chained stages: start from the result of this method's run with the same other axes."""
+    """Chained stages: start from the result of this method's run with the same other axes, except
+    those named here (SFT on a chat dataset, DPO on a preference one), or from an adapter that
+    exists already (`adapter`: a local path or hub id, trained on the run's model)."""
 
-    method: str  # a name in the spec's `methods:`
+    method: Optional[str] = None  # a name in the spec's `methods:`
+    # the upstream run's own value of these axes (None: the chained run's value)
+    dataset: Optional[str] = None  # a name in `datasets:`
+    preference: Optional[str] = None  # a preference ('+' joins a mixture's parts, as in the grid)
+    seed: Optional[int] = None
+    adapter: Optional[str] = None  # instead of `method`: a PEFT adapter folder or hub id
+    revision: Optional[str] = None  # a hub adapter's branch, tag or commit
+
+    AXES: ClassVar[tuple[str, ...]] = ("dataset", "preference", "seed")  # the upstream axes it may name
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,17 @@ class MethodConfig(CommonFields):
         return METHODS.get(kind).config_class(), value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keyword-only: `job` keeps its place first, as in every config.json
 class InitConfig:
-    """A chained run's start (docs/methods.md "Chained stages"): the upstream train job's id and
-    whether its adapter is trained on (`continue`) or merged into the base under a fresh one."""
+    """A chained run's start (docs/methods.md "Chained stages"): the upstream train job's id, or an
+    adapter that exists already (an absolute local path or a hub id at `revision`), and whether
+    that adapter is trained on (`continue`) or merged into the base under a fresh one. Only the
+    keys given are written (a run from an upstream job: exactly job and mode, as before)."""
 
-    job: str
+    job: Optional[str] = None
     mode: Literal["continue", "merge"]
+    adapter: Optional[str] = None
+    revision: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
                     continue
                 config, deps = chains.chained(config, up), (up.id,)
                 name = self.run_name({**p, "method": config["axes"]["method"]})
+            elif self.spec.methods[p["method"]].init_from is not None:  # init_from.adapter: no upstream job
+                config = chains.adapter_start(config)
             job = self._job(name, "train", deps, config)
             chains.add(p, job)
             self._training[job.id] = s["training"]

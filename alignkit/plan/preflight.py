@@ -21,7 +21,8 @@ from alignkit.contract.lm_eval_needs import benchmark_needs, nltk_resources, tas
 def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
     """The distinct models and datasets named by compiled jobs (manifest entries or bare configs).
 
-    Covers each job's `model` and `dataset`, an external adapter target's `source` (targets:),
+    Covers each job's `model` and `dataset`, an external adapter target's `source` (targets:), a
+    chained run's start adapter (a method's `init_from.adapter`),
     eval benchmarks' `source` (a dataset, at `revision`)
     and `classifier` (a model, at `classifier_revision`), and hf judges' `source` (a model). The
     datasets lm-eval tasks load are `lm_eval_datasets`'.
@@ -47,6 +48,10 @@ def spec_assets(jobs: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
         if isinstance(target, dict) and target.get("kind") == "external" and isinstance(target.get("source"), str):
             add(models, {"name": f"target {target.get('name')}", "source": target["source"],
                          "revision": target.get("revision"), "adapter": True})
+        init = config.get("init")  # a chained run started from an adapter that exists already
+        if isinstance(init, dict) and isinstance(init.get("adapter"), str):
+            add(models, {"name": f"init_from adapter of {(config.get('axes') or {}).get('method')}",
+                         "source": init["adapter"], "revision": init.get("revision"), "adapter": True})
         for bench, spec in (config.get("benchmarks") or {}).items():
             if not isinstance(spec, dict):
                 continue

@@ -5,6 +5,7 @@ line naming the YAML path (collected in Problems, raised together by load_spec).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from alignkit.spec.model import (AXES, BEAVERTAILS_PREFERENCES, MAX_TIME_MIN, ME
                                  RESERVED_PREFERENCES, RESOURCE_LIMITS, ResourceSpec, SEED_LIMIT,
                                  Spec, parse_time)
 from alignkit.spec.paths import (DATA_FILE_SUFFIXES, HUB_DATA_DIR, EXPLICIT_LOCAL, resolved_path, checkout_problem,
-                                 local_path_issues, output_dir_problem)
+                                 local_path_issues, output_dir_problem, resolve_source)
 from alignkit.spec.axes import (PREFERENCE_NAME, values_of, check_axis_value, check_name, dotted_axis_problem,
                                 is_dotted, swept_axes)
 
@@ -185,20 +186,22 @@ MAX_CHAIN = 32  # stages in one init_from chain: far beyond any study, and no wa
 
 
 def _check_chains(spec: Spec, problems: Problems) -> None:
-    """Chained stages: `init_from.method` names another method, the chain has no cycle nor more than
-    MAX_CHAIN stages, and a `continue` keeps training the upstream adapter, so its LoRA shape must be
-    the upstream's."""
+    """Chained stages: `init_from.method` names another method (or `init_from.adapter` an adapter that
+    exists already), the chain has no cycle nor more than MAX_CHAIN stages, and a `continue` keeps
+    training the upstream adapter, so its LoRA shape must be the upstream's."""
     too_long = False
     for name, m in spec.methods.items():
         if m.init_from is None:
             if m.init_mode != "continue":
                 problems.add(join(join("methods", name), "init_mode"), "only a chained method (init_from) takes init_mode")
             continue
-        p = join(join(join("methods", name), "init_from"), "method")
-        up = m.init_from.method
-        if up not in spec.methods:
-            problems.add(p, f"unknown method '{up}' (known: {', '.join(spec.methods)})")
+        ip = join(join("methods", name), "init_from")
+        if not _check_init_from(spec, m.init_from, ip, problems):
+            if m.init_from.adapter is not None and m.init_mode == "continue":
+                _check_adapter_shape(spec, name, m, problems)
             continue
+        p = join(ip, "method")
+        up = m.init_from.method
         seen, at = [name], up
         while at is not None and at in spec.methods and at not in seen:
             seen.append(at)
@@ -218,6 +221,61 @@ def _check_chains(spec: Spec, problems: Problems) -> None:
             problems.add(join(join("methods", name), "lora"), f"init_mode continue keeps training method '{up}''s "
                                                                f"adapter: give it the same lora as '{up}' (or use "
                                                                f"init_mode: merge for a fresh adapter)")
+
+
+def _check_adapter_shape(spec: Spec, name: str, m: Any, problems: Problems) -> None:
+    """init_mode continue trains a local init_from.adapter as it is: its adapter_config.json must
+    give the method's `lora` shape (r, alpha, target modules), which the run's config records. A
+    folder that is missing or unreadable is the path check's (spec/paths.py); a hub adapter is read
+    by the job only."""
+    folder = resolve_source(spec.path.parent, m.init_from.adapter)
+    try:
+        raw = json.loads((Path(folder) / "adapter_config.json").read_text()) if os.path.isabs(folder) else None
+    except (OSError, ValueError):
+        return
+    if not isinstance(raw, dict):
+        return
+    got = (raw.get("r"), raw.get("lora_alpha"), raw.get("target_modules"))
+    targets = got[2] if isinstance(got[2], str) else sorted(got[2]) if isinstance(got[2], list) else got[2]
+    if (got[0], got[1], targets) != (m.lora.r, m.lora.alpha, sorted(m.lora.target_modules)):
+        problems.add(join(join("methods", name), "lora"),
+                     f"init_mode continue trains init_from.adapter {m.init_from.adapter!r} as it is (r {got[0]}, "
+                     f"alpha {got[1]}, target_modules {got[2]}): give lora that shape, or use init_mode: merge")
+
+
+def _check_init_from(spec: Spec, f: Any, ip: str, problems: Problems) -> bool:
+    """One `init_from` on its own: `method` or `adapter` (not both), the upstream axes it names
+    known; True when it names an upstream method to walk the chain from."""
+    named = [a for a in f.AXES if getattr(f, a) is not None]
+    if f.adapter is not None:
+        if f.method is not None:
+            problems.add(join(ip, "adapter"), "init_from takes 'method' (a run of this study) or 'adapter' (one "
+                                              "that exists already), not both")
+        for a in named:
+            problems.add(join(ip, a), f"'{a}' picks the upstream run of init_from.method; an adapter has no run")
+        if not f.adapter.strip():
+            problems.add(join(ip, "adapter"), "must be a local adapter folder or a hub id")
+        if f.revision is not None and not _REVISION.fullmatch(f.revision):
+            problems.add(join(ip, "revision"), f"{f.revision!r} is not a revision (a branch, tag or commit)")
+        return False
+    if f.revision is not None:
+        problems.add(join(ip, "revision"), "only an init_from.adapter from the hub takes a revision")
+    if f.method is None:
+        problems.add(join(ip, "method"), f"init_from needs 'method' (one of: {', '.join(spec.methods)}) or "
+                                         f"'adapter' (a local folder or hub id)")
+        return False
+    ok = True
+    if f.method not in spec.methods:
+        problems.add(join(ip, "method"), f"unknown method '{f.method}' (known: {', '.join(spec.methods)})")
+        ok = False
+    if f.dataset is not None and f.dataset not in spec.datasets:
+        problems.add(join(ip, "dataset"), f"unknown dataset '{f.dataset}' (known: "
+                                          f"{', '.join(spec.datasets) or 'none defined'})")
+    for part in (f.preference.split("+") if f.preference is not None else ()):  # '+' joins a mixture's parts
+        _check_preference_name(part, join(ip, "preference"), problems)
+    if f.seed is not None and not 0 <= f.seed < SEED_LIMIT:
+        problems.add(join(ip, "seed"), f"must be in [0, {SEED_LIMIT}), got {f.seed}")
+    return ok
 
 
 class _Kept(Problems):

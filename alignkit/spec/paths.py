@@ -52,7 +52,7 @@ DATA_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
 # mapping field (dataset `files`) holds one per key.
 PATH_FIELDS = {"models": ("source",), "datasets": ("source", "files"),
                "evals.benchmarks": ("source", "include_path", "classifier"), "evals.judges": ("source",),
-               "targets": ("source",)}
+               "targets": ("source",), "methods": ("init_from.adapter",)}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")
 EXPLICIT_LOCAL = ("/", "./", "../", "~")
 
@@ -85,6 +85,10 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
     missing: list[tuple[str, str]] = []
     spec_dir = spec.path.parent
     targets = {join(join("targets", n), "source"): n for n in spec.targets}  # YAML path -> target name
+    # YAML path -> (what, folder kind) of each folder that must hold a model or an adapter
+    folders = {at: (f"target {n}", spec.targets[n].type) for at, n in targets.items()}
+    folders.update({join(join(join("methods", n), "init_from"), "adapter"): (f"method {n}: init_from", "adapter")
+                    for n in spec.methods})
     for section, keys in PATH_FIELDS.items():
         entries: Any = spec
         for part in section.split("."):
@@ -99,12 +103,12 @@ def local_path_issues(spec: Spec) -> tuple[list[tuple[str, str]], list[tuple[str
             if bad:  # there, but no file or folder to read (a loop, a FIFO, a device, NUL bytes): refused now
                 errors.append((at, f"local path {source!r} ({resolved}): {bad}"))
                 continue
-            target = targets.get(at) if section == "targets" else None
-            if target is not None and os.path.lexists(resolved):
-                bad = target_folder_problem(resolved, spec.targets[target].type)
+            folder = folders.get(at)
+            if folder is not None and os.path.lexists(resolved):
+                bad = target_folder_problem(resolved, folder[1])
                 if bad:  # a file is refused now; a folder without its marker may be filled before submit
                     into = errors if not os.path.isdir(resolved) else missing
-                    into.append((at, f"target {target}: local path {source!r} ({resolved}) {bad}"))
+                    into.append((at, f"{folder[0]}: local path {source!r} ({resolved}) {bad}"))
                     continue
             if (explicit and os.path.exists(resolved)) or (not explicit and resolved != source):
                 continue  # a local path, found where the spec file says
@@ -155,7 +159,9 @@ def target_folder_problem(path: str, kind: str) -> str | None:
 def _path_values(section: str, name: str, entry: Any, keys: tuple[str, ...]):
     """(field, YAML path, value) of each path-holding field that is set, mapping fields expanded."""
     for key in keys:
-        value = getattr(entry, key, None)
+        value = entry
+        for part in key.split("."):  # a nested field (a method's init_from.adapter)
+            value = getattr(value, part, None)
         if isinstance(value, dict):
             for k, v in value.items():
                 yield key, join(join(join(section, name), key), k), v

@@ -1,7 +1,8 @@
 """Chained stages on the job side: a train job that starts from another train job's result.
 
 config.init = {"job": <upstream train id>, "mode": "continue" | "merge"} (docs/methods.md
-"Chained stages"). The reference model of DPO-like methods must be the upstream (SFT) model, never
+"Chained stages"), or {"adapter": <absolute local folder or hub id>, ["revision": ...,] "mode": ...}
+for a run that starts from an adapter trained elsewhere (on the run's own base model). The reference model of DPO-like methods must be the upstream (SFT) model, never
 the raw base:
 
   continue  the base (4-bit for QLoRA, as the upstream trained on it) with the upstream adapter
@@ -40,6 +41,31 @@ def upstream_dir(job_dir: Path, config: TrainConfig) -> Path:
     return up
 
 
+def start_adapter(job_dir: Path, config: TrainConfig) -> tuple[str, str | None]:
+    """The adapter the run starts from (a folder or a hub id) and its hub revision: the finished
+    upstream job's adapter, or init.adapter."""
+    if config.init.adapter is None:
+        return str(upstream_dir(job_dir, config) / paths.ADAPTER), None
+    source = config.init.adapter
+    if Path(source).is_absolute() and not (Path(source) / "adapter_config.json").is_file():
+        raise JobFailure(f"init.adapter {source}: no adapter_config.json there")
+    return source, config.init.revision
+
+
+def _hub(revision: str | None) -> dict[str, str]:
+    return {"revision": revision} if revision is not None else {}  # PEFT passes it to the hub download
+
+
+def _start_base(job_dir: Path, config: TrainConfig):
+    """The base the start adapter was trained on: the upstream's as it trained (its own init_model
+    if chained), or for init.adapter this run's own base (the spec says the adapter was trained on it)."""
+    from jobs import base_weights
+
+    if config.init.adapter is None:
+        return base_weights.of_train_job(upstream_dir(job_dir, config))
+    return base_weights.of_train_config(config, None, str(Path(job_dir) / paths.CONFIG))
+
+
 def merged_base(job_dir: Path, config: TrainConfig, model_dtype: str, is_main: bool) -> Path:
     """merge mode: <job>/init_model/, the upstream model with its adapter folded in (written once;
     a resumed attempt reuses it)."""
@@ -52,11 +78,11 @@ def merged_base(job_dir: Path, config: TrainConfig, model_dtype: str, is_main: b
 
     from jobs import base_weights
 
-    up = upstream_dir(job_dir, config)
-    bw = base_weights.of_train_job(up)  # what the upstream trained on (its own init_model if chained)
+    adapter, revision = start_adapter(job_dir, config)
+    bw = _start_base(job_dir, config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = base_weights.load(bw, device).to(torch.float32)
-    model = PeftModel.from_pretrained(model, str(up / paths.ADAPTER)).merge_and_unload()
+    model = PeftModel.from_pretrained(model, adapter, **_hub(revision)).merge_and_unload()
     model = model.to(getattr(torch, model_dtype))
     model.config.dtype = getattr(torch, model_dtype)
     with atomic_dir(out) as tmp:
@@ -67,12 +93,11 @@ def merged_base(job_dir: Path, config: TrainConfig, model_dtype: str, is_main: b
 
 
 def continue_adapter(model: Any, job_dir: Path, config: TrainConfig) -> Any:
-    """continue mode: the upstream adapter on the loaded base, trainable, as PEFT's "default"."""
+    """continue mode: the start adapter on the loaded base, trainable, as PEFT's "default"."""
     from peft import PeftModel
 
-    up = upstream_dir(job_dir, config)
-    return PeftModel.from_pretrained(model, str(up / paths.ADAPTER), is_trainable=True)
-
+    adapter, revision = start_adapter(job_dir, config)
+    return PeftModel.from_pretrained(model, adapter, is_trainable=True, **_hub(revision))
 
 
 def adapter_values(model: Any) -> dict[str, Any]:
