@@ -32,13 +32,25 @@ def fraction_step(checkpoint: Any, max_steps: float) -> Any:
     return round(step) if abs(step - round(step)) < 1e-9 * max(1.0, step) and round(step) > 0 else None
 
 
+def epoch_fraction_step(fraction: float, max_steps: int) -> int:
+    """A fraction of training as a step once the train job has counted max_steps (num_train_epochs):
+    the nearest step, halves rounded up, and at least 1. The job saves an adapter there and records
+    the mapping (train_metrics.json "fraction_steps"); the eval job reads it back."""
+    return min(max_steps, max(1, math.floor(fraction * max_steps + 0.5)))
+
+
+def is_fraction(checkpoint: Any) -> bool:
+    """A checkpoint given as a fraction of training, as configs hold it (0.5) or eval.json keys it ("0.5")."""
+    return isinstance(checkpoint, float) or (isinstance(checkpoint, str) and "." in checkpoint)
+
+
 def fraction_problem(checkpoint: float, training: Any) -> str | None:
-    """Why a fraction of training names no step plan can know; None when it names one."""
+    """Why a fraction of training names no step; None when plan (max_steps) or the job
+    (num_train_epochs: epoch_fraction_step) can name one."""
     if not 0 < checkpoint < 1:
         return f"a fraction of training is in (0, 1), got {checkpoint!r} (the last step is 'final')"
     if getattr(training, "num_train_epochs", None) is not None:
-        return (f"{checkpoint!r} is a fraction of training, but with num_train_epochs the job counts the steps: "
-                f"give steps (multiples of save_steps) or 'final'")
+        return None
     if fraction_step(checkpoint, training.max_steps) is None:
         return f"{checkpoint!r} of training.max_steps {training.max_steps} is not a whole step"
     return None

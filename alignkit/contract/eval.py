@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from alignkit.plugins.benchmarks import config_class
 from alignkit.contract.benchmarks import Scalar
@@ -63,7 +63,7 @@ class EvalConfig:
     target: Target
     benchmarks: dict[str, BenchmarkConfig]
     axes: dict[str, Any] = field(default_factory=dict)  # labels
-    checkpoints: tuple[Scalar, ...] = ("final",)
+    checkpoints: tuple[Union[str, int, float], ...] = ("final",)  # a float: a fraction of training (num_train_epochs)
     generation: Optional[GenerationConfig] = None
 
 

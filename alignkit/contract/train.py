@@ -69,6 +69,8 @@ class TrainConfig:
     seed: int
     tracking: Optional[TrackingConfig] = None  # a label: where the run is reported
     init: Optional[InitConfig] = None  # chained runs only (absent from other configs)
+    # num_train_epochs with evals at fractions of training: the job saves an adapter at each one's step
+    save_fractions: Optional[tuple[float, ...]] = None  # (absent from other configs)
 
     @property
     def eval_steps(self) -> Optional[int]:

@@ -163,7 +163,19 @@ class RunSections:
             "peft": self.section_config("peft", p["peft"], s["peft"], s),
             "training": self.training_config(s["training"], s["dataset"].validation is not None),
             "seed": p["seed"],
+            **self.save_fractions(s["training"]),
         }
+
+    def save_fractions(self, t: TrainingSpec) -> dict[str, Any]:
+        """With num_train_epochs, the fractions of training evals ask for: the train job saves an
+        adapter at each one's step (contract/checkpoints.py epoch_fraction_step). Absent otherwise:
+        old studies' ids stay."""
+        if t.num_train_epochs is None:
+            return {}
+        asked = [*self.spec.evals.checkpoints, *(c for b in self.spec.evals.benchmarks.values()
+                                                 for c in (b.checkpoints or ()))]
+        fractions = sorted({c for c in asked if isinstance(c, float) and 0 < c < 1})
+        return {"save_fractions": fractions} if fractions else {}
 
     def _method_config(self, name: str, method: Any) -> dict[str, Any]:
         return method_config(name, method)  # the method's own resolve (alignkit/plugins/methods/)

@@ -32,20 +32,23 @@ class StageJobs:
         steps = sorted({c for c in values if not is_final(c, last)})
         has_final = any(is_final(c, last) for c in values)
         for c in steps:  # a dotted training axis can move max_steps/save_steps under a run
-            if unsaved_reason(c, last, t.save_steps):
+            if not isinstance(c, float) and unsaved_reason(c, last, t.save_steps):
                 self._once(("ckpt", c, t.max_steps, t.save_steps), "evals.checkpoints",
                            f"step {c} is not saved by run '{run}' (training.max_steps {t.max_steps}, save_steps "
                            f"{t.save_steps}); give steps every run saves, or only 'final'")
         return steps + ([FINAL] if has_final else [])
 
     def _fraction_steps(self, values: tuple, t: TrainingSpec, run: str | None) -> list[Any]:
-        """Fractions of training as the run's steps (a dotted training axis can move its max_steps)."""
+        """Fractions of training as the run's steps (a dotted training axis can move its max_steps);
+        with num_train_epochs kept as fractions: the train job saves their steps (save_fractions)."""
         out = []
         for c in values:
             step = fraction_step(c, planned_max_steps(t))
-            if step is None:
+            if step is None and isinstance(c, float) and not fraction_problem(c, t):
+                out.append(c)
+            elif step is None:
                 self._once(("fraction", c, t.max_steps, t.num_train_epochs), "evals.checkpoints",
-                           f"run '{run}': {fraction_problem(c, t)}")
+                           f"run '{run}': {fraction_problem(c, t) or f'{c!r} names no step'}")
             else:
                 out.append(step)
         return out

@@ -5,6 +5,7 @@ line naming the YAML path (collected in Problems, raised together by load_spec).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -458,13 +459,15 @@ def _check_checkpoints(spec: Spec, values: tuple, path: str, problems: Problems)
         if isinstance(c, float):  # a fraction of training: the step it names must be saved
             if bad := fraction_problem(c, spec.training):
                 problems.add(cp, bad)
-            elif reason := unsaved_reason(fraction_step(c, last), last, spec.training.save_steps):
+            elif last != math.inf and (reason := unsaved_reason(fraction_step(c, last), last,
+                                                                spec.training.save_steps)):
                 problems.add(cp, f"{c!r} of training is step {fraction_step(c, last)}: {reason}")
         elif not isinstance(c, int) or isinstance(c, bool) or c <= 0:
             problems.add(cp, f"a checkpoint is a positive step, a fraction of training in (0, 1) or 'final', got {c!r}")
         elif reason := unsaved_reason(c, last, spec.training.save_steps):
             problems.add(cp, reason)
-    steps = [final_step(fraction_step(c, last), last) for c in values if fraction_step(c, last) is not None]
+    # with num_train_epochs a fraction stays a fraction (the job saves its step): compared as given
+    steps = [c if fraction_step(c, last) is None else final_step(fraction_step(c, last), last) for c in values]
     if len(set(map(str, steps))) != len(steps):
         problems.add(path, "duplicate checkpoints (a fraction of training names the step it comes to)")
 

@@ -36,7 +36,7 @@ from alignkit import contract
 from alignkit.contract import expect
 from alignkit.contract.common import ModelConfig
 from alignkit.contract.eval import (EvalConfig, ResultStore, StoredResult, Target, eval_key)
-from alignkit.contract.checkpoints import FINAL
+from alignkit.contract.checkpoints import FINAL, is_fraction
 from alignkit.contract.fsio import atomic_write_json, atomic_write_text, read_json
 from alignkit.contract import paths as jobfiles
 from jobs import base_weights
@@ -63,7 +63,19 @@ def checkpoint_dir(target_dir: Path, kind: str, ckpt: str) -> Path:
         if ckpt != FINAL:
             raise JobFailure(f"checkpoints: a merged target has only 'final', not {ckpt!r}")
         return target_dir / jobfiles.MODEL
+    if is_fraction(ckpt):
+        return jobfiles.step_dir(target_dir, fraction_step_of(target_dir, ckpt))
     return target_dir / jobfiles.ADAPTER if ckpt == FINAL else jobfiles.step_dir(target_dir, int(ckpt))
+
+
+def fraction_step_of(target_dir: Path, ckpt: str) -> int:
+    """A fraction of training (num_train_epochs) as the step the train job recorded for it."""
+    tm = target_dir / jobfiles.TRAIN_METRICS
+    steps = (read_json(tm).get("fraction_steps") or {}) if tm.is_file() else {}
+    if ckpt not in steps:
+        raise JobFailure(f"checkpoint {ckpt}: {tm} records no step for this fraction of training "
+                         f"(has the target job finished?)")
+    return int(steps[ckpt])
 
 
 def adapter_sha256(path: Path) -> str | None:
@@ -177,7 +189,7 @@ class AdapterSlot:
     def swap(self, ckpt: str, path: Path) -> Any:
         from peft import PeftModel
 
-        name = f"ckpt_{ckpt}"
+        name = f"ckpt_{ckpt}".replace(".", "_")  # a fraction of training: PEFT names are module names
         try:
             if self.active is None:
                 self.model = PeftModel.from_pretrained(self.base, str(path), adapter_name=name, is_trainable=False)
@@ -311,6 +323,9 @@ def run(job_dir: Path, config: EvalConfig, stop: threading.Event) -> None:
     todo = [c for c in ckpts if any((c, n) in keys and (c, n) not in stored for n in benchmarks)]
 
     result: dict = {"checkpoints": {}}
+    if kind == "adapter" and any(is_fraction(c) for c in ckpts):  # num_train_epochs: what each fraction became
+        result["fraction_steps"] = {c: fraction_step_of(job_dir.parent / str(config.target.job), c)
+                                    for c in ckpts if is_fraction(c)}
     bw = target_base(kind, config, job_dir, paths)
     generator = None
     work = job_dir / ".eval-base"  # the dequantized base, only when vLLM serves a QLoRA target

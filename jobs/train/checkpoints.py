@@ -93,9 +93,11 @@ class CheckpointCallback(TrainerCallback):
     """After each Trainer save: wait for all ranks, export the adapter to `step-N/` when N is a
     study checkpoint, record the run state, then write the marker last."""
 
-    def __init__(self, job_dir: Path, save_steps: int, is_main: bool, prior: dict):
+    def __init__(self, job_dir: Path, save_steps: int, is_main: bool, prior: dict,
+                 also_at: frozenset[int] = frozenset()):
         self.job_dir = Path(job_dir)
         self.save_steps = save_steps
+        self.also_at = also_at  # the steps fractions of training came to (num_train_epochs)
         self.is_main = is_main
         self.started = time.time()
         self.prior_wall = float(prior.get("wall_s", 0.0))
@@ -105,7 +107,7 @@ class CheckpointCallback(TrainerCallback):
         return self.prior_wall + (time.time() - self.started)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= state.max_steps:
+        if state.global_step >= state.max_steps or state.global_step in self.also_at:
             control.should_save = True  # the final adapter comes from this last checkpoint
         return control
 
@@ -114,7 +116,7 @@ class CheckpointCallback(TrainerCallback):
         ckpt = resume_dir(self.job_dir) / f"checkpoint-{step}"
         distributed.barrier()  # every rank's shards are on disk before the marker says so
         if self.is_main:
-            if is_saved(step, state.max_steps, self.save_steps):
+            if is_saved(step, state.max_steps, self.save_steps) or step in self.also_at:
                 export_adapter(ckpt, step_dir(self.job_dir, step))
             atomic_write_json(ckpt / RUN_STATE, {"wall_s": self.wall_s(), "attempts": self.attempts,
                                                  "step": step})

@@ -24,6 +24,7 @@ from typing import Any
 from alignkit.contract import paths
 from alignkit.contract import expect
 from alignkit.contract.train import ModelConfig, TrainConfig
+from alignkit.contract.checkpoints import epoch_fraction_step
 from alignkit.contract.fsio import atomic_write_json
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import LoraFields, Method
@@ -188,8 +189,10 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
         tokenizer = data.tokenizer
         if dist.is_main:
             print(f"data: {data.report.summary()}", flush=True)
+        fraction_steps: dict[str, int] = {}
         if training.num_train_epochs is not None:  # the steps of the rows kept after filtering
             args.max_steps = epoch_steps(training, method, len(data.dataset))
+            fraction_steps = {str(f): epoch_fraction_step(f, args.max_steps) for f in config.save_fractions or ()}
             if dist.is_main:
                 print(f"training: {training.num_train_epochs:g} epochs over {len(data.dataset)} rows at global "
                       f"batch {method.batch_size} = {args.max_steps} steps", flush=True)
@@ -212,7 +215,8 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
 
         progress = ProgressCallback(job_dir, stop, every=training.logging_steps, is_main=dist.is_main)
         saver = checkpoints.CheckpointCallback(job_dir, training.save_steps, dist.is_main,
-                                               prior=checkpoints.run_state(resume))
+                                               prior=checkpoints.run_state(resume),
+                                               also_at=frozenset(fraction_steps.values()))
         from jobs.train.paged_optim import RepageOnResume  # a resumed paged optimizer stays paged (docs/gpu.md)
 
         start = chain.adapter_values(model) if chained and config.init.mode == "continue" else None
@@ -246,7 +250,7 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
                 job_dir, config, plan, trainer, data.report, dist.world_size, stage, saver.wall_s(), saver.attempts,
                 train_wall_s=time.time() - train_started, setup_s=train_started - started,
                 tokens_at_start=progress.tokens_at_start, step_at_start=progress.step_at_start,
-                shared=shared))
+                shared=shared, fraction_steps=fraction_steps))
         distributed.barrier()
         if dist.is_main:
             checkpoints.finish(job_dir)
@@ -402,7 +406,7 @@ def validation(points: list[dict]) -> dict | None:
 
 def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, world_size: int, stage: int,
             wall_s: float, attempts: int, *, train_wall_s: float, setup_s: float, tokens_at_start: int,
-            step_at_start: int, shared: Any = None) -> dict:
+            step_at_start: int, shared: Any = None, fraction_steps: dict[str, int] | None = None) -> dict:
     import torch
 
     from jobs.train import trl_adapter
@@ -421,6 +425,7 @@ def metrics(job_dir: Path, config: TrainConfig, plan: Plan, trainer, report, wor
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,  # training.max_steps, or the steps num_train_epochs came to
         "num_train_epochs": training.num_train_epochs,
+        "fraction_steps": fraction_steps or {},  # num_train_epochs: each evals fraction of training -> its step
         "loss_curve": curve,
         "first_loss": curve[0]["loss"] if curve else None,
         "final_loss": last.get("loss"),

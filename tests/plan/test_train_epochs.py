@@ -132,8 +132,8 @@ def test_fractions_follow_a_dotted_max_steps(tmp_path):
      "evals.checkpoints[0]: 0.33 of training.max_steps 20 is not a whole step"),
     ([1.5], {"max_steps": 20, "save_steps": 5}, "evals.checkpoints[0]: a fraction of training is in (0, 1), got 1.5"),
     ([0.25, 5, "final"], {"max_steps": 20, "save_steps": 5}, "evals.checkpoints: duplicate checkpoints"),
-    ([0.5, "final"], {"num_train_epochs": 1, "save_steps": 5},
-     "evals.checkpoints[0]: 0.5 is a fraction of training, but with num_train_epochs the job counts the steps"),
+    ([1.5], {"num_train_epochs": 1, "save_steps": 5}, "evals.checkpoints[0]: a fraction of training is in (0, 1)"),
+    ([0.5, 0.5], {"num_train_epochs": 1, "save_steps": 5}, "evals.checkpoints: duplicate checkpoints"),
 ])
 def test_a_fraction_that_names_no_saved_step_is_refused_in_one_line(tmp_path, checkpoints, training, message):
     d = _spec(tmp_path, **training)
@@ -142,3 +142,30 @@ def test_a_fraction_that_names_no_saved_step_is_refused_in_one_line(tmp_path, ch
         load_plan(write(tmp_path, d))
     lines = str(exc.value).splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_with_epochs_a_fraction_stays_a_fraction_and_the_train_job_saves_its_step(tmp_path):
+    d = _spec(tmp_path, num_train_epochs=1, save_steps=5)
+    d["evals"]["checkpoints"] = [0.5, 5, "final"]
+    jobs = load_plan(write(tmp_path, d)).jobs
+    assert [j.config["checkpoints"] for j in jobs if j.stage == "eval"] == [[0.5, 5, "final"]]  # the eval job maps it
+    (train,) = [j for j in jobs if j.stage == "train"]
+    assert train.config["save_fractions"] == [0.5]
+
+
+def test_fraction_free_studies_keep_their_ids(tmp_path):
+    d = _spec(tmp_path, num_train_epochs=1, save_steps=5)
+    d["evals"]["checkpoints"] = [5, "final"]
+    jobs = load_plan(write(tmp_path, d)).jobs
+    assert all("save_fractions" not in j.config for j in jobs)
+    d["evals"]["checkpoints"] = [0.5, 5, "final"]
+    with_fraction = {j.stage: j.id for j in load_plan(write(tmp_path, d)).jobs}
+    assert with_fraction["train"] != {j.stage: j.id for j in jobs}["train"]  # a new config, so a new id
+
+
+@pytest.mark.parametrize("fraction,max_steps,step", [(0.5, 3, 2), (0.5, 4, 2), (0.1, 3, 1), (0.01, 50, 1),
+                                                     (0.9, 2, 2), (0.25, 10, 3)])
+def test_a_fraction_is_the_nearest_step_at_least_one(fraction, max_steps, step):
+    from alignkit.contract.checkpoints import epoch_fraction_step
+
+    assert epoch_fraction_step(fraction, max_steps) == step
