@@ -3,6 +3,8 @@
 A train job keeps an adapter at every multiple of `save_steps` and at its last step (`max_steps`),
 which an eval names "final" (the job's adapter/, alignkit/contract/paths.py). So a checkpoint a
 study asks for is "final" or a step that is saved; max_steps itself is "final" wherever it is named.
+With num_train_epochs a fraction of training stays a fraction until the job has counted max_steps,
+then it also saves the step epoch_fraction_step names (docs/training.md "Epochs").
 """
 
 from __future__ import annotations

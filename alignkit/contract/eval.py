@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from alignkit.plugins.benchmarks import config_class
-from alignkit.contract.benchmarks import Scalar
 from alignkit.contract.errors import UserError
 from alignkit.contract.fsio import atomic_write_json, read_json
 from alignkit.contract.schema import Problems, from_dict, is_missing

@@ -1,7 +1,8 @@
 """The eval stage: one base load, every checkpoint's adapter swapped in, every benchmark run on each.
 
 Recipe (config: alignkit/contract/eval.py EvalConfig; outputs and the store: docs/evaluation.md):
-  1. resolve the target: `<sweep>/jobs/<target.job>/`; checkpoint N -> checkpoints/step-N/,
+  1. resolve the target: `<sweep>/jobs/<target.job>/`; checkpoint N -> checkpoints/step-N/ (a
+     fraction of training -> the step the train job's train_metrics.json "fraction_steps" gives it),
      "final" -> adapter/; target.kind "merged" -> model/ (a full model, no adapter, "final" only);
      "external" -> the adapter at target.source (a path or a hub id at target.revision, "final" only)
   2. look every (checkpoint, benchmark) up in the sweep's result store (<sweep>/results/, keyed by

@@ -2,7 +2,8 @@
 
 Two kinds live under `<job>/checkpoints/`:
   step-<N>/          the adapter at step N (adapter_config.json + adapter_model.safetensors), for
-                     every N that is a multiple of `save_steps` and the last step. Kept forever:
+                     every N that is a multiple of `save_steps`, the last step, and (num_train_epochs) the
+                     steps evals' fractions of training came to. Kept forever:
                      the quantity study evaluates them. Each appears whole (built under a
                      temporary name and renamed).
   .resume/checkpoint-<N>/   the HF Trainer's own checkpoint (adapter, optimizer, scheduler, RNG,
