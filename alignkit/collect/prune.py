@@ -45,7 +45,10 @@ def _used_steps(study: Study) -> dict[str, set[str]]:
     for job in study.jobs.values():
         if job.stage == "eval":
             target = (job.config.get("target") or {}).get("job")
-            used.setdefault(target, set()).update(str(c) for c in job.config.get("checkpoints") or [])
+            # a fraction of training (num_train_epochs) uses the step the train job made of it
+            fractions = study.jobs[target].fraction_steps if target in study.jobs else {}
+            used.setdefault(target, set()).update(str(fractions.get(str(c), c))
+                                                  for c in job.config.get("checkpoints") or [])
     return used
 
 

@@ -56,6 +56,15 @@ class JobRecord:
         return self.config.get("axes") or {}
 
     @property
+    def fraction_steps(self) -> dict[str, int]:
+        """A train job's train_metrics.json "fraction_steps" ({"0.5": step}: num_train_epochs with evals
+        at fractions of training, docs/training.md "Epochs"); {} for others."""
+        got = (self.results.get(paths.TRAIN_METRICS) or {}).get("fraction_steps")
+        if not isinstance(got, dict):
+            return {}
+        return {str(k): v for k, v in got.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+    @property
     def gpu_hours(self) -> float | None:
         if self.elapsed_s is None:
             return None

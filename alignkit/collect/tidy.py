@@ -147,12 +147,6 @@ def _final_step(target: JobRecord | None) -> int | None:
                                                     ("global_step", "max_steps")))
 
 
-def _fraction_steps(target: JobRecord) -> dict[str, int]:
-    """train_metrics.json "fraction_steps": {"0.5": step} where evals asked for fractions of training."""
-    got = (target.results.get(paths.TRAIN_METRICS) or {}).get("fraction_steps")
-    return {str(k): v for k, v in got.items() if _int(v) is not None} if isinstance(got, dict) else {}
-
-
 def _extra_columns(job: JobRecord, target: JobRecord | None, extra: list[str]) -> dict[str, Any]:
     """Dotted axes from the job's `axes`; a merge that does not carry one takes its inputs' value
     (their `input_axes`), or "{a,b}" when the inputs differ (a merge across that axis)."""
@@ -263,7 +257,7 @@ def _eval_rows(study: Study, job: JobRecord, extra: list[str]) -> list[dict[str,
     expected = [str(c) for c in job.config.get("checkpoints") or ["final"]]
     rows = []
     # num_train_epochs: a fraction of training shows under the step the train job made of it
-    fraction_steps = _fraction_steps(target) if target is not None and target.stage == "train" else {}
+    fraction_steps = target.fraction_steps if target is not None and target.stage == "train" else {}
     for ck in list(dict.fromkeys(expected + list(got))):
         step = final if ck == "final" else fraction_steps.get(ck, _int(ck))
         results = got.get(ck) or {}
@@ -282,7 +276,8 @@ def _eval_rows(study: Study, job: JobRecord, extra: list[str]) -> list[dict[str,
             for metric, value, stderr in metrics:
                 if _is_number(value) and _num(value) is None:
                     _not_finite(study.problems, job.dir / fname, f"checkpoints.{ck}.{bench}.{metric}", value)
-                rows.append({**base, "checkpoint": str(step) if ck in fraction_steps else ck, "step": step, "benchmark": bench, "metric": metric,
+                shown = str(step) if ck in fraction_steps else ck
+                rows.append({**base, "checkpoint": shown, "step": step, "benchmark": bench, "metric": metric,
                              "value": _num(value), "stderr": stderr, "n": n})
     return rows
 
