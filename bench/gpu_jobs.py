@@ -489,10 +489,10 @@ def step_eval(work: Path, tiny: bool) -> dict:
             (ev / f).unlink(missing_ok=True)
         wall = entry(ev)
         result = json.loads((ev / "eval.json").read_text())
-        cfg = config_of(jobs["eval"])
+        cfg = typed_config_of(jobs["eval"])  # runs_at reads typed benchmark configs, as the job does
         from jobs.eval.stage import runs_at
 
-        missing = [f"{c}/{b}" for c in map(str, cfg["checkpoints"]) for b, bench in cfg["benchmarks"].items()
+        missing = [f"{c}/{b}" for c in map(str, cfg.checkpoints) for b, bench in cfg.benchmarks.items()
                    if runs_at(bench, c) and b not in result["checkpoints"].get(c, {})]
         prov = result["provenance"]
         per = {c: v.get("seconds") for c, v in prov["checkpoints"].items()}

@@ -120,11 +120,11 @@ def paged_state_survives_resume() -> dict:
 def zero3_storage_dtype() -> dict:
     """QLoRA under ZeRO-3 needs bnb_4bit_quant_storage == the model dtype (PEFT's DeepSpeed guide)."""
     from jobs.train.stage import resolve
-    from tests.fixtures.train_configs import train_config
+    from tests.fixtures.train_configs import train_config, typed
 
     cfg = train_config("dpo", "qlora", deepspeed_stage=3)
     cfg["peft"]["quantization"]["storage_dtype"] = "uint8"
-    plan = resolve(cfg, cuda=True, world_size=1)
+    plan = resolve(typed(cfg), cuda=True, world_size=1)  # the jobs take typed configs only
     q = plan.quantization  # a typed QuantSpec (alignkit.contract.sections) since the typed-contract refactor
     return expect(q.storage_dtype == plan.model_dtype,
                   f"stage 3: storage {q.storage_dtype}, model dtype {plan.model_dtype} (configured uint8)")

@@ -225,6 +225,7 @@ def worker_trl(cfg_path: str, out: str, warmup: int) -> dict:
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from jobs.data import load_preferences, sft_rows
+    from tests.fixtures.train_configs import typed_dataset
 
     cfg = json.loads(Path(cfg_path).read_text())
     m, t = cfg["method"], cfg["training"]
@@ -244,7 +245,7 @@ def worker_trl(cfg_path: str, out: str, warmup: int) -> dict:
                 mod.support_avx512bf16_for_cpu = False
     lora = LoraConfig(r=m["lora"]["r"], lora_alpha=m["lora"]["alpha"], lora_dropout=m["lora"]["dropout"],
                       target_modules=m["lora"]["target_modules"], task_type="CAUSAL_LM")
-    rows = load_preferences(cfg["dataset"], cfg["preference"], cfg["seed"])
+    rows = load_preferences(typed_dataset(cfg["dataset"]), cfg["preference"], cfg["seed"])
     common = dict(output_dir=out, max_steps=t["max_steps"], per_device_train_batch_size=m["per_device_batch_size"],
                   gradient_accumulation_steps=m["batch_size"] // m["per_device_batch_size"],
                   learning_rate=m["learning_rate"], max_length=m["max_length"],

@@ -36,10 +36,11 @@ def plain_trl(config_path: str, out: str) -> None:
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from jobs.data import load_preferences, sft_rows
+    from tests.fixtures.train_configs import typed_dataset
 
     cfg = json.loads(Path(config_path).read_text())
     m, t = cfg["method"], cfg["training"]
-    rows = load_preferences(cfg["dataset"], cfg["preference"], cfg["seed"])
+    rows = load_preferences(typed_dataset(cfg["dataset"]), cfg["preference"], cfg["seed"])
     tok = AutoTokenizer.from_pretrained(cfg["model"]["source"])
     model = AutoModelForCausalLM.from_pretrained(cfg["model"]["source"])
     lora = LoraConfig(r=m["lora"]["r"], lora_alpha=m["lora"]["alpha"], lora_dropout=m["lora"]["dropout"],

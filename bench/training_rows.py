@@ -100,8 +100,9 @@ def main() -> None:
     a = ap.parse_args()
 
     from jobs.data import load_preferences
+    from tests.fixtures.train_configs import typed_dataset
 
-    rows = load_preferences({"name": "hh", "format": "hh_rlhf", "source": a.data, "split": "train"},
+    rows = load_preferences(typed_dataset({"name": "hh", "format": "hh_rlhf", "source": a.data, "split": "train"}),
                             ["harmless"], seed=0)
     tok = tokenizer_for(a.tokenizer, a.template)
     out = {"tokenizer": a.tokenizer, "template": a.template, "rows": len(rows), "max_length": a.max_length,
