@@ -23,6 +23,13 @@ PAPER_MISTRAL = "[INST] ''prompt'' [/INST] ''response'' </s>"
 
 PROMPT, RESPONSE = "What is the capital of France?", "The capital of France is Paris."
 ONE_TURN = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": RESPONSE}]
+def _model(template: str):
+    """The typed model section the train job hands apply_template (jobs take typed configs only)."""
+    from alignkit.contract.common import ModelConfig
+
+    return ModelConfig(source="tiny", template=template, name="tiny")
+
+
 MULTI = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."},
          {"role": "user", "content": "What is 2 plus 2?"}, {"role": "assistant", "content": "4."}]
 
@@ -70,7 +77,7 @@ def test_assistant_mask_covers_responses_and_eos(tiny_tokenizer, family):
 
     tok = copy.deepcopy(tiny_tokenizer)
     own = tok.chat_template
-    apply_template(tok, {"name": "tiny", "template": family})
+    apply_template(tok, _model(family))
     assert (tok.chat_template == own) == (family == "chat_template")
     out = tok.apply_chat_template(MULTI, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = out["input_ids"], out["assistant_masks"]
@@ -86,7 +93,7 @@ def test_assistant_mask_covers_responses_and_eos(tiny_tokenizer, family):
 def test_prompt_tokens_are_a_prefix_of_prompt_plus_response(tiny_tokenizer, family):
     # TRL's DPO splits prompt and completion where the two tokenizations diverge
     tok = copy.deepcopy(tiny_tokenizer)
-    apply_template(tok, {"name": "tiny", "template": family})
+    apply_template(tok, _model(family))
     prompt = tok.apply_chat_template(MULTI[:3], add_generation_prompt=True, tokenize=True, return_dict=True)
     full = tok.apply_chat_template(MULTI, tokenize=True, return_dict=True)
     assert full["input_ids"][:len(prompt["input_ids"])] == prompt["input_ids"]
@@ -96,4 +103,4 @@ def test_chat_template_needs_one(tiny_tokenizer):
     tok = copy.deepcopy(tiny_tokenizer)
     tok.chat_template = None
     with pytest.raises(JobFailure, match="model tiny: template 'chat_template' .* has none"):
-        apply_template(tok, {"name": "tiny", "template": "chat_template"})
+        apply_template(tok, _model("chat_template"))
