@@ -22,7 +22,9 @@ def tiny():
     tok = AutoTokenizer.from_pretrained(TINY)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    apply_template(tok, {"template": "vicuna"})
+    from alignkit.contract.common import ModelConfig
+
+    apply_template(tok, ModelConfig(source="tiny", template="vicuna", name="tiny"))  # the jobs take typed configs
     return AutoModelForCausalLM.from_pretrained(TINY).eval(), tok
 
 
