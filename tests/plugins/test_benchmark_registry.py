@@ -95,7 +95,8 @@ def _eval_config(**over) -> dict:
 @pytest.mark.parametrize("over, message", [
     ({"benchmarks": {"mmlu": {"type": "lm_eval", "tsk": "x"}}}, r"f.json:? ?.*benchmarks\.mmlu\.tsk: unknown key 'tsk'"),
     ({"target": {"kind": "remote"}}, r"target\.kind: unknown value 'remote'"),
-    ({"checkpoints": [1.5]}, r"checkpoints\[0\]: expected a string or an integer"),
+    # a step, "final" or a fraction of training (a float: kept as such with num_train_epochs); not a list
+    ({"checkpoints": [[1]]}, r"checkpoints\[0\]: expected a string or an integer or a number, got a list"),
     ({"model": {"name": "m"}}, r"model\.source: required key 'source' is missing"),
     ({"benchmarks": {"x": {"type": "helm"}}}, r"f.json: benchmarks.x.type: 'helm' is not one of alpaca_eval, lm_eval"),
 ])
