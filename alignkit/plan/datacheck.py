@@ -14,8 +14,9 @@ or a template that cannot render a row's roles, is one line naming the model, th
 
 Problems raise UserError (one line each: exit 2, nothing written); unchecked sources are printed as
 warnings. Bounded: at most SAMPLE_ROWS rows and SAMPLE_BYTES bytes per source, one tokenizer load
-per model (docs/data.md gives the measured time). Torch-free: transformers' tokenizer is imported
-inside the render check only.
+per model (docs/data.md gives the measured time). Neither torch nor transformers is imported: the
+templates render with jinja2 as transformers renders them (alignkit/plan/chat_render.py) and the
+tokenizer.json is read with the `tokenizers` library alone.
 """
 
 from __future__ import annotations
@@ -405,9 +406,8 @@ def _tokenizer(model: dict) -> Optional[Tokenizer]:
 
 
 def _render(model: dict, tok: Tokenizer, converted: list[dict], label: str, found: _Found) -> None:
-    from transformers.utils.chat_template_utils import render_jinja_template  # torch-free
-
     from alignkit.contract.chat_templates import TEMPLATES
+    from alignkit.plan.chat_render import render
 
     family = model.get("template") or "chat_template"
     where = f"models.{model['name']}"
@@ -419,8 +419,7 @@ def _render(model: dict, tok: Tokenizer, converted: list[dict], label: str, foun
     for i, row in enumerate(converted[:RENDER_ROWS]):
         for fields, messages in _conversations(row):
             try:
-                text = render_jinja_template(conversations=[messages], chat_template=template,
-                                             bos_token=tok.bos_token, eos_token=tok.eos_token)[0][0]
+                text = render(template, messages, bos_token=tok.bos_token, eos_token=tok.eos_token)
                 tok.encode(text)
             except Exception as exc:
                 roles = ", ".join(dict.fromkeys(m["role"] for m in messages))
