@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 # metadata a dataset repo's loader reads (README configs, dataset_info), fetched with any subset
 DATASET_METADATA = ["*.md", "*.json", "*.yaml", ".gitattributes"]
@@ -99,10 +100,24 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _hf_home() -> str:
+    return os.path.expanduser(os.environ.get("HF_HOME")
+                              or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"))
+
+
 def datasets_cache() -> Path:
     """HF_DATASETS_CACHE as `datasets` resolves it (datasets/config.py), read now rather than at import."""
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
-    return Path(os.environ.get("HF_DATASETS_CACHE") or os.path.join(os.path.expanduser(home), "datasets")).expanduser()
+    return Path(os.environ.get("HF_DATASETS_CACHE") or os.path.join(_hf_home(), "datasets")).expanduser()
+
+
+def hub_snapshot(source: str, revision: str, kind: str) -> Optional[Path]:
+    """The cached snapshot folder of a hub repo (kind "model" or "dataset"), found by path alone as
+    huggingface_hub lays the cache out (HF_HUB_CACHE, else HF_HOME/hub): nothing imported or downloaded."""
+    cache = Path(os.environ.get("HF_HUB_CACHE") or os.path.join(_hf_home(), "hub")).expanduser()
+    repo = cache / f"{kind}s--{source.replace('/', '--')}"
+    ref = repo / "refs" / revision
+    snap = repo / "snapshots" / (ref.read_text().strip() if ref.is_file() else revision)
+    return snap if snap.is_dir() else None
 
 
 def lm_eval_hub(leaf: dict) -> bool:

@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 from alignkit.contract.datafile import DATA_SUFFIXES, stat_problem, text_problem
 from alignkit.contract.errors import UserError
+from alignkit.contract.hub import hub_snapshot, is_local
 from alignkit.plugins import formats
 
 SAMPLE_ROWS = 64  # rows read per source
@@ -177,33 +178,9 @@ def _words(rel: str) -> set[str]:
     return parts | {rel.split("/")[-1].split(".")[0].split("-")[0]}
 
 
-def hub_snapshot(source: str, revision: str) -> Optional[Path]:
-    """The cached snapshot folder of a hub dataset, found by path alone (nothing downloaded)."""
-    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.path.expanduser(os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"),
-                                                                     "huggingface")), "hub")
-    repo = Path(cache).expanduser() / ("datasets--" + source.replace("/", "--"))
-    ref = repo / "refs" / revision
-    commit = ref.read_text().strip() if ref.is_file() else revision
-    snap = repo / "snapshots" / commit
-    return snap if snap.is_dir() else None
-
-
-def _hub_model_folder(source: str, revision: str) -> Optional[Path]:
-    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.path.expanduser(os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"),
-                                                                     "huggingface")), "hub")
-    repo = Path(cache).expanduser() / ("models--" + source.replace("/", "--"))
-    ref = repo / "refs" / revision
-    snap = repo / "snapshots" / (ref.read_text().strip() if ref.is_file() else revision)
-    return snap if snap.is_dir() else None
-
-
 def source_file(ds: dict, pref: str) -> tuple[Path, str]:
     """(the file whose first rows a run with this preference reads, its label) as jobs/data reads
     them (`files`, else `subsets` or the format's own folders, else the source); raises Unchecked."""
-    from alignkit.contract.hub import is_local
-
     source, data_dir = ds["source"], None
     files = ds.get("files")
     if files is not None:
@@ -232,7 +209,7 @@ def source_file(ds: dict, pref: str) -> tuple[Path, str]:
             return path, str(path)
         folder = path / data_dir if data_dir else path
     else:
-        snap = hub_snapshot(source, ds.get("revision") or "main")
+        snap = hub_snapshot(source, ds.get("revision") or "main", "dataset")
         if snap is None:
             raise Unchecked(f"{source}@{ds.get('revision') or 'main'} is not in the Hugging Face cache (run "
                             f"`alignkit prefetch` to have its rows checked at plan)")
@@ -392,10 +369,8 @@ def _token(value: Any) -> str:
 
 
 def _tokenizer(model: dict) -> Optional[Tokenizer]:
-    from alignkit.contract.hub import is_local
-
     source = model["source"]
-    folder = Path(source).expanduser() if is_local(source) else _hub_model_folder(source, model.get("revision") or "main")
+    folder = Path(source).expanduser() if is_local(source) else hub_snapshot(source, model.get("revision") or "main", "model")
     if folder is None or not folder.is_dir() or not any((folder / f).is_file() for f in
                                                          ("tokenizer.json", "tokenizer_config.json")):
         return None
