@@ -50,7 +50,13 @@ def _lm_eval_needs(plan) -> None:
     from alignkit.contract.lm_eval_needs import benchmark_needs
     from alignkit.plan.preflight import lm_eval_benchmarks
 
-    benchmarks = lm_eval_benchmarks([j.config for j in [*plan.jobs, *plan.awaiting] if j.stage == "eval"])
+    from alignkit.contract.serial import to_json
+
+    sets: dict[int, dict] = {}  # eval jobs share their benchmark sets: each read once, as config.json has it
+    for j in [*plan.jobs, *plan.awaiting]:
+        if j.stage == "eval" and id(j.config.benchmarks) not in sets:
+            sets[id(j.config.benchmarks)] = {"benchmarks": to_json(j.config.benchmarks)}
+    benchmarks = lm_eval_benchmarks(list(sets.values()))
     errors = benchmark_needs(benchmarks, data=False)
     if errors:
         raise UserError("\n".join(f"{plan.spec_path}: evals.benchmarks.{name}: {line}" for name, line in errors))

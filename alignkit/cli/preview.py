@@ -106,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
         return preview_eval.run(args, job)
     if args.benchmark is not None:
         raise UserError("--benchmark: only for an eval job")
-    missing = not_cached(job.config)  # before importing the training stack (~4 s): answer at once
+    from alignkit.contract import to_dict
+
+    missing = not_cached(to_dict(job.config))  # before importing the training stack (~4 s): answer at once
     if missing:
         raise UserError("\n".join([f"preview needs the tokenizer and the data offline; run `alignkit prefetch "
                                     f"{args.spec}` first:", *[f"  missing: {m}" for m in missing]]))

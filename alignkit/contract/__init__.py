@@ -74,10 +74,10 @@ def expect(config: Any, cls: type, what: str) -> Any:
 
 
 def to_dict(config: Any) -> dict:
-    """A typed config back to the plain dict config.json holds (for what records or reports it)."""
-    from alignkit.contract.schema import plain
+    """A typed config as the plain dict config.json holds (for what records or reports it)."""
+    from alignkit.contract.serial import to_json
 
-    return plain(config)
+    return to_json(config)
 
 
 __all__ = ["ContractError", "STAGES", "config_class", "expect", "load", "parse", "paths", "to_dict"]

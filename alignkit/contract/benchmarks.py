@@ -82,10 +82,12 @@ class Benchmark:
     path_fields: tuple[str, ...] = ()  # fields holding a hub id or a local path (relative to the spec)
     pins_a_default: tuple[str, ...] = ()  # revision fields that may pin a default (unset) source
     revision_hint = ""  # added to the "'revision' pins 'source'" problem
+    unwritten_at_default: tuple[str, ...] = ()  # own fields in config.json only when set (older ids stay)
 
     # ---- compile time (login node) ----------------------------------------------------------
     def resolve(self, cfg: dict, model: Any) -> dict:
-        """Fill the defaults the type takes from elsewhere (model: the spec's ModelSpec)."""
+        """Fill the values the type takes from elsewhere (cfg: its config keys; model: the evaluated
+        model's ModelSpec or ModelConfig)."""
         return cfg
 
     def check(self, b: Any, path: str, judges: dict, problems: Any) -> None:

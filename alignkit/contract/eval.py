@@ -22,7 +22,7 @@ from alignkit.contract.schema import Problems, from_dict, is_missing
 from alignkit.contract import ContractError, paths
 from alignkit.contract.common import ModelConfig
 from alignkit.contract.sections import GenerationSpec
-from alignkit.contract.serial import identity  # a result's key drops the labels job ids drop
+from alignkit.contract.serial import at_default, identity  # a result's key drops the labels job ids drop
 
 # A benchmark in a job config: `type` plus every type's fields (alignkit/benchmarks), resolved.
 BenchmarkConfig = config_class()
@@ -39,6 +39,11 @@ class Target:
     name: Optional[str] = None
     source: Optional[str] = None
     revision: Optional[str] = None
+
+    def __unwritten__(self) -> tuple[str, ...]:
+        """config.json: what names the target (an external adapter's revision always: null = main)."""
+        return at_default(self, *(("job", "name", "source") if self.kind == "external" else
+                                  ("job", "name", "source", "revision")))
 
     def record(self) -> dict[str, Any]:
         """As the config gave it (unset fields left out): eval.json's provenance.target."""
@@ -64,6 +69,9 @@ class EvalConfig:
     axes: dict[str, Any] = field(default_factory=dict)  # labels
     checkpoints: tuple[Union[str, int, float], ...] = ("final",)  # a float: a fraction of training (num_train_epochs)
     generation: Optional[GenerationConfig] = None
+
+    def __unwritten__(self) -> tuple[str, ...]:  # evals.generation only when set: other studies' ids stay
+        return at_default(self, "generation")
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

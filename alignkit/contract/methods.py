@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, ClassVar, Literal, Optional, Union
 
 from alignkit.contract.schema import Problems, join
+from alignkit.contract.serial import at_default
 
 
 # PEFT's shorthand for every linear layer but the output head (peft 0.21.2 utils/constants.py:404
@@ -76,6 +77,13 @@ class CommonFields:
     # config["init"] (the upstream run's id and the mode); they never reach the method block.
     init_from: Optional[InitFrom] = None
     init_mode: Literal["continue", "merge"] = "continue"
+
+    def __unwritten__(self) -> tuple[str, ...]:
+        """config.json's method block: never the chain (compile writes it as config["init"]), and the
+        fields a method lists in `unwritten_at_default` only when set (older configs and ids stay)."""
+        return at_default(self, "init_from", "init_mode", *self.unwritten_at_default)
+
+    unwritten_at_default: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def __variant__(cls, value: Any, path: str, problems: Problems) -> Optional[tuple[type, Any]]:
@@ -151,17 +159,12 @@ class Method:
     packs: ClassVar[bool] = False  # TRL's trainer for it can pack (training.packing)
 
     # ---- login node ----
-    def resolve(self, cfg: dict) -> dict:
-        """Compile time: the method's config with the values the paper leaves open filled in.
-        `cfg` is {"name", **fields}; return what goes into config.json (keep old keys stable)."""
-        return cfg
-
     def check(self, f: CommonFields, path: str, problems: Problems) -> None:
         """Spec-time cross-field checks of this method's own fields, one line per problem."""
 
-    def advice(self, cfg: dict) -> list[str]:
+    def advice(self, cfg: Any) -> list[str]:
         """`plan`'s warnings for settings that run but fall outside the method's documented
-        recommendations (cfg: the resolved method block of config.json); one line each."""
+        recommendations (cfg: the run's typed method config); one line each."""
         return []
 
     # ---- train job ----

@@ -1,5 +1,5 @@
 """Which DPO runs of a study share one reference pass (the frozen base's log-probs of every
-training pair), and the pass's content address. Login side: plain dicts, no torch.
+training pair), and the pass's content address, from a run's typed TrainConfig. No torch.
 
 A DPO run with a LoRA/QLoRA adapter scores each pair twice per step: the policy (adapter on) and
 the reference (adapter off = the base). The reference's log-probs depend only on the base weights
@@ -23,6 +23,7 @@ import json
 from typing import Any
 
 from alignkit.contract import paths
+from alignkit.contract.serial import to_json
 
 SHARED_METHODS = ("dpo",)
 REFERENCE_DIR = paths.REFERENCE  # under the sweep directory
@@ -30,37 +31,36 @@ _MODEL_KEYS = ("source", "revision", "dtype", "template")
 _METHOD_KEYS = ("max_length", "max_prompt_length", "ld_alpha")  # what shapes the pairs or the reference's sum
 
 
-def shareable(config: dict[str, Any], gpus: int = 1) -> str | None:
+def shareable(config: Any, gpus: int = 1) -> str | None:
     """Why this train config's run cannot share a reference pass, or None when it can."""
-    method, training = config.get("method") or {}, config.get("training") or {}
-    if config.get("stage") != "train":
+    if config.stage != "train":
         return "not a train job"
-    if method.get("type") not in SHARED_METHODS:
-        return f"method type {method.get('type')!r} has no frozen-base reference to share"
-    if config.get("init"):
+    if config.method.type not in SHARED_METHODS:
+        return f"method type {config.method.type!r} has no frozen-base reference to share"
+    if config.init is not None:
         return "a chained run: its reference is its upstream's result"
-    if training.get("deepspeed_stage", 0):
+    if config.training.deepspeed_stage:
         return "DeepSpeed: the reference pass runs per rank"
     if gpus > 1:  # GPUs x nodes (0: a CPU job, one process)
         return f"{gpus} GPUs: the reference pass runs per rank"
     return None
 
 
-def pass_material(config: dict[str, Any], model_dtype: str | None, quantization: dict | None) -> dict[str, Any]:
-    model = {k: config["model"].get(k) for k in _MODEL_KEYS}
+def pass_material(config: Any, model_dtype: str | None, quantization: dict | None) -> dict[str, Any]:
+    """What the pass depends on, as config.json writes it (so a key never depends on how it is read)."""
+    model = {k: getattr(config.model, k) for k in _MODEL_KEYS}
     if model_dtype is not None:
         model["dtype"] = model_dtype
-    quant = (config.get("peft") or {}).get("quantization")
+    quant = to_json(config.peft.quantization)
     if quantization is not None:
         quant = quantization
-    dataset = {k: v for k, v in (config.get("dataset") or {}).items() if k != "name"}  # a label
-    return {"model": model, "quantization": quant, "dataset": dataset,
-            "preference": list(config.get("preference") or []),
-            "method": {k: config["method"].get(k) for k in _METHOD_KEYS if config["method"].get(k) is not None},
-            "format": 1}
+    dataset = {k: v for k, v in to_json(config.dataset).items() if k != "name"}  # a label
+    method = {k: getattr(config.method, k, None) for k in _METHOD_KEYS}
+    return {"model": model, "quantization": quant, "dataset": dataset, "preference": list(config.preference),
+            "method": {k: v for k, v in method.items() if v is not None}, "format": 1}
 
 
-def pass_key(config: dict[str, Any], gpus: int = 1, *, model_dtype: str | None = None,
+def pass_key(config: Any, gpus: int = 1, *, model_dtype: str | None = None,
              quantization: dict | None = None) -> str | None:
     """The content address of the reference pass this run reads, or None (not shareable).
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from alignkit.contract.serial import at_default
+
 # A benchmark's generation length when its `max_new_tokens` is null: each reference's own setting
 # (alpaca_eval 0.6.6 models_configs/*/configs.yaml: 2048; declare-lab/red-instruct
 # generate_responses.py `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper).
@@ -49,6 +51,9 @@ class DatasetSpec:
     files: Optional[dict[str, str]] = None
     validation: Optional[ValidationSpec] = None  # a held-out split; null = no validation
 
+    def __unwritten__(self) -> tuple[str, ...]:  # config.json: files, validation only when used
+        return at_default(self, "files", "validation")
+
 
 @dataclass(frozen=True)
 class ValidationSpec:
@@ -57,6 +62,9 @@ class ValidationSpec:
     split: Optional[str] = None
     fraction: Optional[float] = None
     seed: int = 0
+
+    def __unwritten__(self) -> tuple[str, ...]:  # config.json: what is set; a named split is not drawn (no seed)
+        return at_default(self, "split", "fraction") + (("seed",) if self.split is not None else ())
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,12 @@ class TrainingSpec:
     # Passes over the rows kept after filtering, instead of max_steps: the train job turns them into
     # steps (steps_for_epochs below) and records them; written to config.json only when set
     num_train_epochs: Optional[float] = None
+
+    def __unwritten__(self) -> tuple[str, ...]:
+        """config.json: eval_steps with validation only (the compiler resolves it), num_train_epochs
+        only when set, and then no max_steps (the job counts the steps from the rows it keeps)."""
+        return at_default(self, "eval_steps", "num_train_epochs") + (
+            ("max_steps",) if self.num_train_epochs is not None else ())
 
 
 def steps_for_epochs(rows: int, batch_size: int, epochs: float) -> int:

@@ -1,9 +1,11 @@
 """The one serialiser of job configs: what config.json holds and what a job id hashes.
 
-Both are made from the same config (a typed stage config of this package, or the dict the
-compiler builds for one): config.json is its JSON (sorted keys, indent 2, as
-`fsio.atomic_write_json` writes every file), the id the sha256 of its canonical JSON without the
-labels (LABEL_KEYS, at any depth). The compiler's fast path (alignkit/plan/canonical.py `Encoder`,
+Both are made from the same typed stage config (the compiler builds it; a job parses it back):
+config.json is its JSON (`to_json`: sorted keys, indent 2, as `fsio.atomic_write_json` writes every
+file), the id the sha256 of that JSON's canonical text without the labels (LABEL_KEYS, at any
+depth). A config class may leave some fields out of its JSON (`__unwritten__`, below): only ones
+the loader reads back as the same value, so that `parse(to_json(config)) == config`
+(tests/contract/test_serial.py checks it for every job of every shipped study). The compiler's fast path (alignkit/plan/canonical.py `Encoder`,
 each shared sub-config encoded once) gives the same text: tests/plan/test_canonical.py.
 The eval result store's keys (alignkit/contract/eval.py) drop the same labels.
 """
@@ -11,6 +13,7 @@ The eval result store's keys (alignkit/contract/eval.py) drop the same labels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -24,9 +27,53 @@ ID_LEN = 12
 LABEL_KEYS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tokens", "tracking")
 
 
+def at_default(obj: Any, *names: str) -> tuple[str, ...]:
+    """Those of `names` whose value is their field's default: what `__unwritten__` usually returns
+    (the loader fills a missing key with its default, so leaving it out loses nothing)."""
+    defaults = _defaults(type(obj))
+    return tuple(n for n in names if getattr(obj, n) == defaults[n])
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default if f.default is not dataclasses.MISSING else
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+            for f in dataclasses.fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def _names(cls: type) -> tuple[tuple[str, ...], Any]:
+    """A config class's field names and its `__unwritten__` hook (None without one)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init), getattr(cls, "__unwritten__", None)
+
+
+def written(obj: Any) -> dict[str, Any]:
+    """A typed config's keys as its JSON holds them (one level): every field, less those the class's
+    `__unwritten__(self)` names (fields written only when set, so that the configs and ids of
+    studies that never set them stay what they were)."""
+    names, unwritten = _names(type(obj))
+    out = {n: getattr(obj, n) for n in names}
+    if unwritten is not None:
+        for n in unwritten(obj):
+            del out[n]
+    return out
+
+
+def to_json(value: Any) -> Any:
+    """A typed config as the plain JSON value config.json holds (dataclasses as `written`)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = written(value)
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
 def identity(value: Any) -> Any:
-    """The part of a config that affects the result: labels (names, axes, tracking) dropped; a typed
-    config's fields read as its dict."""
+    """The part of a value that affects a result: labels (names, axes, tracking) dropped at any depth;
+    a dataclass read as all its fields (the eval result store's keys, alignkit/contract/eval.py, are
+    made so; a job's id is its config.json's identity: `canonical`)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
@@ -37,8 +84,8 @@ def identity(value: Any) -> Any:
 
 
 def canonical(value: Any) -> str:
-    """The text ids hash: sorted keys, no spaces, ASCII."""
-    return json.dumps(identity(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """The text ids hash: config.json's content without labels, sorted keys, no spaces, ASCII."""
+    return json.dumps(identity(to_json(value)), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def config_id(config: Any) -> str:
@@ -47,7 +94,5 @@ def config_id(config: Any) -> str:
 
 
 def write_config(path: str | Path, config: Any) -> None:
-    """A job's config.json (atomically; a typed config written as the dict it parses back from)."""
-    from alignkit.contract.schema import plain
-
-    atomic_write_json(path, config if isinstance(config, dict) else plain(config))
+    """A job's config.json (atomically), as `to_json` gives it."""
+    atomic_write_json(path, to_json(config))

@@ -14,6 +14,7 @@ from alignkit.contract.common import ModelConfig, named
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import CommonFields
 from alignkit.contract.schema import Problems, join
+from alignkit.contract.serial import at_default
 from alignkit.contract.sections import DatasetSpec, PeftSpec, QuantSpec, TrackingSpec, TrainingSpec, ValidationSpec
 
 
@@ -55,6 +56,9 @@ class InitConfig:
     adapter: Optional[str] = None
     revision: Optional[str] = None
 
+    def __unwritten__(self) -> tuple[str, ...]:
+        return at_default(self, "job", "adapter", "revision")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -71,6 +75,9 @@ class TrainConfig:
     init: Optional[InitConfig] = None  # chained runs only (absent from other configs)
     # num_train_epochs with evals at fractions of training: the job saves an adapter at each one's step
     save_fractions: Optional[tuple[float, ...]] = None  # (absent from other configs)
+
+    def __unwritten__(self) -> tuple[str, ...]:
+        return at_default(self, "tracking", "init", "save_fractions")
 
     @property
     def eval_steps(self) -> Optional[int]:

@@ -18,11 +18,10 @@ def method_lines(plan: Any) -> list[str]:
 
     seen: dict[str, list[str]] = {}
     for job in plan.jobs:
-        cfg = job.config.get("method") if job.stage == "train" else None
-        if not isinstance(cfg, dict) or cfg.get("name") in seen or cfg.get("type") not in METHODS.names():
+        cfg = job.config.method if job.stage == "train" else None
+        if cfg is None or cfg.name in seen or cfg.type not in METHODS.names():
             continue
-        seen[cfg.get("name")] = [f"{plan.spec_path}: methods.{cfg.get('name')}.{line}"
-                                 for line in method(cfg["type"]).advice(cfg)]
+        seen[cfg.name] = [f"{plan.spec_path}: methods.{cfg.name}.{line}" for line in method(cfg.type).advice(cfg)]
     return [line for lines in seen.values() for line in lines]
 
 

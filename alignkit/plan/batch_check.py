@@ -18,15 +18,15 @@ def world_size(resources: Any) -> int:
 def check_batches(trains: list[Any], problems: Problems) -> None:
     told: set[tuple] = set()
     for job in trains:
-        m, r = job.config["method"], job.resources
+        m, r = job.config.method, job.resources
         world = world_size(r)
-        step = m["per_device_batch_size"] * world
-        key = (m["name"] if "name" in m else job.config["axes"]["method"], m["batch_size"], step)
-        if m["batch_size"] % step == 0 or key in told:
+        step = m.per_device_batch_size * world
+        key = (m.name, m.batch_size, step)
+        if m.batch_size % step == 0 or key in told:
             continue
         told.add(key)
-        method = str(job.config["axes"]["method"]).rsplit(">", 1)[-1]
+        method = str(job.config.axes["method"]).rsplit(">", 1)[-1]
         problems.add(join(join("methods", method), "batch_size"),
-                     f"global batch {m['batch_size']} does not divide over nodes x GPUs x per_device_batch_size = "
-                     f"{r.nodes} x {max(r.gpus, 1)} x {m['per_device_batch_size']} = {step} (run '{job.name}', "
+                     f"global batch {m.batch_size} does not divide over nodes x GPUs x per_device_batch_size = "
+                     f"{r.nodes} x {max(r.gpus, 1)} x {m.per_device_batch_size} = {step} (run '{job.name}', "
                      f"resources.train); give a batch_size that is a multiple of {step}, or other resources")

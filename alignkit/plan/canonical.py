@@ -1,12 +1,14 @@
 """JSON text of configs that share sub-objects, each shared object encoded once.
 
-The compiler hands every job the same resolved model, dataset, method, training and benchmark
-dicts (alignkit/plan/compiler.py's cache). Encoding each job's config from scratch re-encodes those
-shared dicts 100,000 times in a large grid; here a shared dict's text is made once and pasted.
+The compiler hands every job the same typed model, dataset, method, training and benchmark
+configs (alignkit/plan/compiler.py's cache). Encoding each job's config from scratch re-encodes those
+shared objects 100,000 times in a large grid; here a shared object's text is made once and pasted.
+A typed config is encoded as the contract's serialiser writes it (alignkit/contract/serial.py
+`written`: its fields, less those its class leaves unwritten).
 
-`Encoder(canonical=True)` gives exactly `json.dumps(identity(value), sort_keys=True,
-separators=(",", ":"), ensure_ascii=True)` (the text job ids hash; tests/plan/test_canonical.py
-checks it against that), `canonical=False` exactly `json.dumps(value, allow_nan=False)`.
+`Encoder(canonical=True)` gives exactly `serial.canonical(value)` (the text job ids hash;
+tests/plan/test_canonical.py checks it against that), `canonical=False` exactly
+`json.dumps(serial.to_json(value), allow_nan=False)`.
 Only objects registered with `share` are memoized, and the encoder keeps a reference to each, so
 an id() is never reused by another object while its text is remembered.
 """
@@ -17,6 +19,8 @@ import hashlib
 import json
 from json.encoder import encode_basestring_ascii as encode_string  # type: ignore[attr-defined]
 from typing import Any, Iterable
+
+from alignkit.contract.serial import written
 
 _FLOAT_ANY = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
 
@@ -37,7 +41,7 @@ class Encoder:
 
     def share(self, obj: Any) -> None:
         """Mark an object that many configs hold (and nobody mutates) for encoding once."""
-        if isinstance(obj, (dict, list)):
+        if isinstance(obj, (dict, list, tuple)) or hasattr(type(obj), "__dataclass_fields__"):
             self._shared.setdefault(id(obj), obj)
 
     def encode(self, value: Any) -> str:
@@ -54,11 +58,14 @@ class Encoder:
             return text
         return self._encode(value)
 
-    def sha256_hex(self, value: dict) -> str:
+    def sha256_hex(self, value: Any) -> str:
         """sha256(encode(value)) of a dict, in hex. Configs lead with values many jobs share (sorted
         keys: the benchmark set, checkpoints, model, ...) and differ only after them, so the hash
         state after each such leading run is kept and continued from: the shared text, often most
-        of a config, is hashed once rather than once per job. The digest is the same bytes' digest."""
+        of a config, is hashed once rather than once per job. The digest is the same bytes' digest.
+        `value`: a typed config (or a dict)."""
+        if type(value) is not dict:  # noqa: E721
+            value = written(value)
         keys = self._orders.get(tuple(value))
         if keys is None:
             self._dict(value)  # works out the key order, or leaves it unknown (non-string keys)
@@ -109,6 +116,8 @@ class Encoder:
                     raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
                 return "NaN" if value != value else _FLOAT_ANY[value]
             return float.__repr__(value)
+        if hasattr(type(value), "__dataclass_fields__"):  # a typed config: as config.json holds it
+            return self._dict(written(value))
         return self._stdlib(value)  # anything else: the stdlib's answer (a TypeError for what JSON cannot hold)
 
     def _dict(self, value: dict) -> str:
@@ -129,6 +138,8 @@ class Encoder:
 
     def _plain(self, value: Any) -> Any:
         """The labels dropped at any depth (canonical), for the stdlib's slow path."""
+        if hasattr(type(value), "__dataclass_fields__"):
+            value = written(value)
         if isinstance(value, dict):
             return {k: self._plain(v) for k, v in value.items() if k not in self.drop}
         if isinstance(value, (list, tuple)):

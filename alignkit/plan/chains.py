@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from alignkit.contract.schema import join
+from alignkit.contract.schema import join, plain
+from alignkit.contract.train import InitConfig, TrainConfig
 from alignkit.spec.model import Spec
 from alignkit.plan.model import Job
 from alignkit.plan.grid import hkey, norm_pref, same_value
@@ -78,29 +80,28 @@ class Chains:
                              f"sweep the dotted method axes of both methods together, or of one only")
         return None
 
-    def compatible(self, config: dict[str, Any], up: Job, once: Any) -> bool:
+    def compatible(self, config: TrainConfig, up: Job, once: Any) -> bool:
         """continue trains the upstream adapter itself: a dotted `method.lora.*` axis must not
         give the chained run another LoRA shape than its upstream's (the spec check covers the rest)."""
-        method = config["axes"]["method"]
-        if self.spec.methods[method].init_mode != "continue" or config["method"]["lora"] == up.config["method"]["lora"]:
+        method = config.axes["method"]
+        if self.spec.methods[method].init_mode != "continue" or config.method.lora == up.config.method.lora:
             return True
         once(("chain-lora", method), join(join("methods", method), "lora"),
-             f"run '{up.name}' has lora {up.config['method']['lora']}, its continued run "
-             f"{config['method']['lora']}: init_mode continue trains the upstream adapter (sweep method.lora.* "
+             f"run '{up.name}' has lora {plain(up.config.method.lora)}, its continued run "
+             f"{plain(config.method.lora)}: init_mode continue trains the upstream adapter (sweep method.lora.* "
              f"of both methods together, or use init_mode: merge)")
         return False
 
-    def chained(self, config: dict[str, Any], up: Job) -> dict[str, Any]:
+    def chained(self, config: TrainConfig, up: Job) -> TrainConfig:
         """The chained run's config: its upstream named by id (content hash), the chain in its label."""
-        m = self.spec.methods[config["axes"]["method"]]
-        axes = {**config["axes"], "method": f"{up.config['axes']['method']}>{config['axes']['method']}"}
-        return {**config, "axes": axes, "init": {"job": up.id, "mode": m.init_mode}}
+        m = self.spec.methods[config.axes["method"]]
+        axes = {**config.axes, "method": f"{up.config.axes['method']}>{config.axes['method']}"}
+        return dataclasses.replace(config, axes=axes, init=InitConfig(job=up.id, mode=m.init_mode))
 
-    def adapter_start(self, config: dict[str, Any]) -> dict[str, Any]:
+    def adapter_start(self, config: TrainConfig) -> TrainConfig:
         """An `init_from.adapter` run's config: the adapter's resolved source (an absolute local path
-        or a hub id, with its revision) in config["init"], so its id follows the adapter named."""
-        m = self.spec.methods[config["axes"]["method"]]
-        init = {"adapter": local_path(self.spec, m.init_from.adapter), "mode": m.init_mode}
-        if m.init_from.revision is not None:
-            init["revision"] = m.init_from.revision
-        return {**config, "init": init}
+        or a hub id, with its revision) in config.init, so its id follows the adapter named."""
+        m = self.spec.methods[config.axes["method"]]
+        init = InitConfig(adapter=local_path(self.spec, m.init_from.adapter), mode=m.init_mode,
+                          revision=m.init_from.revision)
+        return dataclasses.replace(config, init=init)

@@ -1,6 +1,7 @@
 """Spec -> plan: expand the grid into train, eval, judge and merge jobs with dependencies.
 
-Each job carries a fully resolved config and a content-hash id (alignkit/plan/ids.py). The
+Each job carries its stage's typed config (alignkit/contract: TrainConfig, EvalConfig, JudgeConfig,
+MergeConfig), fully resolved, and a content-hash id of its config.json (alignkit/plan/ids.py). The
 compiler is one object (its state: the shared sub-configs, the problems told once) assembled from
 the concerns in grid.py, runs.py, stages.py and resources.py; `load_plan` is the entry point.
 """
@@ -8,6 +9,7 @@ the concerns in grid.py, runs.py, stages.py and resources.py; `load_plan` is the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 from pathlib import Path
@@ -15,7 +17,8 @@ from typing import Any, Iterator
 
 from alignkit.contract.errors import SpecError, UserError
 from alignkit.submit.profiles import Profile, load_profile
-from alignkit.contract.schema import Problems, join, one_line, plain
+from alignkit.contract.schema import Problems, join, one_line
+from alignkit.contract.train import TrackingConfig
 from alignkit.contract.sections import TrainingSpec
 from alignkit.spec.axes import is_dotted, swept_axes
 from alignkit.spec.load import load_spec
@@ -26,7 +29,7 @@ from alignkit.plan.batch_check import check_batches
 from alignkit.plan.resources import Resources, StageResources
 from alignkit.plan.model import Job, Plan
 from alignkit.plan.grid import GridExpansion, dotted_labels, value_key
-from alignkit.plan.runs import RunSections
+from alignkit.plan.runs import RunSections, spec_fields
 from alignkit.plan.stages import StageJobs
 from alignkit.plan.chains import Chains
 
@@ -64,11 +67,12 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
             self.problems.add(path, message)
 
     # ---- jobs and resources ---------------------------------------------------------------------
-    def _job(self, name: str, stage: str, deps: tuple[str, ...], config: dict) -> Job:
+    def _job(self, name: str, stage: str, deps: tuple[str, ...], config: Any) -> Job:
         if stage == "train" and self.spec.tracking is not None:  # a label: job_id leaves it out
-            config = {**config, "tracking": {**plain(self.spec.tracking), "sweep": self.spec.name, "run_name": name}}
+            config = dataclasses.replace(config, tracking=TrackingConfig(
+                **spec_fields(self.spec.tracking), sweep=self.spec.name, run_name=name))
         return Job(id=job_id(config, self.ids), name=name, stage=stage, depends_on=deps, config=config,
-                   resources=self._stage_resources(stage, config["axes"]))
+                   resources=self._stage_resources(stage, config.axes))
 
     def compile(self) -> list[Job]:
         points = self.points()
@@ -90,7 +94,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
                 if not chains.compatible(config, up, self._once):
                     continue
                 config, deps = chains.chained(config, up), (up.id,)
-                name = self.run_name({**p, "method": config["axes"]["method"]})
+                name = self.run_name({**p, "method": config.axes["method"]})
             elif self.spec.methods[p["method"]].init_from is not None:  # init_from.adapter: no upstream job
                 config = chains.adapter_start(config)
             job = self._job(name, "train", deps, config)
@@ -115,7 +119,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
         for i, m in enumerate(self.spec.merges):
             jobs += self.merge_jobs(i, m, trains)
         if self.spec.evals.base_models:
-            for model_name in dict.fromkeys(t.config["axes"]["model"] for t in trains):
+            for model_name in dict.fromkeys(t.config.axes["model"] for t in trains):
                 jobs += self.base_eval_jobs(model_name)
         for name, target in self.spec.targets.items():
             jobs += self.target_jobs(name, target)
@@ -133,7 +137,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
             other = seen.setdefault(job.name, job)
             if other is job or other.id == job.id:
                 continue
-            a, b = other.config.get("axes") or {}, job.config.get("axes") or {}
+            a, b = other.config.axes, job.config.axes
             axis = next((x for x in self.dotted if value_key(a.get(x)) != value_key(b.get(x))), None)
             if axis is None:
                 self.problems.add("grid", f"jobs {other.id} and {job.id} share the name '{job.name}'")
@@ -146,7 +150,7 @@ class _Compiler(GridExpansion, RunSections, StageJobs, StageResources):
 
     def manifest_axes(self, jobs: list[Job]) -> list[str]:
         """The axes of this plan: the named ones, then each dotted one some job carries."""
-        used = {a for j in jobs for a in j.config["axes"]}
+        used = {a for j in jobs for a in j.config.axes}
         return list(AXES) + [a for a in self.dotted if a in used]
 
 
@@ -207,15 +211,13 @@ def missing_secrets(plan: Plan) -> list[str]:
     out: dict[tuple[str, str], None] = {}
     seen: set[int] = set()  # jobs share their benchmark dicts (compile builds each set once)
     for job in [*plan.jobs, *plan.awaiting]:  # a selected benchmark's judge: told before the first submit
-        benchmarks = job.config.get("benchmarks", {})
-        if id(benchmarks) in seen:
+        if job.stage != "judge" or id(job.config.benchmarks) in seen:
             continue
-        seen.add(id(benchmarks))
-        for bench in benchmarks.values():
-            judge = bench.get("judge") if isinstance(bench, dict) else None
-            var = judge.get("api_key_env") if isinstance(judge, dict) else None
+        seen.add(id(job.config.benchmarks))
+        for bench in job.config.benchmarks.values():
+            var = bench.judge.get("api_key_env") if bench.judge else None
             if var and not os.environ.get(var):
-                out[(judge["name"], var)] = None
+                out[(bench.judge["name"], var)] = None
     problems = Problems(str(plan.spec_path), plan.spec_lines)
     for name, var in out:
         problems.add(join(join(join("evals", "judges"), name), "api_key_env"),

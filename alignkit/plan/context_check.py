@@ -54,26 +54,25 @@ def warnings(jobs: list[Any], spec_path: Any) -> list[str]:
     for job in jobs:
         if job.stage != "eval":
             continue
-        pair = (id(job.config.get("model")), id(job.config.get("benchmarks")))
+        pair = (id(job.config.model), id(job.config.benchmarks))
         if pair in checked:
             continue
         checked.add(pair)
-        model = job.config.get("model") or {}
-        key = (str(model.get("source")), model.get("revision"))
-        for name, b in (job.config.get("benchmarks") or {}).items():
-            btype = b.get("type")
-            if btype not in benchmarks_reg.BENCHMARKS.names() or not benchmarks_reg.get(btype).generates:
+        model = job.config.model
+        key = (str(model.source), model.revision)
+        for name, b in job.config.benchmarks.items():
+            if not benchmarks_reg.get(b.type).generates:
                 continue
-            if (model.get("name"), name) in seen:
+            if (model.name, name) in seen:
                 continue
             if key not in contexts:
                 contexts[key] = model_context(*key)
             context, where = contexts[key]
-            max_new = b.get("max_new_tokens") or REFERENCE_MAX_NEW_TOKENS.get(btype)
+            max_new = b.max_new_tokens or REFERENCE_MAX_NEW_TOKENS.get(b.type)
             if context is None or not max_new or max_new < context:
                 continue
-            seen[(model.get("name"), name)] = (
+            seen[(model.name, name)] = (
                 f"{spec_path}: evals.benchmarks.{name}.max_new_tokens: {max_new} leaves no room for its prompts "
-                f"in model {model.get('name')}'s {context}-token context ({where}); each answer gets "
+                f"in model {model.name}'s {context}-token context ({where}); each answer gets "
                 f"context - prompt tokens instead (docs/evaluation.md \"Generation evals\")")
     return list(seen.values())

@@ -178,11 +178,11 @@ def _words(rel: str) -> set[str]:
     return parts | {rel.split("/")[-1].split(".")[0].split("-")[0]}
 
 
-def source_file(ds: dict, pref: str) -> tuple[Path, str]:
+def source_file(ds: Any, pref: str) -> tuple[Path, str]:
     """(the file whose first rows a run with this preference reads, its label) as jobs/data reads
     them (`files`, else `subsets` or the format's own folders, else the source); raises Unchecked."""
-    source, data_dir = ds["source"], None
-    files = ds.get("files")
+    source, data_dir = ds.source, None
+    files = ds.files
     if files is not None:
         where = files.get(pref)
         if where is None:
@@ -192,14 +192,14 @@ def source_file(ds: dict, pref: str) -> tuple[Path, str]:
         else:
             data_dir = where
     else:
-        subsets = ds.get("subsets")
-        if subsets is None and ds.get("format", formats.AUTO) != formats.AUTO:
-            subsets = getattr(formats.get(ds["format"]), "SUBSETS", None)
+        subsets = ds.subsets
+        if subsets is None and ds.format != formats.AUTO:
+            subsets = getattr(formats.get(ds.format), "SUBSETS", None)
         if subsets is not None:
             if pref not in subsets:
                 raise Unchecked(f"no subset for preference {pref!r}")
             data_dir = subsets[pref]
-    split = ds.get("split") or "train"
+    split = ds.split
     if is_local(source):
         path = Path(source).expanduser()
         bad = stat_problem(path)
@@ -209,9 +209,9 @@ def source_file(ds: dict, pref: str) -> tuple[Path, str]:
             return path, str(path)
         folder = path / data_dir if data_dir else path
     else:
-        snap = hub_snapshot(source, ds.get("revision") or "main", "dataset")
+        snap = hub_snapshot(source, ds.revision, "dataset")
         if snap is None:
-            raise Unchecked(f"{source}@{ds.get('revision') or 'main'} is not in the Hugging Face cache (run "
+            raise Unchecked(f"{source}@{ds.revision} is not in the Hugging Face cache (run "
                             f"`alignkit prefetch` to have its rows checked at plan)")
         folder = snap / data_dir if data_dir else snap
     if not folder.is_dir():
@@ -247,14 +247,14 @@ def _runs(plan: Any) -> tuple[dict[tuple, dict], dict[tuple, dict]]:
         if job.stage != "train":
             continue
         cfg = job.config
-        ds = cfg["dataset"]
-        if len(cfg["preference"]) > 1:
-            mixtures.setdefault((id(ds), tuple(cfg["preference"])), ds)
-        for pref in cfg["preference"]:
+        ds = cfg.dataset
+        if len(cfg.preference) > 1:
+            mixtures.setdefault((id(ds), cfg.preference), ds)
+        for pref in cfg.preference:
             entry = seen.setdefault((id(ds), pref), {"dataset": ds, "preference": pref, "methods": {}, "models": {}})
-            entry["methods"].setdefault(cfg["method"]["type"], cfg["method"]["name"])
-            model = cfg["model"]
-            entry["models"].setdefault((model["source"], model.get("revision"), model.get("template")), model)
+            entry["methods"].setdefault(cfg.method.type, cfg.method.name)
+            model = cfg.model
+            entry["models"].setdefault((model.source, model.revision, model.template), model)
     return seen, mixtures
 
 
@@ -264,13 +264,13 @@ def _check_methods(entry: dict, name: str, label: str, found: _Found) -> None:
     for method_type, method_name in entry["methods"].items():
         why = formats.refusal(METHODS.get(method_type), formats.row_type(name))
         if why:
-            found.problems.append(f"datasets.{entry['dataset']['name']}: {label} ({name}): method {method_name}: {why}")
+            found.problems.append(f"datasets.{entry['dataset'].name}: {label} ({name}): method {method_name}: {why}")
 
 
 def _check_source(entry: dict, found: _Found, samples: dict) -> Optional[tuple[list[dict], str]]:
     ds, pref = entry["dataset"], entry["preference"]
-    where = f"datasets.{ds['name']}"
-    fmt = ds.get("format", formats.AUTO)
+    where = f"datasets.{ds.name}"
+    fmt = ds.format
     if fmt != formats.AUTO:  # a named format says its rows' type before any row is read
         _check_methods(entry, fmt, f"format {fmt}", found)
     try:
@@ -279,7 +279,7 @@ def _check_source(entry: dict, found: _Found, samples: dict) -> Optional[tuple[l
         found.warnings.append(f"{where}: rows not checked: {why}")
         return None
     except ValueError as exc:
-        found.problems.append(f"{where}: {ds['source']}: {exc}")
+        found.problems.append(f"{where}: {ds.source}: {exc}")
         return None
     key = (str(path), fmt, pref)
     if key in samples:  # read and converted for another run already; its methods are this entry's own
@@ -368,9 +368,9 @@ def _token(value: Any) -> str:
     return value.get("content", "") if isinstance(value, dict) else (value or "")
 
 
-def _tokenizer(model: dict) -> Optional[Tokenizer]:
-    source = model["source"]
-    folder = Path(source).expanduser() if is_local(source) else hub_snapshot(source, model.get("revision") or "main", "model")
+def _tokenizer(model: Any) -> Optional[Tokenizer]:
+    source = model.source
+    folder = Path(source).expanduser() if is_local(source) else hub_snapshot(source, model.revision, "model")
     if folder is None or not folder.is_dir() or not any((folder / f).is_file() for f in
                                                          ("tokenizer.json", "tokenizer_config.json")):
         return None
@@ -380,16 +380,16 @@ def _tokenizer(model: dict) -> Optional[Tokenizer]:
         return None
 
 
-def _render(model: dict, tok: Tokenizer, converted: list[dict], label: str, found: _Found) -> None:
+def _render(model: Any, tok: Tokenizer, converted: list[dict], label: str, found: _Found) -> None:
     from alignkit.contract.chat_templates import TEMPLATES
     from alignkit.plan.chat_render import render
 
-    family = model.get("template") or "chat_template"
-    where = f"models.{model['name']}"
+    family = model.template
+    where = f"models.{model.name}"
     template = TEMPLATES.get(family) or tok.chat_template
     if not template:
         found.problems.append(f"{where}: template: chat_template asks for the tokenizer's own chat template, "
-                              f"but the tokenizer of {model['source']} has none (pick vicuna, mistral or plain)")
+                              f"but the tokenizer of {model.source} has none (pick vicuna, mistral or plain)")
         return
     for i, row in enumerate(converted[:RENDER_ROWS]):
         for fields, messages in _conversations(row):
@@ -426,7 +426,7 @@ def check(plan: Any, command: str) -> None:
     for (ds_id, parts), ds in mixtures.items():  # the job concatenates the parts: one type of rows
         kinds = [types[(ds_id, p)] for p in parts if (ds_id, p) in types]
         if len({k for k, _ in kinds}) > 1:
-            found.problems.append(f"datasets.{ds['name']}: the mixture {'+'.join(parts)} mixes "
+            found.problems.append(f"datasets.{ds.name}: the mixture {'+'.join(parts)} mixes "
                                   + " and ".join(f"{k.replace('_', ' ')} rows ({label})" for k, label in kinds)
                                   + ": a mixture's parts must be of one type")
     for line in dict.fromkeys(found.warnings):

@@ -39,46 +39,46 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-def _data_file(dataset: dict[str, Any], preference: list[str]) -> Path | None:
+def _data_file(dataset: Any, preference: tuple[str, ...]) -> Path | None:
     if len(preference) != 1:
         return None  # a mixture's rows depend on how the job mixes them
-    where = (dataset.get("files") or {}).get(preference[0], dataset["source"])
+    where = (dataset.files or {}).get(preference[0], dataset.source)
     path = Path(where)
     return path if path.is_absolute() and path.is_file() else None
 
 
-def run_steps(config: dict[str, Any]) -> tuple[int, int] | None:
-    """(rows, at most this many steps) for a train job's config with num_train_epochs, from its local
-    data file; None where plan cannot read the rows."""
-    epochs = config["training"].get("num_train_epochs")
-    path = _data_file(config["dataset"], config["preference"])
+def run_steps(config: Any) -> tuple[int, int] | None:
+    """(rows, at most this many steps) for a train job's typed config with num_train_epochs, from its
+    local data file; None where plan cannot read the rows."""
+    epochs = config.training.num_train_epochs
+    path = _data_file(config.dataset, config.preference)
     if epochs is None or path is None:
         return None
     rows = count_rows(path)
     if rows is None:
         return None
-    limit = config["dataset"].get("limit")
+    limit = config.dataset.limit
     rows = min(rows, limit) if limit else rows
-    return rows, steps_for_epochs(rows, config["method"]["batch_size"], epochs)
+    return rows, steps_for_epochs(rows, config.method.batch_size, epochs)
 
 
 def epoch_lines(jobs: list[Any]) -> list[str]:
     """The text plan's lines for runs that train by epochs."""
-    by_epochs = [j for j in jobs if j.stage == "train" and j.config["training"].get("num_train_epochs") is not None]
+    by_epochs = [j for j in jobs if j.stage == "train" and j.config.training.num_train_epochs is not None]
     if not by_epochs:
         return []
     out, unknown, cache = [], 0, {}
     for j in by_epochs:
-        key = json.dumps([j.config["dataset"], j.config["preference"], j.config["training"],
-                          j.config["method"]["batch_size"]], sort_keys=True, default=str)
+        c = j.config
+        key = (id(c.dataset), c.preference, id(c.training), c.method.batch_size)  # runs share these objects
         if key not in cache:
-            cache[key] = run_steps(j.config)
+            cache[key] = run_steps(c)
         got = cache[key]
         if got is None:
             unknown += 1
         elif len(out) < 5:
-            out.append(f"    {j.name}: {j.config['training']['num_train_epochs']:g} epochs of {got[0]:,} rows at "
-                       f"batch {j.config['method']['batch_size']} = at most {got[1]:,} steps")
+            out.append(f"    {j.name}: {c.training.num_train_epochs:g} epochs of {got[0]:,} rows at "
+                       f"batch {c.method.batch_size} = at most {got[1]:,} steps")
     head = ("  num_train_epochs: steps counted by each train job from the rows it keeps after filtering "
             "(train_metrics.json max_steps); from the local files, before the job's filters:")
     more = len(by_epochs) - unknown - len(out)

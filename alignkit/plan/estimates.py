@@ -32,21 +32,22 @@ def load_rates(path: Path | None = None) -> dict[str, Any]:
     return json.loads((path or RATES_FILE).read_text())
 
 
-def benchmark_work(bench: dict[str, Any], items: int | None = None) -> dict[str, Any] | None:
-    """What one benchmark does at one checkpoint: {"kind", "requests", "tokens"} (tokens: generated,
-    an upper bound at max_new_tokens), or None when unknown. `items`: the type's default item count."""
-    if bench["type"] == "lm_eval":
-        task = LM_EVAL_TASKS.get(bench.get("task"))
+def benchmark_work(bench: Any, items: int | None = None) -> dict[str, Any] | None:
+    """What one benchmark (its typed config) does at one checkpoint: {"kind", "requests", "tokens"}
+    (tokens: generated, an upper bound at max_new_tokens), or None when unknown. `items`: the type's
+    default item count."""
+    if bench.type == "lm_eval":
+        task = LM_EVAL_TASKS.get(bench.task)
         if task is None:
             return None
-        docs = task["docs"] if bench.get("limit") is None else min(task["docs"], task["subtasks"] * bench["limit"])
+        docs = task["docs"] if bench.limit is None else min(task["docs"], task["subtasks"] * bench.limit)
         if task["kind"] == "loglikelihood":
             return {"kind": "loglikelihood", "requests": docs * task["requests_per_doc"], "tokens": 0}
         return {"kind": "generate_until", "requests": docs, "tokens": docs * task["max_gen_toks"]}
-    n = bench.get("num_prompts") or items
-    if not n or not bench.get("max_new_tokens"):
+    n = bench.num_prompts or items
+    if not n or not bench.max_new_tokens:
         return None
-    return {"kind": "generation", "requests": n, "tokens": n * bench["max_new_tokens"]}
+    return {"kind": "generation", "requests": n, "tokens": n * bench.max_new_tokens}
 
 
 def work_seconds(name: str, work: dict[str, Any], rates: dict[str, Any]) -> float:
@@ -73,13 +74,12 @@ def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any
     def cost(benchmarks: dict[str, Any], ckpts: list[str]) -> list[tuple[str, str, int, Any, float | None]]:
         out = []
         for name, b in benchmarks.items():
-            at = b.get("checkpoints")
-            wanted = None if at is None else {str(x) for x in at}
+            wanted = None if b.checkpoints is None else {str(x) for x in b.checkpoints}
             n = sum(1 for c in ckpts if wanted is None or c in wanted)
-            if b["type"] not in items_cache:
-                items_cache[b["type"]] = _items(b["type"])
-            work = benchmark_work(b, items_cache[b["type"]])
-            out.append((name, b["type"], n, work, None if work is None else work_seconds(name, work, rates)))
+            if b.type not in items_cache:
+                items_cache[b.type] = _items(b.type)
+            work = benchmark_work(b, items_cache[b.type])
+            out.append((name, b.type, n, work, None if work is None else work_seconds(name, work, rates)))
         return out
 
     fallback = 0
@@ -90,10 +90,10 @@ def estimate(jobs: list[Any], array_keys: dict[str, tuple], rates: dict[str, Any
         r = job.resources
         hours = r.estimate_min / 60
         if job.stage == "eval":
-            benchmarks, at = job.config["benchmarks"], job.config.get("checkpoints")
+            benchmarks, at = job.config.benchmarks, job.config.checkpoints
             key = (id(benchmarks), id(at))
             if key not in costed:
-                costed[key] = cost(benchmarks, [str(c) for c in (at if at is not None else ["final"])])
+                costed[key] = cost(benchmarks, [str(c) for c in at])
             group = (key, r.gpus)
             groups[group] = groups.get(group, 0) + 1
             if all(per_ckpt is not None for *_, per_ckpt in costed[key]):

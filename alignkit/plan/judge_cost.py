@@ -39,17 +39,18 @@ def call_tokens(shape: JudgedShape, output_tokens: float, judge: dict[str, Any])
 _UNSET = object()
 
 
-def _benchmark_cost(b: dict[str, Any]) -> tuple | None:
+def _benchmark_cost(b: Any) -> tuple | None:
     """(judge, calls, input tokens per call, output tokens per call, checkpoints) of one judged
-    benchmark config per judge job, or None when it calls no judge or its shape is unknown."""
-    shape = SHAPES.get(b["type"])
-    judge = b.get("judge") or {}
+    benchmark's typed config per judge job, or None when it calls no judge or its shape is unknown."""
+    shape = SHAPES.get(b.type)
+    judge = b.judge or {}
     if shape is None or not judge:
         return None
-    items = b.get("num_prompts") or shape.items
-    calls = items * len(b.get("checkpoints") or ["final"])
-    tin, tout = call_tokens(shape, b["max_new_tokens"] or benchmarks.get(b["type"]).reference_max_new_tokens, judge)
-    return judge, calls, tin, tout, [str(c) for c in b.get("checkpoints") or ["final"]]
+    items = b.num_prompts or shape.items
+    at = b.checkpoints or ("final",)
+    calls = items * len(at)
+    tin, tout = call_tokens(shape, b.max_new_tokens or benchmarks.get(b.type).reference_max_new_tokens, judge)
+    return judge, calls, tin, tout, [str(c) for c in at]
 
 
 def judge_costs(jobs: list[Any]) -> dict[str, dict[str, Any]]:
@@ -59,7 +60,7 @@ def judge_costs(jobs: list[Any]) -> dict[str, dict[str, Any]]:
     for job in jobs:
         if job.stage != "judge":
             continue
-        for name, b in job.config["benchmarks"].items():
+        for name, b in job.config.benchmarks.items():
             cost = costs.get(id(b), _UNSET)
             if cost is _UNSET:
                 cost = costs[id(b)] = _benchmark_cost(b)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignkit.contract.serial import to_json
 from alignkit.plan.judge_cost import judge_costs
 from alignkit.submit.profiles import Profile
 from alignkit.plan.estimates import estimate as estimate_costs
@@ -23,12 +24,13 @@ class Job:
     name: str
     stage: str
     depends_on: tuple[str, ...]
-    config: dict
+    config: Any  # the stage's typed config (alignkit/contract: TrainConfig, EvalConfig, ...)
     resources: Resources
 
     def to_json(self) -> dict[str, Any]:
+        """The job as the manifest lists it (its config as config.json holds it)."""
         return {"id": self.id, "name": self.name, "stage": self.stage, "depends_on": list(self.depends_on),
-                "config": self.config, "resources": self.resources.to_json()}
+                "config": to_json(self.config), "resources": self.resources.to_json()}
 
 
 @dataclass
@@ -97,7 +99,7 @@ class Plan:
             "jobs": len(self.jobs),
             "jobs_per_stage": stages,
             "training_runs": len(train),
-            "mixture_runs": sum(1 for j in train if len(j.config["preference"]) > 1),
+            "mixture_runs": sum(1 for j in train if len(j.config.preference) > 1),
             "arrays": list(arrays.values()),
             "gpu_hours": {k: round(v, 2) for k, v in gpu_hours.items()},
             "gpu_hours_total": round(sum(gpu_hours.values()), 2),

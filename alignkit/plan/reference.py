@@ -32,13 +32,13 @@ def summarize(jobs: list[Any]) -> dict[str, Any]:
             continue
         cfg = job.config
         gpus = job.resources.gpus * job.resources.nodes
-        ident = (gpus, tuple(cfg.get("preference") or ()),
-                 *(id(cfg.get(k)) for k in ("model", "dataset", "peft", "method", "training", "init")))
+        ident = (gpus, cfg.preference, *(id(getattr(cfg, k)) for k in ("model", "dataset", "peft", "method", "training")),
+                 cfg.init)
         if ident not in seen:
             seen[ident] = None if shareable(cfg, gpus) else _frozen(pass_material(cfg, None, None))
         key = seen[ident]
         if key is None:
-            inline += job.config.get("method", {}).get("type") in SHARED_METHODS  # a DPO run that cannot share
+            inline += cfg.method.type in SHARED_METHODS  # a DPO run that cannot share
             continue
         keys[key] = keys.get(key, 0) + 1
     return {"reference_passes": len(keys), "reference_pass_runs": sum(keys.values()),

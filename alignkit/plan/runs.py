@@ -1,14 +1,19 @@
 """A training run's resolved sections: its model, dataset, method, PEFT and training entries
-with its dotted axes in place, and the train job's config built from them.
+with its dotted axes in place, and the train job's typed config (alignkit/contract/train.py)
+built from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from typing import Any
 
+from alignkit.contract.common import ModelConfig
 from alignkit.contract.schema import join, plain
+from alignkit.contract.serial import to_json
+from alignkit.contract.train import DatasetConfig, PeftConfig, TrainConfig
 from alignkit.plugins.methods import resolve_config as method_config
 from alignkit.contract.sections import DatasetSpec, ModelSpec, TrainingSpec
 from alignkit.spec.axes import provided_preferences, section_entry
@@ -16,6 +21,11 @@ from alignkit.spec.model import Spec
 from alignkit.spec.override import check_run, override_section
 from alignkit.spec.paths import resolve_source
 from alignkit.plan.grid import close_path, get_path, has_path, value_key
+
+
+def spec_fields(obj: Any) -> dict[str, Any]:
+    """A spec section's field values (its config class adds `name` to them)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
 def local_path(spec: Spec, source: str) -> str:
@@ -43,7 +53,7 @@ class RunSections:
             section, _, rest = axis.partition(".")
             entry = entries[section]
             at = self.origin.get(axis, "grid")
-            resolved = self.section_config(section, entry, out[section], out)
+            resolved = self.section_json(section, entry, out[section], out)
             if not has_path(resolved, rest) and not has_path(self.section_fields(section, entry, out[section]), rest):
                 what = f"{section} '{entry}'" if entry else section
                 close = close_path({**self.section_fields(section, entry, out[section]), **resolved}, rest)
@@ -103,7 +113,8 @@ class RunSections:
         return self._cached(("fields", section, entry, id(obj)),
                             lambda: {k: v for k, v in plain(obj).items() if (section, k) != ("training", "eval_steps")})
 
-    def section_config(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> dict[str, Any]:
+    def section_config(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> Any:
+        """A section of the train job's typed config, made once per (entry, spec object)."""
         if section == "model":
             return self.model_config(entry, obj)
         if section == "dataset":
@@ -111,74 +122,68 @@ class RunSections:
         if section == "method":
             return self.method_config(entry, obj)
         if section == "peft":
-            return self._cached(("peft", entry, id(obj)), lambda: {"name": entry, **plain(obj)})
+            return self._cached(("peft", entry, id(obj)), lambda: PeftConfig(quantization=obj.quantization, name=entry))
         return self.training_config(obj, sections["dataset"].validation is not None)
 
-    # ---- configs ------------------------------------------------------------------------------
-    def model_config(self, name: str, m: ModelSpec | None = None) -> dict[str, Any]:
-        m = m or self.spec.models[name]
-        return self._cached(("model", name, id(m)), lambda: {**plain(m), "name": name,
-                                                             "source": local_path(self.spec, m.source)})
+    def section_json(self, section: str, entry: str | None, obj: Any, sections: dict[str, Any]) -> dict[str, Any]:
+        """That section as config.json holds it (what a dotted axis must name)."""
+        typed = self.section_config(section, entry, obj, sections)
+        return self._cached(("json", id(typed)), lambda: to_json(typed))
 
-    def dataset_config(self, name: str, ds: DatasetSpec) -> dict[str, Any]:
-        def make() -> dict[str, Any]:
-            cfg = {"name": name, **plain(ds), "source": local_path(self.spec, ds.source)}
-            for key in ("files", "validation"):  # written only when used: old studies' ids stay
-                if cfg[key] is None:
-                    del cfg[key]
-            if "files" in cfg:
-                cfg["files"] = {k: local_path(self.spec, v) for k, v in cfg["files"].items()}
-            if "validation" in cfg:
-                cfg["validation"] = {k: v for k, v in cfg["validation"].items() if v is not None}
-                if "split" in cfg["validation"]:
-                    cfg["validation"].pop("seed")  # a named split is not drawn: no seed
-            return cfg
+    # ---- configs ------------------------------------------------------------------------------
+    def model_config(self, name: str, m: ModelSpec | None = None) -> ModelConfig:
+        m = m or self.spec.models[name]
+        return self._cached(("model", name, id(m)), lambda: ModelConfig(
+            **{**spec_fields(m), "source": local_path(self.spec, m.source)}, name=name))
+
+    def dataset_config(self, name: str, ds: DatasetSpec) -> DatasetConfig:
+        def make() -> DatasetConfig:
+            values = {**spec_fields(ds), "source": local_path(self.spec, ds.source)}
+            if ds.files is not None:
+                values["files"] = {k: local_path(self.spec, v) for k, v in ds.files.items()}
+            if ds.validation is not None and ds.validation.split is not None:  # a named split is not drawn: no seed
+                values["validation"] = dataclasses.replace(ds.validation, seed=type(ds.validation)().seed)
+            return DatasetConfig(**values, name=name)
         return self._cached(("dataset", name, id(ds)), make)
 
-    def method_config(self, name: str, method: Any) -> dict[str, Any]:
-        return self._cached(("method", name, id(method)), lambda: self._method_config(name, method))
+    def method_config(self, name: str, method: Any) -> Any:
+        return self._cached(("method", name, id(method)), lambda: method_config(name, method))
 
-    def training_config(self, t: TrainingSpec, validation: bool) -> dict[str, Any]:
-        def make() -> dict[str, Any]:
-            cfg = plain(t)
-            if validation:  # null: validate where checkpoints are saved
-                cfg["eval_steps"] = t.eval_steps or t.save_steps
-            else:
-                del cfg["eval_steps"]  # absent without validation: old studies' ids stay
-            if t.num_train_epochs is None:
-                del cfg["num_train_epochs"]  # absent unless set: old studies' ids stay
-            else:
-                del cfg["max_steps"]  # the job counts them from the rows it keeps (steps_for_epochs)
-            return cfg
+    def training_config(self, t: TrainingSpec, validation: bool) -> TrainingSpec:
+        """The run's training section: eval_steps resolved with validation (null: where checkpoints are
+        saved) and cleared without; with num_train_epochs max_steps is not the run's (the job counts the
+        steps from the rows it keeps), so it is left at its default and out of config.json."""
+        def make() -> TrainingSpec:
+            changes: dict[str, Any] = {"eval_steps": (t.eval_steps or t.save_steps) if validation else None}
+            if t.num_train_epochs is not None:
+                changes["max_steps"] = TrainingSpec.max_steps
+            return dataclasses.replace(t, **changes)
         return self._cached(("training", id(t), validation), make)
 
-    def train_config(self, p: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "stage": "train",
-            "axes": dict(p),
-            "model": self.model_config(p["model"], s["model"]),
-            "dataset": self.dataset_config(p["dataset"], s["dataset"]),
-            "preference": self._cached(("preference", p["preference"]), lambda: p["preference"].split("+")),
-            "method": self.method_config(p["method"], s["method"]),
-            "peft": self.section_config("peft", p["peft"], s["peft"], s),
-            "training": self.training_config(s["training"], s["dataset"].validation is not None),
-            "seed": p["seed"],
-            **self.save_fractions(s["training"]),
-        }
+    def train_config(self, p: dict[str, Any], s: dict[str, Any]) -> TrainConfig:
+        return TrainConfig(
+            stage="train",
+            axes=dict(p),
+            model=self.model_config(p["model"], s["model"]),
+            dataset=self.dataset_config(p["dataset"], s["dataset"]),
+            preference=self._cached(("preference", p["preference"]), lambda: tuple(p["preference"].split("+"))),
+            method=self.method_config(p["method"], s["method"]),
+            peft=self.section_config("peft", p["peft"], s["peft"], s),
+            training=self.training_config(s["training"], s["dataset"].validation is not None),
+            seed=p["seed"],
+            save_fractions=self.save_fractions(s["training"]),
+        )
 
-    def save_fractions(self, t: TrainingSpec) -> dict[str, Any]:
+    def save_fractions(self, t: TrainingSpec) -> tuple[float, ...] | None:
         """With num_train_epochs, the fractions of training evals ask for: the train job saves an
-        adapter at each one's step (contract/checkpoints.py epoch_fraction_step). Absent otherwise:
-        old studies' ids stay."""
+        adapter at each one's step (contract/checkpoints.py epoch_fraction_step). None otherwise (not
+        in config.json: old studies' ids stay)."""
         if t.num_train_epochs is None:
-            return {}
+            return None
         asked = [*self.spec.evals.checkpoints, *(c for b in self.spec.evals.benchmarks.values()
                                                  for c in (b.checkpoints or ()))]
-        fractions = sorted({c for c in asked if isinstance(c, float) and 0 < c < 1})
-        return {"save_fractions": fractions} if fractions else {}
-
-    def _method_config(self, name: str, method: Any) -> dict[str, Any]:
-        return method_config(name, method)  # the method's own resolve (alignkit/plugins/methods/)
+        fractions = tuple(sorted({c for c in asked if isinstance(c, float) and 0 < c < 1}))
+        return self._cached(("fractions", fractions), lambda: fractions) if fractions else None
 
     def check_preferences(self, p: dict[str, Any], ds: DatasetSpec) -> bool:
         """A run's preference must be one its dataset provides (subsets, files or its format)."""

@@ -43,7 +43,7 @@ def run_of(plan: Plan) -> dict[str, str]:
     """Awaiting job id -> the id of the trained run it evaluates (a judge job: its eval job's run)."""
     out: dict[str, str] = {}
     for job in plan.awaiting:  # an eval before its judge (stages.py makes them in that order)
-        out[job.id] = job.config["target"]["job"] if job.stage == "eval" else out[job.depends_on[0]]
+        out[job.id] = job.config.target.job if job.stage == "eval" else out[job.depends_on[0]]
     return out
 
 
@@ -109,7 +109,7 @@ def apply(plan: Plan, sweep_dir: Path) -> Applied:
     picked: set[str] = set()
     undecided: set[str] = set()
     for jid, t in trains.items():
-        axes = t.config["axes"]
+        axes = t.config.axes
         g = chosen.get(run_key(axes, by))
         if g is None:
             undecided.add(jid)
@@ -128,7 +128,7 @@ def selected_benchmarks(plan: Plan) -> list[str]:
     seen: dict[str, None] = {}
     for job in plan.awaiting:
         if job.stage == "eval":
-            seen.update(dict.fromkeys(job.config.get("benchmarks") or {}))
+            seen.update(dict.fromkeys(job.config.benchmarks))
     return list(seen)
 
 
@@ -139,10 +139,10 @@ def _candidates(plan: Plan) -> dict[tuple, dict[tuple, list[str]]]:
     out: dict[tuple, dict[tuple, list[str]]] = {}
     for t in plan.jobs:
         if t.stage == "train" and t.id in owner:
-            c = run_key(t.config["axes"], over)
+            c = run_key(t.config.axes, over)
             if all(v == "null" for v in c):
                 continue  # no value for any `over` axis: not a candidate (collect/select.py)
-            out.setdefault(run_key(t.config["axes"], by), {}).setdefault(c, []).append(t.id)
+            out.setdefault(run_key(t.config.axes, by), {}).setdefault(c, []).append(t.id)
     return out
 
 

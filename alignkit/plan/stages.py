@@ -10,12 +10,16 @@ from typing import Any
 from alignkit.plugins.benchmarks import resolve_config
 from alignkit.contract.checkpoints import (FINAL, fraction_problem, fraction_step, is_final, planned_max_steps,
                                           unsaved_reason)
+from alignkit.contract.common import ModelConfig
+from alignkit.contract.eval import EvalConfig, GenerationConfig, Target
+from alignkit.contract.judge import JudgeConfig, JudgeTarget
+from alignkit.contract.merge import MergeConfig, MergeSection
 from alignkit.contract.schema import join, plain
 from alignkit.contract.sections import ModelSpec, TrainingSpec
 from alignkit.spec.model import AXES, BenchmarkSpec, MergeSpec, TargetSpec
 from alignkit.plan.model import Job
 from alignkit.plan.grid import hkey, matches, norm_pref, own_value
-from alignkit.plan.runs import local_path
+from alignkit.plan.runs import local_path, spec_fields
 
 
 class StageJobs:
@@ -53,36 +57,32 @@ class StageJobs:
                 out.append(step)
         return out
 
-    def benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool,
-                         at: list[Any]) -> dict[str, Any]:
-        return self._cached(("benchmark", id(b), model["lm_eval_chat_template"], with_judge,
-                             tuple(map(str, at))),
-                            lambda: {**self._benchmark_config(b, model, with_judge), "checkpoints": at})
+    def benchmark_config(self, b: BenchmarkSpec, model: ModelConfig, with_judge: bool, at: tuple[Any, ...]) -> Any:
+        """The benchmark's typed config on this model at these checkpoints (its type's plug-in
+        resolves it: alignkit/plugins/benchmarks/)."""
+        return self._cached(("benchmark", id(b), model.lm_eval_chat_template, with_judge, tuple(map(str, at))),
+                            lambda: resolve_config("", b, model, with_judge, spec=self.spec, checkpoints=at))
 
-    def _benchmark_config(self, b: BenchmarkSpec, model: dict[str, Any], with_judge: bool) -> dict[str, Any]:
-        # ISSUE-13 EVAL seam: the per-type part lives in alignkit/benchmarks (one module per type)
-        return resolve_config("", b, model, with_judge, spec=self.spec)
-
-    def _benchmarks(self, benchmarks: dict[str, BenchmarkSpec], model: dict[str, Any], with_judge: bool,
-                    at: dict[str, list[Any]]) -> dict[str, Any]:
+    def _benchmarks(self, benchmarks: dict[str, BenchmarkSpec], model: ModelConfig, with_judge: bool,
+                    at: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         """{name: benchmark_config}, one dict shared by every job with the same benchmarks, model
         and checkpoints (their ids encode it once)."""
         # keyed as benchmark_config is (the model enters through lm_eval_chat_template only); `at`
         # and `benchmarks` come from the cache (_benchmarks_at), so their ids stay theirs
-        return self._cached(("benchmarks", model["lm_eval_chat_template"], with_judge, id(at),
+        return self._cached(("benchmarks", model.lm_eval_chat_template, with_judge, id(at),
                              id(benchmarks)),
                             lambda: {n: self.benchmark_config(b, model, with_judge, at[n]) for n, b in benchmarks.items()})
 
     def eval_jobs(self, target: Job, kind: str, checkpoints: list[Any]) -> list[Job]:
-        return self._eval_and_judge(target.name, target.config["axes"], target.config["model"],
-                                    {"job": target.id, "kind": kind}, checkpoints, (target.id,))
+        return self._eval_and_judge(target.name, target.config.axes, target.config.model,
+                                    Target(kind=kind, job=target.id), checkpoints, (target.id,))
 
     def base_eval_jobs(self, model_name: str) -> list[Job]:
         """The untrained base model, evaluated like a run (the paper's "Original" rows)."""
         axes = {"model": model_name, "dataset": None, "preference": "original", "method": None, "peft": None,
                 "seed": None}
         return self._eval_and_judge(f"{model_name}/original", axes, self.model_config(model_name),
-                                    {"kind": "base"}, ["final"], ())
+                                    Target(kind="base"), ["final"], ())
 
     def target_jobs(self, name: str, t: TargetSpec) -> list[Job]:
         """An adapter or model that exists already: eval (+judge) jobs at its one checkpoint, no
@@ -95,11 +95,12 @@ class StageJobs:
         source = local_path(self.spec, t.source)
         if t.type == "adapter":
             model = self.model_config(t.base)
-            target = {"kind": "external", "name": name, "source": source, "revision": t.revision}
+            target = Target(kind="external", name=name, source=source, revision=t.revision)
         else:
             m = self.spec.models[t.base] if t.base is not None else ModelSpec(source=t.source)
-            model = {**plain(m), "name": axes["model"], "source": source, "revision": t.revision or ModelSpec.revision}
-            target = {"kind": "base"}
+            model = ModelConfig(**{**spec_fields(m), "source": source, "revision": t.revision or ModelSpec.revision},
+                                name=axes["model"])
+            target = Target(kind="base")
         jobs = self._eval_and_judge(f"target:{name}", axes, model, target, ["final"], ())
         if not jobs:
             self.problems.add(join("targets", name), "no benchmark runs at 'final', so this target has nothing to "
@@ -110,28 +111,28 @@ class StageJobs:
         """The eval (+judge) job of the benchmarks with `runs: selected` on a trained run: compiled
         with every run, submitted only for the runs the selection picks (alignkit/plan/selected.py).
         Their config is what any eval of those benchmarks would be; the name says why it is apart."""
-        return self._eval_and_judge(target.name, target.config["axes"], target.config["model"],
-                                    {"job": target.id, "kind": "adapter"}, checkpoints, (target.id,), selected=True)
+        return self._eval_and_judge(target.name, target.config.axes, target.config.model,
+                                    Target(kind="adapter", job=target.id), checkpoints, (target.id,), selected=True)
 
     def _benchmarks_at(self, checkpoints: list[Any], selected: bool = False) -> tuple[
-            dict[str, list[Any]], dict[str, BenchmarkSpec], dict[str, BenchmarkSpec], list[Any]]:
+            dict[str, tuple[Any, ...]], dict[str, BenchmarkSpec], dict[str, BenchmarkSpec], tuple[Any, ...]]:
         """Each benchmark's checkpoints among these, the benchmarks with any, the judged ones among
         them, the checkpoints loaded; only the benchmarks with `runs: selected` if `selected`, else
         only the others."""
-        at: dict[str, list[Any]] = {}
+        at: dict[str, tuple[Any, ...]] = {}
         for n, b in self.spec.evals.benchmarks.items():
             if (b.runs == "selected") != selected:
                 continue
             wanted = set(self.checkpoints(b.checkpoints) if b.checkpoints is not None else checkpoints)
-            if here := [c for c in checkpoints if c in wanted]:
+            if here := tuple(c for c in checkpoints if c in wanted):
                 at[n] = here
         benchmarks = {n: b for n, b in self.spec.evals.benchmarks.items() if n in at}
         judged = {n: b for n, b in benchmarks.items() if b.judge}
-        loaded = [c for c in checkpoints if any(c in v for v in at.values())]
+        loaded = tuple(c for c in checkpoints if any(c in v for v in at.values()))
         self.ids.share(loaded)
         return at, benchmarks, judged, loaded
 
-    def _eval_and_judge(self, name: str, axes: dict[str, Any], model: dict[str, Any], target: dict[str, Any],
+    def _eval_and_judge(self, name: str, axes: dict[str, Any], model: ModelConfig, target: Target,
                         checkpoints: list[Any], deps: tuple[str, ...], selected: bool = False) -> list[Job]:
         """One eval job over the target's checkpoints, each benchmark at its own ones (a benchmark's
         `checkpoints` in its config), and one judge job for the judged benchmarks' generations."""
@@ -140,17 +141,20 @@ class StageJobs:
         if not at:
             return []
         suffix = "-selected" if selected else ""
-        cfg = {"stage": "eval", "axes": axes, "model": model, "target": target, "checkpoints": loaded,
-               "benchmarks": self._benchmarks(benchmarks, model, False, at)}
-        if self.spec.evals.generation is not None:  # only when set: other studies' ids do not move
-            cfg["generation"] = plain(self.spec.evals.generation)
+        cfg = EvalConfig(stage="eval", axes=axes, model=model, target=target, checkpoints=loaded,
+                         benchmarks=self._benchmarks(benchmarks, model, False, at), generation=self._generation())
         ev = self._job(f"{name}/eval{suffix}", "eval", deps, cfg)
         jobs = [ev]
         if judged:
-            jcfg = {"stage": "judge", "axes": axes, "target": {"job": ev.id},
-                    "benchmarks": self._benchmarks(judged, model, True, at)}
+            jcfg = JudgeConfig(stage="judge", axes=axes, target=JudgeTarget(job=ev.id),
+                               benchmarks=self._benchmarks(judged, model, True, at))
             jobs.append(self._job(f"{name}/judge{suffix}", "judge", (ev.id,), jcfg))
         return jobs
+
+    def _generation(self) -> GenerationConfig | None:
+        """evals.generation (None when unset: not in config.json, so other studies' ids do not move)."""
+        g = self.spec.evals.generation
+        return None if g is None else self._cached(("generation",), lambda: GenerationConfig(**spec_fields(g)))
 
     def merge_jobs(self, index: int, m: MergeSpec, trains: list[Job]) -> list[Job]:
         combine_axes = [a for a in AXES if a in m.combine]
@@ -158,7 +162,7 @@ class StageJobs:
         groups: dict[tuple, tuple[dict[str, Any], dict[tuple, Job]]] = {}
         kept = [a for a in self.axes if a not in m.combine]  # every other axis, dotted ones too, is shared by a merge's inputs
         for t in trains:
-            axes = t.config["axes"]
+            axes = t.config.axes
             if not matches(axes, m.where) or any(own_value(a, axes[a]) not in combine_vals[a] for a in combine_axes):
                 continue
             gkey = tuple([(a, hkey(axes[a])) for a in kept if a in axes])
@@ -172,8 +176,9 @@ class StageJobs:
             if not all(c in members for c in combos):
                 continue  # some input of this group is not trained in this study
             inputs = [members[c] for c in combos]
-            first = inputs[0].config.get("init")
-            if any(t.config.get("init") != first for t in inputs) and any((t.config.get("init") or {}).get("mode") == "merge" for t in inputs):
+            first = inputs[0].config.init
+            if any(t.config.init != first for t in inputs) and any(t.config.init is not None and t.config.init.mode == "merge"
+                                                                  for t in inputs):
                 self._once(("chain-merge", m.name), join("merges", index),
                            f"merge '{m.name}' combines runs on different bases (a chained init_mode: merge run "
                            f"trains on its own merged upstream): combine runs of init_mode continue or plain runs")
@@ -185,9 +190,10 @@ class StageJobs:
                 axes[a] = "{" + ",".join(map(str, combine_vals[a])) + "}"
             axes.update((a, shared[a]) for a in self.dotted if a in shared)
             axes["merge"] = m.name
-            cfg = {"stage": "merge", "axes": axes, "model": inputs[0].config["model"],
-                   "merge": {"name": m.name, "method": m.method, "parameters": plain(m.parameters)},
-                   "inputs": [t.id for t in inputs], "input_axes": [t.config["axes"] for t in inputs]}
+            cfg = MergeConfig(stage="merge", axes=axes, model=inputs[0].config.model,
+                              merge=self._cached(("merge", index), lambda: MergeSection(
+                                  name=m.name, method=m.method, parameters=plain(m.parameters))),
+                              inputs=tuple(t.id for t in inputs), input_axes=tuple(t.config.axes for t in inputs))
             name = f"{m.name}:" + self.run_name(axes)
             merged = self._job(name, "merge", tuple(t.id for t in inputs), cfg)
             jobs.append(merged)

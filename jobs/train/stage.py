@@ -109,17 +109,15 @@ def resolve(config: TrainConfig, *, cuda: bool, world_size: int) -> Plan:
                 liger=training.liger != "off" and liger_ok, quantization=quant, substitutions=subs)
 
 
-def shared_reference(job_dir: Path, plan: Plan, world_size: int) -> Any:
+def shared_reference(job_dir: Path, config: TrainConfig, plan: Plan, world_size: int) -> Any:
     """The study's reference pass this run reads (jobs/train/reference.py), or None: the run computes its
     reference inline (not DPO, chained, DeepSpeed, several ranks, or a job outside a sweep)."""
-    from alignkit.contract.fsio import read_json
     from alignkit.contract.reference import pass_key
 
     if job_dir.parent.name != paths.JOBS or not (job_dir / paths.CONFIG).is_file():
         return None
-    raw = read_json(job_dir / paths.CONFIG)
     quant = dataclasses.asdict(plan.quantization) if plan.quantization is not None else None
-    key = pass_key(raw, world_size, model_dtype=plan.model_dtype, quantization=quant)
+    key = pass_key(config, world_size, model_dtype=plan.model_dtype, quantization=quant)
     if key is None:
         return None
     from jobs.train.reference import SharedReference
@@ -178,7 +176,7 @@ def run(job_dir: Path, config: TrainConfig, stop: threading.Event) -> None:
             tracking=track.args))
         # The study's shared reference pass (jobs/train/reference.py) for a DPO run that can share one:
         # TRL then reads ref_chosen_logps/ref_rejected_logps from the examples.
-        shared = shared_reference(job_dir, plan, dist.world_size)
+        shared = shared_reference(job_dir, config, plan, dist.world_size)
         if shared is not None:
             args.precompute_ref_log_probs = True
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from alignkit.contract.serial import to_json
 from alignkit.plan.compiler import load_plan
 from alignkit.plan.ids import job_id
 
@@ -24,7 +25,7 @@ def location_free_ids(jobs) -> dict[str, str]:
     """Real id -> location-free id, upstream jobs first (a plan lists them before their dependents)."""
     free: dict[str, str] = {}
     for j in jobs:
-        text = json.dumps(j.config, sort_keys=True).replace(str(ROOT), "/checkout")
+        text = json.dumps(to_json(j.config), sort_keys=True).replace(str(ROOT), "/checkout")
         for up, up_free in free.items():
             if up in text:
                 text = text.replace(f'"{up}"', f'"{up_free}"')

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,17 +21,18 @@ from alignkit.plan.compiler import load_plan
 from alignkit.contract.merge import MergeConfig
 from alignkit.contract.train import TrainConfig
 from alignkit.contract.fsio import atomic_write_json
+from alignkit.contract.serial import to_json, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden")
 STAGES = ("train", "eval", "merge", "judge")
 
 
-def _written(tmp: Path, config: dict, names: dict[str, str]) -> str:
+def _written(tmp: Path, config: Any, names: dict[str, str]) -> str:
     """config.json's text as alignkit.submit.launch writes it, with the checkout's path as <ROOT> and each
     job id it names as <job NAME> (ids hash the absolute paths, so they differ between checkouts)."""
     path = tmp / "config.json"
-    atomic_write_json(path, config)
+    write_config(path, config)
     text = path.read_text().replace(str(ROOT), "<ROOT>")
     for job_id, name in names.items():
         text = text.replace(f'"{job_id}"', f'"<job {name}>"')
@@ -60,9 +62,10 @@ def test_every_smoke_config_json_loads_through_the_contract(tmp_path):
             continue
         d = tmp_path / "jobs" / job.id
         d.mkdir(parents=True)
-        atomic_write_json(d / "config.json", job.config)
+        write_config(d / "config.json", job.config)
         config = contract.load(d)
         assert type(config) is contract.config_class(job.stage)
+        assert config == job.config, f"{job.name}: config.json does not read back as the compiled config"
         loaded[job.stage] = loaded.get(job.stage, 0) + 1
     assert loaded["train"] == 16 and loaded["merge"] == 16  # 8 groups x (slerp, dare)
     if typed == set(STAGES):
@@ -70,21 +73,21 @@ def test_every_smoke_config_json_loads_through_the_contract(tmp_path):
     assert isinstance(contract.load(tmp_path / "jobs" / plan.jobs[0].id / "config.json"), TrainConfig)
     merge = next(j for j in plan.jobs if j.stage == "merge")
     m = contract.load(tmp_path / "jobs" / merge.id)
-    assert isinstance(m, MergeConfig) and m.inputs == tuple(merge.config["inputs"])
+    assert isinstance(m, MergeConfig) and m.inputs == merge.config.inputs
 
 
 def test_a_bad_config_json_is_one_line_naming_the_file_and_key(tmp_path):
     plan = _plan(tmp_path)
-    job = next(j for j in plan.jobs if j.stage == "train" and j.config["method"]["type"] == "dpo")
+    job = next(j for j in plan.jobs if j.stage == "train" and j.config.method.type == "dpo")
     d = tmp_path / "job"
     d.mkdir()
-    bad = json.loads(json.dumps(job.config))
+    bad = to_json(job.config)
     bad["method"]["betta"] = 0.2
     atomic_write_json(d / "config.json", bad)
     with pytest.raises(contract.ContractError) as err:
         contract.load(d)
     assert str(err.value) == f"{d / 'config.json'}: method.betta: unknown key 'betta'; did you mean 'beta'?"
-    bad = json.loads(json.dumps(job.config))
+    bad = to_json(job.config)
     bad["training"]["max_steps"] = "700"
     atomic_write_json(d / "config.json", bad)
     with pytest.raises(contract.ContractError, match=r"config.json: training.max_steps: expected an integer, got str '700'"):

@@ -69,13 +69,13 @@ def _union() -> dict[str, tuple[Any, dataclasses.Field]]:
     return out
 
 
-def _make(cls_name: str, judge_type: Any) -> type:
+def _make(cls_name: str, judge_type: Any, namespace: dict[str, Any] | None = None) -> type:
     fields: list[tuple] = [("type", Literal[tuple(BENCHMARKS.names())])]
     for key, (tp, f) in _union().items():
         if key == "judge":
             tp = judge_type
         fields.append((key, tp, dataclasses.field(default=f.default, metadata=f.metadata)))
-    cls = dataclasses.make_dataclass(cls_name, fields, frozen=True)
+    cls = dataclasses.make_dataclass(cls_name, fields, frozen=True, namespace=namespace)
     cls.__module__ = __name__
     return cls
 
@@ -91,7 +91,21 @@ def spec_class() -> type:
 def config_class() -> type:
     """A benchmark in an eval/judge job's config.json: the spec's fields, resolved, with the
     judge's resolved client settings (jobs.judge.judges validates them) instead of its name."""
-    return _make("BenchmarkConfig", Optional[dict[str, Any]])
+    return _make("BenchmarkConfig", Optional[dict[str, Any]], {"__unwritten__": _unwritten})
+
+
+def _unwritten(cfg: Any) -> tuple[str, ...]:
+    """config.json's benchmark holds its type's keys (config_keys) and its checkpoints; the judge's
+    settings in judge jobs only; the type's `unwritten_at_default` fields only when set."""
+    from alignkit.contract.serial import at_default
+
+    return _other_keys(cfg.type) + at_default(cfg, "judge", "checkpoints", *get(cfg.type).unwritten_at_default)
+
+
+@functools.lru_cache(maxsize=None)
+def _other_keys(type_name: str) -> tuple[str, ...]:
+    keep = {*config_keys(type_name), "checkpoints"}
+    return tuple(k for k in ("type", *_union()) if k not in keep)
 
 
 def reference_max_new_tokens() -> dict[str, int]:
@@ -105,15 +119,16 @@ def config_keys(type_name: str) -> list[str]:
     return keys + [k for k in _own_fields(type_name) if k not in keys and k not in _NOT_IN_CONFIG]
 
 
-def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec: Any) -> dict[str, Any]:
-    """Benchmark `name` of the spec, as a job config holds it (without its `checkpoints`, which the
-    compiler adds per target): the type's defaults filled in (model_spec: the evaluated model, its
-    ModelSpec or its resolved config dict), local paths made absolute (relative to the spec file),
-    and with `with_judge` (judge jobs) the judge's settings under "judge"."""
+def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec: Any,
+                   checkpoints: tuple[Any, ...] | None = None) -> Any:
+    """Benchmark `name` of the spec, typed as a job config holds it (`checkpoints`: where it runs on
+    this target; the compiler gives them): the values the type takes from elsewhere filled in
+    (model_spec: the evaluated model, its ModelSpec or ModelConfig), local paths made absolute
+    (relative to the spec file), and with `with_judge` (judge jobs) the judge's settings under "judge"."""
     from alignkit.spec.paths import resolve_source
 
     bench = get(b.type)
-    cfg = {k: plain(getattr(b, k)) for k in config_keys(b.type)}
+    cfg = {k: getattr(b, k) for k in config_keys(b.type)}
     cfg = bench.resolve(cfg, model_spec)
     for key in dict.fromkeys(("include_path", "source", "classifier") + bench.path_fields):
         if cfg.get(key):
@@ -123,7 +138,7 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
         cfg["judge"] = {"name": judge, **plain(spec.evals.judges[judge])}
         if cfg["judge"].get("source"):
             cfg["judge"]["source"] = resolve_source(spec.path.parent, cfg["judge"]["source"])
-    return cfg
+    return config_class()(**cfg, checkpoints=checkpoints)
 
 
 def check(name: str, b: Any, path: str, judges: dict, problems: Any) -> None:

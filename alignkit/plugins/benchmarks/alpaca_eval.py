@@ -35,6 +35,7 @@ class AlpacaEval(Benchmark):
     judged = True
     reference_max_new_tokens = 2048  # alpaca_eval 0.6.6 models_configs/*/configs.yaml
     path_fields = ("source", "lc_source")
+    unwritten_at_default = ("lc_source",)  # configs (and ids) of studies that do not set it stay as they were
     # AlpacaEval 2: 805 instructions; weighted_alpaca_eval_gpt4_turbo's prompt
     # (alpaca_eval src/alpaca_eval/evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt,
     # 1,365 characters without {instruction}/{output_1}/{output_2}) with max_tokens 1 (its configs.yaml);
@@ -42,11 +43,6 @@ class AlpacaEval(Benchmark):
     # leaderboard's avg_length for it is 2049).
     judge_shape = JudgedShape(items=805, template_chars=1365, instruction_chars=164.9, reference_chars=2049.4,
                               reply_tokens=1)
-
-    def resolve(self, cfg: dict, model: Any) -> dict:
-        if cfg.get("lc_source") is None:
-            cfg.pop("lc_source", None)  # configs (and ids) of studies that do not set it stay as they were
-        return cfg
 
     def check(self, b: Any, path: str, judges: dict, problems: Any) -> None:
         from alignkit.contract.schema import join

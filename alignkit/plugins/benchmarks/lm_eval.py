@@ -28,8 +28,7 @@ class LmEval(Benchmark):
 
     def resolve(self, cfg: dict, model: Any) -> dict:
         if cfg["chat_template"] is None:  # the model's choice; false unless it says otherwise
-            cfg["chat_template"] = (model["lm_eval_chat_template"] if isinstance(model, dict)
-                                    else model.lm_eval_chat_template)
+            cfg["chat_template"] = model.lm_eval_chat_template
         return cfg
 
     def check(self, b: Any, path: str, judges: dict, problems: Any) -> None:

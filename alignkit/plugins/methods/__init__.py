@@ -25,14 +25,14 @@ def method_fields_class(kind: str) -> type:
     return METHODS.get(kind).fields
 
 
-def resolve_config(name: str, fields: Any) -> dict:
-    """config.json's method block for the spec's method `name` (compile time)."""
-    from alignkit.contract.methods import plain
+def resolve_config(name: str, fields: Any) -> Any:
+    """config.json's method block for the spec's method `name` (compile time): its typed config (the
+    fields plus `name`), the chain back at its defaults (compile writes it as config["init"])."""
+    import dataclasses
 
-    cfg = {"name": name, **plain(fields)}
-    for key in CHAIN_KEYS:  # compile writes the chain as config["init"]: method blocks (and ids) stay
-        cfg.pop(key, None)
-    return method(fields.type).resolve(cfg)
+    cls = METHODS.get(fields.type).config_class()
+    values = {f.name: getattr(fields, f.name) for f in dataclasses.fields(fields) if f.name not in CHAIN_KEYS}
+    return cls(**values, name=name)
 
 
 __all__ = ["METHODS", "method", "method_fields_class", "resolve_config"]

@@ -9,8 +9,8 @@ default, so the configs (and ids) of studies that never set them are unchanged.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, fields
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import CommonFields, Method
@@ -29,11 +29,8 @@ class DPOFields(CommonFields):
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
     # robust only: the label-flip rate, in [0, 0.5) (TRL 1.16's sigmoid loss never reads it)
     label_smoothing: float = 0.0
-
-
-# TRL's defaults of the loss choice, left out of config.json (so older configs and ids stay): read
-# from the fields above, not restated
-_UNWRITTEN = {f.name: f.default for f in fields(DPOFields) if f.name in ("loss_type", "label_smoothing")}
+    # TRL's defaults of the loss choice reach config.json only when changed (older configs and ids stay)
+    unwritten_at_default: ClassVar[tuple[str, ...]] = ("loss_type", "label_smoothing")
 
 
 @METHODS.register("dpo")
@@ -45,9 +42,6 @@ class DPO(Method):
                "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected"}
     columns = ("prompt_ids", "chosen_ids", "rejected_ids")
     packs = False  # TRL's DPOTrainer does not pack
-
-    def resolve(self, cfg: dict) -> dict:
-        return {k: v for k, v in cfg.items() if k not in _UNWRITTEN or v != _UNWRITTEN[k]}
 
     def check(self, f: DPOFields, p: str, problems: Problems) -> None:
         if f.max_prompt_length <= 0:

@@ -57,20 +57,20 @@ class KTO(Method):
             problems.add(join(p, "per_device_batch_size"), "KTO needs at least 2 (its KL estimate pairs each "
                                                            "prompt with another row's completion in the batch)")
 
-    def advice(self, cfg: dict) -> list[str]:
+    def advice(self, cfg: Any) -> list[str]:
         """TRL 1.16 docs/source/kto_trainer.md, "Batch size recommendations": a per-step batch of at
         least 4 and an effective batch of 16-128 (a poor per-step batch makes the KL estimate poor);
         "Imbalanced data": (desirable_weight x positives) : (undesirable_weight x negatives) in
         [1:1, 4:3]. Here every pair gives one row of each, so the rule is on the weights' ratio."""
         out = []
-        per_device, total = cfg.get("per_device_batch_size"), cfg.get("batch_size")
-        if isinstance(per_device, int) and per_device < 4:
+        per_device, total = cfg.per_device_batch_size, cfg.batch_size
+        if per_device < 4:
             out.append(f"per_device_batch_size: {per_device} is below TRL's KTO recommendation of at least 4 "
                        f"per step (its KL estimate pairs rows within a step's batch)")
-        if isinstance(total, int) and not 16 <= total <= 128:
+        if not 16 <= total <= 128:
             out.append(f"batch_size: {total} is outside TRL's KTO recommendation of an effective batch of 16-128")
-        d, u = cfg.get("desirable_weight"), cfg.get("undesirable_weight")
-        if isinstance(d, (int, float)) and isinstance(u, (int, float)) and u > 0 and not 1 <= d / u <= 4 / 3:
+        d, u = cfg.desirable_weight, cfg.undesirable_weight
+        if u > 0 and not 1 <= d / u <= 4 / 3:
             out.append(f"desirable_weight/undesirable_weight: {d:g}/{u:g} = {d / u:.3g} is outside TRL's KTO "
                        f"rule for these balanced rows (one desirable and one undesirable per pair): "
                        f"(desirable_weight x positives) : (undesirable_weight x negatives) in [1, 4/3]")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from alignkit.plugins.methods import METHODS
 from alignkit.contract.methods import CommonFields, Method
@@ -26,6 +26,7 @@ class SFTFields(CommonFields):
     completion_only_loss: bool = True  # loss on the response tokens only
     # conversational {messages} data: loss on the assistant turns only (TRL's default: off, every token)
     assistant_only_loss: bool = False
+    unwritten_at_default: ClassVar[tuple[str, ...]] = ("assistant_only_loss",)  # earlier studies' ids stay
 
 
 @METHODS.register("sft")
@@ -37,11 +38,6 @@ class SFT(Method):
     columns = ("input_ids", "completion_mask")
     packs = True
     data_types = ("preference", "prompt_completion", "language_modeling")
-
-    def resolve(self, cfg: dict) -> dict:
-        if not cfg.get("assistant_only_loss"):  # written only when on: earlier studies' ids stay
-            cfg.pop("assistant_only_loss", None)
-        return cfg
 
     def rows(self, pairs: Any) -> Any:
         """Preference pairs -> prompt/completion (earlier assistant turns of a multi-turn transcript
