@@ -30,8 +30,8 @@ LABEL_KEYS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tok
 def at_default(obj: Any, *names: str) -> tuple[str, ...]:
     """Those of `names` whose value is their field's default: what `__unwritten__` usually returns
     (the loader fills a missing key with its default, so leaving it out loses nothing)."""
-    defaults = _defaults(type(obj))
-    return tuple(n for n in names if getattr(obj, n) == defaults[n])
+    defaults, values = _defaults(type(obj)), obj.__dict__
+    return tuple([n for n in names if values[n] == defaults[n]])
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,17 +42,21 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=None)
-def _names(cls: type) -> tuple[tuple[str, ...], Any]:
-    """A config class's field names and its `__unwritten__` hook (None without one)."""
-    return tuple(f.name for f in dataclasses.fields(cls) if f.init), getattr(cls, "__unwritten__", None)
+def _names(cls: type) -> tuple[tuple[str, ...], Any, bool]:
+    """A config class's field names, its `__unwritten__` hook (None without one), and whether an
+    instance's __dict__ holds exactly its fields, in order (a frozen dataclass without slots or
+    init=False fields: then it is copied at C speed)."""
+    fields = dataclasses.fields(cls)
+    names = tuple(f.name for f in fields if f.init)
+    return names, getattr(cls, "__unwritten__", None), len(names) == len(fields) and "__slots__" not in vars(cls)
 
 
 def written(obj: Any) -> dict[str, Any]:
     """A typed config's keys as its JSON holds them (one level): every field, less those the class's
     `__unwritten__(self)` names (fields written only when set, so that the configs and ids of
     studies that never set them stay what they were)."""
-    names, unwritten = _names(type(obj))
-    out = {n: getattr(obj, n) for n in names}
+    names, unwritten, plain_dict = _names(type(obj))
+    out = obj.__dict__.copy() if plain_dict else {n: getattr(obj, n) for n in names}
     if unwritten is not None:
         for n in unwritten(obj):
             del out[n]

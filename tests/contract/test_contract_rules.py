@@ -10,6 +10,7 @@ from alignkit.cli.main import build_parser
 from alignkit.contract.checkpoints import FINAL, final_step, is_final, is_saved, unsaved_reason
 from alignkit.contract.stages import STAGE_NAMES, STAGES
 from alignkit.plan.resources import BUILTIN_RESOURCES
+from tests.fixtures.written import written
 
 
 def test_every_stage_has_its_contract_class_job_module_and_resources():
@@ -64,5 +65,5 @@ def test_spec_check_and_plan_apply_the_same_rule(tmp_path, checkpoint):
             load_plan(path)
         return
     plan = load_plan(path, output_dir=tmp_path / "out")
-    evals = [j for j in plan.jobs if j.stage == "eval" and j.config["target"].get("kind") == "adapter"]
-    assert evals and all(j.config["checkpoints"] == [final_step(checkpoint, 700)] for j in evals)
+    evals = [j for j in plan.jobs if j.stage == "eval" and written(j)["target"].get("kind") == "adapter"]
+    assert evals and all(written(j)["checkpoints"] == [final_step(checkpoint, 700)] for j in evals)

@@ -25,6 +25,7 @@ import alignkit.contract.merge as contract_merge
 import alignkit.contract.sections as sections
 import alignkit.contract.train as contract_train
 from alignkit.contract.methods import LoraFields, plain
+from alignkit.contract.schema import Problems, from_dict
 from alignkit.plugins.benchmarks import BENCHMARKS
 from alignkit.plugins.methods import METHODS, method
 from alignkit.spec.model import JudgeSpec
@@ -115,16 +116,22 @@ def test_no_code_restates_a_contract_default():
 
 
 @pytest.mark.parametrize("kind", METHODS.names())
-def test_resolve_changes_no_value(kind):
-    """A method's resolve may leave keys out of config.json (old ids stay) but never fills or
-    changes one: the value the spec leaves open is the field's default."""
+def test_the_method_block_changes_no_value(kind):
+    """The compiler's method block is the spec's fields (plus `name`): it may leave keys out of
+    config.json (`unwritten_at_default`: old ids stay) but never fills or changes one, and what it
+    leaves out reads back as the same value (the value the spec leaves open is the field's default)."""
+    from alignkit.contract.serial import to_json
+    from alignkit.plugins.methods import resolve_config
+
     fields_cls = METHODS.get(kind).fields
+    assert set(fields_cls.unwritten_at_default) <= {f.name for f in dataclasses.fields(fields_cls)}
     lora = LoraFields(r=8, alpha=16, dropout=0.0, target_modules=("q_proj",))
     f = fields_cls(type=kind, learning_rate=1e-4, lora=lora)
     cfg = {"name": kind, **plain(f)}
-    resolved = method(kind).resolve(dict(cfg))
-    assert set(resolved) <= set(cfg)
-    assert {k: v for k, v in cfg.items() if k in resolved} == resolved
+    block = to_json(resolve_config(kind, f))
+    assert set(block) <= set(cfg)
+    assert {k: v for k, v in cfg.items() if k in block} == block
+    assert from_dict(METHODS.get(kind).config_class(), block, "", Problems("t", {})) == resolve_config(kind, f)
 
 
 def test_dpo_beta_default_lives_in_its_fields():

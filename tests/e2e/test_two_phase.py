@@ -16,6 +16,7 @@ from alignkit.plan.compiler import load_plan
 from alignkit.status.state import refresh
 from tests.e2e import studies
 from tests.slurm.conftest import wait_for
+from tests.fixtures.written import written
 
 pytestmark = [pytest.mark.slow]
 
@@ -30,7 +31,7 @@ def test_two_phase_study_adds_the_selected_runs_jobs(sweep, capsys):
     plan = load_plan(spec)
     awaiting = {j.id: j for j in plan.awaiting}
     assert sorted(j.stage for j in awaiting.values()) == ["eval", "eval", "judge", "judge"]
-    assert all(set(j.config["benchmarks"]) == {"alpaca_eval"} for j in awaiting.values())
+    assert all(set(written(j)["benchmarks"]) == {"alpaca_eval"} for j in awaiting.values())
 
     # phase one: trains and their mmlu evals; status counts the rest as waiting for the selection
     sd, jobs = studies.run(spec)

@@ -14,6 +14,7 @@ from alignkit.cli.main import main
 from alignkit.contract.errors import SpecError
 from alignkit.plan.compiler import load_plan
 from alignkit.plan.preflight import spec_assets
+from tests.fixtures.written import written
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "sweeps" / "tiny" / "sft-chat-then-dpo.yaml"
@@ -30,7 +31,7 @@ def _write(tmp_path: Path, edit=None, name: str = "spec.yaml") -> Path:
 
 
 def _trains(plan) -> dict[str, object]:
-    return {j.config["axes"]["method"]: j for j in plan.jobs if j.stage == "train"}
+    return {written(j)["axes"]["method"]: j for j in plan.jobs if j.stage == "train"}
 
 
 def test_sft_on_one_dataset_then_dpo_on_another_is_one_spec(tmp_path):
@@ -38,11 +39,11 @@ def test_sft_on_one_dataset_then_dpo_on_another_is_one_spec(tmp_path):
     trains = _trains(plan)
     assert set(trains) == {"sft", "sft>dpo"}  # zipped: SFT on chat/all, DPO on beavertails/harmless only
     sft, dpo = trains["sft"], trains["sft>dpo"]
-    assert (sft.config["axes"]["dataset"], sft.config["axes"]["preference"]) == ("chat", "all")
-    assert (dpo.config["axes"]["dataset"], dpo.config["axes"]["preference"]) == ("beavertails", "harmless")
+    assert (written(sft)["axes"]["dataset"], written(sft)["axes"]["preference"]) == ("chat", "all")
+    assert (written(dpo)["axes"]["dataset"], written(dpo)["axes"]["preference"]) == ("beavertails", "harmless")
     assert dpo.depends_on == (sft.id,)
-    assert dpo.config["init"] == {"job": sft.id, "mode": "continue"}  # the same two keys as every chain before
-    assert dpo.config["dataset"]["format"] == "beavertails" and sft.config["dataset"]["source"].endswith("chat/chat.jsonl")
+    assert written(dpo)["init"] == {"job": sft.id, "mode": "continue"}  # the same two keys as every chain before
+    assert written(dpo)["dataset"]["format"] == "beavertails" and written(sft)["dataset"]["source"].endswith("chat/chat.jsonl")
     # each run's eval waits for its own train job
     evals = {j.depends_on: j for j in plan.jobs if j.stage == "eval"}
     assert set(evals) == {(sft.id,), (dpo.id,)}
@@ -54,11 +55,11 @@ def test_named_seed_starts_every_seed_from_one_upstream_run(tmp_path):
         s["grid"]["seed"] = [0, 1, 2]
         s["exclude"] = [{"method": "sft", "seed": [1, 2]}]
     trains = [j for j in load_plan(_write(tmp_path, edit), output_dir=tmp_path / "out").jobs if j.stage == "train"]
-    sft = [j for j in trains if j.config["axes"]["method"] == "sft"]
-    dpo = [j for j in trains if j.config["axes"]["method"] == "sft>dpo"]
+    sft = [j for j in trains if written(j)["axes"]["method"] == "sft"]
+    dpo = [j for j in trains if written(j)["axes"]["method"] == "sft>dpo"]
     # 1 SFT run (seed 0), 3 DPO seeds each after it, 3 distinct ids
     assert len(sft) == 1 and len(dpo) == 3 and {j.depends_on for j in dpo} == {(sft[0].id,)}
-    assert sorted(j.config["seed"] for j in dpo) == [0, 1, 2] and len({j.id for j in dpo}) == 3
+    assert sorted(written(j)["seed"] for j in dpo) == [0, 1, 2] and len({j.id for j in dpo}) == 3
 
 
 def test_without_the_named_axes_the_chain_finds_no_upstream(tmp_path):
@@ -98,19 +99,19 @@ def test_init_from_an_adapter_that_exists(tmp_path):
         del s["zip"]
     plan = load_plan(_write(tmp_path, edit), output_dir=tmp_path / "out")
     (dpo,) = _trains(plan).values()
-    assert dpo.depends_on == () and dpo.config["axes"]["method"] == "dpo"
-    assert dpo.config["init"] == {"adapter": str(folder), "mode": "continue"}
-    models, _ = spec_assets([{"config": j.config} for j in plan.jobs])
+    assert dpo.depends_on == () and written(dpo)["axes"]["method"] == "dpo"
+    assert written(dpo)["init"] == {"adapter": str(folder), "mode": "continue"}
+    models, _ = spec_assets([{"config": written(j)} for j in plan.jobs])
     assert {"name": "init_from adapter of dpo", "source": str(folder), "revision": None, "adapter": True} in models
     # the id follows the adapter named; a hub id keeps its revision
     hub = load_plan(_write(tmp_path, lambda s: (edit(s, "org/sft-adapter"),
                                                 s["methods"]["dpo"]["init_from"].update(revision="v1")), "hub.yaml"),
                     output_dir=tmp_path / "out2")
     (dpo2,) = _trains(hub).values()
-    assert dpo2.config["init"] == {"adapter": "org/sft-adapter", "mode": "continue", "revision": "v1"}
+    assert written(dpo2)["init"] == {"adapter": "org/sft-adapter", "mode": "continue", "revision": "v1"}
     assert dpo2.id != dpo.id
     from alignkit.contract import parse
-    assert parse(dpo2.config, "hub").init.revision == "v1" and parse(dpo.config, "local").init.job is None
+    assert parse(written(dpo2), "hub").init.revision == "v1" and parse(written(dpo), "local").init.job is None
 
 
 @pytest.mark.parametrize("init, key, expected", [

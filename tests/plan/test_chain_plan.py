@@ -11,6 +11,7 @@ import yaml
 
 from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
+from tests.fixtures.written import written
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = ROOT / "sweeps" / "sft-then-dpo.yaml"
@@ -24,27 +25,27 @@ def test_sft_then_dpo_plan_jobs_and_dependencies(tmp_path):
     by_id = plan.by_id()
     # 2 models x 2 datasets x 2 preferences x 2 PEFT x 5 seeds = 80 runs per method, 3 methods
     assert len(trains) == 240
-    sft = {tuple(j.config["axes"][a] for a in OTHER): j for j in trains if j.config["axes"]["method"] == "sft"}
-    assert len(sft) == 80 and all(not j.depends_on and "init" not in j.config for j in sft.values())
+    sft = {tuple(written(j)["axes"][a] for a in OTHER): j for j in trains if written(j)["axes"]["method"] == "sft"}
+    assert len(sft) == 80 and all(not j.depends_on and "init" not in written(j) for j in sft.values())
     for label, mode in (("sft>dpo", "continue"), ("sft>dpo-merged", "merge")):
-        chained = [j for j in trains if j.config["axes"]["method"] == label]
+        chained = [j for j in trains if written(j)["axes"]["method"] == label]
         assert len(chained) == 80
         for j in chained:
-            up = sft[tuple(j.config["axes"][a] for a in OTHER)]
-            assert j.depends_on == (up.id,) and j.config["init"] == {"job": up.id, "mode": mode}
-            assert f"/{label}/" in j.name and j.config["method"]["type"] == "dpo"
-            assert "init_from" not in j.config["method"] and "init_mode" not in j.config["method"]
+            up = sft[tuple(written(j)["axes"][a] for a in OTHER)]
+            assert j.depends_on == (up.id,) and written(j)["init"] == {"job": up.id, "mode": mode}
+            assert f"/{label}/" in j.name and written(j)["method"]["type"] == "dpo"
+            assert "init_from" not in written(j)["method"] and "init_mode" not in written(j)["method"]
             evals = [e for e in plan.jobs if e.stage == "eval" and e.depends_on == (j.id,)]
-            assert len(evals) == 1 and evals[0].config["axes"]["method"] == label
-    assert {j.config["model"]["name"] for j in trains} == {"llama-7b", "mistral-7b"}  # the pre-trained two
-    assert {j.config["model"]["kind"] for j in trains} == {"pretrained"}
+            assert len(evals) == 1 and written(evals[0])["axes"]["method"] == label
+    assert {written(j)["model"]["name"] for j in trains} == {"llama-7b", "mistral-7b"}  # the pre-trained two
+    assert {written(j)["model"]["kind"] for j in trains} == {"pretrained"}
     # merges: slerp and dare over preference, of sft and sft>dpo (continue) on BeaverTails:
     # 2 merges x 2 models x 2 methods x 2 PEFT x 5 seeds = 80; merge-mode runs are left out (own bases)
     merges = [j for j in plan.jobs if j.stage == "merge"]
     assert len(merges) == 80
-    assert {j.config["axes"]["method"] for j in merges} == {"sft", "sft>dpo"}
+    assert {written(j)["axes"]["method"] for j in merges} == {"sft", "sft>dpo"}
     for m in merges:
-        assert all(by_id[i].config["axes"]["method"] == m.config["axes"]["method"] for i in m.depends_on)
+        assert all(written(by_id[i])["axes"]["method"] == written(m)["axes"]["method"] for i in m.depends_on)
     # the chained trains form their own array, after the SFT array; the DPO resource override applies
     keys = plan.array_keys()
     chained_keys = {keys[j.id] for j in trains if j.depends_on}
@@ -70,8 +71,8 @@ def test_chained_ids_follow_the_upstream_and_plain_configs_are_unchanged(tmp_pat
     plain = tmp_path / "plain.yaml"
     plain.write_text(yaml.safe_dump(spec).replace("../../assets", str(ROOT / "assets")))
     for j in load_plan(plain, output_dir=tmp_path / "c").jobs:
-        assert "init" not in j.config and not j.depends_on or j.stage != "train"
-        assert j.config["axes"]["method"] == "dpo"
+        assert "init" not in written(j) and not j.depends_on or j.stage != "train"
+        assert written(j)["axes"]["method"] == "dpo"
 
 
 def _problems(tmp_path: Path, edit) -> list[str]:
@@ -114,7 +115,7 @@ def test_smoke_counterpart_plan(tmp_path):
     stages = {s: sum(1 for j in plan.jobs if j.stage == s) for s in ("train", "eval", "merge")}
     # 3 methods x 2 PEFT = 6 runs, each evaluated; one merge (sft + sft>dpo on LoRA), evaluated
     assert stages == {"train": 6, "eval": 7, "merge": 1}
-    labels = sorted(j.config["axes"]["method"] for j in plan.jobs if j.stage == "train")
+    labels = sorted(written(j)["axes"]["method"] for j in plan.jobs if j.stage == "train")
     assert labels == ["sft", "sft", "sft>dpo", "sft>dpo", "sft>dpo-merged", "sft>dpo-merged"]
 
 
@@ -137,7 +138,7 @@ def test_a_dotted_method_axis_of_both_methods_pairs_runs_by_value(tmp_path):
     assert len(trains) == 4 and len(chained) == 2  # 2 methods x 2 ranks; each DPO rank after its SFT rank
     for j in chained:
         up = by_id[j.depends_on[0]]
-        assert up.config["axes"]["method.lora.r"] == j.config["axes"]["method.lora.r"] == j.config["method"]["lora"]["r"]
+        assert written(up)["axes"]["method.lora.r"] == written(j)["axes"]["method.lora.r"] == written(j)["method"]["lora"]["r"]
 
 
 def test_continue_refuses_a_dotted_lora_axis_of_the_chained_method_only(tmp_path):
@@ -159,7 +160,8 @@ def test_every_chained_config_loads_through_the_typed_contract(path, tmp_path):
     plan = load_plan(path, output_dir=tmp_path / "out")
     inits = 0
     for job in plan.jobs:
-        typed = parse(job.config, f"{path.name}: {job.name}")
+        typed = parse(written(job), f"{path.name}: {job.name}")
+        assert typed == job.config, f"{job.name}: config.json does not read back as the compiled config"
         if job.stage == "train" and job.depends_on:
             assert typed.init is not None and typed.init.job == job.depends_on[0]
             inits += 1

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from alignkit.plan.compiler import load_plan
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,18 +37,18 @@ def test_grid_expands_with_evals_judges_and_merges(tmp_path):
             assert dep in by_id
         if job.stage == "eval":
             assert by_id[job.depends_on[0]].stage in ("train", "merge")
-            assert job.config["target"]["job"] == job.depends_on[0]
+            assert written(job)["target"]["job"] == job.depends_on[0]
         if job.stage == "merge":
             inputs = [by_id[d] for d in job.depends_on]
-            assert sorted(i.config["axes"]["preference"] for i in inputs) == ["harmless", "helpful"]
+            assert sorted(written(i)["axes"]["preference"] for i in inputs) == ["harmless", "helpful"]
             for key in ("model", "dataset", "method", "peft", "seed"):
-                assert len({i.config["axes"][key] for i in inputs}) == 1
+                assert len({written(i)["axes"][key] for i in inputs}) == 1
 
 
 def test_train_config_is_fully_resolved(tmp_path):
     plan = load_plan(write(tmp_path, base()))
     job = next(j for j in plan.jobs if j.name == "m1/hh/harmless/dpo/qlora/s1")
-    c = job.config
+    c = written(job)
     assert c["method"]["beta"] == 0.1 and c["method"]["lr_scheduler"] == "cosine"
     assert c["method"]["lora"] == {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "k_proj"]}
     assert c["peft"]["quantization"]["quant_type"] == "nf4" and c["peft"]["quantization"]["double_quant"] is True
@@ -55,16 +56,16 @@ def test_train_config_is_fully_resolved(tmp_path):
     assert c["preference"] == ["harmless"] and c["seed"] == 1
     assert c["training"]["save_steps"] == 100
     sft = next(j for j in plan.jobs if j.name == "m1/hh/harmless/sft/lora/s1")
-    assert "beta" not in sft.config["method"]
+    assert "beta" not in written(sft)["method"]
     ev = next(j for j in plan.jobs if j.name == "m1/hh/harmless/dpo/qlora/s1/eval")
-    assert ev.config["checkpoints"] == [100, "final"]
+    assert written(ev)["checkpoints"] == [100, "final"]
     # lm-eval without a chat template for every model, pre-trained (m1) or instruction-tuned (m2)
-    assert ev.config["benchmarks"]["mmlu"]["chat_template"] is False
+    assert written(ev)["benchmarks"]["mmlu"]["chat_template"] is False
     ev2 = next(j for j in plan.jobs if j.name == "m2/hh/harmless/dpo/qlora/s1/eval")
-    assert ev2.config["benchmarks"]["mmlu"]["chat_template"] is False
-    assert "chat_template" not in ev2.config["benchmarks"]["ae"]  # only lm-eval reads it
+    assert written(ev2)["benchmarks"]["mmlu"]["chat_template"] is False
+    assert "chat_template" not in written(ev2)["benchmarks"]["ae"]  # only lm-eval reads it
     judge = next(j for j in plan.jobs if j.name == "m1/hh/harmless/dpo/qlora/s1/judge")
-    assert judge.config["benchmarks"]["ae"]["judge"]["api_key_env"] == "KEY"
+    assert written(judge)["benchmarks"]["ae"]["judge"]["api_key_env"] == "KEY"
 
 
 def test_base_models_are_evaluated_untrained(tmp_path):
@@ -75,8 +76,8 @@ def test_base_models_are_evaluated_untrained(tmp_path):
     assert sorted(j.name for j in originals) == ["m1/original/eval", "m1/original/judge",
                                                  "m2/original/eval", "m2/original/judge"]
     ev = next(j for j in originals if j.name == "m1/original/eval")
-    assert ev.depends_on == () and ev.config["target"] == {"kind": "base"} and ev.config["checkpoints"] == ["final"]
-    assert ev.config["axes"]["preference"] == "original" and ev.config["model"]["source"] == "org/model-one"
+    assert ev.depends_on == () and written(ev)["target"] == {"kind": "base"} and written(ev)["checkpoints"] == ["final"]
+    assert written(ev)["axes"]["preference"] == "original" and written(ev)["model"]["source"] == "org/model-one"
     judge = next(j for j in originals if j.name == "m1/original/judge")
     assert judge.depends_on == (ev.id,)
 
@@ -87,24 +88,24 @@ def test_include_exclude_and_zip(tmp_path):
     d["exclude"] = [{"model": "m2", "peft": "qlora"}]
     plan = load_plan(write(tmp_path, d))
     trains = [j for j in plan.jobs if j.stage == "train"]
-    assert not any(j.config["axes"]["model"] == "m2" and j.config["axes"]["peft"] == "qlora" for j in trains)
-    mixtures = [j for j in trains if len(j.config["preference"]) > 1]
+    assert not any(written(j)["axes"]["model"] == "m2" and written(j)["axes"]["peft"] == "qlora" for j in trains)
+    mixtures = [j for j in trains if len(written(j)["preference"]) > 1]
     assert len(mixtures) == 2 * 2 * 2  # methods x peft x seeds, for m1/bt
-    assert all(j.config["preference"] == ["harmless", "helpful"] for j in mixtures)
+    assert all(written(j)["preference"] == ["harmless", "helpful"] for j in mixtures)
     d = base()
     d["grid"].pop("model")
     d["grid"].pop("dataset")
     d["zip"] = [{"model": ["m1", "m2"], "dataset": ["hh", "bt"]}]
     trains = [j for j in load_plan(write(tmp_path, d)).jobs if j.stage == "train"]
-    assert {(j.config["axes"]["model"], j.config["axes"]["dataset"]) for j in trains} == {("m1", "hh"), ("m2", "bt")}
+    assert {(written(j)["axes"]["model"], written(j)["axes"]["dataset"]) for j in trains} == {("m1", "hh"), ("m2", "bt")}
 
 
 def test_resources_overrides_and_profile(tmp_path):
     d = base()
     d["resources"]["overrides"] = [{"stage": "train", "where": {"method": "dpo"}, "time": "1-00:00:00", "estimate": 90}]
     plan = load_plan(write(tmp_path, d), profile=str(ROOT / "slurm/profiles/dev.yaml"))
-    dpo = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == "dpo")
-    sft = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == "sft")
+    dpo = next(j for j in plan.jobs if j.stage == "train" and written(j)["axes"]["method"] == "dpo")
+    sft = next(j for j in plan.jobs if j.stage == "train" and written(j)["axes"]["method"] == "sft")
     assert dpo.resources.time_min == 24 * 60 and dpo.resources.estimate_min == 90
     assert sft.resources.time_min == 120 and sft.resources.partition == "debug"
     assert dpo.resources.key() != sft.resources.key()
@@ -195,12 +196,12 @@ def test_duplicate_runs_are_refused(tmp_path):
 def test_full_yaml_is_the_papers_study():
     plan = load_plan(ROOT / "sweeps/full.yaml", profile="dev")
     trains = [j for j in plan.jobs if j.stage == "train"]
-    plain = [j for j in trains if len(j.config["preference"]) == 1]
+    plain = [j for j in trains if len(written(j)["preference"]) == 1]
     assert len(plain) == 320
-    mixtures = [j for j in trains if len(j.config["preference"]) == 2]
-    assert len(mixtures) == 2 * 2 * 2 * 5 and {j.config["axes"]["dataset"] for j in mixtures} == {"beavertails"}
+    mixtures = [j for j in trains if len(written(j)["preference"]) == 2]
+    assert len(mixtures) == 2 * 2 * 2 * 5 and {written(j)["axes"]["dataset"] for j in mixtures} == {"beavertails"}
     for j in trains:
-        m = j.config["method"]
+        m = written(j)["method"]
         if m["type"] == "sft":
             assert (m["learning_rate"], m["lora"]["r"], m["lora"]["alpha"], m["lora"]["dropout"]) == (2e-4, 64, 16, 0.1)
             assert m["lora"]["target_modules"] == ["q_proj", "v_proj"] and m["lr_scheduler"] == "constant"
@@ -210,28 +211,28 @@ def test_full_yaml_is_the_papers_study():
             assert m["lora"]["target_modules"] == ["k_proj", "gate_proj", "v_proj", "up_proj", "q_proj", "o_proj", "down_proj"]
             assert (m["lr_scheduler"], m["max_grad_norm"], m["weight_decay"]) == ("cosine", 1.0, 0.0)
         assert m["batch_size"] == 16 and m["optimizer"] == "paged_adamw_32bit"
-        assert j.config["training"]["max_steps"] == 700 and j.config["training"]["save_steps"] == 100
+        assert written(j)["training"]["max_steps"] == 700 and written(j)["training"]["save_steps"] == 100
     by_id = plan.by_id()
-    evals = [j for j in plan.jobs if j.stage == "eval" and j.config["target"]["kind"] != "base"]
+    evals = [j for j in plan.jobs if j.stage == "eval" and written(j)["target"]["kind"] != "base"]
     evaluated = {by_id[e.depends_on[0]].id: e for e in evals}
     # the four untrained models too: the paper's "Original" rows
-    base = [j for j in plan.jobs if j.stage == "eval" and j.config["target"]["kind"] == "base"]
-    assert sorted(j.config["model"]["name"] for j in base) == ["llama-7b", "mistral-7b", "mistral-7b-instruct",
+    base = [j for j in plan.jobs if j.stage == "eval" and written(j)["target"]["kind"] == "base"]
+    assert sorted(written(j)["model"]["name"] for j in base) == ["llama-7b", "mistral-7b", "mistral-7b-instruct",
                                                                "vicuna-7b"]
     every = [100, 200, 300, 400, 500, 600, "final"]
     for t in trains:  # every checkpoint of every training run is evaluated, on all five benchmarks
         e = evaluated[t.id]
-        assert e.config["checkpoints"] == every
-        assert set(e.config["benchmarks"]) == {"mmlu", "bbh", "alpaca_eval", "realtoxicity", "red_instruct"}
+        assert written(e)["checkpoints"] == every
+        assert set(written(e)["benchmarks"]) == {"mmlu", "bbh", "alpaca_eval", "realtoxicity", "red_instruct"}
         # lm-eval and RealToxicityPrompts every 100 steps, the GPT-4-judged ones at the final checkpoint
-        assert {n: b["checkpoints"] for n, b in e.config["benchmarks"].items()} == {
+        assert {n: b["checkpoints"] for n, b in written(e)["benchmarks"].items()} == {
             "mmlu": every, "bbh": every, "realtoxicity": every, "alpaca_eval": ["final"], "red_instruct": ["final"]}
     merges = [j for j in plan.jobs if j.stage == "merge"]
     assert len(merges) == 100
     for m in merges:
         inputs = [by_id[d] for d in m.depends_on]
-        assert all(i.stage == "train" for i in inputs) and len({i.config["axes"]["model"] for i in inputs}) == 1
-        n = 4 if m.config["merge"]["name"] == "dare-sft+dpo" else 2
+        assert all(i.stage == "train" for i in inputs) and len({written(i)["axes"]["model"] for i in inputs}) == 1
+        n = 4 if written(m)["merge"]["name"] == "dare-sft+dpo" else 2
         assert len(inputs) == n
         assert m.id in evaluated
     # 9 arrays for the runs and merges, + one eval and one judge array for the untrained models

@@ -7,23 +7,28 @@ import json
 import subprocess
 import sys
 
+from alignkit.contract.common import ModelConfig
+from alignkit.contract.eval import EvalConfig, Target
 from alignkit.plan.compiler import load_plan
+from alignkit.plugins.benchmarks import config_class
 from alignkit.plan.model import Job
 from alignkit.plan.resources import Resources
 from alignkit.plan.estimates import benchmark_work, estimate, load_rates, wall_clock
 from tests.fixtures.train_configs import ROOT
 
+B = config_class()  # a benchmark in a job config
+
 
 def test_benchmark_work_from_published_sizes():
     # MMLU: 14,042 test questions x 4 choices (hendrycks/test); a limit applies per subject (57)
-    assert benchmark_work({"type": "lm_eval", "task": "mmlu"}) == {"kind": "loglikelihood", "requests": 56168,
+    assert benchmark_work(B(type="lm_eval", task="mmlu")) == {"kind": "loglikelihood", "requests": 56168,
                                                                    "tokens": 0}
-    assert benchmark_work({"type": "lm_eval", "task": "mmlu", "limit": 10})["requests"] == 57 * 10 * 4
+    assert benchmark_work(B(type="lm_eval", task="mmlu", limit=10))["requests"] == 57 * 10 * 4
     # BBH: 6,511 examples (27 tasks), each up to 256 generated tokens
-    assert benchmark_work({"type": "lm_eval", "task": "bbh_fewshot"})["tokens"] == 6511 * 256
-    assert benchmark_work({"type": "lm_eval", "task": "smoke_mmlu"}) is None  # unknown size: no guess
-    assert benchmark_work({"type": "realtoxicity", "num_prompts": 1000, "max_new_tokens": 20})["tokens"] == 20000
-    assert benchmark_work({"type": "red_instruct", "num_prompts": None, "max_new_tokens": 500}, items=200)["tokens"] \
+    assert benchmark_work(B(type="lm_eval", task="bbh_fewshot"))["tokens"] == 6511 * 256
+    assert benchmark_work(B(type="lm_eval", task="smoke_mmlu")) is None  # unknown size: no guess
+    assert benchmark_work(B(type="realtoxicity", num_prompts=1000, max_new_tokens=20))["tokens"] == 20000
+    assert benchmark_work(B(type="red_instruct", num_prompts=None, max_new_tokens=500), items=200)["tokens"] \
         == 100000
 
 
@@ -50,7 +55,8 @@ def job(jid: str, stage: str, deps: tuple = (), throttle: int = 2, minutes: floa
     r = Resources(gpus=1, cpus=1, mem_gb=1, time_min=int(minutes), nodes=1, partition=None,
                   array_parallelism=throttle, estimate_min=minutes)
     # an eval benchmark of unknown size: the job keeps the stage's estimate
-    cfg = {"benchmarks": {"x": {"type": "lm_eval", "task": "smoke_mmlu"}}} if stage == "eval" else {}
+    cfg = EvalConfig(stage="eval", model=ModelConfig(source="m", name="m"), target=Target(),
+                     benchmarks={"x": B(type="lm_eval", task="smoke_mmlu")}) if stage == "eval" else None
     return Job(id=jid, name=jid, stage=stage, depends_on=deps, config=cfg, resources=r)
 
 

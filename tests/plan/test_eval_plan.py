@@ -17,6 +17,7 @@ from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 from alignkit.plan.judge_cost import CHARS_PER_TOKEN, SHAPES
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".." / "shared" / "data"
@@ -116,12 +117,12 @@ def test_lm_eval_chat_template_is_off_unless_the_model_or_benchmark_turns_it_on(
     d = base()
     d["models"]["m2"]["lm_eval_chat_template"] = True
     plan = load_plan(write(tmp_path, d))
-    ev = {j.config["model"]["name"]: j for j in plan.jobs if j.stage == "eval"}
-    assert ev["m1"].config["benchmarks"]["mmlu"]["chat_template"] is False
-    assert ev["m2"].config["benchmarks"]["mmlu"]["chat_template"] is True
+    ev = {written(j)["model"]["name"]: j for j in plan.jobs if j.stage == "eval"}
+    assert written(ev["m1"])["benchmarks"]["mmlu"]["chat_template"] is False
+    assert written(ev["m2"])["benchmarks"]["mmlu"]["chat_template"] is True
     d["evals"]["benchmarks"]["mmlu"]["chat_template"] = False  # the benchmark's word wins
     plan = load_plan(write(tmp_path, d))
-    assert all(j.config["benchmarks"]["mmlu"]["chat_template"] is False for j in plan.jobs if j.stage == "eval")
+    assert all(written(j)["benchmarks"]["mmlu"]["chat_template"] is False for j in plan.jobs if j.stage == "eval")
 
 
 def test_a_benchmark_runs_and_is_judged_only_at_its_checkpoints(tmp_path):
@@ -134,19 +135,19 @@ def test_a_benchmark_runs_and_is_judged_only_at_its_checkpoints(tmp_path):
     plan = load_plan(write(tmp_path, d))
     by_id = plan.by_id()
     for j in plan.jobs:
-        if j.stage == "eval" and j.config["target"]["kind"] == "adapter":
-            assert j.config["checkpoints"] == [100, 200, "final"]
-            assert {n: b["checkpoints"] for n, b in j.config["benchmarks"].items()} == {
+        if j.stage == "eval" and written(j)["target"]["kind"] == "adapter":
+            assert written(j)["checkpoints"] == [100, 200, "final"]
+            assert {n: b["checkpoints"] for n, b in written(j)["benchmarks"].items()} == {
                 "mmlu": [100, 200, "final"], "ae": ["final"], "early": [100]}
         elif j.stage == "eval":  # merged and untrained models have only "final": no "early" there
-            assert j.config["checkpoints"] == ["final"] and set(j.config["benchmarks"]) == {"mmlu", "ae"}
+            assert written(j)["checkpoints"] == ["final"] and set(written(j)["benchmarks"]) == {"mmlu", "ae"}
         if j.stage == "judge":
-            assert {n: b["checkpoints"] for n, b in j.config["benchmarks"].items()} == {"ae": ["final"]}
+            assert {n: b["checkpoints"] for n, b in written(j)["benchmarks"].items()} == {"ae": ["final"]}
             assert by_id[j.depends_on[0]].stage == "eval"
     # a benchmark at checkpoints no eval job loads gives no eval job at all for that target
     d["evals"]["benchmarks"] = {"early": d["evals"]["benchmarks"]["early"]}
     plan = load_plan(write(tmp_path, d))
-    assert {j.config["target"]["kind"] for j in plan.jobs if j.stage == "eval"} == {"adapter"}
+    assert {written(j)["target"]["kind"] for j in plan.jobs if j.stage == "eval"} == {"adapter"}
 
 
 def test_a_price_is_not_part_of_any_job_id(tmp_path):
@@ -165,8 +166,8 @@ def test_revisions_reach_the_job_configs(tmp_path):
                                       "revision": "r1", "classifier_revision": "c1"}
     plan = load_plan(write(tmp_path, d))
     ev = next(j for j in plan.jobs if j.stage == "eval")
-    assert ev.config["benchmarks"]["ae"]["revision"] == "abc123"
-    rt = ev.config["benchmarks"]["rt"]
+    assert written(ev)["benchmarks"]["ae"]["revision"] == "abc123"
+    rt = written(ev)["benchmarks"]["rt"]
     assert (rt["source"], rt["revision"], rt["classifier"], rt["classifier_revision"]) == (
         "allenai/real-toxicity-prompts", "r1", "nicholasKluge/ToxicityModel", "c1")
 

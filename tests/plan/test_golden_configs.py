@@ -104,7 +104,7 @@ def test_the_job_entry_refuses_a_bad_config_with_exit_2_and_error_json(tmp_path)
     job = next(j for j in plan.jobs if j.stage == "train")
     d = tmp_path / "job"
     d.mkdir()
-    atomic_write_json(d / "config.json", dict(job.config, seed="zero"))
+    atomic_write_json(d / "config.json", dict(to_json(job.config), seed="zero"))
     proc = subprocess.run([sys.executable, "-m", "jobs.entry", str(d)], cwd=ROOT, capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2, proc.stderr

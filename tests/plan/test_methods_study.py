@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from alignkit.plan.compiler import load_plan
+from tests.fixtures.written import written
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ["sft", "dpo", "ipo", "kto", "orpo", "simpo"]
@@ -25,8 +26,8 @@ def _check_shape(plan, runs: int):
     jobs = plan.by_id()
     stages = Counter(j.stage for j in plan.jobs)
     trains = [j for j in plan.jobs if j.stage == "train"]
-    assert Counter(j.config["axes"]["method"] for j in trains) == {m: runs for m in METHODS}
-    assert {j.config["axes"]["method"]: j.config["method"]["type"] for j in trains} == TYPES
+    assert Counter(written(j)["axes"]["method"] for j in trains) == {m: runs for m in METHODS}
+    assert {written(j)["axes"]["method"]: written(j)["method"]["type"] for j in trains} == TYPES
     for j in plan.jobs:
         if j.stage == "train":
             assert j.depends_on == ()
@@ -44,8 +45,8 @@ def test_methods_study_plans_six_methods_with_the_papers_evaluation():
     assert _check_shape(plan, runs=6) == {"train": 36, "eval": 37, "judge": 37}
     full = load_plan(ROOT / "sweeps" / "full.yaml")
     one = lambda p: next(j for j in p.jobs if j.stage == "eval" and j.depends_on)  # noqa: E731
-    assert sorted(one(plan).config["benchmarks"]) == sorted(one(full).config["benchmarks"])
-    cfg = {j.config["axes"]["method"]: j.config["method"] for j in plan.jobs if j.stage == "train"}
+    assert sorted(written(one(plan))["benchmarks"]) == sorted(written(one(full))["benchmarks"])
+    cfg = {written(j)["axes"]["method"]: written(j)["method"] for j in plan.jobs if j.stage == "train"}
     assert cfg["ipo"]["loss_type"] == "ipo" and "loss_type" not in cfg["dpo"]
     # SimPO at the SimPO paper's Mistral-Instruct values: beta 2.5, gamma/beta 0.1 -> TRL's absolute gamma 0.25
     assert (cfg["simpo"]["loss_type"], cfg["simpo"]["cpo_alpha"], cfg["simpo"]["beta"]) == ("simpo", 0.0, 2.5)
@@ -58,7 +59,7 @@ def test_methods_study_plans_six_methods_with_the_papers_evaluation():
     for m, (lo, hi) in ranges.items():
         assert lo <= cfg[m]["learning_rate"] <= hi, m
     # the paper's SFT and DPO runs are full.yaml's, unchanged
-    fcfg = {j.config["axes"]["method"]: j.config["method"] for j in full.jobs if j.stage == "train"}
+    fcfg = {written(j)["axes"]["method"]: written(j)["method"] for j in full.jobs if j.stage == "train"}
     assert cfg["sft"] == fcfg["sft"] and cfg["dpo"] == fcfg["dpo"]
 
 

@@ -15,6 +15,7 @@ from alignkit.plan.ids import job_id
 from alignkit.contract.errors import SpecError
 from alignkit.submit.sweepdir import SweepDir
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 NAMED = ["model", "dataset", "preference", "method", "peft", "seed"]
 
@@ -49,18 +50,18 @@ def test_dpo_beta_by_learning_rate_sweep(tmp_path):
     runs = trains(plan)
     assert len(runs) == 6  # 3 betas x 2 learning rates
     assert len(plan.jobs) == 6 * 3  # each run: train, eval, judge (alpaca_eval is judged)
-    got = {(j.config["method"]["beta"], j.config["method"]["learning_rate"]) for j in runs}
+    got = {(written(j)["method"]["beta"], written(j)["method"]["learning_rate"]) for j in runs}
     assert got == {(b, lr) for b in (0.01, 0.1, 0.5) for lr in (5e-6, 5e-5)}
-    one = next(j for j in runs if j.config["method"]["beta"] == 0.01 and j.config["method"]["learning_rate"] == 5e-6)
+    one = next(j for j in runs if written(j)["method"]["beta"] == 0.01 and written(j)["method"]["learning_rate"] == 5e-6)
     assert one.name == "m1/hh/helpful/dpo/lora/s0/beta=0.01/lr=5e-06"
     # named axes in canonical order, then the dotted ones in spec order, converted ("5.0e-6" is a float)
-    assert list(one.config["axes"]) == NAMED + ["method.beta", "method.learning_rate"]
-    assert one.config["axes"]["method.learning_rate"] == 5e-6
+    assert list(written(one)["axes"]) == NAMED + ["method.beta", "method.learning_rate"]
+    assert written(one)["axes"]["method.learning_rate"] == 5e-6
     # the value replaces the field before hashing: beta 0.1 / lr 5e-5 is the fixture's own dpo run
     plain = trains(plan_of(tmp_path, small(), "plain.yaml"))[0]
-    same = next(j for j in runs if j.config["method"]["beta"] == 0.1 and j.config["method"]["learning_rate"] == 5e-5)
-    assert same.id == plain.id and same.config["method"] == plain.config["method"]
-    assert "method.beta" not in json.dumps(same.config["method"])  # no new key in the job's sections
+    same = next(j for j in runs if written(j)["method"]["beta"] == 0.1 and written(j)["method"]["learning_rate"] == 5e-5)
+    assert same.id == plain.id and written(same)["method"] == written(plain)["method"]
+    assert "method.beta" not in json.dumps(written(same)["method"])  # no new key in the job's sections
     assert plan.axes == NAMED + ["method.beta", "method.learning_rate"]
 
 
@@ -74,14 +75,14 @@ def test_rank_by_alpha_per_method_with_include(tmp_path):
     plan = plan_of(tmp_path, d)
     runs = trains(plan)
     assert len(runs) == 18
-    sft = {(j.config["method"]["lora"]["r"], j.config["method"]["lora"]["alpha"]) for j in runs
-           if j.config["method"]["type"] == "sft"}
-    dpo = {(j.config["method"]["lora"]["r"], j.config["method"]["lora"]["alpha"]) for j in runs
-           if j.config["method"]["type"] == "dpo"}
+    sft = {(written(j)["method"]["lora"]["r"], written(j)["method"]["lora"]["alpha"]) for j in runs
+           if written(j)["method"]["type"] == "sft"}
+    dpo = {(written(j)["method"]["lora"]["r"], written(j)["method"]["lora"]["alpha"]) for j in runs
+           if written(j)["method"]["type"] == "dpo"}
     assert sft == {(r, a) for r in (32, 64, 128) for a in (16, 32, 64)}
     assert dpo == {(r, a) for r in (8, 16, 32) for a in (16, 32, 64)}
-    j = next(j for j in runs if j.config["method"]["type"] == "dpo" and j.config["method"]["lora"]["r"] == 8)
-    assert j.config["method"]["lora"]["target_modules"] == ["q_proj", "k_proj"]  # the rest of the block stays
+    j = next(j for j in runs if written(j)["method"]["type"] == "dpo" and written(j)["method"]["lora"]["r"] == 8)
+    assert written(j)["method"]["lora"]["target_modules"] == ["q_proj", "k_proj"]  # the rest of the block stays
     assert "/r=8/alpha=" in j.name
     assert len({j.id for j in runs}) == 18
 
@@ -118,11 +119,11 @@ def test_zip_pairs_dotted_axes_and_repeats_values(tmp_path):
     d["zip"] = [{"dataset.limit": [1000, 2000, 5000], "training.max_steps": [100, 100, 300]}]
     plan = plan_of(tmp_path, d)
     runs = trains(plan)
-    got = [(j.config["dataset"]["limit"], j.config["training"]["max_steps"]) for j in runs]
+    got = [(written(j)["dataset"]["limit"], written(j)["training"]["max_steps"]) for j in runs]
     assert got == [(1000, 100), (2000, 100), (5000, 300)]
     assert runs[0].name == "m1/hh/helpful/dpo/lora/s0/limit=1000/steps=100"
     evals = [j for j in plan.jobs if j.stage == "eval"]
-    assert all(e.config["checkpoints"] == ["final"] for e in evals)
+    assert all(written(e)["checkpoints"] == ["final"] for e in evals)
     # a step a run no longer saves is refused, naming the run
     d["evals"]["checkpoints"] = [200, "final"]
     problems = problems_of(tmp_path, d)
@@ -174,20 +175,20 @@ def test_three_preferences_from_local_files_with_three_way_merges(tmp_path):
     plan = plan_of(tmp_path, three_preferences(tmp_path))
     runs = trains(plan)
     assert len(runs) == 4 * 2  # 3 preferences + 1 mixture, x 2 methods
-    mix = next(j for j in runs if len(j.config["preference"]) == 3)
-    assert mix.config["preference"] == ["harmless", "helpful", "honest"]
-    assert mix.config["dataset"]["files"] == {p: str(tmp_path / "data" / f"{p}.jsonl")
+    mix = next(j for j in runs if len(written(j)["preference"]) == 3)
+    assert written(mix)["preference"] == ["harmless", "helpful", "honest"]
+    assert written(mix)["dataset"]["files"] == {p: str(tmp_path / "data" / f"{p}.jsonl")
                                               for p in ("helpful", "harmless", "honest")}
     merges = [j for j in plan.jobs if j.stage == "merge"]
     assert len(merges) == 2 * 2  # 2 merges x 2 methods
     for m in merges:
         assert len(m.depends_on) == 3
-        assert [a["preference"] for a in m.config["input_axes"]] == ["harmless", "helpful", "honest"]
-        assert m.config["axes"]["preference"] == "{harmless,helpful,honest}"
+        assert [a["preference"] for a in written(m)["input_axes"]] == ["harmless", "helpful", "honest"]
+        assert written(m)["axes"]["preference"] == "{harmless,helpful,honest}"
     assert plan.summary()["mixture_runs"] == 2
     # old datasets' configs keep their keys: no files/validation written when not used
     hh = trains(plan_of(tmp_path, small(), "plain.yaml"))[0]
-    assert "files" not in hh.config["dataset"] and "validation" not in hh.config["dataset"]
+    assert "files" not in written(hh)["dataset"] and "validation" not in written(hh)["dataset"]
 
 
 def test_merge_arity_rules_for_more_than_two_inputs(tmp_path):
@@ -237,14 +238,14 @@ def test_validation_configs_and_eval_steps(tmp_path):
     d["datasets"]["hh"]["validation"] = {"split": "test"}
     d["datasets"]["bt"]["validation"] = {"fraction": 0.02}
     plan = plan_of(tmp_path, d)
-    by = {j.config["dataset"]["name"]: j.config for j in trains(plan)}
+    by = {written(j)["dataset"]["name"]: written(j) for j in trains(plan)}
     assert by["hh"]["dataset"]["validation"] == {"split": "test"}
     assert by["bt"]["dataset"]["validation"] == {"fraction": 0.02, "seed": 0}
     assert by["hh"]["training"]["eval_steps"] == 100  # null = save_steps
     d["training"]["eval_steps"] = 50
-    assert trains(plan_of(tmp_path, d))[0].config["training"]["eval_steps"] == 50
+    assert written(trains(plan_of(tmp_path, d))[0])["training"]["eval_steps"] == 50
     plain = trains(plan_of(tmp_path, small(), "plain.yaml"))[0]
-    assert "eval_steps" not in plain.config["training"]  # only written with validation: old ids stay
+    assert "eval_steps" not in written(plain)["training"]  # only written with validation: old ids stay
     d = small()
     d["training"]["eval_steps"] = 50
     d["datasets"]["bt"]["validation"] = {"split": "test", "fraction": 0.1}
@@ -299,12 +300,12 @@ def test_targets_only_study_evaluates_without_training(tmp_path):
     evals = {j.name: j for j in plan.jobs if j.stage == "eval"}
     mine = evals["target:mine/eval"]
     assert mine.depends_on == ()
-    assert mine.config["target"] == {"kind": "external", "name": "mine", "source": str(tmp_path / "adapters/a1"),
+    assert written(mine)["target"] == {"kind": "external", "name": "mine", "source": str(tmp_path / "adapters/a1"),
                                      "revision": None}
-    assert mine.config["model"]["source"] == "org/model-one" and mine.config["checkpoints"] == ["final"]
-    assert mine.config["axes"]["method"] == "dpo" and mine.config["axes"]["target"] == "mine"
-    assert evals["target:hub/eval"].config["target"]["revision"] == "v1"
-    full = evals["target:full/eval"].config
+    assert written(mine)["model"]["source"] == "org/model-one" and written(mine)["checkpoints"] == ["final"]
+    assert written(mine)["axes"]["method"] == "dpo" and written(mine)["axes"]["target"] == "mine"
+    assert written(evals["target:hub/eval"])["target"]["revision"] == "v1"
+    full = written(evals["target:full/eval"])
     assert full["target"] == {"kind": "base"}
     assert full["model"]["source"] == "org/merged-model" and full["model"]["template"] == "mistral"
     # one eval array for all three (no upstream), beside any other dependency-free evals
@@ -428,7 +429,7 @@ def test_where_and_exclude_match_a_number_however_yaml_typed_it(tmp_path):
     d["exclude"] = [{"method.learning_rate": 1e-5}]
     d["resources"]["overrides"] = [{"stage": "train", "where": {"method.learning_rate": "5e-6"}, "time": 30}]
     runs = trains(plan_of(tmp_path, d))
-    assert sorted((j.config["method"]["learning_rate"], j.resources.time_min) for j in runs) == \
+    assert sorted((written(j)["method"]["learning_rate"], j.resources.time_min) for j in runs) == \
         [(5e-6, 30), (5e-5, 120)]
 
 
@@ -453,7 +454,7 @@ def test_missing_local_files_and_targets_warn_at_plan_and_block_submit(tmp_path)
     d["datasets"]["own"]["files"]["honest"] = "honest-base"
     plan = plan_of(tmp_path, d)
     assert not any("files.honest" in p for p in plan.not_ready)
-    assert trains(plan)[0].config["dataset"]["files"]["honest"] == "honest-base"
+    assert written(trains(plan)[0])["dataset"]["files"]["honest"] == "honest-base"
 
 
 def test_a_dotted_axis_typo_gets_the_field_it_likely_means(tmp_path):

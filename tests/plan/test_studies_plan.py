@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from alignkit.plan.compiler import load_plan
+from tests.fixtures.written import written
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = ROOT / "sweeps"
@@ -41,13 +42,13 @@ def test_hparam_search_is_the_papers_rank_alpha_grid_per_method():
     # so no eval or judge job
     assert _stages(plan) == {"train": 144}
     _distinct_ids(plan)
-    settings = Counter((t.config["method"]["type"], t.config["method"]["lora"]["r"], t.config["method"]["lora"]["alpha"])
+    settings = Counter((written(t)["method"]["type"], written(t)["method"]["lora"]["r"], written(t)["method"]["lora"]["alpha"])
                        for t in _trains(plan))
     want = {("sft", r, a) for r in (32, 64, 128) for a in (16, 32, 64)} | \
            {("dpo", r, a) for r in (8, 16, 32) for a in (16, 32, 64)}
     assert set(settings) == want and set(settings.values()) == {8}
     for t in _trains(plan):
-        cfg = t.config
+        cfg = written(t)
         # the swept values are in the config (and so in the id) and named as axes
         assert cfg["axes"]["method.lora.r"] == cfg["method"]["lora"]["r"]
         assert cfg["axes"]["method.lora.alpha"] == cfg["method"]["lora"]["alpha"]
@@ -84,20 +85,20 @@ def test_preferences_3_trains_a_third_preference_alone_and_mixed_and_merges_thre
     assert _stages(plan) == {"train": 80, "merge": 60, "eval": 142, "judge": 142}
     _distinct_ids(plan)
     data = SWEEPS / "data" / "preferences-3"
-    prefs = Counter(tuple(t.config["preference"]) for t in _trains(plan))
+    prefs = Counter(tuple(written(t)["preference"]) for t in _trains(plan))
     assert prefs == {("helpful",): 20, ("harmless",): 20, ("honest",): 20, ("harmless", "helpful", "honest"): 20}
     for t in _trains(plan):
-        files = t.config["dataset"]["files"]
+        files = written(t)["dataset"]["files"]
         assert files == {p: str(data / f"{p}.jsonl") for p in ("helpful", "harmless", "honest")}
         assert Path(files["honest"]).is_file()
     trains = {t.id: t for t in _trains(plan)}
     merges = [j for j in plan.jobs if j.stage == "merge"]
-    assert Counter(m.config["merge"]["method"] for m in merges) == {"dare_ties": 20, "ties": 20, "linear": 20}
+    assert Counter(written(m)["merge"]["method"] for m in merges) == {"dare_ties": 20, "ties": 20, "linear": 20}
     for m in merges:
-        inputs = [trains[i].config for i in m.config["inputs"]]
+        inputs = [written(trains[i]) for i in written(m)["inputs"]]
         assert sorted(c["preference"][0] for c in inputs) == ["harmless", "helpful", "honest"]
         assert len({(c["model"]["name"], c["method"]["name"], c["seed"]) for c in inputs}) == 1
-    assert {m.config["merge"]["method"]: m.config["merge"]["parameters"] for m in merges} == {
+    assert {written(m)["merge"]["method"]: written(m)["merge"]["parameters"] for m in merges} == {
         "dare_ties": {"density": 0.5}, "ties": {"density": 0.5}, "linear": {}}
 
 
@@ -125,17 +126,17 @@ def test_quantity_sweeps_data_size_with_matched_steps():
     # eval: one per run + the 2 untrained models = 162; no judged benchmark
     assert _stages(plan) == {"train": 160, "eval": 162}
     _distinct_ids(plan)
-    pairs = Counter((t.config["dataset"]["limit"], t.config["training"]["max_steps"]) for t in _trains(plan))
+    pairs = Counter((written(t)["dataset"]["limit"], written(t)["training"]["max_steps"]) for t in _trains(plan))
     # zipped, not crossed: 1,600 rows / 100 steps ... 11,200 rows / 700 steps, 40 runs each
     assert pairs == {(1600, 100): 40, (3200, 200): 40, (6400, 400): 40, (11200, 700): 40}
     for t in _trains(plan):
-        cfg = t.config
+        cfg = written(t)
         # every run sees each of its rows once: steps x batch 16 / rows = 1 epoch
         assert cfg["training"]["max_steps"] * cfg["method"]["batch_size"] == cfg["dataset"]["limit"]
         assert cfg["axes"]["dataset.limit"] == cfg["dataset"]["limit"]
         assert cfg["axes"]["training.max_steps"] == cfg["training"]["max_steps"]
-    for ev in (j for j in plan.jobs if j.stage == "eval" and j.config["target"]["kind"] == "adapter"):
-        assert ev.config["checkpoints"] == ["final"]
+    for ev in (j for j in plan.jobs if j.stage == "eval" and written(j)["target"]["kind"] == "adapter"):
+        assert written(ev)["checkpoints"] == ["final"]
 
 
 # ---- model-size --------------------------------------------------------------------------------
@@ -149,9 +150,9 @@ def test_model_size_plans_four_qwen_sizes_with_their_own_templates():
     # judge: every eval has the two judged benchmarks at "final" = 84
     assert _stages(plan) == {"train": 80, "eval": 84, "judge": 84}
     _distinct_ids(plan)
-    assert Counter(t.config["model"]["name"] for t in _trains(plan)) == {m: 20 for m in SIZES}
+    assert Counter(written(t)["model"]["name"] for t in _trains(plan)) == {m: 20 for m in SIZES}
     for t in _trains(plan):
-        m = t.config["model"]
+        m = written(t)["model"]
         assert m["source"] == f"Qwen/Qwen2.5-{SIZES[m['name']]}-Instruct"
         assert m["template"] == "chat_template" and m["kind"] == "instruct"
 
@@ -162,7 +163,7 @@ def test_model_size_plans_four_qwen_sizes_with_their_own_templates():
 def test_model_size_scales_resources_per_size(model, mem_gb, time_min):
     plan = _plan("model-size")
     res = {(j.resources.mem_gb, j.resources.time_min, j.resources.gpus) for j in _trains(plan)
-           if j.config["model"]["name"] == model}
+           if written(j)["model"]["name"] == model}
     assert res == {(mem_gb, time_min, 1)}
 
 
@@ -194,5 +195,6 @@ def test_every_compiled_config_loads_through_the_typed_contract(path):
 
     plan = load_plan(SWEEPS / path, "template" if "/" not in path else None)
     for job in plan.jobs:
-        typed = parse(job.config, f"{path}: {job.name}")
+        typed = parse(written(job), f"{path}: {job.name}")
+        assert typed == job.config, f"{job.name}: config.json does not read back as the compiled config"
         assert type(typed).__name__.lower().startswith(job.stage)

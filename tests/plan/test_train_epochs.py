@@ -15,6 +15,7 @@ from alignkit.contract.errors import SpecError
 from alignkit.contract.sections import steps_for_epochs
 from alignkit.plan.compiler import load_plan
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 
 def _transformers_steps(rows: int, per_device: int, grad_accum: int, epochs: float) -> int:
@@ -62,10 +63,10 @@ def test_num_train_epochs_plans_and_shows_the_steps(tmp_path, capsys):
     path = write(tmp_path, _spec(tmp_path, num_train_epochs=1))
     plan = load_plan(path)
     train = [j for j in plan.jobs if j.stage == "train"]
-    assert len(train) == 1 and train[0].config["training"]["num_train_epochs"] == 1
-    assert "max_steps" not in train[0].config["training"]  # the job counts them
+    assert len(train) == 1 and written(train[0])["training"]["num_train_epochs"] == 1
+    assert "max_steps" not in written(train[0])["training"]  # the job counts them
     evals = [j for j in plan.jobs if j.stage == "eval"]
-    assert evals and evals[0].config["checkpoints"] == [2, "final"]
+    assert evals and written(evals[0])["checkpoints"] == [2, "final"]
     assert main(["plan", str(path), "-o", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "1 epochs of 12 rows at batch 8 = at most 2 steps" in out
@@ -85,7 +86,7 @@ def test_epochs_must_be_positive(tmp_path):
 
 def test_without_epochs_the_config_is_unchanged(tmp_path):
     plan = load_plan(write(tmp_path, _spec(tmp_path, max_steps=20)))
-    cfg = next(j for j in plan.jobs if j.stage == "train").config["training"]
+    cfg = written(next(j for j in plan.jobs if j.stage == "train"))["training"]
     assert cfg["max_steps"] == 20 and "num_train_epochs" not in cfg
 
 
@@ -100,12 +101,12 @@ def test_epochs_sweep_as_a_dotted_axis(tmp_path):
     d = _spec(tmp_path)
     d["grid"]["training.num_train_epochs"] = [1, 2]
     trains = [j for j in load_plan(write(tmp_path, d)).jobs if j.stage == "train"]
-    assert sorted(j.config["training"]["num_train_epochs"] for j in trains) == [1, 2]
-    assert all("max_steps" not in j.config["training"] for j in trains)
+    assert sorted(written(j)["training"]["num_train_epochs"] for j in trains) == [1, 2]
+    assert all("max_steps" not in written(j)["training"] for j in trains)
 
 
 def _eval_checkpoints(plan) -> list:
-    return [j.config["checkpoints"] for j in plan.jobs if j.stage == "eval"]
+    return [written(j)["checkpoints"] for j in plan.jobs if j.stage == "eval"]
 
 
 def test_fractions_of_training_are_the_steps_they_name(tmp_path):
@@ -148,16 +149,16 @@ def test_with_epochs_a_fraction_stays_a_fraction_and_the_train_job_saves_its_ste
     d = _spec(tmp_path, num_train_epochs=1, save_steps=5)
     d["evals"]["checkpoints"] = [0.5, 5, "final"]
     jobs = load_plan(write(tmp_path, d)).jobs
-    assert [j.config["checkpoints"] for j in jobs if j.stage == "eval"] == [[0.5, 5, "final"]]  # the eval job maps it
+    assert [written(j)["checkpoints"] for j in jobs if j.stage == "eval"] == [[0.5, 5, "final"]]  # the eval job maps it
     (train,) = [j for j in jobs if j.stage == "train"]
-    assert train.config["save_fractions"] == [0.5]
+    assert written(train)["save_fractions"] == [0.5]
 
 
 def test_fraction_free_studies_keep_their_ids(tmp_path):
     d = _spec(tmp_path, num_train_epochs=1, save_steps=5)
     d["evals"]["checkpoints"] = [5, "final"]
     jobs = load_plan(write(tmp_path, d)).jobs
-    assert all("save_fractions" not in j.config for j in jobs)
+    assert all("save_fractions" not in written(j) for j in jobs)
     d["evals"]["checkpoints"] = [0.5, 5, "final"]
     with_fraction = {j.stage: j.id for j in load_plan(write(tmp_path, d)).jobs}
     assert with_fraction["train"] != {j.stage: j.id for j in jobs}["train"]  # a new config, so a new id

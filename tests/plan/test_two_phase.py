@@ -20,6 +20,7 @@ from alignkit.status.state import refresh
 from alignkit.status.view import render_arrays
 from alignkit.submit.sweepdir import SweepDir
 from tests.e2e.studies import copy_spec
+from tests.fixtures.written import written
 
 
 def _spec(tmp_path: Path, change=None, name: str = "two-phase.yaml") -> Path:
@@ -42,7 +43,7 @@ def test_plan_counts_the_jobs_waiting_for_the_selection(tmp_path, capsys):
     spec = _spec(tmp_path)
     plan = load_plan(spec)
     assert sorted(j.stage for j in plan.jobs) == ["eval", "eval", "train", "train"]
-    assert all(set(j.config["benchmarks"]) == {"mmlu"} for j in plan.jobs if j.stage == "eval")
+    assert all(set(written(j)["benchmarks"]) == {"mmlu"} for j in plan.jobs if j.stage == "eval")
     assert sorted(j.stage for j in plan.awaiting) == ["eval", "eval", "judge", "judge"]
     assert all(j.name.endswith(("/eval-selected", "/judge-selected")) for j in plan.awaiting)
     waiting = plan.summary()["awaiting_selection"]
@@ -90,13 +91,13 @@ def test_apply_takes_exactly_the_picked_runs_jobs(tmp_path):
     assert selected.apply(plan, plan.output_dir).source is None   # no collect yet: all keep waiting
     assert len(plan.awaiting) == 4 and {j.id for j in plan.jobs} == before
     _collect_json(plan.output_dir, [_row(8)])
-    runs = {j.config["axes"]["method.lora.r"]: j.id for j in plan.jobs if j.stage == "train"}
+    runs = {written(j)["axes"]["method.lora.r"]: j.id for j in plan.jobs if j.stage == "train"}
     got = selected.apply(plan, plan.output_dir)
     assert got.runs == 1 and got.dropped == 2 and not plan.awaiting and not got.notes
     added = {j.id: j for j in got.added}
     assert {j.id for j in plan.jobs} == before | set(added)
     ev = next(j for j in got.added if j.stage == "eval")
-    assert ev.depends_on == (runs[8],) and ev.config["target"]["job"] == runs[8]
+    assert ev.depends_on == (runs[8],) and written(ev)["target"]["job"] == runs[8]
     assert next(j for j in got.added if j.stage == "judge").depends_on == (ev.id,)
 
 
@@ -206,7 +207,7 @@ def test_per_group_choices_pick_every_seed_of_the_chosen_candidate(tmp_path):
         {"method": "dpo", "method.lora.r": 2, "method.lora.alpha": 8, "value": 0.6, "n": 2, "n_missing": 0}],
         over=["method.lora.r", "method.lora.alpha"], by=["method"])
     got = selected.apply(plan, plan.output_dir)
-    picked = {(j.config["axes"]["method"], j.config["axes"]["method.lora.r"], j.config["axes"]["method.lora.alpha"],
-               j.config["axes"]["seed"]) for j in got.added}
+    picked = {(written(j)["axes"]["method"], written(j)["axes"]["method.lora.r"], written(j)["axes"]["method.lora.alpha"],
+               written(j)["axes"]["seed"]) for j in got.added}
     assert picked == {(m, r, a, s) for m, r, a in (("sft", 8, 16), ("dpo", 2, 8)) for s in (0, 1)}
     assert got.runs == 4 and got.dropped == 12 and not plan.awaiting

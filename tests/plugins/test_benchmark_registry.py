@@ -17,6 +17,7 @@ from alignkit.contract.judge import JudgeConfig, load_judge
 from alignkit.contract.errors import SpecError
 from tests.fixtures.spec_fixtures import base, write
 from tests.fixtures.train_configs import typed
+from tests.fixtures.written import written
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,16 +54,16 @@ def test_every_compiled_eval_and_judge_config_loads_strictly():
         plan = load_plan(ROOT / "sweeps" / spec, profile="dev")
         for job in plan.jobs:
             if job.stage == "eval":
-                cfg = load_eval(job.config)
-                assert isinstance(cfg, EvalConfig) and cfg.model.name == job.config["model"]["name"]
+                cfg = load_eval(written(job))
+                assert isinstance(cfg, EvalConfig) and cfg.model.name == written(job)["model"]["name"]
             elif job.stage == "judge":
-                assert isinstance(load_judge(job.config), JudgeConfig)
+                assert isinstance(load_judge(written(job)), JudgeConfig)
 
 
 def test_resolved_configs_keep_the_shape_the_compiler_wrote_before_the_registry():
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml", profile="dev")
-    ev = next(j for j in plan.jobs if j.stage == "eval" and j.config["target"].get("kind") == "adapter")
-    b = ev.config["benchmarks"]
+    ev = next(j for j in plan.jobs if j.stage == "eval" and written(j)["target"].get("kind") == "adapter")
+    b = written(ev)["benchmarks"]
     # every type keeps every key of the one BenchmarkSpec of before (so ids stay); only lm_eval
     # has chat_template, resolved from the model's lm_eval_chat_template
     legacy = {"type", "task", "include_path", "filter", "num_fewshot", "metric", "limit", "source", "revision",
@@ -73,8 +74,8 @@ def test_resolved_configs_keep_the_shape_the_compiler_wrote_before_the_registry(
     assert b["realtoxicity"]["classifier"] == str(ROOT / "assets" / "tiny-toxicity")
     assert b["mmlu"]["include_path"] == str(ROOT / "assets" / "smoke-eval" / "tasks")
     judge = next(j for j in plan.jobs if j.stage == "judge")
-    assert judge.config["benchmarks"]["red_instruct"]["judge"]["name"] == "tiny"
-    assert judge.config["benchmarks"]["red_instruct"]["judge"]["source"] == str(ROOT / "assets" / "tiny-llama")
+    assert written(judge)["benchmarks"]["red_instruct"]["judge"]["name"] == "tiny"
+    assert written(judge)["benchmarks"]["red_instruct"]["judge"]["source"] == str(ROOT / "assets" / "tiny-llama")
 
 
 def test_a_field_its_type_does_not_take_is_refused(tmp_path):

@@ -19,6 +19,7 @@ from alignkit.contract.methods import CommonFields, Method
 from alignkit.contract import parse
 from alignkit.plugins.methods import METHODS, method, resolve_config
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = METHODS.names()
@@ -65,8 +66,9 @@ def test_a_spec_using_it_plans_into_contract_configs(name, tmp_path):
     plan = load_plan(write(tmp_path, d))
     train = [j for j in plan.jobs if j.stage == "train"]
     assert len(train) == 1
-    config = parse(train[0].config, "config.json")
+    config = parse(written(train[0]), "config.json")  # read back as the job reads it: the compiled config
+    assert config == train[0].config
     assert config.method.type == name and isinstance(config.method, METHODS.get(name).fields)
-    block = resolve_config("m", config.method)  # the resolve hook is a fixed point on its own output
-    assert block == train[0].config["method"] and json.loads(json.dumps(block)) == block
-    assert method(name).advice(train[0].config) is not None
+    block = resolve_config("m", config.method)  # resolving is a fixed point on its own output
+    assert block == config.method and json.loads(json.dumps(written(train[0])["method"])) == written(train[0])["method"]
+    assert method(name).advice(config.method) is not None

@@ -197,6 +197,7 @@ def test_sft_text_and_prompt_completion_masks(tok):
 
 
 def test_sft_assistant_only_loss_is_written_only_when_on():
+    from alignkit.contract.serial import to_json
     from alignkit.plugins.methods import METHODS, resolve_config
 
     f = METHODS.get("sft").fields
@@ -205,7 +206,7 @@ def test_sft_assistant_only_loss_is_written_only_when_on():
 
     off = resolve_config("sft", f(type="sft", learning_rate=1e-4, lora=LoraFields(**lora)))
     on = resolve_config("sft", f(type="sft", learning_rate=1e-4, lora=LoraFields(**lora), assistant_only_loss=True))
-    assert "assistant_only_loss" not in off and on["assistant_only_loss"] is True
+    assert "assistant_only_loss" not in to_json(off) and to_json(on)["assistant_only_loss"] is True
 
 
 def _sft_trainer(tmp_path, source: Path, **method):

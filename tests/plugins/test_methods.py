@@ -12,6 +12,7 @@ from alignkit.plugins.methods.dpo import DPOFields
 from alignkit.plugins.methods.sft import SFTFields
 from alignkit.contract.registry import Registry, UnknownName
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 
 def _plan(tmp_path, mutate):
@@ -52,19 +53,19 @@ def test_a_key_of_another_method_is_named_as_such(tmp_path):
 
 def test_dpo_defaults_are_resolved_and_new_fields_stay_out_of_old_configs(tmp_path):
     plan = _plan(tmp_path, lambda d: d["methods"]["dpo"].pop("beta"))
-    cfg = next(j.config["method"] for j in plan.jobs if j.stage == "train" and j.config["method"]["type"] == "dpo")
+    cfg = next(written(j)["method"] for j in plan.jobs if j.stage == "train" and written(j)["method"]["type"] == "dpo")
     assert (cfg["beta"], cfg["max_prompt_length"]) == (0.1, 128)
     assert "loss_type" not in cfg and "label_smoothing" not in cfg
-    sft = next(j.config["method"] for j in plan.jobs if j.stage == "train" and j.config["method"]["type"] == "sft")
+    sft = next(written(j)["method"] for j in plan.jobs if j.stage == "train" and written(j)["method"]["type"] == "sft")
     assert "beta" not in sft and "max_prompt_length" not in sft and sft["completion_only_loss"] is True
 
 
 def test_dpo_loss_type_and_label_smoothing_reach_the_config_and_the_id(tmp_path):
     plain = _plan(tmp_path, lambda d: None)
     robust = _plan(tmp_path, lambda d: d["methods"]["dpo"].update(loss_type="robust", label_smoothing=0.1))
-    cfg = next(j.config["method"] for j in robust.jobs if j.stage == "train" and j.config["method"]["type"] == "dpo")
+    cfg = next(written(j)["method"] for j in robust.jobs if j.stage == "train" and written(j)["method"]["type"] == "dpo")
     assert (cfg["loss_type"], cfg["label_smoothing"]) == ("robust", 0.1)
-    ids = lambda p, kind: {j.id for j in p.jobs if j.stage == "train" and j.config["method"]["type"] == kind}  # noqa: E731
+    ids = lambda p, kind: {j.id for j in p.jobs if j.stage == "train" and written(j)["method"]["type"] == kind}  # noqa: E731
     assert ids(plain, "sft") == ids(robust, "sft") and not ids(plain, "dpo") & ids(robust, "dpo")
 
 

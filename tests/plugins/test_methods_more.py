@@ -15,6 +15,7 @@ from alignkit.plugins.methods.cpo import CPOFields
 from alignkit.plugins.methods.kto import KTOFields
 from alignkit.plugins.methods.orpo import ORPOFields
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 LORA = {"r": 8, "alpha": 16, "target_modules": ["q_proj"]}
 NEW = {
@@ -50,7 +51,7 @@ def test_new_methods_are_registered_with_their_fields():
 
 def test_configs_carry_every_default_explicitly(tmp_path):
     plan = load_plan(write(tmp_path, _spec()))
-    cfg = {j.config["method"]["name"]: j.config["method"] for j in plan.jobs if j.stage == "train"}
+    cfg = {written(j)["method"]["name"]: written(j)["method"] for j in plan.jobs if j.stage == "train"}
     assert {k: cfg["kto"][k] for k in ("beta", "desirable_weight", "undesirable_weight", "max_prompt_length")} == \
         {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0, "max_prompt_length": 128}
     assert (cfg["orpo"]["beta"], cfg["orpo"]["max_prompt_length"]) == (0.1, 128)
@@ -186,12 +187,12 @@ def test_preview_shows_what_the_trainer_gets(name):
     from tests.plan.test_methods_study import ROOT
 
     plan = load_plan(ROOT / "sweeps" / "tiny" / "methods.yaml")
-    job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == name)
-    config = parse(job.config, "config.json")  # what jobs/entry.py hands the stage
+    job = next(j for j in plan.jobs if j.stage == "train" and written(j)["axes"]["method"] == name)
+    config = parse(written(job), "config.json")  # what jobs/entry.py hands the stage
     out = preview(config, 4)
     data = load_examples(config)
     assert out["rows_kept"] == len(data.dataset) and len(out["examples"]) == 4
-    m = method(job.config["method"]["type"])
+    m = method(written(job)["method"]["type"])
     f = config.method
     for i, shown in enumerate(out["examples"]):
         assert {k: v for k, v in shown.items() if k != "row"} == m.decode(data.dataset[i], data.tokenizer, f)

@@ -10,6 +10,7 @@ import pytest
 from alignkit.contract.errors import SpecError
 from alignkit.plan.compiler import load_plan
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 
 def _spec(loss_types, **dpo) -> dict:
@@ -29,9 +30,9 @@ def test_loss_type_over_a_plain_dpo_entry_plans_one_run_per_value(tmp_path):
     plan = load_plan(write(tmp_path, _spec(["sigmoid", "ipo", "hinge"])))
     trains = _trains(plan)
     assert len(trains) == 3
-    assert sorted(j.config["axes"]["method.loss_type"] for j in trains) == ["hinge", "ipo", "sigmoid"]
+    assert sorted(written(j)["axes"]["method.loss_type"] for j in trains) == ["hinge", "ipo", "sigmoid"]
     # the default stays out of config.json (as for an entry that never names it); the others reach it
-    assert sorted(j.config["method"].get("loss_type", "-") for j in trains) == ["-", "hinge", "ipo"]
+    assert sorted(written(j)["method"].get("loss_type", "-") for j in trains) == ["-", "hinge", "ipo"]
     assert len({j.id for j in trains}) == 3
 
 
@@ -47,7 +48,7 @@ def test_the_fix_the_old_error_suggested_works_too(tmp_path):
 
 def test_label_smoothing_is_checked_per_resolved_run(tmp_path):
     plan = load_plan(write(tmp_path, _spec(["robust"], label_smoothing=0.1)))  # the entry's sigmoid never trains
-    assert [j.config["method"]["label_smoothing"] for j in _trains(plan)] == [0.1]
+    assert [written(j)["method"]["label_smoothing"] for j in _trains(plan)] == [0.1]
     with pytest.raises(SpecError) as exc:
         load_plan(write(tmp_path, _spec(["robust", "ipo"], label_smoothing=0.1)))
     lines = str(exc.value).splitlines()

@@ -7,6 +7,7 @@ import pytest
 from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 
 def _with(**fields):
@@ -37,6 +38,6 @@ def test_the_fields_reach_the_judge_config(tmp_path):
     plan = load_plan(write(tmp_path, _with(reference="alpaca_eval.json", annotator="alpaca_eval_gpt4",
                                            length_controlled=False)))
     judge = next(j for j in plan.jobs if j.stage == "judge")
-    ae = judge.config["benchmarks"]["ae"]
+    ae = written(judge)["benchmarks"]["ae"]
     assert (ae["reference"], ae["annotator"], ae["length_controlled"], ae["max_new_tokens"]) == \
         ("alpaca_eval.json", "alpaca_eval_gpt4", False, None)  # None: the job uses AlpacaEval's 2048

@@ -16,6 +16,7 @@ from alignkit.plan.compiler import load_plan
 from alignkit.contract.errors import SpecError
 from tests.fixtures.spec_fixtures import base, write
 from tests.fixtures.train_configs import ROOT, train_config, typed
+from tests.fixtures.written import written
 
 # ---- spec and compiler (fast) ---------------------------------------------------------------------
 
@@ -63,12 +64,12 @@ def test_tracking_reaches_train_configs_and_leaves_every_job_id_unchanged(tmp_pa
     assert ids[0] == ids[1] == ids[2]
     for job in with_mlflow.jobs:
         if job.stage == "train":
-            assert job.config["tracking"] == {"backend": "mlflow", "project": "study", "entity": None,
+            assert written(job)["tracking"] == {"backend": "mlflow", "project": "study", "entity": None,
                                               "tracking_uri": "http://127.0.0.1:5000", "tags": ["pilot"],
                                               "sweep": "unit", "run_name": job.name}
         else:  # only training reports to a tracker
-            assert "tracking" not in job.config
-    assert all("tracking" not in j.config for j in without.jobs)
+            assert "tracking" not in written(job)
+    assert all("tracking" not in written(j) for j in without.jobs)
 
 
 def test_no_tracking_section_reports_to_none(tmp_path):

@@ -31,7 +31,7 @@ def resolve_config(name: str, fields: Any) -> Any:
     import dataclasses
 
     cls = METHODS.get(fields.type).config_class()
-    values = {f.name: getattr(fields, f.name) for f in dataclasses.fields(fields) if f.name not in CHAIN_KEYS}
+    values = {f.name: getattr(fields, f.name) for f in dataclasses.fields(fields) if f.name not in (*CHAIN_KEYS, "name")}
     return cls(**values, name=name)
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from alignkit.plan.compiler import load_plan
 from alignkit.contract.fsio import atomic_write_json
+from tests.fixtures.written import written
 
 REPO = Path(__file__).resolve().parents[3]
 SMOKE = REPO / "sweeps" / "smoke.yaml"
@@ -56,7 +57,7 @@ def _run(plan, stages=("train", "eval", "judge")) -> dict[str, Path]:
         d = plan.output_dir / "jobs" / job.id
         d.mkdir(parents=True, exist_ok=True)
         if not (d / "config.json").exists():
-            atomic_write_json(d / "config.json", job.config)
+            atomic_write_json(d / "config.json", written(job))
         run_job(d)
         dirs[job.stage] = d
     return dirs
@@ -152,7 +153,7 @@ def test_external_adapter_evaluates_as_the_trained_run(study, monkeypatch):
     plan3 = load_plan(_spec(tmp, "store", extra_benchmark=False,
                             targets={"mine": {"source": str(adapter), "base": "tiny-llama"}}), profile="dev")
     ev = next(j for j in plan3.jobs if j.name == "target:mine/eval")
-    assert ev.config["target"] == {"kind": "external", "name": "mine", "source": str(adapter), "revision": None}
+    assert written(ev)["target"] == {"kind": "external", "name": "mine", "source": str(adapter), "revision": None}
     assert ev.depends_on == ()
     third = _run(plan3)  # the study's own jobs are done; the target's eval and judge run
     assert third["eval"].name == ev.id

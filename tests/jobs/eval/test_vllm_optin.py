@@ -17,6 +17,7 @@ from jobs.errors import JobFailure
 from jobs.eval.generate import CheckedVLLM, HFGenerator, VLLMGenerator, agreement, check_agreement, prompt_ids
 from tests.fixtures.eval_fixtures import TINY
 from tests.fixtures.spec_fixtures import base, write
+from tests.fixtures.written import written
 
 
 class FakeEngine:
@@ -110,11 +111,11 @@ def _plan(tmp_path, generation):
 def test_the_default_is_hf_and_leaves_eval_configs_and_ids_alone(tmp_path):
     plain = _plan(tmp_path, None)
     evals = [j for j in plain.jobs if j.stage == "eval"]
-    assert evals and all("generation" not in j.config for j in evals)
+    assert evals and all("generation" not in written(j) for j in evals)
     hf = _plan(tmp_path, {"backend": "hf"})
     assert {j.id for j in hf.jobs if j.stage == "train"} == {j.id for j in plain.jobs if j.stage == "train"}
     vllm = _plan(tmp_path, {"backend": "vllm", "agreement_prompts": 8})
-    cfg = next(j.config for j in vllm.jobs if j.stage == "eval")
+    cfg = next(written(j) for j in vllm.jobs if j.stage == "eval")
     assert cfg["generation"] == {"backend": "vllm", "agreement_prompts": 8, "agreement_threshold": 0.9}
 
 

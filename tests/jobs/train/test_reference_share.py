@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from alignkit.contract.reference import pass_key, shareable
-from tests.fixtures.train_configs import ROOT, train_config
+from tests.fixtures.train_configs import ROOT, train_config, typed
+from tests.fixtures.written import written
 
 STUDY = """
 name: ref-share
@@ -73,17 +74,17 @@ def test_two_betas_three_seeds_one_pass_per_model_quantization_and_data(tmp_path
     assert s["training_runs"] == 12
     assert (s["reference_passes"], s["reference_pass_runs"]) == (2, 12)  # LoRA's base and QLoRA's
     keys = {pass_key(j.config) for j in plan.jobs if j.stage == "train"}
-    by_peft = {j.config["axes"]["peft"]: pass_key(j.config) for j in plan.jobs if j.stage == "train"}
+    by_peft = {written(j)["axes"]["peft"]: pass_key(j.config) for j in plan.jobs if j.stage == "train"}
     assert len(keys) == 2 and by_peft["lora"] != by_peft["qlora"]
 
 
 def test_what_changes_the_pass_and_what_does_not():
     base = train_config("dpo", "qlora")
-    key = pass_key(base)
+    key = pass_key(typed(base))
     same = {"seed": 3, "beta": 0.5, "learning_rate": 1e-4, "loss_type": "ipo", "max_steps": 9}
     for k, v in same.items():
         cfg = train_config("dpo", "qlora", **{k: v})
-        assert pass_key(cfg) == key, k
+        assert pass_key(typed(cfg)) == key, k
     differs = []
     for change in (lambda c: c["model"].update(dtype="float32"), lambda c: c["peft"].update(quantization=None),
                    lambda c: c.update(preference=["helpful"]), lambda c: c["method"].update(max_length=80),
@@ -91,12 +92,13 @@ def test_what_changes_the_pass_and_what_does_not():
                    lambda c: c["model"].update(template="plain")):
         cfg = copy.deepcopy(base)
         change(cfg)
-        differs.append(pass_key(cfg))
+        differs.append(pass_key(typed(cfg)))
     assert key not in differs and len(set(differs)) == len(differs)
     # the job keys by the dtypes it uses: a CPU run (float32) never reads a GPU run's (bfloat16) pass
-    assert pass_key(base, model_dtype="float32") != key
-    assert shareable(train_config("sft")) and shareable(train_config("dpo", deepspeed_stage=2))
-    assert shareable(base, gpus=2) and shareable({**base, "init": {"job": "x"}}) and shareable(base) is None
+    assert pass_key(typed(base), model_dtype="float32") != key
+    assert shareable(typed(train_config("sft"))) and shareable(typed(train_config("dpo", deepspeed_stage=2)))
+    chained = typed({**base, "init": {"job": "x", "mode": "continue"}})
+    assert shareable(typed(base), gpus=2) and shareable(chained) and shareable(typed(base)) is None
 
 
 # ---- the store ------------------------------------------------------------------------------------
@@ -221,13 +223,13 @@ def test_tiny_study_reuses_one_pass_and_trains_as_a_run_computing_its_own(tmp_pa
 
     plan = study_plan(tmp_path, peft="[lora]")
     trains = sorted((j for j in plan.jobs if j.stage == "train"),
-                    key=lambda j: (j.config["axes"]["seed"], j.config["method"]["beta"]))
+                    key=lambda j: (written(j)["axes"]["seed"], written(j)["method"]["beta"]))
     assert len(trains) == 6 and plan.summary()["reference_passes"] == 1
     metrics = {}
     for job in trains:
         d = tmp_path / "sweep" / "jobs" / job.id
         d.mkdir(parents=True)
-        (d / "config.json").write_text(json.dumps(job.config))
+        (d / "config.json").write_text(json.dumps(written(job)))
         run_train_job(d)
         metrics[job.id] = json.loads((d / "train_metrics.json").read_text())
     status = [metrics[j.id]["reference"] for j in trains]
@@ -238,7 +240,7 @@ def test_tiny_study_reuses_one_pass_and_trains_as_a_run_computing_its_own(tmp_pa
     last = trains[-1]
     alone = tmp_path / "alone" / "jobs" / last.id
     alone.mkdir(parents=True)
-    (alone / "config.json").write_text(json.dumps(last.config))
+    (alone / "config.json").write_text(json.dumps(written(last)))
     run_train_job(alone)
     own = json.loads((alone / "train_metrics.json").read_text())
     assert own["reference"] == "computed"
@@ -254,7 +256,7 @@ def test_tiny_study_reuses_one_pass_and_trains_as_a_run_computing_its_own(tmp_pa
     # what every DPO run did before): equal within the same 1e-6 (0.0 on this CPU)
     inline = tmp_path / "inline" / last.id
     inline.mkdir(parents=True)
-    (inline / "config.json").write_text(json.dumps(last.config))
+    (inline / "config.json").write_text(json.dumps(written(last)))
     run_train_job(inline)
     m = json.loads((inline / "train_metrics.json").read_text())
     assert m["reference"] == "inline" and m["reference_pass"] is None

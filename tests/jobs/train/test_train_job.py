@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.train_configs import StopAtStep, ROOT, train_config, typed
+from tests.fixtures.written import written
 
 pytestmark = pytest.mark.slow
 
@@ -248,16 +249,16 @@ def test_trains_from_the_compiled_smoke_spec(tmp_path):
     from jobs.entry import run_job
 
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml", output_dir=tmp_path / "runs")
-    job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == "dpo"
-               and j.config["axes"]["peft"] == "qlora")
+    job = next(j for j in plan.jobs if j.stage == "train" and written(j)["axes"]["method"] == "dpo"
+               and written(j)["axes"]["peft"] == "qlora")
     job_dir = tmp_path / "runs" / "jobs" / job.id
     job_dir.mkdir(parents=True)
-    (job_dir / "config.json").write_text(json.dumps(job.config))
+    (job_dir / "config.json").write_text(json.dumps(written(job)))
     assert run_job(job_dir) == "done"
     m = json.loads((job_dir / "train_metrics.json").read_text())
-    assert m["steps"] == job.config["training"]["max_steps"]
-    assert m["checkpoints"] == list(range(job.config["training"]["save_steps"], m["steps"] + 1,
-                                          job.config["training"]["save_steps"]))
+    assert m["steps"] == written(job)["training"]["max_steps"]
+    assert m["checkpoints"] == list(range(written(job)["training"]["save_steps"], m["steps"] + 1,
+                                          written(job)["training"]["save_steps"]))
     assert m["dpo"]["reward_accuracy"] > m["dpo"]["first_reward_accuracy"]
     assert (job_dir / "DONE").exists()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.train_configs import StopAtStep, SMOKE, train_config, typed, typed_dataset
+from tests.fixtures.written import written
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -253,12 +254,12 @@ def test_a_compiled_spec_with_validation_trains_and_logs_it_through_the_job_entr
     spec = tmp_path / "smoke-val.yaml"
     spec.write_text(text)
     plan = load_plan(spec)
-    job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == "dpo"
-               and j.config["axes"]["peft"] == "lora")
-    assert job.config["dataset"]["validation"] == {"fraction": 0.05, "seed": 0} and job.config["training"]["eval_steps"] == 5
+    job = next(j for j in plan.jobs if j.stage == "train" and written(j)["axes"]["method"] == "dpo"
+               and written(j)["axes"]["peft"] == "lora")
+    assert written(job)["dataset"]["validation"] == {"fraction": 0.05, "seed": 0} and written(job)["training"]["eval_steps"] == 5
     d = tmp_path / "runs" / "jobs" / job.id
     d.mkdir(parents=True)
-    atomic_write_json(d / "config.json", job.config)
+    atomic_write_json(d / "config.json", written(job))
     assert run_job(d) == "done"
     m = json.loads((d / "train_metrics.json").read_text())
     assert [p["step"] for p in m["validation"]["curve"]] == [5, 10, 15, 20]
