@@ -199,14 +199,16 @@ def _members(tm: Any, group: str, raw: dict, overrides: dict, leaves: dict[str, 
             _leaf(f"{group}::{base}", item_over, leaves)
 
 
-def _leaf(task: str, cfg: dict, leaves: dict[str, dict]) -> None:
-    cls = cfg.get("class")
+def _leaf(task: str, task_config: dict, leaves: dict[str, dict]) -> None:
+    """One leaf task's datasets, from its lm-eval task config (the YAML as TaskManager builds it)."""
+    cls = task_config.get("class")
     leaves.setdefault(task, {
         "task": task,
-        "dataset_path": cfg.get("dataset_path") or getattr(cls, "DATASET_PATH", None),
-        "dataset_name": cfg.get("dataset_name") or getattr(cls, "DATASET_NAME", None),
-        "dataset_kwargs": {k: v for k, v in (cfg.get("dataset_kwargs") or {}).items() if k != "trust_remote_code"},
-        "custom_dataset": cfg.get("custom_dataset") is not None,
+        "dataset_path": task_config.get("dataset_path") or getattr(cls, "DATASET_PATH", None),
+        "dataset_name": task_config.get("dataset_name") or getattr(cls, "DATASET_NAME", None),
+        "dataset_kwargs": {k: v for k, v in (task_config.get("dataset_kwargs") or {}).items()
+                           if k != "trust_remote_code"},
+        "custom_dataset": task_config.get("custom_dataset") is not None,
     })
 
 
