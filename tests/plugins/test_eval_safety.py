@@ -159,3 +159,11 @@ def test_alpaca_eval_generation_uses_alpaca_evals_length_and_strips_outputs():
     assert entry["reference"] == {"source": cfg.source, "file": "alpaca_eval.json", "revision": None,
                                   "generator": "gpt4"}
     assert alpaca_eval.generate(gen, TextTemplateTokenizer(), replace(cfg, max_new_tokens=16), "b", "m")[0]["max_new_tokens"] == 16
+
+
+def test_realtoxicity_without_a_classifier_is_a_one_line_failure():
+    """The compiler names the default classifier in every config (realtoxicity.resolve); the job does
+    not fall back to it a second time."""
+    with pytest.raises(JobFailure, match=r"^benchmarks.rt.classifier: not set \(a compiled config names one, "
+                                         r"by default nicholasKluge/ToxicityModel\)$"):
+        realtoxicity.ToxicityScorer(None, "cpu", "benchmarks.rt")
