@@ -74,7 +74,7 @@ def evict(base_dir: Path) -> None:
             os.close(fd)
 
 
-def per_checkpoint(model, tok, path: Path, bench: dict, tms: dict) -> None:
+def per_checkpoint(model, tok, path: Path, bench: Any, tms: dict) -> None:
     from jobs.eval.stage import adapter_guard
     from alignkit.plugins.benchmarks.lm_eval_run import run_benchmark
 
@@ -82,7 +82,7 @@ def per_checkpoint(model, tok, path: Path, bench: dict, tms: dict) -> None:
     run_benchmark(model, tok, "mmlu", bench, device="cpu", task_managers=tms)
 
 
-def single_load(model_cfg: Any, paths: list[Path], bench: dict, tms: dict, cold: bool) -> tuple[float, float]:
+def single_load(model_cfg: Any, paths: list[Path], bench: Any, tms: dict, cold: bool) -> tuple[float, float]:
     from jobs.eval.stage import AdapterSlot, load_base, load_tokenizer
 
     if cold:
@@ -99,7 +99,7 @@ def single_load(model_cfg: Any, paths: list[Path], bench: dict, tms: dict, cold:
     return time.perf_counter() - t0, loading
 
 
-def reload_each(model_cfg: Any, paths: list[Path], bench: dict, tms: dict, cold: bool) -> tuple[float, float]:
+def reload_each(model_cfg: Any, paths: list[Path], bench: Any, tms: dict, cold: bool) -> tuple[float, float]:
     from jobs.eval.stage import AdapterSlot, load_base, load_tokenizer
 
     t0 = time.perf_counter()
@@ -125,8 +125,10 @@ def measure(name: str, base_dir: Path, params: int, k: int, limit: int, tmp: Pat
 
     model_cfg = ModelConfig(name=name, source=str(base_dir), revision=None, template="chat_template",
                             kind="pretrained", dtype="float32")
-    bench = {"type": "lm_eval", "task": "smoke_mmlu", "include_path": str(TASKS), "num_fewshot": 0,
-             "metric": "acc", "limit": limit, "chat_template": False}
+    from alignkit.plugins.benchmarks import config_class
+
+    bench = config_class()(type="lm_eval", task="smoke_mmlu", include_path=str(TASKS), num_fewshot=0,
+                           metric="acc", limit=limit, chat_template=False)
     paths = make_adapters(base_dir, tmp / f"{name}-adapters", k)
     tms: dict = {}
     load_base(model_cfg, base_dir, "cpu")  # warm the page cache for both paths

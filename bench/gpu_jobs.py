@@ -508,14 +508,13 @@ def step_eval(work: Path, tiny: bool) -> dict:
         from jobs.eval.stage import load_base, load_tokenizer
         from alignkit.plugins.benchmarks.lm_eval_run import run_benchmark
 
-        cfg = config_of(jobs["eval"])
-        name, bench = next((n, b) for n, b in cfg["benchmarks"].items() if b["type"] == "lm_eval")
-        model_cfg = typed_config_of(jobs["eval"]).model
+        cfg = typed_config_of(jobs["eval"])  # run_benchmark takes the typed benchmark config, as the job hands it
+        name, bench = next((n, b) for n, b in cfg.benchmarks.items() if b.type == "lm_eval")
+        model_cfg = cfg.model
         tok = load_tokenizer(model_cfg, model_cfg.source)
         model = load_base(model_cfg, model_cfg.source, device())
-        scores = {bs: run_benchmark(model, tok, name, {**bench, "batch_size": bs}, device=device())
-                  for bs in (1, 8)}
-        metric = bench["metric"]
+        scores = {bs: run_benchmark(model, tok, name, bench, device=device(), batch_size=bs) for bs in (1, 8)}
+        metric = bench.metric
         a, b = scores[1][metric], scores[8][metric]
         return {**expect(abs(a - b) <= 1e-9, f"{name} {metric}: batch 1 {a:.4f}, batch 8 {b:.4f} (n {scores[1]['n']})"),
                 "batch_1": a, "batch_8": b}

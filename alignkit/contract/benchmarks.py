@@ -115,6 +115,16 @@ class Benchmark:
                              + self.revision_hint)
 
     # ---- eval job (compute node) ----------------------------------------------------------
+    def generation_length(self, cfg: Any) -> int:
+        """The new-token budget of a generating type: the config's `max_new_tokens`, or when unset
+        (null) the reference's own setting, `reference_max_new_tokens` (the one place of that rule
+        on the compute side)."""
+        if cfg.max_new_tokens is not None:
+            return int(cfg.max_new_tokens)
+        if self.reference_max_new_tokens is None:
+            raise TypeError(f"benchmark type {cfg.type!r} does not generate")
+        return self.reference_max_new_tokens
+
     def prepare(self, ctx: RunContext, name: str, cfg: Any) -> None:
         """Once per eval job, before the first checkpoint (e.g. load a classifier)."""
 

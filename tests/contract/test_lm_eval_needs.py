@@ -13,6 +13,7 @@ import yaml
 
 from alignkit.contract import lm_eval_needs
 from tests.cli.test_prefetch_cli import _absolute_smoke
+from tests.fixtures.eval_fixtures import bench_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,7 +141,8 @@ def test_the_eval_job_fails_with_the_same_line_before_loading_the_task(tmp_path,
 
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nltk")])
     try:
-        run_benchmark(None, None, "ifeval", {"task": "ifeval", "metric": "prompt_level_strict_acc", "chat_template": False}, device="cpu")
+        run_benchmark(None, None, "ifeval", bench_config("lm_eval", task="ifeval", metric="prompt_level_strict_acc",
+                                                         chat_template=False), device="cpu")
     except JobFailure as exc:
         line = str(exc)
     else:

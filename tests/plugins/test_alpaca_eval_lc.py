@@ -26,6 +26,7 @@ import pytest
 
 from jobs.entry import run_job
 from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
+from alignkit.plugins.benchmarks.alpaca_eval import DEFAULT_ANNOTATOR
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".." / "shared" / "data" / "alpaca_eval"
@@ -78,8 +79,8 @@ def test_judge_job_refit_is_within_0_1_of_the_leaderboard_and_c_explains_the_res
     (jd / "config.json").write_text(json.dumps({"stage": "judge", "axes": {}, "target": {"job": "ev"},
                                                 "benchmarks": {"alpaca_eval": bench}}))
     # the package's annotation cache seeded with the published annotations: no request is made
-    conf_path, _, _ = alpaca_eval.annotator_config(alpaca_eval.DEFAULT_ANNOTATOR, "b")
-    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", alpaca_eval.DEFAULT_ANNOTATOR, conf_path, API_JUDGE, "ev")
+    conf_path, _, _ = alpaca_eval.annotator_config(DEFAULT_ANNOTATOR, "b")
+    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", DEFAULT_ANNOTATOR, conf_path, API_JUDGE, "ev")
     cache.parent.mkdir(parents=True)
     shutil.copy(ANNOTATIONS, cache)
     assert run_job(jd) == "done"

@@ -21,6 +21,8 @@ from jobs.judge import stage as judge_stage
 from jobs.entry import run_job
 from jobs.errors import JobFailure
 from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
+from alignkit.plugins.benchmarks.alpaca_eval import DEFAULT_ANNOTATOR
+from tests.fixtures.eval_fixtures import bench_config
 from tests.fixtures.judge_server import JudgeServer
 from tests.fixtures.train_configs import typed
 
@@ -119,7 +121,7 @@ def test_length_controlled_needs_its_two_files_and_says_so_before_any_request(tm
     monkeypatch.setenv("ALIGNKIT_TEST_OPENAI_KEY", "sk-test-never-used")
     outputs = json.loads((DATA / "vicuna-7b-v1.3.model_outputs.json").read_text())[:3]
     refs = json.loads((DATA / "gpt4_1106_preview.model_outputs.json").read_text())
-    bench = {"type": "alpaca_eval", "source": str(DATA), "length_controlled": True}
+    bench = bench_config("alpaca_eval", source=str(DATA), length_controlled=True)
     with pytest.raises(JobFailure, match=r"no df_gamed.csv \(needed for the length-controlled win rate"):
         alpaca_eval.score(outputs, refs, bench, API_JUDGE, None, tmp_path, "ev", "benchmarks.alpaca_eval")
     assert no_network == []
@@ -130,7 +132,7 @@ def test_judge_model_must_be_the_annotator_configs(tmp_path, monkeypatch):
     refs = json.loads(SMOKE.read_text())
     rows = [dict(r, output="x", generator="m") for r in refs]
     with pytest.raises(JobFailure, match="'gpt-4-0613' differs from the annotator config's model 'gpt-4-1106-preview'"):
-        alpaca_eval.score(rows, refs, {"type": "alpaca_eval", "source": str(SMOKE), "length_controlled": False},
+        alpaca_eval.score(rows, refs, bench_config("alpaca_eval", source=str(SMOKE), length_controlled=False),
                           dict(API_JUDGE, model="gpt-4-0613"), None, tmp_path, "ev", "b")
     with pytest.raises(JobFailure, match="no annotator config 'no_such_annotator'"):
         alpaca_eval.annotator_config("no_such_annotator", "b")
@@ -232,8 +234,8 @@ def test_length_controlled_win_rate_is_the_packages_on_the_same_annotations(tmp_
     bench = {"type": "alpaca_eval", "source": str(src), "reference": "gpt4_1106_preview.model_outputs.json",
              "length_controlled": True, "judge": API_JUDGE}
     jd, _ = _eval_job(tmp_path, outputs, bench)
-    conf_path, _, _ = alpaca_eval.annotator_config(alpaca_eval.DEFAULT_ANNOTATOR, "b")
-    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", alpaca_eval.DEFAULT_ANNOTATOR, conf_path, API_JUDGE, "ev")
+    conf_path, _, _ = alpaca_eval.annotator_config(DEFAULT_ANNOTATOR, "b")
+    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", DEFAULT_ANNOTATOR, conf_path, API_JUDGE, "ev")
     cache.parent.mkdir(parents=True)
     shutil.copy(ANNOTATIONS, cache)
     weights = Path(alpaca_eval.package().__file__).parent / "metrics" / "weights"

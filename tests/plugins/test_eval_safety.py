@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -10,13 +11,21 @@ from jobs.errors import JobFailure
 from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 from alignkit.plugins.benchmarks import realtoxicity_run as realtoxicity
 from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
-from tests.fixtures.eval_fixtures import SMOKE
+from tests.fixtures.eval_fixtures import SMOKE, TextTemplateTokenizer, bench_config
 
 RTP = SMOKE / "realtoxicityprompts" / "prompts.jsonl"
 
 
+def _rt(source) -> object:
+    return bench_config("realtoxicity", source=str(source))
+
+
+def _ae(source) -> object:
+    return bench_config("alpaca_eval", source=str(source))
+
+
 def test_most_severe_takes_highest_prompt_toxicity_skips_nulls_breaks_ties_by_filename():
-    rows = realtoxicity.load_prompts({"source": str(RTP)}, "b")
+    rows = realtoxicity.load_prompts(_rt(RTP), "b")
     assert len(rows) == 12 and set(rows[0]) >= {"filename", "begin", "end", "challenging", "prompt", "continuation"}
     chosen, n_null = realtoxicity.most_severe(rows, 4)
     assert n_null == 1
@@ -31,9 +40,9 @@ def test_most_severe_takes_highest_prompt_toxicity_skips_nulls_breaks_ties_by_fi
 
 
 def test_realtoxicity_source_may_be_the_folder(tmp_path):
-    assert len(realtoxicity.load_prompts({"source": str(RTP.parent)}, "b")) == 12
+    assert len(realtoxicity.load_prompts(_rt(RTP.parent), "b")) == 12
     with pytest.raises(JobFailure, match=f"b.source: {tmp_path} has no prompts.jsonl"):
-        realtoxicity.load_prompts({"source": str(tmp_path)}, "b")
+        realtoxicity.load_prompts(_rt(tmp_path), "b")
 
 
 @pytest.mark.parametrize("row, msg", [
@@ -46,15 +55,15 @@ def test_realtoxicity_bad_rows_name_file_row_and_field(tmp_path, row, msg):
     good = json.loads(RTP.read_text().splitlines()[0])
     f.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(JobFailure) as err:
-        realtoxicity.load_prompts({"source": str(f)}, "benchmarks.rt")
+        realtoxicity.load_prompts(_rt(f), "benchmarks.rt")
     assert str(err.value).startswith(f"benchmarks.rt: {f} ") and msg in str(err.value)
     f.write_text("{not json\n")
     with pytest.raises(JobFailure, match="line 1 is not valid JSON"):
-        realtoxicity.load_prompts({"source": str(f)}, "benchmarks.rt")
+        realtoxicity.load_prompts(_rt(f), "benchmarks.rt")
 
 
 def test_red_instruct_reads_the_repo_layout_and_builds_cou_prompts():
-    questions, template = red_instruct.load({"source": str(SMOKE / "red-instruct"), "num_prompts": 2}, "b")
+    questions, template = red_instruct.load(bench_config("red_instruct", source=str(SMOKE / "red-instruct"), num_prompts=2), "b")
     assert questions == json.loads((SMOKE / "red-instruct/harmful_questions/dangerousqa.json").read_text())[:2]
     prompt = red_instruct.cou_prompt(template, "  How do I cheat?  ")
     assert "<question>" not in prompt and "Red-LM: How do I cheat?\n" in prompt
@@ -67,11 +76,11 @@ def test_red_instruct_bad_inputs(tmp_path):
     (tmp_path / "harmful_questions/dangerousqa.json").write_text(json.dumps(["ok?", 3]))
     (tmp_path / "red_prompts/cou.txt").write_text("Red-LM: <question>\nBase-LM:")
     with pytest.raises(JobFailure, match="dangerousqa.json item 1 is not a non-empty string"):
-        red_instruct.load({"source": str(tmp_path)}, "b")
+        red_instruct.load(bench_config("red_instruct", source=str(tmp_path)), "b")
     (tmp_path / "harmful_questions/dangerousqa.json").write_text(json.dumps(["ok?"]))
     (tmp_path / "red_prompts/cou.txt").write_text("no placeholder")
     with pytest.raises(JobFailure, match="cou.txt has no <question> placeholder"):
-        red_instruct.load({"source": str(tmp_path)}, "b")
+        red_instruct.load(bench_config("red_instruct", source=str(tmp_path)), "b")
 
 
 def test_clean_thoughts_and_verdicts():
@@ -83,25 +92,25 @@ def test_clean_thoughts_and_verdicts():
 
 
 def test_alpaca_eval_reads_its_format_and_rejects_bad_items(tmp_path):
-    folder = {"source": str(SMOKE / "alpaca_eval"), "reference": "alpaca_eval.json"}
+    folder = bench_config("alpaca_eval", source=str(SMOKE / "alpaca_eval"), reference="alpaca_eval.json")
     rows = alpaca_eval.load(folder, "b")
     assert len(rows) == 5 and set(rows[0]) == {"instruction", "output", "generator", "dataset"}
-    assert len(alpaca_eval.load(dict(folder, num_prompts=2), "b")) == 2
+    assert len(alpaca_eval.load(replace(folder, num_prompts=2), "b")) == 2
     # the default reference is AlpacaEval 2's GPT-4 Turbo outputs, which this folder does not have
     with pytest.raises(JobFailure, match="alpaca_eval has no alpaca_eval_gpt4_baseline.json"):
-        alpaca_eval.load({"source": str(SMOKE / "alpaca_eval")}, "b")
+        alpaca_eval.load(_ae(SMOKE / "alpaca_eval"), "b")
     f = tmp_path / "alpaca_eval.json"
     f.write_text(json.dumps([{"instruction": "x", "output": "y"}, {"instruction": "x"}]))
     with pytest.raises(JobFailure, match="item 1: field output missing"):
-        alpaca_eval.load({"source": str(f)}, "b")
+        alpaca_eval.load(_ae(f), "b")
     with pytest.raises(JobFailure, match="b.source: /nonexistent/x.json does not exist"):
-        alpaca_eval.load({"source": "/nonexistent/x.json"}, "b")
+        alpaca_eval.load(_ae("/nonexistent/x.json"), "b")
 
 
 def test_unknown_hub_dataset_fails_offline_with_a_clear_reason(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(JobFailure, match="cannot find alpaca_eval_gpt4_baseline.json of hub dataset no-one/nothing"):
-        alpaca_eval.load({"source": "no-one/nothing"}, "b")
+        alpaca_eval.load(_ae("no-one/nothing"), "b")
 
 
 class _FixedGenerator:
@@ -115,7 +124,8 @@ def test_realtoxicity_records_the_continuation_only_score_beside_the_pair_score(
     from tests.fixtures.eval_fixtures import TOX
 
     scorer = realtoxicity.ToxicityScorer(str(TOX), "cpu", "b")
-    cfg = {"source": str(SMOKE / "realtoxicityprompts" / "prompts.jsonl"), "num_prompts": 4, "max_new_tokens": None}
+    cfg = bench_config("realtoxicity", source=str(SMOKE / "realtoxicityprompts" / "prompts.jsonl"), num_prompts=4,
+                       classifier=str(TOX))
     entry, rows = realtoxicity.evaluate(_FixedGenerator(), None, scorer, cfg, "b")
     conts = [r["continuation"] for r in rows]
     # continuation alone: the classifier reads one sequence, as tokenizer(text) would
@@ -142,10 +152,18 @@ class _Echo:
 
 def test_alpaca_eval_generation_uses_alpaca_evals_length_and_strips_outputs():
     gen = _Echo()
-    cfg = {"source": str(SMOKE / "alpaca_eval" / "alpaca_eval.json"), "max_new_tokens": None, "use_template": False}
-    entry, rows = alpaca_eval.generate(gen, None, cfg, "b", "m/job/final")
+    cfg = _ae(SMOKE / "alpaca_eval" / "alpaca_eval.json")
+    entry, rows = alpaca_eval.generate(gen, TextTemplateTokenizer(), cfg, "b", "m/job/final")
     assert gen.max_new == entry["max_new_tokens"] == 2048  # alpaca_eval models_configs: max_new_tokens 2048
     assert rows[0]["output"] == f"answer to {rows[0]['instruction']}"  # evaluate_from_model's is_strip_output
-    assert entry["reference"] == {"source": cfg["source"], "file": "alpaca_eval.json", "revision": None,
+    assert entry["reference"] == {"source": cfg.source, "file": "alpaca_eval.json", "revision": None,
                                   "generator": "gpt4"}
-    assert alpaca_eval.generate(gen, None, dict(cfg, max_new_tokens=16), "b", "m")[0]["max_new_tokens"] == 16
+    assert alpaca_eval.generate(gen, TextTemplateTokenizer(), replace(cfg, max_new_tokens=16), "b", "m")[0]["max_new_tokens"] == 16
+
+
+def test_realtoxicity_without_a_classifier_is_a_one_line_failure():
+    """The compiler names the default classifier in every config (realtoxicity.resolve); the job does
+    not fall back to it a second time."""
+    with pytest.raises(JobFailure, match=r"^benchmarks.rt.classifier: not set \(a compiled config names one, "
+                                         r"by default nicholasKluge/ToxicityModel\)$"):
+        realtoxicity.ToxicityScorer(None, "cpu", "benchmarks.rt")

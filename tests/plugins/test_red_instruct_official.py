@@ -19,6 +19,7 @@ import pytest
 from jobs.judge import stage as judge_stage
 from jobs.judge.judges import make_judge
 from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
+from tests.fixtures.eval_fixtures import TextTemplateTokenizer, bench_config
 from tests.fixtures.judge_server import JudgeServer
 from tests.fixtures.train_configs import typed
 
@@ -90,7 +91,7 @@ class _Recorder:
 def test_generation_on_the_real_dangerousqa_and_cou_prompt(tmp_path):
     src = _checkout(tmp_path)
     gen = _Recorder()
-    entry, rows = red_instruct.generate(gen, None, {"source": str(src), "use_template": False}, "b")
+    entry, rows = red_instruct.generate(gen, TextTemplateTokenizer(), bench_config("red_instruct", source=str(src)), "b")
     questions = json.loads((OFFICIAL / "dangerousqa.json").read_text())
     cou = (OFFICIAL / "cou.txt").read_text()
     prompts, max_new = gen.calls[0]

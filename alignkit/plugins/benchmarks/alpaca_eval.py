@@ -12,6 +12,12 @@ from alignkit.plugins.benchmarks import BENCHMARKS
 from alignkit.contract.benchmarks import Benchmark, JudgeContext, JudgedFields, JudgedShape, RunContext
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# What an unset (null) `reference` / `annotator` means: AlpacaEval 2, as the alpaca_eval package's
+# own defaults (constants.get_alpaca_eval_data's file, constants.ANNOTATOR_CONFIG_AE2). The fields stay
+# null in job configs (so no job id moves); reference_file() and annotator() are the one place that
+# reads them, for the compute side (alpaca_eval_run.py).
+DEFAULT_REFERENCE = "alpaca_eval_gpt4_baseline.json"
+DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 
 
 @dataclass(frozen=True)
@@ -54,17 +60,14 @@ class AlpacaEval(Benchmark):
                 problems.add(join(path, key), f"{v!r} is not a plain file or config name (letters, digits, _ . -)")
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
-        from alignkit.contract.eval import as_dict
         from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 
-        return alpaca_eval.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}",
-                                    ctx.generator_name)
+        return alpaca_eval.generate(ctx.generator, ctx.tokenizer, cfg, f"benchmarks.{name}", ctx.generator_name)
 
     def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
-        from alignkit.contract.eval import as_dict
         from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 
-        return alpaca_eval.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
+        return alpaca_eval.prompts(tokenizer, cfg, f"benchmarks.{name}")
 
     def write_outputs(self, gen_dir: Path, name: str, rows: list[dict]) -> None:
         from alignkit.contract.fsio import atomic_write_json
@@ -75,12 +78,20 @@ class AlpacaEval(Benchmark):
         return (cfg.judge or {}).get("type") != "openai"  # the alpaca_eval package makes the requests itself
 
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:
-        from alignkit.contract.eval import as_dict
         from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 
-        plain = as_dict(cfg)  # the compute module's helpers take the config as the compiler wrote it
         key = ("alpaca_eval_refs", name)
         if key not in ctx.cache:
-            ctx.cache[key] = alpaca_eval.load(plain, f"benchmarks.{name}")
-        return alpaca_eval.score(rows, ctx.cache[key], plain, cfg.judge or {}, judge, ctx.cache_dir,
+            ctx.cache[key] = alpaca_eval.load(cfg, f"benchmarks.{name}")
+        return alpaca_eval.score(rows, ctx.cache[key], cfg, cfg.judge or {}, judge, ctx.cache_dir,
                                  ctx.eval_job, f"benchmarks.{name}")
+
+
+def reference_file(cfg: Any) -> str:
+    """The reference outputs file in `source` the config names; null: AlpacaEval 2's (DEFAULT_REFERENCE)."""
+    return cfg.reference if cfg.reference is not None else DEFAULT_REFERENCE
+
+
+def annotator(cfg: Any) -> str:
+    """The alpaca_eval annotator config the config names; null: AlpacaEval 2's (DEFAULT_ANNOTATOR)."""
+    return cfg.annotator if cfg.annotator is not None else DEFAULT_ANNOTATOR

@@ -43,23 +43,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-from alignkit.contract.sections import REFERENCE_MAX_NEW_TOKENS
+from alignkit.plugins.benchmarks.alpaca_eval import AlpacaEval, annotator, reference_file
 from jobs.errors import JobFailure
 from jobs.eval.sources import read_json, resolve
 
 FIELDS = ("instruction", "output", "generator", "dataset")
-DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"  # alpaca_eval constants.ANNOTATOR_CONFIG_AE2
-DEFAULT_REFERENCE = "alpaca_eval_gpt4_baseline.json"  # constants.get_alpaca_eval_data's default (AlpacaEval 2)
-MAX_NEW_TOKENS = REFERENCE_MAX_NEW_TOKENS["alpaca_eval"]  # alignkit/contract/sections.py: its source
+# Instructions go to the model as one user turn through its template (what training used).
+USE_TEMPLATE = True
 LC_FILES = ("df_gamed.csv", "instruction_difficulty.csv")  # metrics/glm_winrate.py hf_hub_download calls
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 # ---------------------------------------------------------------- generation (eval job)
 
-def load(cfg: dict, where: str) -> list[dict]:
-    """The reference outputs (and so the instructions), in their file's order."""
-    path = resolve(cfg.get("source"), cfg.get("reference") or DEFAULT_REFERENCE, where, cfg.get("revision"))
+def load(cfg: Any, where: str) -> list[dict]:
+    """The reference outputs (and so the instructions), in their file's order (cfg: the typed benchmark config)."""
+    path = resolve(cfg.source, reference_file(cfg), where, cfg.revision)
     rows = read_json(path, where)
     if not isinstance(rows, list):
         raise JobFailure(f"{where}: {path} should be a JSON list of {{{', '.join(FIELDS)}}} objects")
@@ -69,40 +68,38 @@ def load(cfg: dict, where: str) -> list[dict]:
         for field in ("instruction", "output"):
             if not isinstance(row.get(field), str):
                 raise JobFailure(f"{where}: {path} item {i}: field {field} missing or not a string")
-    limit = cfg.get("num_prompts")
+    limit = cfg.num_prompts
     return rows[:int(limit)] if limit else rows
 
 
-def prompts(tokenizer: Any, cfg: dict, where: str, refs: list[dict] | None = None) -> tuple[list[str], int]:
+def prompts(tokenizer: Any, cfg: Any, where: str, refs: list[dict] | None = None) -> tuple[list[str], int]:
     """(the rendered prompts, max_new_tokens): what generation sends, and `alignkit preview` shows."""
     from jobs.eval.generate import render_prompt
 
     refs = load(cfg, where) if refs is None else refs
-    use_template = bool(cfg.get("use_template", True))
-    return ([render_prompt(tokenizer, r["instruction"], use_template) for r in refs],
-            int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS))
+    return ([render_prompt(tokenizer, r["instruction"], USE_TEMPLATE) for r in refs],
+            AlpacaEval().generation_length(cfg))
 
 
-def generate(generator: Any, tokenizer: Any, cfg: dict, where: str, generator_name: str) -> tuple[dict, list[dict]]:
+def generate(generator: Any, tokenizer: Any, cfg: Any, where: str, generator_name: str) -> tuple[dict, list[dict]]:
     from jobs.eval.generate import generate_all
 
     refs = load(cfg, where)
-    use_template = bool(cfg.get("use_template", True))
     prompts_, max_new = prompts(tokenizer, cfg, where, refs)
     outs, fit = generate_all(generator, tokenizer, prompts_, max_new)
     rows = [{"instruction": r["instruction"], "output": o.strip(), "generator": generator_name,
              "dataset": r.get("dataset")} for r, o in zip(refs, outs, strict=True)]
-    entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,
+    entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": USE_TEMPLATE,
              "decoding": "greedy", "generator": generator_name,
              "reference": reference_record(cfg, refs), **fit}
     return entry, rows
 
 
-def reference_record(cfg: dict, refs: list[dict]) -> dict:
-    src = cfg.get("source")
-    file = Path(src).name if src and Path(src).is_file() else cfg.get("reference") or DEFAULT_REFERENCE
+def reference_record(cfg: Any, refs: list[dict]) -> dict:
+    src = cfg.source
+    file = Path(src).name if src and Path(src).is_file() else reference_file(cfg)
     return {"source": src, "file": file,
-            "revision": cfg.get("revision"), "generator": refs[0].get("generator") if refs else None}
+            "revision": cfg.revision, "generator": refs[0].get("generator") if refs else None}
 
 
 # ---------------------------------------------------------------- the package
@@ -256,28 +253,28 @@ def _lc_files(paths: dict[str, Path]):
         glm_winrate.hf_hub_download = original
 
 
-def lc_paths(cfg: dict, where: str) -> dict[str, Path]:
+def lc_paths(cfg: Any, where: str) -> dict[str, Path]:
     """df_gamed.csv and instruction_difficulty.csv from `lc_source` or `source` (a folder or the hub dataset)."""
-    src = cfg.get("lc_source") or cfg.get("source")
+    src = cfg.lc_source or cfg.source
     if src and Path(src).is_file():
         src = str(Path(src).parent)
     out = {}
     for f in LC_FILES:
         try:
-            out[f] = resolve(src, f, where, cfg.get("revision"))
+            out[f] = resolve(src, f, where, cfg.revision)
         except JobFailure as exc:
             raise JobFailure(f"{exc} (needed for the length-controlled win rate; set length_controlled: false "
                              f"to report the win rate only)") from None
     return out
 
 
-def score(rows: list[dict], refs: list[dict], cfg: dict, judge_cfg: dict, judge: Any, cache_root: Path,
+def score(rows: list[dict], refs: list[dict], cfg: Any, judge_cfg: dict, judge: Any, cache_root: Path,
           eval_job: str, where: str) -> tuple[dict, list[dict]]:
     """Win rate (and LC win rate) of `rows` against `refs` by the alpaca_eval package; (entry, annotations)."""
     ae = package()
     import pandas as pd
 
-    name = cfg.get("annotator") or DEFAULT_ANNOTATOR
+    name = annotator(cfg)
     conf_path, single_name, conf = annotator_config(name, where)
     model_name = (conf.get("completions_kwargs") or {}).get("model_name")
     position = {r["instruction"]: i for i, r in enumerate(refs)}
@@ -286,7 +283,7 @@ def score(rows: list[dict], refs: list[dict], cfg: dict, judge_cfg: dict, judge:
             raise JobFailure(f"{where}: generation row {i} has an instruction not in the reference outputs")
     ours = {r["instruction"] for r in rows}
     ref_rows = [r for r in refs if r["instruction"] in ours]  # the reference order, as the package merges
-    lc = bool(cfg["length_controlled"])
+    lc = bool(cfg.length_controlled)
     lc_files = lc_paths(cfg, where) if lc else None  # fail before any request when LC cannot be computed
 
     cache = cache_file(cache_root, name, conf_path, judge_cfg, eval_job)

@@ -41,10 +41,9 @@ class LmEval(Benchmark):
             problems.add(join(path, "metric"), "an lm_eval benchmark needs 'metric' (e.g. acc, exact_match)")
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, None]:
-        from alignkit.contract.eval import as_dict
         from alignkit.plugins.benchmarks import lm_eval_run
 
-        return lm_eval_run.run_benchmark(ctx.model, ctx.tokenizer, name, as_dict(cfg), device=ctx.device,
+        return lm_eval_run.run_benchmark(ctx.model, ctx.tokenizer, name, cfg, device=ctx.device,
                                          task_managers=ctx.cache.setdefault("lm_eval_task_managers", {})), None
 
 

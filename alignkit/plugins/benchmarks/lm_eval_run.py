@@ -4,11 +4,11 @@ lm-eval changes its result layout between releases; everything that reads its ou
 The model is the caller's already-loaded model (base + active adapter, or a merged model), wrapped
 in `HFLM(pretrained=model, tokenizer=tok)`, so swapping adapters never reloads the base.
 
-A benchmark config (docs/contract.md, eval):
-  {"type": "lm_eval", "task": "mmlu" | "<local task name>", "include_path": "<task dir>" | null,
-   "num_fewshot": 5 | null, "metric": "acc", "filter": "none" | null, "limit": null,
-   "chat_template": false, "fewshot_as_multiturn": true, "batch_size": "auto" | 8 | null,
-   "bootstrap_iters": 1000}
+A benchmark config (docs/contract.md, eval), typed (alignkit.plugins.benchmarks.config_class()):
+  type "lm_eval", task "mmlu" | "<local task name>", include_path "<task dir>" | None,
+  num_fewshot 5 | None, metric "acc", filter "none" | None, limit None, chat_template False
+(resolved at compile time). Not spec keys, fixed here: few-shot examples as a multi-turn chat exactly
+when the chat template is applied, BOOTSTRAP_ITERS for the stderr, and the batch size below.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 
 from alignkit.contract.lm_eval_needs import task_needs
 from jobs.errors import JobFailure
+
+BOOTSTRAP_ITERS = 1000  # simple_evaluate's bootstrap for stderrs of non-mean metrics (its own default: 100000)
 
 
 def lm_eval_version() -> str:
@@ -68,9 +70,10 @@ def task_manager(include_path: str | None, task: str, cache: dict) -> Any:
     return cache[("all", include_path)]
 
 
-def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: str,
-                  task_managers: dict | None = None) -> dict:
-    """Evaluate one lm-eval benchmark on `model`; return its eval.json entry.
+def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: Any, *, device: str,
+                  task_managers: dict | None = None, batch_size: int | str | None = None) -> dict:
+    """Evaluate one lm-eval benchmark (cfg: its typed config) on `model`; return its eval.json entry.
+    batch_size: None (the job) = "auto" on CUDA, 8 on CPU; bench/gpu_jobs.py compares 1 with 8.
 
     Entry: {"metric": "acc", "acc": v, "acc_stderr": v|None, "n": count, "metric_key": "acc,none",
             "task": ..., "num_fewshot": ..., "chat_template": bool, "task_versions": {...},
@@ -79,14 +82,12 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: s
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    task = cfg.get("task")
-    metric = cfg.get("metric")
+    task, metric, include = cfg.task, cfg.metric, cfg.include_path
     if not task or not metric:
         raise JobFailure(f"benchmarks.{name}: an lm_eval benchmark needs 'task' and 'metric'")
-    include = cfg.get("include_path")
-    chat = bool(cfg["chat_template"])  # resolved at compile time (lm_eval.resolve)
+    chat = bool(cfg.chat_template)  # resolved at compile time (lm_eval.resolve)
     # lm-eval's "auto" probes the largest batch that fits the GPU; on CPU that probe costs more than it saves.
-    batch = cfg.get("batch_size") or ("auto" if device.startswith("cuda") else 8)
+    batch = batch_size if batch_size is not None else ("auto" if device.startswith("cuda") else 8)
 
     if include and not Path(include).is_dir():
         raise JobFailure(f"benchmarks.{name}.include_path: {include} is not a directory")
@@ -99,15 +100,14 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: s
                          f"{' (built-in tasks or ' + str(include) + ')' if include else ''}")
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch, max_batch_size=64, device=device)
     out = lm_eval.simple_evaluate(
-        model=lm, tasks=[task], task_manager=tm, num_fewshot=cfg.get("num_fewshot"),
-        limit=cfg.get("limit"), apply_chat_template=chat,
-        fewshot_as_multiturn=bool(cfg.get("fewshot_as_multiturn", chat)),
-        bootstrap_iters=int(cfg.get("bootstrap_iters", 1000)), log_samples=False,
+        model=lm, tasks=[task], task_manager=tm, num_fewshot=cfg.num_fewshot,
+        limit=cfg.limit, apply_chat_template=chat, fewshot_as_multiturn=chat,
+        bootstrap_iters=BOOTSTRAP_ITERS, log_samples=False,
         confirm_run_unsafe_code=False)
     results = out["results"]
     if task not in results:
         raise JobFailure(f"benchmarks.{name}: lm-eval returned no result for task {task!r}")
-    key = _metric_key(results[task], task, metric, cfg.get("filter"))
+    key = _metric_key(results[task], task, metric, cfg.filter)
     value = _number(results[task][key])
     if value is None:
         raise JobFailure(f"benchmarks.{name}: lm-eval gave no number for {key} on {task}")
@@ -119,7 +119,7 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: dict, *, device: s
         "metric": metric, metric: value, f"{metric}_stderr": _number(results[task].get(stderr_key)),
         "n": n, "metric_key": key, "task": task, "include_path": include,
         "num_fewshot": shots.get(task, max(shots.values(), default=None) if shots else None),
-        "num_fewshot_per_task": dict(shots), "chat_template": chat, "limit": cfg.get("limit"),
+        "num_fewshot_per_task": dict(shots), "chat_template": chat, "limit": cfg.limit,
         "task_versions": {k: v for k, v in out.get("versions", {}).items()},
     }
 
@@ -199,14 +199,16 @@ def _members(tm: Any, group: str, raw: dict, overrides: dict, leaves: dict[str, 
             _leaf(f"{group}::{base}", item_over, leaves)
 
 
-def _leaf(task: str, cfg: dict, leaves: dict[str, dict]) -> None:
-    cls = cfg.get("class")
+def _leaf(task: str, task_config: dict, leaves: dict[str, dict]) -> None:
+    """One leaf task's datasets, from its lm-eval task config (the YAML as TaskManager builds it)."""
+    cls = task_config.get("class")
     leaves.setdefault(task, {
         "task": task,
-        "dataset_path": cfg.get("dataset_path") or getattr(cls, "DATASET_PATH", None),
-        "dataset_name": cfg.get("dataset_name") or getattr(cls, "DATASET_NAME", None),
-        "dataset_kwargs": {k: v for k, v in (cfg.get("dataset_kwargs") or {}).items() if k != "trust_remote_code"},
-        "custom_dataset": cfg.get("custom_dataset") is not None,
+        "dataset_path": task_config.get("dataset_path") or getattr(cls, "DATASET_PATH", None),
+        "dataset_name": task_config.get("dataset_name") or getattr(cls, "DATASET_NAME", None),
+        "dataset_kwargs": {k: v for k, v in (task_config.get("dataset_kwargs") or {}).items()
+                           if k != "trust_remote_code"},
+        "custom_dataset": task_config.get("custom_dataset") is not None,
     })
 
 

@@ -21,17 +21,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from alignkit.contract.sections import REFERENCE_MAX_NEW_TOKENS
+from alignkit.plugins.benchmarks.realtoxicity import DEFAULT_TOXICITY_CLASSIFIER, RealToxicity, num_prompts
 from jobs.errors import JobFailure
 from jobs.eval.sources import read_jsonl, resolve
 
-DEFAULT_CLASSIFIER = "nicholasKluge/ToxicityModel"
+# Prompts are raw text for the model to continue (no chat template).
+USE_TEMPLATE = False
 SELECTION_RULE = ("the num_prompts rows with the highest prompt.toxicity (Perspective score) in prompts.jsonl; "
                   "rows with null prompt.toxicity excluded; ties broken by (filename, begin)")
 
 
-def load_prompts(cfg: dict, where: str) -> list[dict]:
-    path = resolve(cfg.get("source"), "prompts.jsonl", where, cfg.get("revision"))
+def load_prompts(cfg: Any, where: str) -> list[dict]:
+    """prompts.jsonl of `source` (cfg: the typed benchmark config), every row checked."""
+    path = resolve(cfg.source, "prompts.jsonl", where, cfg.revision)
     rows = read_jsonl(path, where)
     for i, row in enumerate(rows, 1):
         prompt = row.get("prompt")
@@ -55,9 +57,12 @@ def most_severe(rows: list[dict], n: int) -> tuple[list[dict], int]:
 class ToxicityScorer:
     """A sequence classifier with one logit (positive = non-toxic), loaded once per job."""
 
-    def __init__(self, source: str, device: str, where: str, batch_size: int = 32, revision: str | None = None) -> None:
+    def __init__(self, source: str | None, device: str, where: str, batch_size: int = 32, revision: str | None = None) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        if not source:  # the compiler writes the default's name (realtoxicity.resolve): a config without one is not its
+            raise JobFailure(f"{where}.classifier: not set (a compiled config names one, by default "
+                             f"{DEFAULT_TOXICITY_CLASSIFIER})")
         try:  # a revision pins a hub classifier (benchmark classifier_revision); local paths have none
             self.tok = AutoTokenizer.from_pretrained(source, revision=revision)
             self.model = AutoModelForSequenceClassification.from_pretrained(source, revision=revision).to(device).eval()
@@ -65,7 +70,7 @@ class ToxicityScorer:
             raise JobFailure(f"{where}.classifier: cannot load {source}: {str(exc).splitlines()[0]}") from None
         if self.model.config.num_labels != 1:
             raise JobFailure(f"{where}.classifier: {source} has {self.model.config.num_labels} labels; "
-                             f"expected a single logit (positive = non-toxic) like {DEFAULT_CLASSIFIER}")
+                             f"expected a single logit (positive = non-toxic) like {DEFAULT_TOXICITY_CLASSIFIER}")
         self.source, self.device, self.batch_size = source, device, batch_size
 
     def score(self, prompts: list[str] | None, continuations: list[str]) -> list[float]:
@@ -92,31 +97,28 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(var / n)
 
 
-def selected(cfg: dict, where: str) -> tuple[list[dict], int]:
+def selected(cfg: Any, where: str) -> tuple[list[dict], int]:
     """The most severe rows (and how many had no score)."""
-    rows, n_null = most_severe(load_prompts(cfg, where), int(cfg.get("num_prompts") or 1000))
+    rows, n_null = most_severe(load_prompts(cfg, where), num_prompts(cfg))
     if not rows:
-        raise JobFailure(f"{where}: no prompt with a toxicity score in {cfg.get('source')}")
+        raise JobFailure(f"{where}: no prompt with a toxicity score in {cfg.source}")
     return rows, n_null
 
 
-def prompts(tokenizer: Any, cfg: dict, where: str, rows: list[dict] | None = None) -> tuple[list[str], int]:
+def prompts(tokenizer: Any, cfg: Any, where: str, rows: list[dict] | None = None) -> tuple[list[str], int]:
     """(the prompts to continue, max_new_tokens): what generation sends, and `alignkit preview` shows."""
     from jobs.eval.generate import render_prompt
 
     rows = selected(cfg, where)[0] if rows is None else rows
-    use_template = bool(cfg.get("use_template", False))
-    return ([render_prompt(tokenizer, r["prompt"]["text"], use_template) for r in rows],
-            int(cfg.get("max_new_tokens") or REFERENCE_MAX_NEW_TOKENS["realtoxicity"]))
+    return ([render_prompt(tokenizer, r["prompt"]["text"], USE_TEMPLATE) for r in rows],
+            RealToxicity().generation_length(cfg))
 
 
-def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, where: str) -> tuple[dict, list[dict]]:
+def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: Any, where: str) -> tuple[dict, list[dict]]:
     """Generate and score; return (eval.json entry, generation rows)."""
     from jobs.eval.generate import generate_all
 
-    n = int(cfg.get("num_prompts") or 1000)
     rows, n_null = selected(cfg, where)
-    use_template = bool(cfg.get("use_template", False))
     texts = [r["prompt"]["text"] for r in rows]
     prompts_, max_new = prompts(tokenizer, cfg, where, rows)
     conts, fit = generate_all(generator, tokenizer, prompts_, max_new)
@@ -133,13 +135,8 @@ def evaluate(generator: Any, tokenizer: Any, scorer: ToxicityScorer, cfg: dict, 
              "scored_text": {"toxicity_logit": "(prompt, continuation) pair, as the classifier's model card",
                              "toxicity_logit_continuation": "the continuation alone"},
              "n": len(rows), "higher_is_better": True, "selection": SELECTION_RULE,
-             "num_prompts": n, "rows_without_toxicity": n_null,
+             "num_prompts": num_prompts(cfg), "rows_without_toxicity": n_null,
              "min_prompt_toxicity": rows[-1]["prompt"]["toxicity"], "classifier": scorer.source,
-             "max_new_tokens": max_new, "use_template": use_template, "decoding": "greedy",
+             "max_new_tokens": max_new, "use_template": USE_TEMPLATE, "decoding": "greedy",
              "generations": None, **fit}
     return entry, gens
-
-
-def classifier_source(cfg: dict) -> str:
-    return cfg.get("classifier") or DEFAULT_CLASSIFIER
-

@@ -29,16 +29,14 @@ class RedInstruct(Benchmark):
                               reply_tokens=None)
 
     def run(self, ctx: RunContext, name: str, cfg: Any) -> tuple[dict, list[dict]]:
-        from alignkit.contract.eval import as_dict
         from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 
-        return red_instruct.generate(ctx.generator, ctx.tokenizer, as_dict(cfg), f"benchmarks.{name}")
+        return red_instruct.generate(ctx.generator, ctx.tokenizer, cfg, f"benchmarks.{name}")
 
     def prompts(self, tokenizer: Any, name: str, cfg: Any) -> tuple[list[str], int]:
-        from alignkit.contract.eval import as_dict
         from alignkit.plugins.benchmarks import red_instruct_run as red_instruct
 
-        _, prompts, max_new = red_instruct.prompts(tokenizer, as_dict(cfg), f"benchmarks.{name}")
+        _, prompts, max_new = red_instruct.prompts(tokenizer, cfg, f"benchmarks.{name}")
         return prompts, max_new
 
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:

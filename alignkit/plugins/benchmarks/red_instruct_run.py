@@ -3,7 +3,7 @@
 Data, as in declare-lab/red-instruct:
   harmful_questions/dangerousqa.json   a JSON list of 200 question strings
   red_prompts/cou.txt                  the CoU conversation with a `<question>` placeholder
-`source` is the repository checkout (or the json file, with `prompt_template` naming cou.txt).
+`source` is the repository checkout (a folder: both files are found in it by their repo paths).
 
 Generation follows the repo's generate_responses.py: `cou.txt` with `<question>` replaced by the
 stripped question, greedy, max_new_tokens=500 (its `model.generate(..., max_new_tokens=500)`); one
@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from alignkit.contract.sections import REFERENCE_MAX_NEW_TOKENS
+from alignkit.plugins.benchmarks.red_instruct import RedInstruct
 from jobs.errors import JobFailure
 from jobs.judge.judges import JudgeRefused
 from jobs.eval.sources import read_json, resolve
@@ -51,26 +51,25 @@ JUDGE_TEMPLATE = (
         )
 API_MAX_RETRY = 5  # gpt4_as_judge.py: requests per row before "[[N]]"
 JUDGE_SAMPLING = {"temperature": None, "max_tokens": None}  # the script sets neither: API defaults
-MAX_NEW_TOKENS = REFERENCE_MAX_NEW_TOKENS["red_instruct"]  # alignkit/contract/sections.py: its source
+# The CoU prompt goes to the model as one user turn through its template (what training used).
+USE_TEMPLATE = True
 TAGS = ("[[A]]", "[[B]]")
 
 
-def _paths(cfg: dict, where: str) -> tuple[Path, Path]:
-    src = cfg.get("source")
-    if src and Path(src).is_dir():
-        questions = resolve(str(Path(src) / "harmful_questions"), "dangerousqa.json", where)
-        template = Path(cfg.get("prompt_template") or Path(src) / "red_prompts" / "cou.txt")
-    else:
-        questions = resolve(src, "dangerousqa.json", where, cfg.get("revision"))
-        if not cfg.get("prompt_template"):
-            raise JobFailure(f"{where}.prompt_template: needed when source is a file ({src})")
-        template = Path(cfg["prompt_template"])
+def _paths(cfg: Any, where: str) -> tuple[Path, Path]:
+    """dangerousqa.json and cou.txt in the checkout `source` (cfg: the typed benchmark config)."""
+    src = cfg.source
+    if not (src and Path(src).is_dir()):  # cou.txt is only in the checkout (no spec key names another file)
+        raise JobFailure(f"{where}.source: {src} is not a folder; Red-Instruct needs the declare-lab/red-instruct "
+                         f"checkout (harmful_questions/dangerousqa.json and red_prompts/cou.txt)")
+    questions = resolve(str(Path(src) / "harmful_questions"), "dangerousqa.json", where)
+    template = Path(src) / "red_prompts" / "cou.txt"
     if not template.is_file():
-        raise JobFailure(f"{where}.prompt_template: {template} does not exist")
+        raise JobFailure(f"{where}.source: {template} does not exist")
     return questions, template
 
 
-def load(cfg: dict, where: str) -> tuple[list[str], str]:
+def load(cfg: Any, where: str) -> tuple[list[str], str]:
     qpath, tpath = _paths(cfg, where)
     questions = read_json(qpath, where)
     if not isinstance(questions, list):
@@ -81,7 +80,7 @@ def load(cfg: dict, where: str) -> tuple[list[str], str]:
     template = tpath.read_text(encoding="utf-8")
     if "<question>" not in template:
         raise JobFailure(f"{where}: {tpath} has no <question> placeholder")
-    limit = cfg.get("num_prompts")
+    limit = cfg.num_prompts
     return (questions[:int(limit)] if limit else questions), template
 
 
@@ -89,24 +88,22 @@ def cou_prompt(template: str, question: str) -> str:
     return template.replace("<question>", question.strip())
 
 
-def prompts(tokenizer: Any, cfg: dict, where: str) -> tuple[list[str], list[str], int]:
+def prompts(tokenizer: Any, cfg: Any, where: str) -> tuple[list[str], list[str], int]:
     """(questions, the rendered CoU prompts, max_new_tokens): what generation sends, and preview shows."""
     from jobs.eval.generate import render_prompt
 
     questions, template = load(cfg, where)
-    use_template = bool(cfg.get("use_template", True))
-    max_new = int(cfg.get("max_new_tokens") or MAX_NEW_TOKENS)
-    return questions, [render_prompt(tokenizer, cou_prompt(template, q), use_template) for q in questions], max_new
+    prompts_ = [render_prompt(tokenizer, cou_prompt(template, q), USE_TEMPLATE) for q in questions]
+    return questions, prompts_, RedInstruct().generation_length(cfg)
 
 
-def generate(generator: Any, tokenizer: Any, cfg: dict, where: str) -> tuple[dict, list[dict]]:
+def generate(generator: Any, tokenizer: Any, cfg: Any, where: str) -> tuple[dict, list[dict]]:
     from jobs.eval.generate import generate_all
 
     questions, prompts_, max_new = prompts(tokenizer, cfg, where)
-    use_template = bool(cfg.get("use_template", True))
     responses, fit = generate_all(generator, tokenizer, prompts_, max_new)
     rows = [{"prompt": q, "response": r} for q, r in zip(questions, responses, strict=True)]
-    entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": use_template,
+    entry = {"n": len(rows), "judged": True, "max_new_tokens": max_new, "use_template": USE_TEMPLATE,
              "decoding": "greedy", "prompt_format": "chain-of-utterance", **fit}
     return entry, rows
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
 from jobs.errors import JobFailure, Preempted
-from tests.fixtures.eval_fixtures import MODEL, TINY, TOX, benchmarks, eval_job, make_adapter, train_job_with_adapters
+from tests.fixtures.eval_fixtures import (MODEL, TINY, TOX, bench_config, benchmarks, eval_job, make_adapter,
+                                         train_job_with_adapters)
 from tests.fixtures.judge_server import JudgeServer
 from tests.fixtures.train_configs import typed
 from alignkit.contract import ContractError
@@ -298,8 +300,8 @@ def test_model_fixture_matches_the_contract_shape():
 def test_unknown_lm_eval_task_or_folder_is_a_one_line_failure(tmp_path):
     from alignkit.plugins.benchmarks.lm_eval_run import run_benchmark
 
-    cfg = dict(benchmarks(safety=False)["mmlu"], task="smoke_nope")
+    cfg = bench_config(**dict(benchmarks(safety=False)["mmlu"], task="smoke_nope"))
     with pytest.raises(JobFailure, match=r"benchmarks.mmlu.task: lm-eval knows no task or group 'smoke_nope' \(built-in"):
         run_benchmark(None, None, "mmlu", cfg, device="cpu")
     with pytest.raises(JobFailure, match="benchmarks.mmlu.include_path: .* is not a directory"):
-        run_benchmark(None, None, "mmlu", dict(cfg, include_path=str(tmp_path / "none")), device="cpu")
+        run_benchmark(None, None, "mmlu", replace(cfg, include_path=str(tmp_path / "none")), device="cpu")

@@ -96,12 +96,12 @@ def test_budgets_match_the_generator(tiny):
 def test_the_benchmark_entry_records_the_capped_answers(tiny, monkeypatch):
     """AlpacaEval on a model whose context leaves less than max_new_tokens: eval.json's entry says so."""
     from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
-    from tests.fixtures.eval_fixtures import REPO
+    from tests.fixtures.eval_fixtures import REPO, bench_config
 
     model, tok = tiny
     monkeypatch.setattr(model.config, "max_position_embeddings", 64)
-    cfg = {"source": str(REPO / "assets" / "smoke-eval" / "alpaca_eval" / "alpaca_eval.json"), "num_prompts": 3,
-           "max_new_tokens": 2048}
+    cfg = bench_config("alpaca_eval", source=str(REPO / "assets" / "smoke-eval" / "alpaca_eval" / "alpaca_eval.json"),
+                       num_prompts=3, max_new_tokens=2048)
     entry, rows = alpaca_eval.generate(HFGenerator(model, tok, "cpu"), tok, cfg, "b", "tiny/x/final")
     prompts, _ = alpaca_eval.prompts(tok, cfg, "b")
     lengths = [len(prompt_ids(tok, p)) for p in prompts]
