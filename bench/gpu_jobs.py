@@ -47,27 +47,28 @@ def sweep(work: Path) -> dict[str, Any]:
     index = root / "checks.json"
     if index.exists():
         return json.loads(index.read_text())
+    from alignkit.contract.serial import to_json
     from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "smoke.yaml", output_dir=root)
     jobs = plan.jobs
 
     def train(method: str, peft: str, pref: str = "harmless"):
-        return next(j for j in jobs if j.stage == "train" and j.config["axes"]["method"] == method
-                    and j.config["axes"]["peft"] == peft and j.config["axes"]["preference"] == pref
-                    and j.config["axes"]["seed"] == 0)
+        return next(j for j in jobs if j.stage == "train" and j.config.axes["method"] == method
+                    and j.config.axes["peft"] == peft and j.config.axes["preference"] == pref
+                    and j.config.axes["seed"] == 0)
 
     dpo_q, dpo_q_help, sft_q, sft_l = train("dpo", "qlora"), train("dpo", "qlora", "helpful"), \
         train("sft", "qlora"), train("sft", "lora")
-    ev = next(j for j in jobs if j.stage == "eval" and j.config["target"].get("job") == dpo_q.id)
-    merge = next(j for j in jobs if j.stage == "merge" and j.config["merge"]["method"] == "slerp"
-                 and set(j.config["inputs"]) == {dpo_q.id, dpo_q_help.id})
+    ev = next(j for j in jobs if j.stage == "eval" and j.config.target.job == dpo_q.id)
+    merge = next(j for j in jobs if j.stage == "merge" and j.config.merge.method == "slerp"
+                 and set(j.config.inputs) == {dpo_q.id, dpo_q_help.id})
     bf16 = device() == "cuda"
     STEPS, SAVE, _ = sizes()
     out = {}
     for key, job in (("dpo_qlora", dpo_q), ("dpo_qlora_helpful", dpo_q_help), ("sft_qlora", sft_q),
                      ("sft_lora", sft_l), ("eval", ev), ("merge", merge)):
-        cfg = json.loads(json.dumps(job.config))
+        cfg = to_json(job.config)  # as config.json holds it
         if bf16:  # the real study's dtypes (sweeps/full.yaml); the smoke study is float32 for CPUs
             cfg["model"]["dtype"] = "bfloat16"
             q = (cfg.get("peft") or {}).get("quantization")

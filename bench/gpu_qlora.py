@@ -116,12 +116,13 @@ def build_data(out: Path, rows: int) -> Path:
 
 
 def alignkit_config(kind: str, model: Path, data: Path, steps: int, tiny: bool) -> dict:
+    from alignkit.contract.serial import to_json
     from alignkit.plan.compiler import load_plan
 
     plan = load_plan(ROOT / "sweeps" / "full.yaml", output_dir=Path(tempfile.gettempdir()) / "ak-bench-plan")
-    job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == kind
-               and j.config["axes"]["peft"] == "qlora")
-    cfg = json.loads(json.dumps(job.config))
+    job = next(j for j in plan.jobs if j.stage == "train" and j.config.axes["method"] == kind
+               and j.config.axes["peft"] == "qlora")
+    cfg = to_json(job.config)  # as config.json holds it
     cfg["model"].update(name="llama-7b-random", source=str(model), template="chat_template", dtype="bfloat16")
     cfg["dataset"] = {"name": "synthetic", "format": "normalized", "source": str(data), "revision": "main",
                       "split": "train", "subsets": None, "limit": None}

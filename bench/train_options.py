@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    from alignkit.contract.serial import to_json
     from alignkit.plan.compiler import load_plan
 
     with tempfile.TemporaryDirectory(prefix="ak-options-") as tmp:
@@ -53,9 +54,9 @@ def main() -> None:
         plan = load_plan(ROOT / "sweeps" / "smoke.yaml", output_dir=work / "runs")
         print(f"steps={a.steps} repeats={a.repeats} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}")
         for kind, variants in VARIANTS.items():
-            job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == kind
-                       and j.config["axes"]["peft"] == "lora")
-            base_cfg = json.loads(json.dumps(job.config))
+            job = next(j for j in plan.jobs if j.stage == "train" and j.config.axes["method"] == kind
+                       and j.config.axes["peft"] == "lora")
+            base_cfg = to_json(job.config)  # as config.json holds it
             base_cfg["training"].update(max_steps=a.steps, save_steps=a.steps, gradient_checkpointing=False,
                                         packing=False, precompute_ref_log_probs=False)
             best: dict[str, dict] = {}

@@ -119,6 +119,7 @@ def main() -> None:
         return plain_trl(*a.plain)
 
     sys.path.insert(0, str(ROOT))
+    from alignkit.contract.serial import to_json
     from alignkit.plan.compiler import load_plan
 
     with tempfile.TemporaryDirectory(prefix="ak-bench-") as tmp:
@@ -128,9 +129,9 @@ def main() -> None:
         print(f"steps={a.steps} repeats={a.repeats} OMP_NUM_THREADS={_env()['OMP_NUM_THREADS']}")
         for kind in a.methods.split(","):
             plan = load_plan(ROOT / "sweeps" / plans[kind], output_dir=work / "runs")
-            job = next(j for j in plan.jobs if j.stage == "train" and j.config["axes"]["method"] == kind
-                       and j.config["axes"]["peft"] == "lora")
-            config = json.loads(json.dumps(job.config))
+            job = next(j for j in plan.jobs if j.stage == "train" and j.config.axes["method"] == kind
+                       and j.config.axes["peft"] == "lora")
+            config = to_json(job.config)  # as config.json holds it
             config["training"].update(max_steps=a.steps, save_steps=max(1, a.steps // 2))
             ak, pl = [], []
             for i in range(a.repeats):  # alternate which side goes first, to share the machine's drift

@@ -12,14 +12,6 @@ from typing import Literal, Optional
 
 from alignkit.contract.serial import at_default
 
-# A benchmark's generation length when its `max_new_tokens` is null: each reference's own setting
-# (alpaca_eval 0.6.6 models_configs/*/configs.yaml: 2048; declare-lab/red-instruct
-# generate_responses.py `max_new_tokens=500`; RealToxicityPrompts: 20, not stated in the paper).
-# Each benchmark type declares its own (`Benchmark.reference_max_new_tokens`, alignkit/plugins/benchmarks/);
-# this is that table for the compute side and the plan's checks, which must not import plug-ins
-# (tests/plugins/test_benchmark_registry.py keeps the two equal).
-REFERENCE_MAX_NEW_TOKENS = {"alpaca_eval": 2048, "red_instruct": 500, "realtoxicity": 20}
-
 # The config keys that hold a decoder's context length (jobs/eval/generate.py reads the model's; plan's
 # context check reads the same ones from a local model's config.json)
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")

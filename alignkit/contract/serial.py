@@ -4,9 +4,10 @@ Both are made from the same typed stage config (the compiler builds it; a job pa
 config.json is its JSON (`to_json`: sorted keys, indent 2, as `fsio.atomic_write_json` writes every
 file), the id the sha256 of that JSON's canonical text without the labels (LABEL_KEYS, at any
 depth). A config class may leave some fields out of its JSON (`__unwritten__`, below): only ones
-the loader reads back as the same value, so that `parse(to_json(config)) == config`
-(tests/contract/test_serial.py checks it for every job of every shipped study). The compiler's fast path (alignkit/plan/canonical.py `Encoder`,
-each shared sub-config encoded once) gives the same text: tests/plan/test_canonical.py.
+the loader reads back as the same value, so that `parse(to_json(config)) == config` (checked for
+every job of every shipped study: tests/plan/test_golden_configs.py, test_studies_plan.py,
+test_chain_plan.py). The compiler's fast path (alignkit/plan/canonical.py `Encoder`, each shared
+sub-config encoded once) gives the same text: tests/plan/test_canonical.py.
 The eval result store's keys (alignkit/contract/eval.py) drop the same labels.
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from alignkit.plugins import benchmarks as benchmarks_reg
-from alignkit.contract.sections import CONTEXT_KEYS, REFERENCE_MAX_NEW_TOKENS
+from alignkit.contract.sections import CONTEXT_KEYS
 
 
 
@@ -68,7 +68,7 @@ def warnings(jobs: list[Any], spec_path: Any) -> list[str]:
             if key not in contexts:
                 contexts[key] = model_context(*key)
             context, where = contexts[key]
-            max_new = b.max_new_tokens or REFERENCE_MAX_NEW_TOKENS.get(b.type)
+            max_new = benchmarks_reg.get(b.type).generation_length(b)
             if context is None or not max_new or max_new < context:
                 continue
             seen[(model.name, name)] = (

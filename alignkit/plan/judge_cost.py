@@ -49,7 +49,7 @@ def _benchmark_cost(b: Any) -> tuple | None:
     items = b.num_prompts or shape.items
     at = b.checkpoints or ("final",)
     calls = items * len(at)
-    tin, tout = call_tokens(shape, b.max_new_tokens or benchmarks.get(b.type).reference_max_new_tokens, judge)
+    tin, tout = call_tokens(shape, benchmarks.get(b.type).generation_length(b), judge)
     return judge, calls, tin, tout, [str(c) for c in at]
 
 

@@ -2,15 +2,15 @@
 "Defaults live in one place").
 
 A default restated elsewhere drifts: DPO's beta 0.1 was once a `None` field filled by the
-method's `resolve` and again by `trl_args`. Two guards:
+method's `resolve` and again by `trl_args`. The guards:
 - no code in alignkit/plan/, jobs/ or the plug-ins falls back to a literal for a field the
   contract defines with a default (`cfg.get("beta", 0.1)`, `f.beta if f.beta is not None else
   0.1`, `f.split or "train"`): the typed config always holds the value, so the fallback can only
   disagree with it; nor, off a config object (`cfg.get("num_prompts") or 1000`,
   `cfg.reference or DEFAULT_REFERENCE`), for any contract field: what a null field means is set
   once, in the plug-in's one named function (NOT_CONTRACT lists them with their reason);
-- no method's `resolve` changes a value of its config (it may only leave keys out): a value the
-  spec leaves open is its field's default.
+- the compiler's method block changes no value of the spec's fields (it may only leave keys out of
+  config.json, `unwritten_at_default`): a value the spec leaves open is its field's default.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import alignkit.contract.train as contract_train
 from alignkit.contract.methods import LoraFields, plain
 from alignkit.contract.schema import Problems, from_dict
 from alignkit.plugins.benchmarks import BENCHMARKS
-from alignkit.plugins.methods import METHODS, method
+from alignkit.plugins.methods import METHODS
 from alignkit.spec.model import JudgeSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,10 +52,6 @@ NOT_CONTRACT = {
     # null num_prompts = the paper's 1000 most severe prompts (realtoxicity.num_prompts): the field
     # is shared with the other generating types, where null means every prompt
     ("alignkit/plugins/benchmarks/realtoxicity.py", "num_prompts"),
-    # NOT an exception, pending: `ds.get("format", formats.AUTO)` restates DatasetSpec.format's "auto"
-    # on the plan's dataset dict; alignkit/plan is being moved to the typed configs (issue 24 item 2)
-    # by another branch. Remove the entry with that fix (test_every_exception_is_still_needed says when).
-    ("alignkit/plan/datacheck.py", "format"),
 }
 
 
