@@ -41,7 +41,10 @@ class Target:
     revision: Optional[str] = None
 
     def __unwritten__(self) -> tuple[str, ...]:
-        """config.json: what names the target (an external adapter's revision always: null = main)."""
+        """config.json: what names the target, each key only when set (an external adapter's revision
+        always: null = main). Plain code: a plan makes one per eval job."""
+        if self.kind in ("adapter", "merged") and self.name is None and self.source is None and self.revision is None:
+            return ("name", "source", "revision") if self.job is not None else ("job", "name", "source", "revision")
         return at_default(self, *(("job", "name", "source") if self.kind == "external" else
                                   ("job", "name", "source", "revision")))
 
@@ -71,7 +74,7 @@ class EvalConfig:
     generation: Optional[GenerationConfig] = None
 
     def __unwritten__(self) -> tuple[str, ...]:  # evals.generation only when set: other studies' ids stay
-        return at_default(self, "generation")
+        return ("generation",) if self.generation is None else ()
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

@@ -29,21 +29,15 @@ LABEL_KEYS = ("name", "axes", "input_axes", "paper_name", "price_per_million_tok
 
 
 def at_default(obj: Any, *names: str) -> tuple[str, ...]:
-    """Those of `names` whose value is their field's default: what `__unwritten__` usually returns
-    (the loader fills a missing key with its default, so leaving it out loses nothing)."""
-    defaults, values = _defaults(type(obj)), obj.__dict__
-    return tuple([n for n in names if values[n] == defaults[n]])
+    """Those of `names` (fields with a plain default) whose value is that default: what
+    `__unwritten__` usually returns (the loader fills a missing key with its default, so leaving it
+    out loses nothing). Called per job of a plan: plain dict lookups, no dataclasses.fields()."""
+    fields, values = obj.__dataclass_fields__, obj.__dict__
+    return tuple([n for n in names if values[n] == fields[n].default])
 
 
 @functools.lru_cache(maxsize=None)
-def _defaults(cls: type) -> dict[str, Any]:
-    return {f.name: f.default if f.default is not dataclasses.MISSING else
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
-            for f in dataclasses.fields(cls)}
-
-
-@functools.lru_cache(maxsize=None)
-def _names(cls: type) -> tuple[tuple[str, ...], Any, bool]:
+def layout(cls: type) -> tuple[tuple[str, ...], Any, bool]:
     """A config class's field names, its `__unwritten__` hook (None without one), and whether an
     instance's __dict__ holds exactly its fields, in order (a frozen dataclass without slots or
     init=False fields: then it is copied at C speed)."""
@@ -56,7 +50,7 @@ def written(obj: Any) -> dict[str, Any]:
     """A typed config's keys as its JSON holds them (one level): every field, less those the class's
     `__unwritten__(self)` names (fields written only when set, so that the configs and ids of
     studies that never set them stay what they were)."""
-    names, unwritten, plain_dict = _names(type(obj))
+    names, unwritten, plain_dict = layout(type(obj))
     out = obj.__dict__.copy() if plain_dict else {n: getattr(obj, n) for n in names}
     if unwritten is not None:
         for n in unwritten(obj):

@@ -76,7 +76,9 @@ class TrainConfig:
     # num_train_epochs with evals at fractions of training: the job saves an adapter at each one's step
     save_fractions: Optional[tuple[float, ...]] = None  # (absent from other configs)
 
-    def __unwritten__(self) -> tuple[str, ...]:
+    def __unwritten__(self) -> tuple[str, ...]:  # each only when set (plain code: one per run of a plan)
+        if self.tracking is None and self.init is None and self.save_fractions is None:
+            return ("tracking", "init", "save_fractions")
         return at_default(self, "tracking", "init", "save_fractions")
 
     @property

@@ -20,7 +20,7 @@ import json
 from json.encoder import encode_basestring_ascii as encode_string  # type: ignore[attr-defined]
 from typing import Any, Iterable
 
-from alignkit.contract.serial import written
+from alignkit.contract.serial import layout, written
 
 _FLOAT_ANY = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
 
@@ -33,6 +33,7 @@ class Encoder:
         self._shared: dict[int, Any] = {}  # id -> the object (kept alive so its id stays its own)
         self._text: dict[int, str] = {}
         self._orders: dict[tuple, list[tuple[str, str]]] = {}  # a dict's keys -> (key, its text) in output order
+        self._views: dict[type, tuple[Any, bool]] = {}  # a config class -> its __unwritten__ hook, read in place
         # sha256 states after "{" and each leading run of shared values (sha256_hex)
         self._states: dict[Any, Any] = {(): hashlib.sha256(b"{")}
 
@@ -64,12 +65,11 @@ class Encoder:
         state after each such leading run is kept and continued from: the shared text, often most
         of a config, is hashed once rather than once per job. The digest is the same bytes' digest.
         `value`: a typed config (or a dict)."""
-        if type(value) is not dict:  # noqa: E721
-            value = written(value)
-        keys = self._orders.get(tuple(value))
+        value, shape = self._view(value)
+        keys = self._orders.get(shape)
         if keys is None:
-            self._dict(value)  # works out the key order, or leaves it unknown (non-string keys)
-            keys = self._orders.get(tuple(value))
+            self._dict(value, shape)  # works out the key order, or leaves it unknown (non-string keys)
+            keys = self._orders.get(shape)
             if keys is None:
                 return hashlib.sha256(self.encode(value).encode()).hexdigest()
         shared, states = self._shared, self._states
@@ -117,17 +117,37 @@ class Encoder:
                 return "NaN" if value != value else _FLOAT_ANY[value]
             return float.__repr__(value)
         if hasattr(type(value), "__dataclass_fields__"):  # a typed config: as config.json holds it
-            return self._dict(written(value))
+            return self._dict(*self._view(value))
         return self._stdlib(value)  # anything else: the stdlib's answer (a TypeError for what JSON cannot hold)
 
-    def _dict(self, value: dict) -> str:
-        shape = tuple(value)
+    def _view(self, value: Any) -> tuple[Any, Any]:
+        """(a mapping of the keys to encode, its shape: what its key order is cached under). A dict is
+        its own view; a typed config is read in place (its __dict__, no per-job copy) under the shape
+        (its class, the fields it leaves unwritten): exactly `serial.written`'s keys and values."""
+        if type(value) is dict:  # noqa: E721
+            return value, tuple(value)
+        cls = type(value)
+        view = self._views.get(cls)
+        if view is None:
+            _, hook, in_place = layout(cls)
+            view = self._views[cls] = (hook, in_place)
+        hook, in_place = view
+        if not in_place:
+            w = written(value)
+            return w, tuple(w)
+        return value.__dict__, (cls, hook(value) if hook is not None else ())
+
+    def _dict(self, value: Any, shape: Any = None) -> str:
+        if shape is None:
+            shape = tuple(value)
         keys = self._orders.get(shape)
         if keys is None:  # configs come in few shapes: each shape's key order is worked out once
-            if not all(type(k) is str for k in shape):  # noqa: E721  (rare: the stdlib's rules for other keys)
+            typed = bool(shape) and isinstance(shape[0], type)  # (class, unwritten): a typed config read in place
+            names = [k for k in value if k not in shape[1]] if typed else list(shape)
+            if not all(type(k) is str for k in names):  # noqa: E721  (rare: the stdlib's rules for other keys)
                 return self._stdlib(value)
             keys = self._orders[shape] = [(k, encode_string(k) + self.colon) for k in
-                                          (sorted(shape) if self.canonical else shape) if k not in self.drop]
+                                          (sorted(names) if self.canonical else names) if k not in self.drop]
         encode = self.encode
         return "{" + self.sep.join([key + (encode_string(v) if type(v) is str else encode(v))  # noqa: E721
                                     for k, key in keys for v in (value[k],)]) + "}"

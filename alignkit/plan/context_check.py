@@ -6,7 +6,8 @@ is capped by its prompt's length, which the spec's author should know (the paper
 Vicuna-7B-v1.3 have 2048 positions, AlpacaEval's model configs ask for 2048 new tokens). The context
 comes from the model's config.json, read only where it already is: a local model folder, or the
 Hugging Face cache (no download; a model whose config is not there is not checked).
-One line per (model, benchmark). Login-node side: json and huggingface_hub's cache lookup only.
+One line per (model, benchmark). Login-node side: json and the cache's layout only (contract/hub.py
+`hub_snapshot`: huggingface_hub itself, ~50 ms of imports, is not loaded).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from alignkit.plugins import benchmarks as benchmarks_reg
+from alignkit.contract.hub import hub_snapshot
 from alignkit.contract.sections import CONTEXT_KEYS
 
 
@@ -27,12 +29,10 @@ def model_context(source: str, revision: Optional[str]) -> tuple[Optional[int], 
         path = Path(source) / "config.json"
     else:
         try:
-            from huggingface_hub import try_to_load_from_cache
-
-            found = try_to_load_from_cache(source, "config.json", revision=revision or None)
-        except Exception:  # not a repo id, no cache, ...: not checked
+            snap = hub_snapshot(source, revision or "main", "model")
+        except (OSError, ValueError):  # not a repo id, an unreadable cache, ...: not checked
             return None, None
-        path = Path(found) if isinstance(found, str) else None
+        path = snap / "config.json" if snap is not None else None
     if path is None or not path.is_file():
         return None, None
     try:
