@@ -4,6 +4,7 @@ Config (alignkit/contract/judge.py JudgeConfig; docs/contract.md "judge"):
   {"stage": "judge", "target": {"job": "<eval id>"},
    "benchmarks": {"red_instruct": {"type": "red_instruct", ..., "judge": {...}},
                   "alpaca_eval": {"type": "alpaca_eval", "source": ..., "judge": {...}}}}
+  each "judge" a JudgeClientConfig (alignkit/contract/common.py), typed like the rest.
 
 Reads `<sweep>/jobs/<eval id>/eval.json` and the generations it points to; writes `judge.json`
 (same shape as eval.json) and each verdict under `verdicts/<checkpoint>/<benchmark>.jsonl`.

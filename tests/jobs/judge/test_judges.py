@@ -149,7 +149,7 @@ def test_the_judge_client_takes_only_the_typed_block(tmp_path):
         assert make_judge(srv.judge(), tmp_path).ask("s", "u") == "[[A]]"
 
 
-def test_the_fixed_reply_lengths_are_sent_and_keyed(tmp_path):
+def test_the_fixed_reply_length_is_sent(tmp_path):
     """The reply length no config sets is the one constant (plan's judge cost counts the same)."""
     from alignkit.contract.common import OPENAI_REPLY_TOKENS
     from alignkit.plan import judge_cost
