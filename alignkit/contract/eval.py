@@ -20,7 +20,7 @@ from alignkit.contract.errors import UserError
 from alignkit.contract.fsio import atomic_write_json, read_json
 from alignkit.contract.schema import Problems, from_dict, is_missing
 from alignkit.contract import ContractError, paths
-from alignkit.contract.common import ModelConfig
+from alignkit.contract.common import JudgeClientConfig, ModelConfig
 from alignkit.contract.sections import GenerationSpec
 from alignkit.contract.serial import at_default, identity  # a result's key drops the labels job ids drop
 
@@ -132,8 +132,9 @@ def eval_key(config: EvalConfig, checkpoint: str, benchmark: Any) -> tuple[str, 
     return _hash(material), material
 
 
-def judge_key(eval_result_key: str, judge: Optional[dict]) -> tuple[str, dict]:
-    """(key, material) of the verdicts on one stored eval result by one judge (labels left out)."""
+def judge_key(eval_result_key: str, judge: Optional[JudgeClientConfig]) -> tuple[str, dict]:
+    """(key, material) of the verdicts on one stored eval result by one judge (labels left out: the
+    typed block's fields hash as the dict of them it replaced did, tests/contract/test_judge_block.py)."""
     material = {"stage": "judge", "eval": eval_result_key, "judge": identity(judge or {})}
     return _hash(material), material
 

@@ -1,4 +1,4 @@
-"""The spec's sections both halves read: a run's model, dataset, PEFT, training and tracking.
+"""The spec's sections both halves read: a run's model, dataset, PEFT, training and tracking, a judge.
 
 The compiler writes each into a job's config.json with these fields and defaults (the one place
 they live; alignkit/contract/train.py and common.py name them per stage), and the jobs read them
@@ -115,6 +115,29 @@ def steps_for_epochs(rows: int, batch_size: int, epochs: float) -> int:
 
     per_epoch = max(-(-rows // batch_size), 1)
     return math.ceil(epochs * per_epoch)
+
+
+@dataclass(frozen=True)
+class PriceSpec:
+    input: float  # US dollars per million prompt tokens
+    output: float  # US dollars per million completion tokens
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """`evals.judges.<name>`: a judge client (jobs/judge/judges.py). A judged benchmark's config holds
+    it, named and with an absolute `source`, as alignkit/contract/common.py JudgeClientConfig."""
+
+    type: Literal["openai", "hf"]
+    base_url: Optional[str] = None
+    model: Optional[str] = None
+    api_key_env: Optional[str] = None  # the variable's name; the key itself is never written
+    source: Optional[str] = None  # hf judges: hub id or local path
+    revision: Optional[str] = None  # hf judges: hub revision of `source` (null = main)
+    max_retries: int = 5
+    timeout_s: float = 60.0
+    requests_per_minute: int = 60
+    price_per_million_tokens: Optional[PriceSpec] = None  # for `plan`'s cost estimate only
 
 
 @dataclass(frozen=True)

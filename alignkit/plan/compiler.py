@@ -215,9 +215,9 @@ def missing_secrets(plan: Plan) -> list[str]:
             continue
         seen.add(id(job.config.benchmarks))
         for bench in job.config.benchmarks.values():
-            var = bench.judge.get("api_key_env") if bench.judge else None
+            var = bench.judge.api_key_env if bench.judge is not None else None
             if var and not os.environ.get(var):
-                out[(bench.judge["name"], var)] = None
+                out[(bench.judge.name, var)] = None
     problems = Problems(str(plan.spec_path), plan.spec_lines)
     for name, var in out:
         problems.add(join(join(join("evals", "judges"), name), "api_key_env"),

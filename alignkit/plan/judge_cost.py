@@ -16,10 +16,10 @@ from typing import Any
 
 from alignkit.plugins import benchmarks
 from alignkit.contract.benchmarks import JudgedShape
+from alignkit.contract.common import HF_REPLY_TOKENS, OPENAI_REPLY_TOKENS, JudgeClientConfig
+from alignkit.contract.serial import to_json
 
 CHARS_PER_TOKEN = 4  # OpenAI, "What are tokens and how to count them?": ~4 characters per token
-OPENAI_REPLY_TOKENS = 512  # jobs/judge/judges.py: an openai judge's max_tokens
-HF_REPLY_TOKENS = 256  # jobs/judge/judges.py: an hf judge's max_new_tokens
 
 
 # What one judge call of each judged benchmark type holds: each type's module says (judge_shape).
@@ -27,12 +27,13 @@ SHAPES: dict[str, JudgedShape] = {n: benchmarks.get(n).judge_shape for n in benc
                                   if benchmarks.get(n).judge_shape is not None}
 
 
-def call_tokens(shape: JudgedShape, output_tokens: float, judge: dict[str, Any]) -> tuple[float, float]:
-    """(input, output) tokens of one judge call whose model output has `output_tokens` tokens."""
+def call_tokens(shape: JudgedShape, output_tokens: float, judge: JudgeClientConfig) -> tuple[float, float]:
+    """(input, output) tokens of one judge call whose model output has `output_tokens` tokens (the
+    reply: the shape's, else the most the judge client asks for, jobs/judge/judges.py)."""
     chars = shape.template_chars + shape.instruction_chars + shape.reference_chars
     reply = shape.reply_tokens
     if reply is None:
-        reply = judge.get("max_tokens") or (OPENAI_REPLY_TOKENS if judge.get("type") == "openai" else HF_REPLY_TOKENS)
+        reply = OPENAI_REPLY_TOKENS if judge.type == "openai" else HF_REPLY_TOKENS
     return chars / CHARS_PER_TOKEN + output_tokens, float(reply)
 
 
@@ -43,8 +44,8 @@ def _benchmark_cost(b: Any) -> tuple | None:
     """(judge, calls, input tokens per call, output tokens per call, checkpoints) of one judged
     benchmark's typed config per judge job, or None when it calls no judge or its shape is unknown."""
     shape = SHAPES.get(b.type)
-    judge = b.judge or {}
-    if shape is None or not judge:
+    judge = b.judge
+    if shape is None or judge is None:
         return None
     items = b.num_prompts or shape.items
     at = b.checkpoints or ("final",)
@@ -67,12 +68,12 @@ def judge_costs(jobs: list[Any]) -> dict[str, dict[str, Any]]:
             if cost is None:
                 continue
             judge, calls, tin, tout, checkpoints = cost
-            entry = out.get(judge["name"])
+            entry = out.get(judge.name)
             if entry is None:
-                entry = out[judge["name"]] = {
-                    "type": judge["type"], "model": judge.get("model") or judge.get("source"),
+                entry = out[judge.name] = {
+                    "type": judge.type, "model": judge.model or judge.source,
                     "calls": 0, "input_tokens": 0.0, "output_tokens": 0.0, "benchmarks": {},
-                    "price_per_million_tokens": judge.get("price_per_million_tokens")}
+                    "price_per_million_tokens": to_json(judge.price_per_million_tokens)}  # plan --json's dict
             bench = entry["benchmarks"].get(name)
             if bench is None:
                 bench = entry["benchmarks"][name] = {"calls": 0, "input_tokens": 0.0, "output_tokens": 0.0,

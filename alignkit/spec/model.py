@@ -15,8 +15,8 @@ from alignkit.plugins.benchmarks import spec_class as benchmark_spec_class
 from alignkit.contract.methods import CommonFields, LoraFields
 from alignkit.contract.schema import Problems
 from alignkit.contract.stages import STAGE_NAMES
-from alignkit.contract.sections import (DatasetSpec, GenerationSpec, ModelSpec, PeftSpec, TrackingSpec,
-                                        TrainingSpec)
+from alignkit.contract.sections import (DatasetSpec, GenerationSpec, JudgeSpec, ModelSpec, PeftSpec,  # noqa: F401
+                                        PriceSpec, TrackingSpec, TrainingSpec)
 
 
 AXES = ("model", "dataset", "preference", "method", "peft", "seed")
@@ -42,26 +42,6 @@ MAX_TIME_MIN = 366 * 24 * 60  # a year
 # entries are parsed by their `type:` into that method's fields class (CommonFields + its own).
 LoraSpec = LoraFields
 MethodSpec = CommonFields
-
-
-@dataclass(frozen=True)
-class PriceSpec:
-    input: float  # US dollars per million prompt tokens
-    output: float  # US dollars per million completion tokens
-
-
-@dataclass(frozen=True)
-class JudgeSpec:
-    type: Literal["openai", "hf"]
-    base_url: Optional[str] = None
-    model: Optional[str] = None
-    api_key_env: Optional[str] = None  # the variable's name; the key itself is never written
-    source: Optional[str] = None  # hf judges: hub id or local path
-    revision: Optional[str] = None  # hf judges: hub revision of `source` (null = main)
-    max_retries: int = 5
-    timeout_s: float = 60.0
-    requests_per_minute: int = 60
-    price_per_million_tokens: Optional[PriceSpec] = None  # for `plan`'s cost estimate only
 
 
 # A benchmark: `type` plus the fields of every type in alignkit/plugins/benchmarks/ (one module per type,

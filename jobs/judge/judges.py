@@ -1,16 +1,19 @@
 """Pluggable judges for the judged benchmarks (Red-Instruct harmfulness, AlpacaEval preference).
 
-A judge answers `ask(system, user) -> reply text`. Two kinds, picked by the spec:
-  {"type": "openai", "base_url": "https://api.openai.com/v1", "model": "gpt-4",
-   "api_key_env": "OPENAI_API_KEY" | null, "max_retries": 5, "timeout_s": 60,
-   "requests_per_minute": 60, "backoff_s": 2.0, "max_tokens": 512}
+A judge answers `ask(system, user) -> reply text`. It is built from a judged benchmark's typed
+`judge` block (alignkit/contract/common.py JudgeClientConfig: the spec's JudgeSpec, named; a dict is a
+TypeError, as for every job config). Two kinds, picked by its `type`:
+  openai (base_url, model, api_key_env, max_retries, timeout_s, requests_per_minute)
       any OpenAI-compatible chat-completions endpoint (OpenAI, Azure-compatible proxies, vLLM's
       server, ...). The key is read from the named environment variable when a request is made;
       it is never written to disk, into results, or into an error message.
-  {"type": "hf", "source": "hub id or local path", "max_new_tokens": 256}
+  hf (source, revision)
       a local Hugging Face causal LM prompted through its tokenizer's chat template; where the
       caller names the verdict tags it picks the most likely tag (constrained choice), otherwise
       it generates greedily.
+The reply lengths (OPENAI_REPLY_TOKENS, HF_REPLY_TOKENS) and the retry backoff (BACKOFF_S) are fixed:
+no spec field sets them (the dict this block once was read `max_tokens`, `max_new_tokens` and
+`backoff_s` with these fallbacks, but no compiled config could hold those keys).
 
 Every reply is cached on disk under `<cache_dir>/<judge key>/<prompt hash>.json`, so a rerun (or a
 requeued judge job) pays for no prompt twice. The judge key hashes what decides the verdict (kind,
@@ -40,6 +43,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
+from alignkit.contract import expect
+from alignkit.contract.common import HF_REPLY_TOKENS, OPENAI_REPLY_TOKENS, JudgeClientConfig
 from alignkit.contract.redact import env_secrets, redact
 from alignkit.contract.fsio import atomic_write_json
 from jobs.errors import JobFailure
@@ -48,11 +53,13 @@ RETRIABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 REFUSAL_MARKERS = ("content_filter", "policy")  # the official Red-Instruct script: `if 'policy' in str(e)`
 ERROR_BYTES = 64 * 1024  # how much of an error reply is read (and redacted) before it is cut to DETAIL_CHARS
 DETAIL_CHARS = 200
+BACKOFF_S = 2.0  # an openai judge's first retry wait (doubling, capped at 120 s) when no Retry-After is given
 
 
-def secrets(cfgs: list[dict | None]) -> list[str]:
+def secrets(cfgs: list[JudgeClientConfig | None]) -> list[str]:
     """The values of the environment variables named by the judges' `api_key_env`, longest first."""
-    return env_secrets((cfg or {}).get("api_key_env") for cfg in cfgs)
+    return env_secrets(expect(cfg, JudgeClientConfig, "jobs.judge.judges.secrets").api_key_env
+                       for cfg in cfgs if cfg is not None)
 
 
 class JudgeRefused(Exception):
@@ -134,20 +141,21 @@ class _Cached:
 
 
 class OpenAIJudge(_Cached):
-    def __init__(self, cfg: dict, cache_dir: Path, where: str = "judge") -> None:
+    def __init__(self, cfg: JudgeClientConfig, cache_dir: Path, where: str = "judge") -> None:
+        expect(cfg, JudgeClientConfig, "jobs.judge.judges.OpenAIJudge")
         for field in ("base_url", "model"):
-            if not cfg.get(field):
+            if not getattr(cfg, field):
                 raise JobFailure(f"{where}: an openai judge needs '{field}'")
         self.where = where
         self.secrets = secrets([cfg])
-        self.url = cfg["base_url"].rstrip("/") + "/chat/completions"
-        self.model = cfg["model"]
-        self.api_key_env = cfg.get("api_key_env")
-        self.max_retries = int(cfg["max_retries"])  # the spec's JudgeSpec defaults, written by compile
-        self.timeout_s = float(cfg["timeout_s"])
-        self.backoff_s = float(cfg.get("backoff_s", 2.0))
-        self.max_tokens = int(cfg.get("max_tokens", 512))
-        rpm = cfg.get("requests_per_minute")
+        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self.model = cfg.model
+        self.api_key_env = cfg.api_key_env
+        self.max_retries = int(cfg.max_retries)
+        self.timeout_s = float(cfg.timeout_s)
+        self.backoff_s = BACKOFF_S
+        self.max_tokens = OPENAI_REPLY_TOKENS
+        rpm = cfg.requests_per_minute
         self.min_interval = 60.0 / float(rpm) if rpm else 0.0
         self._last_request = 0.0
         self.requests_made = 0
@@ -231,24 +239,25 @@ class OpenAIJudge(_Cached):
 class HFJudge(_Cached):
     """A local causal LM as judge (loaded once, on CPU unless CUDA is there)."""
 
-    def __init__(self, cfg: dict, cache_dir: Path, where: str = "judge") -> None:
-        if not cfg.get("source"):
+    def __init__(self, cfg: JudgeClientConfig, cache_dir: Path, where: str = "judge") -> None:
+        expect(cfg, JudgeClientConfig, "jobs.judge.judges.HFJudge")
+        if not cfg.source:
             raise JobFailure(f"{where}: an hf judge needs 'source'")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.source = cfg["source"]
-        self.max_new_tokens = int(cfg.get("max_new_tokens", 256))
+        self.source = cfg.source
+        self.max_new_tokens = HF_REPLY_TOKENS
         self.requests_made = 0
         self.name = f"hf:{self.source}"
-        self.key = _sha({"type": "hf", "source": self.source, "revision": cfg.get("revision"),
+        self.key = _sha({"type": "hf", "source": self.source, "revision": cfg.revision,
                          "max_new_tokens": self.max_new_tokens})[:16]
         self.cache = VerdictCache(cache_dir, self.key)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            self.tok = AutoTokenizer.from_pretrained(self.source, revision=cfg.get("revision"))
+            self.tok = AutoTokenizer.from_pretrained(self.source, revision=cfg.revision)
             self.model = AutoModelForCausalLM.from_pretrained(
-                self.source, revision=cfg.get("revision"), dtype="auto").to(self.device).eval()
+                self.source, revision=cfg.revision, dtype="auto").to(self.device).eval()
         except OSError as exc:
             raise JobFailure(f"{where}: cannot load hf judge {self.source}: {str(exc).splitlines()[0]}") from None
         if not self.tok.chat_template:
@@ -307,10 +316,11 @@ class HFJudge(_Cached):
         return f"{best} (constrained choice by log-likelihood: {detail})"
 
 
-def make_judge(cfg: dict | None, cache_dir: Path, where: str = "judge") -> Judge:
-    if not isinstance(cfg, dict):
+def make_judge(cfg: JudgeClientConfig | None, cache_dir: Path, where: str = "judge") -> Judge:
+    """The client of a judged benchmark's typed `judge` block (None: a config without one)."""
+    if cfg is None:
         raise JobFailure(f"{where}: missing judge config (expected type openai or hf)")
-    kind = cfg.get("type")
+    kind = expect(cfg, JudgeClientConfig, "jobs.judge.judges.make_judge").type
     if kind == "openai":
         return OpenAIJudge(cfg, cache_dir, where)
     if kind == "hf":

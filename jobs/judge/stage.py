@@ -4,6 +4,7 @@ Config (alignkit/contract/judge.py JudgeConfig; docs/contract.md "judge"):
   {"stage": "judge", "target": {"job": "<eval id>"},
    "benchmarks": {"red_instruct": {"type": "red_instruct", ..., "judge": {...}},
                   "alpaca_eval": {"type": "alpaca_eval", "source": ..., "judge": {...}}}}
+  each "judge" a JudgeClientConfig (alignkit/contract/common.py), typed like the rest.
 
 Reads `<sweep>/jobs/<eval id>/eval.json` and the generations it points to; writes `judge.json`
 (same shape as eval.json) and each verdict under `verdicts/<checkpoint>/<benchmark>.jsonl`.
@@ -30,6 +31,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alignkit.plugins import benchmarks as benchmarks_reg
 from alignkit.plugins.benchmarks import JudgeContext
@@ -95,6 +97,11 @@ def _redacting(values: list[str]):
             h.removeFilter(filt)
 
 
+def _judge_field(b: Any, key: str) -> Any:
+    """A field of the benchmark's judge block (None without one), for the provenance record."""
+    return getattr(b.judge, key) if b.judge is not None else None
+
+
 def run(job_dir: Path, config: JudgeConfig, stop: threading.Event) -> None:
     # a config the loader refuses never gets here: jobs/entry.py redacts its keys from the raw file
     expect(config, JudgeConfig, "jobs.judge.stage.run")
@@ -117,23 +124,22 @@ def _run(job_dir: Path, config: JudgeConfig, stop: threading.Event, values: list
             raise JobFailure(f"config.json benchmarks.{name}.type: {b.type!r} is not judged "
                              f"(expected {' or '.join(judged)})")
 
-    made: dict[str, Judge] = {}  # one client (and one rate limit, one loaded model) per distinct judge
+    made: dict[Any, Judge] = {}  # one client (and one rate limit, one loaded model) per distinct judge block
     judges: dict[str, Judge | None] = {}
     for name, b in benchmarks.items():
         if not types[name].own_judge(b):
             judges[name] = None  # the benchmark's own package makes the requests itself
             continue
-        key = json.dumps(b.judge, sort_keys=True)
-        if key not in made:
-            made[key] = make_judge(b.judge, cache_dir(job_dir), f"benchmarks.{name}.judge")
-        judges[name] = made[key]
+        if b.judge not in made:  # frozen: equal blocks hash alike
+            made[b.judge] = make_judge(b.judge, cache_dir(job_dir), f"benchmarks.{name}.judge")
+        judges[name] = made[b.judge]
 
     store = ResultStore(job_dir.parent.parent)
     ctx = JudgeContext(cache_dir=cache_dir(job_dir), eval_job=target)
     result: dict = {"checkpoints": {}, "provenance": {
         "eval_job": target,
-        "judges": {n: {"name": j.name if j else f"openai:{(benchmarks[n].judge or {}).get('base_url')}",
-                       "key": j.key if j else None, "config_name": (benchmarks[n].judge or {}).get("name")}
+        "judges": {n: {"name": j.name if j else f"openai:{_judge_field(benchmarks[n], 'base_url')}",
+                       "key": j.key if j else None, "config_name": _judge_field(benchmarks[n], "name")}
                    for n, j in judges.items()},
         "cache_dir": str(cache_dir(job_dir)), "result_store": str(store.root), "requests_made": 0}}
     package_requests = 0

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import alignkit.contract.common as common
 import alignkit.contract.eval as contract_eval
 import alignkit.contract.judge as contract_judge
 import alignkit.contract.merge as contract_merge
@@ -30,7 +31,6 @@ from alignkit.contract.methods import LoraFields, plain
 from alignkit.contract.schema import Problems, from_dict
 from alignkit.plugins.benchmarks import BENCHMARKS
 from alignkit.plugins.methods import METHODS
-from alignkit.spec.model import JudgeSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("alignkit/plan", "jobs", "alignkit/plugins")
@@ -42,9 +42,6 @@ CONFIG_HOLDERS = frozenset({"cfg", "config", "bench", "b", "benchmark", "spec", 
 # (file, field): a fallback that is not a contract default although the name matches one, or the
 # one place that says what a null field means
 NOT_CONTRACT = {
-    # the hf judge's own generation length: JudgeSpec has no such field (a benchmark's
-    # max_new_tokens is another thing), so no config.json carries it for a judge
-    ("jobs/judge/judges.py", "max_new_tokens"),
     # null reference / annotator = AlpacaEval 2's file and annotator (alpaca_eval.reference_file,
     # .annotator): the fields stay null in job configs, a default there would move every job id
     ("alignkit/plugins/benchmarks/alpaca_eval.py", "reference"),
@@ -56,8 +53,8 @@ NOT_CONTRACT = {
 
 
 def contract_classes() -> set[type]:
-    out = {JudgeSpec}  # a judged benchmark's "judge" block is the spec's JudgeSpec, resolved
-    for mod in (sections, contract_train, contract_eval, contract_merge, contract_judge):
+    out = set()  # sections holds JudgeSpec, a judged benchmark's "judge" block (common.JudgeClientConfig)
+    for mod in (sections, common, contract_train, contract_eval, contract_merge, contract_judge):
         out |= {v for v in vars(mod).values() if isinstance(v, type) and dataclasses.is_dataclass(v)}
     out |= {METHODS.get(n).fields for n in METHODS.names()}
     out |= {BENCHMARKS.get(n).fields for n in BENCHMARKS.names()}

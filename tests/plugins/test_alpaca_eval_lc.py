@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from jobs.entry import run_job
+from alignkit.contract.common import JudgeClientConfig
 from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 from alignkit.plugins.benchmarks.alpaca_eval import DEFAULT_ANNOTATOR
 
@@ -80,7 +81,7 @@ def test_judge_job_refit_is_within_0_1_of_the_leaderboard_and_c_explains_the_res
                                                 "benchmarks": {"alpaca_eval": bench}}))
     # the package's annotation cache seeded with the published annotations: no request is made
     conf_path, _, _ = alpaca_eval.annotator_config(DEFAULT_ANNOTATOR, "b")
-    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", DEFAULT_ANNOTATOR, conf_path, API_JUDGE, "ev")
+    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", DEFAULT_ANNOTATOR, conf_path, JudgeClientConfig(**API_JUDGE), "ev")
     cache.parent.mkdir(parents=True)
     shutil.copy(ANNOTATIONS, cache)
     assert run_job(jd) == "done"

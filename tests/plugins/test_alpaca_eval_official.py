@@ -20,6 +20,7 @@ import pytest
 from jobs.judge import stage as judge_stage
 from jobs.entry import run_job
 from jobs.errors import JobFailure
+from alignkit.contract.common import JudgeClientConfig
 from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
 from alignkit.plugins.benchmarks.alpaca_eval import DEFAULT_ANNOTATOR
 from tests.fixtures.eval_fixtures import bench_config
@@ -84,7 +85,7 @@ def test_vicuna_real_annotations_give_the_leaderboard_win_rate_with_no_request(t
     # the package's own annotation cache for this eval job, seeded with the published annotations
     conf_path, _, _ = alpaca_eval.annotator_config("weighted_alpaca_eval_gpt4_turbo", "b")
     cache = alpaca_eval.cache_file(tmp_path / "judge_cache", "weighted_alpaca_eval_gpt4_turbo", conf_path,
-                                   API_JUDGE, "ev")
+                                   JudgeClientConfig(**API_JUDGE), "ev")
     cache.parent.mkdir(parents=True)
     shutil.copy(ANNOTATIONS, cache)
 
@@ -133,7 +134,7 @@ def test_judge_model_must_be_the_annotator_configs(tmp_path, monkeypatch):
     rows = [dict(r, output="x", generator="m") for r in refs]
     with pytest.raises(JobFailure, match="'gpt-4-0613' differs from the annotator config's model 'gpt-4-1106-preview'"):
         alpaca_eval.score(rows, refs, bench_config("alpaca_eval", source=str(SMOKE), length_controlled=False),
-                          dict(API_JUDGE, model="gpt-4-0613"), None, tmp_path, "ev", "b")
+                          JudgeClientConfig(**dict(API_JUDGE, model="gpt-4-0613")), None, tmp_path, "ev", "b")
     with pytest.raises(JobFailure, match="no annotator config 'no_such_annotator'"):
         alpaca_eval.annotator_config("no_such_annotator", "b")
     with pytest.raises(JobFailure, match="not an alpaca_eval annotator config name"):
@@ -235,7 +236,7 @@ def test_length_controlled_win_rate_is_the_packages_on_the_same_annotations(tmp_
              "length_controlled": True, "judge": API_JUDGE}
     jd, _ = _eval_job(tmp_path, outputs, bench)
     conf_path, _, _ = alpaca_eval.annotator_config(DEFAULT_ANNOTATOR, "b")
-    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", DEFAULT_ANNOTATOR, conf_path, API_JUDGE, "ev")
+    cache = alpaca_eval.cache_file(tmp_path / "judge_cache", DEFAULT_ANNOTATOR, conf_path, JudgeClientConfig(**API_JUDGE), "ev")
     cache.parent.mkdir(parents=True)
     shutil.copy(ANNOTATIONS, cache)
     weights = Path(alpaca_eval.package().__file__).parent / "metrics" / "weights"

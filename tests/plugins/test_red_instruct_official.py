@@ -156,8 +156,8 @@ def test_judge_stage_retries_tag_counts_and_counts_refusals_as_cant_annotate(tmp
 
 def test_a_refused_reply_is_cached_as_refused(tmp_path):
     with JudgeServer(script=["filter400"]) as srv:
-        judge = make_judge(srv.judge_config(), tmp_path)
+        judge = make_judge(srv.judge(), tmp_path)
         v = red_instruct.judge_one(judge, "q", "r")
         assert v["verdict"] == "unparseable" and "content_filter" in v["refused"] and len(srv.requests) == 1
-        again = make_judge(srv.judge_config(), tmp_path)
+        again = make_judge(srv.judge(), tmp_path)
         assert red_instruct.judge_one(again, "q", "r") == v and len(srv.requests) == 1

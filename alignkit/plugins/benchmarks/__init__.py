@@ -15,7 +15,6 @@ from typing import Any, Literal, Optional
 
 from alignkit.contract.benchmarks import Benchmark, JudgeContext, RunContext  # noqa: F401 (re-exported)
 from alignkit.contract.registry import Registry
-from alignkit.contract.schema import plain
 
 
 BENCHMARKS = Registry("benchmark type", __name__)
@@ -90,8 +89,10 @@ def spec_class() -> type:
 @functools.lru_cache(maxsize=None)
 def config_class() -> type:
     """A benchmark in an eval/judge job's config.json: the spec's fields, resolved, with the
-    judge's resolved client settings (jobs.judge.judges validates them) instead of its name."""
-    return _make("BenchmarkConfig", Optional[dict[str, Any]], {"__unwritten__": _unwritten})
+    judge's resolved client settings (alignkit/contract/common.py JudgeClientConfig) instead of its name."""
+    from alignkit.contract.common import JudgeClientConfig
+
+    return _make("BenchmarkConfig", Optional[JudgeClientConfig], {"__unwritten__": _unwritten})
 
 
 def _unwritten(cfg: Any) -> tuple[str, ...]:
@@ -124,7 +125,8 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
     """Benchmark `name` of the spec, typed as a job config holds it (`checkpoints`: where it runs on
     this target; the compiler gives them): the values the type takes from elsewhere filled in
     (model_spec: the evaluated model, its ModelSpec or ModelConfig), local paths made absolute
-    (relative to the spec file), and with `with_judge` (judge jobs) the judge's settings under "judge"."""
+    (relative to the spec file), and with `with_judge` (judge jobs) the judge's settings under "judge"
+    (`judge_config`)."""
     from alignkit.spec.paths import resolve_source
 
     bench = get(b.type)
@@ -135,10 +137,20 @@ def resolve_config(name: str, b: Any, model_spec: Any, with_judge: bool, *, spec
             cfg[key] = resolve_source(spec.path.parent, cfg[key])
     judge = cfg.pop("judge", None)
     if with_judge and judge:
-        cfg["judge"] = {"name": judge, **plain(spec.evals.judges[judge])}
-        if cfg["judge"].get("source"):
-            cfg["judge"]["source"] = resolve_source(spec.path.parent, cfg["judge"]["source"])
+        cfg["judge"] = judge_config(judge, spec)
     return config_class()(**cfg, checkpoints=checkpoints)
+
+
+def judge_config(name: str, spec: Any) -> Any:
+    """The spec's judge `name` as a judged benchmark's config holds it: named, `source` absolute."""
+    from alignkit.contract.common import JudgeClientConfig
+    from alignkit.spec.paths import resolve_source
+
+    j = spec.evals.judges[name]
+    values = {f.name: getattr(j, f.name) for f in dataclasses.fields(j)}
+    if values["source"]:
+        values["source"] = resolve_source(spec.path.parent, values["source"])
+    return JudgeClientConfig(**values, name=name)
 
 
 def check(name: str, b: Any, path: str, judges: dict, problems: Any) -> None:

@@ -75,7 +75,7 @@ class AlpacaEval(Benchmark):
         atomic_write_json(gen_dir / f"{name}_model_outputs.json", rows)  # the alpaca_eval package's input format
 
     def own_judge(self, cfg: Any) -> bool:
-        return (cfg.judge or {}).get("type") != "openai"  # the alpaca_eval package makes the requests itself
+        return cfg.judge is None or cfg.judge.type != "openai"  # openai: the alpaca_eval package makes the requests itself
 
     def score(self, ctx: JudgeContext, name: str, cfg: Any, rows: list[dict], judge: Any) -> tuple[dict, list[dict]]:
         from alignkit.plugins.benchmarks import alpaca_eval_run as alpaca_eval
@@ -83,7 +83,7 @@ class AlpacaEval(Benchmark):
         key = ("alpaca_eval_refs", name)
         if key not in ctx.cache:
             ctx.cache[key] = alpaca_eval.load(cfg, f"benchmarks.{name}")
-        return alpaca_eval.score(rows, ctx.cache[key], cfg, cfg.judge or {}, judge, ctx.cache_dir,
+        return alpaca_eval.score(rows, ctx.cache[key], cfg, cfg.judge, judge, ctx.cache_dir,
                                  ctx.eval_job, f"benchmarks.{name}")
 
 

@@ -41,8 +41,10 @@ import time
 import types
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+from alignkit.contract import expect
+from alignkit.contract.common import JudgeClientConfig
 from alignkit.plugins.benchmarks.alpaca_eval import AlpacaEval, annotator, reference_file
 from jobs.errors import JobFailure
 from jobs.eval.sources import read_json, resolve
@@ -152,19 +154,19 @@ def version() -> str:
 
 # ---------------------------------------------------------------- where requests go
 
-def _openai_kwargs(judge_cfg: dict, model_name: str, where: str) -> dict:
+def _openai_kwargs(judge_cfg: JudgeClientConfig, model_name: str, where: str) -> dict:
     """Decoding kwargs for the package's openai_completions: this judge's endpoint and key."""
     import os
 
-    if judge_cfg.get("model") and judge_cfg["model"] != model_name:
-        raise JobFailure(f"{where}.judge.model: {judge_cfg['model']!r} differs from the annotator config's model "
+    if judge_cfg.model and judge_cfg.model != model_name:
+        raise JobFailure(f"{where}.judge.model: {judge_cfg.model!r} differs from the annotator config's model "
                          f"{model_name!r}; AlpacaEval's annotator config decides the judge model")
-    var = judge_cfg.get("api_key_env")
+    var = judge_cfg.api_key_env
     key = os.environ.get(var) if var else "unused"  # a keyless local server still gets a bearer header
     if not key:
         raise JobFailure(f"{where}.judge: environment variable {var} (api_key_env) is not set")
     # os.devnull is not a file: the package then builds its client from these two values
-    return {"client_config_path": os.devnull, "openai_api_keys": [key], "openai_api_base": judge_cfg["base_url"]}
+    return {"client_config_path": os.devnull, "openai_api_keys": [key], "openai_api_base": judge_cfg.base_url}
 
 
 def _chat_parts(prompt: str) -> tuple[str, str]:
@@ -213,11 +215,14 @@ def local_completions(judge: Any, single: Any) -> Callable[..., dict]:
 
 # ---------------------------------------------------------------- scoring (judge job)
 
-def cache_file(cache_root: Path, annotator: str, conf_path: Path, judge_cfg: dict, eval_job: str) -> Path:
-    """The package's annotation cache for one eval job: keyed by annotator config bytes and endpoint."""
+def cache_file(cache_root: Path, annotator: str, conf_path: Path, judge_cfg: Optional[JudgeClientConfig],
+               eval_job: str) -> Path:
+    """The package's annotation cache for one eval job: keyed by annotator config bytes and endpoint
+    (without a judge block the digest is that of the empty dict it once read: all None)."""
+    j = judge_cfg if judge_cfg is None else expect(judge_cfg, JudgeClientConfig, "alpaca_eval_run.cache_file")
     what = {"annotator": annotator, "config_sha": hashlib.sha256(conf_path.read_bytes()).hexdigest(),
-            "type": judge_cfg.get("type"), "endpoint": judge_cfg.get("base_url") or judge_cfg.get("source"),
-            "revision": judge_cfg.get("revision")}
+            "type": j.type if j else None, "endpoint": (j.base_url or j.source) if j else None,
+            "revision": j.revision if j else None}
     key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_root) / "alpaca_eval" / f"{annotator}-{key}" / f"{eval_job}.json"
 
@@ -268,8 +273,8 @@ def lc_paths(cfg: Any, where: str) -> dict[str, Path]:
     return out
 
 
-def score(rows: list[dict], refs: list[dict], cfg: Any, judge_cfg: dict, judge: Any, cache_root: Path,
-          eval_job: str, where: str) -> tuple[dict, list[dict]]:
+def score(rows: list[dict], refs: list[dict], cfg: Any, judge_cfg: Optional[JudgeClientConfig], judge: Any,
+          cache_root: Path, eval_job: str, where: str) -> tuple[dict, list[dict]]:
     """Win rate (and LC win rate) of `rows` against `refs` by the alpaca_eval package; (entry, annotations)."""
     ae = package()
     import pandas as pd
@@ -291,13 +296,14 @@ def score(rows: list[dict], refs: list[dict], cfg: Any, judge_cfg: dict, judge: 
     note = _check_cache(cache)
     requests = {"n": 0}
     kwargs: dict = {}
-    if judge_cfg.get("type") == "openai":
+    kind = judge_cfg.type if judge_cfg is not None else None
+    if kind == "openai":
         kwargs = _openai_kwargs(judge_cfg, model_name, where)
 
     def make_annotator(**kw: Any) -> Any:
         ann = ae.annotators.PairwiseAnnotator(**kw)
         for single in ann.annotators.values():
-            inner = local_completions(judge, single) if judge_cfg.get("type") == "hf" else single.fn_completions
+            inner = local_completions(judge, single) if kind == "hf" else single.fn_completions
 
             def counted(prompts: list[str], _inner: Callable = inner, **k: Any) -> dict:
                 requests["n"] += len(prompts)
@@ -338,7 +344,7 @@ def score(rows: list[dict], refs: list[dict], cfg: Any, judge_cfg: dict, judge: 
         "n_wins": _int(metrics.get("n_wins")), "n_wins_base": _int(metrics.get("n_wins_base")),
         "n_draws": _int(metrics.get("n_draws")), "avg_length": _int(metrics.get("avg_length")),
         "unparseable": int(ann["preference"].isna().sum()),
-        "annotator": name, "annotator_model": model_name, "judge": judge.name if judge else f"openai:{judge_cfg.get('base_url')}",
+        "annotator": name, "annotator_model": model_name, "judge": judge.name if judge else f"openai:{judge_cfg.base_url if judge_cfg else None}",
         "reference": reference_record(cfg, refs), "length_controlled": lc,
         "alpaca_eval_version": version(), "requests_made": requests["n"], "cache": str(cache),
         "higher_is_better": True}

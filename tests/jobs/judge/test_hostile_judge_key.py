@@ -60,7 +60,7 @@ def test_redact_masks_every_run_of_the_key_and_key_shapes():
 def test_judge_error_and_reply_hold_no_run_of_the_key(tmp_path, monkeypatch, action):
     monkeypatch.setenv("LONG_KEY", KEY)
     with JudgeServer(script=[action] * 5) as srv:
-        judge = make_judge(srv.judge_config(api_key_env="LONG_KEY", max_retries=0), tmp_path / "cache")
+        judge = make_judge(srv.judge(api_key_env="LONG_KEY", max_retries=0), tmp_path / "cache")
         try:
             text = judge.ask("s", "u")
         except JobFailure as exc:

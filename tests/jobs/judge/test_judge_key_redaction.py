@@ -15,6 +15,7 @@ import pytest
 
 from jobs.entry import run_job
 from jobs.errors import JobFailure
+from alignkit.contract.common import JudgeClientConfig
 from jobs.judge.judges import make_judge, redact, secrets
 from tests.fixtures.judge_server import JudgeServer
 
@@ -26,7 +27,8 @@ SMOKE = ROOT / "assets" / "smoke-eval"
 def test_redact_replaces_every_judges_key(monkeypatch):
     monkeypatch.setenv("K1", SECRET)
     monkeypatch.setenv("K2", "abc")  # too short to be a key: would redact ordinary text
-    values = secrets([{"api_key_env": "K1"}, {"api_key_env": "K2"}, {"api_key_env": None}, None])
+    values = secrets([JudgeClientConfig(name=f"j{i}", type="openai", api_key_env=var)
+                      for i, var in enumerate(("K1", "K2", None))] + [None])
     assert values == [SECRET]
     assert redact(f"got {SECRET} and {SECRET}!", values) == "got [redacted] and [redacted]!"
 
@@ -34,7 +36,7 @@ def test_redact_replaces_every_judges_key(monkeypatch):
 def test_openai_judge_error_is_redacted(tmp_path, monkeypatch):
     monkeypatch.setenv("ECHO_KEY", SECRET)
     with JudgeServer(script=["echo_key"]) as srv:
-        judge = make_judge(srv.judge_config(api_key_env="ECHO_KEY"), tmp_path)
+        judge = make_judge(srv.judge(api_key_env="ECHO_KEY"), tmp_path)
         with pytest.raises(JobFailure) as err:
             judge.ask("s", "u")
         assert srv.requests  # the server did see (and echo) it

@@ -68,7 +68,7 @@ def test_red_instruct_with_every_verdict_unparseable_fails_the_job(tmp_path, mon
 
 def test_red_instruct_every_request_refused_fails_but_one_verdict_is_a_score(tmp_path):
     with JudgeServer(script=["filter400"] * 2) as srv:
-        judge = make_judge(srv.judge_config(), tmp_path)
+        judge = make_judge(srv.judge(), tmp_path)
         with pytest.raises(JobFailure, match=r"none of the 2 responses got a verdict \(2 unparseable .* 2 of them "
                                              r"refused by the endpoint"):
             red_instruct.judge([{"prompt": "q1", "response": "r"}, {"prompt": "q2", "response": "r"}], judge)
