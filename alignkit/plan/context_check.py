@@ -22,14 +22,14 @@ from alignkit.contract.sections import CONTEXT_KEYS
 
 
 
-def model_context(source: str, revision: Optional[str]) -> tuple[Optional[int], Optional[str]]:
+def model_context(source: str, revision: str) -> tuple[Optional[int], Optional[str]]:
     """(context, where config.json was read) of a local model folder or a cached hub model; (None, None)."""
     path: Optional[Path] = None
     if Path(source).is_dir():
         path = Path(source) / "config.json"
     else:
         try:
-            snap = hub_snapshot(source, revision or "main", "model")
+            snap = hub_snapshot(source, revision, "model")
         except (OSError, ValueError):  # not a repo id, an unreadable cache, ...: not checked
             return None, None
         path = snap / "config.json" if snap is not None else None
