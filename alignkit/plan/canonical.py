@@ -100,6 +100,8 @@ class Encoder:
             return encode_string(value)
         if isinstance(value, dict):
             return self._dict(value)
+        if hasattr(type(value), "__dataclass_fields__"):  # a typed config: as config.json holds it
+            return self._dict(*self._view(value))
         if isinstance(value, (list, tuple)):
             return "[" + self.sep.join(map(self.encode, value)) + "]"
         if value is None:
@@ -116,8 +118,6 @@ class Encoder:
                     raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
                 return "NaN" if value != value else _FLOAT_ANY[value]
             return float.__repr__(value)
-        if hasattr(type(value), "__dataclass_fields__"):  # a typed config: as config.json holds it
-            return self._dict(*self._view(value))
         return self._stdlib(value)  # anything else: the stdlib's answer (a TypeError for what JSON cannot hold)
 
     def _view(self, value: Any) -> tuple[Any, Any]:

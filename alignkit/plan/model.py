@@ -60,22 +60,30 @@ class Plan:
         """Job id -> the array it is submitted in: one per stage, resource class and upstream
         array (that of its single dependency), so each eval array lines up element-wise with the
         train or merge array it follows (aftercorr), and each judge array with its eval array."""
-        by_id = self.by_id()
+        by_id: dict[str, Job] | None = None  # made only if a job comes before its upstream
         keys: dict[str, tuple] = {}
         classes: dict[int, tuple] = {}  # id(Resources) -> its key(): jobs share Resources objects
 
         def key(job: Job) -> tuple:
-            if job.id not in keys:
-                # a job with several inputs (a merge) waits on each through afterok: no upstream array
-                up = by_id.get(job.depends_on[0]) if len(job.depends_on) == 1 else None
-                r = classes.get(id(job.resources))
-                if r is None:
-                    r = classes[id(job.resources)] = job.resources.key()
-                keys[job.id] = (job.stage, r, key(up) if up else None)
-            return keys[job.id]
+            nonlocal by_id
+            # a job with several inputs (a merge) waits on each through afterok: no upstream array
+            up = None
+            if len(job.depends_on) == 1:
+                dep = job.depends_on[0]
+                up = keys.get(dep)
+                if up is None:  # not keyed yet (compile lists upstream jobs first; a hand-made plan may not)
+                    by_id = by_id if by_id is not None else self.by_id()
+                    if dep in by_id:
+                        up = key(by_id[dep])
+            r = classes.get(id(job.resources))
+            if r is None:
+                r = classes[id(job.resources)] = job.resources.key()
+            k = keys[job.id] = (job.stage, r, up)
+            return k
 
         for job in self.jobs:
-            key(job)
+            if job.id not in keys:
+                key(job)
         return keys
 
     def summary(self) -> dict[str, Any]:
