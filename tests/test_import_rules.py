@@ -11,6 +11,9 @@ as `file:line: rule: the import`. The rules:
   login       alignkit/ outside plugins/ never imports jobs/ or a plug-in's compute module, not even
               inside a function, and names no jobs module by string except alignkit/contract/entry.py
   plugins     a plug-in module imports jobs/ or a compute module only inside a function
+  heavy       no module of alignkit/ (compute modules included) imports a heavy ML library (HEAVY) at module
+              level: the login node never pays for torch, transformers, numpy, ... at import time; the
+              function that needs one imports it
   cycles      no cycle among the module-level imports of alignkit/ and jobs/
 """
 
@@ -29,6 +32,10 @@ COMPUTE_SUFFIX = "_run"  # alignkit.contract.registry.COMPUTE_SUFFIX (not import
 JOBS_MODULE = re.compile(r"^jobs(\.\w+)+$")  # "jobs" alone is the manifest's key, not a module
 # the registries that type the configs: the contract's stage configs read their fields classes
 REGISTRIES = ("alignkit.plugins", "alignkit.plugins.methods", "alignkit.plugins.benchmarks")
+# libraries whose import alone costs the login node seconds or GBs (or pulls one that does)
+HEAVY = ("torch", "transformers", "datasets", "trl", "peft", "bitsandbytes", "accelerate", "deepspeed", "vllm",
+         "lm_eval", "alpaca_eval", "mergekit", "tokenizers", "safetensors", "huggingface_hub", "numpy", "pandas",
+         "scipy", "sklearn", "matplotlib", "pyarrow")
 
 
 @dataclass(frozen=True)
@@ -116,9 +123,13 @@ def violations(root: Path) -> list[str]:
         k = kind(rel)
         for imp in imports_of(root, rel):
             mod = _resolve(imp.module, known)
-            if mod is None:
-                continue  # a third-party module, or `from a import name` where name is not a module
             where = f"{imp.file}:{imp.line}"
+            if imp.module.split(".")[0] in HEAVY and not imp.in_function and rel.startswith("alignkit/"):
+                out.append(f"{where}: heavy: alignkit/ imports a heavy ML library only inside the function "
+                           f"that needs it: {imp.text}")
+                continue
+            if mod is None:
+                continue  # another third-party module, or `from a import name` where name is not a module
             ours = mod.split(".")[0] == "alignkit"
             if k in ("jobs", "compute") and ours and mod != "alignkit" and not mod.startswith(
                     ("alignkit.contract", "alignkit.plugins")):
@@ -186,7 +197,7 @@ def cycles(root: Path) -> list[list[str]]:
     return found
 
 
-RULES = ("jobs", "contract", "login", "plugins")
+RULES = ("jobs", "contract", "login", "plugins", "heavy")
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -217,6 +228,9 @@ def test_the_checker_names_each_breach(tmp_path):
         "alignkit/plugins/bench/a_run.py": "import jobs.train.stage\nfrom alignkit import cli\n",
         "alignkit/one.py": "import alignkit.two\n",
         "alignkit/two.py": "def f():\n    pass\nimport alignkit.one\n",
+        "alignkit/plot.py": "import numpy as np\ntry:\n    from torch import nn\nexcept ImportError:\n    pass\n"
+                            "def f():\n    import matplotlib\n",
+        "jobs/train/model.py": "import torch\n",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +238,7 @@ def test_the_checker_names_each_breach(tmp_path):
     got = violations(tmp_path)
     assert [v.split(": ", 2)[0] + " " + v.split(": ", 2)[1] for v in got] == [
         "alignkit/cli.py:2 login", "alignkit/cli.py:4 login", "alignkit/contract/__init__.py:1 contract",
+        "alignkit/plot.py:1 heavy", "alignkit/plot.py:3 heavy",
         "alignkit/plugins/bench/a.py:1 plugins", "alignkit/plugins/bench/a_run.py:2 jobs",
         "jobs/train/stage.py:2 jobs"], got
     assert cycles(tmp_path) == [["alignkit.one", "alignkit.two"]]
