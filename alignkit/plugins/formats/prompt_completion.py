@@ -19,13 +19,17 @@ def detect(columns: set[str], first: dict) -> bool:
     return set(COLUMNS) <= columns and "label" not in columns
 
 
+def completion_row(row: dict, label: str, i: int) -> dict:
+    """One row's prompt and completion as messages (unpaired_preference adds its label to it)."""
+    return {"prompt": prompt_messages(field(row, "prompt", (str, list), label, i), label, i),
+            "completion": response_messages(field(row, "completion", (str, list), label, i), "completion", label, i)}
+
+
 def convert(ds: Any, label: str, part: Any) -> list[dict]:
     require_columns(ds, COLUMNS, label)
     rows = []
     for i, row in enumerate(ds):
         part.rows += 1
-        rows.append({"prompt": prompt_messages(field(row, "prompt", (str, list), label, i), label, i),
-                     "completion": response_messages(field(row, "completion", (str, list), label, i),
-                                                     "completion", label, i)})
+        rows.append(completion_row(row, label, i))
     part.kept = len(rows)
     return rows

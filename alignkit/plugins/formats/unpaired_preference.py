@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alignkit.plugins.formats import field, prompt_messages, require_columns, response_messages
+from alignkit.plugins.formats import field, require_columns
+from alignkit.plugins.formats.prompt_completion import completion_row
 
 ROWS = "unpaired_preference"
 COLUMNS = ("prompt", "completion", "label")
@@ -24,9 +25,6 @@ def convert(ds: Any, label: str, part: Any) -> list[dict]:
     rows = []
     for i, row in enumerate(ds):
         part.rows += 1
-        rows.append({"prompt": prompt_messages(field(row, "prompt", (str, list), label, i), label, i),
-                     "completion": response_messages(field(row, "completion", (str, list), label, i),
-                                                     "completion", label, i),
-                     "label": field(row, "label", bool, label, i)})
+        rows.append({**completion_row(row, label, i), "label": field(row, "label", bool, label, i)})
     part.kept = len(rows)
     return rows
