@@ -22,7 +22,7 @@ from alignkit.contract.schema import Problems, from_dict, is_missing
 from alignkit.contract import ContractError, paths
 from alignkit.contract.common import JudgeClientConfig, ModelConfig
 from alignkit.contract.sections import GenerationSpec
-from alignkit.contract.serial import at_default, identity  # a result's key drops the labels job ids drop
+from alignkit.contract.serial import at_default, identity, to_json  # a result's key drops the labels job ids drop
 
 # A benchmark in a job config: `type` plus every type's fields (alignkit/benchmarks), resolved.
 BenchmarkConfig = config_class()
@@ -75,11 +75,6 @@ class EvalConfig:
 
     def __unwritten__(self) -> tuple[str, ...]:  # evals.generation only when set: other studies' ids stay
         return ("generation",) if self.generation is None else ()
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """A config dataclass as the plain dict the compiler wrote (for the dict-taking helpers)."""
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
 def load_strict(cls: type, data: Any, file: str) -> Any:
@@ -186,7 +181,7 @@ class ResultStore:
             shutil.copyfile(rows, tmp)
             tmp.replace(self.root / name)
             rec = dataclasses.replace(rec, rows_file=name)
-        atomic_write_json(self.path(rec.key), as_dict(dataclasses.replace(rec, created_at=rec.created_at or time.time())))
+        atomic_write_json(self.path(rec.key), to_json(dataclasses.replace(rec, created_at=rec.created_at or time.time())))
 
     def rows_path(self, rec: StoredResult) -> Optional[Path]:
         return self.root / rec.rows_file if rec.rows_file else None
